@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package Outpost needs to build, test and run its demo.
+# Idempotent: packages already present are not reinstalled; apt-get runs only when something is missing.
+# Usage: scripts/deps.sh [--with-fuzz]
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git python3
+  libpaho-mqttpp-dev libpaho-mqtt-dev mosquitto mosquitto-clients
+  libflatbuffers-dev flatbuffers-compiler
+  libsqlite3-dev sqlite3
+  cppzmq-dev libzmq3-dev
+  librdkafka-dev kcat
+  catch2 libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
+  clang libclang-rt-14-dev curl procps iproute2
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps: missing packages: ${missing[*]}" >&2
+  echo "deps: run as root (or install them with: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The mosquitto package may start a system broker; Outpost never relies on it (tests and the demo start
+# their own on free loopback ports), so leave whatever the init system did alone.
+echo "deps: done"
