@@ -278,13 +278,19 @@ Config parseToml(std::string_view text, const Schema& schema, std::string_view s
       if (const Setting* s = schema.find(key)) {
         if (s->type == Type::kTableArray) {
           const toml::array* arr = node.as_array();
-          if (!arr || !arr->is_array_of_tables()) {
+          // An empty array (`key = []`) is an empty table array; toml++ does not call it
+          // homogeneous.
+          if (!arr || (!arr->empty() && !arr->is_array_of_tables())) {
             throw ConfigError(std::string(source) + ": " + full_key + " must be " + allowedText(*s));
           }
           auto& items = c.arrays_[key];
           for (size_t i = 0; i < arr->size(); ++i) {
+            // Re-serialised as a document: an inline-table entry (`key = [{...}]`) must be
+            // printed as a plain table, or the text is `{ ... }`, which is not a TOML document.
+            toml::table entry = *arr->get(i)->as_table();
+            entry.is_inline(false);
             std::ostringstream one;
-            one << *arr->get(i)->as_table();
+            one << entry;
             items.push_back(parseToml(one.str(), *s->item_schema, source,
                                       full_key + "[" + std::to_string(i) + "]."));
           }

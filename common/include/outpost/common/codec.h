@@ -93,8 +93,9 @@ struct VerifyLimits {
   int64_t max_future_skew_us = 24LL * 3600 * 1000000;
 };
 
-// Step 1 on untrusted bytes. On success the returned pointer aliases `bytes`. `bytes.data()` must
-// be 8-byte aligned (heap buffers are); misaligned buffers fail verification.
+// Step 1 on untrusted bytes. On success the returned pointer aliases `bytes`. Pass 8-byte aligned
+// buffers (heap buffers are): FlatBuffers reads scalars in place, and some ARM cores fault on
+// misaligned 8-byte loads.
 std::expected<const wire::Batch*, DecodeError> verifyBatch(std::span<const uint8_t> bytes,
                                                            const VerifyLimits& limits);
 

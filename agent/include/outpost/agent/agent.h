@@ -1,0 +1,49 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "outpost/common/clock.h"
+#include "outpost/common/config.h"
+#include "outpost/common/metrics.h"
+
+namespace outpost::agent {
+
+class Outbox;
+class Source;
+class Uplink;
+
+struct RunLimits {
+  uint64_t max_readings = 0;       // stop producing after this many readings (0: no limit)
+  bool exit_when_drained = false;  // after production stops, exit once the outbox is empty
+};
+
+// The agent: sources → batcher → outbox (pipeline thread = the caller of run()) and the uplink
+// (its own thread). Built from a validated config.
+class Agent {
+ public:
+  Agent(const config::Config& cfg, metrics::Registry& registry, const Clock& clock);
+  ~Agent();
+
+  // Runs until signals::stopRequested() (or the run limits say so); flushes the open batch into
+  // the outbox before returning. Returns the process exit code.
+  int run(const RunLimits& limits);
+
+  Outbox& outbox() { return *outbox_; }
+  bool healthy(std::string& detail) const;
+
+ private:
+  void flush(int64_t mono_now);
+
+  const config::Config cfg_;
+  metrics::Registry& registry_;
+  const Clock& clock_;
+  std::string device_id_;
+  std::unique_ptr<Outbox> outbox_;
+  std::unique_ptr<Source> source_;
+  std::unique_ptr<Uplink> uplink_;
+  struct Batching;
+  std::unique_ptr<Batching> batching_;
+};
+
+}  // namespace outpost::agent

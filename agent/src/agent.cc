@@ -1,0 +1,194 @@
+#include "outpost/agent/agent.h"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include "outpost/agent/batcher.h"
+#include "outpost/agent/mqtt_uplink.h"
+#include "outpost/agent/outbox.h"
+#include "outpost/agent/simulated_source.h"
+#include "outpost/common/signals.h"
+
+namespace outpost::agent {
+
+struct Agent::Batching {
+  Batcher batcher;
+  std::vector<wire::Reading> scratch;
+  metrics::Counter& produced;
+  metrics::Counter& accepted_batches;
+  metrics::Counter& accepted_readings;
+  metrics::Counter& append_failures;
+};
+
+namespace {
+
+std::unique_ptr<Source> makeSource(const config::Config& cfg, const Clock& clock) {
+  std::vector<SimulatedSensorSpec> specs;
+  for (const auto& s : cfg.items("sensors")) {
+    SimulatedSensorSpec spec;
+    spec.name = s.getString("name");
+    spec.unit = s.getString("unit");
+    spec.rate_hz = s.getDouble("rate_hz");
+    spec.shape = parseShape(s.getString("shape"));
+    spec.amplitude = s.getDouble("amplitude");
+    spec.offset = s.getDouble("offset");
+    spec.period_s = s.getDouble("period_s");
+    spec.noise = s.getDouble("noise");
+    spec.seed = static_cast<uint64_t>(s.getInt("seed"));
+    if (s.getString("source") != "simulated") {
+      throw config::ConfigError("sensors: source = \"" + s.getString("source") +
+                                "\" is not supported by this build; allowed: \"simulated\"");
+    }
+    for (const auto& other : specs) {
+      if (other.name == spec.name) {
+        throw config::ConfigError("sensors: name \"" + spec.name + "\" is used twice");
+      }
+    }
+    specs.push_back(std::move(spec));
+  }
+  if (specs.empty()) throw config::ConfigError("sensors: at least one [[sensors]] entry is required");
+  if (specs.size() > 65535) throw config::ConfigError("sensors: at most 65535 sensors");
+  return std::make_unique<SimulatedSource>(std::move(specs), clock.nowUs());
+}
+
+}  // namespace
+
+Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock& clock)
+    : cfg_(cfg), registry_(registry), clock_(clock), device_id_(cfg.getString("device_id")) {
+  if (!codec::isValidDeviceId(device_id_)) {
+    throw config::ConfigError("device_id = \"" + device_id_ +
+                              "\" is not allowed; allowed: 1..64 of [A-Za-z0-9._-], not starting "
+                              "with '.' (set it in the file or with --device-id)");
+  }
+  OutboxOptions oo;
+  oo.path = cfg.getString("outbox.path");
+  oo.max_bytes = static_cast<uint64_t>(cfg.getInt("outbox.max_bytes"));
+  oo.synchronous = cfg.getString("outbox.synchronous");
+  auto box = Outbox::open(oo, clock);
+  if (!box) throw std::runtime_error("cannot open the outbox: " + box.error().toString());
+  outbox_ = std::move(*box);
+
+  source_ = makeSource(cfg, clock);
+  batching_.reset(new Batching{
+      Batcher(static_cast<size_t>(cfg.getInt("batch.max_readings")),
+              cfg.getInt("batch.linger_ms") * 1000, source_->sensors()),
+      {},
+      registry.counter("outpost_agent_readings_produced_total", "Readings read from sources"),
+      registry.counter("outpost_agent_batches_accepted_total",
+                       "Batches committed to the outbox (accepted)"),
+      registry.counter("outpost_agent_readings_accepted_total",
+                       "Readings in batches committed to the outbox"),
+      registry.counter("outpost_agent_outbox_append_failures_total",
+                       "Batches that could not be committed (their readings count as dropped)")});
+
+  MqttUplinkOptions mo;
+  mo.broker = cfg.getString("uplink.mqtt.broker");
+  mo.client_id = cfg.getString("uplink.mqtt.client_id");
+  mo.device_id = device_id_;
+  mo.topic_prefix = cfg.getString("uplink.mqtt.topic_prefix");
+  mo.username = cfg.getString("uplink.mqtt.username");
+  mo.password = cfg.getString("uplink.mqtt.password");
+  mo.max_inflight = static_cast<size_t>(cfg.getInt("uplink.mqtt.max_inflight"));
+  mo.ack_timeout_ms = cfg.getInt("uplink.mqtt.ack_timeout_ms");
+  mo.keepalive_s = static_cast<int>(cfg.getInt("uplink.mqtt.keepalive_s"));
+  mo.reconnect_min_ms = cfg.getInt("uplink.mqtt.reconnect_min_ms");
+  mo.reconnect_max_ms = std::max(mo.reconnect_min_ms, cfg.getInt("uplink.mqtt.reconnect_max_ms"));
+  uplink_ = std::make_unique<MqttUplink>(mo, *outbox_, registry, clock);
+
+  Outbox* box_ptr = outbox_.get();
+  registry.gaugeFunction("outpost_agent_outbox_batches", "Batches waiting in the outbox",
+                         [box_ptr] { return static_cast<double>(box_ptr->stats().rows); });
+  registry.gaugeFunction("outpost_agent_outbox_bytes", "Payload bytes waiting in the outbox",
+                         [box_ptr] { return static_cast<double>(box_ptr->stats().bytes); });
+  registry.gaugeFunction("outpost_agent_outbox_oldest_age_seconds",
+                         "Age of the oldest batch waiting in the outbox", [box_ptr, &clock] {
+                           const auto oldest = box_ptr->stats().oldest_created_us;
+                           return oldest == 0 ? 0.0 : (clock.nowUs() - oldest) / 1e6;
+                         });
+  registry.gaugeFunction("outpost_agent_dropped_readings_total",
+                         "Readings dropped because the outbox was full or failed (since the store "
+                         "was created)",
+                         [box_ptr] {
+                           return static_cast<double>(box_ptr->stats().dropped_readings_total);
+                         });
+}
+
+Agent::~Agent() {
+  if (uplink_) uplink_->stop();
+}
+
+bool Agent::healthy(std::string& detail) const {
+  const auto st = outbox_->stats();
+  detail = std::string("mqtt ") + (uplink_->connected() ? "connected" : "disconnected") +
+           ", outbox " + std::to_string(st.rows) + " batches";
+  return true;  // disconnected is a state the agent is built to survive, not a failure
+}
+
+void Agent::flush(int64_t mono_now) {
+  auto& b = *batching_;
+  if (b.batcher.empty()) return;
+  codec::BatchContent content = b.batcher.take(device_id_, clock_.nowUs());
+  const size_t n = content.readings.size();
+  auto seq = outbox_->append(content);
+  if (!seq) {
+    b.append_failures.inc();
+    spdlog::error("outbox: batch of {} readings not accepted: {}", n, seq.error().toString());
+    return;
+  }
+  b.accepted_batches.inc();
+  b.accepted_readings.inc(n);
+  uplink_->notify();
+}
+
+int Agent::run(const RunLimits& limits) {
+  auto& b = *batching_;
+  uplink_->start();
+  spdlog::info("agent {} running: {} sensors, outbox epoch {}", device_id_,
+               source_->sensors().size(), outbox_->epoch());
+  uint64_t produced = 0;
+  bool producing = true;
+  int64_t next_due_us = clock_.nowUs();
+  while (!signals::stopRequested()) {
+    const int64_t mono = clock_.monotonicUs();
+    if (producing && clock_.nowUs() >= next_due_us) {
+      b.scratch.clear();
+      next_due_us = source_->poll(clock_.nowUs(), b.scratch);
+      for (const auto& r : b.scratch) {
+        if (limits.max_readings && produced >= limits.max_readings) {
+          producing = false;
+          break;
+        }
+        b.batcher.add(r, mono);
+        ++produced;
+        b.produced.inc();
+        if (b.batcher.full()) flush(mono);
+      }
+      if (limits.max_readings && produced >= limits.max_readings) {
+        producing = false;
+        flush(mono);
+        spdlog::info("produced {} readings (--max-readings); no more readings will be read",
+                     produced);
+      }
+    }
+    if (b.batcher.due(mono)) flush(mono);
+    if (!producing && limits.exit_when_drained && b.batcher.empty() &&
+        outbox_->stats().rows == 0) {
+      spdlog::info("outbox drained: every accepted batch is acknowledged; exiting");
+      break;
+    }
+    // Sleep until the next reading or batch deadline, at most 100 ms (stop/ack latency).
+    int64_t wait_us = 100000;
+    if (producing) wait_us = std::min(wait_us, next_due_us - clock_.nowUs());
+    if (!b.batcher.empty()) wait_us = std::min(wait_us, b.batcher.deadline() - clock_.monotonicUs());
+    if (wait_us > 0) signals::waitForStop(std::chrono::milliseconds((wait_us + 999) / 1000));
+  }
+  flush(clock_.monotonicUs());
+  uplink_->stop();
+  const auto st = outbox_->stats();
+  spdlog::info("agent stopped: {} readings produced, {} batches waiting in the outbox", produced,
+               st.rows);
+  return 0;
+}
+
+}  // namespace outpost::agent

@@ -1,0 +1,42 @@
+#pragma once
+
+// Every SQL statement of the outbox, in one place; always used through prepared statements.
+
+namespace outpost::agent::sql {
+
+inline constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batches (
+  seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- the batch's wire seq; never reused
+  created_us INTEGER NOT NULL,
+  readings   INTEGER NOT NULL,
+  bytes      INTEGER NOT NULL,
+  payload    BLOB NOT NULL                        -- the encoded FlatBuffers Batch
+);
+)sql";
+
+inline constexpr const char* kGetMeta = "SELECT value FROM meta WHERE key = ?1";
+inline constexpr const char* kSetMeta =
+    "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+inline constexpr const char* kLastSeq = "SELECT seq FROM sqlite_sequence WHERE name = 'batches'";
+inline constexpr const char* kTotals =
+    "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM batches";
+inline constexpr const char* kOldest =
+    "SELECT seq, readings, bytes, created_us FROM batches ORDER BY seq LIMIT 1";
+inline constexpr const char* kInsert =
+    "INSERT INTO batches(seq, created_us, readings, bytes, payload) VALUES(?1, ?2, ?3, ?4, ?5)";
+inline constexpr const char* kReadAfter =
+    "SELECT seq, readings, payload FROM batches WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+inline constexpr const char* kDelete = "DELETE FROM batches WHERE seq = ?1 RETURNING bytes";
+
+// meta keys
+inline constexpr const char* kMetaEpoch = "epoch";
+inline constexpr const char* kMetaPendingDropped = "pending_dropped";
+inline constexpr const char* kMetaDroppedTotal = "dropped_readings_total";
+inline constexpr const char* kMetaDroppedBatches = "dropped_batches_total";
+
+}  // namespace outpost::agent::sql

@@ -1,0 +1,109 @@
+#pragma once
+
+// The aggregator core, independent of the transport: verified batches in, Kafka messages out,
+// acknowledgements back only after every message of a batch has a successful delivery report.
+//
+// Threads: transports call submit() from their own threads (it blocks while the worker queue is
+// full: back-pressure to the broker); N workers verify, dedup and produce (each device is pinned to
+// one worker); the Kafka poll thread turns delivery reports into acks; a flusher persists the
+// dedup store.
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "outpost/aggregator/dedup_store.h"
+#include "outpost/aggregator/kafka.h"
+#include "outpost/common/bounded_queue.h"
+#include "outpost/common/clock.h"
+#include "outpost/common/codec.h"
+#include "outpost/common/config.h"
+#include "outpost/common/metrics.h"
+
+namespace outpost::aggregator {
+
+// Where acknowledgements for a device go (the transport the batch came in on).
+// Thread-safety: sendAck may be called from any thread.
+class AckSink {
+ public:
+  virtual ~AckSink() = default;
+  virtual void sendAck(const std::string& device, std::vector<uint8_t> ack) = 0;
+};
+
+struct Inbound {
+  std::string device;   // identity the transport vouches for (MQTT topic segment)
+  std::string payload;  // untrusted bytes
+  std::string source;   // where it came from, e.g. the MQTT topic (dead-letter header)
+  int64_t received_us = 0;
+  AckSink* reply = nullptr;
+};
+
+struct AggregatorOptions {
+  codec::VerifyLimits limits;
+  std::string readings_topic = "outpost.readings";
+  std::string deadletter_topic = "outpost.deadletter";
+  size_t items_per_message = 1000;
+  size_t workers = 2;
+  size_t queue_capacity = 256;  // per worker, in batches
+  std::string dedup_path;
+  int flush_interval_ms = 100;
+  int64_t recovery_max_messages = 1000000;
+  int recovery_timeout_ms = 60000;
+  KafkaOptions kafka;
+};
+
+AggregatorOptions aggregatorOptionsFrom(const config::Config& cfg);
+
+class Aggregator {
+ public:
+  Aggregator(AggregatorOptions options, metrics::Registry& registry, const Clock& clock);
+  ~Aggregator();
+
+  // Opens the dedup store, recovers from Kafka's tail, starts the producer and the workers.
+  // Throws std::runtime_error when it cannot.
+  void start();
+  // Blocks while the owning worker's queue is full. Returns false once stopping.
+  bool submit(Inbound in);
+  // Stops intake, drains the workers, waits for outstanding deliveries (acking what completes),
+  // flushes the dedup store.
+  void stop();
+
+  bool healthy(std::string& detail) const;
+
+ private:
+  struct Pending;
+  struct Worker;
+  void process(Inbound& in);
+  void deadLetter(Inbound& in, const codec::DecodeError& why, const BatchKey* key);
+  void onDelivery(const Delivery& d);
+  void finish(Pending* p);
+  void sendAck(Pending* p);
+
+  AggregatorOptions opt_;
+  metrics::Registry& registry_;
+  const Clock& clock_;
+  std::unique_ptr<DedupStore> dedup_;
+  std::unique_ptr<KafkaProducer> producer_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::thread flusher_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> started_{false};
+
+  metrics::Counter& received_;
+  metrics::Counter& readings_in_;
+  metrics::Counter& published_batches_;
+  metrics::Counter& published_readings_;
+  metrics::Counter& duplicates_;
+  metrics::Counter& duplicates_inflight_;
+  metrics::Counter& deadlettered_;
+  metrics::Counter& delivery_failures_;
+  metrics::Counter& acks_accepted_;
+  metrics::Counter& acks_rejected_;
+  metrics::Counter& dedup_flush_errors_;
+  metrics::Counter& dropped_by_agents_;
+  metrics::Histogram& ack_latency_;
+};
+
+}  // namespace outpost::aggregator

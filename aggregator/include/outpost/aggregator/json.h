@@ -1,0 +1,28 @@
+#pragma once
+
+// JSON for the readings topic (outpost.readings): one message per batch part, readable by any
+// consumer (kcat | jq, Kafka Connect, ...). The layout is documented in docs/kafka.md.
+// Input must have passed codec::verifyBatch and codec::checkBatchSemantics.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "outpost/wire/batch_generated.h"
+
+namespace outpost::aggregator {
+
+// A batch is split into parts of at most `items_per_part` readings + windows (Kafka messages stay
+// well below message.max.bytes however big the batch).
+size_t jsonPartCount(const wire::Batch& batch, size_t items_per_part);
+
+// Appends part `part` (0-based) of `batch` to `out` as one JSON object.
+void appendBatchJson(const wire::Batch& batch, size_t part, size_t items_per_part,
+                     int64_t received_us, std::string& out);
+
+// JSON string literal (with quotes); control characters escaped, invalid UTF-8 replaced by U+FFFD.
+void appendJsonString(std::string& out, std::string_view s);
+// Shortest round-trip representation; NaN and infinities become null.
+void appendJsonNumber(std::string& out, double v);
+
+}  // namespace outpost::aggregator

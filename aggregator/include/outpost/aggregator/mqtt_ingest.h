@@ -1,0 +1,46 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "outpost/aggregator/aggregator.h"
+#include "outpost/common/clock.h"
+#include "outpost/common/metrics.h"
+
+namespace outpost::aggregator {
+
+struct MqttIngestOptions {
+  std::string broker = "tcp://127.0.0.1:1883";
+  std::string client_id = "outpost-aggregator";
+  std::string topic_prefix = "outpost/v1";
+  bool clean_session = false;  // false: the broker queues batches while we restart
+  std::string username;
+  std::string password;  // never logged
+  int keepalive_s = 30;
+};
+
+// Subscribes to {prefix}/+/batch (QoS 1) and hands every message to the aggregator; publishes
+// acks to {prefix}/{device}/ack (QoS 1). Paho's callback thread calls submit(), which blocks when
+// the workers are behind: back-pressure reaches the broker instead of growing a queue.
+// Thread-safety: sendAck from any thread; start/stop from one thread.
+class MqttIngest final : public AckSink {
+ public:
+  MqttIngest(MqttIngestOptions options, Aggregator& aggregator, metrics::Registry& registry,
+             const Clock& clock);
+  ~MqttIngest() override;
+
+  // Connects (retrying every second until connected or `stop_requested` returns true) and
+  // subscribes. Returns false if it gave up because a stop was requested.
+  bool start(const std::function<bool()>& stop_requested);
+  void stop();
+  bool connected() const;
+
+  void sendAck(const std::string& device, std::vector<uint8_t> ack) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace outpost::aggregator

@@ -1,0 +1,327 @@
+#include "outpost/aggregator/aggregator.h"
+
+#include <functional>
+#include <stdexcept>
+
+#include <spdlog/spdlog.h>
+
+#include "outpost/aggregator/json.h"
+
+namespace outpost::aggregator {
+
+// One batch between produce and its last delivery report. Owned by the in-flight messages: the
+// one whose report (or failed produce) brings `remaining` to zero finishes and deletes it.
+struct Aggregator::Pending {
+  BatchKey key;            // device empty: unidentifiable dead letter (nothing to ack)
+  AckSink* reply = nullptr;
+  bool dead_letter = false;
+  std::string reason;
+  uint64_t readings = 0;
+  int64_t received_mono_us = 0;
+  std::atomic<int> remaining{0};
+  std::atomic<bool> failed{false};
+  DedupStore::Parts parts;  // poll thread only, until finished
+  std::string first_error;  // poll thread only
+};
+
+struct Aggregator::Worker {
+  explicit Worker(size_t capacity) : queue(capacity) {}
+  BoundedQueue<Inbound> queue;
+  std::thread thread;
+  std::string scratch;  // JSON buffer, reused
+};
+
+AggregatorOptions aggregatorOptionsFrom(const config::Config& cfg) {
+  AggregatorOptions o;
+  o.limits.max_bytes = static_cast<size_t>(cfg.getInt("verify.max_batch_bytes"));
+  o.limits.max_readings = static_cast<size_t>(cfg.getInt("verify.max_readings"));
+  o.limits.max_future_skew_us = cfg.getInt("verify.max_future_skew_s") * 1000000;
+  o.readings_topic = cfg.getString("kafka.readings_topic");
+  o.deadletter_topic = cfg.getString("kafka.deadletter_topic");
+  o.items_per_message = static_cast<size_t>(cfg.getInt("kafka.readings_per_message"));
+  o.workers = static_cast<size_t>(cfg.getInt("ingest.workers"));
+  o.queue_capacity = static_cast<size_t>(cfg.getInt("ingest.queue_capacity"));
+  o.dedup_path = cfg.getString("dedup.path");
+  o.flush_interval_ms = static_cast<int>(cfg.getInt("dedup.flush_interval_ms"));
+  o.recovery_max_messages = cfg.getInt("dedup.recovery_max_messages");
+  o.recovery_timeout_ms = static_cast<int>(cfg.getInt("dedup.recovery_timeout_ms"));
+  o.kafka.bootstrap_servers = cfg.getString("kafka.bootstrap_servers");
+  o.kafka.client_id = cfg.getString("kafka.client_id");
+  o.kafka.linger_ms = static_cast<int>(cfg.getInt("kafka.linger_ms"));
+  o.kafka.compression = cfg.getString("kafka.compression");
+  o.kafka.message_timeout_ms = static_cast<int>(cfg.getInt("kafka.message_timeout_ms"));
+  o.kafka.queue_max_messages = static_cast<int>(cfg.getInt("kafka.queue_max_messages"));
+  o.kafka.queue_max_kbytes = cfg.getInt("kafka.queue_max_kbytes");
+  return o;
+}
+
+Aggregator::Aggregator(AggregatorOptions options, metrics::Registry& registry, const Clock& clock)
+    : opt_(std::move(options)), registry_(registry), clock_(clock),
+      received_(registry.counter("outpost_aggregator_batches_received_total",
+                                 "Batch messages received from agents (before verification)")),
+      readings_in_(registry.counter("outpost_aggregator_readings_received_total",
+                                    "Readings in verified batches (duplicates included)")),
+      published_batches_(registry.counter("outpost_aggregator_batches_published_total",
+                                          "Batches whose every Kafka message is delivered")),
+      published_readings_(registry.counter("outpost_aggregator_readings_published_total",
+                                           "Readings delivered to the readings topic")),
+      duplicates_(registry.counter("outpost_aggregator_duplicate_batches_total",
+                                   "Re-sent batches already on Kafka (acked again, not produced)")),
+      duplicates_inflight_(registry.counter(
+          "outpost_aggregator_duplicate_inflight_batches_total",
+          "Re-sent batches whose first copy was still being delivered (not produced)")),
+      deadlettered_(registry.counter("outpost_aggregator_deadletter_batches_total",
+                                     "Batches delivered to the dead-letter topic")),
+      delivery_failures_(registry.counter("outpost_aggregator_kafka_delivery_failures_total",
+                                          "Batches with a failed delivery report (not acked)")),
+      acks_accepted_(registry.counter("outpost_aggregator_acks_sent_total", "Acks sent to agents",
+                                      {{"status", "accepted"}})),
+      acks_rejected_(registry.counter("outpost_aggregator_acks_sent_total", "Acks sent to agents",
+                                      {{"status", "rejected"}})),
+      dedup_flush_errors_(registry.counter("outpost_aggregator_dedup_flush_errors_total",
+                                           "Failed writes of the dedup store")),
+      dropped_by_agents_(registry.counter(
+          "outpost_aggregator_agent_dropped_readings_total",
+          "Readings agents reported as dropped (outbox full, ...), from batch headers")),
+      ack_latency_(registry.histogram("outpost_aggregator_batch_latency_seconds",
+                                      "From receiving a batch to sending its ack",
+                                      metrics::exponentialBuckets(0.0005, 2, 16))) {}
+
+Aggregator::~Aggregator() { stop(); }
+
+void Aggregator::start() {
+  auto store = DedupStore::open(opt_.dedup_path);
+  if (!store) throw std::runtime_error("dedup store: " + store.error().toString());
+  dedup_ = std::move(*store);
+
+  auto recovered = recoverFromKafka(opt_.kafka, {opt_.readings_topic, opt_.deadletter_topic},
+                                    *dedup_, opt_.recovery_max_messages, opt_.recovery_timeout_ms);
+  if (!recovered) {
+    throw std::runtime_error("cannot read the tail of the Kafka topics to recover delivered "
+                             "batches (" + recovered.error().toString() +
+                             "); refusing to start, since acking without it could duplicate");
+  }
+  if (auto st = dedup_->flush(); !st) throw std::runtime_error(st.error().toString());
+
+  auto producer = KafkaProducer::create(
+      opt_.kafka, [this](const Delivery& d) { onDelivery(d); }, registry_);
+  if (!producer) throw std::runtime_error(producer.error().toString());
+  producer_ = std::move(*producer);
+
+  DedupStore* dedup = dedup_.get();
+  registry_.gaugeFunction("outpost_aggregator_dedup_streams",
+                          "(device, epoch) streams remembered by the dedup store",
+                          [dedup] { return static_cast<double>(dedup->stats().devices); });
+  registry_.gaugeFunction("outpost_aggregator_batches_in_progress",
+                          "Batches produced and waiting for delivery reports",
+                          [dedup] { return static_cast<double>(dedup->stats().in_progress); });
+
+  for (size_t i = 0; i < opt_.workers; ++i) {
+    auto w = std::make_unique<Worker>(opt_.queue_capacity);
+    Worker* raw = w.get();
+    registry_.gaugeFunction("outpost_aggregator_queue_depth", "Batches waiting for a worker",
+                            [raw] { return static_cast<double>(raw->queue.size()); },
+                            {{"worker", std::to_string(i)}});
+    w->thread = std::thread([this, raw] {
+      // Runs until the queue is closed and drained.
+      for (;;) {
+        auto in = raw->queue.pop(std::chrono::milliseconds(200));
+        if (in) {
+          process(*in);
+        } else if (stopping_.load() && raw->queue.size() == 0) {
+          break;
+        }
+      }
+    });
+    workers_.push_back(std::move(w));
+  }
+  flusher_ = std::thread([this] {
+    while (!stopping_.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(opt_.flush_interval_ms));
+      if (auto st = dedup_->flush(); !st) {
+        dedup_flush_errors_.inc();
+        spdlog::error("dedup store: {}", st.error().toString());
+      }
+    }
+  });
+  started_.store(true);
+}
+
+bool Aggregator::submit(Inbound in) {
+  if (stopping_.load() || workers_.empty()) return false;
+  const size_t shard = std::hash<std::string>{}(in.device) % workers_.size();
+  return workers_[shard]->queue.push(std::move(in));
+}
+
+void Aggregator::stop() {
+  if (!started_.exchange(false)) return;
+  stopping_.store(true);
+  for (auto& w : workers_) w->queue.close();
+  for (auto& w : workers_) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  producer_->stop(5000);
+  if (flusher_.joinable()) flusher_.join();
+  if (auto st = dedup_->flush(); !st) spdlog::error("dedup store: {}", st.error().toString());
+  spdlog::info("aggregator stopped: {} batches published, {} duplicates dropped, {} dead letters",
+               published_batches_.value(), duplicates_.value(), deadlettered_.value());
+}
+
+bool Aggregator::healthy(std::string& detail) const {
+  detail = "kafka outstanding " + std::to_string(producer_ ? producer_->outstanding() : 0);
+  return started_.load();
+}
+
+void Aggregator::process(Inbound& in) {
+  received_.inc();
+  const auto bytes = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(in.payload.data()),
+                                              in.payload.size());
+  auto verified = codec::verifyBatch(bytes, opt_.limits);
+  if (!verified) {
+    deadLetter(in, verified.error(), nullptr);
+    return;
+  }
+  const wire::Batch& batch = **verified;
+  // The key uses the transport's identity: a batch claiming another device is still acked (as
+  // rejected) only to the device it came from.
+  BatchKey key{in.device, batch.epoch(), batch.seq()};
+  if (auto sem = codec::checkBatchSemantics(batch, opt_.limits, clock_.nowUs(), in.device); !sem) {
+    const bool ackable = codec::isValidDeviceId(in.device) && key.epoch != 0 && key.seq != 0;
+    deadLetter(in, sem.error(), ackable ? &key : nullptr);
+    return;
+  }
+  const uint64_t n_items = (batch.readings() ? batch.readings()->size() : 0) +
+                           (batch.windows() ? batch.windows()->size() : 0);
+  readings_in_.inc(n_items);
+
+  switch (dedup_->begin(key)) {
+    case DedupStore::State::kDone: {
+      duplicates_.inc();
+      if (in.reply) {
+        in.reply->sendAck(in.device, codec::encodeAck({key.device, key.epoch, key.seq,
+                                                       wire::AckStatus::Accepted, ""}));
+        acks_accepted_.inc();
+      }
+      return;
+    }
+    case DedupStore::State::kInProgress: duplicates_inflight_.inc(); return;
+    case DedupStore::State::kNew: break;
+  }
+  dropped_by_agents_.inc(batch.dropped());
+
+  const size_t parts = jsonPartCount(batch, opt_.items_per_message);
+  auto* p = new Pending();
+  p->key = key;
+  p->reply = in.reply;
+  p->readings = n_items;
+  p->received_mono_us = clock_.monotonicUs();
+  p->remaining.store(static_cast<int>(parts));
+  const std::string epoch_s = std::to_string(key.epoch), seq_s = std::to_string(key.seq),
+                    parts_s = std::to_string(parts);
+  std::string json;
+  for (size_t i = 0; i < parts; ++i) {
+    json.clear();
+    appendBatchJson(batch, i, opt_.items_per_message, in.received_us, json);
+    auto st = producer_->produce(opt_.readings_topic, key.device, json,
+                                 {{kHeaderDevice, key.device},
+                                  {kHeaderEpoch, epoch_s},
+                                  {kHeaderSeq, seq_s},
+                                  {kHeaderPart, std::to_string(i + 1)},
+                                  {kHeaderParts, parts_s},
+                                  {"content-type", "application/json"}},
+                                 p);
+    if (!st) {
+      spdlog::warn("batch {}/{}/{}: {}", key.device, key.epoch, key.seq, st.error().toString());
+      p->failed.store(true);
+      // Parts never produced will never report: account for them here.
+      const int unproduced = static_cast<int>(parts - i);
+      if (p->remaining.fetch_sub(unproduced, std::memory_order_acq_rel) == unproduced) finish(p);
+      return;
+    }
+  }
+}
+
+void Aggregator::deadLetter(Inbound& in, const codec::DecodeError& why, const BatchKey* key) {
+  registry_
+      .counter("outpost_aggregator_rejected_batches_total",
+               "Batches that failed verification, by reason", {{"reason", codec::reasonName(why.reason)}})
+      .inc();
+  spdlog::warn("rejected batch from '{}' ({} bytes, {}): {}", in.device, in.payload.size(),
+               in.source, why.toString());
+  if (key && dedup_->begin(*key) != DedupStore::State::kNew) {
+    duplicates_.inc();  // already dead-lettered (or in progress): do not repeat it
+    return;
+  }
+  auto* p = new Pending();
+  if (key) p->key = *key;
+  p->reply = key ? in.reply : nullptr;
+  p->dead_letter = true;
+  p->reason = why.toString();
+  p->received_mono_us = clock_.monotonicUs();
+  p->remaining.store(1);
+  std::vector<std::pair<std::string, std::string>> headers = {
+      {kHeaderReason, codec::reasonName(why.reason)},
+      {"outpost-reason-detail", why.detail},
+      {"outpost-source", in.source},
+      {"outpost-received-us", std::to_string(in.received_us)},
+  };
+  if (key) {
+    headers.push_back({kHeaderDevice, key->device});
+    headers.push_back({kHeaderEpoch, std::to_string(key->epoch)});
+    headers.push_back({kHeaderSeq, std::to_string(key->seq)});
+  }
+  auto st = producer_->produce(opt_.deadletter_topic, in.device, in.payload, headers, p);
+  if (!st) {
+    spdlog::error("dead letter not produced: {}", st.error().toString());
+    p->failed.store(true);
+    if (p->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) finish(p);
+  }
+}
+
+void Aggregator::onDelivery(const Delivery& d) {
+  auto* p = static_cast<Pending*>(d.opaque);
+  if (d.ok) {
+    const TopicPartition tp{d.topic, d.partition};
+    p->parts.emplace_back(tp, d.offset);
+    if (!p->key.device.empty()) dedup_->delivered(tp, d.offset);
+  } else {
+    if (p->first_error.empty()) p->first_error = d.error;
+    p->failed.store(true);
+  }
+  if (p->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) finish(p);
+}
+
+void Aggregator::finish(Pending* p) {
+  std::unique_ptr<Pending> owned(p);
+  if (p->failed.load()) {
+    delivery_failures_.inc();
+    if (!p->key.device.empty()) dedup_->abort(p->key, p->parts);
+    spdlog::warn("batch {}/{}/{} not delivered to Kafka ({}); not acked, the agent will resend",
+                 p->key.device, p->key.epoch, p->key.seq, p->first_error);
+    return;
+  }
+  if (p->key.device.empty()) {
+    deadlettered_.inc();
+    return;
+  }
+  dedup_->complete(p->key, p->parts);
+  if (p->dead_letter) {
+    deadlettered_.inc();
+  } else {
+    published_batches_.inc();
+    published_readings_.inc(p->readings);
+  }
+  sendAck(p);
+}
+
+void Aggregator::sendAck(Pending* p) {
+  if (!p->reply) return;
+  codec::AckContent ack{p->key.device, p->key.epoch, p->key.seq,
+                        p->dead_letter ? wire::AckStatus::Rejected : wire::AckStatus::Accepted,
+                        p->dead_letter ? p->reason : ""};
+  p->reply->sendAck(p->key.device, codec::encodeAck(ack));
+  (p->dead_letter ? acks_rejected_ : acks_accepted_).inc();
+  ack_latency_.observe(static_cast<double>(clock_.monotonicUs() - p->received_mono_us) / 1e6);
+}
+
+}  // namespace outpost::aggregator

@@ -1,0 +1,66 @@
+#include "outpost/aggregator/aggregator_config.h"
+
+namespace outpost::aggregator {
+namespace {
+
+config::Schema buildSchema() {
+  config::Schema s("outpost-aggregator");
+  s.oneOf("log_level", "info", {"trace", "debug", "info", "warn", "error", "off"},
+          "Log verbosity (stderr / journal)")
+      .string("http.listen", "127.0.0.1:9100",
+              "host:port of /metrics and /healthz; port 0 picks a free port; empty disables")
+      .string("mqtt.broker", "tcp://127.0.0.1:1883", "MQTT broker URI (tcp://host:port)")
+      .string("mqtt.client_id", "outpost-aggregator",
+              "MQTT client id; must be unique per aggregator instance")
+      .string("mqtt.topic_prefix", "outpost/v1", "Prefix of the batch/ack topics")
+      .boolean("mqtt.clean_session", false,
+               "false: the broker keeps the subscription and queues batches while the aggregator "
+               "restarts (within its queue limits)")
+      .string("mqtt.username", "", "MQTT user name (empty: anonymous)")
+      .string("mqtt.password", "", "MQTT password; never logged")
+      .integer("mqtt.keepalive_s", 30, 2, 3600, "MQTT keep-alive interval")
+      .integer("verify.max_batch_bytes", 4 << 20, 1024, 256 << 20,
+               "Larger batch messages are rejected before any parsing")
+      .integer("verify.max_readings", 100000, 1, 10000000,
+               "Batches with more readings are rejected")
+      .integer("verify.max_future_skew_s", 86400, 0, 31536000,
+               "Readings stamped further than this in the future are rejected")
+      .integer("ingest.workers", 2, 1, 256,
+               "Worker threads that verify, dedup and produce; each device is pinned to one")
+      .integer("ingest.queue_capacity", 256, 1, 1000000,
+               "Batches waiting per worker; when full, intake from the broker waits")
+      .string("dedup.path", "/var/lib/outpost-aggregator/dedup.db",
+              "SQLite file remembering delivered (device, epoch, seq) across restarts")
+      .integer("dedup.flush_interval_ms", 100, 1, 60000, "How often the dedup store is written")
+      .integer("dedup.recovery_max_messages", 1000000, 0, 1000000000,
+               "At start-up, read at most this many messages per partition from the tail of the "
+               "readings and dead-letter topics to recover batches delivered after the last flush")
+      .integer("dedup.recovery_timeout_ms", 60000, 1000, 3600000,
+               "Give up start-up if that recovery read takes longer")
+      .string("kafka.bootstrap_servers", "127.0.0.1:9092", "Kafka bootstrap servers (host:port,...)")
+      .string("kafka.client_id", "outpost-aggregator", "Kafka client.id")
+      .string("kafka.readings_topic", "outpost.readings", "Topic for readings (JSON, key = device)")
+      .string("kafka.deadletter_topic", "outpost.deadletter",
+              "Topic for rejected batches (raw payload, reason in headers)")
+      .integer("kafka.readings_per_message", 1000, 1, 100000,
+               "A batch is split into Kafka messages of at most this many readings + windows")
+      .integer("kafka.linger_ms", 5, 0, 60000, "librdkafka linger.ms (batching delay)")
+      .oneOf("kafka.compression", "lz4", {"none", "gzip", "snappy", "lz4", "zstd"},
+             "librdkafka compression.type")
+      .integer("kafka.message_timeout_ms", 30000, 1000, 3600000,
+               "A message not delivered within this time fails; its batch is not acked")
+      .integer("kafka.queue_max_messages", 100000, 100, 10000000,
+               "librdkafka queue.buffering.max.messages; when full, intake pauses")
+      .integer("kafka.queue_max_kbytes", 1048576, 1024, 2097151,
+               "librdkafka queue.buffering.max.kbytes; when full, intake pauses");
+  return s;
+}
+
+}  // namespace
+
+const config::Schema& aggregatorSchema() {
+  static const config::Schema schema = buildSchema();
+  return schema;
+}
+
+}  // namespace outpost::aggregator

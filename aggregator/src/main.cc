@@ -1,0 +1,101 @@
+// outpost-aggregator: receives batches from agents, verifies and deduplicates them, publishes them
+// to Kafka and acknowledges each batch once Kafka has it.
+
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "outpost/aggregator/aggregator.h"
+#include "outpost/aggregator/aggregator_config.h"
+#include "outpost/aggregator/mqtt_ingest.h"
+#include "outpost/common/http_server.h"
+#include "outpost/common/log.h"
+#include "outpost/common/signals.h"
+#include "outpost/common/version.h"
+
+int main(int argc, char** argv) {
+  using namespace outpost;
+  using namespace outpost::aggregator;
+  CLI::App app{"outpost-aggregator " + std::string(kVersion) +
+               ": receives agent batches over MQTT, verifies and deduplicates them, publishes to "
+               "Kafka, acks after delivery"};
+  std::string config_path;
+  std::vector<std::string> overrides;
+  bool print_reference = false, check_only = false;
+  app.add_option("-c,--config", config_path, "TOML configuration file")->check(CLI::ExistingFile);
+  app.add_option("-s,--set", overrides,
+                 "Override one setting: key=value (e.g. --set kafka.bootstrap_servers=h:9092); "
+                 "repeatable");
+  app.add_flag("--check-config", check_only, "Validate the configuration and exit");
+  app.add_flag("--print-config-reference", print_reference,
+               "Print the configuration reference (Markdown) and exit");
+  app.set_version_flag("-V,--version", std::string("outpost-aggregator ") + kVersion);
+  CLI11_PARSE(app, argc, argv);
+
+  const auto& schema = aggregatorSchema();
+  if (print_reference) {
+    std::cout << config::renderMarkdown(
+        schema, "outpost-aggregator",
+        "File: `/etc/outpost/aggregator.toml` (or `--config FILE`). Any key can also be set "
+        "with `--set key=value`.");
+    return 0;
+  }
+  signals::installSignalHandlers();
+  try {
+    config::Config cfg = config_path.empty() ? config::defaults(schema)
+                                             : config::loadFile(config_path, schema);
+    for (const auto& o : overrides) cfg.applyOverride(schema, o);
+    AggregatorOptions options = aggregatorOptionsFrom(cfg);
+    if (check_only) {
+      std::cout << "configuration OK\n";
+      return 0;
+    }
+    initLogging(cfg.getString("log_level"), "outpost-aggregator");
+
+    metrics::Registry registry;
+    Aggregator aggregator(options, registry, SystemClock::instance());
+    aggregator.start();
+
+    MqttIngestOptions mo;
+    mo.broker = cfg.getString("mqtt.broker");
+    mo.client_id = cfg.getString("mqtt.client_id");
+    mo.topic_prefix = cfg.getString("mqtt.topic_prefix");
+    mo.clean_session = cfg.getBool("mqtt.clean_session");
+    mo.username = cfg.getString("mqtt.username");
+    mo.password = cfg.getString("mqtt.password");
+    mo.keepalive_s = static_cast<int>(cfg.getInt("mqtt.keepalive_s"));
+    MqttIngest ingest(mo, aggregator, registry, SystemClock::instance());
+
+    HttpServer http(registry, [&](std::string& d) {
+      const bool ok = aggregator.healthy(d) && ingest.connected();
+      d += ingest.connected() ? ", mqtt connected" : ", mqtt disconnected";
+      return ok;
+    });
+    if (const auto& listen = cfg.getString("http.listen"); !listen.empty()) {
+      if (auto st = http.start(listen); !st) {
+        spdlog::error("http: {}", st.error().toString());
+        aggregator.stop();
+        return 1;
+      }
+      spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, listen.rfind(':')),
+                   http.port());
+    }
+    if (ingest.start([] { return signals::stopRequested(); })) {
+      spdlog::info("aggregator running: {} -> kafka {} ({})", mo.broker,
+                   options.kafka.bootstrap_servers, options.readings_topic);
+      while (!signals::waitForStop(std::chrono::seconds(1))) {
+      }
+    }
+    // Drain first (acks still go out over MQTT), then disconnect.
+    aggregator.stop();
+    ingest.stop();
+    http.stop();
+    return 0;
+  } catch (const config::ConfigError& e) {
+    std::cerr << "outpost-aggregator: configuration error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "outpost-aggregator: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,133 @@
+#include "outpost/aggregator/mqtt_ingest.h"
+
+#include <thread>
+
+#include <mqtt/async_client.h>
+#include <spdlog/spdlog.h>
+
+namespace outpost::aggregator {
+
+struct MqttIngest::Impl {
+  MqttIngestOptions opt;
+  Aggregator& aggregator;
+  const Clock& clock;
+  std::unique_ptr<mqtt::async_client> cli;
+  std::string subscription;
+  metrics::Counter& bad_topic;
+  metrics::Counter& ack_failures;
+  metrics::Counter& reconnects;
+
+  Impl(MqttIngestOptions o, Aggregator& a, metrics::Registry& reg, const Clock& c)
+      : opt(std::move(o)), aggregator(a), clock(c), subscription(opt.topic_prefix + "/+/batch"),
+        bad_topic(reg.counter("outpost_aggregator_mqtt_bad_topic_total",
+                              "Messages on a topic without a valid device segment")),
+        ack_failures(reg.counter("outpost_aggregator_ack_publish_failures_total",
+                                 "Acks that could not be published (the agent will resend)")),
+        reconnects(reg.counter("outpost_aggregator_mqtt_connects_total",
+                               "MQTT (re)connections of the ingest client")) {}
+
+  // "{prefix}/{device}/batch" -> device; empty if the topic has another shape.
+  std::string deviceOf(const std::string& topic) const {
+    const std::string head = opt.topic_prefix + "/";
+    if (topic.rfind(head, 0) != 0) return {};
+    const std::string rest = topic.substr(head.size());
+    const auto slash = rest.find('/');
+    if (slash == std::string::npos || rest.substr(slash) != "/batch") return {};
+    return rest.substr(0, slash);
+  }
+
+  void onMessage(const mqtt::const_message_ptr& msg) {
+    Inbound in;
+    in.source = msg->get_topic();
+    in.device = deviceOf(in.source);
+    if (in.device.empty()) bad_topic.inc();
+    in.payload = msg->get_payload_str();
+    in.received_us = clock.nowUs();
+    in.reply = owner;
+    aggregator.submit(std::move(in));
+  }
+
+  MqttIngest* owner = nullptr;
+};
+
+MqttIngest::MqttIngest(MqttIngestOptions options, Aggregator& aggregator,
+                       metrics::Registry& registry, const Clock& clock)
+    : impl_(std::make_unique<Impl>(std::move(options), aggregator, registry, clock)) {
+  impl_->owner = this;
+  registry.gaugeFunction("outpost_aggregator_mqtt_connected", "1 while the ingest client is connected",
+                         [this] { return connected() ? 1.0 : 0.0; });
+}
+
+MqttIngest::~MqttIngest() { stop(); }
+
+bool MqttIngest::start(const std::function<bool()>& stop_requested) {
+  auto& o = impl_->opt;
+  impl_->cli = std::make_unique<mqtt::async_client>(o.broker, o.client_id);
+  auto* cli = impl_->cli.get();
+  Impl* impl = impl_.get();
+  cli->set_message_callback([impl](mqtt::const_message_ptr m) { impl->onMessage(m); });
+  cli->set_connected_handler([impl, cli](const std::string&) {
+    impl->reconnects.inc();
+    // Subscribe on every (re)connect: a broker that lost our session lost the subscription too.
+    try {
+      cli->subscribe(impl->subscription, 1);
+      spdlog::info("MQTT ingest connected to {}, subscribed to {}", impl->opt.broker,
+                   impl->subscription);
+    } catch (const mqtt::exception& e) {
+      spdlog::error("MQTT subscribe failed: {}", e.what());
+    }
+  });
+  cli->set_connection_lost_handler([impl](const std::string& cause) {
+    spdlog::warn("MQTT ingest lost its connection to {} ({}); reconnecting", impl->opt.broker,
+                 cause);
+  });
+  auto builder = mqtt::connect_options_builder()
+                     .clean_session(o.clean_session)
+                     .keep_alive_interval(std::chrono::seconds(o.keepalive_s))
+                     .automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30))
+                     .max_inflight(65535);
+  if (!o.username.empty()) builder.user_name(o.username);
+  if (!o.password.empty()) builder.password(o.password);
+  const auto opts = builder.finalize();
+  int attempt = 0;
+  while (!stop_requested()) {
+    try {
+      cli->connect(opts)->wait();
+      return true;
+    } catch (const mqtt::exception& e) {
+      if (attempt++ % 10 == 0) {
+        spdlog::warn("MQTT ingest cannot connect to {}: {} (retrying every second)", o.broker,
+                     e.what());
+      }
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+  }
+  return false;
+}
+
+void MqttIngest::stop() {
+  if (!impl_->cli) return;
+  try {
+    if (impl_->cli->is_connected()) {
+      impl_->cli->disconnect(std::chrono::milliseconds(500))->wait_for(std::chrono::seconds(2));
+    }
+  } catch (const mqtt::exception& e) {
+    spdlog::debug("MQTT ingest disconnect: {}", e.what());
+  }
+  impl_->cli.reset();
+}
+
+bool MqttIngest::connected() const { return impl_->cli && impl_->cli->is_connected(); }
+
+void MqttIngest::sendAck(const std::string& device, std::vector<uint8_t> ack) {
+  auto* cli = impl_->cli.get();
+  if (!cli) return;
+  try {
+    cli->publish(impl_->opt.topic_prefix + "/" + device + "/ack", ack.data(), ack.size(), 1, false);
+  } catch (const mqtt::exception& e) {
+    impl_->ack_failures.inc();
+    spdlog::debug("ack to {} not published: {}", device, e.what());
+  }
+}
+
+}  // namespace outpost::aggregator

@@ -1,0 +1,34 @@
+#include "outpost/common/sqlite.h"
+
+namespace outpost::sqlite {
+
+ErrorCode errorCodeFor(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_CANTOPEN: return ErrorCode::kIoError;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: return ErrorCode::kCorrupt;
+    default: return ErrorCode::kInternal;
+  }
+}
+
+std::unexpected<Error> failure(sqlite3* db, int rc, const std::string& what) {
+  return fail(errorCodeFor(rc), what + ": " + sqlite3_errstr(rc) + " (" +
+                                    (db ? sqlite3_errmsg(db) : "no connection") + ")");
+}
+
+Status exec(sqlite3* db, const char* sql, const std::string& what) {
+  char* msg = nullptr;
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &msg);
+  if (rc != SQLITE_OK) {
+    std::string m = msg ? msg : sqlite3_errstr(rc);
+    sqlite3_free(msg);
+    return fail(errorCodeFor(rc), what + ": " + m);
+  }
+  return {};
+}
+
+}  // namespace outpost::sqlite
