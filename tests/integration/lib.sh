@@ -1,0 +1,201 @@
+# Shared harness for Outpost's integration tests (sourced, bash).
+#
+# Starts real processes — Mosquitto, outpost-devkafka (librdkafka's mock cluster), the aggregator
+# and agents — on free loopback ports inside a per-test work directory, records every pid, and on
+# exit stops each of them by pid (SIGTERM, then SIGKILL after 5 s) and removes the directory.
+# Logs of a failed test are printed.
+#
+# Needs: OUTPOST_BUILD_DIR (the CMake build directory holding agent/ and aggregator/).
+
+set -euo pipefail
+
+: "${OUTPOST_BUILD_DIR:?set OUTPOST_BUILD_DIR to the CMake build directory}"
+AGENT_BIN="$OUTPOST_BUILD_DIR/agent/outpost-agent"
+AGGREGATOR_BIN="$OUTPOST_BUILD_DIR/aggregator/outpost-aggregator"
+DEVKAFKA_BIN="$OUTPOST_BUILD_DIR/aggregator/outpost-devkafka"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/outpost_it.XXXXXX")
+declare -A PIDS=()   # name -> pid
+KEEP_WORK=${KEEP_WORK:-0}
+
+log() { echo "[$(date +%H:%M:%S)] $*"; }
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+stop_pid() {  # stop_pid PID [signal]: signal, wait up to 5 s, then SIGKILL
+  local pid=$1 sig=${2:-TERM}
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -"$sig" "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+stop_proc() {  # stop_proc NAME [signal]
+  local name=$1
+  [[ -n "${PIDS[$name]:-}" ]] || return 0
+  stop_pid "${PIDS[$name]}" "${2:-TERM}"
+  unset "PIDS[$name]"
+}
+
+kill9_proc() {  # kill9_proc NAME: SIGKILL, as a power cut would
+  local name=$1 pid=${PIDS[$1]}
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "PIDS[$name]"
+}
+
+cleanup() {
+  local rc=$?
+  for name in "${!PIDS[@]}"; do stop_pid "${PIDS[$name]}"; done
+  if [[ $rc -ne 0 ]]; then
+    for f in "$WORK"/*.log; do
+      [[ -f "$f" ]] || continue
+      echo "--- $(basename "$f") (last 30 lines) ---" >&2
+      tail -n 30 "$f" >&2 || true
+    done
+  fi
+  if [[ "$KEEP_WORK" == 1 ]]; then echo "work dir kept: $WORK" >&2; else rm -rf "$WORK"; fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: poll every 0.1 s
+  local secs=$1 what=$2
+  shift 2
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < end)) || fail "timed out after ${secs}s waiting for $what"
+    sleep 0.1
+  done
+}
+
+port_open() {
+  python3 -c 'import socket, sys
+s = socket.socket(); s.settimeout(1)
+sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)' "$1"
+}
+
+# Mosquitto with a generated config on a free loopback port. The queue limits are explicit on
+# purpose: a PUBACK is not a disk write and the broker may drop QoS 1 messages for a slow
+# subscriber; the end-to-end ack + resend is what makes delivery safe (design.md).
+start_mosquitto() {
+  MQTT_PORT=$(free_port)
+  cat >"$WORK/mosquitto.conf" <<CONF
+listener $MQTT_PORT 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 10000
+max_inflight_messages 100
+log_dest stderr
+log_type error
+log_type warning
+CONF
+  mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
+  PIDS[mosquitto]=$!
+  MQTT_URI="tcp://127.0.0.1:$MQTT_PORT"
+  wait_for 10 "mosquitto on $MQTT_PORT" port_open "$MQTT_PORT"
+  log "mosquitto pid ${PIDS[mosquitto]} on $MQTT_URI"
+}
+
+start_devkafka() {
+  KAFKA_PORT=$(free_port)
+  rm -f "$WORK/devkafka.ready"
+  "$DEVKAFKA_BIN" --listen "127.0.0.1:$KAFKA_PORT" --partitions "${KAFKA_PARTITIONS:-4}" \
+    --ready-file "$WORK/devkafka.ready" >"$WORK/devkafka.log" 2>&1 &
+  PIDS[devkafka]=$!
+  KAFKA="127.0.0.1:$KAFKA_PORT"
+  wait_for 15 "outpost-devkafka" test -s "$WORK/devkafka.ready"
+  log "devkafka pid ${PIDS[devkafka]} on $KAFKA"
+}
+
+# start_aggregator [extra args...]: dedup store in $WORK/dedup.db; metrics port in $AGG_HTTP_PORT.
+start_aggregator() {
+  AGG_HTTP_PORT=${AGG_HTTP_PORT:-$(free_port)}
+  "$AGGREGATOR_BIN" --set "mqtt.broker=$MQTT_URI" --set "kafka.bootstrap_servers=$KAFKA" \
+    --set "dedup.path=$WORK/dedup.db" --set "http.listen=127.0.0.1:$AGG_HTTP_PORT" \
+    --set "mqtt.client_id=it-aggregator" "$@" >>"$WORK/aggregator.log" 2>&1 &
+  PIDS[aggregator]=$!
+  wait_for 30 "aggregator /healthz" curl -sf "http://127.0.0.1:$AGG_HTTP_PORT/healthz"
+  log "aggregator pid ${PIDS[aggregator]}, metrics http://127.0.0.1:$AGG_HTTP_PORT/metrics"
+}
+
+# write_agent_config DEVICE RATE_HZ: two counter sensors (values 0, 1, 2, ... per run).
+write_agent_config() {
+  local dev=$1 rate=${2:-200}
+  cat >"$WORK/$dev.toml" <<CONF
+device_id = "$dev"
+log_level = "info"
+[http]
+listen = "127.0.0.1:0"
+[batch]
+max_readings = ${BATCH_READINGS:-100}
+linger_ms = ${BATCH_LINGER_MS:-200}
+[outbox]
+path = "$WORK/$dev.outbox.db"
+[uplink.mqtt]
+broker = "$MQTT_URI"
+ack_timeout_ms = ${ACK_TIMEOUT_MS:-2000}
+reconnect_min_ms = 100
+reconnect_max_ms = 1000
+[[sensors]]
+name = "a"
+unit = "u"
+rate_hz = $rate
+shape = "counter"
+[[sensors]]
+name = "b"
+unit = "u"
+rate_hz = $rate
+shape = "counter"
+CONF
+}
+
+# start_agent DEVICE [extra args...]: runs in the background (name = DEVICE).
+start_agent() {
+  local dev=$1
+  shift
+  "$AGENT_BIN" --config "$WORK/$dev.toml" "$@" >>"$WORK/$dev.log" 2>&1 &
+  PIDS[$dev]=$!
+}
+
+# run_agent_until_drained DEVICE TIMEOUT [extra args]: no new readings beyond one, wait for an
+# empty outbox, exit 0.
+drain_agent() {
+  local dev=$1 secs=$2
+  shift 2
+  timeout "$secs" "$AGENT_BIN" --config "$WORK/$dev.toml" --max-readings 1 --exit-when-drained "$@" \
+    >>"$WORK/$dev.log" 2>&1 || fail "agent $dev did not drain its outbox within ${secs}s"
+}
+
+# Highest seq the agent's outbox ever assigned (0 if none).
+outbox_last_seq() {
+  sqlite3 "$WORK/$1.outbox.db" "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name='batches'),0)"
+}
+
+outbox_rows() { sqlite3 "$WORK/$1.outbox.db" "SELECT COUNT(*) FROM batches"; }
+
+# kafka_dump TOPIC FILE: every message of TOPIC, one JSON line each.
+kafka_dump() {
+  timeout 60 kcat -b "$KAFKA" -C -t "$1" -o beginning -e -q -f '%s\n' >"$2" 2>"$WORK/kcat.err" ||
+    fail "kcat could not read $1: $(cat "$WORK/kcat.err")"
+}
+
+metric() {  # metric PORT NAME: value of an unlabelled metric
+  curl -sf "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2}'
+}
