@@ -92,18 +92,31 @@ void DedupStore::addDone(const BatchKey& key) {
   dirty_.insert(stream);
 }
 
+namespace {
+
+// Whether `seq` lies in one of the disjoint ranges (lo -> hi, inclusive).
+bool rangesContain(const std::map<uint64_t, uint64_t>& ranges, uint64_t seq) {
+  auto r = ranges.upper_bound(seq);
+  if (r == ranges.begin()) return false;
+  return std::prev(r)->second >= seq;
+}
+
+}  // namespace
+
 bool DedupStore::isDone(const BatchKey& key) const {
   std::lock_guard lock(mu_);
   auto it = done_.find({key.device, key.epoch});
-  if (it == done_.end()) return false;
-  auto r = it->second.upper_bound(key.seq);
-  if (r == it->second.begin()) return false;
-  return std::prev(r)->second >= key.seq;
+  return it != done_.end() && rangesContain(it->second, key.seq);
 }
 
 DedupStore::State DedupStore::begin(const BatchKey& key) {
-  if (isDone(key)) return State::kDone;
+  // The done check and the claim under one lock: a complete() between them would otherwise
+  // make a resend kNew again and it would be produced twice.
   std::lock_guard lock(mu_);
+  if (auto it = done_.find({key.device, key.epoch});
+      it != done_.end() && rangesContain(it->second, key.seq)) {
+    return State::kDone;
+  }
   if (!in_progress_.insert(key).second) return State::kInProgress;
   return State::kNew;
 }
