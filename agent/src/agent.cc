@@ -54,13 +54,19 @@ std::unique_ptr<Source> makeSource(const config::Config& cfg, const Clock& clock
 
 }  // namespace
 
-Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock& clock)
-    : cfg_(cfg), registry_(registry), clock_(clock), device_id_(cfg.getString("device_id")) {
-  if (!codec::isValidDeviceId(device_id_)) {
-    throw config::ConfigError("device_id = \"" + device_id_ +
+void validateConfig(const config::Config& cfg) {
+  const std::string& id = cfg.getString("device_id");
+  if (!codec::isValidDeviceId(id)) {
+    throw config::ConfigError("device_id = \"" + id +
                               "\" is not allowed; allowed: 1..64 of [A-Za-z0-9._-], not starting "
                               "with '.' (set it in the file or with --device-id)");
   }
+  (void)makeSource(cfg, SystemClock::instance());
+}
+
+Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock& clock)
+    : cfg_(cfg), registry_(registry), clock_(clock), device_id_(cfg.getString("device_id")) {
+  validateConfig(cfg);
   OutboxOptions oo;
   oo.path = cfg.getString("outbox.path");
   oo.max_bytes = static_cast<uint64_t>(cfg.getInt("outbox.max_bytes"));

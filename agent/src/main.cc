@@ -53,12 +53,13 @@ int main(int argc, char** argv) {
     if (!device_id.empty()) cfg.applyOverride(schema, "device_id=" + device_id);
     initLogging(cfg.getString("log_level"), "outpost-agent");
 
-    metrics::Registry registry;
-    agent::Agent agent(cfg, registry, SystemClock::instance());
     if (check_only) {
+      agent::validateConfig(cfg);
       std::cout << "configuration OK\n";
       return 0;
     }
+    metrics::Registry registry;
+    agent::Agent agent(cfg, registry, SystemClock::instance());
     // Declared after the agent: destroyed (stopped) first, so no scrape sees a dead agent.
     HttpServer http(registry, [&agent](std::string& d) { return agent.healthy(d); });
     if (const auto& listen = cfg.getString("http.listen"); !listen.empty()) {

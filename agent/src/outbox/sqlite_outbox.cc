@@ -9,71 +9,17 @@
 
 #include "outbox_sql.h"
 #include "outpost/agent/outbox.h"
+#include "outpost/common/sqlite.h"
 
 namespace outpost::agent {
 namespace {
 
-// A prepared statement, finalized on scope exit.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
-  ~Stmt() { sqlite3_finalize(stmt_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-  bool ok() const { return rc_ == SQLITE_OK; }
-  sqlite3_stmt* get() { return stmt_; }
-  void bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
-  void bind(int i, const char* s) { sqlite3_bind_text(stmt_, i, s, -1, SQLITE_STATIC); }
-  void bindBlob(int i, const void* p, size_t n) {
-    sqlite3_bind_blob64(stmt_, i, p, n, SQLITE_STATIC);
-  }
-  int step() { return sqlite3_step(stmt_); }
-  int64_t col(int i) { return sqlite3_column_int64(stmt_, i); }
-
- private:
-  sqlite3_stmt* stmt_ = nullptr;
-  int rc_;
-};
-
-ErrorCode codeFor(int rc) {
-  switch (rc & 0xff) {
-    case SQLITE_FULL:
-    case SQLITE_IOERR:
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-    case SQLITE_CANTOPEN: return ErrorCode::kIoError;
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB: return ErrorCode::kCorrupt;
-    default: return ErrorCode::kInternal;
-  }
-}
+using sqlite::Stmt;
+using sqlite::Transaction;
 
 std::unexpected<Error> sqlFail(sqlite3* db, int rc, const std::string& what) {
-  return fail(codeFor(rc), what + ": " + sqlite3_errstr(rc) + " (" + sqlite3_errmsg(db) + ")");
+  return sqlite::failure(db, rc, what);
 }
-
-// Rolls back on scope exit unless committed.
-class Transaction {
- public:
-  explicit Transaction(sqlite3* db) : db_(db) {
-    rc_ = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
-  }
-  ~Transaction() {
-    if (rc_ == SQLITE_OK && !done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  }
-  int begun() const { return rc_; }
-  int commit() {
-    done_ = true;
-    const int rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
-    if (rc != SQLITE_OK) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    return rc;
-  }
-
- private:
-  sqlite3* db_;
-  int rc_;
-  bool done_ = false;
-};
 
 // The `dropped` count carried by the oldest stored batch. When that batch is evicted, the readings
 // it was reporting must be reported again by the batch that replaces it. 0 if it cannot be read.
@@ -134,23 +80,12 @@ Result<std::unique_ptr<Outbox>> Outbox::open(const OutboxOptions& options, const
   return fail(ErrorCode::kInternal, "unreachable");
 }
 
-Status Outbox::exec(const char* sql) {
-  char* msg = nullptr;
-  const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &msg);
-  if (rc != SQLITE_OK) {
-    std::string m = msg ? msg : sqlite3_errstr(rc);
-    sqlite3_free(msg);
-    return fail(codeFor(rc), std::string("outbox: ") + m);
-  }
-  return {};
-}
-
 Status Outbox::init() {
   sqlite3_busy_timeout(db_, 5000);
   const std::string pragmas = std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
                               (options_.synchronous == "full" ? "FULL" : "NORMAL") + ";";
-  if (auto st = exec(pragmas.c_str()); !st) return st;
-  if (auto st = exec(sql::kSchema); !st) return st;
+  if (auto st = sqlite::exec(db_, pragmas.c_str(), "outbox"); !st) return st;
+  if (auto st = sqlite::exec(db_, sql::kSchema, "outbox schema"); !st) return st;
 
   auto epoch = getMeta(sql::kMetaEpoch, 0);
   if (!epoch) return std::unexpected(epoch.error());

@@ -18,6 +18,10 @@ struct RunLimits {
   bool exit_when_drained = false;  // after production stops, exit once the outbox is empty
 };
 
+// Checks what the settings table cannot (device id form, sensors); throws config::ConfigError.
+// Has no side effects (opens no store).
+void validateConfig(const config::Config& cfg);
+
 // The agent: sources → batcher → outbox (pipeline thread = the caller of run()) and the uplink
 // (its own thread). Built from a validated config.
 class Agent {

@@ -37,7 +37,7 @@ struct OutboxStats {
   uint64_t rows = 0;
   uint64_t bytes = 0;
   int64_t oldest_created_us = 0;          // 0 when empty
-  uint64_t dropped_readings_total = 0;    // evicted by the byte limit, since the store was created
+  uint64_t dropped_readings_total = 0;    // evicted, failed or addDropped(), since the store was created
   uint64_t dropped_batches_total = 0;
   uint64_t accepted_batches_total = 0;    // this process
   uint64_t acked_batches_total = 0;       // this process
@@ -74,7 +74,6 @@ class Outbox {
  private:
   Outbox(sqlite3* db, OutboxOptions options, const Clock& clock);
   Status init();
-  Status exec(const char* sql);
   Status setMeta(const char* key, int64_t value);
   Result<int64_t> getMeta(const char* key, int64_t fallback);
   Status evictOldest(uint64_t& freed_bytes, uint64_t& dropped_readings);

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds Outpost and runs every test (unit, integration against real Mosquitto and the Kafka-protocol
+# development broker, fuzz corpus replay and a short libFuzzer run, benchmark smoke test).
+# On a fresh Debian 12 machine as root it first installs what is missing (scripts/deps.sh).
+#
+# Usage: scripts/test.sh [-L LABEL] [-R REGEX]     (extra arguments are passed to ctest)
+# Env:   BUILD_DIR (default build), FUZZ_BUILD_DIR (default build-fuzz), JOBS (default nproc),
+#        OUTPOST_SKIP_FUZZ=1 to skip the clang/libFuzzer build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/deps.sh
+
+BUILD_DIR=${BUILD_DIR:-build}
+FUZZ_BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
+JOBS=${JOBS:-$(nproc)}
+start=$SECONDS
+
+echo "== configure + build ($BUILD_DIR)"
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOUTPOST_BUILD_TESTS=ON >/dev/null
+cmake --build "$BUILD_DIR" -j "$JOBS"
+
+echo "== docs/configuration.md is generated from the settings tables"
+./scripts/gen-config-docs.sh "$BUILD_DIR" --check
+
+status=0
+echo "== ctest ($BUILD_DIR)"
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" "$@" || status=1
+
+if [[ "${OUTPOST_SKIP_FUZZ:-0}" != 1 && $# -eq 0 ]]; then
+  echo "== libFuzzer build (clang, $FUZZ_BUILD_DIR)"
+  cmake -S . -B "$FUZZ_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DOUTPOST_BUILD_FUZZERS=ON >/dev/null
+  cmake --build "$FUZZ_BUILD_DIR" -j "$JOBS" --target outpost_fuzz_targets
+  ctest --test-dir "$FUZZ_BUILD_DIR" --output-on-failure -L fuzz || status=1
+fi
+
+echo "== done in $((SECONDS - start)) s: $([[ $status == 0 ]] && echo PASSED || echo FAILED)"
+exit $status
