@@ -16,6 +16,7 @@ struct AckEvent {
 };
 
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
+constexpr int64_t kStopDrainUs = 1500 * 1000;  // keeps SIGTERM-to-exit within ~2 s
 
 }  // namespace
 
@@ -206,8 +207,30 @@ struct MqttUplink::Impl {
         next_connect_us = now + backoff_ms * 1000;
       }
     }
+    drainAcks();
     disconnect(true);
     owner.connected_.store(false);
+  }
+
+  // On a clean stop, waits briefly for the acks of batches in flight: a batch the aggregator has
+  // already delivered would otherwise stay in the outbox and be resent (and deduplicated) later.
+  void drainAcks() {
+    if (!owner.connected_.load() || inflight.empty()) return;
+    const int64_t deadline = clock.monotonicUs() + kStopDrainUs;
+    std::vector<AckEvent> events;
+    while (!inflight.empty() && clock.monotonicUs() < deadline) {
+      {
+        std::unique_lock lock(mu);
+        cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return !acks.empty(); });
+        events.swap(acks);
+      }
+      handleAcks(events);
+      events.clear();
+    }
+    if (!inflight.empty()) {
+      spdlog::info("stopping with {} batches unacknowledged; they stay in the outbox",
+                   inflight.size());
+    }
   }
 
   // Resends timed-out batches and fills the in-flight window. False if the connection broke.

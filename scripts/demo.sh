@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# Runs the whole Outpost system locally: Mosquitto, the in-memory development Kafka broker, the
+# aggregator and a small fleet of agents with simulated sensors. On a fresh Debian 12 machine as
+# root it first installs what is missing and builds.
+#
+# Usage: scripts/demo.sh [--duration SECONDS] [--agents N] [--rate HZ] [--keep]
+#   --duration S   stop by itself after S seconds (default: run until Ctrl-C)
+#   --agents N     number of simulated devices (default 3)
+#   --rate HZ      readings per second per sensor (default 5; 4 sensors per device)
+#   --keep         keep the work directory (logs, outboxes, dedup store) after exit
+# Ports: MQTT 1883, Kafka 9092, aggregator metrics 9100, agents 9101.. (a free port is used
+# instead when one is taken).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+duration=0 agents=3 rate=5 keep=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --duration) duration=${2:?--duration needs seconds}; shift 2 ;;
+    --agents) agents=${2:?--agents needs a number}; shift 2 ;;
+    --rate) rate=${2:?--rate needs Hz}; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "demo.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+[[ "$duration" =~ ^[0-9]+$ ]] || { echo "demo.sh: --duration must be whole seconds" >&2; exit 2; }
+[[ "$agents" =~ ^[0-9]+$ && "$agents" -ge 1 && "$agents" -le 100 ]] || { echo "demo.sh: --agents must be 1..100" >&2; exit 2; }
+
+./scripts/deps.sh
+BUILD_DIR=${BUILD_DIR:-build-demo}
+echo "== building ($BUILD_DIR, Release)"
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DOUTPOST_BUILD_TESTS=OFF >/dev/null
+cmake --build "$BUILD_DIR" -j "$(nproc)" --target outpost-agent outpost-aggregator outpost-devkafka | tail -n 1
+
+WORK=$(mktemp -d /tmp/outpost-demo.XXXXXX)
+declare -a PIDS=()
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() {  # preferred port if free, else any free one
+  if port_free "$1"; then echo "$1"; else
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  fi
+}
+wait_port() {
+  for _ in $(seq 1 100); do port_free "$1" || return 0; sleep 0.1; done
+  echo "demo.sh: nothing listening on $1 after 10 s (see $WORK/*.log)" >&2
+  return 1
+}
+metric() { curl -sf "http://127.0.0.1:$1/metrics" 2>/dev/null | awk -v n="$2" '$1 == n {print $2}'; }
+
+stopping=0
+shutdown() {
+  [[ $stopping == 1 ]] && return
+  stopping=1
+  echo
+  echo "== stopping"
+  # Agents first (they flush their open batch into the outbox), then give the aggregator a moment
+  # to ack what is in flight, then the rest.
+  produced=0 waiting=0 dropped=0
+  for port in "${AGENT_PORTS[@]}"; do
+    d=$(metric "$port" outpost_agent_dropped_readings_total || echo 0)
+    dropped=$((dropped + ${d%.*}))
+  done
+  for pid in "${AGENT_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${AGENT_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for i in $(seq 1 "$agents"); do
+    # Each agent logs its total on a clean stop.
+    n=$(grep -o 'agent stopped: [0-9]* readings produced' "$WORK/device-$i.log" | awk '{s += $3} END {print s + 0}')
+    produced=$((produced + n))
+  done
+  for i in $(seq 1 "$agents"); do
+    w=$(sqlite3 "$WORK/device-$i.outbox.db" "SELECT COALESCE(SUM(readings),0) FROM batches" 2>/dev/null || echo 0)
+    waiting=$((waiting + w))
+  done
+  published=$(metric "$AGG_PORT" outpost_aggregator_readings_published_total || echo 0)
+  dups=$(metric "$AGG_PORT" outpost_aggregator_duplicate_batches_total || echo 0)
+  deadl=$(metric "$AGG_PORT" outpost_aggregator_deadletter_batches_total || echo 0)
+  on_kafka=$(timeout 30 kcat -b "127.0.0.1:$KAFKA_PORT" -C -t outpost.readings -o beginning -e -q -f '%s\n' 2>/dev/null |
+    python3 -c 'import json,sys; print(sum(len(json.loads(l)["readings"]) for l in sys.stdin if l.strip()))' || echo "?")
+  for ((k = ${#PIDS[@]} - 1; k >= 0; k--)); do kill -TERM "${PIDS[$k]}" 2>/dev/null || true; wait "${PIDS[$k]}" 2>/dev/null || true; done
+  cat <<SUMMARY
+
+== summary
+  readings produced by agents          $produced
+  readings published to Kafka          $published   (aggregator metric)
+  readings on outpost.readings (kcat)  $on_kafka   (the dev broker keeps ~5 MB per partition)
+  readings waiting in agent outboxes   $waiting   (sent on the agents' next start)
+  readings dropped by agents           $dropped
+  all accounted for                    $([[ "$on_kafka" =~ ^[0-9]+$ && $((on_kafka + waiting + dropped)) -eq $produced ]] && echo "yes (produced = on Kafka + waiting + dropped)" || echo "no: produced != on Kafka + waiting + dropped")
+  duplicate batches dropped            $dups
+  dead-lettered batches                $deadl
+  logs                                 $WORK$([[ $keep == 1 ]] || echo " (removed; --keep keeps them)")
+SUMMARY
+  [[ $keep == 1 ]] || rm -rf "$WORK"
+}
+trap shutdown EXIT
+trap 'exit 0' INT TERM
+
+MQTT_PORT=$(pick_port 1883)
+KAFKA_PORT=$(pick_port 9092)
+AGG_PORT=$(pick_port 9100)
+
+cat >"$WORK/mosquitto.conf" <<CONF
+listener $MQTT_PORT 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 10000
+max_inflight_messages 100
+CONF
+mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
+PIDS+=($!)
+wait_port "$MQTT_PORT"
+
+"$BUILD_DIR/aggregator/outpost-devkafka" --listen "127.0.0.1:$KAFKA_PORT" >"$WORK/devkafka.log" 2>&1 &
+PIDS+=($!)
+wait_port "$KAFKA_PORT"
+
+"$BUILD_DIR/aggregator/outpost-aggregator" --config packaging/config/aggregator.toml \
+  --set "mqtt.broker=tcp://127.0.0.1:$MQTT_PORT" --set "kafka.bootstrap_servers=127.0.0.1:$KAFKA_PORT" \
+  --set "dedup.path=$WORK/dedup.db" --set "http.listen=127.0.0.1:$AGG_PORT" >"$WORK/aggregator.log" 2>&1 &
+PIDS+=($!)
+wait_port "$AGG_PORT"
+
+declare -a AGENT_PIDS=() AGENT_PORTS=()
+for i in $(seq 1 "$agents"); do
+  port=$(pick_port $((9100 + i)))
+  cat >"$WORK/device-$i.toml" <<CONF
+device_id = "device-$i"
+[http]
+listen = "127.0.0.1:$port"
+[batch]
+max_readings = 500
+linger_ms = 1000
+[outbox]
+path = "$WORK/device-$i.outbox.db"
+[uplink.mqtt]
+broker = "tcp://127.0.0.1:$MQTT_PORT"
+[[sensors]]
+name = "temperature"
+unit = "degC"
+rate_hz = $rate
+shape = "sine"
+offset = $((18 + i))
+amplitude = 3
+period_s = 600
+noise = 0.15
+seed = $i
+[[sensors]]
+name = "humidity"
+unit = "%RH"
+rate_hz = $rate
+shape = "random_walk"
+offset = 45
+amplitude = 0.05
+seed = $((100 + i))
+[[sensors]]
+name = "vibration_rms"
+unit = "mm/s"
+rate_hz = $rate
+shape = "square"
+offset = 2.5
+amplitude = 1.5
+period_s = 120
+noise = 0.3
+seed = $((200 + i))
+[[sensors]]
+name = "line_current"
+unit = "A"
+rate_hz = $rate
+shape = "sawtooth"
+offset = 12
+amplitude = 4
+period_s = 90
+noise = 0.2
+seed = $((300 + i))
+CONF
+  "$BUILD_DIR/agent/outpost-agent" --config "$WORK/device-$i.toml" >"$WORK/device-$i.log" 2>&1 &
+  AGENT_PIDS+=($!)
+  AGENT_PORTS+=("$port")
+done
+
+cat <<INFO
+
+== Outpost demo running ($agents agents x 4 sensors x $rate Hz)
+  MQTT broker          tcp://127.0.0.1:$MQTT_PORT   (mosquitto_sub -p $MQTT_PORT -t 'outpost/v1/+/status' -v)
+  Kafka bootstrap      127.0.0.1:$KAFKA_PORT   (in-memory development broker)
+  aggregator metrics   http://127.0.0.1:$AGG_PORT/metrics   health: /healthz
+  agent metrics        $(for p in "${AGENT_PORTS[@]}"; do printf 'http://127.0.0.1:%s/metrics ' "$p"; done)
+  watch readings       kcat -b 127.0.0.1:$KAFKA_PORT -C -t outpost.readings -o end -f '%k %s\n'
+  logs                 $WORK
+  (the ops dashboard is not built yet; see the aggregator metrics)
+$([[ $duration -gt 0 ]] && echo "  stopping by itself in $duration s" || echo "  Ctrl-C to stop")
+INFO
+
+start=$SECONDS
+while :; do
+  sleep 5
+  for pid in "${PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null || { echo "demo.sh: a process exited unexpectedly; see $WORK" >&2; keep=1; exit 1; }
+  done
+  printf '  [%4ds] readings published to Kafka: %s\n' $((SECONDS - start)) "$(metric "$AGG_PORT" outpost_aggregator_readings_published_total)"
+  if [[ $duration -gt 0 && $((SECONDS - start)) -ge $duration ]]; then break; fi
+done
