@@ -105,6 +105,15 @@ std::expected<const wire::Batch*, DecodeError> verifyBatch(std::span<const uint8
     return reject(Reason::kVerifierFailed, "FlatBuffers verifier rejected the buffer");
   }
   const wire::Batch* batch = wire::GetBatch(bytes.data());
+  // The Verifier checks the 4-byte length field of a vector of structs, not the alignment of its
+  // 8-byte-aligned elements: a crafted buffer could make every Reading/WindowStat load misaligned.
+  const auto misaligned = [&](const auto* vec) {
+    return vec && vec->size() > 0 &&
+           (reinterpret_cast<const uint8_t*>(vec->Data()) - bytes.data()) % 8 != 0;
+  };
+  if (misaligned(batch->readings()) || misaligned(batch->windows())) {
+    return reject(Reason::kVerifierFailed, "readings or windows are not 8-byte aligned");
+  }
   if (batch->schema_version() == 0 || batch->schema_version() > kBatchSchemaVersion) {
     return reject(Reason::kUnsupportedVersion,
                   "schema_version " + std::to_string(batch->schema_version()) +

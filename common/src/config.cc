@@ -305,10 +305,21 @@ Config parseToml(std::string_view text, const Schema& schema, std::string_view s
         c.set_[key] = true;
       } else if (node.is_table() && schema.isTablePrefix(key)) {
         self(self, *node.as_table(), key);
+      } else if (schema.isTablePrefix(key)) {
+        // A known table given as a value (`batch = 5`): not an unknown key.
+        const Value v = fromNode(node);
+        throw ConfigError(std::string(source) + ": " + full_key +
+                          (std::holds_alternative<std::monostate>(v)
+                               ? " is " + nodeTypeName(node)
+                               : " = " + valueToString(v) + " is not a table") +
+                          "; allowed: a table [" + key + "] with keys " + siblings(schema, key));
       } else {
         std::string known = siblings(schema, path);
-        throw ConfigError(std::string(source) + ": unknown key '" + full_key + "'" +
-                          (path.empty() ? std::string(" at the top level") : " in [" + path + "]") +
+        // Inside a [[table array]] entry, full_key already says where ("sensors[1].x").
+        const std::string where = !path.empty()          ? " in [" + path + "]"
+                                  : path_prefix.empty() ? std::string(" at the top level")
+                                                        : std::string();
+        throw ConfigError(std::string(source) + ": unknown key '" + full_key + "'" + where +
                           "; known keys there: " + (known.empty() ? "(none)" : known));
       }
     }
