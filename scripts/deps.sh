@@ -12,7 +12,7 @@ PACKAGES=(
   cppzmq-dev libzmq3-dev
   librdkafka-dev kcat
   catch2 libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
-  clang libclang-rt-14-dev curl procps iproute2
+  clang-16 libclang-rt-16-dev curl procps iproute2
 )
 
 missing=()

@@ -28,10 +28,11 @@ echo "== ctest ($BUILD_DIR)"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" "$@" || status=1
 
 if [[ "${OUTPOST_SKIP_FUZZ:-0}" != 1 && $# -eq 0 ]]; then
-  echo "== libFuzzer build (clang, $FUZZ_BUILD_DIR)"
+  echo "== libFuzzer build (clang 16, $FUZZ_BUILD_DIR)"
   cmake -S . -B "$FUZZ_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DOUTPOST_BUILD_FUZZERS=ON >/dev/null
-  cmake --build "$FUZZ_BUILD_DIR" -j "$JOBS" --target outpost_fuzz_targets
+    -DCMAKE_C_COMPILER=clang-16 -DCMAKE_CXX_COMPILER=clang++-16 -DOUTPOST_BUILD_FUZZERS=ON >/dev/null
+  cmake --build "$FUZZ_BUILD_DIR" -j "$JOBS" --target outpost_batch_decode_fuzz \
+    outpost_batch_decode_replay outpost_make_seed_corpus
   ctest --test-dir "$FUZZ_BUILD_DIR" --output-on-failure -L fuzz || status=1
 fi
 
