@@ -107,6 +107,7 @@ allow_anonymous true
 persistence false
 max_queued_messages 10000
 max_inflight_messages 100
+set_tcp_nodelay true
 CONF
 mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
 PIDS+=($!)

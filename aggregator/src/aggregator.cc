@@ -127,7 +127,7 @@ void Aggregator::start() {
       for (;;) {
         auto in = raw->queue.pop(std::chrono::milliseconds(200));
         if (in) {
-          process(*in);
+          process(*in, raw->scratch);
         } else if (stopping_.load() && raw->queue.size() == 0) {
           break;
         }
@@ -172,7 +172,7 @@ bool Aggregator::healthy(std::string& detail) const {
   return started_.load();
 }
 
-void Aggregator::process(Inbound& in) {
+void Aggregator::process(Inbound& in, std::string& scratch) {
   received_.inc();
   const auto bytes = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(in.payload.data()),
                                               in.payload.size());
@@ -197,9 +197,8 @@ void Aggregator::process(Inbound& in) {
   switch (dedup_->begin(key)) {
     case DedupStore::State::kDone: {
       duplicates_.inc();
-      if (in.reply) {
-        in.reply->sendAck(in.device, codec::encodeAck({key.device, key.epoch, key.seq,
-                                                       wire::AckStatus::Accepted, ""}));
+      if (in.reply && in.reply->sendAck(in.device, codec::encodeAck({key.device, key.epoch, key.seq,
+                                                                     wire::AckStatus::Accepted, ""}))) {
         acks_accepted_.inc();
       }
       return;
@@ -218,7 +217,7 @@ void Aggregator::process(Inbound& in) {
   p->remaining.store(static_cast<int>(parts));
   const std::string epoch_s = std::to_string(key.epoch), seq_s = std::to_string(key.seq),
                     parts_s = std::to_string(parts);
-  std::string json;
+  std::string& json = scratch;
   for (size_t i = 0; i < parts; ++i) {
     json.clear();
     appendBatchJson(batch, i, opt_.items_per_message, in.received_us, json);
@@ -319,7 +318,7 @@ void Aggregator::sendAck(Pending* p) {
   codec::AckContent ack{p->key.device, p->key.epoch, p->key.seq,
                         p->dead_letter ? wire::AckStatus::Rejected : wire::AckStatus::Accepted,
                         p->dead_letter ? p->reason : ""};
-  p->reply->sendAck(p->key.device, codec::encodeAck(ack));
+  if (!p->reply->sendAck(p->key.device, codec::encodeAck(ack))) return;
   (p->dead_letter ? acks_rejected_ : acks_accepted_).inc();
   ack_latency_.observe(static_cast<double>(clock_.monotonicUs() - p->received_mono_us) / 1e6);
 }

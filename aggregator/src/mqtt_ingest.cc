@@ -5,7 +5,17 @@
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
+#include "outpost/common/net.h"
+
 namespace outpost::aggregator {
+namespace {
+
+// Paho C refuses a publish once this many are queued inside the client, even while connected (its
+// default is 100). One Kafka produce response can complete hundreds of batches at once, so the ack
+// burst must fit; each queued ack is ~100 bytes.
+constexpr int kMaxBufferedAcks = 1 << 16;
+
+}  // namespace
 
 struct MqttIngest::Impl {
   MqttIngestOptions opt;
@@ -62,12 +72,14 @@ MqttIngest::~MqttIngest() { stop(); }
 
 bool MqttIngest::start(const std::function<bool()>& stop_requested) {
   auto& o = impl_->opt;
-  impl_->cli = std::make_unique<mqtt::async_client>(o.broker, o.client_id);
+  impl_->cli = std::make_unique<mqtt::async_client>(
+      o.broker, o.client_id, mqtt::create_options(MQTTVERSION_DEFAULT, kMaxBufferedAcks));
   auto* cli = impl_->cli.get();
   Impl* impl = impl_.get();
   cli->set_message_callback([impl](mqtt::const_message_ptr m) { impl->onMessage(m); });
   cli->set_connected_handler([impl, cli](const std::string&) {
     impl->reconnects.inc();
+    net::setTcpNoDelayToPeer(impl->opt.broker);  // acks must not wait 40 ms for a delayed ACK
     // Subscribe on every (re)connect: a broker that lost our session lost the subscription too.
     try {
       cli->subscribe(impl->subscription, 1);
@@ -119,14 +131,21 @@ void MqttIngest::stop() {
 
 bool MqttIngest::connected() const { return impl_->cli && impl_->cli->is_connected(); }
 
-void MqttIngest::sendAck(const std::string& device, std::vector<uint8_t> ack) {
+bool MqttIngest::sendAck(const std::string& device, std::vector<uint8_t> ack) {
   auto* cli = impl_->cli.get();
-  if (!cli) return;
+  if (!cli) return false;
   try {
     cli->publish(impl_->opt.topic_prefix + "/" + device + "/ack", ack.data(), ack.size(), 1, false);
+    return true;
   } catch (const mqtt::exception& e) {
+    // The agent resends after its ack timeout and dedup acks again: nothing is lost, but the
+    // agent stalls, so this is worth a warning (rate-limited).
+    const uint64_t n = impl_->ack_failures.value();
     impl_->ack_failures.inc();
-    spdlog::debug("ack to {} not published: {}", device, e.what());
+    if (n % 1000 == 0) {
+      spdlog::warn("ack to {} not published ({} so far): {}", device, n + 1, e.what());
+    }
+    return false;
   }
 }
 

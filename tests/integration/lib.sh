@@ -102,6 +102,7 @@ allow_anonymous true
 persistence false
 max_queued_messages 10000
 max_inflight_messages 100
+set_tcp_nodelay true
 log_dest stderr
 log_type error
 log_type warning

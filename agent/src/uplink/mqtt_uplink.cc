@@ -5,6 +5,8 @@
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
+#include "outpost/common/net.h"
+
 namespace outpost::agent {
 namespace {
 
@@ -79,7 +81,11 @@ struct MqttUplink::Impl {
 
   bool connect() {
     try {
-      cli = std::make_unique<mqtt::async_client>(opt.broker, opt.client_id);
+      // Paho refuses publishes beyond its buffer (default 100) even while connected: room for the
+      // whole in-flight window plus status messages.
+      cli = std::make_unique<mqtt::async_client>(
+          opt.broker, opt.client_id,
+          mqtt::create_options(MQTTVERSION_DEFAULT, static_cast<int>(opt.max_inflight) + 16));
       cli->set_message_callback([this](mqtt::const_message_ptr m) { onMessage(std::move(m)); });
       cli->set_connection_lost_handler([this](const std::string& c) { onConnectionLost(c); });
       auto builder = mqtt::connect_options_builder()
@@ -91,6 +97,7 @@ struct MqttUplink::Impl {
       if (!opt.password.empty()) builder.password(opt.password);
       cli->connect(builder.finalize())->wait_for(kConnectTimeout + std::chrono::seconds(1));
       if (!cli->is_connected()) throw mqtt::exception(-1, "connect timed out");
+      net::setTcpNoDelayToPeer(opt.broker);  // batches must not wait for a delayed ACK
       cli->subscribe(ack_topic, 1)->wait_for(kConnectTimeout);
       cli->publish(status_topic, "online", 6, 1, true);
       return true;

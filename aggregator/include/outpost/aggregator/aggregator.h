@@ -29,7 +29,8 @@ namespace outpost::aggregator {
 class AckSink {
  public:
   virtual ~AckSink() = default;
-  virtual void sendAck(const std::string& device, std::vector<uint8_t> ack) = 0;
+  // Returns false if the ack could not be handed to the transport (the agent will resend).
+  virtual bool sendAck(const std::string& device, std::vector<uint8_t> ack) = 0;
 };
 
 struct Inbound {
@@ -75,7 +76,8 @@ class Aggregator {
  private:
   struct Pending;
   struct Worker;
-  void process(Inbound& in);
+  // `scratch`: the worker's reusable JSON buffer.
+  void process(Inbound& in, std::string& scratch);
   void deadLetter(Inbound& in, const codec::DecodeError& why, const BatchKey* key);
   void onDelivery(const Delivery& d);
   void finish(Pending* p);

@@ -36,7 +36,7 @@ class MqttIngest final : public AckSink {
   void stop();
   bool connected() const;
 
-  void sendAck(const std::string& device, std::vector<uint8_t> ack) override;
+  bool sendAck(const std::string& device, std::vector<uint8_t> ack) override;
 
  private:
   struct Impl;
