@@ -166,6 +166,15 @@ void DedupStore::markDone(const BatchKey& key) {
   addDone(key);
 }
 
+void DedupStore::raiseCheckpoint(const TopicPartition& tp, int64_t offset) {
+  std::lock_guard lock(mu_);
+  auto [it, inserted] = offsets_.try_emplace(tp, offset);
+  if (inserted || offset > it->second) {
+    it->second = offset;
+    offsets_dirty_ = true;
+  }
+}
+
 Status DedupStore::flush() {
   std::lock_guard flush_lock(flush_mu_);
   // Snapshot under the lock, write without it: ingest never waits for the disk.

@@ -254,6 +254,8 @@ Result<uint64_t> recoverFromKafka(const KafkaOptions& options, const std::vector
   // Parts seen per batch; a batch counts as delivered only when all its parts are present.
   std::map<BatchKey, std::set<uint32_t>> parts_seen;
   std::map<BatchKey, uint32_t> parts_total;
+  std::map<BatchKey, std::pair<TopicPartition, int64_t>> first_offset;  // lowest message per batch
+  std::map<TopicPartition, int64_t> last_scanned;
   uint64_t scanned = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (!end_offsets.empty()) {
@@ -284,20 +286,28 @@ Result<uint64_t> recoverFromKafka(const KafkaOptions& options, const std::vector
         (part_s.empty() || parseNum(part_s, part)) && (parts_s.empty() || parseNum(parts_s, parts))) {
       parts_seen[key].insert(part);
       parts_total[key] = parts;
+      first_offset.try_emplace(key, tp, m->offset);
     }
+    last_scanned[tp] = std::max(last_scanned[tp], m->offset);
     if (auto it = end_offsets.find(tp); it != end_offsets.end() && m->offset + 1 >= it->second) {
       end_offsets.erase(it);
     }
   }
   uint64_t recovered = 0, partial = 0;
+  // The checkpoint may move to the end of what was scanned, but not past an incomplete batch.
+  std::map<TopicPartition, int64_t> new_checkpoint = last_scanned;
   for (const auto& [key, seen] : parts_seen) {
     if (seen.size() >= parts_total[key]) {
       store.markDone(key);
       ++recovered;
     } else {
       ++partial;
+      const auto& [tp, off] = first_offset[key];
+      auto& cp = new_checkpoint[tp];
+      cp = std::min(cp, off - 1);
     }
   }
+  for (const auto& [tp, off] : new_checkpoint) store.raiseCheckpoint(tp, off);
   spdlog::info("kafka recovery: scanned {} messages after the checkpoints, {} batches recovered "
                "as delivered, {} incomplete (will be produced again when resent)",
                scanned, recovered, partial);

@@ -63,6 +63,8 @@ class DedupStore {
   // Recovery: the batch was found on Kafka.
   void markDone(const BatchKey& key);
   bool isDone(const BatchKey& key) const;
+  // Recovery: every batch with a message at or below `offset` in `tp` is recorded. Never lowers.
+  void raiseCheckpoint(const TopicPartition& tp, int64_t offset);
 
   // Writes what changed since the last flush (one transaction).
   Status flush();
