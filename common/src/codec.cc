@@ -228,7 +228,12 @@ std::expected<const wire::Ack*, DecodeError> verifyAck(std::span<const uint8_t> 
   if (!wire::VerifyAckBuffer(verifier)) {
     return reject(Reason::kVerifierFailed, "FlatBuffers verifier rejected the ack");
   }
-  return wire::GetAck(bytes.data());
+  const wire::Ack* ack = wire::GetAck(bytes.data());
+  if (ack->schema_version() == 0 || ack->schema_version() > kAckSchemaVersion) {
+    return reject(Reason::kUnsupportedVersion,
+                  "ack schema_version " + std::to_string(ack->schema_version()));
+  }
+  return ack;
 }
 
 BatchContent toContent(const wire::Batch& batch) {

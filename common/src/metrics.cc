@@ -1,5 +1,6 @@
 #include "outpost/common/metrics.h"
 
+#include <charconv>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -35,10 +36,20 @@ std::string labelText(const Labels& labels, const std::string& extra_key = "",
 std::string num(double v) {
   if (std::isnan(v)) return "NaN";
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  std::ostringstream os;
-  os.precision(17);
-  os << v;
-  return os.str();
+  char buf[32];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);  // shortest exact form: le="0.1"
+  return std::string(buf, p);
+}
+
+// HELP text escaping of the exposition format: backslash and newline.
+std::string escapeHelp(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
 }
 
 }  // namespace
@@ -145,7 +156,7 @@ std::string Registry::render() const {
     const char* type = f.kind == Kind::kCounter ? "counter"
                        : f.kind == Kind::kGauge ? "gauge"
                                                 : "histogram";
-    os << "# HELP " << name << " " << f.help << "\n# TYPE " << name << " " << type << "\n";
+    os << "# HELP " << name << " " << escapeHelp(f.help) << "\n# TYPE " << name << " " << type << "\n";
     for (const auto& s : f.series) {
       if (s.counter) {
         os << name << labelText(s.labels) << " " << s.counter->value() << "\n";

@@ -670,3 +670,18 @@ TEST_CASE("reason names are stable", "[common][codec]") {
   CHECK(std::string(codec::reasonName(Reason::kBadTimestamp)) == "bad_timestamp");
   CHECK(std::string(codec::reasonName(Reason::kBadWindow)) == "bad_window");
 }
+
+TEST_CASE("verifyAck rejects unknown schema versions", "[common][codec]") {
+  for (uint16_t version : {uint16_t{0}, uint16_t{codec::kAckSchemaVersion + 1}}) {
+    flatbuffers::FlatBufferBuilder fbb;
+    fbb.ForceDefaults(true);
+    auto device = fbb.CreateString("dev-01");
+    wire::FinishAckBuffer(fbb, wire::CreateAck(fbb, version, device, 1, 2,
+                                               wire::AckStatus::Accepted, 0));
+    const std::vector<uint8_t> bytes(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+    auto r = codec::verifyAck(bytes);
+    INFO("schema_version " << version);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().reason == Reason::kUnsupportedVersion);
+  }
+}

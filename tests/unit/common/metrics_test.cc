@@ -282,3 +282,15 @@ TEST_CASE("concurrent updates from 4 threads sum exactly", "[common][metrics]") 
   CHECK(snap.cumulative[1] == expected);
   CHECK(contains(reg.render(), "outpost_concurrent_total{k=\"v\"} 400000\n"));
 }
+
+TEST_CASE("Registry escapes HELP text and prints bucket bounds in shortest form", "[common][metrics]") {
+  outpost::metrics::Registry reg;
+  reg.counter("outpost_help_test_total", "line one\nline two with a \\ backslash").inc();
+  reg.histogram("outpost_bounds_seconds", "bounds", {0.1, 0.2, 0.3}).observe(0.15);
+  const std::string text = reg.render();
+  CHECK(text.find("# HELP outpost_help_test_total line one\\nline two with a \\\\ backslash\n") !=
+        std::string::npos);
+  CHECK(text.find("outpost_bounds_seconds_bucket{le=\"0.1\"} 0\n") != std::string::npos);
+  CHECK(text.find("outpost_bounds_seconds_bucket{le=\"0.2\"} 1\n") != std::string::npos);
+  CHECK(text.find("outpost_bounds_seconds_bucket{le=\"0.3\"} 1\n") != std::string::npos);
+}
