@@ -3,11 +3,11 @@
 
 #include <iostream>
 
-#include <CLI/CLI.hpp>
 
 #include "outpost/aggregator/aggregator.h"
 #include "outpost/aggregator/aggregator_config.h"
 #include "outpost/aggregator/mqtt_ingest.h"
+#include "outpost/common/cli.h"
 #include "outpost/common/http_server.h"
 #include "outpost/common/log.h"
 #include "outpost/common/signals.h"
@@ -19,34 +19,21 @@ int main(int argc, char** argv) {
   CLI::App app{"outpost-aggregator " + std::string(kVersion) +
                ": receives agent batches over MQTT, verifies and deduplicates them, publishes to "
                "Kafka, acks after delivery"};
-  std::string config_path;
-  std::vector<std::string> overrides;
-  bool print_reference = false, check_only = false;
-  app.add_option("-c,--config", config_path, "TOML configuration file")->check(CLI::ExistingFile);
-  app.add_option("-s,--set", overrides,
-                 "Override one setting: key=value (e.g. --set kafka.bootstrap_servers=h:9092); "
-                 "repeatable");
-  app.add_flag("--check-config", check_only, "Validate the configuration and exit");
-  app.add_flag("--print-config-reference", print_reference,
-               "Print the configuration reference (Markdown) and exit");
-  app.set_version_flag("-V,--version", std::string("outpost-aggregator ") + kVersion);
+  cli::ProgramOptions po{.program = "outpost-aggregator",
+                         .default_path = "/etc/outpost/aggregator.toml"};
+  cli::addProgramOptions(app, po);
   CLI11_PARSE(app, argc, argv);
 
   const auto& schema = aggregatorSchema();
-  if (print_reference) {
-    std::cout << config::renderMarkdown(
-        schema, "outpost-aggregator",
-        "File: `/etc/outpost/aggregator.toml` (or `--config FILE`). Any key can also be set "
-        "with `--set key=value`.");
+  if (po.print_reference) {
+    std::cout << cli::configReference(po, schema);
     return 0;
   }
   signals::installSignalHandlers();
   try {
-    config::Config cfg = config_path.empty() ? config::defaults(schema)
-                                             : config::loadFile(config_path, schema);
-    for (const auto& o : overrides) cfg.applyOverride(schema, o);
+    config::Config cfg = cli::loadConfig(po, schema);
     AggregatorOptions options = aggregatorOptionsFrom(cfg);
-    if (check_only) {
+    if (po.check_only) {
       std::cout << "configuration OK\n";
       return 0;
     }

@@ -352,7 +352,7 @@ void Config::applyOverride(const Schema& schema, std::string_view assignment) {
   const std::string raw(assignment.substr(eq + 1));
   const Setting* s = schema.find(key);
   if (!s || s->type == Type::kTableArray) {
-    throw ConfigError("--set: unknown key '" + key + "' (see --help-config for every key)");
+    throw ConfigError("--set: unknown key '" + key + "' (every key: --print-config-reference or docs/configuration.md)");
   }
   Value v;
   switch (s->type) {

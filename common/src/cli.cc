@@ -1,0 +1,32 @@
+#include "outpost/common/cli.h"
+
+#include "outpost/common/version.h"
+
+namespace outpost::cli {
+
+void addProgramOptions(CLI::App& app, ProgramOptions& o) {
+  app.add_option("-c,--config", o.config_path, "TOML configuration file (packages install " + o.default_path + "; without it every setting has its default)")
+      ->check(CLI::ExistingFile);
+  app.add_option("-s,--set", o.overrides,
+                 "Override one setting: key=value (e.g. --set log_level=debug); repeatable; "
+                 "every key is in docs/configuration.md");
+  app.add_flag("--check-config", o.check_only, "Validate the configuration and exit");
+  app.add_flag("--print-config-reference", o.print_reference,
+               "Print the configuration reference (Markdown) and exit");
+  app.set_version_flag("-V,--version", o.program + " " + kVersion);
+}
+
+config::Config loadConfig(const ProgramOptions& o, const config::Schema& schema) {
+  config::Config cfg = o.config_path.empty() ? config::defaults(schema)
+                                             : config::loadFile(o.config_path, schema);
+  for (const auto& assignment : o.overrides) cfg.applyOverride(schema, assignment);
+  return cfg;
+}
+
+std::string configReference(const ProgramOptions& o, const config::Schema& schema) {
+  return config::renderMarkdown(schema, o.program,
+                                "File: `" + o.default_path + "` (or `--config FILE`). Any key can "
+                                "also be set with `--set key=value`.");
+}
+
+}  // namespace outpost::cli
