@@ -1,0 +1,73 @@
+#pragma once
+
+// Configuration of the streaming anomaly detectors (one SensorDetector per device and sensor).
+// A plain struct: the aggregator's config table fills it per sensor or sensor class and calls
+// validateDetectorConfig() at start-up. Every default is meant to work on unseen data without
+// tuning; the physical limits (range, rate) are off unless configured, because no default can
+// know them. Units: seconds for durations, the sensor's own unit for values.
+
+#include <cstdint>
+#include <limits>
+
+#include "outpost/common/status.h"
+
+namespace outpost::detect {
+
+// Upper bound of season_bins; fixes the size of the per-sensor state (<= 2 KB).
+inline constexpr uint32_t kMaxSeasonBins = 96;
+
+struct DetectorConfig {
+  // --- Alarm logic (hysteresis and hold-off) ---
+  double alarm_on = 0.5;        // combined score that raises an alarm
+  double alarm_off = 0.3;       // an active alarm counts readings below this score ...
+  uint32_t clear_samples = 10;  // ... and ends after this many consecutive ones (hold-off)
+  uint32_t warmup_samples = 30; // no alarm (except range/rate) before this many valid readings
+  // An alarm of kind level_shift or drift that lasts longer than this many readings is ended and
+  // its level accepted as the new normal, so a permanent change does not alarm forever.
+  uint32_t accept_after_samples = 2000;
+
+  // --- Baseline, spikes and dips (robust EWMA of the deseasonalised value) ---
+  double level_alpha = 0.05;   // EWMA weight of the local level
+  double scale_alpha = 0.02;   // EWMA weight of the mean absolute residual (robust scale)
+  double spike_z = 5.0;        // |residual| / sigma at which the spike score is 0.5
+  uint32_t spike_max_len = 3;  // a run of outliers on one side longer than this is a level shift
+
+  // --- Level shifts: two-sided CUSUM on the standardised residual ---
+  double cusum_k = 1.0;   // slack, in sigmas
+  double cusum_h = 8.0;   // cumulated sigmas at which the level-shift score is 0.5
+
+  // --- Drift: local level vs. the long-term seasonal reference ---
+  double drift_z = 5.0;         // level offset / its own normal spread at which the score is 0.5
+  double drift_var_alpha = 0.002;  // EWMA weight of the level's normal spread
+
+  // --- Seasonality: profile over one period, linear interpolation between bins ---
+  double season_period_s = 86400.0;  // 0 disables the profile
+  uint32_t season_bins = 48;         // 1..kMaxSeasonBins
+  double season_memory_periods = 4.0;  // the profile forgets with this time constant, in periods
+
+  // --- Stuck / flat-lined: a run of unchanged values that normal data makes improbable ---
+  double stuck_surprise = 20.0;    // -ln P(run | normal repeat rate) at which the score is 0.5
+  uint32_t stuck_min_samples = 5;  // never stuck with fewer unchanged readings than this
+  double stuck_tolerance = 0.0;    // |change| <= this counts as unchanged (0 = exactly equal)
+
+  // --- Silence: a gap long compared with the sensor's usual cadence ---
+  double silence_factor = 4.0;       // gap >= factor * usual interval ...
+  double silence_dev_factor = 10.0;  // ... and >= usual + this * mean |interval deviation|
+
+  // --- Physical limits (off unless set) ---
+  double range_min = -std::numeric_limits<double>::infinity();
+  double range_max = std::numeric_limits<double>::infinity();
+  double max_rate_per_s = 0.0;  // |dvalue/dt| above this is a rate anomaly; 0 disables
+
+  // --- Detector switches ---
+  bool enable_spike = true;
+  bool enable_level_shift = true;
+  bool enable_drift = true;
+  bool enable_stuck = true;
+  bool enable_silence = true;
+};
+
+// Ok, or kInvalidArgument with a message naming the field, its value and what is allowed.
+Status validateDetectorConfig(const DetectorConfig& cfg);
+
+}  // namespace outpost::detect

@@ -1,0 +1,445 @@
+#include "outpost/common/detect/sensor_detector.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace outpost::detect {
+
+static_assert(sizeof(SensorDetector) <= 2048, "per-sensor detector state must stay <= 2 KB");
+
+namespace {
+
+constexpr double kSigmaPerMad = 1.2533141373155;  // sigma / E|x| for a normal distribution
+constexpr double kClipSigmas = 4.0;                // residuals are clipped here before learning
+constexpr double kRepeatAlpha = 0.01;
+constexpr double kCadenceAlpha = 0.05;
+
+// q^2 / (1 + q^2): 0.5 at q = 1, strictly increasing, slow to saturate.
+inline double evidenceScore(double q) {
+  const double q2 = q * q;
+  return q2 / (1.0 + q2);
+}
+// Hard limits: 0 inside, 0.5 at the limit, rising with the relative excess.
+inline double limitScore(double excess) { return 0.5 + 0.5 * evidenceScore(excess); }
+
+inline double clampAbs(double v, double lim) { return std::max(-lim, std::min(lim, v)); }
+
+float median(const float* v, uint32_t n) {
+  float tmp[8];
+  std::copy(v, v + n, tmp);
+  std::sort(tmp, tmp + n);
+  return n % 2 ? tmp[n / 2] : 0.5f * (tmp[n / 2 - 1] + tmp[n / 2]);
+}
+
+}  // namespace
+
+const char* kindName(AnomalyKind kind) {
+  switch (kind) {
+    case AnomalyKind::kNone: return "";
+    case AnomalyKind::kSpike: return "spike";
+    case AnomalyKind::kDip: return "dip";
+    case AnomalyKind::kLevelShift: return "level_shift";
+    case AnomalyKind::kDrift: return "drift";
+    case AnomalyKind::kStuck: return "stuck";
+    case AnomalyKind::kRate: return "rate";
+    case AnomalyKind::kRange: return "range";
+    case AnomalyKind::kSilence: return "silence";
+  }
+  return "";
+}
+
+const char* detectorName(AnomalyKind kind) {
+  switch (kind) {
+    case AnomalyKind::kNone: return "";
+    case AnomalyKind::kSpike:
+    case AnomalyKind::kDip: return "robust_ewma_z";
+    case AnomalyKind::kLevelShift: return "cusum";
+    case AnomalyKind::kDrift: return "seasonal_level_drift";
+    case AnomalyKind::kStuck: return "stuck_run";
+    case AnomalyKind::kRate: return "rate_limit";
+    case AnomalyKind::kRange: return "range_limit";
+    case AnomalyKind::kSilence: return "cadence_silence";
+  }
+  return "";
+}
+
+SensorDetector::SensorDetector(const DetectorConfig* cfg) : cfg_(cfg) {}
+
+double SensorDetector::seasonal(int64_t ts_ms, int* i0, int* i1, double* f) const {
+  const DetectorConfig& c = *cfg_;
+  const int bins = static_cast<int>(c.season_bins);
+  if (c.season_period_s <= 0.0 || bins <= 1) {
+    *i0 = *i1 = 0;
+    *f = 0.0;
+    return profile_w_[0] > 0.0f ? profile_[0] : last_profile_;
+  }
+  const int64_t period_ms = static_cast<int64_t>(c.season_period_s * 1000.0);
+  int64_t ph = ts_ms % period_ms;
+  if (ph < 0) ph += period_ms;
+  const double u = static_cast<double>(ph) * bins / static_cast<double>(period_ms) - 0.5;
+  double fl = std::floor(u);
+  int a = static_cast<int>(fl);
+  *f = u - fl;
+  if (a < 0) a += bins;
+  int b = a + 1;
+  if (b >= bins) b -= bins;
+  *i0 = a;
+  *i1 = b;
+  const bool ha = profile_w_[a] > 0.0f, hb = profile_w_[b] > 0.0f;
+  if (ha && hb) return (1.0 - *f) * profile_[a] + *f * profile_[b];
+  if (ha) return profile_[a];
+  if (hb) return profile_[b];
+  return last_profile_;
+}
+
+void SensorDetector::raiseOrExtend(int64_t ts_ms, double value, double score, AnomalyKind kind,
+                                   double lo, double hi, DetectResult* r) {
+  if (!alarm_) {
+    alarm_ = true;
+    below_ = 0;
+    alarm_len_ = 0;
+    event_ = AnomalyEvent{};
+    event_.start_ms = ts_ms;
+    event_.value = value;
+    event_.peak_score = score;
+    event_.expected_lo = lo;
+    event_.expected_hi = hi;
+    event_.kind = kind;
+    r->transition = AlarmTransition::kRaised;
+  } else {
+    event_.peak_score = std::max(event_.peak_score, score);
+    // Refinement: hard limits and stuck/silence win; an outlier run turns a spike into a level
+    // shift. Drift never relabels an open event (it follows most other events).
+    auto rank = [](AnomalyKind k) {
+      switch (k) {
+        case AnomalyKind::kRange: return 5;
+        case AnomalyKind::kRate: return 4;
+        case AnomalyKind::kSilence:
+        case AnomalyKind::kStuck: return 3;
+        case AnomalyKind::kLevelShift: return 2;
+        case AnomalyKind::kSpike:
+        case AnomalyKind::kDip: return 1;
+        default: return 0;
+      }
+    };
+    if (kind != AnomalyKind::kDrift && rank(kind) > rank(event_.kind)) event_.kind = kind;
+  }
+  last_high_ts_ = ts_ms;
+}
+
+void SensorDetector::endAlarm(DetectResult* r) {
+  alarm_ = false;
+  event_.end_ms = last_high_ts_;
+  r->transition = AlarmTransition::kEnded;
+  g_pos_ = g_neg_ = 0.0;
+  if (event_.kind == AnomalyKind::kLevelShift || event_.kind == AnomalyKind::kDrift) {
+    // Accept the current level as the new normal.
+    off_ += base_;
+    base_ = 0.0;
+    g_pos_ = g_neg_ = 0.0;
+  }
+}
+
+DetectResult SensorDetector::poll(int64_t now_ms) {
+  DetectResult r;
+  r.alarm = alarm_;
+  const DetectorConfig& c = *cfg_;
+  if (!c.enable_silence || n_ < 3 || n_ < c.warmup_samples || now_ms <= last_ts_) return r;
+  const double gap = static_cast<double>(now_ms - last_ts_) * 1e-3;
+  const double thr =
+      std::max(c.silence_factor * cadence_s_, cadence_s_ + c.silence_dev_factor * cadence_dev_s_);
+  if (thr <= 0.0) return r;
+  const double q = gap / thr;
+  if (q < 1.0) return r;
+  r.score = evidenceScore(q);
+  r.kind = AnomalyKind::kSilence;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (!alarm_) {
+    raiseOrExtend(now_ms, nan, r.score, AnomalyKind::kSilence, nan, nan, &r);
+  } else {
+    event_.peak_score = std::max(event_.peak_score, r.score);
+    if (event_.kind != AnomalyKind::kSilence && event_.kind != AnomalyKind::kRange)
+      event_.kind = AnomalyKind::kSilence;
+    last_high_ts_ = now_ms;
+  }
+  below_ = 0;
+  r.alarm = true;
+  return r;
+}
+
+DetectResult SensorDetector::update(int64_t ts_ms, double x) {
+  const DetectorConfig& c = *cfg_;
+  DetectResult r;
+  if (!std::isfinite(x) || (n_ > 0 && ts_ms < last_ts_)) {
+    r.valid = false;
+    r.alarm = alarm_;
+    return r;
+  }
+
+  if (n_ == 0) {
+    // First reading: seed the profile and the baseline; nothing to compare with yet.
+    int i0, i1;
+    double f;
+    last_profile_ = 0.0;
+    off_ = x;
+    seasonal(ts_ms, &i0, &i1, &f);
+    profile_[i0] = 0.0;
+    profile_w_[i0] = 1.0f;
+    last_ts_ = first_ts_ = ts_ms;
+    last_x_ = x;
+    n_ = 1;
+    r.expected_lo = r.expected_hi = x;
+    r.score = 0.0;
+    if (x < c.range_min || x > c.range_max) {
+      const double w = std::max(std::abs(x) * 1e-3, 1e-300);
+      const double e = x < c.range_min ? c.range_min - x : x - c.range_max;
+      r.score = limitScore(e / w);
+      r.kind = AnomalyKind::kRange;
+      raiseOrExtend(ts_ms, x, r.score, r.kind, c.range_min, c.range_max, &r);
+    }
+    r.alarm = alarm_;
+    return r;
+  }
+
+  const double dt = static_cast<double>(ts_ms - last_ts_) * 1e-3;
+  const bool warm = n_ >= c.warmup_samples;
+  // Level shift and drift compare with the seasonal reference: armed after one period.
+  const bool armed = warm && (c.season_period_s <= 0.0 ||
+                              static_cast<double>(ts_ms - first_ts_) >= c.season_period_s * 1e3);
+
+  // --- Silence (the gap that ended with this reading) and cadence.
+  double s_silence = 0.0;
+  if (c.enable_silence && n_ >= 3) {
+    const double thr = std::max(c.silence_factor * cadence_s_,
+                                cadence_s_ + c.silence_dev_factor * cadence_dev_s_);
+    if (thr > 0.0 && dt >= thr) s_silence = evidenceScore(dt / thr);
+  }
+
+  // --- Hard limits.
+  double s_range = 0.0;
+  if (x < c.range_min || x > c.range_max) {
+    const double width = c.range_max - c.range_min;
+    const double w = std::isfinite(width) && width > 0.0 ? 0.1 * width
+                                                         : std::max(std::abs(x) * 1e-3, 1e-300);
+    const double e = x < c.range_min ? c.range_min - x : x - c.range_max;
+    s_range = limitScore(e / w);
+  }
+  double s_rate = 0.0;
+  if (c.max_rate_per_s > 0.0 && dt > 0.0) {
+    const double rate = std::abs(x - last_x_) / dt;
+    if (rate > c.max_rate_per_s) s_rate = limitScore(rate / c.max_rate_per_s - 1.0);
+  }
+
+  // --- Baseline prediction.
+  int i0, i1;
+  double f;
+  const double prof = seasonal(ts_ms, &i0, &i1, &f);
+  const double y = x - off_ - prof;  // deseasonalised value, relative to the accepted level
+  const double sigma_floor = std::max(std::abs(off_) * 1e-12, 1e-300);
+  const double sigma = std::max(mad_ * kSigmaPerMad, sigma_floor);
+  const double resid = y - base_;
+  const double z = resid / sigma;
+  const double pred = off_ + prof + base_;
+  r.expected_lo = pred - c.spike_z * sigma;
+  r.expected_hi = pred + c.spike_z * sigma;
+
+  // --- Spike / dip, and runs of outliers (a long run is a level shift).
+  double s_spike = 0.0;
+  bool run_shift = false;
+  const bool outlier = std::abs(z) >= c.spike_z;
+  if (c.enable_spike && n_ >= 3) s_spike = evidenceScore(std::abs(z) / c.spike_z);
+  if (outlier) {
+    const int8_t sign = z > 0 ? 1 : -1;
+    if (sign != run_sign_) run_len_ = 0;
+    run_sign_ = sign;
+    run_y_[run_len_ & 7] = static_cast<float>(y);
+    ++run_len_;
+    if (run_len_ > c.spike_max_len && c.enable_level_shift && armed) run_shift = true;
+  } else {
+    run_len_ = 0;
+    run_sign_ = 0;
+  }
+
+  // --- CUSUM on the standardised residual (outliers excluded: they are spikes or runs).
+  double s_level = 0.0;
+  if (c.enable_level_shift) {
+    if (!outlier && n_ >= 3 && stuck_len_ < 2) {
+      // Correlated noise inflates sums of residuals: scale to the long-run spread.
+      const double zc = z * std::sqrt((1.0 - rho_) / (1.0 + rho_));
+      g_pos_ = std::max(0.0, g_pos_ + zc - c.cusum_k);
+      g_neg_ = std::max(0.0, g_neg_ - zc - c.cusum_k);
+    }
+    if (armed) s_level = evidenceScore(std::max(g_pos_, g_neg_) / c.cusum_h);
+  }
+
+  // --- Drift: local level against the seasonal reference, in units of its normal spread.
+  double s_drift = 0.0;
+  const bool event_is_shift = alarm_ && event_.kind == AnomalyKind::kLevelShift;
+  if (c.enable_drift && armed && learn_n_ > 0 && !event_is_shift) {
+    const double a = c.level_alpha;
+    const double sd = std::max(std::sqrt(base_var_), sigma * std::sqrt(a / (2.0 - a)));
+    s_drift = evidenceScore(std::abs(base_) / (c.drift_z * sd));
+  }
+
+  // --- Stuck: probability of this run of unchanged values under the normal repeat rate.
+  double s_stuck = 0.0;
+  const bool repeat = std::abs(x - last_x_) <= c.stuck_tolerance;
+  if (repeat) {
+    ++stuck_len_;
+    stuck_surprise_ -= std::log(std::clamp(p_repeat_, 0.02, 0.999));
+  } else {
+    stuck_len_ = 0;
+    stuck_surprise_ = 0.0;
+  }
+  if (c.enable_stuck && stuck_len_ >= c.stuck_min_samples)
+    s_stuck = evidenceScore(stuck_surprise_ / c.stuck_surprise);
+
+  // --- Combine: hard limits first, then the strongest evidence.
+  double score = 0.0;
+  AnomalyKind kind = AnomalyKind::kNone;
+  if (s_range > 0.0) {
+    score = s_range;
+    kind = AnomalyKind::kRange;
+  } else if (s_rate > 0.0) {
+    score = s_rate;
+    kind = AnomalyKind::kRate;
+  }
+  if (warm) {
+    auto take = [&](double s, AnomalyKind k) {
+      if (s > score) {
+        score = s;
+        kind = k;
+      }
+    };
+    if (kind == AnomalyKind::kNone) {
+      take(s_spike, run_shift ? AnomalyKind::kLevelShift
+                              : (z > 0 ? AnomalyKind::kSpike : AnomalyKind::kDip));
+      take(s_level, AnomalyKind::kLevelShift);
+      take(s_drift, AnomalyKind::kDrift);
+      take(s_stuck, AnomalyKind::kStuck);
+      take(s_silence, AnomalyKind::kSilence);
+    } else {
+      score = std::max({score, s_spike, s_level, s_drift, s_stuck, s_silence});
+    }
+  }
+  if (score < c.alarm_off && kind != AnomalyKind::kRange && kind != AnomalyKind::kRate)
+    kind = AnomalyKind::kNone;
+
+  // --- Alarm state machine.
+  const bool hard = kind == AnomalyKind::kRange || kind == AnomalyKind::kRate;
+  if (score >= c.alarm_on && (warm || hard)) {
+    raiseOrExtend(ts_ms, x, score, kind, r.expected_lo, r.expected_hi, &r);
+    below_ = 0;
+  } else if (alarm_) {
+    if (score >= c.alarm_off) {
+      below_ = 0;
+      last_high_ts_ = ts_ms;
+      if (kind == AnomalyKind::kLevelShift && event_.kind != AnomalyKind::kRange &&
+          event_.kind != AnomalyKind::kRate && event_.kind != AnomalyKind::kStuck &&
+          event_.kind != AnomalyKind::kSilence)
+        event_.kind = AnomalyKind::kLevelShift;
+      event_.peak_score = std::max(event_.peak_score, score);
+    } else if (++below_ >= c.clear_samples) {
+      endAlarm(&r);
+    }
+  }
+  if (alarm_ && ++alarm_len_ > c.accept_after_samples &&
+      (event_.kind == AnomalyKind::kLevelShift || event_.kind == AnomalyKind::kDrift)) {
+    last_high_ts_ = ts_ms;
+    endAlarm(&r);
+  }
+
+  // --- Learning (after scoring: the score of a reading never depends on itself or later ones).
+  const bool shift_event = alarm_ && event_.kind == AnomalyKind::kLevelShift;
+  if (run_shift) {
+    // Re-seat the level on the run of outliers; the alarm carries on as a level shift.
+    base_ = median(run_y_, std::min<uint32_t>(run_len_, 8));
+    g_pos_ = g_neg_ = 0.0;
+    run_len_ = 0;
+    run_sign_ = 0;
+  } else if (shift_event) {
+    base_ += 0.3 * clampAbs(y - base_, kClipSigmas * sigma);
+  }
+  // Learning. The local state (level, scale, correlation, repeat rate) learns from every reading
+  // without evidence other than drift - the level must keep following a drift to measure it. The
+  // reference (seasonal profile, normal spread of the level) learns only from readings without
+  // any evidence. Both also learn in an alarm's clearing tail, so an alarm never freezes the
+  // state that would end it.
+  const double other = warm ? std::max({s_spike, s_level, s_stuck, s_silence, s_rate, s_range})
+                            : std::max(s_rate, s_range);
+  if (other < c.alarm_off) {
+    const double nn = static_cast<double>(n_);
+    const double la = std::max(c.level_alpha, 1.0 / nn);
+    const double sa = std::max(c.scale_alpha, 1.0 / nn);
+    const double rc = clampAbs(resid, kClipSigmas * sigma);
+    // Early on sigma is unknown: do not clip the scale's own input until warm.
+    const double ar = warm ? std::min(std::abs(resid), kClipSigmas * sigma / kSigmaPerMad)
+                           : std::abs(resid);
+    if (n_ >= 2 && score < c.alarm_off) mad_ += sa * (ar - mad_);
+    if (n_ >= 3 && warm) {
+      const double zc = clampAbs(z, 3.0);
+      rho_ += 0.01 * (std::clamp(zc * last_z_, -9.0, 9.0) - rho_);
+      rho_ = std::clamp(rho_, 0.0, 0.9);
+    }
+    last_z_ = clampAbs(z, 3.0);
+    base_ += la * (warm ? rc : resid);
+    p_repeat_ += kRepeatAlpha * ((repeat ? 1.0 : 0.0) - p_repeat_);
+  }
+  if (score < c.alarm_off) {
+    if (warm) {
+      ++learn_n_;
+      const double va = std::max(c.drift_var_alpha, 1.0 / learn_n_);
+      base_var_ += va * (base_ * base_ - base_var_);
+    }
+    // Seasonal profile: cumulative mean per bin during the first period, then forgetting with
+    // a time constant of season_memory_periods.
+    const double e = clampAbs(x - off_ - prof, kClipSigmas * sigma);
+    double rate_min = 1e-3;  // no season: the profile is one long-term mean
+    if (c.season_period_s > 0.0 && cadence_s_ > 0.0)
+      rate_min = std::clamp(cadence_s_ * c.season_bins /
+                                (c.season_period_s * c.season_memory_periods),
+                            1e-5, 0.5);
+    // Weight a bin collects in one period: the cumulative-mean stage ends there.
+    const double w_cap = 1.0 / (rate_min * std::max(1.0, c.season_memory_periods));
+    auto learnBin = [&](int i, double wt) {
+      if (wt <= 0.0) return;
+      if (profile_w_[i] <= 0.0f) {
+        profile_[i] = prof + e;
+        profile_w_[i] = static_cast<float>(wt);
+        return;
+      }
+      const double w = profile_w_[i];
+      profile_[i] += (w < w_cap ? wt / (w + wt) : wt * rate_min) * e;
+      profile_w_[i] = static_cast<float>(std::min(w + wt, 1e9));
+    };
+    learnBin(i0, 1.0 - f);
+    if (i1 != i0) learnBin(i1, f);
+    int j0, j1;
+    double g;
+    const double prof_new = seasonal(ts_ms, &j0, &j1, &g);
+    // What the profile learned moves out of the local level: the prediction stays continuous.
+    base_ -= prof_new - prof;
+    last_profile_ = prof_new;
+  }
+  if (dt > 0.0 && s_silence < c.alarm_off) {
+    if (n_ <= 10) {
+      cadence_s_ += (dt - cadence_s_) / static_cast<double>(n_);
+      cadence_dev_s_ += (std::abs(dt - cadence_s_) - cadence_dev_s_) / static_cast<double>(n_);
+    } else {
+      const double d = std::min(dt, 4.0 * cadence_s_);
+      cadence_s_ += kCadenceAlpha * (d - cadence_s_);
+      cadence_dev_s_ += kCadenceAlpha * (std::abs(d - cadence_s_) - cadence_dev_s_);
+    }
+  }
+
+  last_ts_ = ts_ms;
+  last_x_ = x;
+  ++n_;
+  r.score = score;
+  r.kind = kind;
+  r.alarm = alarm_;
+  return r;
+}
+
+}  // namespace outpost::detect
