@@ -12,7 +12,9 @@ namespace {
 
 // Paho C refuses a publish once this many are queued inside the client, even while connected (its
 // default is 100). One Kafka produce response can complete hundreds of batches at once, so the ack
-// burst must fit; each queued ack is ~100 bytes.
+// burst must fit; each queued ack is ~100 bytes. This also queues acks while the connection is
+// down (Paho's send-while-disconnected): they go out after the reconnect, and an agent that already
+// resent the batch ignores the late duplicate.
 constexpr int kMaxBufferedAcks = 1 << 16;
 
 }  // namespace
@@ -133,7 +135,10 @@ bool MqttIngest::connected() const { return impl_->cli && impl_->cli->is_connect
 
 bool MqttIngest::sendAck(const std::string& device, std::vector<uint8_t> ack) {
   auto* cli = impl_->cli.get();
-  if (!cli) return false;
+  if (!cli) {
+    impl_->ack_failures.inc();
+    return false;
+  }
   try {
     cli->publish(impl_->opt.topic_prefix + "/" + device + "/ack", ack.data(), ack.size(), 1, false);
     return true;

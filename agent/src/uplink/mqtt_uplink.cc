@@ -83,9 +83,11 @@ struct MqttUplink::Impl {
     try {
       // Paho refuses publishes beyond its buffer (default 100) even while connected: room for the
       // whole in-flight window plus status messages.
-      cli = std::make_unique<mqtt::async_client>(
-          opt.broker, opt.client_id,
-          mqtt::create_options(MQTTVERSION_DEFAULT, static_cast<int>(opt.max_inflight) + 16));
+      // Not queued while disconnected: the outbox is the buffer, and a publish that fails tells
+      // the sender thread to reconnect.
+      mqtt::create_options create(MQTTVERSION_DEFAULT, static_cast<int>(opt.max_inflight) + 16);
+      create.set_send_while_disconnected(false);
+      cli = std::make_unique<mqtt::async_client>(opt.broker, opt.client_id, create);
       cli->set_message_callback([this](mqtt::const_message_ptr m) { onMessage(std::move(m)); });
       cli->set_connection_lost_handler([this](const std::string& c) { onConnectionLost(c); });
       auto builder = mqtt::connect_options_builder()
