@@ -10,7 +10,9 @@
 // One Paho async client per virtual device, like real agents: each device has its own
 // connection, session and ack subscription, and the broker applies its per-client limits
 // (max_inflight_messages, max_queued_messages) per device. Paho C serves every client of a
-// process with the same two I/O threads, so more clients cost sockets, not threads.
+// process with the same two I/O threads, so more clients cost sockets, not threads. Like the
+// agent's uplink, each device turns Nagle's algorithm off on its broker connection
+// (net::setTcpNoDelayToPeer; --no-tcp-nodelay keeps it on, as agents did before).
 //
 // A benchmark, not a test: it asserts correctness only (exit 1 if any batch is rejected, never
 // acked, acked twice or answered with a malformed ack); timing figures are reported, never
@@ -19,12 +21,8 @@
 // Exit codes: 0 every batch accepted exactly once; 1 correctness errors; 2 bad command line;
 // 3 runtime failure (cannot connect, connection lost, publish failed).
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <mqtt/async_client.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -47,6 +45,7 @@
 #include <vector>
 
 #include "outpost/common/codec.h"
+#include "outpost/common/net.h"
 #include "outpost/common/signals.h"
 #include "outpost/common/version.h"
 
@@ -90,7 +89,7 @@ struct Options {
   int64_t max_memory_mb = 768;
   std::vector<std::string> cpu_pids;  // name=pid
   bool cpu_threads = false;
-  bool tcp_nodelay = false;
+  bool tcp_nodelay = true;  // as the agent's uplink (net::setTcpNoDelayToPeer after connecting)
   std::string label;
 };
 
@@ -208,43 +207,6 @@ int64_t percentile(const std::vector<int64_t>& sorted, double p) {
   return sorted[std::clamp<size_t>(rank, 1, sorted.size()) - 1];
 }
 
-// Paho C has no option for TCP_NODELAY and leaves Nagle's algorithm on. For --tcp-nodelay, set it
-// on every IPv4/IPv6 TCP socket of this process connected to `port` (the broker's). Linux only;
-// returns how many sockets were changed.
-int setNoDelayOnSocketsTo(int port) {
-  int changed = 0;
-  DIR* d = opendir("/proc/self/fd");
-  if (!d) return 0;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    const int fd = std::atoi(e->d_name);
-    sockaddr_storage peer{};
-    socklen_t len = sizeof peer;
-    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) continue;
-    int peer_port = -1;
-    if (peer.ss_family == AF_INET) {
-      peer_port = ntohs(reinterpret_cast<sockaddr_in*>(&peer)->sin_port);
-    } else if (peer.ss_family == AF_INET6) {
-      peer_port = ntohs(reinterpret_cast<sockaddr_in6*>(&peer)->sin6_port);
-    }
-    const int one = 1;
-    if (peer_port == port && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0) {
-      ++changed;
-    }
-  }
-  closedir(d);
-  return changed;
-}
-
-// Port of a tcp://host:port URI, or -1.
-int uriPort(const std::string& uri) {
-  const auto colon = uri.rfind(':');
-  if (colon == std::string::npos) return -1;
-  const std::string p = uri.substr(colon + 1);
-  if (p.empty() || p.find_first_not_of("0123456789") != std::string::npos) return -1;
-  return std::atoi(p.c_str());
-}
-
 // ---- the benchmark ------------------------------------------------------------------------------
 
 enum : uint8_t { kUnsent = 0, kInFlight = 1, kAcked = 2 };
@@ -288,7 +250,9 @@ class Bench {
       return kExitFailure;
     }
     if (opt_.tcp_nodelay) {
-      const int n = setNoDelayOnSocketsTo(uriPort(opt_.broker));
+      // The agent's own code path: Paho never sets TCP_NODELAY, so the agent's uplink does it on
+      // every socket to the broker after connecting.
+      const int n = net::setTcpNoDelayToPeer(opt_.broker);
       std::cout << "TCP_NODELAY set on " << n << " broker connection(s)\n";
       if (n != opt_.devices) {
         disconnectAll();
@@ -811,7 +775,8 @@ class Bench {
         << "===\n"
         << "broker " << opt_.broker << ", " << opt_.devices << " devices, " << B
         << " readings/batch (" << batch_bytes_ << " bytes), inflight " << opt_.inflight
-        << " per device" << (opt_.tcp_nodelay ? ", TCP_NODELAY" : "") << ", target "
+        << " per device" << (opt_.tcp_nodelay ? ", TCP_NODELAY" : ", Nagle on (--no-tcp-nodelay)")
+        << ", target "
         << (opt_.rate > 0 ? num(opt_.rate, 0) + " readings/s" : std::string("max (unpaced)"))
         << "\nwindow " << num(window_s, 2) << " s after " << num(opt_.warmup_s, 1) << " s warm-up"
         << (stop_reason_.empty() ? "" : "; sender stopped early: " + stop_reason_) << "\n"
@@ -959,9 +924,11 @@ int main(int argc, char** argv) {
                  "NAME=PID of a process whose CPU time over the window is reported (repeatable; "
                  "this process is always reported as 'bench')");
   app.add_flag("--cpu-threads", o.cpu_threads, "Also report the busiest threads of each process");
-  app.add_flag("--tcp-nodelay", o.tcp_nodelay,
-               "Turn Nagle's algorithm off on the devices' broker connections (Paho leaves it on; "
-               "Linux only)");
+  app.add_flag("--tcp-nodelay,!--no-tcp-nodelay", o.tcp_nodelay,
+               "Nagle's algorithm off on the devices' broker connections, as the agent's uplink "
+               "does (default; Linux only). --no-tcp-nodelay: leave it on, as Paho does and "
+               "agents before TCP_NODELAY did")
+      ->capture_default_str();
   app.add_option("--label", o.label, "Free text copied into the report");
   app.set_version_flag("-V,--version", std::string(outpost::kVersion));
   try {

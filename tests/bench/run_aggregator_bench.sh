@@ -21,13 +21,18 @@
 #   --devices N           virtual devices (default 8)
 #   --batch-readings N    readings per batch (default 500)
 #   --inflight K          batches per device awaiting ack (default 16)
+#   --max-memory-mb MB    memory for the bench's pre-encoded batches (default 3072: max mode at
+#                         500 readings/batch runs out of batches above ~2.7M readings/s over
+#                         warm-up + duration; a run that hits the cap ends its window early and
+#                         is flagged in the summary)
 #   --agg-set KEY=VALUE   extra aggregator setting, repeatable (e.g. ingest.workers=4)
 #   --label TEXT          copied into the JSON results
 #   --out DIR             keep results.jsonl, per-run bench output and /metrics here
 #   --cpu-threads         also report the busiest threads of each process
-#   --tcp-nodelay         Nagle's algorithm off on Mosquitto's sockets (`set_tcp_nodelay true`)
-#                         and on the bench's device connections (as agents that set TCP_NODELAY);
-#                         default: lib.sh's Mosquitto config and Paho's default (Nagle on)
+#   --no-tcp-nodelay      Nagle's algorithm left on where the bench controls it: Mosquitto without
+#                         lib.sh's `set_tcp_nodelay true`, and the bench's device connections
+#                         (as agents before they set TCP_NODELAY). The aggregator always sets it.
+#                         Default: Nagle off on all three, as shipped (--tcp-nodelay, accepted)
 #   --aggregator-preload SO  diagnostics: run the aggregator with LD_PRELOAD=SO and
 #                         OUTPOST_BENCH_BROKER_PORT=<Mosquitto's port> (docs/benchmarks.md)
 # Exit: 0 all runs correct; 1 a correctness check failed (details printed); 2 usage.
@@ -42,8 +47,8 @@ if [[ $# -gt 0 && "$1" != -* ]]; then
   shift
 fi
 SMOKE=0 RUNS=3 DURATION=20 WARMUP=3 SCENARIOS=max,fixed FIXED_RATE=100000 DEVICES=8
-BATCH_READINGS=500 INFLIGHT=16 LABEL="" OUT="" CPU_THREADS=0 TCP_NODELAY=0 AGG_PRELOAD=""
-AGG_SET=()
+BATCH_READINGS=500 INFLIGHT=16 LABEL="" OUT="" CPU_THREADS=0 TCP_NODELAY=1 AGG_PRELOAD=""
+MAX_MEMORY_MB=3072 AGG_SET=()
 need() { [[ $# -ge 2 && -n "$2" ]] || { echo "option $1 needs a value" >&2; exit 2; }; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -56,17 +61,19 @@ while [[ $# -gt 0 ]]; do
     --devices) need "$@"; DEVICES=$2; shift 2 ;;
     --batch-readings) need "$@"; BATCH_READINGS=$2; shift 2 ;;
     --inflight) need "$@"; INFLIGHT=$2; shift 2 ;;
+    --max-memory-mb) need "$@"; MAX_MEMORY_MB=$2; shift 2 ;;
     --agg-set) need "$@"; AGG_SET+=(--set "$2"); shift 2 ;;
     --label) need "$@"; LABEL=$2; shift 2 ;;
     --out) need "$@"; OUT=$2; shift 2 ;;
     --cpu-threads) CPU_THREADS=1; shift ;;
     --tcp-nodelay) TCP_NODELAY=1; shift ;;
+    --no-tcp-nodelay) TCP_NODELAY=0; shift ;;
     --aggregator-preload) need "$@"; AGG_PRELOAD=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-for v in RUNS DEVICES BATCH_READINGS INFLIGHT FIXED_RATE; do
+for v in RUNS DEVICES BATCH_READINGS INFLIGHT FIXED_RATE MAX_MEMORY_MB; do
   if ! [[ "${!v}" =~ ^[0-9]+$ && "${!v}" -gt 0 ]]; then
     echo "$v must be a positive integer" >&2
     exit 2
@@ -119,19 +126,21 @@ kafka_end_offsets() {
     fail "kcat -Q could not read the end offsets of $topic: $(cat "$WORK/kcat.err")"
 }
 
-# Mosquitto for the bench: lib.sh's config (same queue limits, see above) plus, with --tcp-nodelay,
-# Nagle's algorithm off on its client sockets. Mosquitto defaults to Nagle on: a small ack
-# written soon after another small packet (the PUBACK of the batch) waits for the TCP ACK of the
-# first, which the receiver delays by 40 ms or more (docs/benchmarks.md).
+# Mosquitto for the bench: lib.sh's config (same queue limits, see above; `set_tcp_nodelay true`).
+# With --no-tcp-nodelay, restarted without that line: Mosquitto's default is Nagle on, and a small
+# ack written soon after another small packet then waits for the peer's delayed ACK, 40 ms or more
+# (docs/benchmarks.md, "what the first campaign found").
 start_bench_mosquitto() {
   start_mosquitto
-  [[ $TCP_NODELAY == 1 ]] || return 0
+  grep -qx 'set_tcp_nodelay true' "$WORK/mosquitto.conf" ||
+    fail "lib.sh's mosquitto.conf no longer sets set_tcp_nodelay true: update this script"
+  [[ $TCP_NODELAY == 0 ]] || return 0
   stop_proc mosquitto
-  echo "set_tcp_nodelay true" >>"$WORK/mosquitto.conf"
+  sed -i '/^set_tcp_nodelay /d' "$WORK/mosquitto.conf"
   mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
   PIDS[mosquitto]=$!
   wait_for 10 "mosquitto on $MQTT_PORT" port_open "$MQTT_PORT"
-  log "mosquitto restarted with set_tcp_nodelay true (pid ${PIDS[mosquitto]})"
+  log "mosquitto restarted without set_tcp_nodelay (Nagle on; pid ${PIDS[mosquitto]})"
 }
 
 # run_one NAME RATE: one run on a fresh stack; appends the bench's JSON (+ checks) to $RESULTS.
@@ -152,10 +161,11 @@ run_one() {
   off0=$(kafka_end_offsets outpost.readings)
   local args=(--broker "$MQTT_URI" --rate "$rate" --duration "$DURATION" --warmup "$WARMUP"
     --devices "$DEVICES" --batch-readings "$BATCH_READINGS" --inflight "$INFLIGHT"
+    --max-memory-mb "$MAX_MEMORY_MB"
     --label "$name" --cpu-pid "mosquitto=${PIDS[mosquitto]}" --cpu-pid "devkafka=${PIDS[devkafka]}"
     --cpu-pid "aggregator=${PIDS[aggregator]}")
   [[ $CPU_THREADS == 1 ]] && args+=(--cpu-threads)
-  [[ $TCP_NODELAY == 1 ]] && args+=(--tcp-nodelay)
+  [[ $TCP_NODELAY == 0 ]] && args+=(--no-tcp-nodelay)
   log "run $name: load $(cut -d' ' -f1-3 /proc/loadavg); outpost-bench-aggregator ${args[*]}"
   local rc=0 limit
   limit=$(python3 -c "print(int($WARMUP + $DURATION + 90))")
@@ -198,7 +208,9 @@ for line in open(metrics_file, errors="replace"):
         r["kafka_queue_full"] = float(line.split()[-1])
     elif line.startswith("outpost_aggregator_ack_publish_failures_total"):
         r["ack_publish_failures"] = int(float(line.split()[-1]))
-if r.get("ack_publish_failures"):
+if "ack_publish_failures" not in r:
+    problems.append("the aggregator's /metrics has no outpost_aggregator_ack_publish_failures_total")
+elif r["ack_publish_failures"]:
     problems.append(f"the aggregator failed to publish {r['ack_publish_failures']} acks "
                     "(outpost_aggregator_ack_publish_failures_total; its debug log says why)")
 if agg.get("count"):
@@ -284,8 +296,33 @@ for name, rs in by.items():
         print(f"  cpu {proc:<13}: "
               + fig(rs, lambda r: r["cpu_cores"][proc] or 0, lambda x: f"{x:.2f}"))
     print("  cpu others       : " + fig(rs, lambda r: r["others_cores"], lambda x: f"{x:.2f}"))
+    # Busiest threads: per run, each process's threads grouped by name (several share one, e.g.
+    # the aggregator's workers), busiest first; medians over runs of the k-th busiest of a name.
+    if all("cpu_threads" in r for r in rs):
+        for proc in r0["cpu_threads"]:
+            per = collections.defaultdict(list)
+            for r in rs:
+                names = collections.defaultdict(list)
+                for t in r["cpu_threads"].get(proc, []):
+                    names[t["name"]].append(t["cores"])
+                for n, v in names.items():
+                    for k, c in enumerate(sorted(v, reverse=True)):
+                        per[f"{n}#{k + 1}" if len(v) > 1 or k else n].append(c)
+            shown = sorted(((statistics.median(v + [0] * (len(rs) - len(v))), k)
+                            for k, v in per.items()), reverse=True)
+            line = ", ".join(f"{k} {m:.2f}" for m, k in shown if m >= 0.01)
+            print(f"    {proc} threads : {line or '(none above 0.01)'}")
     print("  batches acked    : " + ", ".join(str(r["batches_accepted"]) for r in rs)
           + "; never acked: " + ", ".join(str(r["batches_unacked"]) for r in rs))
+    print("  cross-check      : Kafka messages " + ", ".join(str(r["kafka_messages"]) for r in rs)
+          + "; aggregator published readings = accepted: "
+          + ", ".join("yes" if r["aggregator_published_readings"] == r["readings_accepted"]
+                      else "NO" for r in rs)
+          + "; ack publish failures " + ", ".join(str(r.get("ack_publish_failures")) for r in rs))
+    capped = [r["label"] for r in rs if r["hard_cap_hit"]]
+    if capped:
+        print(f"  WARNING: {', '.join(capped)} ran out of pre-encoded batches: the window ended "
+              "early (raise --max-memory-mb)")
 bad = [r for r in runs if not r["check_ok"]]
 for r in bad:
     print(f"CORRECTNESS FAILURE in {r['label']}: {r['check_problems']}")
