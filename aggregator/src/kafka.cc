@@ -78,6 +78,7 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const KafkaOptions&
   p->handler_ = std::move(handler);
   for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
            {"enable.idempotence", "true"},
+           {"socket.nagle.disable", "true"},  // requests must not wait for delayed ACKs
            {"linger.ms", std::to_string(o.linger_ms)},
            {"compression.type", o.compression},
            {"message.timeout.ms", std::to_string(o.message_timeout_ms)},

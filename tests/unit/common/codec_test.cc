@@ -115,9 +115,22 @@ std::vector<uint8_t> rawBatch(uint16_t schema_version, bool with_device = true) 
   auto sensors_vec = fbb.CreateVector(sensors);
   std::vector<wire::Reading> readings{wire::Reading(kNow, 1.0, 1, wire::Quality::Good)};
   auto readings_vec = fbb.CreateVectorOfStructs(readings.data(), readings.size());
-  auto device = with_device ? fbb.CreateString("dev-01") : flatbuffers::Offset<flatbuffers::String>();
-  auto root = wire::CreateBatch(fbb, schema_version, device, 1, 1, 0, kNow, sensors_vec,
-                                readings_vec, 0);
+  flatbuffers::Offset<wire::Batch> root;
+  if (with_device) {
+    auto device = fbb.CreateString("dev-01");
+    root = wire::CreateBatch(fbb, schema_version, device, 1, 1, 0, kNow, sensors_vec, readings_vec,
+                             0);
+  } else {
+    // Field by field: the generated builder asserts required fields in debug builds.
+    const auto start = fbb.StartTable();
+    fbb.AddOffset(wire::Batch::VT_READINGS, readings_vec);
+    fbb.AddOffset(wire::Batch::VT_SENSORS, sensors_vec);
+    fbb.AddElement<int64_t>(wire::Batch::VT_CREATED_US, kNow, 0);
+    fbb.AddElement<uint64_t>(wire::Batch::VT_SEQ, 1, 0);
+    fbb.AddElement<uint64_t>(wire::Batch::VT_EPOCH, 1, 0);
+    fbb.AddElement<uint16_t>(wire::Batch::VT_SCHEMA_VERSION, schema_version, 1);
+    root = flatbuffers::Offset<wire::Batch>(fbb.EndTable(start));
+  }
   wire::FinishBatchBuffer(fbb, root);
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
 }
@@ -300,7 +313,11 @@ TEST_CASE("verifyBatch rejects malformed envelopes", "[common][codec]") {
   }
   SECTION("missing required sensor name") {
     flatbuffers::FlatBufferBuilder fbb;
-    std::vector<flatbuffers::Offset<wire::Sensor>> sensors{wire::CreateSensor(fbb, 1, 0, 0)};
+    // Field by field: the generated builder asserts required fields in debug builds.
+    const auto sensor_start = fbb.StartTable();
+    fbb.AddElement<uint16_t>(wire::Sensor::VT_ID, 1, 0);
+    std::vector<flatbuffers::Offset<wire::Sensor>> sensors{
+        flatbuffers::Offset<wire::Sensor>(fbb.EndTable(sensor_start))};
     auto sv = fbb.CreateVector(sensors);
     auto dev = fbb.CreateString("dev-01");
     wire::FinishBatchBuffer(fbb, wire::CreateBatch(fbb, 1, dev, 1, 1, 0, kNow, sv));
@@ -590,7 +607,12 @@ TEST_CASE("verifyAck rejects what is not a well-formed Ack", "[common][codec]") 
   }
   SECTION("missing required device_id") {
     flatbuffers::FlatBufferBuilder fbb;
-    wire::FinishAckBuffer(fbb, wire::CreateAck(fbb, 1, 0, 1, 2));
+    // Field by field: the generated builder asserts required fields in debug builds.
+    const auto start = fbb.StartTable();
+    fbb.AddElement<uint64_t>(wire::Ack::VT_SEQ, 2, 0);
+    fbb.AddElement<uint64_t>(wire::Ack::VT_EPOCH, 1, 0);
+    fbb.AddElement<uint16_t>(wire::Ack::VT_SCHEMA_VERSION, 1, 1);
+    wire::FinishAckBuffer(fbb, flatbuffers::Offset<wire::Ack>(fbb.EndTable(start)));
     std::vector<uint8_t> bytes(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
     auto r = codec::verifyAck(bytes);
     REQUIRE_FALSE(r.has_value());
