@@ -1,3 +1,4 @@
+#include "support/temp_dir.h"
 #include "outpost/agent/outbox.h"
 
 #include <unistd.h>
@@ -41,28 +42,9 @@ class FakeClock final : public outpost::Clock {
   int64_t monotonicUs() const override { return mono_us; }
 };
 
-// A directory of its own for each test, removed afterwards.
-class TempDir {
+class TempDir : public outpost::testing::TempDir {
  public:
-  TempDir() {
-    static std::atomic<uint64_t> counter{0};
-    std::random_device rd;
-    const std::string name = "outpost-outbox-test-" + std::to_string(::getpid()) + "-" +
-                             std::to_string(counter++) + "-" + std::to_string(rd());
-    path_ = fs::temp_directory_path() / name;
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
+  TempDir() : outpost::testing::TempDir("outpost-outbox-test") {}
 };
 
 // `n` readings of sensor 1 (and every third of sensor 2), timestamps from `first_ts`.

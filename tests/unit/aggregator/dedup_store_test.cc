@@ -1,3 +1,4 @@
+#include "support/temp_dir.h"
 #include "outpost/aggregator/dedup_store.h"
 
 #include <stdlib.h>
@@ -25,24 +26,9 @@ using State = DedupStore::State;
 
 namespace {
 
-// A fresh directory per test case, removed on scope exit.
-class TempDir {
+class TempDir : public outpost::testing::TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "outpost-dedup-test-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) FAIL("mkdtemp failed for " << tmpl);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
+  TempDir() : outpost::testing::TempDir("outpost-dedup-test") {}
 };
 
 std::unique_ptr<DedupStore> openStore(const std::string& path) {

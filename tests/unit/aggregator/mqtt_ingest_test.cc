@@ -1,3 +1,4 @@
+#include "support/temp_dir.h"
 #include "outpost/aggregator/mqtt_ingest.h"
 
 #include <arpa/inet.h>
@@ -47,25 +48,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A fresh directory, removed on scope exit.
-class TempDir {
+class TempDir : public outpost::testing::TempDir {
  public:
-  TempDir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "outpost-mqtt-test-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) FAIL("mkdtemp failed for " << tmpl);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
+  TempDir() : outpost::testing::TempDir("outpost-mqtt-test") {}
 };
 
 // Owns a child process: SIGTERM, then SIGKILL if it has not exited after a grace period, on
