@@ -178,6 +178,10 @@ int Agent::run(const RunLimits& limits) {
       }
     }
     if (b.batcher.due(mono)) flush(mono);
+    if (signals::takeReloadRequest()) {
+      spdlog::warn("configuration reload (SIGHUP) is not implemented yet; restart the agent to "
+                   "apply a new configuration");
+    }
     if (!producing && limits.exit_when_drained && b.batcher.empty() &&
         outbox_->stats().rows == 0) {
       spdlog::info("outbox drained: every accepted batch is acknowledged; exiting");

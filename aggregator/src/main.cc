@@ -124,6 +124,10 @@ int main(int argc, char** argv) {
       spdlog::info("aggregator running: {} -> kafka {} ({})", mo.broker,
                    options.kafka.bootstrap_servers, options.readings_topic);
       while (!signals::waitForStop(std::chrono::seconds(1))) {
+        if (signals::takeReloadRequest()) {
+          spdlog::warn("configuration reload (SIGHUP) is not implemented; restart to apply a new "
+                       "configuration");
+        }
       }
     }
     // Drain first (acks still go out over MQTT), then disconnect.

@@ -38,7 +38,7 @@ void installSignalHandlers() {
       int sig = 0;
       if (sigwait(&set, &sig) != 0) continue;
       if (sig == SIGHUP) {
-        spdlog::info("SIGHUP received: reload requested");
+        spdlog::info("SIGHUP received");
         g_reload.store(true);
         g_cv.notify_all();
       } else {
