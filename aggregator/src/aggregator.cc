@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "outpost/aggregator/json.h"
+#include "outpost/common/thread_name.h"
 
 namespace outpost::aggregator {
 
@@ -122,7 +123,8 @@ void Aggregator::start() {
     registry_.gaugeFunction("outpost_aggregator_queue_depth", "Batches waiting for a worker",
                             [raw] { return static_cast<double>(raw->queue.size()); },
                             {{"worker", std::to_string(i)}});
-    w->thread = std::thread([this, raw] {
+    w->thread = std::thread([this, raw, i] {
+      setThreadName("op-worker-" + std::to_string(i));
       // Runs until the queue is closed and drained.
       for (;;) {
         auto in = raw->queue.pop(std::chrono::milliseconds(200));
@@ -136,6 +138,7 @@ void Aggregator::start() {
     workers_.push_back(std::move(w));
   }
   flusher_ = std::thread([this] {
+    setThreadName("op-dedup-flush");
     while (!stopping_.load()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(opt_.flush_interval_ms));
       if (auto st = dedup_->flush(); !st) {

@@ -9,6 +9,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "outpost/common/thread_name.h"
+
 namespace outpost::aggregator {
 namespace {
 
@@ -110,6 +112,7 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const KafkaOptions&
                          "Messages queued in or in flight from the Kafka producer",
                          [raw] { return static_cast<double>(raw->outstanding()); });
   p->poll_thread_ = std::thread([raw] {
+    setThreadName("op-kafka-poll");  // delivery reports -> acks
     while (!raw->stopping_.load()) rd_kafka_poll(raw->rk_, 50);
   });
   return p;

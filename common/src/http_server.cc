@@ -4,6 +4,8 @@
 
 #include <httplib.h>
 
+#include "outpost/common/thread_name.h"
+
 namespace outpost {
 
 bool splitHostPort(const std::string& s, std::string& host, int& port) {
@@ -18,6 +20,9 @@ bool splitHostPort(const std::string& s, std::string& host, int& port) {
 
 HttpServer::HttpServer(metrics::Registry& registry, HealthFn health)
     : server_(std::make_unique<httplib::Server>()) {
+  // Scrapes and health checks are rare: two handler threads, not httplib's default of 8+ (the
+  // agent runs on small boards).
+  server_->new_task_queue = [] { return new httplib::ThreadPool(2); };
   server_->Get("/metrics", [&registry](const httplib::Request&, httplib::Response& res) {
     res.set_content(registry.render(), "text/plain; version=0.0.4; charset=utf-8");
   });
@@ -54,7 +59,10 @@ Status HttpServer::start(const std::string& listen) {
     }
     port_ = port;
   }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  thread_ = std::thread([this] {
+    setThreadName("op-http");
+    server_->listen_after_bind();
+  });
   return {};
 }
 

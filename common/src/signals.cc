@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "outpost/common/thread_name.h"
+
 namespace outpost::signals {
 namespace {
 
@@ -34,6 +36,7 @@ void installSignalHandlers() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   std::thread([set] {
+    setThreadName("op-signals");
     for (;;) {
       int sig = 0;
       if (sigwait(&set, &sig) != 0) continue;

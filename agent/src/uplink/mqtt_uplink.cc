@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "outpost/common/net.h"
+#include "outpost/common/thread_name.h"
 
 namespace outpost::agent {
 namespace {
@@ -326,7 +327,10 @@ MqttUplink::MqttUplink(MqttUplinkOptions options, Outbox& outbox, metrics::Regis
 MqttUplink::~MqttUplink() { stop(); }
 
 void MqttUplink::start() {
-  impl_->thread = std::thread([this] { impl_->run(); });
+  impl_->thread = std::thread([this] {
+    setThreadName("op-uplink");
+    impl_->run();
+  });
 }
 
 void MqttUplink::notify() {
