@@ -177,6 +177,12 @@ bool Aggregator::healthy(std::string& detail) const {
 
 void Aggregator::process(Inbound& in, std::string& scratch) {
   received_.inc();
+  // Every key, ack and Kafka message is per device: without an identity from the transport
+  // (e.g. the MQTT topic outpost/v1//batch) a batch cannot be accepted, whatever it says.
+  if (!codec::isValidDeviceId(in.device)) {
+    deadLetter(in, {codec::Reason::kBadDeviceId, "no valid device id in " + in.source}, nullptr);
+    return;
+  }
   const auto bytes = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(in.payload.data()),
                                               in.payload.size());
   auto verified = codec::verifyBatch(bytes, opt_.limits);
@@ -189,7 +195,7 @@ void Aggregator::process(Inbound& in, std::string& scratch) {
   // rejected) only to the device it came from.
   BatchKey key{in.device, batch.epoch(), batch.seq()};
   if (auto sem = codec::checkBatchSemantics(batch, opt_.limits, clock_.nowUs(), in.device); !sem) {
-    const bool ackable = codec::isValidDeviceId(in.device) && key.epoch != 0 && key.seq != 0;
+    const bool ackable = key.epoch != 0 && key.seq != 0;
     deadLetter(in, sem.error(), ackable ? &key : nullptr);
     return;
   }

@@ -33,11 +33,12 @@ open(sys.argv[2], "wb").write(data[:len(data) // 2])
 PY
 pub dev-junk -f "$WORK/trunc.bin"                           # verifier_failed
 pub dev-other -f "$WORK/real.bin"                           # device_mismatch (says dev-real)
+mosquitto_pub -p "$MQTT_PORT" -q 1 -t "outpost/v1//batch" -f "$WORK/real.bin"  # bad_device_id
 
-wait_for 20 "6 dead letters" bash -c \
-  "kcat -b $KAFKA -C -t outpost.deadletter -o beginning -e -q -f '%h\n' 2>/dev/null | grep -c outpost-reason= | grep -qx 6"
+wait_for 20 "7 dead letters" bash -c \
+  "kcat -b $KAFKA -C -t outpost.deadletter -o beginning -e -q -f '%h\n' 2>/dev/null | grep -c outpost-reason= | grep -qx 7"
 kcat -b "$KAFKA" -C -t outpost.deadletter -o beginning -e -q -f '%h\n' >"$WORK/dl.txt"
-for reason in too_small too_large bad_identifier verifier_failed device_mismatch; do
+for reason in too_small too_large bad_identifier verifier_failed device_mismatch bad_device_id; do
   grep -q "outpost-reason=$reason" "$WORK/dl.txt" || fail "no dead letter with reason $reason: $(cat "$WORK/dl.txt")"
 done
 [[ $(grep -c "outpost-reason=too_small" "$WORK/dl.txt") == 2 ]] || fail "expected 2 too_small"
@@ -54,6 +55,6 @@ timeout 60 "$AGENT_BIN" --config "$WORK/dev-good.toml" --max-readings 1000 --exi
   >"$WORK/dev-good.log" 2>&1 || fail "dev-good did not drain"
 kafka_dump outpost.readings "$WORK/readings.jsonl"
 python3 "$HERE/check_readings.py" "$WORK/readings.jsonl" "dev-good=$(outbox_last_seq dev-good):1000"
-[[ $(kcat -b "$KAFKA" -C -t outpost.deadletter -o beginning -e -q -f '%h\n' | grep -c outpost-reason=) == 6 ]] ||
+[[ $(kcat -b "$KAFKA" -C -t outpost.deadletter -o beginning -e -q -f '%h\n' | grep -c outpost-reason=) == 7 ]] ||
   fail "dead letters changed"
 echo "PASS: dead letters"
