@@ -1,5 +1,7 @@
 #include "outpost/agent/agent_config.h"
 
+#include "outpost/common/cli.h"
+
 namespace outpost::agent {
 namespace {
 
@@ -22,12 +24,9 @@ std::shared_ptr<const config::Schema> sensorSchema() {
 config::Schema buildSchema() {
   config::Schema s("outpost-agent");
   s.string("device_id", "",
-           "Identity of this device: 1..64 of [A-Za-z0-9._-]. Required (here or --device-id)")
-      .oneOf("log_level", "info", {"trace", "debug", "info", "warn", "error", "off"},
-             "Log verbosity (stderr / journal)")
-      .string("http.listen", "127.0.0.1:9101",
-              "host:port of /metrics and /healthz; port 0 picks a free port; empty disables")
-      .integer("batch.max_readings", 500, 1, 100000, "Close a batch at this many readings")
+           "Identity of this device: 1..64 of [A-Za-z0-9._-]. Required (here or --device-id)");
+  cli::addProcessSettings(s, "127.0.0.1:9101");
+  s.integer("batch.max_readings", 500, 1, 100000, "Close a batch at this many readings")
       .integer("batch.linger_ms", 1000, 1, 3600000,
                "Close a non-empty batch this long after its first reading (bounds the readings "
                "held only in memory)")

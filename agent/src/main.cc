@@ -50,13 +50,9 @@ int main(int argc, char** argv) {
     agent::Agent agent(cfg, registry, SystemClock::instance());
     // Declared after the agent: destroyed (stopped) first, so no scrape sees a dead agent.
     HttpServer http(registry, [&agent](std::string& d) { return agent.healthy(d); });
-    if (const auto& listen = cfg.getString("http.listen"); !listen.empty()) {
-      if (auto st = http.start(listen); !st) {
-        spdlog::error("http: {}", st.error().toString());
-        return 1;
-      }
-      spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, listen.rfind(':')),
-                   http.port());
+    if (auto st = cli::serveOps(http, cfg); !st) {
+      spdlog::error("http: {}", st.error().toString());
+      return 1;
     }
     return agent.run({max_readings, exit_when_drained});
   } catch (const config::ConfigError& e) {

@@ -1,15 +1,14 @@
 #include "outpost/aggregator/aggregator_config.h"
 
+#include "outpost/common/cli.h"
+
 namespace outpost::aggregator {
 namespace {
 
 config::Schema buildSchema() {
   config::Schema s("outpost-aggregator");
-  s.oneOf("log_level", "info", {"trace", "debug", "info", "warn", "error", "off"},
-          "Log verbosity (stderr / journal)")
-      .string("http.listen", "127.0.0.1:9100",
-              "host:port of /metrics and /healthz; port 0 picks a free port; empty disables")
-      .string("mqtt.broker", "tcp://127.0.0.1:1883", "MQTT broker URI (tcp://host:port)")
+  cli::addProcessSettings(s, "127.0.0.1:9100");
+  s.string("mqtt.broker", "tcp://127.0.0.1:1883", "MQTT broker URI (tcp://host:port)")
       .string("mqtt.client_id", "outpost-aggregator",
               "MQTT client id; must be unique per aggregator instance")
       .string("mqtt.topic_prefix", "outpost/v1", "Prefix of the batch/ack topics")

@@ -10,17 +10,10 @@ namespace outpost::aggregator {
 using sqlite::Stmt;
 
 Result<std::unique_ptr<DedupStore>> DedupStore::open(const std::string& path) {
-  sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &db,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                                 nullptr);
-  if (rc != SQLITE_OK) {
-    auto err = sqlite::failure(db, rc, "cannot open dedup store " + path);
-    sqlite3_close_v2(db);
-    return err;
-  }
+  auto opened = sqlite::open(path, "dedup store");
+  if (!opened) return std::unexpected(opened.error());
+  sqlite3* db = *opened;
   std::unique_ptr<DedupStore> store(new DedupStore(db));
-  sqlite3_busy_timeout(db, 5000);
   // NORMAL in WAL mode: a process crash loses nothing; a power loss may lose the last flushes,
   // which the Kafka tail scan at start-up recovers.
   if (auto st = sqlite::exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",

@@ -111,14 +111,10 @@ int main(int argc, char** argv) {
       d += ingest.connected() ? ", mqtt connected" : ", mqtt disconnected";
       return ok;
     });
-    if (const auto& listen = cfg.getString("http.listen"); !listen.empty()) {
-      if (auto st = http.start(listen); !st) {
-        spdlog::error("http: {}", st.error().toString());
-        aggregator.stop();
-        return 1;
-      }
-      spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, listen.rfind(':')),
-                   http.port());
+    if (auto st = cli::serveOps(http, cfg); !st) {
+      spdlog::error("http: {}", st.error().toString());
+      aggregator.stop();
+      return 1;
     }
     if (ingest.start([] { return signals::stopRequested(); })) {
       spdlog::info("aggregator running: {} -> kafka {} ({})", mo.broker,

@@ -1,5 +1,7 @@
 #include "outpost/common/cli.h"
 
+#include <spdlog/spdlog.h>
+
 #include "outpost/common/version.h"
 
 namespace outpost::cli {
@@ -27,6 +29,22 @@ std::string configReference(const ProgramOptions& o, const config::Schema& schem
   return config::renderMarkdown(schema, o.program,
                                 "File: `" + o.default_path + "` (or `--config FILE`). Any key can "
                                 "also be set with `--set key=value`.");
+}
+
+void addProcessSettings(config::Schema& schema, const std::string& default_listen) {
+  schema
+      .oneOf("log_level", "info", {"trace", "debug", "info", "warn", "error", "off"},
+             "Log verbosity (stderr / journal)")
+      .string("http.listen", default_listen,
+              "host:port of /metrics and /healthz; port 0 picks a free port; empty disables");
+}
+
+Status serveOps(HttpServer& http, const config::Config& cfg) {
+  const std::string& listen = cfg.getString("http.listen");
+  if (listen.empty()) return {};
+  if (auto st = http.start(listen); !st) return st;
+  spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, listen.rfind(':')), http.port());
+  return {};
 }
 
 }  // namespace outpost::cli

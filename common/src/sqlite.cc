@@ -20,6 +20,20 @@ std::unexpected<Error> failure(sqlite3* db, int rc, const std::string& what) {
                                     (db ? sqlite3_errmsg(db) : "no connection") + ")");
 }
 
+Result<sqlite3*> open(const std::string& path, const std::string& what) {
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &db,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                                 nullptr);
+  if (rc != SQLITE_OK) {
+    auto err = failure(db, rc, "cannot open " + what + " " + path);
+    sqlite3_close_v2(db);
+    return err;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  return db;
+}
+
 Status exec(sqlite3* db, const char* sql, const std::string& what) {
   char* msg = nullptr;
   const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &msg);

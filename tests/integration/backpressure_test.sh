@@ -10,19 +10,11 @@ start_devkafka
 start_aggregator --set kafka.queue_max_messages=100 --set kafka.linger_ms=200 \
   --set kafka.readings_per_message=10 --set ingest.workers=1
 
-declare -A agent_pids
 for dev in bp-1 bp-2; do
   write_agent_config "$dev" 2000
-  "$AGENT_BIN" --config "$WORK/$dev.toml" --max-readings 20000 --exit-when-drained \
-    >"$WORK/$dev.log" 2>&1 &
-  agent_pids[$dev]=$!
-  PIDS[$dev]=${agent_pids[$dev]}
+  start_draining_agent "$dev" 20000
 done
-for dev in "${!agent_pids[@]}"; do
-  timeout 120 tail --pid="${agent_pids[$dev]}" -f /dev/null || fail "agent $dev still running after 120 s"
-  wait "${agent_pids[$dev]}" || fail "agent $dev exited with an error"
-  unset "PIDS[$dev]"
-done
+wait_agents_drained 120 bp-1 bp-2
 
 pauses=$(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_queue_full_total)
 ((pauses > 0)) || fail "the producer queue never filled (queue_full_total=$pauses): test did not exercise back-pressure"

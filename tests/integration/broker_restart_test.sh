@@ -9,13 +9,9 @@ start_mosquitto
 start_devkafka
 start_aggregator
 
-declare -A agent_pids
 for dev in br-1 br-2; do
   write_agent_config "$dev" 1000
-  "$AGENT_BIN" --config "$WORK/$dev.toml" --max-readings 12000 --exit-when-drained \
-    >"$WORK/$dev.log" 2>&1 &
-  agent_pids[$dev]=$!
-  PIDS[$dev]=${agent_pids[$dev]}
+  start_draining_agent "$dev" 12000
 done
 sleep 1.5
 kill9_proc mosquitto
@@ -26,10 +22,8 @@ PIDS[mosquitto]=$!
 wait_for 10 "mosquitto back on $MQTT_PORT" port_open "$MQTT_PORT"
 log "mosquitto restarted"
 
-for dev in "${!agent_pids[@]}"; do
-  timeout 90 tail --pid="${agent_pids[$dev]}" -f /dev/null || fail "agent $dev did not drain within 90 s"
-  wait "${agent_pids[$dev]}" || fail "agent $dev exited with an error"
-  unset "PIDS[$dev]"
+wait_agents_drained 90 br-1 br-2
+for dev in br-1 br-2; do
   grep -q "(reconnect)" "$WORK/$dev.log" || fail "agent $dev never reconnected"
 done
 kafka_dump outpost.readings "$WORK/readings.jsonl"

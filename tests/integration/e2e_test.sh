@@ -9,20 +9,12 @@ start_mosquitto
 start_devkafka
 start_aggregator
 
-declare -A agent_pids
 for dev in dev-a dev-b dev-c; do
   write_agent_config "$dev" 500
-  "$AGENT_BIN" --config "$WORK/$dev.toml" --max-readings "$READINGS" --exit-when-drained \
-    >"$WORK/$dev.log" 2>&1 &
-  agent_pids[$dev]=$!
-  PIDS[$dev]=${agent_pids[$dev]}
+  start_draining_agent "$dev" "$READINGS"
 done
-for dev in "${!agent_pids[@]}"; do
-  if ! timeout 60 tail --pid="${agent_pids[$dev]}" -f /dev/null; then
-    fail "agent $dev still running after 60 s"
-  fi
-  wait "${agent_pids[$dev]}" || fail "agent $dev exited with $?"
-  unset "PIDS[$dev]"
+wait_agents_drained 60 dev-a dev-b dev-c
+for dev in dev-a dev-b dev-c; do
   [[ $(outbox_rows "$dev") == 0 ]] || fail "agent $dev left batches in its outbox"
 done
 

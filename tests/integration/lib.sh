@@ -175,8 +175,27 @@ start_agent() {
   PIDS[$dev]=$!
 }
 
-# run_agent_until_drained DEVICE TIMEOUT [extra args]: no new readings beyond one, wait for an
-# empty outbox, exit 0.
+# start_draining_agent DEVICE READINGS [extra args...]: reads READINGS readings, then exits once
+# every accepted batch is acknowledged (background; name = DEVICE).
+start_draining_agent() {
+  local dev=$1 readings=$2
+  shift 2
+  start_agent "$dev" --max-readings "$readings" --exit-when-drained "$@"
+}
+
+# wait_agents_drained SECONDS DEVICE...: each agent must exit 0 within SECONDS.
+wait_agents_drained() {
+  local secs=$1
+  shift
+  for dev in "$@"; do
+    timeout "$secs" tail --pid="${PIDS[$dev]}" -f /dev/null || fail "agent $dev still running after $secs s"
+    wait "${PIDS[$dev]}" || fail "agent $dev exited with an error"
+    unset "PIDS[$dev]"
+  done
+}
+
+# drain_agent DEVICE TIMEOUT [extra args]: no new readings beyond one, wait for an empty outbox,
+# exit 0.
 drain_agent() {
   local dev=$1 secs=$2
   shift 2

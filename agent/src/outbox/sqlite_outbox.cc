@@ -17,10 +17,6 @@ namespace {
 using sqlite::Stmt;
 using sqlite::Transaction;
 
-std::unexpected<Error> sqlFail(sqlite3* db, int rc, const std::string& what) {
-  return sqlite::failure(db, rc, what);
-}
-
 // The `dropped` count carried by the oldest stored batch. When that batch is evicted, the readings
 // it was reporting must be reported again by the batch that replaces it. 0 if it cannot be read.
 uint64_t droppedCarriedByOldest(sqlite3* db) {
@@ -52,16 +48,9 @@ Result<std::unique_ptr<Outbox>> Outbox::open(const OutboxOptions& options, const
     return fail(ErrorCode::kInvalidArgument, "outbox synchronous must be full or normal");
   }
   for (int attempt = 0; attempt < 2; ++attempt) {
-    sqlite3* db = nullptr;
-    int rc = sqlite3_open_v2(options.path.c_str(), &db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                             nullptr);
-    if (rc != SQLITE_OK) {
-      auto err = sqlFail(db, rc, "cannot open outbox " + options.path);
-      sqlite3_close_v2(db);
-      return err;
-    }
-    std::unique_ptr<Outbox> box(new Outbox(db, options, clock));
+    auto db = sqlite::open(options.path, "outbox");
+    if (!db) return std::unexpected(db.error());
+    std::unique_ptr<Outbox> box(new Outbox(*db, options, clock));
     Status st = box->init();
     if (st) return box;
     if (st.error().code() != ErrorCode::kCorrupt || attempt > 0) return std::unexpected(st.error());
@@ -81,7 +70,6 @@ Result<std::unique_ptr<Outbox>> Outbox::open(const OutboxOptions& options, const
 }
 
 Status Outbox::init() {
-  sqlite3_busy_timeout(db_, 5000);
   const std::string pragmas = std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
                               (options_.synchronous == "full" ? "FULL" : "NORMAL") + ";";
   if (auto st = sqlite::exec(db_, pragmas.c_str(), "outbox"); !st) return st;
@@ -103,20 +91,20 @@ Status Outbox::init() {
 
   {
     Stmt s(db_, sql::kLastSeq);
-    if (!s.ok()) return sqlFail(db_, sqlite3_errcode(db_), "outbox: last seq");
+    if (!s.ok()) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: last seq");
     const int rc = s.step();
     if (rc == SQLITE_ROW) next_seq_ = static_cast<uint64_t>(s.col(0)) + 1;
-    else if (rc != SQLITE_DONE) return sqlFail(db_, rc, "outbox: last seq");
+    else if (rc != SQLITE_DONE) return sqlite::failure(db_, rc, "outbox: last seq");
   }
   {
     Stmt s(db_, sql::kTotals);
-    if (!s.ok() || s.step() != SQLITE_ROW) return sqlFail(db_, sqlite3_errcode(db_), "outbox: totals");
+    if (!s.ok() || s.step() != SQLITE_ROW) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: totals");
     stats_.rows = static_cast<uint64_t>(s.col(0));
     stats_.bytes = static_cast<uint64_t>(s.col(1));
   }
   {
     Stmt s(db_, sql::kOldest);
-    if (!s.ok()) return sqlFail(db_, sqlite3_errcode(db_), "outbox: oldest");
+    if (!s.ok()) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: oldest");
     if (s.step() == SQLITE_ROW) stats_.oldest_created_us = s.col(3);
   }
   auto pending = getMeta(sql::kMetaPendingDropped, 0);
@@ -135,37 +123,37 @@ Status Outbox::init() {
 
 Result<int64_t> Outbox::getMeta(const char* key, int64_t fallback) {
   Stmt s(db_, sql::kGetMeta);
-  if (!s.ok()) return sqlFail(db_, sqlite3_errcode(db_), "outbox: read meta");
+  if (!s.ok()) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: read meta");
   s.bind(1, key);
   const int rc = s.step();
   if (rc == SQLITE_ROW) return s.col(0);
   if (rc == SQLITE_DONE) return fallback;
-  return sqlFail(db_, rc, "outbox: read meta");
+  return sqlite::failure(db_, rc, "outbox: read meta");
 }
 
 Status Outbox::setMeta(const char* key, int64_t value) {
   Stmt s(db_, sql::kSetMeta);
-  if (!s.ok()) return sqlFail(db_, sqlite3_errcode(db_), "outbox: write meta");
+  if (!s.ok()) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: write meta");
   s.bind(1, key);
   s.bind(2, value);
   const int rc = s.step();
-  if (rc != SQLITE_DONE) return sqlFail(db_, rc, "outbox: write meta");
+  if (rc != SQLITE_DONE) return sqlite::failure(db_, rc, "outbox: write meta");
   return {};
 }
 
 Status Outbox::evictOldest(uint64_t& freed_bytes, uint64_t& dropped_readings) {
   Stmt s(db_, sql::kOldest);
-  if (!s.ok()) return sqlFail(db_, sqlite3_errcode(db_), "outbox: oldest");
+  if (!s.ok()) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: oldest");
   const int rc = s.step();
-  if (rc != SQLITE_ROW) return sqlFail(db_, rc, "outbox: nothing to evict");
+  if (rc != SQLITE_ROW) return sqlite::failure(db_, rc, "outbox: nothing to evict");
   const int64_t seq = s.col(0);
   dropped_readings += static_cast<uint64_t>(s.col(1));
   Stmt d(db_, sql::kDelete);
   d.bind(1, seq);
   const int drc = d.step();
-  if (drc != SQLITE_ROW) return sqlFail(db_, drc, "outbox: evict");
+  if (drc != SQLITE_ROW) return sqlite::failure(db_, drc, "outbox: evict");
   freed_bytes += static_cast<uint64_t>(d.col(0));
-  if (d.step() != SQLITE_DONE) return sqlFail(db_, sqlite3_errcode(db_), "outbox: evict");
+  if (d.step() != SQLITE_DONE) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: evict");
   return {};
 }
 
@@ -196,7 +184,7 @@ Result<uint64_t> Outbox::append(codec::BatchContent& batch) {
 
   tx.emplace(db_);
   if (const int rc = tx->begun(); rc != SQLITE_OK) {
-    return count_failure(sqlFail(db_, rc, "outbox: begin").error());
+    return count_failure(sqlite::failure(db_, rc, "outbox: begin").error());
   }
 
   uint64_t bytes = stats_.bytes, rows = stats_.rows;
@@ -217,14 +205,14 @@ Result<uint64_t> Outbox::append(codec::BatchContent& batch) {
   }
 
   Stmt ins(db_, sql::kInsert);
-  if (!ins.ok()) return count_failure(sqlFail(db_, sqlite3_errcode(db_), "outbox: insert").error());
+  if (!ins.ok()) return count_failure(sqlite::failure(db_, sqlite3_errcode(db_), "outbox: insert").error());
   ins.bind(1, static_cast<int64_t>(batch.seq));
   ins.bind(2, batch.created_us);
   ins.bind(3, static_cast<int64_t>(n_readings));
   ins.bind(4, static_cast<int64_t>(payload.size()));
   ins.bindBlob(5, payload.data(), payload.size());
   if (int rc = ins.step(); rc != SQLITE_DONE) {
-    return count_failure(sqlFail(db_, rc, "outbox: insert").error());
+    return count_failure(sqlite::failure(db_, rc, "outbox: insert").error());
   }
   // The batch reports everything pending; nothing is pending after it.
   if (auto st = setMeta(sql::kMetaPendingDropped, 0); !st) return count_failure(st.error());
@@ -241,7 +229,7 @@ Result<uint64_t> Outbox::append(codec::BatchContent& batch) {
     }
   }
   if (int rc = tx->commit(); rc != SQLITE_OK) {
-    return count_failure(sqlFail(db_, rc, "outbox: commit").error());
+    return count_failure(sqlite::failure(db_, rc, "outbox: commit").error());
   }
 
   if (evicted_batches > 0) {
@@ -264,7 +252,7 @@ Result<uint64_t> Outbox::append(codec::BatchContent& batch) {
 Result<std::vector<StoredBatch>> Outbox::readAfter(uint64_t after_seq, size_t limit) {
   std::lock_guard lock(mu_);
   Stmt s(db_, sql::kReadAfter);
-  if (!s.ok()) return sqlFail(db_, sqlite3_errcode(db_), "outbox: read");
+  if (!s.ok()) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: read");
   s.bind(1, static_cast<int64_t>(after_seq));
   s.bind(2, static_cast<int64_t>(limit));
   std::vector<StoredBatch> out;
@@ -278,20 +266,20 @@ Result<std::vector<StoredBatch>> Outbox::readAfter(uint64_t after_seq, size_t li
     b.payload.assign(p, p + n);
     out.push_back(std::move(b));
   }
-  if (rc != SQLITE_DONE) return sqlFail(db_, rc, "outbox: read");
+  if (rc != SQLITE_DONE) return sqlite::failure(db_, rc, "outbox: read");
   return out;
 }
 
 Status Outbox::ack(uint64_t seq) {
   std::lock_guard lock(mu_);
   Stmt d(db_, sql::kDelete);
-  if (!d.ok()) return sqlFail(db_, sqlite3_errcode(db_), "outbox: ack");
+  if (!d.ok()) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: ack");
   d.bind(1, static_cast<int64_t>(seq));
   const int rc = d.step();
   if (rc == SQLITE_DONE) return {};  // unknown seq: already gone
-  if (rc != SQLITE_ROW) return sqlFail(db_, rc, "outbox: ack");
+  if (rc != SQLITE_ROW) return sqlite::failure(db_, rc, "outbox: ack");
   const uint64_t freed = static_cast<uint64_t>(d.col(0));
-  if (d.step() != SQLITE_DONE) return sqlFail(db_, sqlite3_errcode(db_), "outbox: ack");
+  if (d.step() != SQLITE_DONE) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: ack");
   stats_.bytes -= std::min(stats_.bytes, freed);
   stats_.rows -= std::min<uint64_t>(stats_.rows, 1);
   ++stats_.acked_batches_total;

@@ -9,6 +9,8 @@
 #include <CLI/CLI.hpp>
 
 #include "outpost/common/config.h"
+#include "outpost/common/http_server.h"
+#include "outpost/common/status.h"
 
 namespace outpost::cli {
 
@@ -29,5 +31,11 @@ config::Config loadConfig(const ProgramOptions& options, const config::Schema& s
 
 // The Markdown reference of `schema` for docs/configuration.md.
 std::string configReference(const ProgramOptions& options, const config::Schema& schema);
+
+// Declares the settings every long-running program has: log_level and http.listen.
+void addProcessSettings(config::Schema& schema, const std::string& default_listen);
+
+// Starts /metrics and /healthz on `http.listen` (nothing when it is empty) and logs the URL.
+Status serveOps(HttpServer& http, const config::Config& cfg);
 
 }  // namespace outpost::cli

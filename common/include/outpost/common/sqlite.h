@@ -75,6 +75,9 @@ class Transaction {
 ErrorCode errorCodeFor(int rc);
 // An error naming `what`, the SQLite error string and the connection's last message.
 std::unexpected<Error> failure(sqlite3* db, int rc, const std::string& what);
+// Opens (creating if missing) a database for use from several threads, with a 5 s busy timeout.
+// On failure nothing stays open.
+Result<sqlite3*> open(const std::string& path, const std::string& what);
 // Runs SQL without results (schema, pragmas).
 Status exec(sqlite3* db, const char* sql, const std::string& what);
 
