@@ -217,7 +217,8 @@ void Aggregator::process(Inbound& in, std::string& scratch) {
   }
   dropped_by_agents_.inc(batch.dropped());
 
-  const size_t parts = jsonPartCount(batch, opt_.items_per_message);
+  const BatchJson rendered(batch, opt_.items_per_message);
+  const size_t parts = rendered.parts();
   auto* p = new Pending();
   p->key = key;
   p->reply = in.reply;
@@ -229,7 +230,7 @@ void Aggregator::process(Inbound& in, std::string& scratch) {
   std::string& json = scratch;
   for (size_t i = 0; i < parts; ++i) {
     json.clear();
-    appendBatchJson(batch, i, opt_.items_per_message, in.received_us, json);
+    rendered.appendPart(i, in.received_us, json);
     auto st = producer_->produce(opt_.readings_topic, key.device, json,
                                  {{kHeaderDevice, key.device},
                                   {kHeaderEpoch, epoch_s},

@@ -2,7 +2,6 @@
 
 #include <charconv>
 #include <cmath>
-#include <vector>
 
 namespace outpost::aggregator {
 namespace {
@@ -101,22 +100,32 @@ size_t jsonPartCount(const wire::Batch& batch, size_t items_per_part) {
   return items == 0 ? 1 : (items + items_per_part - 1) / items_per_part;
 }
 
-void appendBatchJson(const wire::Batch& batch, size_t part, size_t items_per_part,
-                     int64_t received_us, std::string& out) {
-  // Pre-rendered `"sensor":...,"unit":...` per sensor id.
-  std::vector<std::string> fragments;
+BatchJson::BatchJson(const wire::Batch& batch, size_t items_per_part)
+    : batch_(batch), items_per_part_(items_per_part),
+      parts_(jsonPartCount(batch, items_per_part)) {
   if (const auto* sensors = batch.sensors()) {
     uint16_t max_id = 0;
     for (const auto* s : *sensors) max_id = std::max(max_id, s->id());
-    fragments.resize(static_cast<size_t>(max_id) + 1);
+    fragments_.resize(static_cast<size_t>(max_id) + 1);
     for (const auto* s : *sensors) {
-      std::string& f = fragments[s->id()];
+      std::string& f = fragments_[s->id()];
       f = "\"sensor\":";
       appendJsonString(f, s->name()->string_view());
       f += ",\"unit\":";
       appendJsonString(f, s->unit() ? s->unit()->string_view() : std::string_view());
     }
   }
+}
+
+void appendBatchJson(const wire::Batch& batch, size_t part, size_t items_per_part,
+                     int64_t received_us, std::string& out) {
+  BatchJson(batch, items_per_part).appendPart(part, received_us, out);
+}
+
+void BatchJson::appendPart(size_t part, int64_t received_us, std::string& out) const {
+  const wire::Batch& batch = batch_;
+  const size_t items_per_part = items_per_part_;
+  const auto& fragments = fragments_;
   const size_t n_readings = batch.readings() ? batch.readings()->size() : 0;
   const size_t n_windows = batch.windows() ? batch.windows()->size() : 0;
   const size_t first = part * items_per_part;
@@ -132,7 +141,7 @@ void appendBatchJson(const wire::Batch& batch, size_t part, size_t items_per_par
   out += ",\"part\":";
   appendUint(out, part + 1);
   out += ",\"parts\":";
-  appendUint(out, jsonPartCount(batch, items_per_part));
+  appendUint(out, parts_);
   out += ",\"dropped\":";
   appendUint(out, part == 0 ? batch.dropped() : 0);  // counted once per batch
   out += ",\"created_us\":";

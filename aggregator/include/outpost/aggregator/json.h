@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "outpost/wire/batch_generated.h"
 
@@ -16,7 +17,23 @@ namespace outpost::aggregator {
 // well below message.max.bytes however big the batch).
 size_t jsonPartCount(const wire::Batch& batch, size_t items_per_part);
 
-// Appends part `part` (0-based) of `batch` to `out` as one JSON object.
+// Renders the parts of one batch; what all parts share (sensor fragments, part count) is
+// computed once. `batch` must outlive this object.
+class BatchJson {
+ public:
+  BatchJson(const wire::Batch& batch, size_t items_per_part);
+  size_t parts() const { return parts_; }
+  // Appends part `part` (0-based) to `out` as one JSON object.
+  void appendPart(size_t part, int64_t received_us, std::string& out) const;
+
+ private:
+  const wire::Batch& batch_;
+  size_t items_per_part_;
+  size_t parts_;
+  std::vector<std::string> fragments_;  // `"sensor":...,"unit":...` by sensor id
+};
+
+// One part, for callers that render a single part.
 void appendBatchJson(const wire::Batch& batch, size_t part, size_t items_per_part,
                      int64_t received_us, std::string& out);
 
