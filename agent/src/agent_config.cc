@@ -1,25 +1,10 @@
 #include "outpost/agent/agent_config.h"
 
+#include "outpost/agent/inputs.h"
 #include "outpost/common/cli.h"
 
 namespace outpost::agent {
 namespace {
-
-std::shared_ptr<const config::Schema> sensorSchema() {
-  auto s = std::make_shared<config::Schema>("sensor");
-  s->requiredString("name", "Sensor name, unique within the device (appears on Kafka)")
-      .string("unit", "", "Unit of the values, e.g. \"degC\", \"%RH\", \"A\"")
-      .string("source", "simulated", "Where readings come from; this build supports \"simulated\"")
-      .real("rate_hz", 1.0, 0.001, 100000, "Readings per second")
-      .oneOf("shape", "sine", {"sine", "square", "sawtooth", "random_walk", "constant", "counter"},
-             "Simulated signal shape; \"counter\" emits 0, 1, 2, ... (used by tests)")
-      .real("amplitude", 1.0, 0, 1e12, "Simulated signal amplitude (random_walk: step stddev)")
-      .real("offset", 0.0, -1e12, 1e12, "Simulated signal offset")
-      .real("period_s", 60.0, 0.001, 1e9, "Simulated signal period in seconds")
-      .real("noise", 0.0, 0, 1e12, "Standard deviation of Gaussian noise added to the signal")
-      .integer("seed", 1, 0, INT64_MAX, "Random seed of the simulated signal");
-  return s;
-}
 
 config::Schema buildSchema() {
   config::Schema s("outpost-agent");
@@ -49,8 +34,8 @@ config::Schema buildSchema() {
       .integer("uplink.mqtt.keepalive_s", 30, 2, 3600, "MQTT keep-alive interval")
       .integer("uplink.mqtt.reconnect_min_ms", 500, 10, 600000,
                "First reconnect delay; doubles up to reconnect_max_ms while the broker is down")
-      .integer("uplink.mqtt.reconnect_max_ms", 30000, 10, 3600000, "Longest reconnect delay")
-      .tableArray("sensors", sensorSchema(), "One entry per sensor of the device");
+      .integer("uplink.mqtt.reconnect_max_ms", 30000, 10, 3600000, "Longest reconnect delay");
+  addInputSettings(s);  // [sources.*], [[sensors]] with filters and windows (inputs_config.cc)
   return s;
 }
 
