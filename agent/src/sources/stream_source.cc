@@ -326,8 +326,8 @@ void SocketSource::run() {
       const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (fd >= 0) {
         if (clients.size() >= opt_.socket_max_clients) {
-          ::close(fd);
           if (refused_) refused_->inc();
+          ::close(fd);
           spdlog::warn("socket: connection refused: {} clients connected (sources.socket.max_clients)",
                        clients.size());
         } else {

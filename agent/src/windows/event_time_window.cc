@@ -28,7 +28,8 @@ void EventTimeWindow::merge(Pane& a, const Pane& b) {
   const double na = static_cast<double>(a.count);
   const double nb = static_cast<double>(b.count);
   const double n = na + nb;
-  const double d = b.mean - a.mean;
+  // b's mean in a's shift: shift difference first (exact for nearby shifts), then the small part.
+  const double d = (b.shift - a.shift) + b.mean - a.mean;
   a.mean += d * (nb / n);
   a.m2 += b.m2 + d * d * (na * nb / n);
   a.count += b.count;
@@ -50,7 +51,8 @@ void EventTimeWindow::emitWindow(std::vector<wire::WindowStat>& out) {
   for (int64_t i = 0; i < panes_per_window_; ++i) merge(acc, paneAt(first_pane + i));
   if (acc.count > 0) {
     const double n = static_cast<double>(acc.count);
-    out.emplace_back(next_start_, next_start_ + spec_.size_us, acc.min, acc.max, acc.mean,
+    out.emplace_back(next_start_, next_start_ + spec_.size_us, acc.min, acc.max,
+                     acc.shift + acc.mean,
                      std::sqrt(std::max(0.0, acc.m2 / n)), acc.first, acc.last,
                      static_cast<uint32_t>(std::min<uint64_t>(acc.count, UINT32_MAX)), sensor_);
     ++emitted_;
@@ -91,14 +93,15 @@ bool EventTimeWindow::add(int64_t ts, double value, std::vector<wire::WindowStat
   }
   Pane& p = paneAt(floorDiv(ts, spec_.hop_us));
   if (p.count == 0) {
-    p = Pane{1, value, 0, value, value, value, value, ts, ts};
+    p = Pane{1, value, 0, 0, value, value, value, value, ts, ts};
     ++non_empty_panes_;
     return true;
   }
   ++p.count;
-  const double d = value - p.mean;
+  const double x = value - p.shift;
+  const double d = x - p.mean;
   p.mean += d / static_cast<double>(p.count);
-  p.m2 += d * (value - p.mean);
+  p.m2 += d * (x - p.mean);
   p.min = std::min(p.min, value);
   p.max = std::max(p.max, value);
   if (ts < p.first_ts) {

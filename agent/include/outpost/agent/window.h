@@ -3,8 +3,8 @@
 // Event-time windows of one sensor: tumbling (hop = size) and sliding (size = k * hop).
 //
 // Readings go into panes of `hop` length (Welford mean/M2, min, max, first/last by event time);
-// a window is the merge of size/hop consecutive panes (Chan et al.'s pairwise update, so large
-// offsets such as 1e9 + noise keep their precision). The watermark is the newest event time seen
+// a window is the merge of size/hop consecutive panes (Chan et al.'s pairwise update). Moments
+// are of shifted values (see Pane), so large offsets such as 1e9 + noise keep their precision. The watermark is the newest event time seen
 // minus the allowed lateness; a window [start, start + size) is emitted once the watermark reaches
 // its end. A reading that belongs to an already emitted window is late: counted and left out
 // (never merged into a later window). Empty windows are not emitted.
@@ -35,9 +35,12 @@ class EventTimeWindow {
   uint64_t emitted() const { return emitted_; }
 
  private:
+  // Moments are kept of (value - shift), shift = the pane's first value: with large offsets
+  // (1e9 + noise) the differences are exact (Sterbenz) and the mean and M2 keep full precision.
   struct Pane {
     uint64_t count = 0;
-    double mean = 0;
+    double shift = 0;
+    double mean = 0;  // of value - shift
     double m2 = 0;
     double min = 0;
     double max = 0;
