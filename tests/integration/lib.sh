@@ -219,3 +219,50 @@ kafka_dump() {
 metric() {  # metric PORT NAME: value of an unlabelled metric
   curl -sf "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2}'
 }
+
+# write_stdin_agent_config DEVICE: sensors fed by standard input in line protocol (issue 3):
+# "x" raw with a range filter that marks values above 1000 bad, "y" deduplicated and summarised in
+# 10 s tumbling windows (raw and windows), "z" windows only.
+write_stdin_agent_config() {
+  local dev=$1
+  write_agent_config "$dev"
+  # Replace the counter sensors with stdin ones.
+  sed -i '/^\[\[sensors\]\]/,$d' "$WORK/$dev.toml"
+  cat >>"$WORK/$dev.toml" <<CONF
+[sources.stdin]
+format = "line"
+[[sensors]]
+name = "x"
+unit = "u"
+source = "stdin"
+[[sensors.filters]]
+type = "range"
+max = 1000.0
+action = "bad"
+[[sensors]]
+name = "y"
+unit = "u"
+source = "stdin"
+output = "both"
+window.kind = "tumbling"
+window.size_ms = 10000
+[[sensors.filters]]
+type = "dedup"
+[[sensors]]
+name = "z"
+unit = "u"
+source = "stdin"
+output = "windows"
+window.kind = "tumbling"
+window.size_ms = 10000
+CONF
+}
+
+# start_stdin_agent DEVICE INPUT_FILE READINGS: reads INPUT_FILE on standard input, stops after
+# READINGS readings and exits once the outbox is drained (background; name = DEVICE).
+start_stdin_agent() {
+  local dev=$1 input=$2 readings=$3
+  "$AGENT_BIN" --config "$WORK/$dev.toml" --max-readings "$readings" --exit-when-drained \
+    <"$input" >>"$WORK/$dev.log" 2>&1 &
+  PIDS[$dev]=$!
+}
