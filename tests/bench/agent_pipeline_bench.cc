@@ -60,6 +60,7 @@ struct RunResult {
   double seconds = 0;
   double cpu_seconds = 0;  // the pipeline thread's CPU time: what a quiet machine would need
   double outbox_seconds = 0;
+  double outbox_cpu_seconds = 0;  // pipeline-thread CPU inside Outbox::append (encode + SQLite)
   uint64_t readings_in = 0;
   uint64_t readings_out = 0;
   uint64_t windows_out = 0;
@@ -198,8 +199,10 @@ RunResult runOnce(const Options& o, int run) {
     res.readings_out += content.readings.size();
     res.windows_out += content.windows.size();
     const auto a = std::chrono::steady_clock::now();
+    const double cpu_a = threadCpuSeconds();
     auto seq = outbox.append(content);
     outbox_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+    res.outbox_cpu_seconds += threadCpuSeconds() - cpu_a;
     if (!seq) throw std::runtime_error(seq.error().toString());
     last_seq.store(*seq);
     ++res.batches;
@@ -299,12 +302,13 @@ int main(int argc, char** argv) {
       outbox_shares.push_back(r.outbox_seconds / r.seconds);
       std::printf("run %d: %llu readings in %.3f s = %.0f readings/s; %llu batches (%.0f/s), %llu "
                   "raw + %llu windows out; outbox append %.0f%% of the time; pipeline thread CPU %.3f s "
-                  "(%.0f readings per CPU-second)\n",
+                  "(%.0f readings per CPU-second), of which outbox append %.3f s\n",
                   run + 1, static_cast<unsigned long long>(r.readings_in), r.seconds, rate,
                   static_cast<unsigned long long>(r.batches), static_cast<double>(r.batches) / r.seconds,
                   static_cast<unsigned long long>(r.readings_out),
                   static_cast<unsigned long long>(r.windows_out), 100 * r.outbox_seconds / r.seconds,
-                  r.cpu_seconds, static_cast<double>(r.readings_in) / r.cpu_seconds);
+                  r.cpu_seconds, static_cast<double>(r.readings_in) / r.cpu_seconds,
+                  r.outbox_cpu_seconds);
       std::fflush(stdout);
     }
     std::vector<double> sorted = rates;
