@@ -6,15 +6,15 @@
 
 namespace outpost::agent {
 
-const char* dropReasonName(DropReason reason) {
+const char* filterDropReasonName(FilterDropReason reason) {
   switch (reason) {
-    case DropReason::kNonFinite: return "non_finite";
-    case DropReason::kOutOfRange: return "out_of_range";
-    case DropReason::kDeadband: return "deadband";
-    case DropReason::kRateLimit: return "rate_limit";
-    case DropReason::kDuplicate: return "duplicate";
-    case DropReason::kLate: return "late";
-    case DropReason::kCount: break;
+    case FilterDropReason::kNonFinite: return "non_finite";
+    case FilterDropReason::kOutOfRange: return "out_of_range";
+    case FilterDropReason::kDeadband: return "deadband";
+    case FilterDropReason::kRateLimit: return "rate_limit";
+    case FilterDropReason::kDuplicate: return "duplicate";
+    case FilterDropReason::kLate: return "late";
+    case FilterDropReason::kCount: break;
   }
   return "?";
 }
@@ -23,7 +23,7 @@ FilterMetrics::FilterMetrics(metrics::Registry& registry) {
   for (size_t i = 0; i < dropped.size(); ++i) {
     dropped[i] = &registry.counter("outpost_agent_readings_filtered_total",
                                    "Readings dropped by filters and windows, by reason",
-                                   {{"reason", dropReasonName(static_cast<DropReason>(i))}});
+                                   {{"reason", filterDropReasonName(static_cast<FilterDropReason>(i))}});
   }
   for (size_t i = 0; i < passed.size(); ++i) {
     passed[i] = &registry.counter("outpost_agent_filter_passed_total",
@@ -39,7 +39,7 @@ FilterMetrics::FilterMetrics(metrics::Registry& registry) {
 }
 
 bool Filter::apply(wire::Reading& r) {
-  DropReason reason = DropReason::kCount;
+  FilterDropReason reason = FilterDropReason::kCount;
   const Verdict v = check(r, reason);
   if (v == Verdict::kDrop) {
     ++counts_.dropped[static_cast<size_t>(reason)];
@@ -71,14 +71,14 @@ class RangeFilter final : public Filter {
   FilterKind kind() const override { return FilterKind::kRange; }
 
  protected:
-  Verdict check(const wire::Reading& r, DropReason& reason) override {
+  Verdict check(const wire::Reading& r, FilterDropReason& reason) override {
     const double v = r.value();
     if (!std::isfinite(v)) {
-      reason = DropReason::kNonFinite;
+      reason = FilterDropReason::kNonFinite;
       return spec_.non_finite == Action::kDrop ? Verdict::kDrop : Verdict::kPassMarkedBad;
     }
     if (v < spec_.min || v > spec_.max) {
-      reason = DropReason::kOutOfRange;
+      reason = FilterDropReason::kOutOfRange;
       switch (spec_.out_of_range) {
         case Action::kDrop: return Verdict::kDrop;
         case Action::kBad: return Verdict::kPassMarkedBad;
@@ -98,7 +98,7 @@ class DeadbandFilter final : public Filter {
   FilterKind kind() const override { return FilterKind::kDeadband; }
 
  protected:
-  Verdict check(const wire::Reading& r, DropReason& reason) override {
+  Verdict check(const wire::Reading& r, FilterDropReason& reason) override {
     const double v = r.value();
     if (!has_last_ || std::isnan(v) != std::isnan(last_value_)) return pass(r, Verdict::kPass);
     const double band = std::max(spec_.absolute, std::fabs(last_value_) * spec_.percent / 100.0);
@@ -108,7 +108,7 @@ class DeadbandFilter final : public Filter {
     if (spec_.heartbeat_us > 0 && r.ts_us() - last_ts_ >= spec_.heartbeat_us) {
       return pass(r, Verdict::kPassHeartbeat);
     }
-    reason = DropReason::kDeadband;
+    reason = FilterDropReason::kDeadband;
     return Verdict::kDrop;
   }
 
@@ -133,10 +133,10 @@ class RateLimitFilter final : public Filter {
   FilterKind kind() const override { return FilterKind::kRateLimit; }
 
  protected:
-  Verdict check(const wire::Reading& r, DropReason& reason) override {
+  Verdict check(const wire::Reading& r, FilterDropReason& reason) override {
     const int64_t ts = r.ts_us();
     if (has_last_ && spec_.min_interval_us > 0 && ts - last_ts_ < spec_.min_interval_us) {
-      reason = DropReason::kRateLimit;
+      reason = FilterDropReason::kRateLimit;
       return Verdict::kDrop;
     }
     if (spec_.max_per_second > 0) {
@@ -147,7 +147,7 @@ class RateLimitFilter final : public Filter {
         in_bucket_ = 0;
       }
       if (in_bucket_ >= spec_.max_per_second) {
-        reason = DropReason::kRateLimit;
+        reason = FilterDropReason::kRateLimit;
         return Verdict::kDrop;
       }
       ++in_bucket_;
@@ -171,13 +171,13 @@ class DedupFilter final : public Filter {
   FilterKind kind() const override { return FilterKind::kDedup; }
 
  protected:
-  Verdict check(const wire::Reading& r, DropReason& reason) override {
+  Verdict check(const wire::Reading& r, FilterDropReason& reason) override {
     uint64_t bits;
     const double v = r.value();
     std::memcpy(&bits, &v, sizeof bits);
     for (size_t i = 0; i < filled_; ++i) {
       if (ring_[i].ts == r.ts_us() && ring_[i].bits == bits) {
-        reason = DropReason::kDuplicate;
+        reason = FilterDropReason::kDuplicate;
         return Verdict::kDrop;
       }
     }

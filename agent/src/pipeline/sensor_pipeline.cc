@@ -6,7 +6,7 @@ SensorPipeline::SensorPipeline(const std::vector<SensorSpec>& sensors,
                                metrics::Registry* registry) {
   if (registry) {
     filter_metrics_ = std::make_unique<FilterMetrics>(*registry);
-    late_ = filter_metrics_->dropped[static_cast<size_t>(DropReason::kLate)];
+    late_ = filter_metrics_->dropped[static_cast<size_t>(FilterDropReason::kLate)];
     windows_emitted_ = &registry->counter("outpost_agent_windows_emitted_total",
                                           "Window statistics added to batches");
   }

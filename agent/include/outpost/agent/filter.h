@@ -16,7 +16,7 @@ namespace outpost::agent {
 
 // Why a reading was dropped: stable names, the `reason` label of
 // outpost_agent_readings_filtered_total.
-enum class DropReason : uint8_t {
+enum class FilterDropReason : uint8_t {
   kNonFinite,
   kOutOfRange,
   kDeadband,
@@ -25,15 +25,15 @@ enum class DropReason : uint8_t {
   kLate,  // windows: arrived after its window closed
   kCount
 };
-const char* dropReasonName(DropReason reason);
+const char* filterDropReasonName(FilterDropReason reason);
 
 // What a filter did, for tests and the exported counters.
 struct FilterCounts {
   uint64_t passed = 0;
-  std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> dropped{};
+  std::array<uint64_t, static_cast<size_t>(FilterDropReason::kCount)> dropped{};
   uint64_t marked = 0;      // passed with quality set to bad/suspect
   uint64_t heartbeats = 0;  // deadband: passed only because of the heartbeat
-  uint64_t droppedFor(DropReason r) const { return dropped[static_cast<size_t>(r)]; }
+  uint64_t droppedFor(FilterDropReason r) const { return dropped[static_cast<size_t>(r)]; }
   uint64_t droppedTotal() const {
     uint64_t n = 0;
     for (auto d : dropped) n += d;
@@ -44,7 +44,7 @@ struct FilterCounts {
 // Counters shared by every filter of the agent (bounded labels: reason, filter kind, quality).
 struct FilterMetrics {
   explicit FilterMetrics(metrics::Registry& registry);
-  std::array<metrics::Counter*, static_cast<size_t>(DropReason::kCount)> dropped{};
+  std::array<metrics::Counter*, static_cast<size_t>(FilterDropReason::kCount)> dropped{};
   std::array<metrics::Counter*, 4> passed{};  // by FilterKind
   metrics::Counter* marked_bad = nullptr;
   metrics::Counter* marked_suspect = nullptr;
@@ -61,7 +61,7 @@ class Filter {
  protected:
   explicit Filter(FilterMetrics* metrics) : metrics_(metrics) {}
   enum class Verdict { kPass, kPassMarkedBad, kPassMarkedSuspect, kPassHeartbeat, kDrop };
-  virtual Verdict check(const wire::Reading& r, DropReason& reason) = 0;
+  virtual Verdict check(const wire::Reading& r, FilterDropReason& reason) = 0;
 
  private:
   FilterCounts counts_;

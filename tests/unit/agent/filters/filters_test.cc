@@ -49,8 +49,8 @@ TEST_CASE("Range filter: NaN/Inf and physical range", "[agent][filter]") {
     CHECK(run(*f, {rd(kT0, 20), rd(kT0, nan), rd(kT0, -inf), rd(kT0, 126), rd(kT0, -40),
                    rd(kT0, 125)}) == std::vector<double>{20, -40, 125});
     CHECK(f->counts().passed == 3);
-    CHECK(f->counts().droppedFor(DropReason::kNonFinite) == 2);
-    CHECK(f->counts().droppedFor(DropReason::kOutOfRange) == 1);
+    CHECK(f->counts().droppedFor(FilterDropReason::kNonFinite) == 2);
+    CHECK(f->counts().droppedFor(FilterDropReason::kOutOfRange) == 1);
     const std::string text = reg.render();
     CHECK(text.find("outpost_agent_readings_filtered_total{reason=\"non_finite\"} 2") !=
           std::string::npos);
@@ -92,7 +92,7 @@ TEST_CASE("Deadband filter: report by exception with a heartbeat", "[agent][filt
     // Compared with the last *passed* value, so a slow drift still gets through.
     CHECK(run(*f, {rd(kT0, 10), rd(kT0 + 1, 10.3), rd(kT0 + 2, 10.5), rd(kT0 + 3, 10.6),
                    rd(kT0 + 4, 10.2), rd(kT0 + 5, 9.9)}) == std::vector<double>{10, 10.6, 9.9});
-    CHECK(f->counts().droppedFor(DropReason::kDeadband) == 3);
+    CHECK(f->counts().droppedFor(FilterDropReason::kDeadband) == 3);
   }
   SECTION("percent band, the wider band wins") {
     FilterSpec s = spec(FilterKind::kDeadband);
@@ -117,7 +117,7 @@ TEST_CASE("Deadband filter: report by exception with a heartbeat", "[agent][filt
     for (int i = 0; i <= 60; ++i) flat.push_back(rd(kT0 + i * kSecond, 20));
     CHECK(run(*f, flat).size() == 7);  // t = 0, 10, ..., 60
     CHECK(f->counts().heartbeats == 6);
-    CHECK(f->counts().droppedFor(DropReason::kDeadband) == 54);
+    CHECK(f->counts().droppedFor(FilterDropReason::kDeadband) == 54);
   }
 }
 
@@ -128,7 +128,7 @@ TEST_CASE("Rate limit filter: min interval and max per second (event time)", "[a
     auto f = makeFilter(s, nullptr);
     CHECK(run(*f, {rd(kT0, 1), rd(kT0 + 500000, 2), rd(kT0 + 1000000, 3), rd(kT0 + 1999999, 4),
                    rd(kT0 + 2000000, 5)}) == std::vector<double>{1, 3, 5});
-    CHECK(f->counts().droppedFor(DropReason::kRateLimit) == 2);
+    CHECK(f->counts().droppedFor(FilterDropReason::kRateLimit) == 2);
   }
   SECTION("max per second: at most N in each second of event time") {
     FilterSpec s = spec(FilterKind::kRateLimit);
@@ -137,7 +137,7 @@ TEST_CASE("Rate limit filter: min interval and max per second (event time)", "[a
     std::vector<wire::Reading> burst;
     for (int i = 0; i < 100; ++i) burst.push_back(rd(kT0 + i * 50000, i));  // 20/s for 5 s
     CHECK(run(*f, burst).size() == 15);
-    CHECK(f->counts().droppedFor(DropReason::kRateLimit) == 85);
+    CHECK(f->counts().droppedFor(FilterDropReason::kRateLimit) == 85);
   }
 }
 
@@ -146,7 +146,7 @@ TEST_CASE("Dedup filter: same timestamp and value", "[agent][filter]") {
     auto f = makeFilter(spec(FilterKind::kDedup), nullptr);
     CHECK(run(*f, {rd(kT0, 1), rd(kT0, 1), rd(kT0, 2), rd(kT0 + 1, 2), rd(kT0, 1)}) ==
           std::vector<double>{1, 2, 2, 1});
-    CHECK(f->counts().droppedFor(DropReason::kDuplicate) == 1);
+    CHECK(f->counts().droppedFor(FilterDropReason::kDuplicate) == 1);
   }
   SECTION("longer history catches re-sent readings further back") {
     FilterSpec s = spec(FilterKind::kDedup);

@@ -183,7 +183,7 @@ window.size_ms = 10000
     }
     if (w.sensor() == 2 && w.start_us() == kT0) CHECK(w.max() == 500);
   }
-  CHECK(p.filters(0)[0]->counts().droppedFor(DropReason::kOutOfRange) == 1);
+  CHECK(p.filters(0)[0]->counts().droppedFor(FilterDropReason::kOutOfRange) == 1);
   CHECK(p.filters(1)[0]->counts().marked == 1);
   CHECK(reg.render().find("outpost_agent_windows_emitted_total 4") != std::string::npos);
 
