@@ -3,8 +3,9 @@
 //
 // The source is the simulated one (virtual time, so it produces as fast as it is polled) or the
 // line-protocol decoder over text prepared in memory (measures parsing too). Every batch is
-// committed to a real outbox file; acknowledgements come from a second thread, as the uplink's
-// would, so the store stays small (--no-acks: let it grow).
+// committed to a real outbox file, --group batches per transaction (Outbox::appendMany);
+// acknowledgements come from a second thread, as the uplink's would, so the store stays small
+// (--no-acks: let it grow).
 // Prints one line per run and the median; exits non-zero only on errors (never on speed).
 
 #include <algorithm>
@@ -40,6 +41,7 @@ struct Options {
   uint64_t readings = 5'000'000;
   int sensors = 100;
   size_t batch = 500;
+  size_t group = 16;
   std::string synchronous = "normal";
   std::string source = "simulated";
   std::string filters = "range,dedup";
@@ -149,13 +151,14 @@ RunResult runOnce(const Options& o, int run) {
   if (o.acks) {
     acker = std::thread([&] {
       uint64_t acked = 0;
+      std::vector<uint64_t> seqs;
       while (!done.load()) {
         const uint64_t upto = last_seq.load();
-        while (acked + 32 < upto) {
-          if (!outbox.ack(++acked)) {
-            ack_failed.store(true);
-            return;
-          }
+        seqs.clear();
+        while (acked + 32 < upto) seqs.push_back(++acked);
+        if (!seqs.empty() && !outbox.ackMany(seqs)) {
+          ack_failed.store(true);
+          return;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
@@ -194,18 +197,29 @@ RunResult runOnce(const Options& o, int run) {
   int64_t virtual_now = t0;
   size_t text_pos = 0;
   double outbox_s = 0;
-  auto flush = [&](int64_t mono) {
-    codec::BatchContent content = batcher.take("bench-device", clock.nowUs());
-    res.readings_out += content.readings.size();
-    res.windows_out += content.windows.size();
+  // Closed batches are committed `group` at a time, one transaction each (Outbox::appendMany).
+  std::vector<codec::BatchContent> pending;
+  pending.reserve(o.group);
+  uint64_t stored = 0;
+  auto commit = [&] {
+    if (pending.empty()) return;
     const auto a = std::chrono::steady_clock::now();
     const double cpu_a = threadCpuSeconds();
-    auto seq = outbox.append(content);
+    auto outcome = outbox.appendMany(pending);
     outbox_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
     res.outbox_cpu_seconds += threadCpuSeconds() - cpu_a;
-    if (!seq) throw std::runtime_error(seq.error().toString());
-    last_seq.store(*seq);
+    if (!outcome) throw std::runtime_error(outcome.error().toString());
+    if (outcome->stored != pending.size()) throw std::runtime_error("outbox dropped batches");
+    stored += outcome->stored;
+    last_seq.store(stored);  // a fresh store numbers batches 1, 2, ...
+    pending.clear();
+  };
+  auto flush = [&](int64_t mono) {
+    pending.push_back(batcher.take("bench-device", clock.nowUs()));
+    res.readings_out += pending.back().readings.size();
+    res.windows_out += pending.back().windows.size();
     ++res.batches;
+    if (pending.size() >= o.group) commit();
   };
 
   const auto start = std::chrono::steady_clock::now();
@@ -233,6 +247,7 @@ RunResult runOnce(const Options& o, int run) {
   }
   pipeline.closeAll(clock.monotonicUs(), batcher);
   if (!batcher.empty()) flush(clock.monotonicUs());
+  commit();
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   res.cpu_seconds = threadCpuSeconds() - cpu_start;
   res.outbox_seconds = outbox_s;
@@ -254,6 +269,9 @@ int main(int argc, char** argv) {
   app.add_option("--sensors", o.sensors, "Sensors")->capture_default_str()->check(
       CLI::Range(1, 60000));
   app.add_option("--batch", o.batch, "Readings (and windows) per batch")->capture_default_str();
+  app.add_option("--group", o.group, "Batches per outbox transaction (Outbox::appendMany)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   app.add_option("--synchronous", o.synchronous, "Outbox synchronous mode")
       ->check(CLI::IsMember({"normal", "full"}))
       ->capture_default_str();
@@ -286,9 +304,9 @@ int main(int argc, char** argv) {
     tmp = tmpl;
     o.dir = tmpl;
   }
-  std::printf("agent pipeline: %llu readings/run, %d sensors, batch %zu, synchronous=%s, source=%s, "
-              "filters=%s, window=%s, output=%s, acks=%s\n",
-              static_cast<unsigned long long>(o.readings), o.sensors, o.batch,
+  std::printf("agent pipeline: %llu readings/run, %d sensors, batch %zu, group %zu, synchronous=%s, "
+              "source=%s, filters=%s, window=%s, output=%s, acks=%s\n",
+              static_cast<unsigned long long>(o.readings), o.sensors, o.batch, o.group,
               o.synchronous.c_str(), o.source.c_str(), o.filters.c_str(), o.window.c_str(),
               o.output.c_str(), o.acks ? "yes" : "no");
   std::vector<double> rates, cpu_rates, outbox_shares;

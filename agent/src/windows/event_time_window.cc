@@ -59,6 +59,7 @@ void EventTimeWindow::emitWindow(std::vector<wire::WindowStat>& out) {
   }
   // The oldest pane of this window belongs to no later window: release it.
   Pane& oldest = paneAt(first_pane);
+  if (&oldest == cached_pane_) cached_pane_ = nullptr;
   if (oldest.count > 0) --non_empty_panes_;
   oldest = Pane{};
   next_start_ += spec_.hop_us;
@@ -91,7 +92,12 @@ bool EventTimeWindow::add(int64_t ts, double value, std::vector<wire::WindowStat
     max_ts_ = ts;
     emitReady(max_ts_ - spec_.lateness_us, out);
   }
-  Pane& p = paneAt(floorDiv(ts, spec_.hop_us));
+  if (!cached_pane_ || ts < cached_start_ || ts - cached_start_ >= spec_.hop_us) {
+    const int64_t index = floorDiv(ts, spec_.hop_us);
+    cached_pane_ = &paneAt(index);
+    cached_start_ = index * spec_.hop_us;
+  }
+  Pane& p = *cached_pane_;
   if (p.count == 0) {
     p = Pane{1, value, 0, 0, value, value, value, value, ts, ts};
     ++non_empty_panes_;
