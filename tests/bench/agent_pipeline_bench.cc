@@ -8,10 +8,13 @@
 // (--no-acks: let it grow).
 // Prints one line per run and the median; exits non-zero only on errors (never on speed).
 
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
 #include <algorithm>
-#include <cmath>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -19,9 +22,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <spdlog/spdlog.h>
 
 #include "outpost/agent/batcher.h"
 #include "outpost/agent/inputs.h"
@@ -263,11 +263,13 @@ RunResult runOnce(const Options& o, int run) {
 
 int main(int argc, char** argv) {
   Options o;
-  CLI::App app{"agent_pipeline_bench: source -> filters -> windows -> batcher -> outbox on one "
-               "thread"};
+  CLI::App app{
+      "agent_pipeline_bench: source -> filters -> windows -> batcher -> outbox on one "
+      "thread"};
   app.add_option("--readings", o.readings, "Readings per run")->capture_default_str();
-  app.add_option("--sensors", o.sensors, "Sensors")->capture_default_str()->check(
-      CLI::Range(1, 60000));
+  app.add_option("--sensors", o.sensors, "Sensors")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 60000));
   app.add_option("--batch", o.batch, "Readings (and windows) per batch")->capture_default_str();
   app.add_option("--group", o.group, "Batches per outbox transaction (Outbox::appendMany)")
       ->capture_default_str()
@@ -304,11 +306,12 @@ int main(int argc, char** argv) {
     tmp = tmpl;
     o.dir = tmpl;
   }
-  std::printf("agent pipeline: %llu readings/run, %d sensors, batch %zu, group %zu, synchronous=%s, "
-              "source=%s, filters=%s, window=%s, output=%s, acks=%s\n",
-              static_cast<unsigned long long>(o.readings), o.sensors, o.batch, o.group,
-              o.synchronous.c_str(), o.source.c_str(), o.filters.c_str(), o.window.c_str(),
-              o.output.c_str(), o.acks ? "yes" : "no");
+  std::printf(
+      "agent pipeline: %llu readings/run, %d sensors, batch %zu, group %zu, synchronous=%s, "
+      "source=%s, filters=%s, window=%s, output=%s, acks=%s\n",
+      static_cast<unsigned long long>(o.readings), o.sensors, o.batch, o.group,
+      o.synchronous.c_str(), o.source.c_str(), o.filters.c_str(), o.window.c_str(),
+      o.output.c_str(), o.acks ? "yes" : "no");
   std::vector<double> rates, cpu_rates, outbox_shares;
   int rc = 0;
   try {
@@ -318,25 +321,26 @@ int main(int argc, char** argv) {
       rates.push_back(rate);
       cpu_rates.push_back(static_cast<double>(r.readings_in) / r.cpu_seconds);
       outbox_shares.push_back(r.outbox_seconds / r.seconds);
-      std::printf("run %d: %llu readings in %.3f s = %.0f readings/s; %llu batches (%.0f/s), %llu "
-                  "raw + %llu windows out; outbox append %.0f%% of the time; pipeline thread CPU %.3f s "
-                  "(%.0f readings per CPU-second), of which outbox append %.3f s\n",
-                  run + 1, static_cast<unsigned long long>(r.readings_in), r.seconds, rate,
-                  static_cast<unsigned long long>(r.batches), static_cast<double>(r.batches) / r.seconds,
-                  static_cast<unsigned long long>(r.readings_out),
-                  static_cast<unsigned long long>(r.windows_out), 100 * r.outbox_seconds / r.seconds,
-                  r.cpu_seconds, static_cast<double>(r.readings_in) / r.cpu_seconds,
-                  r.outbox_cpu_seconds);
+      std::printf(
+          "run %d: %llu readings in %.3f s = %.0f readings/s; %llu batches (%.0f/s), %llu "
+          "raw + %llu windows out; outbox append %.0f%% of the time; pipeline thread CPU %.3f s "
+          "(%.0f readings per CPU-second), of which outbox append %.3f s\n",
+          run + 1, static_cast<unsigned long long>(r.readings_in), r.seconds, rate,
+          static_cast<unsigned long long>(r.batches), static_cast<double>(r.batches) / r.seconds,
+          static_cast<unsigned long long>(r.readings_out),
+          static_cast<unsigned long long>(r.windows_out), 100 * r.outbox_seconds / r.seconds,
+          r.cpu_seconds, static_cast<double>(r.readings_in) / r.cpu_seconds, r.outbox_cpu_seconds);
       std::fflush(stdout);
     }
     std::vector<double> sorted = rates;
     std::sort(sorted.begin(), sorted.end());
     std::sort(outbox_shares.begin(), outbox_shares.end());
     std::sort(cpu_rates.begin(), cpu_rates.end());
-    std::printf("median: %.0f readings/s wall (min %.0f, max %.0f) over %d runs; %.0f readings per "
-                "pipeline-thread CPU-second; outbox append median %.0f%% of the wall time\n",
-                sorted[sorted.size() / 2], sorted.front(), sorted.back(), o.runs,
-                cpu_rates[cpu_rates.size() / 2], 100 * outbox_shares[outbox_shares.size() / 2]);
+    std::printf(
+        "median: %.0f readings/s wall (min %.0f, max %.0f) over %d runs; %.0f readings per "
+        "pipeline-thread CPU-second; outbox append median %.0f%% of the wall time\n",
+        sorted[sorted.size() / 2], sorted.front(), sorted.back(), o.runs,
+        cpu_rates[cpu_rates.size() / 2], 100 * outbox_shares[outbox_shares.size() / 2]);
   } catch (const std::exception& e) {
     std::cerr << "agent_pipeline_bench: " << e.what() << "\n";
     rc = 1;

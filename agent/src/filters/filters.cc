@@ -8,22 +8,30 @@ namespace outpost::agent {
 
 const char* filterDropReasonName(FilterDropReason reason) {
   switch (reason) {
-    case FilterDropReason::kNonFinite: return "non_finite";
-    case FilterDropReason::kOutOfRange: return "out_of_range";
-    case FilterDropReason::kDeadband: return "deadband";
-    case FilterDropReason::kRateLimit: return "rate_limit";
-    case FilterDropReason::kDuplicate: return "duplicate";
-    case FilterDropReason::kLate: return "late";
-    case FilterDropReason::kCount: break;
+    case FilterDropReason::kNonFinite:
+      return "non_finite";
+    case FilterDropReason::kOutOfRange:
+      return "out_of_range";
+    case FilterDropReason::kDeadband:
+      return "deadband";
+    case FilterDropReason::kRateLimit:
+      return "rate_limit";
+    case FilterDropReason::kDuplicate:
+      return "duplicate";
+    case FilterDropReason::kLate:
+      return "late";
+    case FilterDropReason::kCount:
+      break;
   }
   return "?";
 }
 
 FilterMetrics::FilterMetrics(metrics::Registry& registry) {
   for (size_t i = 0; i < dropped.size(); ++i) {
-    dropped[i] = &registry.counter("outpost_agent_readings_filtered_total",
-                                   "Readings dropped by filters and windows, by reason",
-                                   {{"reason", filterDropReasonName(static_cast<FilterDropReason>(i))}});
+    dropped[i] =
+        &registry.counter("outpost_agent_readings_filtered_total",
+                          "Readings dropped by filters and windows, by reason",
+                          {{"reason", filterDropReasonName(static_cast<FilterDropReason>(i))}});
   }
   for (size_t i = 0; i < passed.size(); ++i) {
     passed[i] = &registry.counter("outpost_agent_filter_passed_total",
@@ -80,9 +88,12 @@ class RangeFilter final : public Filter {
     if (v < spec_.min || v > spec_.max) {
       reason = FilterDropReason::kOutOfRange;
       switch (spec_.out_of_range) {
-        case Action::kDrop: return Verdict::kDrop;
-        case Action::kBad: return Verdict::kPassMarkedBad;
-        case Action::kSuspect: return Verdict::kPassMarkedSuspect;
+        case Action::kDrop:
+          return Verdict::kDrop;
+        case Action::kBad:
+          return Verdict::kPassMarkedBad;
+        case Action::kSuspect:
+          return Verdict::kPassMarkedSuspect;
       }
     }
     return Verdict::kPass;
@@ -201,10 +212,14 @@ class DedupFilter final : public Filter {
 
 std::unique_ptr<Filter> makeFilter(const FilterSpec& spec, FilterMetrics* metrics) {
   switch (spec.kind) {
-    case FilterKind::kRange: return std::make_unique<RangeFilter>(spec, metrics);
-    case FilterKind::kDeadband: return std::make_unique<DeadbandFilter>(spec, metrics);
-    case FilterKind::kRateLimit: return std::make_unique<RateLimitFilter>(spec, metrics);
-    case FilterKind::kDedup: return std::make_unique<DedupFilter>(spec, metrics);
+    case FilterKind::kRange:
+      return std::make_unique<RangeFilter>(spec, metrics);
+    case FilterKind::kDeadband:
+      return std::make_unique<DeadbandFilter>(spec, metrics);
+    case FilterKind::kRateLimit:
+      return std::make_unique<RateLimitFilter>(spec, metrics);
+    case FilterKind::kDedup:
+      return std::make_unique<DedupFilter>(spec, metrics);
   }
   return nullptr;
 }

@@ -133,10 +133,14 @@ void onlyFor(const config::Config& c, const std::string& where,
 FilterSpec parseFilter(const config::Config& f, const std::string& where) {
   FilterSpec spec;
   const std::string& type = f.getString("type");
-  if (type == "range") spec.kind = FilterKind::kRange;
-  else if (type == "deadband") spec.kind = FilterKind::kDeadband;
-  else if (type == "rate_limit") spec.kind = FilterKind::kRateLimit;
-  else spec.kind = FilterKind::kDedup;
+  if (type == "range")
+    spec.kind = FilterKind::kRange;
+  else if (type == "deadband")
+    spec.kind = FilterKind::kDeadband;
+  else if (type == "rate_limit")
+    spec.kind = FilterKind::kRateLimit;
+  else
+    spec.kind = FilterKind::kDedup;
   onlyFor(f, where, {"min", "max", "action", "non_finite"}, spec.kind == FilterKind::kRange,
           "type = \"range\"");
   onlyFor(f, where, {"absolute", "percent", "heartbeat_s"}, spec.kind == FilterKind::kDeadband,
@@ -160,8 +164,9 @@ FilterSpec parseFilter(const config::Config& f, const std::string& where) {
   spec.history = static_cast<uint32_t>(f.getInt("history"));
   if (spec.kind == FilterKind::kRateLimit && spec.min_interval_us == 0 &&
       spec.max_per_second == 0) {
-    throw ConfigError(where + ": a rate_limit filter needs min_interval_ms or max_per_second "
-                              "(allowed: either > 0)");
+    throw ConfigError(where +
+                      ": a rate_limit filter needs min_interval_ms or max_per_second "
+                      "(allowed: either > 0)");
   }
   return spec;
 }
@@ -174,23 +179,34 @@ constexpr int64_t kMaxPanes = 4096;
 
 const char* sourceKindName(SourceKind kind) {
   switch (kind) {
-    case SourceKind::kSimulated: return "simulated";
-    case SourceKind::kStdin: return "stdin";
-    case SourceKind::kSocket: return "socket";
-    case SourceKind::kMqtt: return "mqtt";
-    case SourceKind::kHwmon: return "hwmon";
-    case SourceKind::kThermal: return "thermal";
-    case SourceKind::kIio: return "iio";
+    case SourceKind::kSimulated:
+      return "simulated";
+    case SourceKind::kStdin:
+      return "stdin";
+    case SourceKind::kSocket:
+      return "socket";
+    case SourceKind::kMqtt:
+      return "mqtt";
+    case SourceKind::kHwmon:
+      return "hwmon";
+    case SourceKind::kThermal:
+      return "thermal";
+    case SourceKind::kIio:
+      return "iio";
   }
   return "?";
 }
 
 const char* filterKindName(FilterKind kind) {
   switch (kind) {
-    case FilterKind::kRange: return "range";
-    case FilterKind::kDeadband: return "deadband";
-    case FilterKind::kRateLimit: return "rate_limit";
-    case FilterKind::kDedup: return "dedup";
+    case FilterKind::kRange:
+      return "range";
+    case FilterKind::kDeadband:
+      return "deadband";
+    case FilterKind::kRateLimit:
+      return "rate_limit";
+    case FilterKind::kDedup:
+      return "dedup";
   }
   return "?";
 }
@@ -246,7 +262,8 @@ AgentInputs parseInputs(const config::Config& cfg) {
   so.socket_max_clients = static_cast<size_t>(cfg.getInt("sources.socket.max_clients"));
   so.mqtt_broker = cfg.getString("sources.mqtt.broker");
   so.mqtt_client_id = cfg.getString("sources.mqtt.client_id");
-  if (so.mqtt_client_id.empty()) so.mqtt_client_id = "outpost-agent-in-" + cfg.getString("device_id");
+  if (so.mqtt_client_id.empty())
+    so.mqtt_client_id = "outpost-agent-in-" + cfg.getString("device_id");
   so.mqtt_username = cfg.getString("sources.mqtt.username");
   so.mqtt_password = cfg.getString("sources.mqtt.password");
   so.mqtt_qos = static_cast<int>(cfg.getInt("sources.mqtt.qos"));
@@ -303,8 +320,9 @@ AgentInputs parseInputs(const config::Config& cfg) {
             throw ConfigError(spec.where + ": set rate_hz or poll_interval_ms, not both");
           }
           if (s.getInt("poll_interval_ms") == 0) {
-            throw ConfigError(spec.where + ".poll_interval_ms = 0; allowed: 1 to 86400000 for a "
-                                           "simulated sensor");
+            throw ConfigError(spec.where +
+                              ".poll_interval_ms = 0; allowed: 1 to 86400000 for a "
+                              "simulated sensor");
           }
           sim_spec.rate_hz = 1000.0 / static_cast<double>(s.getInt("poll_interval_ms"));
         }
@@ -316,7 +334,8 @@ AgentInputs parseInputs(const config::Config& cfg) {
         sim_spec.seed = static_cast<uint64_t>(s.getInt("seed"));
         break;
       }
-      case SourceKind::kStdin: break;
+      case SourceKind::kStdin:
+        break;
       case SourceKind::kSocket:
         if (so.socket_path.empty()) {
           throw ConfigError("sources.socket.path is required: " + spec.where +
@@ -344,7 +363,9 @@ AgentInputs parseInputs(const config::Config& cfg) {
         spec.sysfs_device = need("hwmon.chip");
         spec.sysfs_channel = need("hwmon.input");
         break;
-      case SourceKind::kThermal: spec.sysfs_device = need("thermal.zone"); break;
+      case SourceKind::kThermal:
+        spec.sysfs_device = need("thermal.zone");
+        break;
       case SourceKind::kIio:
         spec.sysfs_device = need("iio.device");
         spec.sysfs_channel = need("iio.channel");
@@ -370,7 +391,7 @@ AgentInputs parseInputs(const config::Config& cfg) {
 
     const std::string& wk = s.getString("window.kind");
     auto& w = spec.window;
-    w.kind = wk == "tumbling" ? WindowKind::kTumbling
+    w.kind = wk == "tumbling"  ? WindowKind::kTumbling
              : wk == "sliding" ? WindowKind::kSliding
                                : WindowKind::kNone;
     if (w.kind == WindowKind::kNone) {
@@ -386,14 +407,14 @@ AgentInputs parseInputs(const config::Config& cfg) {
       if (w.hop_us == 0) w.hop_us = w.size_us;
       if (w.hop_us > w.size_us || w.size_us % w.hop_us != 0) {
         throw ConfigError(spec.where + ".window.hop_ms = " + std::to_string(w.hop_us / 1000) +
-                          " does not divide window.size_ms = " +
-                          std::to_string(w.size_us / 1000) +
+                          " does not divide window.size_ms = " + std::to_string(w.size_us / 1000) +
                           "; allowed: a divisor of size_ms (size_ms / hop_ms windows overlap)");
       }
       w.lateness_us = s.getInt("window.allowed_lateness_ms") * 1000;
       if ((w.size_us + w.lateness_us) / w.hop_us + 2 > kMaxPanes) {
-        throw ConfigError(spec.where + ": (window.size_ms + window.allowed_lateness_ms) / "
-                                       "window.hop_ms is too large; allowed: at most " +
+        throw ConfigError(spec.where +
+                          ": (window.size_ms + window.allowed_lateness_ms) / "
+                          "window.hop_ms is too large; allowed: at most " +
                           std::to_string(kMaxPanes - 2));
       }
     }

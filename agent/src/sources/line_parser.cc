@@ -330,7 +330,8 @@ struct JsonScanner {
         v.raw = s.substr(start, p - start);
         return true;
       }
-      case '"': return string(v);
+      case '"':
+        return string(v);
       case 't':
         v.kind = JsonValue::Kind::kBool;
         v.raw = s.substr(p, 4);
@@ -343,7 +344,8 @@ struct JsonScanner {
         v.kind = JsonValue::Kind::kNull;
         v.raw = s.substr(p, 4);
         return literal("null");
-      default: return number(v);
+      default:
+        return number(v);
     }
   }
 };
@@ -359,15 +361,24 @@ LineFormat parseLineFormat(std::string_view name) {
 
 const char* lineErrorName(LineError e) {
   switch (e) {
-    case LineError::kNone: return "none";
-    case LineError::kHeader: return "header";
-    case LineError::kEmpty: return "empty";
-    case LineError::kSyntax: return "syntax";
-    case LineError::kBadValue: return "bad_value";
-    case LineError::kBadTimestamp: return "bad_timestamp";
-    case LineError::kUnknownSensor: return "unknown_sensor";
-    case LineError::kTooLong: return "too_long";
-    case LineError::kCount: break;
+    case LineError::kNone:
+      return "none";
+    case LineError::kHeader:
+      return "header";
+    case LineError::kEmpty:
+      return "empty";
+    case LineError::kSyntax:
+      return "syntax";
+    case LineError::kBadValue:
+      return "bad_value";
+    case LineError::kBadTimestamp:
+      return "bad_timestamp";
+    case LineError::kUnknownSensor:
+      return "unknown_sensor";
+    case LineError::kTooLong:
+      return "too_long";
+    case LineError::kCount:
+      break;
   }
   return "?";
 }
@@ -375,7 +386,8 @@ const char* lineErrorName(LineError e) {
 bool parseNumber(std::string_view text, double& out) {
   if (text.empty()) return false;
   if (text.front() == '+') text.remove_prefix(1);
-  if (text.empty() || text.front() == '+' || (text.front() == '-' && text.size() == 1)) return false;
+  if (text.empty() || text.front() == '+' || (text.front() == '-' && text.size() == 1))
+    return false;
   const char* end = text.data() + text.size();
   auto [ptr, ec] = std::from_chars(text.data(), end, out);
   return ec == std::errc() && ptr == end;

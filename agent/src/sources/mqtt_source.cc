@@ -1,9 +1,9 @@
 #include "outpost/agent/mqtt_source.h"
 
-#include <algorithm>
-
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 #include "outpost/agent/line_parser.h"
 #include "outpost/common/thread_name.h"
@@ -15,8 +15,8 @@ constexpr auto kConnectTimeout = std::chrono::seconds(5);
 constexpr int64_t kIdlePollUs = 5000;
 
 std::string_view trimBlanks(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' ||
-                        s.front() == '\n')) {
+  while (!s.empty() &&
+         (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n')) {
     s.remove_prefix(1);
   }
   while (!s.empty() &&
@@ -30,14 +30,22 @@ std::string_view trimBlanks(std::string_view s) {
 
 const char* mqttPayloadErrorName(MqttPayloadError e) {
   switch (e) {
-    case MqttPayloadError::kNone: return "none";
-    case MqttPayloadError::kTooLarge: return "too_large";
-    case MqttPayloadError::kBadPayload: return "bad_payload";
-    case MqttPayloadError::kMissingField: return "missing_field";
-    case MqttPayloadError::kBadValue: return "bad_value";
-    case MqttPayloadError::kBadTimestamp: return "bad_timestamp";
-    case MqttPayloadError::kUnmatchedTopic: return "unmatched_topic";
-    case MqttPayloadError::kCount: break;
+    case MqttPayloadError::kNone:
+      return "none";
+    case MqttPayloadError::kTooLarge:
+      return "too_large";
+    case MqttPayloadError::kBadPayload:
+      return "bad_payload";
+    case MqttPayloadError::kMissingField:
+      return "missing_field";
+    case MqttPayloadError::kBadValue:
+      return "bad_value";
+    case MqttPayloadError::kBadTimestamp:
+      return "bad_timestamp";
+    case MqttPayloadError::kUnmatchedTopic:
+      return "unmatched_topic";
+    case MqttPayloadError::kCount:
+      break;
   }
   return "?";
 }
@@ -72,7 +80,8 @@ struct MqttSource::Client {
 
 MqttSource::MqttSource(const std::vector<SensorSpec>& sensors, const SourcesSpec& opt,
                        const Clock& clock, metrics::Registry* registry)
-    : opt_(opt), clock_(clock),
+    : opt_(opt),
+      clock_(clock),
       handoff_(opt.queue_chunks, 8, /*block=*/false,
                registry ? &registry->counter("outpost_agent_source_dropped_total",
                                              "Readings dropped because the queue to the pipeline "
@@ -90,10 +99,10 @@ MqttSource::MqttSource(const std::vector<SensorSpec>& sensors, const SourcesSpec
   }
   if (registry) {
     for (size_t i = 1; i < error_counters_.size(); ++i) {
-      error_counters_[i] = &registry->counter(
-          "outpost_agent_mqtt_source_errors_total",
-          "MQTT source messages (or message-sensor pairs) rejected, by reason",
-          {{"reason", mqttPayloadErrorName(static_cast<MqttPayloadError>(i))}});
+      error_counters_[i] =
+          &registry->counter("outpost_agent_mqtt_source_errors_total",
+                             "MQTT source messages (or message-sensor pairs) rejected, by reason",
+                             {{"reason", mqttPayloadErrorName(static_cast<MqttPayloadError>(i))}});
     }
     messages_ = &registry->counter("outpost_agent_mqtt_source_messages_total",
                                    "Messages received by the MQTT source");
@@ -101,12 +110,11 @@ MqttSource::MqttSource(const std::vector<SensorSpec>& sensors, const SourcesSpec
   try {
     mqtt::create_options create(MQTTVERSION_DEFAULT, 16);
     create.set_send_while_disconnected(false);
-    client_->cli = std::make_unique<mqtt::async_client>(opt_.mqtt_broker, opt_.mqtt_client_id,
-                                                        create);
+    client_->cli =
+        std::make_unique<mqtt::async_client>(opt_.mqtt_broker, opt_.mqtt_client_id, create);
   } catch (const mqtt::exception& e) {
-    throw config::ConfigError("sources.mqtt.broker = \"" + opt_.mqtt_broker +
-                              "\" is not usable: " + e.what() +
-                              "; allowed: tcp://host:port or mqtt://host:port");
+    throw config::ConfigError("sources.mqtt.broker = \"" + opt_.mqtt_broker + "\" is not usable: " +
+                              e.what() + "; allowed: tcp://host:port or mqtt://host:port");
   }
   client_->cli->set_message_callback([this](mqtt::const_message_ptr m) {
     onMessage(m->get_topic(), std::string_view(m->get_payload_ref().str()));
@@ -199,7 +207,8 @@ void MqttSource::run() {
       if (!opt_.mqtt_username.empty()) builder.user_name(opt_.mqtt_username);
       if (!opt_.mqtt_password.empty()) builder.password(opt_.mqtt_password);
       if (client_->cli->is_connected()) client_->cli->disconnect()->wait_for(kConnectTimeout);
-      client_->cli->connect(builder.finalize())->wait_for(kConnectTimeout + std::chrono::seconds(1));
+      client_->cli->connect(builder.finalize())
+          ->wait_for(kConnectTimeout + std::chrono::seconds(1));
       if (!client_->cli->is_connected()) throw mqtt::exception(-1, "connect timed out");
       connected_.store(true);
       for (const auto& f : filters_) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -10,8 +11,6 @@
 
 #include <cerrno>
 #include <cstring>
-
-#include <spdlog/spdlog.h>
 
 #include "outpost/common/config.h"
 #include "outpost/common/thread_name.h"
@@ -47,7 +46,10 @@ uint64_t LineDecoder::Counts::errorsTotal() const {
 LineDecoder::LineDecoder(
     LineFormat format, const SensorNames* names, size_t max_line_bytes, std::string label,
     const std::array<metrics::Counter*, static_cast<size_t>(LineError::kCount)>* error_counters)
-    : format_(format), names_(names), max_line_bytes_(max_line_bytes), label_(std::move(label)),
+    : format_(format),
+      names_(names),
+      max_line_bytes_(max_line_bytes),
+      label_(std::move(label)),
       error_counters_(error_counters) {
   partial_.reserve(max_line_bytes_);
 }
@@ -77,8 +79,8 @@ void LineDecoder::line(std::string_view text, int64_t now_us, ReadingSink& sink)
       e = LineError::kBadTimestamp;
     } else {
       ++counts_.readings;
-      sink.push(wire::Reading(p.has_ts ? p.ts_us : now_us, p.value, it->second,
-                              wire::Quality::Good));
+      sink.push(
+          wire::Reading(p.has_ts ? p.ts_us : now_us, p.value, it->second, wire::Quality::Good));
       return;
     }
   }
@@ -139,7 +141,9 @@ class StreamSource::ChunkSink final : public ReadingSink {
 StreamSource::StreamSource(const std::string& label, const std::vector<SensorSpec>& sensors,
                            SourceKind kind, const SourcesSpec& opt, const Clock& clock,
                            metrics::Registry* registry)
-    : label_(label), opt_(opt), clock_(clock),
+    : label_(label),
+      opt_(opt),
+      clock_(clock),
       handoff_(opt.queue_chunks, opt.chunk_readings, opt.queue_block,
                registry ? &registry->counter("outpost_agent_source_dropped_total",
                                              "Readings dropped because the queue to the pipeline "
@@ -159,9 +163,9 @@ StreamSource::StreamSource(const std::string& label, const std::vector<SensorSpe
                                               "Input lines rejected, by source and reason",
                                               {{"source", label}, {"reason", lineErrorName(e)}});
     }
-    readings_counter_ = &registry->counter("outpost_agent_source_readings_total",
-                                           "Readings parsed by threaded sources",
-                                           {{"source", label}});
+    readings_counter_ =
+        &registry->counter("outpost_agent_source_readings_total",
+                           "Readings parsed by threaded sources", {{"source", label}});
   }
   stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stop_fd_ < 0) throw std::runtime_error(label + ": eventfd: " + std::strerror(errno));
@@ -253,7 +257,8 @@ SocketSource::SocketSource(const std::vector<SensorSpec>& sensors, const Sources
   const std::string& path = opt_.socket_path;
   sockaddr_un addr{};
   if (path.size() >= sizeof addr.sun_path) {
-    throw config::ConfigError("sources.socket.path = \"" + path + "\" is too long; allowed: at most " +
+    throw config::ConfigError("sources.socket.path = \"" + path +
+                              "\" is too long; allowed: at most " +
                               std::to_string(sizeof addr.sun_path - 1) + " bytes");
   }
   struct stat st {};
@@ -273,8 +278,8 @@ SocketSource::SocketSource(const std::vector<SensorSpec>& sensors, const Sources
       ::listen(listen_fd_, 16) != 0) {
     const int e = errno;
     ::close(listen_fd_);
-    throw std::runtime_error("sources.socket.path = \"" + path + "\": cannot listen: " +
-                             std::strerror(e));
+    throw std::runtime_error("sources.socket.path = \"" + path +
+                             "\": cannot listen: " + std::strerror(e));
   }
   if (registry) {
     refused_ = &registry->counter("outpost_agent_socket_refused_total",
@@ -328,15 +333,17 @@ void SocketSource::run() {
         if (clients.size() >= opt_.socket_max_clients) {
           if (refused_) refused_->inc();
           ::close(fd);
-          spdlog::warn("socket: connection refused: {} clients connected (sources.socket.max_clients)",
-                       clients.size());
+          spdlog::warn(
+              "socket: connection refused: {} clients connected (sources.socket.max_clients)",
+              clients.size());
         } else {
           ++connection;
-          clients.push_back({fd, std::make_unique<LineDecoder>(
-                                     opt_.socket_format, &names_, opt_.max_line_bytes,
-                                     "socket connection " + std::to_string(connection),
-                                     &error_counters_),
-                             {}});
+          clients.push_back(
+              {fd,
+               std::make_unique<LineDecoder>(opt_.socket_format, &names_, opt_.max_line_bytes,
+                                             "socket connection " + std::to_string(connection),
+                                             &error_counters_),
+               {}});
         }
       }
     }
@@ -346,8 +353,8 @@ void SocketSource::run() {
       const size_t ci = i - 2;
       const ssize_t n = ::read(clients[ci].fd, buf.data(), buf.size());
       if (n > 0) {
-        clients[ci].dec->feed(std::string_view(buf.data(), static_cast<size_t>(n)),
-                              clock_.nowUs(), sink);
+        clients[ci].dec->feed(std::string_view(buf.data(), static_cast<size_t>(n)), clock_.nowUs(),
+                              sink);
         report(clients[ci].dec->counts(), clients[ci].reported);
       } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
         closeClient(ci);

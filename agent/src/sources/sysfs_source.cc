@@ -1,6 +1,7 @@
 #include "outpost/agent/sysfs_source.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,8 +11,6 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
-
-#include <spdlog/spdlog.h>
 
 #include "outpost/agent/line_parser.h"
 #include "outpost/common/config.h"
@@ -58,14 +57,22 @@ fs::path findDevice(const fs::path& dir, const std::string& prefix, const std::s
 // hwmon sysfs units (Documentation/hwmon/sysfs-interface.rst) → SI-ish units.
 void hwmonUnits(const std::string& input, double& multiplier, std::string& unit) {
   auto starts = [&](const char* p) { return input.rfind(p, 0) == 0; };
-  if (starts("temp")) multiplier = 1e-3, unit = "degC";
-  else if (starts("in")) multiplier = 1e-3, unit = "V";
-  else if (starts("curr")) multiplier = 1e-3, unit = "A";
-  else if (starts("humidity")) multiplier = 1e-3, unit = "%RH";
-  else if (starts("power")) multiplier = 1e-6, unit = "W";
-  else if (starts("energy")) multiplier = 1e-6, unit = "J";
-  else if (starts("fan")) multiplier = 1, unit = "RPM";
-  else multiplier = 1, unit = "";
+  if (starts("temp"))
+    multiplier = 1e-3, unit = "degC";
+  else if (starts("in"))
+    multiplier = 1e-3, unit = "V";
+  else if (starts("curr"))
+    multiplier = 1e-3, unit = "A";
+  else if (starts("humidity"))
+    multiplier = 1e-3, unit = "%RH";
+  else if (starts("power"))
+    multiplier = 1e-6, unit = "W";
+  else if (starts("energy"))
+    multiplier = 1e-6, unit = "J";
+  else if (starts("fan"))
+    multiplier = 1, unit = "RPM";
+  else
+    multiplier = 1, unit = "";
 }
 
 }  // namespace
@@ -113,22 +120,25 @@ SysfsSource::SysfsSource(const std::vector<SensorSpec>& sensors, const std::stri
         const std::string& ch = spec.sysfs_channel;
         s.value_path = (dev / (ch + "_raw")).string();
         if (!pathExists(s.value_path)) {
-          throw config::ConfigError(spec.where + ".iio.channel = \"" + ch + "\": " +
-                                    s.value_path + " does not exist");
+          throw config::ConfigError(spec.where + ".iio.channel = \"" + ch + "\": " + s.value_path +
+                                    " does not exist");
         }
         // Shared attributes drop the channel index: in_voltage0 -> in_voltage.
         std::string type = ch;
         while (!type.empty() && std::isdigit(static_cast<unsigned char>(type.back()))) {
           type.pop_back();
         }
-        for (auto [suffix, out] : {std::pair{"_scale", &s.scale_path},
-                                   std::pair{"_offset", &s.offset_path}}) {
-          if (pathExists(dev / (ch + suffix))) *out = (dev / (ch + suffix)).string();
-          else if (pathExists(dev / (type + suffix))) *out = (dev / (type + suffix)).string();
+        for (auto [suffix, out] :
+             {std::pair{"_scale", &s.scale_path}, std::pair{"_offset", &s.offset_path}}) {
+          if (pathExists(dev / (ch + suffix)))
+            *out = (dev / (ch + suffix)).string();
+          else if (pathExists(dev / (type + suffix)))
+            *out = (dev / (type + suffix)).string();
         }
         break;
       }
-      default: continue;
+      default:
+        continue;
     }
     infos_.push_back({spec.id, spec.name, unit.empty() ? default_unit : unit});
     spdlog::info("{} \"{}\": reading {} every {} ms", spec.where, spec.name, s.value_path,

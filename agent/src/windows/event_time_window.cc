@@ -52,9 +52,9 @@ void EventTimeWindow::emitWindow(std::vector<wire::WindowStat>& out) {
   if (acc.count > 0) {
     const double n = static_cast<double>(acc.count);
     out.emplace_back(next_start_, next_start_ + spec_.size_us, acc.min, acc.max,
-                     acc.shift + acc.mean,
-                     std::sqrt(std::max(0.0, acc.m2 / n)), acc.first, acc.last,
-                     static_cast<uint32_t>(std::min<uint64_t>(acc.count, UINT32_MAX)), sensor_);
+                     acc.shift + acc.mean, std::sqrt(std::max(0.0, acc.m2 / n)), acc.first,
+                     acc.last, static_cast<uint32_t>(std::min<uint64_t>(acc.count, UINT32_MAX)),
+                     sensor_);
     ++emitted_;
   }
   // The oldest pane of this window belongs to no later window: release it.

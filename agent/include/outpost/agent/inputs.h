@@ -1,7 +1,7 @@
 #pragma once
 
-// The input half of the agent's configuration, typed: which sensors exist, where each one's readings
-// come from, which filters they pass, which windows summarise them and what is sent.
+// The input half of the agent's configuration, typed: which sensors exist, where each one's
+// readings come from, which filters they pass, which windows summarise them and what is sent.
 // Parsed once at start-up from the validated config (the settings table is in inputs_config.cc;
 // this adds the checks a table cannot express: keys that apply to one source or filter kind only,
 // unique names, window bounds).
@@ -65,7 +65,7 @@ struct SensorSpec {
   std::string name;
   std::string unit;
   SourceKind source = SourceKind::kSimulated;
-  std::string where;           // "sensors[3]" for messages
+  std::string where;             // "sensors[3]" for messages
   int64_t poll_interval_us = 0;  // polled sources (sysfs)
   SimulatedSensorSpec simulated;
   // mqtt

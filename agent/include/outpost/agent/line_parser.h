@@ -6,7 +6,8 @@
 //   line protocol:  sensor value [timestamp]            (fields separated by blanks/tabs)
 //   JSON lines:     {"sensor": "t1", "value": 21.5, "ts": 1700000000123}
 //                   (sensor or name; value; ts, timestamp or time; other members ignored)
-//   CSV:            sensor,value[,timestamp]            (a header line "sensor,value,..." is skipped)
+//   CSV:            sensor,value[,timestamp]            (a header line "sensor,value,..." is
+//   skipped)
 //
 // Timestamps: an integer or decimal epoch whose unit follows from its magnitude (< 1e11 seconds,
 // < 1e14 milliseconds, < 1e17 microseconds, else nanoseconds), or ISO-8601
@@ -18,7 +19,8 @@
 namespace outpost::agent {
 
 enum class LineFormat { kLine, kJson, kCsv };
-LineFormat parseLineFormat(std::string_view name);  // "line", "json", "csv"; throws invalid_argument
+LineFormat parseLineFormat(
+    std::string_view name);  // "line", "json", "csv"; throws invalid_argument
 
 // Why a line was rejected; names are stable metric labels.
 enum class LineError {

@@ -21,8 +21,11 @@ class ReadingHandoff {
  public:
   ReadingHandoff(size_t max_chunks, size_t chunk_readings, bool block,
                  metrics::Counter* dropped = nullptr)
-      : full_(max_chunks), free_(max_chunks + 4), chunk_readings_(chunk_readings),
-        block_(block), dropped_counter_(dropped) {}
+      : full_(max_chunks),
+        free_(max_chunks + 4),
+        chunk_readings_(chunk_readings),
+        block_(block),
+        dropped_counter_(dropped) {}
 
   size_t chunkReadings() const { return chunk_readings_; }
 
@@ -37,8 +40,8 @@ class ReadingHandoff {
   // closed); the dropped readings are counted.
   bool put(std::vector<wire::Reading>&& chunk, bool may_block = true) {
     const size_t n = chunk.size();
-    const bool ok = (block_ && may_block) ? full_.push(std::move(chunk))
-                                          : full_.tryPush(std::move(chunk));
+    const bool ok =
+        (block_ && may_block) ? full_.push(std::move(chunk)) : full_.tryPush(std::move(chunk));
     if (!ok) {
       dropped_.fetch_add(n, std::memory_order_relaxed);
       if (dropped_counter_) dropped_counter_->inc(n);

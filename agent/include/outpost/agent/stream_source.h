@@ -9,8 +9,8 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,8 +44,7 @@ class LineDecoder {
     uint64_t errorsTotal() const;
   };
   // `names` and `error_counters` (one per LineError, may be null) must outlive the decoder.
-  LineDecoder(LineFormat format, const SensorNames* names, size_t max_line_bytes,
-              std::string label,
+  LineDecoder(LineFormat format, const SensorNames* names, size_t max_line_bytes, std::string label,
               const std::array<metrics::Counter*, static_cast<size_t>(LineError::kCount)>*
                   error_counters = nullptr);
 
@@ -65,7 +64,7 @@ class LineDecoder {
   size_t max_line_bytes_;
   std::string label_;
   const std::array<metrics::Counter*, static_cast<size_t>(LineError::kCount)>* error_counters_;
-  std::string partial_;  // reserved once
+  std::string partial_;      // reserved once
   bool discarding_ = false;  // inside a too-long line
   Counts counts_;
 };

@@ -4,11 +4,11 @@
 //
 // Readings go into panes of `hop` length (Welford mean/M2, min, max, first/last by event time);
 // a window is the merge of size/hop consecutive panes (Chan et al.'s pairwise update). Moments
-// are of shifted values (see Pane), so large offsets such as 1e9 + noise keep their precision. The watermark is the newest event time seen
-// minus the allowed lateness; a window [start, start + size) is emitted once the watermark reaches
-// its end. A reading that belongs to an already emitted window is late: counted and left out
-// (never merged into a later window). Empty windows are not emitted.
-// All state is allocated at construction; add() never allocates. Pipeline thread only.
+// are of shifted values (see Pane), so large offsets such as 1e9 + noise keep their precision. The
+// watermark is the newest event time seen minus the allowed lateness; a window [start, start +
+// size) is emitted once the watermark reaches its end. A reading that belongs to an already emitted
+// window is late: counted and left out (never merged into a later window). Empty windows are not
+// emitted. All state is allocated at construction; add() never allocates. Pipeline thread only.
 
 #include <cstdint>
 #include <vector>

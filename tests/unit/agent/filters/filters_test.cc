@@ -1,11 +1,9 @@
-#include "outpost/agent/filter.h"
-
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
 #include <vector>
 
-#include <catch2/catch.hpp>
-
+#include "outpost/agent/filter.h"
 #include "outpost/common/metrics.h"
 
 using namespace outpost;

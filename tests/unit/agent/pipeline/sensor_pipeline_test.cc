@@ -1,9 +1,8 @@
 #include "outpost/agent/sensor_pipeline.h"
 
+#include <catch2/catch.hpp>
 #include <string>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "outpost/agent/agent_config.h"
 #include "outpost/common/config.h"

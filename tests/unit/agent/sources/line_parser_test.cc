@@ -1,10 +1,9 @@
 #include "outpost/agent/line_parser.h"
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <string>
-
-#include <catch2/catch.hpp>
 
 using namespace outpost::agent;
 
@@ -138,8 +137,8 @@ TEST_CASE("JSON lines", "[agent][source][parse]") {
     CHECK(p.value == 3.5);
     CHECK(p.ts_us == k2024);
     REQUIRE(parseLine(LineFormat::kJson,
-                      R"({"sensor":"t","value":1,"timestamp":"2024-05-01T12:00:00Z"})", p) ==
-            LineError::kNone);
+                      R"({"sensor":"t","value":1,"timestamp":"2024-05-01T12:00:00Z"})",
+                      p) == LineError::kNone);
     CHECK(p.ts_us == k2024);
     REQUIRE(parseLine(LineFormat::kJson, R"({"sensor":"t","value":1,"time":null})", p) ==
             LineError::kNone);

@@ -1,12 +1,12 @@
 #include "outpost/agent/mqtt_source.h"
 
+#include <mqtt/async_client.h>
+
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <catch2/catch.hpp>
-#include <mqtt/async_client.h>
 
 #include "outpost/common/clock.h"
 #include "outpost/common/metrics.h"
@@ -61,8 +61,7 @@ TEST_CASE("decodeMqttPayload: plain numbers and JSON fields", "[agent][source][m
   CHECK(decodeMqttPayload(R"({"t":3})", "h", "", now, v, ts) == MqttPayloadError::kMissingField);
   CHECK(decodeMqttPayload(R"({"t":3)", "t", "", now, v, ts) == MqttPayloadError::kBadPayload);
   CHECK(decodeMqttPayload(R"({"t":"hot"})", "t", "", now, v, ts) == MqttPayloadError::kBadValue);
-  CHECK(decodeMqttPayload(R"({"t":3})", "t", "at", now, v, ts) ==
-        MqttPayloadError::kBadTimestamp);
+  CHECK(decodeMqttPayload(R"({"t":3})", "t", "at", now, v, ts) == MqttPayloadError::kBadTimestamp);
   CHECK(decodeMqttPayload(R"({"t":3,"at":1})", "t", "at", now, v, ts) ==
         MqttPayloadError::kBadTimestamp);  // 1970: implausible
 }

@@ -4,13 +4,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "outpost/common/clock.h"
 #include "outpost/common/metrics.h"
@@ -48,9 +47,7 @@ std::vector<SensorSpec> sensors(SourceKind kind, std::initializer_list<const cha
   return out;
 }
 
-size_t count(const LineDecoder::Counts& c, LineError e) {
-  return c.errors[static_cast<size_t>(e)];
-}
+size_t count(const LineDecoder::Counts& c, LineError e) { return c.errors[static_cast<size_t>(e)]; }
 
 // Polls until `n` readings arrived or 10 s passed.
 std::vector<wire::Reading> collect(Source& src, size_t n) {

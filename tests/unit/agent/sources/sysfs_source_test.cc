@@ -1,11 +1,10 @@
 #include "outpost/agent/sysfs_source.h"
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "outpost/common/config.h"
 #include "support/temp_dir.h"
@@ -101,9 +100,9 @@ TEST_CASE("SysfsSource reads hwmon, thermal zones and IIO from a fake tree",
     CHECK(valueOf(out, 3) == 2400);
     CHECK(valueOf(out, 4) == Approx(51.0));
     CHECK(valueOf(out, 5) == Approx(-5.0));
-    CHECK(valueOf(out, 6) == Approx(500.0));      // (1000 + 0) * 0.5 (shared scale)
-    CHECK(valueOf(out, 7) == Approx(12.0));       // (10 - 4) * 2 (per-channel)
-    CHECK(valueOf(out, 8) == 300);                // no scale or offset
+    CHECK(valueOf(out, 6) == Approx(500.0));  // (1000 + 0) * 0.5 (shared scale)
+    CHECK(valueOf(out, 7) == Approx(12.0));   // (10 - 4) * 2 (per-channel)
+    CHECK(valueOf(out, 8) == 300);            // no scale or offset
     CHECK(next == kStart + kSecond);
     const auto& info = src.sensors();
     CHECK(info[0].unit == "C");

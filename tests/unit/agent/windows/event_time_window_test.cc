@@ -1,13 +1,12 @@
-#include "outpost/agent/window.h"
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <map>
 #include <random>
 #include <vector>
 
-#include <catch2/catch.hpp>
+#include "outpost/agent/window.h"
 
 using namespace outpost;
 using namespace outpost::agent;
@@ -94,13 +93,12 @@ void checkAgainstReference(const std::vector<wire::WindowStat>& got, const std::
 
 }  // namespace
 
-TEST_CASE("Tumbling windows: boundaries, statistics, emission on event time",
-          "[agent][window]") {
+TEST_CASE("Tumbling windows: boundaries, statistics, emission on event time", "[agent][window]") {
   EventTimeWindow w(tumbling(10), 7);
   std::vector<wire::WindowStat> out;
   for (int i = 0; i < 10; ++i) w.add(kT0 + i * kSecond, i, out);  // window [T0, T0+10)
-  CHECK(out.empty());                                               // not closed yet
-  w.add(kT0 + 10 * kSecond, 100, out);                              // closes it
+  CHECK(out.empty());                                             // not closed yet
+  w.add(kT0 + 10 * kSecond, 100, out);                            // closes it
   REQUIRE(out.size() == 1);
   const auto& s = out[0];
   CHECK(s.sensor() == 7);
@@ -139,8 +137,8 @@ TEST_CASE("Allowed lateness keeps windows open for out-of-order readings", "[age
   w.add(kT0 + 12 * kSecond, 12, out);  // watermark T0+7: [T0, T0+10) stays open
   CHECK(out.empty());
   CHECK(w.add(kT0 + 9 * kSecond, 9, out));  // late but within the allowed lateness: merged
-  CHECK(w.add(kT0 + 0, 0, out));             // out of order, earlier than first: becomes first
-  w.add(kT0 + 15 * kSecond, 15, out);         // watermark T0+10: closes [T0, T0+10)
+  CHECK(w.add(kT0 + 0, 0, out));            // out of order, earlier than first: becomes first
+  w.add(kT0 + 15 * kSecond, 15, out);       // watermark T0+10: closes [T0, T0+10)
   REQUIRE(out.size() == 1);
   CHECK(out[0].count() == 3);
   CHECK(out[0].first() == 0);
@@ -156,7 +154,8 @@ TEST_CASE("Sliding windows match a naive reference", "[agent][window]") {
   SECTION("size 10 s, hop 2 s, in-order readings with 1e9 + small noise") {
     const WindowSpec spec = sliding(10, 2);
     std::vector<Sample> samples;
-    for (int i = 0; i < 500; ++i) samples.push_back({kT0 + i * 300000 + jitter(rng) / 10, 1e9 + noise(rng)});
+    for (int i = 0; i < 500; ++i)
+      samples.push_back({kT0 + i * 300000 + jitter(rng) / 10, 1e9 + noise(rng)});
     std::sort(samples.begin(), samples.end(), [](auto& a, auto& b) { return a.ts < b.ts; });
     EventTimeWindow w(spec, 0);
     const auto got = feed(w, samples);
