@@ -212,6 +212,18 @@ class MosquittoBroker {
 
   std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
   void stop() { proc_.stop(); }
+  // Starts the broker again on the same port (after stop()); false if it does not accept within
+  // 15 s (the port may have been taken meanwhile).
+  bool restart() {
+    proc_.stop();
+    proc_.spawn(findMosquitto(), {"-c", dir_.file("mosquitto.conf")}, dir_.file("mosquitto.log"));
+    const auto deadline = std::chrono::steady_clock::now() + 15s;
+    while (std::chrono::steady_clock::now() < deadline && proc_.running()) {
+      if (portAccepts(port_)) return proc_.running();
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
 
  private:
   TempDir dir_{"outpost-mqtt-test"};

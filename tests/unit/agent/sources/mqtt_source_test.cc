@@ -145,3 +145,28 @@ TEST_CASE("MqttSource never blocks Paho: a full queue drops and counts", "[agent
         std::string::npos);
   pub.disconnect()->wait();
 }
+
+TEST_CASE("MqttSource reconnects and resubscribes after the broker restarts",
+          "[agent][source][mqtt]") {
+  outpost::testing::MosquittoBroker broker;
+  SourcesSpec opt;
+  opt.mqtt_broker = broker.uri();
+  opt.mqtt_client_id = outpost::testing::clientId("src");
+  MqttSource src({mqttSensor(0, "power", "meter/power")}, opt, SystemClock::instance(), nullptr);
+  REQUIRE(waitFor([&] { return src.subscribed(); }));
+  broker.stop();
+  REQUIRE(waitFor([&] { return !src.connected(); }));
+  REQUIRE(broker.restart());
+  // Clean session: the subscription is gone with the old broker; the source must make it again.
+  REQUIRE(waitFor([&] { return src.subscribed(); }, 30s));
+  mqtt::async_client pub(broker.uri(), outpost::testing::clientId("pub"));
+  pub.connect()->wait();
+  pub.publish("meter/power", "42", 2, 1, false)->wait();
+  std::vector<wire::Reading> got;
+  REQUIRE(waitFor([&] {
+    src.poll(SystemClock::instance().nowUs(), got);
+    return !got.empty();
+  }));
+  CHECK(got[0].value() == 42);
+  pub.disconnect()->wait();
+}
