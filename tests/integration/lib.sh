@@ -219,3 +219,49 @@ kafka_dump() {
 metric() {  # metric PORT NAME: value of an unlabelled metric
   curl -sf "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2}'
 }
+
+# --- ZeroMQ uplink (issue 8) ---------------------------------------------------------------------
+
+# make_zmq_keys DEVICE...: CURVE key pairs for the aggregator and each device in $WORK/keys, and
+# the allow-list $WORK/allow-list.toml naming every device. Sets ZMQ_PORT, ZMQ_ENDPOINT and
+# ZMQ_AGG_ARGS (aggregator settings for a ZeroMQ-only aggregator).
+make_zmq_keys() {
+  mkdir -p "$WORK/keys"
+  "$AGENT_BIN" keygen --out "$WORK/keys" --name aggregator >/dev/null
+  echo "[devices]" >"$WORK/allow-list.toml"
+  for dev in "$@"; do
+    "$AGENT_BIN" keygen --out "$WORK/keys" --name "$dev" >/dev/null
+    echo "$(zmq_pubkey "$dev") = \"$dev\"" >>"$WORK/allow-list.toml"
+  done
+  ZMQ_PORT=${ZMQ_PORT:-$(free_port)}
+  ZMQ_ENDPOINT="tcp://127.0.0.1:$ZMQ_PORT"
+  ZMQ_AGG_ARGS=(--set mqtt.enabled=false --set "zmq.listen=$ZMQ_ENDPOINT"
+    --set "zmq.secret_key_file=$WORK/keys/aggregator.key"
+    --set "zmq.allow_list_file=$WORK/allow-list.toml" --set zmq.heartbeat_ms=${ZMQ_HEARTBEAT_MS:-200})
+  MQTT_URI=${MQTT_URI:-tcp://127.0.0.1:1}  # unused by a ZeroMQ-only aggregator
+}
+
+zmq_pubkey() { grep '^public_key' "$WORK/keys/$1.pub" | cut -d= -f2- | tr -d ' '; }
+
+# write_zmq_agent_config DEVICE RATE_HZ [KEY_NAME]: write_agent_config, switched to the ZeroMQ
+# uplink with the key pair KEY_NAME (default: DEVICE's own).
+write_zmq_agent_config() {
+  local dev=$1 rate=${2:-200} key=${3:-$1}
+  write_agent_config "$dev" "$rate"
+  cat >>"$WORK/$dev.toml" <<CONF
+[uplink]
+transport = "zmq"
+[uplink.zmq]
+endpoint = "$ZMQ_ENDPOINT"
+server_public_key_file = "$WORK/keys/aggregator.pub"
+key_file = "$WORK/keys/$key.key"
+ack_timeout_ms = ${ACK_TIMEOUT_MS:-2000}
+heartbeat_ms = ${ZMQ_HEARTBEAT_MS:-200}
+reconnect_min_ms = 100
+reconnect_max_ms = 1000
+CONF
+}
+
+metric_labeled() {  # metric_labeled PORT 'NAME{label="v"}': value of one labelled series (0 if absent)
+  curl -sf "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2; f=1} END {if (!f) print 0}'
+}
