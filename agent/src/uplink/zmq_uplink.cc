@@ -152,7 +152,20 @@ struct ZmqUplink::Impl {
       return;
     }
     const wire::Ack* a = *ack;
-    if (a->device_id()->string_view() != opt.device_id || a->epoch() != outbox.epoch()) {
+    if (a->device_id()->string_view() != opt.device_id) {
+      // The aggregator acks under the identity our key authenticated as: a key/device mix-up.
+      // The batches stay in the outbox (a configuration error must not lose data).
+      const uint64_t n = bad_acks.value();
+      bad_acks.inc();
+      if (n < 5 || n % 100 == 0) {
+        spdlog::error("the aggregator knows this device's key as device '{}' but device_id is "
+                      "'{}': batches are rejected (device_mismatch) and kept in the outbox; check "
+                      "uplink.zmq.key_file and the aggregator's allow-list",
+                      a->device_id()->string_view(), opt.device_id);
+      }
+      return;
+    }
+    if (a->epoch() != outbox.epoch()) {
       bad_acks.inc();
       return;
     }
