@@ -11,80 +11,16 @@ source "$(dirname "$0")/lib.sh"
 
 PKI="$WORK/pki"
 mkdir -p "$PKI"
-ossl() { openssl "$@" >>"$WORK/openssl.log" 2>&1 || fail "openssl $1 failed: $(tail -3 "$WORK/openssl.log")"; }
-new_ca() {  # new_ca NAME
-  ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$PKI/$1.key" \
-    -out "$PKI/$1.crt" -days 2 -subj "/CN=outpost test $1"
-}
-new_cert() {  # new_cert CA NAME DAYS [SAN]: key + certificate signed by CA
-  local ca=$1 name=$2 days=$3 san=${4:-}
-  ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$PKI/$name.key" \
-    -out "$PKI/$name.csr" -subj "/CN=$name"
-  if [[ -n "$san" ]]; then
-    printf 'subjectAltName=%s\n' "$san" >"$PKI/$name.ext"
-    ossl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
-      -days "$days" -extfile "$PKI/$name.ext" -out "$PKI/$name.crt"
-  else
-    ossl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
-      -days "$days" -out "$PKI/$name.crt"
-  fi
-  chmod 600 "$PKI/$name.key"
-}
-new_ca ca
-new_ca evil-ca
-new_cert ca server 2 "IP:127.0.0.1"
-new_cert ca aggregator 2
-new_cert ca dev-a 2
-new_cert ca dev-b 2
-new_cert evil-ca dev-a-evil 2
-new_cert ca dev-a-expired -1
-for u in aggregator dev-a dev-b; do
-  printf '%s-secret-%s\n' "$u" "$RANDOM$RANDOM" >"$PKI/$u.pass"
-  chmod 600 "$PKI/$u.pass"
-done
-mosquitto_passwd -c -b "$PKI/passwd" aggregator "$(cat "$PKI/aggregator.pass")" 2>>"$WORK/openssl.log"
-for u in dev-a dev-b; do mosquitto_passwd -b "$PKI/passwd" "$u" "$(cat "$PKI/$u.pass")"; done
-cat >"$PKI/acl" <<'ACL'
-# The aggregator reads every batch and writes every ack.
-user aggregator
-topic read outpost/v1/+/batch
-topic write outpost/v1/+/ack
-
-# A device (user name = device id) writes only its own batch/status and reads only its own acks.
-pattern write outpost/v1/%u/batch
-pattern write outpost/v1/%u/status
-pattern read outpost/v1/%u/ack
-ACL
-MQTT_PORT=$(free_port)
-cat >"$WORK/mosquitto.conf" <<CONF
-per_listener_settings false
-# Tests run as root in a private (0700) work dir: stay root to read the files there.
-user root
-allow_anonymous false
-password_file $PKI/passwd
-acl_file $PKI/acl
-persistence false
-max_queued_messages 10000
-set_tcp_nodelay true
-log_dest stderr
-log_type all
-listener $MQTT_PORT 127.0.0.1
-cafile $PKI/ca.crt
-certfile $PKI/server.crt
-keyfile $PKI/server.key
-require_certificate true
-tls_version tlsv1.2
-CONF
-mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
-PIDS[mosquitto]=$!
-wait_for 10 "mosquitto (TLS) on $MQTT_PORT" port_open "$MQTT_PORT"
-MQTT_URI="ssl://127.0.0.1:$MQTT_PORT"
+make_tls_pki dev-a dev-b
+tls_new_ca evil-ca
+tls_new_cert evil-ca dev-a-evil 2
+tls_new_cert ca dev-a-expired -1
+start_mosquitto_tls
 
 start_devkafka
 AGG_HTTP_PORT=$(free_port)
-start_aggregator --set mqtt.ca_file="$PKI/ca.crt" --set mqtt.cert_file="$PKI/aggregator.crt" \
-  --set mqtt.key_file="$PKI/aggregator.key" --set mqtt.username=aggregator \
-  --set mqtt.password_file="$PKI/aggregator.pass"
+tls_aggregator_args
+start_aggregator "${TLS_AGG_ARGS[@]}"
 m() { metric_labeled "$AGG_HTTP_PORT" "$1"; }
 
 # tls_agent_config NAME DEVICE CERT [extra TOML lines for [uplink.mqtt]]
