@@ -318,8 +318,12 @@ struct ZmqUplink::Impl {
           continue;
         }
         if (now >= next_ping_us) {
-          (void)sock->send(zmq::buffer(zmqproto::kPing), zmq::send_flags::dontwait);
-          next_ping_us = now + hb_us;
+          // Before the (CURVE) connection is up, the socket takes nothing (ZMQ_IMMEDIATE): try
+          // again shortly, so a new session starts within ~10 ms of the handshake, not a whole
+          // heartbeat interval later.
+          const bool queued =
+              sock->send(zmq::buffer(zmqproto::kPing), zmq::send_flags::dontwait).has_value();
+          next_ping_us = now + (queued ? hb_us : std::min<int64_t>(hb_us, 10000));
         }
         if (owner.connected_.load()) sendPending(now);
       } catch (const zmq::error_t& e) {
