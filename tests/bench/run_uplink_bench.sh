@@ -8,8 +8,9 @@
 #               500 readings per batch) and exit once every batch is acked: readings/s = all
 #               readings / wall time from the first agent's start to the last agent's exit. The
 #               count on Kafka is cross-checked (aggregator's readings_published_total).
-#   latency     one agent at a paced 1,000 readings/s (100 readings per batch, 10 batches/s) for
-#               LAT_SECONDS; the round trip is the agent's own histogram
+#   latency     one agent at a paced 1,000 readings/s (2 sensors at 500 Hz; a batch closes after
+#               50 ms: ~20 batches/s of ~50 readings), measured for LAT_SECONDS after a 2 s
+#               warm-up; the round trip is the agent's own histogram
 #               outpost_agent_ack_latency_seconds (send of a batch -> its ack, which includes
 #               verification, the Kafka delivery report with kafka.linger_ms=5, and the ack's way
 #               back): mean = sum/count, and the bucket bound that holds the median.
