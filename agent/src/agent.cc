@@ -6,10 +6,10 @@
 
 #include "outpost/agent/batcher.h"
 #include "outpost/agent/inputs.h"
-#include "outpost/agent/mqtt_uplink.h"
 #include "outpost/agent/outbox.h"
 #include "outpost/agent/sensor_pipeline.h"
 #include "outpost/agent/source.h"
+#include "outpost/agent/uplink_factory.h"
 #include "outpost/common/signals.h"
 
 namespace outpost::agent {
@@ -32,6 +32,7 @@ void validateConfig(const config::Config& cfg) {
                               "with '.' (set it in the file or with --device-id)");
   }
   (void)parseInputs(cfg);
+  checkUplinkConfig(cfg);
 }
 
 Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock& clock)
@@ -60,19 +61,7 @@ Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock
                        "Batches that could not be committed (their readings count as dropped)"),
       std::make_unique<SensorPipeline>(inputs.sensors, &registry)});
 
-  MqttUplinkOptions mo;
-  mo.broker = cfg.getString("uplink.mqtt.broker");
-  mo.client_id = cfg.getString("uplink.mqtt.client_id");
-  mo.device_id = device_id_;
-  mo.topic_prefix = cfg.getString("uplink.mqtt.topic_prefix");
-  mo.username = cfg.getString("uplink.mqtt.username");
-  mo.password = cfg.getString("uplink.mqtt.password");
-  mo.max_inflight = static_cast<size_t>(cfg.getInt("uplink.mqtt.max_inflight"));
-  mo.ack_timeout_ms = cfg.getInt("uplink.mqtt.ack_timeout_ms");
-  mo.keepalive_s = static_cast<int>(cfg.getInt("uplink.mqtt.keepalive_s"));
-  mo.reconnect_min_ms = cfg.getInt("uplink.mqtt.reconnect_min_ms");
-  mo.reconnect_max_ms = std::max(mo.reconnect_min_ms, cfg.getInt("uplink.mqtt.reconnect_max_ms"));
-  uplink_ = std::make_unique<MqttUplink>(mo, *outbox_, registry, clock);
+  uplink_ = makeUplink(cfg, device_id_, *outbox_, registry, clock);
 
   Outbox* box_ptr = outbox_.get();
   registry.gaugeFunction("outpost_agent_outbox_batches", "Batches waiting in the outbox",
@@ -98,7 +87,8 @@ Agent::~Agent() {
 
 bool Agent::healthy(std::string& detail) const {
   const auto st = outbox_->stats();
-  detail = std::string("mqtt ") + (uplink_->connected() ? "connected" : "disconnected") +
+  detail = cfg_.getString("uplink.transport") +
+           (uplink_->connected() ? " connected" : " disconnected") +
            ", outbox " + std::to_string(st.rows) + " batches";
   return true;  // disconnected is a state the agent is built to survive, not a failure
 }
