@@ -63,7 +63,12 @@ struct SensorSim {
   double counter = 0.0;
 };
 
-double roundTo(double v, double step) { return std::round(v / step) * step; }
+// Division by an exact power of ten gives the double nearest to the decimal (13.62, not
+// 13.620000000000001), so values print short.
+double roundTo(double v, double step) {
+  const double inv = std::round(1.0 / step);
+  return std::round(v * inv) / inv;
+}
 
 std::string isoTime(int64_t us) {
   const time_t secs = static_cast<time_t>(us >= 0 ? us / kSecond : (us - kSecond + 1) / kSecond);
