@@ -5,6 +5,9 @@
 // aggregator, and figures measured with it say so (docs/benchmarks.md).
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <iostream>
 
 #include <mqtt/async_client.h>
@@ -18,7 +21,17 @@
 namespace outpost::sim {
 namespace {
 
+class PendingCounter final : public mqtt::iaction_listener {
+ public:
+  std::atomic<int> pending{0};
+
+ private:
+  void on_failure(const mqtt::token&) override { pending.fetch_sub(1); }
+  void on_success(const mqtt::token&) override { pending.fetch_sub(1); }
+};
+
 struct AckCli {
+  int ack_qos = 1;
   BrokerOptions broker;
   std::string client_id = "outpost-sim-ack-responder";
   std::string duration = "0";
@@ -32,6 +45,11 @@ int runAckResponder(AckCli& c) {
     return kExitUsage;
   }
   std::atomic<uint64_t> received{0}, acked{0}, invalid{0}, failures{0};
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<codec::AckContent> todo;  // GUARDED_BY(mu)
+  bool done = false;                    // GUARDED_BY(mu)
+  PendingCounter counter;
   mqtt::create_options create(MQTTVERSION_DEFAULT, 200000);
   create.set_send_while_disconnected(false);
   mqtt::async_client cli(c.broker.broker, c.client_id, create);
@@ -53,14 +71,49 @@ int runAckResponder(AckCli& c) {
       invalid.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    auto ack = codec::encodeAck({device, (*b)->epoch(), (*b)->seq(), wire::AckStatus::Accepted, ""});
-    try {
-      cli.publish(prefix + device + "/ack", ack.data(), ack.size(), 1, false);
-      acked.fetch_add(1, std::memory_order_relaxed);
-    } catch (const mqtt::exception&) {
-      failures.fetch_add(1, std::memory_order_relaxed);
+    {
+      std::lock_guard lock(mu);
+      todo.push_back({device, (*b)->epoch(), (*b)->seq(), wire::AckStatus::Accepted, ""});
+    }
+    cv.notify_one();
+  });
+  // Acks are published from this thread, never from Paho's receive thread: that thread must stay
+  // free to process PUBACKs, and Paho's command queue is kept short (see mqtt_fleet.cc).
+  std::thread sender([&] {
+    std::vector<codec::AckContent> work;
+    for (;;) {
+      {
+        std::unique_lock lock(mu);
+        cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return !todo.empty() || done; });
+        if (done && todo.empty()) return;
+        work.swap(todo);
+      }
+      for (const auto& a : work) {
+        while (counter.pending.load() >= 256 && cli.is_connected()) {
+          std::this_thread::sleep_for(std::chrono::microseconds(100));
+        }
+        auto ack = codec::encodeAck(a);
+        try {
+          counter.pending.fetch_add(1);
+          cli.publish(prefix + a.device_id + "/ack", ack.data(), ack.size(), c.ack_qos, false,
+                      nullptr, counter);
+          acked.fetch_add(1, std::memory_order_relaxed);
+        } catch (const mqtt::exception&) {
+          counter.pending.fetch_sub(1);
+          failures.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+      work.clear();
     }
   });
+  auto stopSender = [&] {
+    {
+      std::lock_guard lock(mu);
+      done = true;
+    }
+    cv.notify_one();
+    if (sender.joinable()) sender.join();
+  };
   try {
     auto opts = mqtt::connect_options_builder()
                     .clean_session(true)
@@ -74,6 +127,7 @@ int runAckResponder(AckCli& c) {
   } catch (const mqtt::exception& e) {
     std::cerr << "outpost-sim ack-responder: cannot subscribe at " << c.broker.broker << ": "
               << e.what() << "\n";
+    stopSender();
     return kExitUnavailable;
   }
   std::cerr << "outpost-sim ack-responder: acking " << prefix << "+/batch on " << c.broker.broker << "\n";
@@ -87,6 +141,7 @@ int runAckResponder(AckCli& c) {
                             std::to_string(invalid.load()) + " invalid");
   }
   progress.finish();
+  stopSender();
   try {
     cli.disconnect(std::chrono::milliseconds(500))->wait_for(std::chrono::seconds(2));
   } catch (const mqtt::exception&) {
@@ -106,6 +161,9 @@ Command addAckResponderCommand(CLI::App& app) {
       "Load-test helper: ack every valid batch (no dedup, no Kafka; NOT an aggregator)");
   addBrokerOptions(*cmd, c->broker);
   cmd->add_option("--client-id", c->client_id, "MQTT client id")->capture_default_str();
+  cmd->add_option("--ack-qos", c->ack_qos, "QoS of the acks it publishes (the aggregator uses 1)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1));
   cmd->add_option("-d,--duration", c->duration, "Stop after this long; 0 = until SIGTERM")
       ->capture_default_str();
   cmd->add_flag("-q,--quiet", c->quiet, "No progress output");

@@ -161,6 +161,7 @@ int runFleet(FleetCli& c) {
   std::vector<DeviceStep> steps;
   std::vector<Label> labels;
   uint64_t readings = 0, label_count = 0, step_count = 0;
+  int64_t max_lag_us = 0;  // paced runs: how late the latest step was generated
   int rc = kExitOk;
   std::string error;
   bool interrupted = false;
@@ -180,6 +181,7 @@ int runFleet(FleetCli& c) {
       std::this_thread::sleep_for(std::chrono::microseconds(std::min<int64_t>(due - now, 2000)));
     }
     if (signals::stopRequested()) continue;
+    if (*speed > 0) max_lag_us = std::max(max_lag_us, monoUs() - due);
     labels.clear();
     fleet->step(steps, labels);
     ++step_count;
@@ -269,7 +271,8 @@ int runFleet(FleetCli& c) {
      << fo.start_us << ",\"simulated_s\":" << sim_s << ",\"steps\":" << step_count
      << ",\"elapsed_s\":" << gen_s << ",\"readings\":" << readings
      << ",\"readings_per_s\":" << double(readings) / gen_s << ",\"labels\":" << label_count
-     << ",\"interrupted\":" << (interrupted ? "true" : "false");
+     << ",\"interrupted\":" << (interrupted ? "true" : "false")
+     << ",\"max_lag_ms\":" << double(max_lag_us) / 1e3;
   std::cerr << "\noutpost-sim fleet: " << fo.devices << " devices x " << fo.sensors
             << " sensors, seed " << fo.seed << ", simulated " << isoTimeUs(fo.start_us) << " + "
             << sim_s << " s in " << gen_s << " s (" << (sim_s / gen_s) << "x real time)"
@@ -286,7 +289,10 @@ int runFleet(FleetCli& c) {
               << ms.batches_dropped << "\n"
               << "  MQTT readings       sent " << withCommas(ms.readings_sent) << ", acked "
               << withCommas(ms.readings_acked) << ", dropped " << withCommas(ms.readings_dropped)
-              << "\n";
+              << "\n"
+              << "  ack latency         p50 " << mqtt->ackLatencyMs(50) << " ms, p99 "
+              << mqtt->ackLatencyMs(99) << " ms, max " << mqtt->ackLatencyMs(100) << " ms\n";
+    if (*speed > 0) std::cerr << "  pacing              latest step " << double(max_lag_us) / 1e3 << " ms behind schedule\n";
     js << ",\"batches_sent\":" << ms.batches_sent << ",\"batches_resent\":" << ms.batches_resent
        << ",\"batches_acked\":" << ms.batches_acked << ",\"batches_rejected\":" << ms.batches_rejected
        << ",\"batches_unacked\":" << ms.in_flight + ms.queued
@@ -294,7 +300,8 @@ int runFleet(FleetCli& c) {
        << ",\"readings_acked\":" << ms.readings_acked
        << ",\"readings_dropped\":" << ms.readings_dropped
        << ",\"publish_failures\":" << ms.publish_failures << ",\"reconnects\":" << ms.reconnects
-       << ",\"bad_acks\":" << ms.bad_acks;
+       << ",\"bad_acks\":" << ms.bad_acks << ",\"ack_latency_ms\":{\"p50\":" << mqtt->ackLatencyMs(50)
+       << ",\"p99\":" << mqtt->ackLatencyMs(99) << ",\"max\":" << mqtt->ackLatencyMs(100) << "}";
     mqtt->disconnect();
   }
   js << ",\"error\":\"" << (error.empty() ? "" : "see stderr") << "\"}";

@@ -1,6 +1,10 @@
 #include "mqtt_fleet.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <limits>
+#include <thread>
 
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
@@ -12,6 +16,7 @@ namespace {
 
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
 constexpr int64_t kReconnectEveryUs = 1'000'000;
+constexpr size_t kMaxLatencySamples = 4'000'000;
 
 struct Pending {
   std::vector<wire::Reading> readings;
@@ -45,11 +50,28 @@ struct AckEvent {
   bool accepted;
 };
 
+// Publishes handed to Paho and not yet completed (PUBACK or failure). Paho C processes its command
+// queue in time that grows with its length: with tens of thousands queued (10,000 devices
+// publishing in the same second) a client spends seconds per publish. The fleet therefore keeps
+// at most kMaxPendingPerConn publishes per connection inside Paho and holds the rest itself.
+constexpr int kMaxPendingPerConn = 256;
+
+class PendingCounter final : public mqtt::iaction_listener {
+ public:
+  std::atomic<int> pending{0};
+
+ private:
+  void on_failure(const mqtt::token&) override { pending.fetch_sub(1); }
+  void on_success(const mqtt::token&) override { pending.fetch_sub(1); }
+};
+
 struct Conn {
   std::unique_ptr<mqtt::async_client> cli;
   bool up = false;
   std::atomic<bool> lost{false};
   int64_t next_try_us = 0;
+  PendingCounter counter;
+  bool busy() const { return counter.pending.load() >= kMaxPendingPerConn; }
 };
 
 }  // namespace
@@ -66,7 +88,9 @@ struct MqttFleet::Impl {
   std::deque<std::pair<int64_t, int>> releases;            // (release time, device), time order
   std::deque<std::tuple<int64_t, int, uint64_t>> timers;   // (sent time, device, seq), time order
   std::vector<int> ready;
+  std::vector<int> blocked;  // devices whose connection was busy
   std::string ack_filter;
+  std::vector<uint32_t> latencies_us;  // capped at kMaxLatencySamples
 
   std::mutex mu;
   std::vector<AckEvent> acks;  // GUARDED_BY(mu)
@@ -118,6 +142,7 @@ struct MqttFleet::Impl {
       if (k == 0) c.cli->subscribe(ack_filter, opt.ack_qos)->wait_for(kConnectTimeout);
       c.up = true;
       c.lost.store(false);
+      c.counter.pending.store(0);
       return true;
     } catch (const mqtt::exception& e) {
       spdlog::warn("MQTT connection {} to {} failed: {}", k, opt.broker, e.what());
@@ -130,14 +155,26 @@ struct MqttFleet::Impl {
     Conn& c = *conns[d.conn];
     if (!c.up) return false;
     try {
-      c.cli->publish(topic, data, len, 1, retained);
+      c.counter.pending.fetch_add(1);
+      c.cli->publish(topic, data, len, 1, retained, nullptr, c.counter);
       return true;
     } catch (const mqtt::exception& e) {
+      c.counter.pending.fetch_sub(1);
       ++stats.publish_failures;
       spdlog::debug("publish on connection {} failed: {}", d.conn, e.what());
       c.lost.store(true);
       return false;
     }
+  }
+
+  // For status messages: waits (briefly) for room in the connection's Paho queue.
+  void publishStatus(VDev& d, bool online) {
+    Conn& c = *conns[d.conn];
+    for (int i = 0; i < 400 && c.up && c.busy(); ++i) {
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    if (c.busy()) return;  // the connection is stuck; a status is not worth blocking for
+    publish(d, d.status_topic, online ? "online" : "offline", online ? 6 : 7, true);
   }
 
   void markReady(int dev) {
@@ -152,6 +189,10 @@ struct MqttFleet::Impl {
     VDev& d = devs[static_cast<size_t>(dev)];
     while (d.flights.size() < static_cast<size_t>(opt.inflight) && !d.queue.empty() &&
            d.queue.front().release_us <= now && conns[d.conn]->up) {
+      if (conns[d.conn]->busy()) {
+        blocked.push_back(dev);  // tried again on the next pump
+        return;
+      }
       Pending p = std::move(d.queue.front());
       d.queue.pop_front();
       --stats.queued;
@@ -175,7 +216,7 @@ struct MqttFleet::Impl {
     }
   }
 
-  void handleAcks() {
+  void handleAcks(int64_t ack_now) {
     std::vector<AckEvent> evs;
     {
       std::lock_guard lock(mu);
@@ -193,6 +234,10 @@ struct MqttFleet::Impl {
                              [&](const Flight& f) { return f.seq == ev.seq; });
       if (it == d.flights.end()) continue;  // a second ack for a resent batch
       (ev.accepted ? stats.batches_acked : stats.batches_rejected)++;
+      if (latencies_us.size() < kMaxLatencySamples) {
+        latencies_us.push_back(static_cast<uint32_t>(
+            std::clamp<int64_t>(ack_now - it->sent_us, 0, std::numeric_limits<uint32_t>::max())));
+      }
       if (ev.accepted) stats.readings_acked += it->readings;
       d.flights.erase(it);
       --stats.in_flight;
@@ -236,6 +281,10 @@ struct MqttFleet::Impl {
                              [&](const Flight& f) { return f.seq == seq && f.sent_us == sent; });
       if (it == d.flights.end()) continue;  // acked meanwhile, or a newer timer exists
       if (!conns[d.conn]->up) continue;     // the reconnect re-arms it
+      if (conns[d.conn]->busy()) {
+        timers.emplace_front(sent, dev, seq);  // again on the next pump
+        break;
+      }
       publish(d, d.batch_topic, it->payload.data(), it->payload.size(), false);
       it->sent_us = now;
       timers.emplace_back(now, dev, seq);
@@ -277,7 +326,7 @@ Status MqttFleet::connect() {
   }
   net::setTcpNoDelayToPeer(m.opt.broker);
   if (m.opt.status) {
-    for (auto& d : m.devs) m.publish(d, d.status_topic, "online", 6, true);
+    for (auto& d : m.devs) m.publishStatus(d, true);
   }
   spdlog::info("{} virtual devices on {} MQTT connection(s) to {}", m.devs.size(), m.conns.size(),
                m.opt.broker);
@@ -305,13 +354,15 @@ void MqttFleet::enqueue(int device, std::vector<wire::Reading> readings, int64_t
 
 void MqttFleet::pump(int64_t now) {
   Impl& m = *impl_;
-  m.handleAcks();
+  m.handleAcks(now);
   m.reconnect(now);
   m.resend(now);
   while (!m.releases.empty() && m.releases.front().first <= now) {
     m.markReady(m.releases.front().second);
     m.releases.pop_front();
   }
+  for (int dev : m.blocked) m.markReady(dev);
+  m.blocked.clear();
   std::vector<int> work;
   work.swap(m.ready);
   for (int dev : work) {
@@ -320,22 +371,31 @@ void MqttFleet::pump(int64_t now) {
   }
 }
 
+double MqttFleet::ackLatencyMs(double p) const {
+  std::vector<uint32_t> v = impl_->latencies_us;
+  if (v.empty()) return 0.0;
+  const size_t rank = std::clamp<size_t>(
+      static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size()))), 1, v.size());
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(rank - 1), v.end());
+  return v[rank - 1] / 1000.0;
+}
+
 void MqttFleet::setOnline(int device, bool online) {
   Impl& m = *impl_;
   VDev& d = m.devs[static_cast<size_t>(device)];
   if (d.online == online) return;
   d.online = online;
-  if (m.opt.status) {
-    m.publish(d, d.status_topic, online ? "online" : "offline", online ? 6 : 7, true);
-  }
+  if (m.opt.status) m.publishStatus(d, online);
 }
 
 void MqttFleet::disconnect() {
   if (!impl_) return;
   Impl& m = *impl_;
   if (m.opt.status) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     for (auto& d : m.devs) {
-      if (m.conns[d.conn]->up) m.publish(d, d.status_topic, "offline", 7, true);
+      if (std::chrono::steady_clock::now() > deadline) break;
+      if (m.conns[d.conn]->up) m.publishStatus(d, false);
     }
   }
   for (auto& c : m.conns) {

@@ -70,6 +70,8 @@ class MqttFleet {
   // Batches queued or in flight.
   uint64_t outstanding() const { return stats_.in_flight + stats_.queued; }
   const MqttStats& stats() const { return stats_; }
+  // Publish-to-ack time of acknowledged batches (from the last send), ms; nearest rank.
+  double ackLatencyMs(double percentile) const;
   // Publishes status offline (if enabled) and disconnects.
   void disconnect();
 
