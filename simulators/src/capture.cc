@@ -57,7 +57,8 @@ CaptureWriter::~CaptureWriter() {
 
 Result<std::unique_ptr<CaptureWriter>> CaptureWriter::open(const std::string& path,
                                                            std::string_view meta) {
-  if (meta.size() > kMaxCaptureMeta) return fail(ErrorCode::kInvalidArgument, "capture metadata too long");
+  if (meta.size() > kMaxCaptureMeta)
+    return fail(ErrorCode::kInvalidArgument, "capture metadata too long");
   FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) return fail(ErrorCode::kIoError, sysError("cannot create", path));
   std::unique_ptr<CaptureWriter> w(new CaptureWriter(f, path));
@@ -73,9 +74,11 @@ Result<std::unique_ptr<CaptureWriter>> CaptureWriter::open(const std::string& pa
 }
 
 Status CaptureWriter::append(const CaptureRecord& r) {
-  if (r.topic.size() > 0xffff) return fail(ErrorCode::kInvalidArgument, "topic longer than 65535 bytes");
+  if (r.topic.size() > 0xffff)
+    return fail(ErrorCode::kInvalidArgument, "topic longer than 65535 bytes");
   const size_t body = kRecordFixed + r.topic.size() + r.payload.size();
-  if (body > kMaxCaptureRecord) return fail(ErrorCode::kInvalidArgument, "record larger than 64 MiB");
+  if (body > kMaxCaptureRecord)
+    return fail(ErrorCode::kInvalidArgument, "record larger than 64 MiB");
   buf_.clear();
   putU32(buf_, static_cast<uint32_t>(body));
   putU64(buf_, static_cast<uint64_t>(r.recv_us));
@@ -126,9 +129,10 @@ Result<std::unique_ptr<CaptureReader>> CaptureReader::open(const std::string& pa
   }
   r->version_ = static_cast<uint32_t>(getLE(h + 8, 4));
   if (r->version_ == 0 || r->version_ > kCaptureVersion) {
-    return fail(ErrorCode::kInvalidArgument,
-                path + ": capture version " + std::to_string(r->version_) +
-                    " is not supported (this reader knows 1.." + std::to_string(kCaptureVersion) + ")");
+    return fail(ErrorCode::kInvalidArgument, path + ": capture version " +
+                                                 std::to_string(r->version_) +
+                                                 " is not supported (this reader knows 1.." +
+                                                 std::to_string(kCaptureVersion) + ")");
   }
   const auto meta_len = static_cast<uint32_t>(getLE(h + 12, 4));
   if (meta_len > kMaxCaptureMeta || kHeaderFixed + meta_len > r->size_) {
@@ -175,8 +179,8 @@ Result<std::optional<CaptureRecord>> CaptureReader::next() {
     }
     const auto payload_len = static_cast<size_t>(getLE(b.data() + 10 + topic_len, 4));
     if (kRecordFixed + topic_len + payload_len != body) {
-      return fail(ErrorCode::kCorrupt, path_ + ": record at byte " + std::to_string(at) +
-                                           ": lengths do not add up");
+      return fail(ErrorCode::kCorrupt,
+                  path_ + ": record at byte " + std::to_string(at) + ": lengths do not add up");
     }
     if (crc32(b.data(), body) != static_cast<uint32_t>(getLE(b.data() + body, 4))) {
       ++stats_.bad_crc;  // framing is intact: skip just this record

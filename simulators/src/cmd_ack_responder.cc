@@ -4,13 +4,13 @@
 // {prefix}/{device}/ack. It does NOT deduplicate, store or forward anything: it is not an
 // aggregator, and figures measured with it say so (docs/benchmarks.md).
 
+#include <mqtt/async_client.h>
+
 #include <atomic>
 #include <condition_variable>
+#include <iostream>
 #include <mutex>
 #include <thread>
-#include <iostream>
-
-#include <mqtt/async_client.h>
 
 #include "commands.h"
 #include "outpost/common/codec.h"
@@ -130,7 +130,8 @@ int runAckResponder(AckCli& c) {
     stopSender();
     return kExitUnavailable;
   }
-  std::cerr << "outpost-sim ack-responder: acking " << prefix << "+/batch on " << c.broker.broker << "\n";
+  std::cerr << "outpost-sim ack-responder: acking " << prefix << "+/batch on " << c.broker.broker
+            << "\n";
   Progress progress(c.quiet);
   const int64_t t0 = monoUs();
   while (!signals::waitForStop(std::chrono::milliseconds(200))) {

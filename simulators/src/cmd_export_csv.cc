@@ -31,8 +31,8 @@ struct ExportCli {
 std::string safeName(const std::string& s) {
   std::string o;
   for (char ch : s) {
-    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                    ch == '.' || ch == '_' || ch == '-';
+    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                    (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
     o += ok ? ch : '_';
   }
   if (o.empty() || o[0] == '.') o.insert(0, "_");
@@ -94,10 +94,11 @@ int runExport(ExportCli& c) {
     }
     std::stable_sort(rows.begin(), rows.end(),
                      [](const auto& a, const auto& b) { return a.first < b.first; });
-    const size_t f = files.add((dir / (safeName(key.second) + ".csv")).string(), "timestamp,value\n");
+    const size_t f =
+        files.add((dir / (safeName(key.second) + ".csv")).string(), "timestamp,value\n");
     std::string line;
     for (const auto& [ts, v] : rows) {
-      line = c.timestamp == "us" ? std::to_string(ts)
+      line = c.timestamp == "us"   ? std::to_string(ts)
              : c.timestamp == "ms" ? std::to_string(ts / 1000)
                                    : isoTimeUs(ts);
       line += ',';
@@ -116,9 +117,9 @@ int runExport(ExportCli& c) {
   const auto& st = r.stats();
   std::cerr << "outpost-sim export-csv: " << records << " records (" << invalid << " invalid, "
             << duplicates << " duplicate batches, " << st.bad_crc << " bad CRC skipped"
-            << (st.truncated_tail ? ", truncated last record ignored" : "") << "): "
-            << withCommas(readings) << " readings into " << series.size() << " files under "
-            << c.out << "\n";
+            << (st.truncated_tail ? ", truncated last record ignored" : "")
+            << "): " << withCommas(readings) << " readings into " << series.size()
+            << " files under " << c.out << "\n";
   return kExitOk;
 }
 
@@ -127,7 +128,8 @@ int runExport(ExportCli& c) {
 Command addExportCsvCommand(CLI::App& app) {
   auto c = std::make_shared<ExportCli>();
   CLI::App* cmd = app.add_subcommand(
-      "export-csv", "Export a capture as CSV per device and sensor (for outpost-aggregator detect)");
+      "export-csv",
+      "Export a capture as CSV per device and sensor (for outpost-aggregator detect)");
   cmd->add_option("-r,--input", c->input, "Capture file")->required();
   cmd->add_option("--out", c->out, "Output directory (DIR/<device>/<sensor>.csv)")->required();
   cmd->add_option("--timestamp", c->timestamp, "iso (2024-05-01T00:00:00.000000Z), us or ms")

@@ -1,6 +1,10 @@
 // outpost-sim fleet: generates a fleet's readings (outpost/sim/fleet.h) and delivers them as line
 // protocol, CSV, or virtual agents over MQTT, paced in real time, N x faster, or at maximum rate.
 
+#include <spdlog/spdlog.h>
+
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -8,8 +12,6 @@
 #include <memory>
 #include <sstream>
 #include <thread>
-
-#include <spdlog/spdlog.h>
 
 #include "commands.h"
 #include "mqtt_fleet.h"
@@ -103,9 +105,12 @@ int runFleet(FleetCli& c) {
     return usage("--output lines to stdout needs --devices 1 (or --out DIR for a file per device)");
   }
   LineTimestamp lts = LineTimestamp::kMicros;
-  if (c.line_ts == "none") lts = LineTimestamp::kNone;
-  else if (c.line_ts == "s") lts = LineTimestamp::kSeconds;
-  else if (c.line_ts == "ms") lts = LineTimestamp::kMillis;
+  if (c.line_ts == "none")
+    lts = LineTimestamp::kNone;
+  else if (c.line_ts == "s")
+    lts = LineTimestamp::kSeconds;
+  else if (c.line_ts == "ms")
+    lts = LineTimestamp::kMillis;
 
   std::unique_ptr<Fleet> fleet;
   try {
@@ -157,7 +162,8 @@ int runFleet(FleetCli& c) {
   Progress progress(c.quiet);
   const int64_t origin = monoUs();
   const int64_t step_wall = *speed > 0 ? static_cast<int64_t>(double(fo.interval_us) / *speed) : 0;
-  const size_t window = static_cast<size_t>(fleet->devices()) * static_cast<size_t>(c.mqtt.inflight) * 2;
+  const size_t window =
+      static_cast<size_t>(fleet->devices()) * static_cast<size_t>(c.mqtt.inflight) * 2;
   std::vector<DeviceStep> steps;
   std::vector<Label> labels;
   uint64_t readings = 0, label_count = 0, step_count = 0;
@@ -173,9 +179,11 @@ int runFleet(FleetCli& c) {
     }
     if (fo.end_us > 0 && fleet->now() >= fo.end_us) break;
     // Real time: the step's readings exist at its end.
-    const int64_t due = *speed > 0 ? origin + static_cast<int64_t>(
-                                                   double(fleet->now() + fo.interval_us - fo.start_us) / *speed)
-                                   : 0;
+    const int64_t due =
+        *speed > 0
+            ? origin +
+                  static_cast<int64_t>(double(fleet->now() + fo.interval_us - fo.start_us) / *speed)
+            : 0;
     for (int64_t now = monoUs(); now < due && !signals::stopRequested(); now = monoUs()) {
       if (mqtt) mqtt->pump(now);
       std::this_thread::sleep_for(std::chrono::microseconds(std::min<int64_t>(due - now, 2000)));
@@ -227,13 +235,15 @@ int runFleet(FleetCli& c) {
     const double frac =
         fo.end_us > 0 ? double(fleet->now() - fo.start_us) / double(fo.end_us - fo.start_us) : -1;
     const double el = std::max(1e-9, double(monoUs() - origin) / 1e6);
-    std::string text = "sim " + isoTimeUs(fleet->now()).substr(0, 19) + "Z  " + withCommas(readings) +
-                       " readings (" + withCommas(static_cast<uint64_t>(double(readings) / el)) +
-                       "/s)  labels " + std::to_string(label_count);
+    std::string text = "sim " + isoTimeUs(fleet->now()).substr(0, 19) + "Z  " +
+                       withCommas(readings) + " readings (" +
+                       withCommas(static_cast<uint64_t>(double(readings) / el)) + "/s)  labels " +
+                       std::to_string(label_count);
     if (mqtt) {
       const auto& ms = mqtt->stats();
-      text += "  batches sent " + withCommas(ms.batches_sent) + " acked " + withCommas(ms.batches_acked) +
-              " in flight " + std::to_string(ms.in_flight) + " queued " + std::to_string(ms.queued);
+      text += "  batches sent " + withCommas(ms.batches_sent) + " acked " +
+              withCommas(ms.batches_acked) + " in flight " + std::to_string(ms.in_flight) +
+              " queued " + std::to_string(ms.queued);
     }
     progress.update(frac, text);
   }
@@ -265,11 +275,15 @@ int runFleet(FleetCli& c) {
   const double gen_s = std::max(1e-9, double(gen_end - origin) / 1e6);
   const double sim_s = double(fleet->now() - fo.start_us) / 1e6;
 
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const double cpu_s = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                       double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   std::ostringstream js;
-  js << "{\"command\":\"fleet\",\"seed\":" << fo.seed << ",\"devices\":" << fo.devices
-     << ",\"sensors\":" << fo.sensors << ",\"output\":\"" << c.output << "\",\"start_us\":"
-     << fo.start_us << ",\"simulated_s\":" << sim_s << ",\"steps\":" << step_count
-     << ",\"elapsed_s\":" << gen_s << ",\"readings\":" << readings
+  js << "{\"command\":\"fleet\",\"cpu_s\":" << cpu_s << ",\"seed\":" << fo.seed << ",\"devices\":" << fo.devices
+     << ",\"sensors\":" << fo.sensors << ",\"output\":\"" << c.output
+     << "\",\"start_us\":" << fo.start_us << ",\"simulated_s\":" << sim_s
+     << ",\"steps\":" << step_count << ",\"elapsed_s\":" << gen_s << ",\"readings\":" << readings
      << ",\"readings_per_s\":" << double(readings) / gen_s << ",\"labels\":" << label_count
      << ",\"interrupted\":" << (interrupted ? "true" : "false")
      << ",\"max_lag_ms\":" << double(max_lag_us) / 1e3;
@@ -280,27 +294,33 @@ int runFleet(FleetCli& c) {
             << "  readings generated  " << withCommas(readings) << " ("
             << withCommas(static_cast<uint64_t>(double(readings) / gen_s)) << "/s)\n"
             << "  anomalies labelled  " << label_count
-            << (labels_path.empty() ? " (no labels file; --labels FILE)" : " in " + labels_path) << "\n";
+            << (labels_path.empty() ? " (no labels file; --labels FILE)" : " in " + labels_path)
+            << "\n";
   if (mqtt) {
     const auto& ms = mqtt->stats();
-    std::cerr << "  MQTT batches        sent " << ms.batches_sent << ", resent " << ms.batches_resent
-              << ", acked " << ms.batches_acked << ", rejected " << ms.batches_rejected
-              << ", never acked " << ms.in_flight + ms.queued << ", dropped (backlog full) "
-              << ms.batches_dropped << "\n"
+    std::cerr << "  MQTT batches        sent " << ms.batches_sent << ", resent "
+              << ms.batches_resent << ", acked " << ms.batches_acked << ", rejected "
+              << ms.batches_rejected << ", never acked " << ms.in_flight + ms.queued
+              << ", dropped (backlog full) " << ms.batches_dropped << "\n"
               << "  MQTT readings       sent " << withCommas(ms.readings_sent) << ", acked "
               << withCommas(ms.readings_acked) << ", dropped " << withCommas(ms.readings_dropped)
               << "\n"
               << "  ack latency         p50 " << mqtt->ackLatencyMs(50) << " ms, p99 "
               << mqtt->ackLatencyMs(99) << " ms, max " << mqtt->ackLatencyMs(100) << " ms\n";
-    if (*speed > 0) std::cerr << "  pacing              latest step " << double(max_lag_us) / 1e3 << " ms behind schedule\n";
+    if (*speed > 0)
+      std::cerr << "  pacing              latest step " << double(max_lag_us) / 1e3
+                << " ms behind schedule\n";
     js << ",\"batches_sent\":" << ms.batches_sent << ",\"batches_resent\":" << ms.batches_resent
-       << ",\"batches_acked\":" << ms.batches_acked << ",\"batches_rejected\":" << ms.batches_rejected
+       << ",\"batches_acked\":" << ms.batches_acked
+       << ",\"batches_rejected\":" << ms.batches_rejected
        << ",\"batches_unacked\":" << ms.in_flight + ms.queued
        << ",\"batches_dropped\":" << ms.batches_dropped << ",\"readings_sent\":" << ms.readings_sent
        << ",\"readings_acked\":" << ms.readings_acked
        << ",\"readings_dropped\":" << ms.readings_dropped
+       << ",\"readings_unacked\":" << mqtt->unackedReadings()
        << ",\"publish_failures\":" << ms.publish_failures << ",\"reconnects\":" << ms.reconnects
-       << ",\"bad_acks\":" << ms.bad_acks << ",\"ack_latency_ms\":{\"p50\":" << mqtt->ackLatencyMs(50)
+       << ",\"bad_acks\":" << ms.bad_acks
+       << ",\"ack_latency_ms\":{\"p50\":" << mqtt->ackLatencyMs(50)
        << ",\"p99\":" << mqtt->ackLatencyMs(99) << ",\"max\":" << mqtt->ackLatencyMs(100) << "}";
     mqtt->disconnect();
   }
@@ -322,8 +342,11 @@ Command addFleetCommand(CLI::App& app) {
       "Simulate N devices x M sensors (deterministic from --seed) with labelled anomalies; "
       "deliver as line protocol, CSV, or virtual agents over MQTT");
   auto& f = c->fleet;
-  cmd->add_option("--seed", f.seed, "Random seed: same seed and options = same output")->capture_default_str();
-  cmd->add_option("-n,--devices", f.devices, "Devices")->capture_default_str()->check(CLI::Range(1, 1000000));
+  cmd->add_option("--seed", f.seed, "Random seed: same seed and options = same output")
+      ->capture_default_str();
+  cmd->add_option("-n,--devices", f.devices, "Devices")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
   cmd->add_option("-m,--sensors", f.sensors,
                   "Sensors per device; kinds cycle: temperature, humidity, vibration_rms, current, "
                   "power, pressure, counter")
@@ -335,18 +358,23 @@ Command addFleetCommand(CLI::App& app) {
                   "Simulated start: now, 2024-05-01T00:00:00Z, epoch seconds; auto = now in real "
                   "time, now - duration when faster")
       ->capture_default_str();
-  cmd->add_option("-d,--duration", c->duration, "Simulated time to run (90s, 15m, 2h, 1d); 0 = until stopped")
+  cmd->add_option("-d,--duration", c->duration,
+                  "Simulated time to run (90s, 15m, 2h, 1d); 0 = until stopped")
       ->capture_default_str();
   cmd->add_option("--interval", c->interval, "Simulation step = one batch per device in MQTT mode")
       ->capture_default_str();
   cmd->add_option("--speed", c->speed, "1 = real time, N = N x faster, max = as fast as possible")
       ->capture_default_str();
-  cmd->add_option("--rate", f.rate_hz, "Readings/s of every sensor; 0 = per-kind defaults (0.1..2 Hz)")
+  cmd->add_option("--rate", f.rate_hz,
+                  "Readings/s of every sensor; 0 = per-kind defaults (0.1..2 Hz)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 10000.0));
-  cmd->add_option("--skew-ms", f.skew_ms, "Sd of each device clock's offset, ms")->capture_default_str();
-  cmd->add_option("--drift-ppm", f.drift_ppm, "Sd of each device clock's rate error, ppm")->capture_default_str();
-  cmd->add_option("--jitter-ms", f.jitter_ms, "Max sampling jitter, ms (capped at a quarter period)")
+  cmd->add_option("--skew-ms", f.skew_ms, "Sd of each device clock's offset, ms")
+      ->capture_default_str();
+  cmd->add_option("--drift-ppm", f.drift_ppm, "Sd of each device clock's rate error, ppm")
+      ->capture_default_str();
+  cmd->add_option("--jitter-ms", f.jitter_ms,
+                  "Max sampling jitter, ms (capped at a quarter period)")
       ->capture_default_str();
   cmd->add_option("--anomaly-rate", f.anomaly_rate, "Sensor anomalies per sensor-hour (Poisson)")
       ->capture_default_str()
@@ -357,7 +385,8 @@ Command addFleetCommand(CLI::App& app) {
   cmd->add_option("--anomalies", c->anomalies,
                   "Comma list of sensor anomaly kinds to inject (default all: spike, dip, "
                   "level_shift, drift, stuck, noise_burst, dropout)");
-  cmd->add_option("--anomaly-warmup", c->warmup, "No anomaly in the first part of the run (e.g. 1h)")
+  cmd->add_option("--anomaly-warmup", c->warmup,
+                  "No anomaly in the first part of the run (e.g. 1h)")
       ->capture_default_str();
   cmd->add_option("--anomaly-duration-scale", f.duration_scale, "Multiplies every anomaly duration")
       ->capture_default_str()
@@ -369,18 +398,22 @@ Command addFleetCommand(CLI::App& app) {
   cmd->add_option("--out", c->out,
                   "Directory for lines (DIR/<device>.lines; '-' = stdout, one device) and csv "
                   "(DIR/<device>/<sensor>.csv); labels go to DIR/labels.jsonl");
-  cmd->add_option("--labels", c->labels, "Labels file (JSON lines); default DIR/labels.jsonl with --out");
-  cmd->add_option("--line-timestamp", c->line_ts, "Timestamp of each line: us, ms, s (decimal), none")
+  cmd->add_option("--labels", c->labels,
+                  "Labels file (JSON lines); default DIR/labels.jsonl with --out");
+  cmd->add_option("--line-timestamp", c->line_ts,
+                  "Timestamp of each line: us, ms, s (decimal), none")
       ->capture_default_str()
       ->check(CLI::IsMember({"us", "ms", "s", "none"}));
   cmd->add_option("--summary-json", c->summary_json, "Also write the final summary as JSON here");
   cmd->add_flag("-q,--quiet", c->quiet, "No progress output");
   addBrokerOptions(*cmd, c->broker);
-  cmd->add_option("--connections", c->mqtt.connections,
-                  "MQTT connections shared by the virtual devices; 0 = one per 1000 devices (max 8)")
+  cmd->add_option(
+         "--connections", c->mqtt.connections,
+         "MQTT connections shared by the virtual devices; 0 = one per 1000 devices (max 8)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000));
-  cmd->add_option("--client-prefix", c->mqtt.client_prefix, "MQTT client ids are PREFIX-0, PREFIX-1, ...")
+  cmd->add_option("--client-prefix", c->mqtt.client_prefix,
+                  "MQTT client ids are PREFIX-0, PREFIX-1, ...")
       ->capture_default_str();
   cmd->add_option("--inflight", c->mqtt.inflight, "Batches per device published and awaiting ack")
       ->capture_default_str()
@@ -395,10 +428,12 @@ Command addFleetCommand(CLI::App& app) {
   cmd->add_option("--ack-qos", c->mqtt.ack_qos, "QoS of the ack subscription")
       ->capture_default_str()
       ->check(CLI::Range(0, 1));
-  cmd->add_option("--epoch", c->epoch, "Stream epoch of every device (default: from seed and start)");
+  cmd->add_option("--epoch", c->epoch,
+                  "Stream epoch of every device (default: from seed and start)");
   cmd->add_option("--drain-timeout", c->drain, "At the end, wait this long for outstanding acks")
       ->capture_default_str();
-  cmd->add_flag("--no-status", c->no_status, "Do not publish retained online/offline status per device");
+  cmd->add_flag("--no-status", c->no_status,
+                "Do not publish retained online/offline status per device");
   return {cmd, [c] { return runFleet(*c); }};
 }
 

@@ -3,12 +3,12 @@
 // --duration or --max-batches; the file is flushed every 200 ms, so a killed recorder loses at
 // most that much and leaves at worst a truncated last record (which readers tolerate).
 
+#include <mqtt/async_client.h>
+#include <spdlog/spdlog.h>
+
 #include <iostream>
 #include <mutex>
 #include <thread>
-
-#include <mqtt/async_client.h>
-#include <spdlog/spdlog.h>
 
 #include "commands.h"
 #include "outpost/common/net.h"
@@ -39,8 +39,8 @@ int runRecord(RecordCli& c) {
   }
   if (c.topics.empty()) c.topics.push_back(c.broker.topic_prefix + "/+/batch");
   std::string meta = "{\"tool\":\"outpost-sim record\",\"version\":\"" + std::string(kVersion) +
-                     "\",\"broker\":\"" + c.broker.broker + "\",\"started_us\":" +
-                     std::to_string(wallUs()) + ",\"topics\":[";
+                     "\",\"broker\":\"" + c.broker.broker +
+                     "\",\"started_us\":" + std::to_string(wallUs()) + ",\"topics\":[";
   for (size_t i = 0; i < c.topics.size(); ++i) meta += (i ? ",\"" : "\"") + c.topics[i] + "\"";
   meta += "]}";
   auto writer = CaptureWriter::open(c.output, meta);
@@ -50,7 +50,7 @@ int runRecord(RecordCli& c) {
   }
   std::mutex mu;
   CaptureWriter& w = **writer;
-  std::string write_error;  // GUARDED_BY(mu)
+  std::string write_error;     // GUARDED_BY(mu)
   uint64_t payload_bytes = 0;  // GUARDED_BY(mu)
 
   mqtt::async_client cli(c.broker.broker, c.client_id);
@@ -87,8 +87,9 @@ int runRecord(RecordCli& c) {
     return kExitUnavailable;
   }
   // Ready marker for scripts: printed once the subscriptions are active.
-  std::cerr << "outpost-sim record: recording " << c.topics[0] << (c.topics.size() > 1 ? " ..." : "")
-            << " from " << c.broker.broker << " into " << c.output << "\n";
+  std::cerr << "outpost-sim record: recording " << c.topics[0]
+            << (c.topics.size() > 1 ? " ..." : "") << " from " << c.broker.broker << " into "
+            << c.output << "\n";
 
   Progress progress(c.quiet);
   const int64_t t0 = monoUs();
@@ -137,8 +138,11 @@ Command addRecordCommand(CLI::App& app) {
   addBrokerOptions(*cmd, c->broker);
   cmd->add_option("-t,--topic", c->topics, "Topic filter (repeatable); default PREFIX/+/batch");
   cmd->add_option("--client-id", c->client_id, "MQTT client id")->capture_default_str();
-  cmd->add_option("--qos", c->qos, "Subscription QoS")->capture_default_str()->check(CLI::Range(0, 1));
-  cmd->add_option("-d,--duration", c->duration, "Stop after this long (90s, 15m, 2h); 0 = until SIGTERM")
+  cmd->add_option("--qos", c->qos, "Subscription QoS")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1));
+  cmd->add_option("-d,--duration", c->duration,
+                  "Stop after this long (90s, 15m, 2h); 0 = until SIGTERM")
       ->capture_default_str();
   cmd->add_option("--max-batches", c->max_batches, "Stop after this many messages; 0 = no limit")
       ->capture_default_str();

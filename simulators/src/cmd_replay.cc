@@ -6,6 +6,9 @@
 // the first (a new epoch per loop, or the aggregator would drop them as duplicates), --shift-time.
 // Otherwise the recorded bytes go out unchanged.
 
+#include <mqtt/async_client.h>
+#include <spdlog/spdlog.h>
+
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -13,9 +16,6 @@
 #include <sstream>
 #include <thread>
 #include <tuple>
-
-#include <mqtt/async_client.h>
-#include <spdlog/spdlog.h>
 
 #include "commands.h"
 #include "outpost/common/codec.h"
@@ -69,9 +69,9 @@ int runReplay(ReplayCli& c) {
   auto drain = parseDurationUs(c.drain);
   if (!speed || !ack_timeout || !drain) {
     std::cerr << "outpost-sim replay: "
-              << (!speed ? "--speed: " + speed.error().message()
-                         : !ack_timeout ? "--ack-timeout: " + ack_timeout.error().message()
-                                        : "--drain-timeout: " + drain.error().message())
+              << (!speed         ? "--speed: " + speed.error().message()
+                  : !ack_timeout ? "--ack-timeout: " + ack_timeout.error().message()
+                                 : "--drain-timeout: " + drain.error().message())
               << "\n";
     return kExitUsage;
   }
@@ -109,9 +109,11 @@ int runReplay(ReplayCli& c) {
     cli.connect(opts)->wait_for(std::chrono::seconds(11));
     if (!cli.is_connected()) throw mqtt::exception(-1, "connect timed out");
     net::setTcpNoDelayToPeer(c.broker.broker);
-    if (!c.no_wait) cli.subscribe(c.broker.topic_prefix + "/+/ack", 1)->wait_for(std::chrono::seconds(10));
+    if (!c.no_wait)
+      cli.subscribe(c.broker.topic_prefix + "/+/ack", 1)->wait_for(std::chrono::seconds(10));
   } catch (const mqtt::exception& e) {
-    std::cerr << "outpost-sim replay: cannot connect to " << c.broker.broker << ": " << e.what() << "\n";
+    std::cerr << "outpost-sim replay: cannot connect to " << c.broker.broker << ": " << e.what()
+              << "\n";
     return kExitUnavailable;
   }
 
@@ -189,10 +191,12 @@ int runReplay(ReplayCli& c) {
         if (c.shift_time) shift = wallUs() - cr.recv_us;
       }
       if (*speed > 0) {
-        const int64_t due = loop_origin + static_cast<int64_t>(double(cr.recv_us - first_recv) / *speed);
+        const int64_t due =
+            loop_origin + static_cast<int64_t>(double(cr.recv_us - first_recv) / *speed);
         for (int64_t now = monoUs(); now < due && !signals::stopRequested(); now = monoUs()) {
           service(now);
-          std::this_thread::sleep_for(std::chrono::microseconds(std::min<int64_t>(due - now, 2000)));
+          std::this_thread::sleep_for(
+              std::chrono::microseconds(std::min<int64_t>(due - now, 2000)));
         }
       }
       const wire::Batch& b = **verified;
@@ -225,7 +229,8 @@ int runReplay(ReplayCli& c) {
         for (int k = 1; k <= c.multiply; ++k) {
           content.device_id = c.multiply > 1 ? copyName(dev, k) : dev;
           if (!codec::isValidDeviceId(content.device_id)) {
-            error = "--multiply: '" + content.device_id + "' is not a valid device id (64 chars max)";
+            error =
+                "--multiply: '" + content.device_id + "' is not a valid device id (64 chars max)";
             break;
           }
           keys.emplace_back(content.device_id, content.epoch, content.seq);
@@ -276,20 +281,23 @@ int runReplay(ReplayCli& c) {
   }
   const double el = std::max(1e-9, double(sent_end - t0) / 1e6);
   const auto& st = r.stats();
-  std::cerr << "\noutpost-sim replay: " << c.input << (interrupted ? " (stopped by signal)" : "") << "\n"
+  std::cerr << "\noutpost-sim replay: " << c.input << (interrupted ? " (stopped by signal)" : "")
+            << "\n"
             << "  capture records     " << records << " read, " << invalid << " invalid (skipped), "
             << st.bad_crc << " bad CRC (skipped)"
             << (st.truncated_tail ? ", truncated last record ignored" : "") << "\n"
-            << "  published           " << withCommas(published) << " batches, " << withCommas(readings)
-            << " readings in " << el << " s: " << withCommas(static_cast<uint64_t>(double(readings) / el))
-            << " readings/s, " << static_cast<uint64_t>(double(published) / el) << " batches/s\n";
+            << "  published           " << withCommas(published) << " batches, "
+            << withCommas(readings) << " readings in " << el
+            << " s: " << withCommas(static_cast<uint64_t>(double(readings) / el)) << " readings/s, "
+            << static_cast<uint64_t>(double(published) / el) << " batches/s\n";
   if (!c.no_wait) {
     std::cerr << "  acknowledged        " << accepted << " accepted, " << rejected << " rejected, "
               << outstanding.size() << " never acked, " << resent << " resent\n";
   }
   std::ostringstream js;
   js << "{\"command\":\"replay\",\"records\":" << records << ",\"invalid\":" << invalid
-     << ",\"bad_crc\":" << st.bad_crc << ",\"truncated_tail\":" << (st.truncated_tail ? "true" : "false")
+     << ",\"bad_crc\":" << st.bad_crc
+     << ",\"truncated_tail\":" << (st.truncated_tail ? "true" : "false")
      << ",\"batches_published\":" << published << ",\"readings_published\":" << readings
      << ",\"elapsed_s\":" << el << ",\"readings_per_s\":" << double(readings) / el
      << ",\"batches_per_s\":" << double(published) / el << ",\"acked\":" << accepted
@@ -328,7 +336,8 @@ Command addReplayCommand(CLI::App& app) {
                 "aggregator's accepted time range)");
   cmd->add_flag("--no-wait-acks", c->no_wait,
                 "Fire and forget: do not subscribe to acks, no window, no resend");
-  cmd->add_option("--max-inflight", c->max_inflight, "Batches published and not yet acked, in total")
+  cmd->add_option("--max-inflight", c->max_inflight,
+                  "Batches published and not yet acked, in total")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
   cmd->add_option("--ack-timeout", c->ack_timeout, "Resend a batch not acked within this")

@@ -6,9 +6,8 @@
 // Exit codes (all subcommands): 0 done, 1 runtime failure (I/O, corrupt capture, ...),
 // 2 bad command line, 3 cannot reach the MQTT broker.
 
-#include <functional>
-
 #include <CLI/CLI.hpp>
+#include <functional>
 
 namespace outpost::sim {
 

@@ -131,7 +131,8 @@ std::string labelJson(const Label& l) {
 }
 
 uint64_t deviceEpoch(uint64_t seed, int64_t start_us, int device) {
-  Rng r = Rng::derive(seed, 0xe90c4, static_cast<uint64_t>(start_us), static_cast<uint64_t>(device));
+  Rng r =
+      Rng::derive(seed, 0xe90c4, static_cast<uint64_t>(start_us), static_cast<uint64_t>(device));
   const uint64_t e = r.next() >> 1;  // 63 bits, like the agent's epochs
   return e ? e : 1;
 }
@@ -156,7 +157,8 @@ struct Fleet::Device {
   std::vector<SensorSim> sensors;
 
   int64_t deviceTime(int64_t nominal, int64_t start) const {
-    return nominal + static_cast<int64_t>(std::llround(offset_us + drift * double(nominal - start)));
+    return nominal +
+           static_cast<int64_t>(std::llround(offset_us + drift * double(nominal - start)));
   }
 };
 
@@ -169,7 +171,8 @@ void advanceState(Fleet::Device& d, int64_t t) {
   static constexpr double kLoads[] = {4.0, 7.5, 11.0, 14.5};
   while (d.state_t + kStateStepUs <= t) {
     d.state_t += kStateStepUs;
-    d.weather += -d.weather * dt / tau + weather_sd * std::sqrt(2 * dt / tau) * d.state_rng.normal();
+    d.weather +=
+        -d.weather * dt / tau + weather_sd * std::sqrt(2 * dt / tau) * d.state_rng.normal();
     if (d.state_t >= d.machine_next) {
       d.machine_on = !d.machine_on;
       const double mean_s = d.machine_on ? 40 * 60.0 : 15 * 60.0;
@@ -179,8 +182,7 @@ void advanceState(Fleet::Device& d, int64_t t) {
     }
     if (d.machine_on && d.state_t >= d.load_next) {
       d.load = kLoads[d.state_rng.next() % 4];
-      d.load_next =
-          d.state_t + static_cast<int64_t>(d.state_rng.exponential(10 * 60.0) * kSecond);
+      d.load_next = d.state_t + static_cast<int64_t>(d.state_rng.exponential(10 * 60.0) * kSecond);
     }
     d.pressure_drift += 0.02 * d.state_rng.normal() - d.pressure_drift * dt / (3 * 86400.0);
   }
@@ -225,12 +227,30 @@ int64_t durationUs(AnomalyKind k, Rng& r, double scale) {
     case AnomalyKind::kSpike:
     case AnomalyKind::kDip:
       return 0;
-    case AnomalyKind::kLevelShift: lo = 600; hi = 3600; break;
-    case AnomalyKind::kDrift: lo = 1800; hi = 7200; break;
-    case AnomalyKind::kStuck: lo = 300; hi = 1800; break;
-    case AnomalyKind::kNoiseBurst: lo = 60; hi = 600; break;
-    case AnomalyKind::kDropout: lo = 120; hi = 1200; break;
-    case AnomalyKind::kOffline: lo = 120; hi = 1800; break;
+    case AnomalyKind::kLevelShift:
+      lo = 600;
+      hi = 3600;
+      break;
+    case AnomalyKind::kDrift:
+      lo = 1800;
+      hi = 7200;
+      break;
+    case AnomalyKind::kStuck:
+      lo = 300;
+      hi = 1800;
+      break;
+    case AnomalyKind::kNoiseBurst:
+      lo = 60;
+      hi = 600;
+      break;
+    case AnomalyKind::kDropout:
+      lo = 120;
+      hi = 1200;
+      break;
+    case AnomalyKind::kOffline:
+      lo = 120;
+      hi = 1800;
+      break;
   }
   return static_cast<int64_t>(r.uniform(lo, hi) * scale * kSecond);
 }
@@ -239,11 +259,16 @@ double magnitude(AnomalyKind k, Rng& r, double scale) {
   const double sign = r.uniform() < 0.5 ? -1.0 : 1.0;
   switch (k) {
     case AnomalyKind::kSpike:
-    case AnomalyKind::kDip: return scale * r.uniform(6, 12);
-    case AnomalyKind::kLevelShift: return sign * scale * r.uniform(3, 6);
-    case AnomalyKind::kDrift: return sign * scale * r.uniform(3, 8);
-    case AnomalyKind::kNoiseBurst: return scale * r.uniform(2, 5);
-    default: return 0.0;
+    case AnomalyKind::kDip:
+      return scale * r.uniform(6, 12);
+    case AnomalyKind::kLevelShift:
+      return sign * scale * r.uniform(3, 6);
+    case AnomalyKind::kDrift:
+      return sign * scale * r.uniform(3, 8);
+    case AnomalyKind::kNoiseBurst:
+      return scale * r.uniform(2, 5);
+    default:
+      return 0.0;
   }
 }
 
@@ -255,7 +280,8 @@ Fleet::Fleet(const FleetOptions& o) : opt_(o), now_us_(o.start_us) {
   if (o.sensors < 1 || o.sensors > 256) bad("--sensors must be 1..256");
   if (o.interval_us < 1000 || o.interval_us > 3600 * kSecond) bad("--interval must be 1 ms..1 h");
   if (o.rate_hz < 0 || o.rate_hz > 10000) bad("--rate must be 0..10000 Hz (0 = per-kind defaults)");
-  if (o.skew_ms < 0 || o.drift_ppm < 0 || o.jitter_ms < 0) bad("clock skew, drift and jitter must be >= 0");
+  if (o.skew_ms < 0 || o.drift_ppm < 0 || o.jitter_ms < 0)
+    bad("clock skew, drift and jitter must be >= 0");
   if (o.anomaly_rate < 0 || o.offline_rate < 0) bad("anomaly rates must be >= 0");
   if (o.duration_scale <= 0) bad("--anomaly-duration-scale must be > 0");
   if (!opt_.kinds.empty() &&
@@ -283,7 +309,8 @@ Fleet::Fleet(const FleetOptions& o) : opt_(o), now_us_(o.start_us) {
   for (int i = 0; i < o.devices; ++i) {
     Device& d = devices_[static_cast<size_t>(i)];
     std::string idx = std::to_string(i + 1);
-    if (static_cast<int>(idx.size()) < width) idx.insert(0, static_cast<size_t>(width) - idx.size(), '0');
+    if (static_cast<int>(idx.size()) < width)
+      idx.insert(0, static_cast<size_t>(width) - idx.size(), '0');
     d.name = o.device_prefix + idx;
     if (!codec::isValidDeviceId(d.name)) {
       bad("--device-prefix: '" + d.name + "' is not a valid device id (1..64 of [A-Za-z0-9._-])");
@@ -311,9 +338,11 @@ Fleet::Fleet(const FleetOptions& o) : opt_(o), now_us_(o.start_us) {
 
     if (o.offline_rate > 0) {
       d.offline.kind = AnomalyKind::kOffline;
-      d.offline.start = d.deviceTime(anomaly_from, o.start_us) +
-                        static_cast<int64_t>(d.offline_rng.exponential(3600.0 / o.offline_rate) * kSecond);
-      d.offline.end = d.offline.start + durationUs(AnomalyKind::kOffline, d.offline_rng, o.duration_scale);
+      d.offline.start =
+          d.deviceTime(anomaly_from, o.start_us) +
+          static_cast<int64_t>(d.offline_rng.exponential(3600.0 / o.offline_rate) * kSecond);
+      d.offline.end =
+          d.offline.start + durationUs(AnomalyKind::kOffline, d.offline_rng, o.duration_scale);
     }
     for (int s = 0; s < o.sensors; ++s) {
       const auto kind = static_cast<SensorKind>(s % kSensorKinds);
@@ -329,15 +358,16 @@ Fleet::Fleet(const FleetOptions& o) : opt_(o), now_us_(o.start_us) {
                    {},
                    0.0};
       ss.jitter_us = std::min<int64_t>(static_cast<int64_t>(o.jitter_ms * 1000), ss.period_us / 4);
-      ss.next_nominal = o.start_us + static_cast<int64_t>(ss.noise.uniform() * double(ss.period_us));
+      ss.next_nominal =
+          o.start_us + static_cast<int64_t>(ss.noise.uniform() * double(ss.period_us));
       ss.counter = std::floor(ss.noise.uniform(1000, 100000));
       if (o.anomaly_rate > 0) {
         ss.cur.start = d.deviceTime(anomaly_from, o.start_us) +
                        static_cast<int64_t>(ss.anom.exponential(3600.0 / o.anomaly_rate) * kSecond);
         ss.cur.kind = opt_.kinds[ss.anom.next() % opt_.kinds.size()];
-        ss.cur.end = ss.cur.start + std::max<int64_t>(
-                                        durationUs(ss.cur.kind, ss.anom, o.duration_scale),
-                                        2 * ss.period_us);  // spikes: set to the hit reading
+        ss.cur.end =
+            ss.cur.start + std::max<int64_t>(durationUs(ss.cur.kind, ss.anom, o.duration_scale),
+                                             2 * ss.period_us);  // spikes: set to the hit reading
         ss.cur.magnitude = magnitude(ss.cur.kind, ss.anom, model(kind).scale);
       }
       d.sensors.push_back(std::move(ss));
@@ -349,7 +379,9 @@ Fleet::~Fleet() = default;
 
 int Fleet::devices() const { return static_cast<int>(devices_.size()); }
 
-const std::string& Fleet::deviceName(int d) const { return devices_.at(static_cast<size_t>(d)).name; }
+const std::string& Fleet::deviceName(int d) const {
+  return devices_.at(static_cast<size_t>(d)).name;
+}
 
 void Fleet::step(std::vector<DeviceStep>& out, std::vector<Label>& labels) {
   const int64_t t0 = now_us_;
@@ -363,8 +395,7 @@ void Fleet::step(std::vector<DeviceStep>& out, std::vector<Label>& labels) {
     ds.offline = false;
     scratch_.clear();
     advanceState(d, t0);
-    const int64_t label_clamp =
-        opt_.end_us > 0 ? d.deviceTime(opt_.end_us, opt_.start_us) : kNever;
+    const int64_t label_clamp = opt_.end_us > 0 ? d.deviceTime(opt_.end_us, opt_.start_us) : kNever;
 
     // The device's offline episode, checked against the step's device-time span.
     auto& off = d.offline;
@@ -372,16 +403,16 @@ void Fleet::step(std::vector<DeviceStep>& out, std::vector<Label>& labels) {
     while (opt_.offline_rate > 0 && dt0 > off.end) {
       const int64_t from = off.end;
       off = Anomaly{AnomalyKind::kOffline};
-      off.start = from +
-                  static_cast<int64_t>(d.offline_rng.exponential(3600.0 / opt_.offline_rate) * kSecond);
+      off.start = from + static_cast<int64_t>(
+                             d.offline_rng.exponential(3600.0 / opt_.offline_rate) * kSecond);
       off.end = off.start + durationUs(AnomalyKind::kOffline, d.offline_rng, opt_.duration_scale);
     }
     if (off.start < dt1 && off.end >= dt0) {
       ds.offline = true;
       if (!off.labelled && off.start < label_clamp) {
         off.labelled = true;
-        labels.push_back({d.name, "*", AnomalyKind::kOffline, off.start,
-                          std::min(off.end, label_clamp), 0.0});
+        labels.push_back(
+            {d.name, "*", AnomalyKind::kOffline, off.start, std::min(off.end, label_clamp), 0.0});
       }
     }
 
@@ -390,9 +421,10 @@ void Fleet::step(std::vector<DeviceStep>& out, std::vector<Label>& labels) {
       for (; s.next_nominal < t1; s.next_nominal += s.period_us) {
         const int64_t nominal = s.next_nominal;
         double v = cleanValue(d, s, nominal);
-        const int64_t jitter = s.jitter_us > 0
-                                   ? static_cast<int64_t>((s.noise.uniform() * 2 - 1) * double(s.jitter_us))
-                                   : 0;
+        const int64_t jitter =
+            s.jitter_us > 0
+                ? static_cast<int64_t>((s.noise.uniform() * 2 - 1) * double(s.jitter_us))
+                : 0;
         const int64_t ts = d.deviceTime(nominal, opt_.start_us) + jitter;
         if (s.kind != SensorKind::kCounter) v = roundTo(v, model(s.kind).resolution);
 
@@ -402,10 +434,11 @@ void Fleet::step(std::vector<DeviceStep>& out, std::vector<Label>& labels) {
           // entirely between two readings was never seen: no label, nothing injected.
           const int64_t from = a.end;
           a = Anomaly{};
-          a.start = from + static_cast<int64_t>(s.anom.exponential(3600.0 / opt_.anomaly_rate) * kSecond);
+          a.start =
+              from + static_cast<int64_t>(s.anom.exponential(3600.0 / opt_.anomaly_rate) * kSecond);
           a.kind = opt_.kinds[s.anom.next() % opt_.kinds.size()];
-          a.end = a.start +
-                  std::max<int64_t>(durationUs(a.kind, s.anom, opt_.duration_scale), 2 * s.period_us);
+          a.end = a.start + std::max<int64_t>(durationUs(a.kind, s.anom, opt_.duration_scale),
+                                              2 * s.period_us);
           a.magnitude = magnitude(a.kind, s.anom, scale);
         }
         // Offline: the device is silent; anomalies of its sensors only count where seen.
@@ -418,16 +451,23 @@ void Fleet::step(std::vector<DeviceStep>& out, std::vector<Label>& labels) {
             a.labelled = true;
             if (a.kind == AnomalyKind::kSpike || a.kind == AnomalyKind::kDip) a.start = a.end = ts;
             if (a.start < label_clamp) {
-              labels.push_back({d.name, s.name, a.kind, a.start, std::min(a.end, label_clamp),
-                                a.magnitude});
+              labels.push_back(
+                  {d.name, s.name, a.kind, a.start, std::min(a.end, label_clamp), a.magnitude});
             }
           }
           switch (a.kind) {
-            case AnomalyKind::kSpike: v += a.magnitude; break;
-            case AnomalyKind::kDip: v -= a.magnitude; break;
-            case AnomalyKind::kLevelShift: v += a.magnitude; break;
+            case AnomalyKind::kSpike:
+              v += a.magnitude;
+              break;
+            case AnomalyKind::kDip:
+              v -= a.magnitude;
+              break;
+            case AnomalyKind::kLevelShift:
+              v += a.magnitude;
+              break;
             case AnomalyKind::kDrift:
-              v += a.magnitude * double(ts - a.start) / double(std::max<int64_t>(1, a.end - a.start));
+              v += a.magnitude * double(ts - a.start) /
+                   double(std::max<int64_t>(1, a.end - a.start));
               break;
             case AnomalyKind::kStuck:
               if (!a.have_stuck) {
@@ -436,9 +476,14 @@ void Fleet::step(std::vector<DeviceStep>& out, std::vector<Label>& labels) {
               }
               v = a.stuck;
               break;
-            case AnomalyKind::kNoiseBurst: v += a.magnitude * s.anom.normal(); break;
-            case AnomalyKind::kDropout: drop = true; break;
-            case AnomalyKind::kOffline: break;
+            case AnomalyKind::kNoiseBurst:
+              v += a.magnitude * s.anom.normal();
+              break;
+            case AnomalyKind::kDropout:
+              drop = true;
+              break;
+            case AnomalyKind::kOffline:
+              break;
           }
           if (model(s.kind).non_negative) v = std::max(0.0, v);
           v = roundTo(v, model(s.kind).resolution);

@@ -1,13 +1,13 @@
 #include "mqtt_fleet.h"
 
+#include <mqtt/async_client.h>
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <limits>
 #include <thread>
-
-#include <mqtt/async_client.h>
-#include <spdlog/spdlog.h>
 
 #include "outpost/common/net.h"
 
@@ -85,8 +85,8 @@ struct MqttFleet::Impl {
   std::unordered_map<std::string, int> index;  // read-only after construction
   std::vector<codec::SensorInfo> sensors;
   std::vector<std::unique_ptr<Conn>> conns;
-  std::deque<std::pair<int64_t, int>> releases;            // (release time, device), time order
-  std::deque<std::tuple<int64_t, int, uint64_t>> timers;   // (sent time, device, seq), time order
+  std::deque<std::pair<int64_t, int>> releases;           // (release time, device), time order
+  std::deque<std::tuple<int64_t, int, uint64_t>> timers;  // (sent time, device, seq), time order
   std::vector<int> ready;
   std::vector<int> blocked;  // devices whose connection was busy
   std::string ack_filter;
@@ -371,6 +371,15 @@ void MqttFleet::pump(int64_t now) {
   }
 }
 
+uint64_t MqttFleet::unackedReadings() const {
+  uint64_t n = 0;
+  for (const auto& d : impl_->devs) {
+    for (const auto& p : d.queue) n += p.readings.size();
+    for (const auto& f : d.flights) n += f.readings;
+  }
+  return n;
+}
+
 double MqttFleet::ackLatencyMs(double p) const {
   std::vector<uint32_t> v = impl_->latencies_us;
   if (v.empty()) return 0.0;
@@ -408,7 +417,10 @@ void MqttFleet::disconnect() {
       spdlog::debug("MQTT disconnect: {}", e.what());
     }
     c->up = false;
-    c->cli.reset();
+    // Deliberately not destroyed: the process exits next, and MQTTAsync_destroy was seen to spin
+    // for tens of seconds after an overloaded run (long Paho queues), which broke the promise of
+    // a prompt exit on SIGTERM. The OS closes the sockets.
+    (void)c->cli.release();
   }
 }
 

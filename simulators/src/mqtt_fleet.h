@@ -38,9 +38,9 @@ struct MqttOptions {
   int connections = 0;   // 0 = one per 1000 devices, at most 8
   int inflight = 4;      // batches per device published and not acknowledged
   int64_t ack_timeout_us = 10'000'000;
-  size_t backlog = 64;   // batches per device waiting; beyond, the oldest is dropped
+  size_t backlog = 64;  // batches per device waiting; beyond, the oldest is dropped
   int ack_qos = 1;
-  bool status = true;    // retained online/offline per device
+  bool status = true;  // retained online/offline per device
 };
 
 struct MqttStats {
@@ -69,6 +69,8 @@ class MqttFleet {
   void setOnline(int device, bool online);
   // Batches queued or in flight.
   uint64_t outstanding() const { return stats_.in_flight + stats_.queued; }
+  // Readings in batches queued or in flight (not acknowledged).
+  uint64_t unackedReadings() const;
   const MqttStats& stats() const { return stats_; }
   // Publish-to-ack time of acknowledged batches (from the last send), ms; nearest rank.
   double ackLatencyMs(double percentile) const;

@@ -53,7 +53,8 @@ Status makeDir(const std::filesystem::path& p) {
 
 std::string timestampText(int64_t us, LineTimestamp ts) {
   switch (ts) {
-    case LineTimestamp::kNone: return "";
+    case LineTimestamp::kNone:
+      return "";
     case LineTimestamp::kSeconds: {
       char buf[48];
       const int64_t s = us >= 0 ? us / 1'000'000 : (us - 999'999) / 1'000'000;
@@ -61,15 +62,18 @@ std::string timestampText(int64_t us, LineTimestamp ts) {
                     static_cast<long long>(us - s * 1'000'000));
       return buf;
     }
-    case LineTimestamp::kMillis: return " " + std::to_string(us / 1000);
-    case LineTimestamp::kMicros: return " " + std::to_string(us);
+    case LineTimestamp::kMillis:
+      return " " + std::to_string(us / 1000);
+    case LineTimestamp::kMicros:
+      return " " + std::to_string(us);
   }
   return "";
 }
 
 class LinesOutput final : public StepOutput {
  public:
-  LinesOutput(std::string dir, const Fleet& fleet, LineTimestamp ts) : dir_(std::move(dir)), ts_(ts) {
+  LinesOutput(std::string dir, const Fleet& fleet, LineTimestamp ts)
+      : dir_(std::move(dir)), ts_(ts) {
     if (!dir_.empty()) {
       for (int d = 0; d < fleet.devices(); ++d) {
         files_.add((std::filesystem::path(dir_) / (fleet.deviceName(d) + ".lines")).string(), "");
@@ -88,7 +92,8 @@ class LinesOutput final : public StepOutput {
     }
     if (dir_.empty()) {
       if (std::fwrite(line_.data(), 1, line_.size(), stdout) != line_.size()) {
-        return fail(ErrorCode::kIoError, std::string("cannot write stdout: ") + std::strerror(errno));
+        return fail(ErrorCode::kIoError,
+                    std::string("cannot write stdout: ") + std::strerror(errno));
       }
       return {};
     }

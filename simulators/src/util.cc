@@ -38,11 +38,24 @@ Result<int64_t> parseDurationUs(std::string_view text) {
   double mult = 1e6;
   if (!s.empty()) {
     switch (s.back()) {
-      case 's': mult = 1e6; s.pop_back(); break;
-      case 'm': mult = 60e6; s.pop_back(); break;
-      case 'h': mult = 3600e6; s.pop_back(); break;
-      case 'd': mult = 86400e6; s.pop_back(); break;
-      default: break;
+      case 's':
+        mult = 1e6;
+        s.pop_back();
+        break;
+      case 'm':
+        mult = 60e6;
+        s.pop_back();
+        break;
+      case 'h':
+        mult = 3600e6;
+        s.pop_back();
+        break;
+      case 'd':
+        mult = 86400e6;
+        s.pop_back();
+        break;
+      default:
+        break;
     }
   }
   double v = 0;
@@ -86,7 +99,8 @@ std::string withCommas(uint64_t n) {
 }
 
 Progress::Progress(bool quiet, double interval_s)
-    : quiet_(quiet), tty_(isatty(STDERR_FILENO) == 1),
+    : quiet_(quiet),
+      tty_(isatty(STDERR_FILENO) == 1),
       interval_us_(static_cast<int64_t>(interval_s * 1e6)) {}
 
 void Progress::update(double fraction, const std::string& text, bool force) {

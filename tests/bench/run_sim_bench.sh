@@ -60,6 +60,7 @@ fresh_broker() {
   start_acker
 }
 machine() { echo "load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }  # utime + stime
 
 has() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
 
@@ -94,13 +95,19 @@ fi
 if has devices; then
   IFS=, read -ra counts <<<"$DEVICES"
   for n in "${counts[@]}"; do
-    ok=0 acked=() p99=() lag=()
+    ok=0 acked=() p99=() lag=() cpu_per_batch=()
     for r in $(seq 1 "$RUNS"); do
       fresh_broker
+      m0=$(cpu_ticks "${PIDS[mosquitto]}") a0=$(cpu_ticks "${PIDS[acker]}")
       timeout $((DURATION + 120)) "$SIM" fleet -n "$n" --sensors 4 --rate 1 --interval 1s --speed 1 \
         --duration "${DURATION}s" -o mqtt -b "$MQTT_URI" --ack-qos "$ACK_QOS" --ack-timeout 30s \
         --drain-timeout 20s -q --summary-json "$WORK/dev.json" 2>"$WORK/dev.log" ||
         fail "devices $n run $r: fleet failed: $(tail -5 "$WORK/dev.log")"
+      hz=$(getconf CLK_TCK)
+      mcpu=$(( ($(cpu_ticks "${PIDS[mosquitto]}") - m0) * 1000 / hz )) acpu=$(( ($(cpu_ticks "${PIDS[acker]}") - a0) * 1000 / hz ))
+      fcpu=$(field "$WORK/dev.json" 'round(cpu_s * 1000)')
+      cpu_per_batch+=("$(field "$WORK/dev.json" 'cpu_s * 1e6 / max(1, batches_sent + batches_resent)')")
+      log "devices $n run $r: CPU ms: fleet $fcpu, mosquitto $mcpu, ack-responder $acpu"
       s=$(field "$WORK/dev.json" 'batches_acked == batches_sent and batches_unacked == 0 and batches_resent == 0 and batches_dropped == 0 and max_lag_ms < 1000')
       [[ $s == True ]] && ok=$((ok + 1))
       acked+=("$(field "$WORK/dev.json" 'batches_acked / simulated_s')")
@@ -109,7 +116,7 @@ if has devices; then
       log "devices $n run $r: sustained=$s $(field "$WORK/dev.json" '"sent %d acked %d resent %d unacked %d, p50 %.1f ms p99 %.1f ms, lag %.0f ms" % (batches_sent, batches_acked, batches_resent, batches_unacked, ack_latency_ms["p50"], ack_latency_ms["p99"], max_lag_ms)') ($(machine))"
       if [[ $SMOKE == 1 && $s != True ]]; then fail "smoke: $n devices not sustained: $(cat "$WORK/dev.json")"; fi
     done
-    echo "RESULT devices $n: sustained in $ok/$RUNS runs; acked batches/s $(median "${acked[@]}"); ack p99 ms $(median "${p99[@]}"); max lag ms $(median "${lag[@]}")"
+    echo "RESULT devices $n: sustained in $ok/$RUNS runs; acked batches/s $(median "${acked[@]}"); ack p99 ms $(median "${p99[@]}"); max lag ms $(median "${lag[@]}"); fleet CPU us per batch published $(median "${cpu_per_batch[@]}")"
   done
 fi
 echo "PASS: sim bench"

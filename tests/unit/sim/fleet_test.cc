@@ -76,7 +76,8 @@ TEST_CASE("same seed and options give bit-identical readings and labels", "[sim]
   REQUIRE(sameBytes(a, b));
   REQUIRE(a.labels.size() == b.labels.size());
   REQUIRE(!a.labels.empty());
-  for (size_t i = 0; i < a.labels.size(); ++i) CHECK(labelJson(a.labels[i]) == labelJson(b.labels[i]));
+  for (size_t i = 0; i < a.labels.size(); ++i)
+    CHECK(labelJson(a.labels[i]) == labelJson(b.labels[i]));
   SECTION("another seed gives other data") {
     const Run c = generate(busyOptions(43), 2000);
     CHECK_FALSE(sameBytes(a, c));
@@ -142,13 +143,14 @@ TEST_CASE("labels match exactly what was injected", "[sim][fleet][labels]") {
 
   // Each label's effect is visible.
   for (const auto& l : a.labels) {
-    const size_t d = static_cast<size_t>(std::find(a.names.begin(), a.names.end(), l.device) - a.names.begin());
+    const size_t d =
+        static_cast<size_t>(std::find(a.names.begin(), a.names.end(), l.device) - a.names.begin());
     REQUIRE(d < a.names.size());
     std::vector<std::pair<double, double>> inside;  // (anomalous, clean)
     int clean_inside = 0;
-    const auto lo = std::lower_bound(
-        clean.readings[d].begin(), clean.readings[d].end(), l.start_us,
-        [](const wire::Reading& r, int64_t t) { return r.ts_us() < t; });
+    const auto lo =
+        std::lower_bound(clean.readings[d].begin(), clean.readings[d].end(), l.start_us,
+                         [](const wire::Reading& r, int64_t t) { return r.ts_us() < t; });
     for (auto r = lo; r != clean.readings[d].end() && r->ts_us() <= l.end_us; ++r) {
       if (l.sensor != "*" && sensors[r->sensor()].name != l.sensor) continue;
       ++clean_inside;

@@ -57,9 +57,9 @@ class CaptureWriter {
 };
 
 struct CaptureStats {
-  uint64_t records = 0;        // good records returned
-  uint64_t bad_crc = 0;        // skipped
-  bool truncated_tail = false; // the file ended inside a record (ignored)
+  uint64_t records = 0;         // good records returned
+  uint64_t bad_crc = 0;         // skipped
+  bool truncated_tail = false;  // the file ended inside a record (ignored)
 };
 
 class CaptureReader {

@@ -37,7 +37,7 @@ class Rng {
   }
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
   double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
-  double normal();                                    // mean 0, sd 1 (Box-Muller, own code)
+  double normal();  // mean 0, sd 1 (Box-Muller, own code)
   double exponential(double mean) { return -mean * std::log1p(-uniform()); }
   // An independent stream for (seed, a, b, c): streams never share state.
   static Rng derive(uint64_t seed, uint64_t a, uint64_t b = 0, uint64_t c = 0);
@@ -80,20 +80,20 @@ std::optional<AnomalyKind> parseAnomalyKind(std::string_view name);
 struct FleetOptions {
   uint64_t seed = 1;
   int devices = 10;
-  int sensors = kSensorKinds;   // sensor kinds cycle: temperature, humidity, vibration_rms, ...
+  int sensors = kSensorKinds;  // sensor kinds cycle: temperature, humidity, vibration_rms, ...
   std::string device_prefix = "sim-";
-  int64_t start_us = 0;         // simulated start (device clocks add their skew)
-  int64_t end_us = 0;           // simulated end (labels are clamped to it); 0 = open-ended
+  int64_t start_us = 0;             // simulated start (device clocks add their skew)
+  int64_t end_us = 0;               // simulated end (labels are clamped to it); 0 = open-ended
   int64_t interval_us = 1'000'000;  // one step (one batch per device in MQTT mode)
-  double rate_hz = 0.0;         // every sensor samples at this rate; 0 = per-kind defaults
-  double skew_ms = 500.0;       // sd of each device clock's constant offset
-  double drift_ppm = 20.0;      // sd of each device clock's rate error
-  double jitter_ms = 20.0;      // max sampling jitter (never more than a quarter period)
-  double anomaly_rate = 0.2;    // sensor anomalies per sensor-hour (Poisson)
-  double offline_rate = 0.02;   // device offline episodes per device-hour
-  double anomaly_warmup_s = 0;  // no anomaly starts in the first seconds of the run
-  double duration_scale = 1.0;  // multiplies every anomaly duration
-  std::vector<AnomalyKind> kinds;  // sensor anomaly kinds to inject; empty = all but offline
+  double rate_hz = 0.0;             // every sensor samples at this rate; 0 = per-kind defaults
+  double skew_ms = 500.0;           // sd of each device clock's constant offset
+  double drift_ppm = 20.0;          // sd of each device clock's rate error
+  double jitter_ms = 20.0;          // max sampling jitter (never more than a quarter period)
+  double anomaly_rate = 0.2;        // sensor anomalies per sensor-hour (Poisson)
+  double offline_rate = 0.02;       // device offline episodes per device-hour
+  double anomaly_warmup_s = 0;      // no anomaly starts in the first seconds of the run
+  double duration_scale = 1.0;      // multiplies every anomaly duration
+  std::vector<AnomalyKind> kinds;   // sensor anomaly kinds to inject; empty = all but offline
 };
 
 // Ground truth of one injected anomaly. Times are device timestamps (what the readings carry),
@@ -113,7 +113,7 @@ struct DeviceStep {
   std::vector<wire::Reading> readings;  // in time order
   // Parallel to readings: 0 = clean, else 1 + the AnomalyKind that changed the reading.
   std::vector<uint8_t> anomaly;
-  bool offline = false;                 // the device was offline for part of the step
+  bool offline = false;  // the device was offline for part of the step
 };
 
 class Fleet {
