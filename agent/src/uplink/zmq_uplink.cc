@@ -1,5 +1,6 @@
 #include "outpost/agent/zmq_uplink.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -8,8 +9,6 @@
 #include <map>
 #include <random>
 #include <thread>
-
-#include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
 #include "outpost/common/codec.h"
@@ -27,7 +26,10 @@ std::atomic<int> g_monitor_seq{0};
 
 struct ZmqUplink::Impl {
   Impl(ZmqUplinkOptions o, Outbox& ob, metrics::Registry& reg, const Clock& c, ZmqUplink& own)
-      : opt(std::move(o)), outbox(ob), clock(c), owner(own),
+      : opt(std::move(o)),
+        outbox(ob),
+        clock(c),
+        owner(own),
         sent(reg.counter("outpost_agent_batches_sent_total", "Batches published (first sends)")),
         resent(reg.counter("outpost_agent_batches_resent_total",
                            "Batches published again (ack timeout or reconnect)")),
@@ -116,13 +118,14 @@ struct ZmqUplink::Impl {
         const uint64_t n = handshake_failures.value();
         handshake_failures.inc();
         if (n < 5 || n % 100 == 0) {
-          spdlog::error("ZeroMQ handshake with {} failed ({}, code {}): check "
-                        "uplink.zmq.server_public_key_file and that this device's public key "
-                        "is on the aggregator's allow-list",
-                        opt.endpoint,
-                        event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "refused by the aggregator"
-                                                                 : "protocol error",
-                        value);
+          spdlog::error(
+              "ZeroMQ handshake with {} failed ({}, code {}): check "
+              "uplink.zmq.server_public_key_file and that this device's public key "
+              "is on the aggregator's allow-list",
+              opt.endpoint,
+              event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "refused by the aggregator"
+                                                       : "protocol error",
+              value);
         }
       }
     }
@@ -158,10 +161,11 @@ struct ZmqUplink::Impl {
       const uint64_t n = bad_acks.value();
       bad_acks.inc();
       if (n < 5 || n % 100 == 0) {
-        spdlog::error("the aggregator knows this device's key as device '{}' but device_id is "
-                      "'{}': batches are rejected (device_mismatch) and kept in the outbox; check "
-                      "uplink.zmq.key_file and the aggregator's allow-list",
-                      a->device_id()->string_view(), opt.device_id);
+        spdlog::error(
+            "the aggregator knows this device's key as device '{}' but device_id is "
+            "'{}': batches are rejected (device_mismatch) and kept in the outbox; check "
+            "uplink.zmq.key_file and the aggregator's allow-list",
+            a->device_id()->string_view(), opt.device_id);
       }
       return;
     }
@@ -220,8 +224,8 @@ struct ZmqUplink::Impl {
 
   // Sends one stored batch; false if the socket cannot take it now (high-water mark).
   bool publish(const StoredBatch& b) {
-    if (!sock->send(zmq::buffer(zmqproto::kBatch), zmq::send_flags::sndmore |
-                                                       zmq::send_flags::dontwait)) {
+    if (!sock->send(zmq::buffer(zmqproto::kBatch),
+                    zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
       return false;
     }
     sock->send(zmq::buffer(b.payload.data(), b.payload.size()), zmq::send_flags::none);
@@ -287,8 +291,7 @@ struct ZmqUplink::Impl {
         last_heard_us = now;
         next_ping_us = now;
       }
-      int64_t wait_us = sock ? std::min(next_ping_us - now, int64_t{50000})
-                             : next_connect_us - now;
+      int64_t wait_us = sock ? std::min(next_ping_us - now, int64_t{50000}) : next_connect_us - now;
       wait_us = std::clamp<int64_t>(wait_us, 0, 50000);
       zmq::pollitem_t items[3] = {{nullptr, wake_fd, ZMQ_POLLIN, 0},
                                   {sock ? sock->handle() : nullptr, 0, ZMQ_POLLIN, 0},
@@ -311,9 +314,10 @@ struct ZmqUplink::Impl {
         }
         if (now - last_heard_us > int64_t{opt.liveness} * hb_us) {
           heartbeat_timeouts.inc();
-          spdlog::warn("no reply from {} for {} ms; reconnecting ({} batches in flight will be "
-                       "sent again)",
-                       opt.endpoint, (now - last_heard_us) / 1000, inflight.size());
+          spdlog::warn(
+              "no reply from {} for {} ms; reconnecting ({} batches in flight will be "
+              "sent again)",
+              opt.endpoint, (now - last_heard_us) / 1000, inflight.size());
           scheduleReconnect(now);
           continue;
         }
@@ -399,8 +403,7 @@ ZmqUplink::ZmqUplink(ZmqUplinkOptions options, Outbox& outbox, metrics::Registry
   registry.gaugeFunction("outpost_agent_zmq_connected",
                          "1 while the aggregator answers over ZeroMQ",
                          [this] { return connected() ? 1.0 : 0.0; });
-  registry.gaugeFunction("outpost_agent_batches_in_flight",
-                         "Batches sent and not yet acknowledged",
+  registry.gaugeFunction("outpost_agent_batches_in_flight", "Batches sent and not yet acknowledged",
                          [this] { return static_cast<double>(inFlight()); });
 }
 
@@ -464,10 +467,11 @@ Result<std::string> writeCurveKeyFiles(const std::string& dir, const std::string
       !st) {
     return std::unexpected(st.error());
   }
-  std::filesystem::permissions(pub_path, std::filesystem::perms::owner_read |
-                                             std::filesystem::perms::owner_write |
-                                             std::filesystem::perms::group_read |
-                                             std::filesystem::perms::others_read, ec);
+  std::filesystem::permissions(
+      pub_path,
+      std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+          std::filesystem::perms::group_read | std::filesystem::perms::others_read,
+      ec);
   return pair->public_key;
 }
 
