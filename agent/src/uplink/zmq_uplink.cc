@@ -181,9 +181,7 @@ struct ZmqUplink::Impl {
       if (accepted) readings_acked.inc(it->second.readings);
       inflight.erase(it);
     }
-    if (auto st = outbox.ack(seq); !st) {
-      spdlog::error("outbox: cannot delete acknowledged batch {}: {}", seq, st.error().toString());
-    }
+    acked_seqs.push_back(seq);  // deleted together, once the socket is drained
     if (accepted) {
       acked.inc();
     } else {
@@ -195,6 +193,16 @@ struct ZmqUplink::Impl {
   }
 
   // Reads every waiting message; returns how many.
+  // Deletes the batches acknowledged since the last call, in one outbox transaction.
+  void flushAcks() {
+    if (acked_seqs.empty()) return;
+    if (auto st = outbox.ackMany(acked_seqs); !st) {
+      spdlog::error("outbox: cannot delete {} acknowledged batches: {}", acked_seqs.size(),
+                    st.error().toString());
+    }
+    acked_seqs.clear();
+  }
+
   int readSocket() {
     int n = 0;
     for (;;) {
@@ -219,6 +227,7 @@ struct ZmqUplink::Impl {
         bad_acks.inc();
       }
     }
+    flushAcks();
     return n;
   }
 
@@ -380,6 +389,7 @@ struct ZmqUplink::Impl {
   int64_t next_connect_us = 0;
   bool was_connected = false;
   std::map<uint64_t, InFlight> inflight;
+  std::vector<uint64_t> acked_seqs;  // acks read, not yet deleted from the outbox
   uint64_t cursor = 0;        // highest seq sent in this session
   uint64_t resend_floor = 0;  // highest seq ever sent by this process
 
