@@ -90,7 +90,9 @@ for transport in ${TRANSPORTS//,/ }; do
     rm -f "$WORK"/bench-*.outbox.db*
     for dev in "${DEVICES[@]}"; do
       bench_config "$dev" "$transport" 100000 500
-      start_agent "$dev" --max-readings "$READINGS" --set uplink.mqtt.broker=tcp://127.0.0.1:1 \
+      dead=tcp://127.0.0.1:1
+      [[ $transport != mqtt-tls ]] || dead=ssl://127.0.0.1:1  # TLS settings need an ssl:// broker
+      start_agent "$dev" --max-readings "$READINGS" --set "uplink.mqtt.broker=$dead" \
         --set uplink.zmq.endpoint=tcp://127.0.0.1:1
     done
     for dev in "${DEVICES[@]}"; do
