@@ -1,5 +1,6 @@
 #include "outpost/aggregator/zmq_ingest.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -9,8 +10,6 @@
 #include <map>
 #include <mutex>
 #include <thread>
-
-#include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
 #include "outpost/common/thread_name.h"
@@ -50,7 +49,10 @@ std::optional<std::string> property(zmq::message_t& m, const char* name) {
 
 struct ZmqIngest::Impl {
   Impl(ZmqIngestOptions o, Aggregator& a, metrics::Registry& reg, const Clock& c)
-      : opt(std::move(o)), aggregator(a), registry(reg), clock(c),
+      : opt(std::move(o)),
+        aggregator(a),
+        registry(reg),
+        clock(c),
         zap_unknown_key(reg.counter("outpost_aggregator_zmq_auth_rejected_total",
                                     "ZeroMQ connections refused by the ZAP handler",
                                     {{"reason", "unknown_key"}})),
@@ -258,8 +260,10 @@ struct ZmqIngest::Impl {
         const uint64_t n = revoked.value();
         revoked.inc();
         if (n < 10 || n % 1000 == 0) {
-          spdlog::warn("ZeroMQ: dropped a message of device '{}': its key is no longer on the "
-                       "allow-list", device);
+          spdlog::warn(
+              "ZeroMQ: dropped a message of device '{}': its key is no longer on the "
+              "allow-list",
+              device);
         }
         return true;
       }
@@ -332,13 +336,19 @@ struct ZmqIngest::Impl {
       switch (event) {
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
           hs_protocol.inc();
-          spdlog::warn("ZeroMQ: handshake with {} failed: protocol error {:#x} (a peer without "
-                       "CURVE, or the wrong server key?)",
-                       addr.to_string_view(), value);
+          spdlog::warn(
+              "ZeroMQ: handshake with {} failed: protocol error {:#x} (a peer without "
+              "CURVE, or the wrong server key?)",
+              addr.to_string_view(), value);
           break;
-        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: hs_auth.inc(); break;
-        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL: hs_other.inc(); break;
-        default: break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+          hs_auth.inc();
+          break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+          hs_other.inc();
+          break;
+        default:
+          break;
       }
     }
   }
@@ -420,8 +430,8 @@ Status ZmqIngest::start() {
   if (im.wake_fd < 0) return fail(ErrorCode::kIoError, "eventfd failed");
   im.zap_thread = std::thread([&im] { im.zapLoop(); });
   im.socket_thread = std::thread([&im] { im.socketLoop(); });
-  spdlog::info("ZeroMQ ingest listening on {} (CURVE, {} keys on the allow-list {})",
-               im.opt.listen, im.allow_size.load(), im.opt.allow_list_file);
+  spdlog::info("ZeroMQ ingest listening on {} (CURVE, {} keys on the allow-list {})", im.opt.listen,
+               im.allow_size.load(), im.opt.allow_list_file);
   return {};
 }
 

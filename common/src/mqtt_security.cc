@@ -29,9 +29,7 @@ Result<MqttSecurity> load(const config::Config& cfg, const std::string& p,
   s.username = cfg.getString(p + "username");
   const std::string& password_file = cfg.getString(p + "password_file");
   const std::string& inline_password = cfg.getString(p + "password");
-  auto bad = [&](const std::string& msg) {
-    return fail(ErrorCode::kInvalidArgument, msg);
-  };
+  auto bad = [&](const std::string& msg) { return fail(ErrorCode::kInvalidArgument, msg); };
   if (!password_file.empty() && !inline_password.empty()) {
     return bad(p + "password and " + p + "password_file are both set; set only one");
   }
@@ -43,7 +41,8 @@ Result<MqttSecurity> load(const config::Config& cfg, const std::string& p,
     s.password = inline_password;
   }
   if (!s.password.empty() && s.username.empty()) {
-    return bad(p + "username is empty but a password is set; MQTT sends a password only with a "
+    return bad(p +
+               "username is empty but a password is set; MQTT sends a password only with a "
                "user name");
   }
   if (!s.tls) {
@@ -56,7 +55,8 @@ Result<MqttSecurity> load(const config::Config& cfg, const std::string& p,
   if (s.cert_file.empty() != s.key_file.empty()) {
     return bad(p + "cert_file and " + p + "key_file go together; set both or neither");
   }
-  for (const auto& [key, path] : {std::pair{p + "ca_file", s.ca_file}, {p + "cert_file", s.cert_file}}) {
+  for (const auto& [key, path] :
+       {std::pair{p + "ca_file", s.ca_file}, {p + "cert_file", s.cert_file}}) {
     std::error_code ec;
     if (!path.empty() && !std::filesystem::is_regular_file(path, ec)) {
       return bad(key + " = \"" + path + "\": no such file");

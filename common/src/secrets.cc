@@ -2,16 +2,15 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <toml++/toml.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
-
-#include <toml++/toml.h>
-#include <zmq.h>
 
 #include "outpost/common/codec.h"
 
@@ -58,7 +57,8 @@ Status checkPrivateFile(const std::string& path, const std::string& what) {
     return fail(ErrorCode::kInvalidArgument,
                 what + ": " + path + " has mode " + modeText(st.st_mode) +
                     ", so other users can read or change it; refusing to use it. Fix with: "
-                    "chmod 600 " + path);
+                    "chmod 600 " +
+                    path);
   }
   return {};
 }
@@ -111,7 +111,8 @@ Result<CurveKeyPair> generateCurveKeyPair() {
 }
 
 std::string formatKeyPairFile(const CurveKeyPair& pair, const std::string& comment) {
-  return "# " + comment + "\n# SECRET: keep this file private (mode 0600), never copy it off the device.\n" +
+  return "# " + comment +
+         "\n# SECRET: keep this file private (mode 0600), never copy it off the device.\n" +
          "public_key = \"" + pair.public_key + "\"\nsecret_key = \"" + pair.secret_key + "\"\n";
 }
 
@@ -171,7 +172,8 @@ Result<AllowList> parseAllowList(const std::string& text, const std::string& sou
   const toml::table* devices = (*tbl)["devices"].as_table();
   if (!devices) {
     if (tbl->contains("devices")) {
-      return fail(ErrorCode::kInvalidArgument, "allow-list " + source + ": devices must be a table");
+      return fail(ErrorCode::kInvalidArgument,
+                  "allow-list " + source + ": devices must be a table");
     }
     return list;  // no devices: nobody may connect
   }

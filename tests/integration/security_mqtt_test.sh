@@ -44,37 +44,51 @@ timeout 30 "$AGENT_BIN" --config "$WORK/good.toml" --max-readings 200 --exit-whe
   >>"$WORK/good.log" 2>&1 || fail "the correctly configured agent did not get through"
 log "0. agent with TLS + client certificate + password delivered"
 
-# refused_agent NAME WHY: runs the agent; it must fail to connect (counted on the agent), keep its
-# batches, and the broker's log must say WHY (a regex) for it.
-refused_agent() {
-  local name=$1 why=$2 port before
-  port=$(free_port)
-  before=$(wc -l <"$WORK/mosquitto.log")
-  start_agent "$name" --max-readings 50 --set "http.listen=127.0.0.1:$port"
-  wait_for 15 "$name: connection refused and counted" bash -c \
+# Each refused agent runs (all at once, to keep the test short); each must fail to connect
+# (counted on the agent: outpost_agent_mqtt_connect_failures_total), keep its batches, and the
+# broker's log must state the reason WHY (a regex) for its case.
+declare -A AGENT_PORT=() WHY=()
+refused_agent_start() {  # refused_agent_start NAME WHY
+  local name=$1
+  WHY[$name]=$2
+  AGENT_PORT[$name]=$(free_port)
+  start_agent "$name" --max-readings 50 --set "http.listen=127.0.0.1:${AGENT_PORT[$name]}"
+}
+refused_agent_check() {  # refused_agent_check NAME
+  local name=$1 port=${AGENT_PORT[$1]}
+  wait_for 20 "$name: connection refused and counted" bash -c \
     "[[ \$(curl -sf http://127.0.0.1:$port/metrics | awk '\$1 == \"outpost_agent_mqtt_connect_failures_total\" {print \$2}') -ge 1 ]]"
   [[ $(metric "$port" outpost_agent_mqtt_connected) == 0 ]] || fail "$name is connected"
   stop_proc "$name"
   [[ $(outbox_rows "$name") -gt 0 ]] || fail "$name's batches left its outbox"
-  tail -n +"$((before + 1))" "$WORK/mosquitto.log" | grep -Eq "$why" ||
-    fail "$name: the broker's log does not say '$why'"
-  log "refused and counted: $name ($why)"
+  tail -n +"$((log_mark + 1))" "$WORK/mosquitto.log" | grep -Eq "${WHY[$name]}" ||
+    fail "$name: the broker's log does not say '${WHY[$name]}'"
+  log "refused and counted: $name (${WHY[$name]})"
 }
-tls_agent_config no-cert dev-a none 'username = "dev-a"' "password_file = \"$PKI/dev-a.pass\""
-refused_agent no-cert "peer did not return a certificate"
-tls_agent_config wrong-ca dev-a dev-a-evil 'username = "dev-a"' "password_file = \"$PKI/dev-a.pass\""
-refused_agent wrong-ca "certificate verify failed"
-tls_agent_config expired dev-a dev-a-expired 'username = "dev-a"' "password_file = \"$PKI/dev-a.pass\""
-refused_agent expired "certificate verify failed"
-tls_agent_config untrusted-broker dev-a dev-a 'username = "dev-a"' "password_file = \"$PKI/dev-a.pass\""
+A_CREDS=('username = "dev-a"' "password_file = \"$PKI/dev-a.pass\"")
+tls_agent_config no-cert dev-a none "${A_CREDS[@]}"
+tls_agent_config wrong-ca dev-a dev-a-evil "${A_CREDS[@]}"
+tls_agent_config expired dev-a dev-a-expired "${A_CREDS[@]}"
+tls_agent_config untrusted-broker dev-a dev-a "${A_CREDS[@]}"
 sed -i "s|^ca_file = .*|ca_file = \"$PKI/evil-ca.crt\"|" "$WORK/untrusted-broker.toml"
-refused_agent untrusted-broker "alert unknown ca"
 tls_agent_config anonymous dev-a dev-a
-refused_agent anonymous "not authori[sz]ed"
 printf 'not-the-password\n' >"$PKI/wrong.pass"
 chmod 600 "$PKI/wrong.pass"
 tls_agent_config wrong-password dev-a dev-a 'username = "dev-a"' "password_file = \"$PKI/wrong.pass\""
-refused_agent wrong-password "not authori[sz]ed"
+log_mark=$(wc -l <"$WORK/mosquitto.log")
+refused_agent_start no-cert "peer did not return a certificate"
+refused_agent_start wrong-ca "certificate verify failed"
+refused_agent_start expired "certificate verify failed"
+refused_agent_start untrusted-broker "alert unknown ca"
+refused_agent_start anonymous "not authori[sz]ed"
+refused_agent_start wrong-password "not authori[sz]ed"
+for name in no-cert wrong-ca expired untrusted-broker anonymous wrong-password; do
+  refused_agent_check "$name"
+done
+[[ $(tail -n +"$((log_mark + 1))" "$WORK/mosquitto.log" | grep -c "certificate verify failed") -ge 2 ]] ||
+  fail "the broker refused fewer than 2 client certificates (wrong CA, expired)"
+[[ $(tail -n +"$((log_mark + 1))" "$WORK/mosquitto.log" | grep -Ec "not authori[sz]ed") -ge 2 ]] ||
+  fail "the broker refused fewer than 2 logins (anonymous, wrong password)"
 
 # A password file readable by others is refused at start-up, with the fix in the message.
 cp "$PKI/dev-a.pass" "$PKI/loose.pass"

@@ -1,5 +1,6 @@
 #include "outpost/agent/zmq_uplink.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -8,8 +9,6 @@
 #include <map>
 #include <random>
 #include <thread>
-
-#include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
 #include "outpost/common/codec.h"
@@ -27,7 +26,10 @@ std::atomic<int> g_monitor_seq{0};
 
 struct ZmqUplink::Impl {
   Impl(ZmqUplinkOptions o, Outbox& ob, metrics::Registry& reg, const Clock& c, ZmqUplink& own)
-      : opt(std::move(o)), outbox(ob), clock(c), owner(own),
+      : opt(std::move(o)),
+        outbox(ob),
+        clock(c),
+        owner(own),
         sent(reg.counter("outpost_agent_batches_sent_total", "Batches published (first sends)")),
         resent(reg.counter("outpost_agent_batches_resent_total",
                            "Batches published again (ack timeout or reconnect)")),
@@ -116,13 +118,14 @@ struct ZmqUplink::Impl {
         const uint64_t n = handshake_failures.value();
         handshake_failures.inc();
         if (n < 5 || n % 100 == 0) {
-          spdlog::error("ZeroMQ handshake with {} failed ({}, code {}): check "
-                        "uplink.zmq.server_public_key_file and that this device's public key "
-                        "is on the aggregator's allow-list",
-                        opt.endpoint,
-                        event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "refused by the aggregator"
-                                                                 : "protocol error",
-                        value);
+          spdlog::error(
+              "ZeroMQ handshake with {} failed ({}, code {}): check "
+              "uplink.zmq.server_public_key_file and that this device's public key "
+              "is on the aggregator's allow-list",
+              opt.endpoint,
+              event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "refused by the aggregator"
+                                                       : "protocol error",
+              value);
         }
       }
     }
@@ -158,10 +161,11 @@ struct ZmqUplink::Impl {
       const uint64_t n = bad_acks.value();
       bad_acks.inc();
       if (n < 5 || n % 100 == 0) {
-        spdlog::error("the aggregator knows this device's key as device '{}' but device_id is "
-                      "'{}': batches are rejected (device_mismatch) and kept in the outbox; check "
-                      "uplink.zmq.key_file and the aggregator's allow-list",
-                      a->device_id()->string_view(), opt.device_id);
+        spdlog::error(
+            "the aggregator knows this device's key as device '{}' but device_id is "
+            "'{}': batches are rejected (device_mismatch) and kept in the outbox; check "
+            "uplink.zmq.key_file and the aggregator's allow-list",
+            a->device_id()->string_view(), opt.device_id);
       }
       return;
     }
@@ -177,9 +181,7 @@ struct ZmqUplink::Impl {
       if (accepted) readings_acked.inc(it->second.readings);
       inflight.erase(it);
     }
-    if (auto st = outbox.ack(seq); !st) {
-      spdlog::error("outbox: cannot delete acknowledged batch {}: {}", seq, st.error().toString());
-    }
+    acked_seqs.push_back(seq);  // deleted together, once the socket is drained
     if (accepted) {
       acked.inc();
     } else {
@@ -191,6 +193,16 @@ struct ZmqUplink::Impl {
   }
 
   // Reads every waiting message; returns how many.
+  // Deletes the batches acknowledged since the last call, in one outbox transaction.
+  void flushAcks() {
+    if (acked_seqs.empty()) return;
+    if (auto st = outbox.ackMany(acked_seqs); !st) {
+      spdlog::error("outbox: cannot delete {} acknowledged batches: {}", acked_seqs.size(),
+                    st.error().toString());
+    }
+    acked_seqs.clear();
+  }
+
   int readSocket() {
     int n = 0;
     for (;;) {
@@ -215,13 +227,14 @@ struct ZmqUplink::Impl {
         bad_acks.inc();
       }
     }
+    flushAcks();
     return n;
   }
 
   // Sends one stored batch; false if the socket cannot take it now (high-water mark).
   bool publish(const StoredBatch& b) {
-    if (!sock->send(zmq::buffer(zmqproto::kBatch), zmq::send_flags::sndmore |
-                                                       zmq::send_flags::dontwait)) {
+    if (!sock->send(zmq::buffer(zmqproto::kBatch),
+                    zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
       return false;
     }
     sock->send(zmq::buffer(b.payload.data(), b.payload.size()), zmq::send_flags::none);
@@ -287,8 +300,7 @@ struct ZmqUplink::Impl {
         last_heard_us = now;
         next_ping_us = now;
       }
-      int64_t wait_us = sock ? std::min(next_ping_us - now, int64_t{50000})
-                             : next_connect_us - now;
+      int64_t wait_us = sock ? std::min(next_ping_us - now, int64_t{50000}) : next_connect_us - now;
       wait_us = std::clamp<int64_t>(wait_us, 0, 50000);
       zmq::pollitem_t items[3] = {{nullptr, wake_fd, ZMQ_POLLIN, 0},
                                   {sock ? sock->handle() : nullptr, 0, ZMQ_POLLIN, 0},
@@ -311,9 +323,10 @@ struct ZmqUplink::Impl {
         }
         if (now - last_heard_us > int64_t{opt.liveness} * hb_us) {
           heartbeat_timeouts.inc();
-          spdlog::warn("no reply from {} for {} ms; reconnecting ({} batches in flight will be "
-                       "sent again)",
-                       opt.endpoint, (now - last_heard_us) / 1000, inflight.size());
+          spdlog::warn(
+              "no reply from {} for {} ms; reconnecting ({} batches in flight will be "
+              "sent again)",
+              opt.endpoint, (now - last_heard_us) / 1000, inflight.size());
           scheduleReconnect(now);
           continue;
         }
@@ -376,6 +389,7 @@ struct ZmqUplink::Impl {
   int64_t next_connect_us = 0;
   bool was_connected = false;
   std::map<uint64_t, InFlight> inflight;
+  std::vector<uint64_t> acked_seqs;  // acks read, not yet deleted from the outbox
   uint64_t cursor = 0;        // highest seq sent in this session
   uint64_t resend_floor = 0;  // highest seq ever sent by this process
 
@@ -399,8 +413,7 @@ ZmqUplink::ZmqUplink(ZmqUplinkOptions options, Outbox& outbox, metrics::Registry
   registry.gaugeFunction("outpost_agent_zmq_connected",
                          "1 while the aggregator answers over ZeroMQ",
                          [this] { return connected() ? 1.0 : 0.0; });
-  registry.gaugeFunction("outpost_agent_batches_in_flight",
-                         "Batches sent and not yet acknowledged",
+  registry.gaugeFunction("outpost_agent_batches_in_flight", "Batches sent and not yet acknowledged",
                          [this] { return static_cast<double>(inFlight()); });
 }
 
@@ -464,10 +477,11 @@ Result<std::string> writeCurveKeyFiles(const std::string& dir, const std::string
       !st) {
     return std::unexpected(st.error());
   }
-  std::filesystem::permissions(pub_path, std::filesystem::perms::owner_read |
-                                             std::filesystem::perms::owner_write |
-                                             std::filesystem::perms::group_read |
-                                             std::filesystem::perms::others_read, ec);
+  std::filesystem::permissions(
+      pub_path,
+      std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+          std::filesystem::perms::group_read | std::filesystem::perms::others_read,
+      ec);
   return pair->public_key;
 }
 

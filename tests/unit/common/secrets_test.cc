@@ -2,9 +2,8 @@
 
 #include <sys/stat.h>
 
-#include <fstream>
-
 #include <catch2/catch.hpp>
+#include <fstream>
 
 #include "outpost/common/config.h"
 #include "outpost/common/mqtt_security.h"
@@ -130,9 +129,9 @@ TEST_CASE("Z85 key validation", "[common][secrets]") {
 
 TEST_CASE("allow-list parsing", "[common][secrets]") {
   SECTION("keys map to devices; a device may have two keys") {
-    auto list = secrets::parseAllowList("# fleet\n[devices]\n\"" + keyA() + "\" = \"pi-1\"\n\"" +
-                                            keyB() + "\" = \"pi-1\"\n",
-                                        "allow.toml");
+    auto list = secrets::parseAllowList(
+        "# fleet\n[devices]\n\"" + keyA() + "\" = \"pi-1\"\n\"" + keyB() + "\" = \"pi-1\"\n",
+        "allow.toml");
     REQUIRE(list);
     CHECK(list->device_by_key.size() == 2);
     CHECK(list->device_by_key.at(keyA()) == "pi-1");
@@ -154,10 +153,12 @@ TEST_CASE("allow-list parsing", "[common][secrets]") {
     CHECK(msg.find("not a CURVE public key") != std::string::npos);
   }
   SECTION("invalid device ids") {
-    CHECK(error("[devices]\n\"" + keyA() + "\" = \"a/b\"\n").find("device id") != std::string::npos);
+    CHECK(error("[devices]\n\"" + keyA() + "\" = \"a/b\"\n").find("device id") !=
+          std::string::npos);
     CHECK(error("[devices]\n\"" + keyA() + "\" = \"\"\n").find("device id") != std::string::npos);
     CHECK(error("[devices]\n\"" + keyA() + "\" = \".x\"\n").find("device id") != std::string::npos);
-    CHECK(error("[devices]\n\"" + keyA() + "\" = 5\n").find("must be a string") != std::string::npos);
+    CHECK(error("[devices]\n\"" + keyA() + "\" = 5\n").find("must be a string") !=
+          std::string::npos);
   }
   SECTION("a key listed twice is a TOML error") {
     CHECK_FALSE(secrets::parseAllowList(
@@ -201,7 +202,7 @@ TEST_CASE("MQTT security settings", "[common][secrets][mqtt]") {
     CHECK(s->password == "hunter2");
   }
   SECTION("refusals") {
-    CHECK_FALSE(load({"mqtt.ca_file=" + dir.file("ca.pem")}, "tcp://h:1883"));  // TLS file, no TLS
+    CHECK_FALSE(load({"mqtt.ca_file=" + dir.file("ca.pem")}, "tcp://h:1883"));   // TLS file, no TLS
     CHECK_FALSE(load({"mqtt.cert_file=" + dir.file("c.pem")}, "ssl://h:8883"));  // cert w/o key
     CHECK_FALSE(load({"mqtt.ca_file=" + dir.file("nope")}, "ssl://h:8883"));
     CHECK_FALSE(load({"mqtt.username=u", "mqtt.password=p", "mqtt.password_file=" + dir.file("pw")},

@@ -17,7 +17,6 @@ void checkUplinkConfig(const config::Config& cfg);
 
 // The uplink uplink.transport names, built from its settings (throws config::ConfigError).
 std::unique_ptr<Uplink> makeUplink(const config::Config& cfg, const std::string& device_id,
-                                   Outbox& outbox, metrics::Registry& registry,
-                                   const Clock& clock);
+                                   Outbox& outbox, metrics::Registry& registry, const Clock& clock);
 
 }  // namespace outpost::agent

@@ -15,14 +15,14 @@ namespace outpost::agent {
 struct ZmqUplinkOptions {
   std::string endpoint = "tcp://127.0.0.1:7450";
   std::string device_id;
-  std::string server_public_key;  // Z85; the aggregator's CURVE public key
-  std::string public_key;         // Z85; this device's key pair
-  std::string secret_key;         // Z85; never logged
-  size_t max_inflight = 16;       // batches sent and not yet acknowledged
-  int64_t ack_timeout_ms = 10000; // resend a batch not acknowledged within this time
-  int64_t heartbeat_ms = 1000;    // ping interval
-  int liveness = 3;               // intervals without a word from the aggregator = dead
-  int64_t reconnect_min_ms = 500; // backoff doubles from min to max while the aggregator is away
+  std::string server_public_key;   // Z85; the aggregator's CURVE public key
+  std::string public_key;          // Z85; this device's key pair
+  std::string secret_key;          // Z85; never logged
+  size_t max_inflight = 16;        // batches sent and not yet acknowledged
+  int64_t ack_timeout_ms = 10000;  // resend a batch not acknowledged within this time
+  int64_t heartbeat_ms = 1000;     // ping interval
+  int liveness = 3;                // intervals without a word from the aggregator = dead
+  int64_t reconnect_min_ms = 500;  // backoff doubles from min to max while the aggregator is away
   int64_t reconnect_max_ms = 30000;
 };
 

@@ -13,13 +13,13 @@
 namespace outpost::mqttsec {
 
 struct MqttSecurity {
-  bool tls = false;         // the broker URI is ssl:// (or mqtts://)
-  std::string ca_file;      // PEM CA bundle; empty: the system's trust store
-  std::string cert_file;    // client certificate (PEM); empty: none
-  std::string key_file;     // client private key (PEM, mode 0600)
-  bool verify = true;       // verify the broker's certificate chain and host name
+  bool tls = false;       // the broker URI is ssl:// (or mqtts://)
+  std::string ca_file;    // PEM CA bundle; empty: the system's trust store
+  std::string cert_file;  // client certificate (PEM); empty: none
+  std::string key_file;   // client private key (PEM, mode 0600)
+  bool verify = true;     // verify the broker's certificate chain and host name
   std::string username;
-  std::string password;     // never logged
+  std::string password;  // never logged
 };
 
 // Declares <prefix>ca_file, cert_file, key_file, verify, password_file (the caller declares
