@@ -41,6 +41,10 @@ std::vector<Alarm> runSeries(const LabelledSeries& s) {
   SensorDetector det(&s.cfg);
   std::vector<Alarm> alarms;
   auto onResult = [&](const DetectResult& r) {
+    if (r.replaced && !alarms.empty()) {
+      alarms.back().end_ms = det.previousEvent().end_ms;
+      alarms.back().kind = det.previousEvent().kind;
+    }
     if (r.transition == AlarmTransition::kRaised)
       alarms.push_back({det.event().start_ms, 0, det.event().kind});
     if (r.transition == AlarmTransition::kEnded && !alarms.empty()) {
@@ -100,6 +104,10 @@ int main(int argc, char** argv) {
   }
 
   std::map<AnomalyKind, KindStats> st;
+  // Confusion: event kind -> label of the first alarm that hits it (kNone: missed).
+  std::map<AnomalyKind, std::map<AnomalyKind, int>> confusion;
+  std::map<AnomalyKind, std::vector<double>> delay_frac;
+  std::map<AnomalyKind, std::map<AnomalyKind, int>> alarm_hits;  // alarm label -> event kind hit  // first hit delay / event duration
   int false_alarms_labelled = 0, total_alarms = 0;
   GeneratorOptions opt;
   opt.seed = seed;
@@ -126,12 +134,16 @@ int main(int argc, char** argv) {
       for (const auto& a : alarms) {
         if (!hits(a, e)) continue;
         if (!any) {
+          ++confusion[e.kind][a.kind];
+          if (e.end_ms > e.start_ms)
+            delay_frac[e.kind].push_back(double(a.start_ms - e.start_ms) / (e.end_ms - e.start_ms));
           ks.delay_sum_s += (a.start_ms - e.start_ms) / 1000.0;
           ++ks.delay_n;
         }
         any = true;
         if (a.kind == e.kind) strict = true;
       }
+      if (!any) ++confusion[e.kind][AnomalyKind::kNone];
       ks.hit_any += any;
       ks.hit_strict += strict;
     }
@@ -142,11 +154,13 @@ int main(int argc, char** argv) {
       bool tp = false, any = false;
       for (const auto& e : s.events) {
         if (!hits(a, e)) continue;
+        if (!any) ++alarm_hits[a.kind][e.kind];
         any = true;
         if (e.kind == a.kind) tp = true;
       }
       ks.alarms_tp += tp;
       if (!any) ++false_alarms_labelled;
+      if (!any) ++alarm_hits[a.kind][AnomalyKind::kNone];
     }
   }
 
@@ -203,6 +217,27 @@ int main(int argc, char** argv) {
     if (ks.events > 0 && f1 < target) {
       ok = false;
       std::printf("  ^ below target F1 %.2f\n", target);
+    }
+  }
+  if (verbose) {
+    std::printf("\nfirst hitting alarm's label per event kind (none = missed):\n");
+    for (AnomalyKind k : kKinds) {
+      std::printf("  %-12s", kindName(k));
+      for (auto& [j, n] : confusion[k]) std::printf(" %s:%d", j == AnomalyKind::kNone ? "none" : kindName(j), n);
+      auto& v = delay_frac[k];
+      if (!v.empty()) {
+        std::sort(v.begin(), v.end());
+        std::printf("  delay/duration p50 %.2f p90 %.2f", v[v.size() / 2], v[v.size() * 9 / 10]);
+      }
+      std::printf("\n");
+    }
+  }
+  if (verbose) {
+    std::printf("\nevent kind hit per alarm label (none = false alarm):\n");
+    for (AnomalyKind k : kKinds) {
+      std::printf("  %-12s", kindName(k));
+      for (auto& [j, n] : alarm_hits[k]) std::printf(" %s:%d", j == AnomalyKind::kNone ? "none" : kindName(j), n);
+      std::printf("\n");
     }
   }
   std::printf("\nalarms on labelled data: %d, hitting no labelled event: %d\n", total_alarms,

@@ -155,12 +155,16 @@ DetectResult SensorDetector::poll(int64_t now_ms) {
   r.score = evidenceScore(q);
   r.kind = AnomalyKind::kSilence;
   const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (alarm_ && event_.kind != AnomalyKind::kSilence) {
+    // The open alarm (e.g. a level shift) ends where its evidence did; the silence is new.
+    endAlarm(&r);
+    prev_event_ = event_;
+    r.replaced = true;
+  }
   if (!alarm_) {
     raiseOrExtend(now_ms, nan, r.score, AnomalyKind::kSilence, nan, nan, &r);
   } else {
     event_.peak_score = std::max(event_.peak_score, r.score);
-    if (event_.kind != AnomalyKind::kSilence && event_.kind != AnomalyKind::kRange)
-      event_.kind = AnomalyKind::kSilence;
     last_high_ts_ = now_ms;
   }
   below_ = 0;

@@ -69,6 +69,9 @@ struct DetectResult {
   bool valid = true;  // false: NaN/inf value or timestamp older than the previous reading
   double expected_lo = 0.0;  // expected range for this reading (before it was seen)
   double expected_hi = 0.0;
+  // poll() only: an open alarm of another kind was ended (previousEvent()) before this silence
+  // alarm was raised - a device going offline is its own event.
+  bool replaced = false;
 };
 
 class SensorDetector {
@@ -82,13 +85,17 @@ class SensorDetector {
 
   // Checks for silence at wall time `now_ms` without a reading; call it periodically (e.g. every
   // few seconds per worker). Raises a silence alarm when the gap since the last reading exceeds
-  // the cadence threshold. Never ends an alarm (only readings do).
+  // the cadence threshold; an open alarm of another kind is ended first (result.replaced). Never
+  // ends a silence alarm (only readings do).
   DetectResult poll(int64_t now_ms);
 
   bool alarmActive() const { return alarm_; }
   // The open event while alarmActive(); otherwise the last ended event.
   const AnomalyEvent& event() const { return event_; }
+  // The event a silence alarm replaced (DetectResult::replaced).
+  const AnomalyEvent& previousEvent() const { return prev_event_; }
   uint64_t validReadings() const { return n_; }
+  const DetectorConfig* config() const { return cfg_; }
 
  private:
 
@@ -129,6 +136,7 @@ class SensorDetector {
   bool alarm_ = false;
   float run_y_[8] = {};
   AnomalyEvent event_;
+  AnomalyEvent prev_event_;
   // Seasonal profile (relative to off_) and the weight each bin has learned from.
   double profile_[kMaxSeasonBins] = {};
   float profile_w_[kMaxSeasonBins] = {};
