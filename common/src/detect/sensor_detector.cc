@@ -14,6 +14,7 @@ constexpr double kSigmaPerMad = 1.2533141373155;  // sigma / E|x| for a normal d
 constexpr double kClipSigmas = 4.0;                // residuals are clipped here before learning
 constexpr double kRepeatAlpha = 0.01;
 constexpr double kCadenceAlpha = 0.05;
+constexpr uint32_t kDriftRelabelMax = 20;  // a young drift alarm may still turn out a level shift
 
 // q^2 / (1 + q^2): 0.5 at q = 1, strictly increasing, slow to saturate.
 inline double evidenceScore(double q) {
@@ -123,7 +124,10 @@ void SensorDetector::raiseOrExtend(int64_t ts_ms, double value, double score, An
         default: return 0;
       }
     };
-    if (kind != AnomalyKind::kDrift && rank(kind) > rank(event_.kind)) event_.kind = kind;
+    const bool settled_drift = event_.kind == AnomalyKind::kDrift && alarm_len_ >= kDriftRelabelMax &&
+                               kind == AnomalyKind::kLevelShift;
+    if (kind != AnomalyKind::kDrift && rank(kind) > rank(event_.kind) && !settled_drift)
+      event_.kind = kind;
   }
   last_high_ts_ = ts_ms;
 }
@@ -136,7 +140,11 @@ void SensorDetector::endAlarm(DetectResult* r) {
   if (event_.kind == AnomalyKind::kLevelShift || event_.kind == AnomalyKind::kDrift) {
     // Accept the current level as the new normal.
     off_ += base_;
+    slow_ = 0.0;
     base_ = 0.0;
+    // The local level is still settling on the new level: the drift detector waits, and the
+    // settled level is accepted when the wait ends.
+    settle_until_ms_ = last_high_ts_ + static_cast<int64_t>(4.0 * cfg_->drift_tau_s * 1000.0);
     g_pos_ = g_neg_ = 0.0;
   }
 }
@@ -235,6 +243,12 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     if (rate > c.max_rate_per_s) s_rate = limitScore(rate / c.max_rate_per_s - 1.0);
   }
 
+  if (settle_until_ms_ != 0 && ts_ms >= settle_until_ms_) {
+    off_ += slow_;
+    base_ -= slow_;
+    slow_ = 0.0;
+    settle_until_ms_ = 0;
+  }
   // --- Baseline prediction.
   int i0, i1;
   double f;
@@ -277,13 +291,25 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     if (armed) s_level = evidenceScore(std::max(g_pos_, g_neg_) / c.cusum_h);
   }
 
-  // --- Drift: local level against the seasonal reference, in units of its normal spread.
+  // --- Drift: the slow level (drift_tau_s) against the seasonal reference, in units of the slow
+  // level's normal spread (learned in time, drift_memory_s, winsorised).
   double s_drift = 0.0;
   const bool event_is_shift = alarm_ && event_.kind == AnomalyKind::kLevelShift;
-  if (c.enable_drift && armed && learn_n_ > 0 && !event_is_shift) {
-    const double a = c.level_alpha;
-    const double sd = std::max(std::sqrt(base_var_), sigma * std::sqrt(a / (2.0 - a)));
-    s_drift = evidenceScore(std::abs(base_) / (c.drift_z * sd));
+  // The spread of the slow level is learned once the seasonal profile is (armed), over at least
+  // 4 time constants of the slow level before the drift detector may alarm.
+  const bool settling = settle_until_ms_ != 0;
+  if (c.enable_drift && armed && learn_s_ >= 4.0 * c.drift_tau_s && !event_is_shift && !settling) {
+    // Floor: the spread of the slow level for white noise of this sigma, correlation included.
+    const double w = std::min(std::max(cadence_s_, 1e-3) / c.drift_tau_s, 1.0);
+    const double floor_sd = sigma * std::sqrt(w / (2.0 - w) * (1.0 + rho_) / (1.0 - rho_));
+    const double sd = std::max(std::sqrt(base_var_), floor_sd);
+    s_drift = evidenceScore(std::abs(slow_) / (c.drift_z * sd));
+  }
+  {
+    // Slow level: the clipped deseasonalised value averaged over drift_tau_s (in time).
+    const double yc = base_ + clampAbs(resid, kClipSigmas * sigma);
+    const double w = std::max(std::min(dt / c.drift_tau_s, 1.0), 1.0 / static_cast<double>(n_));
+    slow_ = settling ? base_ : slow_ + w * (yc - slow_);
   }
 
   // --- Stuck: probability of this run of unchanged values under the normal repeat rate.
@@ -339,7 +365,9 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     if (score >= c.alarm_off) {
       below_ = 0;
       last_high_ts_ = ts_ms;
-      if (kind == AnomalyKind::kLevelShift && event_.kind != AnomalyKind::kRange &&
+      if (kind == AnomalyKind::kLevelShift &&
+          (event_.kind != AnomalyKind::kDrift || alarm_len_ < kDriftRelabelMax) &&
+          event_.kind != AnomalyKind::kRange &&
           event_.kind != AnomalyKind::kRate && event_.kind != AnomalyKind::kStuck &&
           event_.kind != AnomalyKind::kSilence)
         event_.kind = AnomalyKind::kLevelShift;
@@ -391,14 +419,21 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     p_repeat_ += kRepeatAlpha * ((repeat ? 1.0 : 0.0) - p_repeat_);
   }
   if (score < c.alarm_off) {
-    if (warm) {
+    if (armed) {
       ++learn_n_;
-      const double va = std::max(c.drift_var_alpha, 1.0 / learn_n_);
-      base_var_ += va * (base_ * base_ - base_var_);
+      learn_s_ += dt;
+      // In time, not readings; winsorised at 2 sd (x 1/0.9, the bias that leaves for a normal
+      // level), so a drift does not teach the reference that large offsets are normal.
+      const double va = std::max(std::min(dt / c.drift_memory_s, 0.5), 1.0 / learn_n_);
+      const double l2 =
+          learn_n_ > 30 ? std::min(slow_ * slow_, 4.0 * base_var_) / 0.9 : slow_ * slow_;
+      base_var_ += va * (l2 - base_var_);
     }
-    // Seasonal profile: cumulative mean per bin during the first period, then forgetting with
-    // a time constant of season_memory_periods.
-    const double e = clampAbs(x - off_ - prof, kClipSigmas * sigma);
+    // Seasonal profile: each bin is the mean of x - off over the readings nearest to its centre
+    // (cumulative during the first period, then forgetting with a time constant of
+    // season_memory_periods); the prediction interpolates between bin centres. A plain mean per
+    // bin cannot oscillate (learning every bin from the interpolated error did, between
+    // neighbouring bins, and inflated sigma on densely sampled sensors).
     double rate_min = 1e-3;  // no season: the profile is one long-term mean
     if (c.season_period_s > 0.0 && cadence_s_ > 0.0)
       rate_min = std::clamp(cadence_s_ * c.season_bins /
@@ -406,24 +441,21 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
                             1e-5, 0.5);
     // Weight a bin collects in one period: the cumulative-mean stage ends there.
     const double w_cap = 1.0 / (rate_min * std::max(1.0, c.season_memory_periods));
-    auto learnBin = [&](int i, double wt) {
-      if (wt <= 0.0) return;
-      if (profile_w_[i] <= 0.0f) {
-        profile_[i] = prof + e;
-        profile_w_[i] = static_cast<float>(wt);
-        return;
-      }
-      const double w = profile_w_[i];
-      profile_[i] += (w < w_cap ? wt / (w + wt) : wt * rate_min) * e;
-      profile_w_[i] = static_cast<float>(std::min(w + wt, 1e9));
-    };
-    learnBin(i0, 1.0 - f);
-    if (i1 != i0) learnBin(i1, f);
+    const int k = f < 0.5 ? i0 : i1;
+    if (profile_w_[k] <= 0.0f) {
+      profile_[k] = prof;  // starts from the current prediction, then learns
+      profile_w_[k] = 1.0f;
+    }
+    const double w = profile_w_[k];
+    const double e = clampAbs(x - off_ - profile_[k], kClipSigmas * sigma);
+    profile_[k] += (w < w_cap ? 1.0 / (w + 1.0) : rate_min) * e;
+    profile_w_[k] = static_cast<float>(std::min(w + 1.0, 1e9));
     int j0, j1;
     double g;
     const double prof_new = seasonal(ts_ms, &j0, &j1, &g);
     // What the profile learned moves out of the local level: the prediction stays continuous.
     base_ -= prof_new - prof;
+    slow_ -= prof_new - prof;
     last_profile_ = prof_new;
   }
   if (dt > 0.0 && s_silence < c.alarm_off) {

@@ -116,7 +116,8 @@ class SensorDetector {
   double off_ = 0.0;    // accepted level (moves when a level shift is accepted)
   double base_ = 0.0;   // local level of the deseasonalised value
   double mad_ = 0.0;    // EWMA of |residual|; sigma = 1.2533 * mad_
-  double base_var_ = 0.0;  // EWMA of base_^2 in normal operation (drift reference spread)
+  double slow_ = 0.0;      // slow level (time constant drift_tau_s) of the deseasonalised value
+  double base_var_ = 0.0;  // EWMA of slow_^2 in normal operation (drift reference spread)
   double last_profile_ = 0.0;
   // CUSUM.
   double g_pos_ = 0.0;
@@ -128,6 +129,8 @@ class SensorDetector {
   double stuck_surprise_ = 0.0;
   uint64_t n_ = 0;  // valid readings
   uint32_t learn_n_ = 0;  // readings the drift spread has learned from
+  double learn_s_ = 0.0;  // seconds of data it has learned from
+  int64_t settle_until_ms_ = 0;  // after an accepted level: drift off, then the level re-accepted
   uint32_t stuck_len_ = 0;
   uint32_t run_len_ = 0;  // consecutive outliers on one side
   uint32_t below_ = 0;    // consecutive readings below alarm_off while the alarm is active
