@@ -21,6 +21,8 @@ inline double evidenceScore(double q) {
   const double q2 = q * q;
   return q2 / (1.0 + q2);
 }
+// The same from q^2 (saves a square root where the evidence is a ratio of squares).
+inline double evidenceScore2(double q2) { return q2 / (1.0 + q2); }
 // Hard limits: 0 inside, 0.5 at the limit, rising with the relative excess.
 inline double limitScore(double excess) { return 0.5 + 0.5 * evidenceScore(excess); }
 
@@ -65,33 +67,52 @@ const char* detectorName(AnomalyKind kind) {
   return "";
 }
 
-SensorDetector::SensorDetector(const DetectorConfig* cfg) : cfg_(cfg) {}
+SensorDetector::SensorDetector(const DetectorConfig* cfg) : cfg_(cfg) {
+  if (cfg->season_period_s > 0.0 && cfg->season_bins > 1) {
+    period_ms_ = std::max<int64_t>(1, static_cast<int64_t>(cfg->season_period_s * 1000.0));
+    bins_per_ms_ = static_cast<double>(cfg->season_bins) / static_cast<double>(period_ms_);
+  }
+}
 
-double SensorDetector::seasonal(int64_t ts_ms, int* i0, int* i1, double* f) const {
-  const DetectorConfig& c = *cfg_;
-  const int bins = static_cast<int>(c.season_bins);
-  if (c.season_period_s <= 0.0 || bins <= 1) {
+double SensorDetector::interpolate(int a, int b, double f) const {
+  const bool ha = profile_w_[a] > 0.0f, hb = profile_w_[b] > 0.0f;
+  if (ha && hb) return (1.0 - f) * profile_[a] + f * profile_[b];
+  if (ha) return profile_[a];
+  if (hb) return profile_[b];
+  return last_profile_;
+}
+
+double SensorDetector::seasonal(int64_t ts_ms, int* i0, int* i1, double* f) {
+  if (period_ms_ == 0) {
     *i0 = *i1 = 0;
     *f = 0.0;
     return profile_w_[0] > 0.0f ? profile_[0] : last_profile_;
   }
-  const int64_t period_ms = static_cast<int64_t>(c.season_period_s * 1000.0);
-  int64_t ph = ts_ms % period_ms;
-  if (ph < 0) ph += period_ms;
-  const double u = static_cast<double>(ph) * bins / static_cast<double>(period_ms) - 0.5;
-  double fl = std::floor(u);
-  int a = static_cast<int>(fl);
-  *f = u - fl;
+  // Phase in [0, period): from the previous phase when the step is short (the usual case),
+  // otherwise by division.
+  int64_t ph;
+  const int64_t step = ts_ms - phase_ts_;
+  if (phase_ms_ >= 0 && step >= 0 && step < period_ms_) {
+    ph = phase_ms_ + step;
+    if (ph >= period_ms_) ph -= period_ms_;
+  } else {
+    ph = ts_ms % period_ms_;
+    if (ph < 0) ph += period_ms_;
+  }
+  phase_ts_ = ts_ms;
+  phase_ms_ = ph;
+  const int bins = static_cast<int>(cfg_->season_bins);
+  const double u = static_cast<double>(ph) * bins_per_ms_ + 0.5;  // >= 0.5: truncation = floor
+  int a = static_cast<int>(u);
+  *f = u - a;
+  a -= 1;  // the bin centre at or before the phase
   if (a < 0) a += bins;
+  if (a >= bins) a -= bins;
   int b = a + 1;
   if (b >= bins) b -= bins;
   *i0 = a;
   *i1 = b;
-  const bool ha = profile_w_[a] > 0.0f, hb = profile_w_[b] > 0.0f;
-  if (ha && hb) return (1.0 - *f) * profile_[a] + *f * profile_[b];
-  if (ha) return profile_[a];
-  if (hb) return profile_[b];
-  return last_profile_;
+  return interpolate(a, b, *f);
 }
 
 void SensorDetector::raiseOrExtend(int64_t ts_ms, double value, double score, AnomalyKind kind,
@@ -266,7 +287,7 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   double s_spike = 0.0;
   bool run_shift = false;
   const bool outlier = std::abs(z) >= c.spike_z;
-  if (c.enable_spike && n_ >= 3) s_spike = evidenceScore(std::abs(z) / c.spike_z);
+  if (c.enable_spike && n_ >= 3) s_spike = evidenceScore2(z * z / (c.spike_z * c.spike_z));
   if (outlier) {
     const int8_t sign = z > 0 ? 1 : -1;
     if (sign != run_sign_) run_len_ = 0;
@@ -301,9 +322,9 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   if (c.enable_drift && armed && learn_s_ >= 4.0 * c.drift_tau_s && !event_is_shift && !settling) {
     // Floor: the spread of the slow level for white noise of this sigma, correlation included.
     const double w = std::min(std::max(cadence_s_, 1e-3) / c.drift_tau_s, 1.0);
-    const double floor_sd = sigma * std::sqrt(w / (2.0 - w) * (1.0 + rho_) / (1.0 - rho_));
-    const double sd = std::max(std::sqrt(base_var_), floor_sd);
-    s_drift = evidenceScore(std::abs(slow_) / (c.drift_z * sd));
+    const double floor_var = sigma * sigma * (w / (2.0 - w) * (1.0 + rho_) / (1.0 - rho_));
+    const double var = std::max(base_var_, floor_var);
+    s_drift = evidenceScore2(slow_ * slow_ / (c.drift_z * c.drift_z * var));
   }
   {
     // Slow level: the clipped deseasonalised value averaged over drift_tau_s (in time).
@@ -350,7 +371,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
       take(s_stuck, AnomalyKind::kStuck);
       take(s_silence, AnomalyKind::kSilence);
     } else {
-      score = std::max({score, s_spike, s_level, s_drift, s_stuck, s_silence});
+      score = std::max(std::max(std::max(score, s_spike), std::max(s_level, s_drift)),
+                       std::max(s_stuck, s_silence));
     }
   }
   if (score < c.alarm_off && kind != AnomalyKind::kRange && kind != AnomalyKind::kRate)
@@ -398,7 +420,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   // reference (seasonal profile, normal spread of the level) learns only from readings without
   // any evidence. Both also learn in an alarm's clearing tail, so an alarm never freezes the
   // state that would end it.
-  const double other = warm ? std::max({s_spike, s_level, s_stuck, s_silence, s_rate, s_range})
+  const double other = warm ? std::max(std::max(std::max(s_spike, s_level), std::max(s_stuck, s_silence)),
+                                       std::max(s_rate, s_range))
                             : std::max(s_rate, s_range);
   if (other < c.alarm_off) {
     const double nn = static_cast<double>(n_);
@@ -450,9 +473,7 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     const double e = clampAbs(x - off_ - profile_[k], kClipSigmas * sigma);
     profile_[k] += (w < w_cap ? 1.0 / (w + 1.0) : rate_min) * e;
     profile_w_[k] = static_cast<float>(std::min(w + 1.0, 1e9));
-    int j0, j1;
-    double g;
-    const double prof_new = seasonal(ts_ms, &j0, &j1, &g);
+    const double prof_new = interpolate(i0, i1, f);  // only bin k changed
     // What the profile learned moves out of the local level: the prediction stays continuous.
     base_ -= prof_new - prof;
     slow_ -= prof_new - prof;

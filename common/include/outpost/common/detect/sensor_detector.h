@@ -102,9 +102,16 @@ class SensorDetector {
   void raiseOrExtend(int64_t ts_ms, double value, double score, AnomalyKind kind, double lo,
                      double hi, DetectResult* r);
   void endAlarm(DetectResult* r);
-  double seasonal(int64_t ts_ms, int* i0, int* i1, double* f) const;
+  double seasonal(int64_t ts_ms, int* i0, int* i1, double* f);
+  double interpolate(int i0, int i1, double f) const;
 
   const DetectorConfig* cfg_;
+  // From the config, computed once: the season period and bins per millisecond.
+  int64_t period_ms_ = 0;
+  double bins_per_ms_ = 0.0;
+  // Phase of the last reading: the next phase is found by adding the interval (no division).
+  int64_t phase_ts_ = 0;
+  int64_t phase_ms_ = -1;
   // Time and cadence.
   int64_t first_ts_ = 0;
   int64_t last_ts_ = 0;
