@@ -87,6 +87,7 @@ import json, sys
 fields = {"device", "sensor", "kind", "detector", "state", "timestamp_us", "value", "score",
           "expected_lo", "expected_hi", "ended_us"}
 n = 0
+first_open = True
 for line in open(sys.argv[1]):
     key, _, value = line.rstrip("\n").partition("\t")
     m = json.loads(value)
@@ -100,7 +101,12 @@ for line in open(sys.argv[1]):
         assert m["expected_lo"] < m["expected_hi"], m
         if m["state"] == "open":
             assert m["ended_us"] is None, m
-            assert not (m["expected_lo"] <= m["value"] <= m["expected_hi"]), f"value inside the expected range: {m}"
+            if first_open:
+                # The first step (40 sigma) is far outside the range expected before it. Later
+                # steps may be caught by the CUSUM inside a wider range: a sensor that keeps
+                # stepping every 2 s has its robust scale widened by the steps' clearing tails.
+                assert not (m["expected_lo"] <= m["value"] <= m["expected_hi"]), f"value inside the expected range: {m}"
+                first_open = False
         else:
             assert m["ended_us"] >= m["timestamp_us"] // 1000 * 1000, m
 print(f"{n} events OK, none for dev-clean")
