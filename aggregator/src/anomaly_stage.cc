@@ -274,12 +274,17 @@ std::unique_ptr<AnomalyStage> AnomalyDetection::newStage(size_t workers) {
   return stage;
 }
 
-const DetectorConfig* AnomalyDetection::configFor(std::string_view device,
-                                                  std::string_view sensor) const {
-  for (const SensorClass& c : opt_.classes) {
+const DetectorConfig* detectorConfigFor(const AnomalyOptions& options, std::string_view device,
+                                        std::string_view sensor) {
+  for (const SensorClass& c : options.classes) {
     if (globMatch(c.match, sensor) && globMatch(c.device, device)) return &c.cfg;
   }
-  return &opt_.defaults;
+  return &options.defaults;
+}
+
+const DetectorConfig* AnomalyDetection::configFor(std::string_view device,
+                                                  std::string_view sensor) const {
+  return detectorConfigFor(opt_, device, sensor);
 }
 
 Status AnomalyDetection::produce(KafkaProducer& producer, const AnomalyRecord& record, void* opaque,

@@ -69,6 +69,11 @@ struct AnomalyRecord {
   double expected_hi = 0.0;
 };
 
+// The detector configuration for one sensor: the first class whose globs match, else the
+// [detect] defaults. The pointer is into `options`.
+const detect::DetectorConfig* detectorConfigFor(const AnomalyOptions& options,
+                                                std::string_view device, std::string_view sensor);
+
 // The event as one JSON object (docs/detection.md, "Kafka events"); reusable by any sink.
 void appendAnomalyJson(const AnomalyRecord& r, std::string& out);
 
