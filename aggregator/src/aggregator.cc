@@ -270,7 +270,8 @@ void Aggregator::pollAnomalies(Worker& w) {
   for (const AnomalyRecord& r : w.events) {
     if (auto st = anomaly_.produce(*producer_, r, &unbatched_tag_, w.scratch); !st) {
       anomaly_.onUnbatchedDelivery(false);
-      spdlog::warn("anomaly event {}/{} not produced: {}", r.device, r.sensor, st.error().toString());
+      spdlog::warn("anomaly event {}/{} not produced: {}", r.device, r.sensor,
+                   st.error().toString());
     }
   }
 }

@@ -78,7 +78,7 @@ struct KindStats {
   int delay_n = 0;
 };
 
-const AnomalyKind kKinds[] = {AnomalyKind::kSpike, AnomalyKind::kDip, AnomalyKind::kLevelShift,
+const AnomalyKind kKinds[] = {AnomalyKind::kSpike, AnomalyKind::kDip,   AnomalyKind::kLevelShift,
                               AnomalyKind::kDrift, AnomalyKind::kStuck, AnomalyKind::kSilence,
                               AnomalyKind::kRate,  AnomalyKind::kRange};
 
@@ -97,29 +97,39 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (!std::strcmp(argv[i], "--seed")) seed = std::strtoull(next(), nullptr, 10);
-    else if (!std::strcmp(argv[i], "--sensors")) sensors = std::atoi(next());
-    else if (!std::strcmp(argv[i], "--clean-sensors")) clean = std::atoi(next());
-    else if (!std::strcmp(argv[i], "--days")) days = std::atof(next());
-    else if (!std::strcmp(argv[i], "--check")) check = true;
-    else if (!std::strcmp(argv[i], "--check-floor")) check = floor = true;
-    else if (!std::strcmp(argv[i], "--verbose")) verbose = true;
+    if (!std::strcmp(argv[i], "--seed"))
+      seed = std::strtoull(next(), nullptr, 10);
+    else if (!std::strcmp(argv[i], "--sensors"))
+      sensors = std::atoi(next());
+    else if (!std::strcmp(argv[i], "--clean-sensors"))
+      clean = std::atoi(next());
+    else if (!std::strcmp(argv[i], "--days"))
+      days = std::atof(next());
+    else if (!std::strcmp(argv[i], "--check"))
+      check = true;
+    else if (!std::strcmp(argv[i], "--check-floor"))
+      check = floor = true;
+    else if (!std::strcmp(argv[i], "--verbose"))
+      verbose = true;
     else if (!std::strcmp(argv[i], "--cfg")) {
       const std::string kv = next();
       const auto eq = kv.find('=');
       const std::map<std::string, double DetectorConfig::*> known = {
-          {"spike_z", &DetectorConfig::spike_z},         {"cusum_k", &DetectorConfig::cusum_k},
-          {"cusum_h", &DetectorConfig::cusum_h},         {"drift_z", &DetectorConfig::drift_z},
+          {"spike_z", &DetectorConfig::spike_z},
+          {"cusum_k", &DetectorConfig::cusum_k},
+          {"cusum_h", &DetectorConfig::cusum_h},
+          {"drift_z", &DetectorConfig::drift_z},
           {"drift_memory_s", &DetectorConfig::drift_memory_s},
-          {"level_alpha", &DetectorConfig::level_alpha}, {"scale_alpha", &DetectorConfig::scale_alpha}};
+          {"level_alpha", &DetectorConfig::level_alpha},
+          {"scale_alpha", &DetectorConfig::scale_alpha}};
       auto it = eq == std::string::npos ? known.end() : known.find(kv.substr(0, eq));
       if (it == known.end()) {
-        std::fprintf(stderr, "--cfg %s: expected NAME=VALUE with NAME one of the known fields\n", kv.c_str());
+        std::fprintf(stderr, "--cfg %s: expected NAME=VALUE with NAME one of the known fields\n",
+                     kv.c_str());
         return 2;
       }
       g_overrides.push_back({it->second, std::atof(kv.c_str() + eq + 1)});
-    }
-    else {
+    } else {
       std::fprintf(stderr,
                    "usage: %s [--seed N] [--sensors N] [--clean-sensors N] [--days D] [--check]\n",
                    argv[0]);
@@ -131,7 +141,8 @@ int main(int argc, char** argv) {
   // Confusion: event kind -> label of the first alarm that hits it (kNone: missed).
   std::map<AnomalyKind, std::map<AnomalyKind, int>> confusion;
   std::map<AnomalyKind, std::vector<double>> delay_frac;
-  std::map<AnomalyKind, std::map<AnomalyKind, int>> alarm_hits;  // alarm label -> event kind hit  // first hit delay / event duration
+  std::map<AnomalyKind, std::map<AnomalyKind, int>>
+      alarm_hits;  // alarm label -> event kind hit  // first hit delay / event duration
   int false_alarms_labelled = 0, total_alarms = 0;
   GeneratorOptions opt;
   opt.seed = seed;
@@ -163,8 +174,8 @@ int main(int argc, char** argv) {
             delay_frac[e.kind].push_back(double(a.start_ms - e.start_ms) / (e.end_ms - e.start_ms));
           if (verbose && e.kind == AnomalyKind::kDrift)
             std::printf("drift event %s dur %.1fh: first alarm %s at %.2f of duration\n",
-                        s.description.c_str(), (e.end_ms - e.start_ms) / 3.6e6,
-                        kindName(a.kind), double(a.start_ms - e.start_ms) / (e.end_ms - e.start_ms));
+                        s.description.c_str(), (e.end_ms - e.start_ms) / 3.6e6, kindName(a.kind),
+                        double(a.start_ms - e.start_ms) / (e.end_ms - e.start_ms));
           ks.delay_sum_s += (a.start_ms - e.start_ms) / 1000.0;
           ++ks.delay_n;
         }
@@ -228,8 +239,8 @@ int main(int argc, char** argv) {
     const double f1 = p + r > 0 ? 2 * p * r / (p + r) : 0.0;
     const double ra = ks.events ? double(ks.hit_any) / ks.events : 0.0;
     const double d = ks.delay_n ? ks.delay_sum_s / ks.delay_n : 0.0;
-    std::printf("| %s | %d | %.3f | %.3f | %.3f | %.3f | %.0f s |\n", kindName(k), ks.events, p,
-                r, f1, ra, d);
+    std::printf("| %s | %d | %.3f | %.3f | %.3f | %.3f | %.0f s |\n", kindName(k), ks.events, p, r,
+                f1, ra, d);
     double target = 0;
     if (floor) {
       target = 0.9;
@@ -237,8 +248,8 @@ int main(int argc, char** argv) {
         target = 0.85;
       if (k == AnomalyKind::kDrift) target = 0.7;
     } else {
-      if (k == AnomalyKind::kSpike || k == AnomalyKind::kDip ||
-          k == AnomalyKind::kLevelShift || k == AnomalyKind::kStuck)
+      if (k == AnomalyKind::kSpike || k == AnomalyKind::kDip || k == AnomalyKind::kLevelShift ||
+          k == AnomalyKind::kStuck)
         target = 0.9;
       if (k == AnomalyKind::kDrift) target = 0.7;
     }
@@ -251,7 +262,8 @@ int main(int argc, char** argv) {
     std::printf("\nfirst hitting alarm's label per event kind (none = missed):\n");
     for (AnomalyKind k : kKinds) {
       std::printf("  %-12s", kindName(k));
-      for (auto& [j, n] : confusion[k]) std::printf(" %s:%d", j == AnomalyKind::kNone ? "none" : kindName(j), n);
+      for (auto& [j, n] : confusion[k])
+        std::printf(" %s:%d", j == AnomalyKind::kNone ? "none" : kindName(j), n);
       auto& v = delay_frac[k];
       if (!v.empty()) {
         std::sort(v.begin(), v.end());
@@ -264,7 +276,8 @@ int main(int argc, char** argv) {
     std::printf("\nevent kind hit per alarm label (none = false alarm):\n");
     for (AnomalyKind k : kKinds) {
       std::printf("  %-12s", kindName(k));
-      for (auto& [j, n] : alarm_hits[k]) std::printf(" %s:%d", j == AnomalyKind::kNone ? "none" : kindName(j), n);
+      for (auto& [j, n] : alarm_hits[k])
+        std::printf(" %s:%d", j == AnomalyKind::kNone ? "none" : kindName(j), n);
       std::printf("\n");
     }
   }

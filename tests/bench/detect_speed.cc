@@ -8,9 +8,9 @@
 // (CLOCK_THREAD_CPUTIME_ID): on a shared machine the second is what one core does while it runs
 // this code (time-slicing excluded; cache and SMT contention from other processes included).
 
-#include <algorithm>
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -25,9 +25,12 @@ using namespace outpost::detect;
 int main(int argc, char** argv) {
   int sensors = 1000, per = 2000, runs = 5;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--sensors")) sensors = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--readings-per-sensor")) per = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--runs")) runs = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--sensors"))
+      sensors = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--readings-per-sensor"))
+      per = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--runs"))
+      runs = std::atoi(argv[i + 1]);
   }
   // Realistic inputs: 16 labelled series (with anomalies), replayed round-robin by all sensors.
   testing::GeneratorOptions opt;
@@ -73,9 +76,10 @@ int main(int argc, char** argv) {
   }
   std::sort(rates.begin(), rates.end());
   std::sort(cpu_rates.begin(), cpu_rates.end());
-  std::printf("median: %.2f M reading updates/s wall, %.2f M per CPU-second of this thread "
-              "(%d sensors x %d readings, %d runs)%s\n",
-              rates[rates.size() / 2] / 1e6, cpu_rates[cpu_rates.size() / 2] / 1e6, sensors, per,
-              runs, sink == 42 ? " " : "");
+  std::printf(
+      "median: %.2f M reading updates/s wall, %.2f M per CPU-second of this thread "
+      "(%d sensors x %d readings, %d runs)%s\n",
+      rates[rates.size() / 2] / 1e6, cpu_rates[cpu_rates.size() / 2] / 1e6, sensors, per, runs,
+      sink == 42 ? " " : "");
   return 0;
 }

@@ -11,7 +11,7 @@ static_assert(sizeof(SensorDetector) <= 2048, "per-sensor detector state must st
 namespace {
 
 constexpr double kSigmaPerMad = 1.2533141373155;  // sigma / E|x| for a normal distribution
-constexpr double kClipSigmas = 4.0;                // residuals are clipped here before learning
+constexpr double kClipSigmas = 4.0;               // residuals are clipped here before learning
 constexpr double kRepeatAlpha = 0.01;
 constexpr double kCadenceAlpha = 0.05;
 constexpr uint32_t kDriftRelabelMax = 20;  // a young drift alarm may still turn out a level shift
@@ -39,30 +39,47 @@ float median(const float* v, uint32_t n) {
 
 const char* kindName(AnomalyKind kind) {
   switch (kind) {
-    case AnomalyKind::kNone: return "";
-    case AnomalyKind::kSpike: return "spike";
-    case AnomalyKind::kDip: return "dip";
-    case AnomalyKind::kLevelShift: return "level_shift";
-    case AnomalyKind::kDrift: return "drift";
-    case AnomalyKind::kStuck: return "stuck";
-    case AnomalyKind::kRate: return "rate";
-    case AnomalyKind::kRange: return "range";
-    case AnomalyKind::kSilence: return "silence";
+    case AnomalyKind::kNone:
+      return "";
+    case AnomalyKind::kSpike:
+      return "spike";
+    case AnomalyKind::kDip:
+      return "dip";
+    case AnomalyKind::kLevelShift:
+      return "level_shift";
+    case AnomalyKind::kDrift:
+      return "drift";
+    case AnomalyKind::kStuck:
+      return "stuck";
+    case AnomalyKind::kRate:
+      return "rate";
+    case AnomalyKind::kRange:
+      return "range";
+    case AnomalyKind::kSilence:
+      return "silence";
   }
   return "";
 }
 
 const char* detectorName(AnomalyKind kind) {
   switch (kind) {
-    case AnomalyKind::kNone: return "";
+    case AnomalyKind::kNone:
+      return "";
     case AnomalyKind::kSpike:
-    case AnomalyKind::kDip: return "robust_ewma_z";
-    case AnomalyKind::kLevelShift: return "cusum";
-    case AnomalyKind::kDrift: return "seasonal_level_drift";
-    case AnomalyKind::kStuck: return "stuck_run";
-    case AnomalyKind::kRate: return "rate_limit";
-    case AnomalyKind::kRange: return "range_limit";
-    case AnomalyKind::kSilence: return "cadence_silence";
+    case AnomalyKind::kDip:
+      return "robust_ewma_z";
+    case AnomalyKind::kLevelShift:
+      return "cusum";
+    case AnomalyKind::kDrift:
+      return "seasonal_level_drift";
+    case AnomalyKind::kStuck:
+      return "stuck_run";
+    case AnomalyKind::kRate:
+      return "rate_limit";
+    case AnomalyKind::kRange:
+      return "range_limit";
+    case AnomalyKind::kSilence:
+      return "cadence_silence";
   }
   return "";
 }
@@ -135,18 +152,24 @@ void SensorDetector::raiseOrExtend(int64_t ts_ms, double value, double score, An
     // shift. Drift never relabels an open event (it follows most other events).
     auto rank = [](AnomalyKind k) {
       switch (k) {
-        case AnomalyKind::kRange: return 5;
-        case AnomalyKind::kRate: return 4;
+        case AnomalyKind::kRange:
+          return 5;
+        case AnomalyKind::kRate:
+          return 4;
         case AnomalyKind::kSilence:
-        case AnomalyKind::kStuck: return 3;
-        case AnomalyKind::kLevelShift: return 2;
+        case AnomalyKind::kStuck:
+          return 3;
+        case AnomalyKind::kLevelShift:
+          return 2;
         case AnomalyKind::kSpike:
-        case AnomalyKind::kDip: return 1;
-        default: return 0;
+        case AnomalyKind::kDip:
+          return 1;
+        default:
+          return 0;
       }
     };
-    const bool settled_drift = event_.kind == AnomalyKind::kDrift && alarm_len_ >= kDriftRelabelMax &&
-                               kind == AnomalyKind::kLevelShift;
+    const bool settled_drift = event_.kind == AnomalyKind::kDrift &&
+                               alarm_len_ >= kDriftRelabelMax && kind == AnomalyKind::kLevelShift;
     if (kind != AnomalyKind::kDrift && rank(kind) > rank(event_.kind) && !settled_drift)
       event_.kind = kind;
   }
@@ -244,8 +267,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   // --- Silence (the gap that ended with this reading) and cadence.
   double s_silence = 0.0;
   if (c.enable_silence && n_ >= 3) {
-    const double thr = std::max(c.silence_factor * cadence_s_,
-                                cadence_s_ + c.silence_dev_factor * cadence_dev_s_);
+    const double thr =
+        std::max(c.silence_factor * cadence_s_, cadence_s_ + c.silence_dev_factor * cadence_dev_s_);
     if (thr > 0.0 && dt >= thr) s_silence = evidenceScore(dt / thr);
   }
 
@@ -253,8 +276,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   double s_range = 0.0;
   if (x < c.range_min || x > c.range_max) {
     const double width = c.range_max - c.range_min;
-    const double w = std::isfinite(width) && width > 0.0 ? 0.1 * width
-                                                         : std::max(std::abs(x) * 1e-3, 1e-300);
+    const double w =
+        std::isfinite(width) && width > 0.0 ? 0.1 * width : std::max(std::abs(x) * 1e-3, 1e-300);
     const double e = x < c.range_min ? c.range_min - x : x - c.range_max;
     s_range = limitScore(e / w);
   }
@@ -389,9 +412,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
       last_high_ts_ = ts_ms;
       if (kind == AnomalyKind::kLevelShift &&
           (event_.kind != AnomalyKind::kDrift || alarm_len_ < kDriftRelabelMax) &&
-          event_.kind != AnomalyKind::kRange &&
-          event_.kind != AnomalyKind::kRate && event_.kind != AnomalyKind::kStuck &&
-          event_.kind != AnomalyKind::kSilence)
+          event_.kind != AnomalyKind::kRange && event_.kind != AnomalyKind::kRate &&
+          event_.kind != AnomalyKind::kStuck && event_.kind != AnomalyKind::kSilence)
         event_.kind = AnomalyKind::kLevelShift;
       event_.peak_score = std::max(event_.peak_score, score);
     } else if (++below_ >= c.clear_samples) {
@@ -420,17 +442,18 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   // reference (seasonal profile, normal spread of the level) learns only from readings without
   // any evidence. Both also learn in an alarm's clearing tail, so an alarm never freezes the
   // state that would end it.
-  const double other = warm ? std::max(std::max(std::max(s_spike, s_level), std::max(s_stuck, s_silence)),
-                                       std::max(s_rate, s_range))
-                            : std::max(s_rate, s_range);
+  const double other =
+      warm ? std::max(std::max(std::max(s_spike, s_level), std::max(s_stuck, s_silence)),
+                      std::max(s_rate, s_range))
+           : std::max(s_rate, s_range);
   if (other < c.alarm_off) {
     const double nn = static_cast<double>(n_);
     const double la = std::max(c.level_alpha, 1.0 / nn);
     const double sa = std::max(c.scale_alpha, 1.0 / nn);
     const double rc = clampAbs(resid, kClipSigmas * sigma);
     // Early on sigma is unknown: do not clip the scale's own input until warm.
-    const double ar = warm ? std::min(std::abs(resid), kClipSigmas * sigma / kSigmaPerMad)
-                           : std::abs(resid);
+    const double ar =
+        warm ? std::min(std::abs(resid), kClipSigmas * sigma / kSigmaPerMad) : std::abs(resid);
     if (n_ >= 2 && score < c.alarm_off) mad_ += sa * (ar - mad_);
     if (n_ >= 3 && warm) {
       const double zc = clampAbs(z, 3.0);
@@ -459,9 +482,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     // neighbouring bins, and inflated sigma on densely sampled sensors).
     double rate_min = 1e-3;  // no season: the profile is one long-term mean
     if (c.season_period_s > 0.0 && cadence_s_ > 0.0)
-      rate_min = std::clamp(cadence_s_ * c.season_bins /
-                                (c.season_period_s * c.season_memory_periods),
-                            1e-5, 0.5);
+      rate_min = std::clamp(
+          cadence_s_ * c.season_bins / (c.season_period_s * c.season_memory_periods), 1e-5, 0.5);
     // Weight a bin collects in one period: the cumulative-mean stage ends there.
     const double w_cap = 1.0 / (rate_min * std::max(1.0, c.season_memory_periods));
     const int k = f < 0.5 ? i0 : i1;
