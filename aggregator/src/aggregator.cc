@@ -30,6 +30,8 @@ struct Aggregator::Worker {
   BoundedQueue<Inbound> queue;
   std::thread thread;
   std::string scratch;  // JSON buffer, reused
+  std::unique_ptr<AnomalyStage> stage;  // detectors of this worker's devices
+  std::vector<AnomalyRecord> events;     // reused
 };
 
 AggregatorOptions aggregatorOptionsFrom(const config::Config& cfg) {
@@ -53,11 +55,13 @@ AggregatorOptions aggregatorOptionsFrom(const config::Config& cfg) {
   o.kafka.message_timeout_ms = static_cast<int>(cfg.getInt("kafka.message_timeout_ms"));
   o.kafka.queue_max_messages = static_cast<int>(cfg.getInt("kafka.queue_max_messages"));
   o.kafka.queue_max_kbytes = cfg.getInt("kafka.queue_max_kbytes");
+  o.anomalies = anomalyOptionsFrom(cfg);
   return o;
 }
 
 Aggregator::Aggregator(AggregatorOptions options, metrics::Registry& registry, const Clock& clock)
     : opt_(std::move(options)), registry_(registry), clock_(clock),
+      anomaly_(opt_.anomalies, registry),
       received_(registry.counter("outpost_aggregator_batches_received_total",
                                  "Batch messages received from agents (before verification)")),
       readings_in_(registry.counter("outpost_aggregator_readings_received_total",
@@ -120,6 +124,7 @@ void Aggregator::start() {
   for (size_t i = 0; i < opt_.workers; ++i) {
     auto w = std::make_unique<Worker>(opt_.queue_capacity);
     Worker* raw = w.get();
+    if (anomaly_.enabled()) raw->stage = anomaly_.newStage(opt_.workers);
     registry_.gaugeFunction("outpost_aggregator_queue_depth", "Batches waiting for a worker",
                             [raw] { return static_cast<double>(raw->queue.size()); },
                             {{"worker", std::to_string(i)}});
@@ -129,10 +134,11 @@ void Aggregator::start() {
       for (;;) {
         auto in = raw->queue.pop(std::chrono::milliseconds(200));
         if (in) {
-          process(*in, raw->scratch);
+          process(*in, *raw);
         } else if (stopping_.load() && raw->queue.size() == 0) {
           break;
         }
+        if (raw->stage && raw->queue.size() == 0) pollAnomalies(*raw);
       }
     });
     workers_.push_back(std::move(w));
@@ -175,7 +181,7 @@ bool Aggregator::healthy(std::string& detail) const {
   return started_.load();
 }
 
-void Aggregator::process(Inbound& in, std::string& scratch) {
+void Aggregator::process(Inbound& in, Worker& w) {
   received_.inc();
   // Every key, ack and Kafka message is per device: without an identity from the transport
   // (e.g. the MQTT topic outpost/v1//batch) a batch cannot be accepted, whatever it says.
@@ -217,35 +223,55 @@ void Aggregator::process(Inbound& in, std::string& scratch) {
   }
   dropped_by_agents_.inc(batch.dropped());
 
+  w.events.clear();
+  if (w.stage) w.stage->onBatch(in.device, batch, clock_.monotonicUs(), w.events);
   const BatchJson rendered(batch, opt_.items_per_message);
   const size_t parts = rendered.parts();
+  const size_t total = parts + w.events.size();  // anomaly events gate the ack too
   auto* p = new Pending();
   p->key = key;
   p->reply = in.reply;
   p->readings = n_items;
   p->received_mono_us = clock_.monotonicUs();
-  p->remaining.store(static_cast<int>(parts));
+  p->remaining.store(static_cast<int>(total));
   const std::string epoch_s = std::to_string(key.epoch), seq_s = std::to_string(key.seq),
                     parts_s = std::to_string(parts);
-  std::string& json = scratch;
-  for (size_t i = 0; i < parts; ++i) {
+  std::string& json = w.scratch;
+  for (size_t i = 0; i < total; ++i) {
     json.clear();
-    rendered.appendPart(i, in.received_us, json);
-    auto st = producer_->produce(opt_.readings_topic, key.device, json,
-                                 {{kHeaderDevice, key.device},
-                                  {kHeaderEpoch, epoch_s},
-                                  {kHeaderSeq, seq_s},
-                                  {kHeaderPart, std::to_string(i + 1)},
-                                  {kHeaderParts, parts_s},
-                                  {"content-type", "application/json"}},
-                                 p);
+    Status st;
+    if (i < parts) {
+      rendered.appendPart(i, in.received_us, json);
+      st = producer_->produce(opt_.readings_topic, key.device, json,
+                              {{kHeaderDevice, key.device},
+                               {kHeaderEpoch, epoch_s},
+                               {kHeaderSeq, seq_s},
+                               {kHeaderPart, std::to_string(i + 1)},
+                               {kHeaderParts, parts_s},
+                               {"content-type", "application/json"}},
+                              p);
+    } else {
+      st = anomaly_.produce(*producer_, w.events[i - parts], p, json);
+    }
     if (!st) {
       spdlog::warn("batch {}/{}/{}: {}", key.device, key.epoch, key.seq, st.error().toString());
       p->failed.store(true);
       // Parts never produced will never report: account for them here.
-      const int unproduced = static_cast<int>(parts - i);
+      const int unproduced = static_cast<int>(total - i);
       if (p->remaining.fetch_sub(unproduced, std::memory_order_acq_rel) == unproduced) finish(p);
       return;
+    }
+  }
+}
+
+void Aggregator::pollAnomalies(Worker& w) {
+  w.events.clear();
+  if (!w.stage->poll(clock_.monotonicUs(), w.events)) return;
+  for (const AnomalyRecord& r : w.events) {
+    if (auto st = anomaly_.produce(*producer_, r, &unbatched_tag_, w.scratch); !st) {
+      anomaly_.onUnbatchedDelivery(false);
+      spdlog::warn("anomaly event {}/{} not produced: {}", r.device, r.sensor,
+                   st.error().toString());
     }
   }
 }
@@ -288,8 +314,11 @@ void Aggregator::deadLetter(Inbound& in, const codec::DecodeError& why, const Ba
 }
 
 void Aggregator::onDelivery(const Delivery& d) {
+  if (d.opaque == &unbatched_tag_) return anomaly_.onUnbatchedDelivery(d.ok);
   auto* p = static_cast<Pending*>(d.opaque);
-  if (d.ok) {
+  if (d.ok && d.topic == anomaly_.options().topic) {
+    // An anomaly event of the batch: gates the ack, but is no part of the readings' dedup.
+  } else if (d.ok) {
     const TopicPartition tp{d.topic, d.partition};
     p->parts.emplace_back(tp, d.offset);
     if (!p->key.device.empty()) dedup_->delivered(tp, d.offset);

@@ -1,5 +1,6 @@
 #include "outpost/aggregator/aggregator_config.h"
 
+#include "outpost/aggregator/anomaly_stage.h"
 #include "outpost/common/cli.h"
 #include "outpost/common/mqtt_security.h"
 
@@ -70,6 +71,7 @@ config::Schema buildSchema() {
                "librdkafka queue.buffering.max.messages; when full, intake pauses")
       .integer("kafka.queue_max_kbytes", 1048576, 1024, 2097151,
                "librdkafka queue.buffering.max.kbytes; when full, intake pauses");
+  addDetectSettings(s);
   return s;
 }
 

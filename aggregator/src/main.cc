@@ -20,7 +20,8 @@ namespace {
 
 // `outpost-aggregator detect`: the backtest tool. The very same detectors as the live path, over a
 // CSV file, one output row per input row, no look-ahead.
-int runDetect(const std::string& input, const std::string& output) {
+int runDetect(const std::string& input, const std::string& output,
+              const outpost::detect::DetectorConfig& cfg) {
   using namespace outpost;
   std::ifstream in_file;
   std::istream* in = &std::cin;
@@ -42,7 +43,6 @@ int runDetect(const std::string& input, const std::string& output) {
     }
     out = &out_file;
   }
-  const detect::DetectorConfig cfg;
   auto stats = detect::backtestCsv(*in, *out, cfg);
   out->flush();
   if (!stats) {
@@ -76,8 +76,23 @@ int main(int argc, char** argv) {
       "ignored); writes timestamp,value,anomaly_score,alarm,kind, one row per input row");
   detect_cmd->add_option("-i,--input", detect_input, "Input CSV file, or - for stdin")->required();
   detect_cmd->add_option("-o,--output", detect_output, "Output CSV file (default: stdout)");
+  std::string detect_sensor, detect_device;
+  detect_cmd->add_option("--sensor", detect_sensor,
+                         "Sensor name: selects the [[detect.classes]] entry of --config that the "
+                         "live aggregator would use (default: the [detect] settings)");
+  detect_cmd->add_option("--device", detect_device, "Device id, for classes matched by device");
   CLI11_PARSE(app, argc, argv);
-  if (*detect_cmd) return runDetect(detect_input, detect_output);
+  if (*detect_cmd) {
+    try {
+      // The [detect] table of --config / --set (built-in defaults without them).
+      const AnomalyOptions ao = anomalyOptionsFrom(cli::loadConfig(po, aggregatorSchema()));
+      return runDetect(detect_input, detect_output,
+                       *detectorConfigFor(ao, detect_device, detect_sensor));
+    } catch (const config::ConfigError& e) {
+      std::cerr << "outpost-aggregator: configuration error: " << e.what() << "\n";
+      return 2;
+    }
+  }
 
   const auto& schema = aggregatorSchema();
   if (po.print_reference) {

@@ -52,4 +52,28 @@ if "$BIN" detect --input "$WORK/bad.csv" >/dev/null 2>"$WORK/err.txt"; then
   exit 1
 fi
 grep -qi "timestamp" "$WORK/err.txt" || { echo "FAIL: unclear error: $(cat "$WORK/err.txt")" >&2; exit 1; }
+# The aggregator's [detect] table applies: a sensor class that never alarms (alarm_on = 1) does
+# not alarm at the spike; another sensor name keeps the defaults; a bad class names the key.
+cat >"$WORK/agg.toml" <<'CONF'
+[[detect.classes]]
+name = "insensitive"
+match = "temp*"
+alarm_on = 1.0  # scores reach 1 only for astronomic evidence: this class does not alarm here
+CONF
+"$BIN" --config "$WORK/agg.toml" detect --input "$WORK/in.csv" --sensor temp_1 --output "$WORK/c1.csv" 2>/dev/null
+"$BIN" --config "$WORK/agg.toml" detect --input "$WORK/in.csv" --sensor pressure --output "$WORK/c2.csv" 2>/dev/null
+python3 - "$WORK/c1.csv" "$WORK/c2.csv" <<'PY'
+import csv, sys
+c1 = list(csv.DictReader(open(sys.argv[1])))
+c2 = list(csv.DictReader(open(sys.argv[2])))
+assert c1[2500]["alarm"] == "0", f"class alarm_on = 1 ignored: {c1[2500]}"
+assert c2[2500]["alarm"] == "1", f"defaults not used for an unmatched sensor: {c2[2500]}"
+print("detect uses the [detect] classes of --config")
+PY
+printf '[[detect.classes]]\nname = "x"\nalarm_on = 0.4\nalarm_off = 0.45\n' >"$WORK/badcfg.toml"
+if "$BIN" --config "$WORK/badcfg.toml" detect --input "$WORK/in.csv" >/dev/null 2>"$WORK/err.txt"; then
+  echo "FAIL: an invalid [[detect.classes]] entry was accepted" >&2
+  exit 1
+fi
+grep -q "detect.classes\[0\]" "$WORK/err.txt" || { echo "FAIL: error does not name the key: $(cat "$WORK/err.txt")" >&2; exit 1; }
 echo "PASS: detect CLI"

@@ -35,8 +35,9 @@ Status validateDetectorConfig(const DetectorConfig& c) {
   if (!in(c.cusum_k, 0.0, 100.0)) return bad("cusum_k", c.cusum_k, "0..100");
   if (!in(c.cusum_h, 0.01, 1e6)) return bad("cusum_h", c.cusum_h, "0.01..1e6");
   if (!in(c.drift_z, 0.1, 1e6)) return bad("drift_z", c.drift_z, "0.1..1e6");
-  if (!in(c.drift_var_alpha, 1e-7, 1.0))
-    return bad("drift_var_alpha", c.drift_var_alpha, "(0, 1]");
+  if (!in(c.drift_memory_s, 1.0, 1e9))
+    return bad("drift_memory_s", c.drift_memory_s, "1..1e9 seconds");
+  if (!in(c.drift_tau_s, 0.001, 1e9)) return bad("drift_tau_s", c.drift_tau_s, "0.001..1e9 seconds");
   if (!in(c.season_period_s, 0.0, 1e9))
     return bad("season_period_s", c.season_period_s, "0 (off) or a period in seconds, <= 1e9");
   if (c.season_period_s > 0.0 && c.season_period_s < 0.001)

@@ -11,15 +11,18 @@ static_assert(sizeof(SensorDetector) <= 2048, "per-sensor detector state must st
 namespace {
 
 constexpr double kSigmaPerMad = 1.2533141373155;  // sigma / E|x| for a normal distribution
-constexpr double kClipSigmas = 4.0;                // residuals are clipped here before learning
+constexpr double kClipSigmas = 4.0;               // residuals are clipped here before learning
 constexpr double kRepeatAlpha = 0.01;
 constexpr double kCadenceAlpha = 0.05;
+constexpr uint32_t kDriftRelabelMax = 20;  // a young drift alarm may still turn out a level shift
 
 // q^2 / (1 + q^2): 0.5 at q = 1, strictly increasing, slow to saturate.
 inline double evidenceScore(double q) {
   const double q2 = q * q;
   return q2 / (1.0 + q2);
 }
+// The same from q^2 (saves a square root where the evidence is a ratio of squares).
+inline double evidenceScore2(double q2) { return q2 / (1.0 + q2); }
 // Hard limits: 0 inside, 0.5 at the limit, rising with the relative excess.
 inline double limitScore(double excess) { return 0.5 + 0.5 * evidenceScore(excess); }
 
@@ -36,61 +39,97 @@ float median(const float* v, uint32_t n) {
 
 const char* kindName(AnomalyKind kind) {
   switch (kind) {
-    case AnomalyKind::kNone: return "";
-    case AnomalyKind::kSpike: return "spike";
-    case AnomalyKind::kDip: return "dip";
-    case AnomalyKind::kLevelShift: return "level_shift";
-    case AnomalyKind::kDrift: return "drift";
-    case AnomalyKind::kStuck: return "stuck";
-    case AnomalyKind::kRate: return "rate";
-    case AnomalyKind::kRange: return "range";
-    case AnomalyKind::kSilence: return "silence";
+    case AnomalyKind::kNone:
+      return "";
+    case AnomalyKind::kSpike:
+      return "spike";
+    case AnomalyKind::kDip:
+      return "dip";
+    case AnomalyKind::kLevelShift:
+      return "level_shift";
+    case AnomalyKind::kDrift:
+      return "drift";
+    case AnomalyKind::kStuck:
+      return "stuck";
+    case AnomalyKind::kRate:
+      return "rate";
+    case AnomalyKind::kRange:
+      return "range";
+    case AnomalyKind::kSilence:
+      return "silence";
   }
   return "";
 }
 
 const char* detectorName(AnomalyKind kind) {
   switch (kind) {
-    case AnomalyKind::kNone: return "";
+    case AnomalyKind::kNone:
+      return "";
     case AnomalyKind::kSpike:
-    case AnomalyKind::kDip: return "robust_ewma_z";
-    case AnomalyKind::kLevelShift: return "cusum";
-    case AnomalyKind::kDrift: return "seasonal_level_drift";
-    case AnomalyKind::kStuck: return "stuck_run";
-    case AnomalyKind::kRate: return "rate_limit";
-    case AnomalyKind::kRange: return "range_limit";
-    case AnomalyKind::kSilence: return "cadence_silence";
+    case AnomalyKind::kDip:
+      return "robust_ewma_z";
+    case AnomalyKind::kLevelShift:
+      return "cusum";
+    case AnomalyKind::kDrift:
+      return "seasonal_level_drift";
+    case AnomalyKind::kStuck:
+      return "stuck_run";
+    case AnomalyKind::kRate:
+      return "rate_limit";
+    case AnomalyKind::kRange:
+      return "range_limit";
+    case AnomalyKind::kSilence:
+      return "cadence_silence";
   }
   return "";
 }
 
-SensorDetector::SensorDetector(const DetectorConfig* cfg) : cfg_(cfg) {}
+SensorDetector::SensorDetector(const DetectorConfig* cfg) : cfg_(cfg) {
+  if (cfg->season_period_s > 0.0 && cfg->season_bins > 1) {
+    period_ms_ = std::max<int64_t>(1, static_cast<int64_t>(cfg->season_period_s * 1000.0));
+    bins_per_ms_ = static_cast<double>(cfg->season_bins) / static_cast<double>(period_ms_);
+  }
+}
 
-double SensorDetector::seasonal(int64_t ts_ms, int* i0, int* i1, double* f) const {
-  const DetectorConfig& c = *cfg_;
-  const int bins = static_cast<int>(c.season_bins);
-  if (c.season_period_s <= 0.0 || bins <= 1) {
+double SensorDetector::interpolate(int a, int b, double f) const {
+  const bool ha = profile_w_[a] > 0.0f, hb = profile_w_[b] > 0.0f;
+  if (ha && hb) return (1.0 - f) * profile_[a] + f * profile_[b];
+  if (ha) return profile_[a];
+  if (hb) return profile_[b];
+  return last_profile_;
+}
+
+double SensorDetector::seasonal(int64_t ts_ms, int* i0, int* i1, double* f) {
+  if (period_ms_ == 0) {
     *i0 = *i1 = 0;
     *f = 0.0;
     return profile_w_[0] > 0.0f ? profile_[0] : last_profile_;
   }
-  const int64_t period_ms = static_cast<int64_t>(c.season_period_s * 1000.0);
-  int64_t ph = ts_ms % period_ms;
-  if (ph < 0) ph += period_ms;
-  const double u = static_cast<double>(ph) * bins / static_cast<double>(period_ms) - 0.5;
-  double fl = std::floor(u);
-  int a = static_cast<int>(fl);
-  *f = u - fl;
+  // Phase in [0, period): from the previous phase when the step is short (the usual case),
+  // otherwise by division.
+  int64_t ph;
+  const int64_t step = ts_ms - phase_ts_;
+  if (phase_ms_ >= 0 && step >= 0 && step < period_ms_) {
+    ph = phase_ms_ + step;
+    if (ph >= period_ms_) ph -= period_ms_;
+  } else {
+    ph = ts_ms % period_ms_;
+    if (ph < 0) ph += period_ms_;
+  }
+  phase_ts_ = ts_ms;
+  phase_ms_ = ph;
+  const int bins = static_cast<int>(cfg_->season_bins);
+  const double u = static_cast<double>(ph) * bins_per_ms_ + 0.5;  // >= 0.5: truncation = floor
+  int a = static_cast<int>(u);
+  *f = u - a;
+  a -= 1;  // the bin centre at or before the phase
   if (a < 0) a += bins;
+  if (a >= bins) a -= bins;
   int b = a + 1;
   if (b >= bins) b -= bins;
   *i0 = a;
   *i1 = b;
-  const bool ha = profile_w_[a] > 0.0f, hb = profile_w_[b] > 0.0f;
-  if (ha && hb) return (1.0 - *f) * profile_[a] + *f * profile_[b];
-  if (ha) return profile_[a];
-  if (hb) return profile_[b];
-  return last_profile_;
+  return interpolate(a, b, *f);
 }
 
 void SensorDetector::raiseOrExtend(int64_t ts_ms, double value, double score, AnomalyKind kind,
@@ -113,17 +152,26 @@ void SensorDetector::raiseOrExtend(int64_t ts_ms, double value, double score, An
     // shift. Drift never relabels an open event (it follows most other events).
     auto rank = [](AnomalyKind k) {
       switch (k) {
-        case AnomalyKind::kRange: return 5;
-        case AnomalyKind::kRate: return 4;
+        case AnomalyKind::kRange:
+          return 5;
+        case AnomalyKind::kRate:
+          return 4;
         case AnomalyKind::kSilence:
-        case AnomalyKind::kStuck: return 3;
-        case AnomalyKind::kLevelShift: return 2;
+        case AnomalyKind::kStuck:
+          return 3;
+        case AnomalyKind::kLevelShift:
+          return 2;
         case AnomalyKind::kSpike:
-        case AnomalyKind::kDip: return 1;
-        default: return 0;
+        case AnomalyKind::kDip:
+          return 1;
+        default:
+          return 0;
       }
     };
-    if (kind != AnomalyKind::kDrift && rank(kind) > rank(event_.kind)) event_.kind = kind;
+    const bool settled_drift = event_.kind == AnomalyKind::kDrift &&
+                               alarm_len_ >= kDriftRelabelMax && kind == AnomalyKind::kLevelShift;
+    if (kind != AnomalyKind::kDrift && rank(kind) > rank(event_.kind) && !settled_drift)
+      event_.kind = kind;
   }
   last_high_ts_ = ts_ms;
 }
@@ -136,7 +184,11 @@ void SensorDetector::endAlarm(DetectResult* r) {
   if (event_.kind == AnomalyKind::kLevelShift || event_.kind == AnomalyKind::kDrift) {
     // Accept the current level as the new normal.
     off_ += base_;
+    slow_ = 0.0;
     base_ = 0.0;
+    // The local level is still settling on the new level: the drift detector waits, and the
+    // settled level is accepted when the wait ends.
+    settle_until_ms_ = last_high_ts_ + static_cast<int64_t>(4.0 * cfg_->drift_tau_s * 1000.0);
     g_pos_ = g_neg_ = 0.0;
   }
 }
@@ -155,12 +207,16 @@ DetectResult SensorDetector::poll(int64_t now_ms) {
   r.score = evidenceScore(q);
   r.kind = AnomalyKind::kSilence;
   const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (alarm_ && event_.kind != AnomalyKind::kSilence) {
+    // The open alarm (e.g. a level shift) ends where its evidence did; the silence is new.
+    endAlarm(&r);
+    prev_event_ = event_;
+    r.replaced = true;
+  }
   if (!alarm_) {
     raiseOrExtend(now_ms, nan, r.score, AnomalyKind::kSilence, nan, nan, &r);
   } else {
     event_.peak_score = std::max(event_.peak_score, r.score);
-    if (event_.kind != AnomalyKind::kSilence && event_.kind != AnomalyKind::kRange)
-      event_.kind = AnomalyKind::kSilence;
     last_high_ts_ = now_ms;
   }
   below_ = 0;
@@ -211,8 +267,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   // --- Silence (the gap that ended with this reading) and cadence.
   double s_silence = 0.0;
   if (c.enable_silence && n_ >= 3) {
-    const double thr = std::max(c.silence_factor * cadence_s_,
-                                cadence_s_ + c.silence_dev_factor * cadence_dev_s_);
+    const double thr =
+        std::max(c.silence_factor * cadence_s_, cadence_s_ + c.silence_dev_factor * cadence_dev_s_);
     if (thr > 0.0 && dt >= thr) s_silence = evidenceScore(dt / thr);
   }
 
@@ -220,8 +276,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   double s_range = 0.0;
   if (x < c.range_min || x > c.range_max) {
     const double width = c.range_max - c.range_min;
-    const double w = std::isfinite(width) && width > 0.0 ? 0.1 * width
-                                                         : std::max(std::abs(x) * 1e-3, 1e-300);
+    const double w =
+        std::isfinite(width) && width > 0.0 ? 0.1 * width : std::max(std::abs(x) * 1e-3, 1e-300);
     const double e = x < c.range_min ? c.range_min - x : x - c.range_max;
     s_range = limitScore(e / w);
   }
@@ -231,6 +287,12 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     if (rate > c.max_rate_per_s) s_rate = limitScore(rate / c.max_rate_per_s - 1.0);
   }
 
+  if (settle_until_ms_ != 0 && ts_ms >= settle_until_ms_) {
+    off_ += slow_;
+    base_ -= slow_;
+    slow_ = 0.0;
+    settle_until_ms_ = 0;
+  }
   // --- Baseline prediction.
   int i0, i1;
   double f;
@@ -248,7 +310,7 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   double s_spike = 0.0;
   bool run_shift = false;
   const bool outlier = std::abs(z) >= c.spike_z;
-  if (c.enable_spike && n_ >= 3) s_spike = evidenceScore(std::abs(z) / c.spike_z);
+  if (c.enable_spike && n_ >= 3) s_spike = evidenceScore2(z * z / (c.spike_z * c.spike_z));
   if (outlier) {
     const int8_t sign = z > 0 ? 1 : -1;
     if (sign != run_sign_) run_len_ = 0;
@@ -273,13 +335,25 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     if (armed) s_level = evidenceScore(std::max(g_pos_, g_neg_) / c.cusum_h);
   }
 
-  // --- Drift: local level against the seasonal reference, in units of its normal spread.
+  // --- Drift: the slow level (drift_tau_s) against the seasonal reference, in units of the slow
+  // level's normal spread (learned in time, drift_memory_s, winsorised).
   double s_drift = 0.0;
   const bool event_is_shift = alarm_ && event_.kind == AnomalyKind::kLevelShift;
-  if (c.enable_drift && armed && learn_n_ > 0 && !event_is_shift) {
-    const double a = c.level_alpha;
-    const double sd = std::max(std::sqrt(base_var_), sigma * std::sqrt(a / (2.0 - a)));
-    s_drift = evidenceScore(std::abs(base_) / (c.drift_z * sd));
+  // The spread of the slow level is learned once the seasonal profile is (armed), over at least
+  // 4 time constants of the slow level before the drift detector may alarm.
+  const bool settling = settle_until_ms_ != 0;
+  if (c.enable_drift && armed && learn_s_ >= 4.0 * c.drift_tau_s && !event_is_shift && !settling) {
+    // Floor: the spread of the slow level for white noise of this sigma, correlation included.
+    const double w = std::min(std::max(cadence_s_, 1e-3) / c.drift_tau_s, 1.0);
+    const double floor_var = sigma * sigma * (w / (2.0 - w) * (1.0 + rho_) / (1.0 - rho_));
+    const double var = std::max(base_var_, floor_var);
+    s_drift = evidenceScore2(slow_ * slow_ / (c.drift_z * c.drift_z * var));
+  }
+  {
+    // Slow level: the clipped deseasonalised value averaged over drift_tau_s (in time).
+    const double yc = base_ + clampAbs(resid, kClipSigmas * sigma);
+    const double w = std::max(std::min(dt / c.drift_tau_s, 1.0), 1.0 / static_cast<double>(n_));
+    slow_ = settling ? base_ : slow_ + w * (yc - slow_);
   }
 
   // --- Stuck: probability of this run of unchanged values under the normal repeat rate.
@@ -320,7 +394,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
       take(s_stuck, AnomalyKind::kStuck);
       take(s_silence, AnomalyKind::kSilence);
     } else {
-      score = std::max({score, s_spike, s_level, s_drift, s_stuck, s_silence});
+      score = std::max(std::max(std::max(score, s_spike), std::max(s_level, s_drift)),
+                       std::max(s_stuck, s_silence));
     }
   }
   if (score < c.alarm_off && kind != AnomalyKind::kRange && kind != AnomalyKind::kRate)
@@ -335,9 +410,10 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     if (score >= c.alarm_off) {
       below_ = 0;
       last_high_ts_ = ts_ms;
-      if (kind == AnomalyKind::kLevelShift && event_.kind != AnomalyKind::kRange &&
-          event_.kind != AnomalyKind::kRate && event_.kind != AnomalyKind::kStuck &&
-          event_.kind != AnomalyKind::kSilence)
+      if (kind == AnomalyKind::kLevelShift &&
+          (event_.kind != AnomalyKind::kDrift || alarm_len_ < kDriftRelabelMax) &&
+          event_.kind != AnomalyKind::kRange && event_.kind != AnomalyKind::kRate &&
+          event_.kind != AnomalyKind::kStuck && event_.kind != AnomalyKind::kSilence)
         event_.kind = AnomalyKind::kLevelShift;
       event_.peak_score = std::max(event_.peak_score, score);
     } else if (++below_ >= c.clear_samples) {
@@ -366,16 +442,18 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   // reference (seasonal profile, normal spread of the level) learns only from readings without
   // any evidence. Both also learn in an alarm's clearing tail, so an alarm never freezes the
   // state that would end it.
-  const double other = warm ? std::max({s_spike, s_level, s_stuck, s_silence, s_rate, s_range})
-                            : std::max(s_rate, s_range);
+  const double other =
+      warm ? std::max(std::max(std::max(s_spike, s_level), std::max(s_stuck, s_silence)),
+                      std::max(s_rate, s_range))
+           : std::max(s_rate, s_range);
   if (other < c.alarm_off) {
     const double nn = static_cast<double>(n_);
     const double la = std::max(c.level_alpha, 1.0 / nn);
     const double sa = std::max(c.scale_alpha, 1.0 / nn);
     const double rc = clampAbs(resid, kClipSigmas * sigma);
     // Early on sigma is unknown: do not clip the scale's own input until warm.
-    const double ar = warm ? std::min(std::abs(resid), kClipSigmas * sigma / kSigmaPerMad)
-                           : std::abs(resid);
+    const double ar =
+        warm ? std::min(std::abs(resid), kClipSigmas * sigma / kSigmaPerMad) : std::abs(resid);
     if (n_ >= 2 && score < c.alarm_off) mad_ += sa * (ar - mad_);
     if (n_ >= 3 && warm) {
       const double zc = clampAbs(z, 3.0);
@@ -387,39 +465,40 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     p_repeat_ += kRepeatAlpha * ((repeat ? 1.0 : 0.0) - p_repeat_);
   }
   if (score < c.alarm_off) {
-    if (warm) {
+    if (armed) {
       ++learn_n_;
-      const double va = std::max(c.drift_var_alpha, 1.0 / learn_n_);
-      base_var_ += va * (base_ * base_ - base_var_);
+      learn_s_ += dt;
+      // In time, not readings; winsorised at 2 sd (x 1/0.9, the bias that leaves for a normal
+      // level), so a drift does not teach the reference that large offsets are normal.
+      const double va = std::max(std::min(dt / c.drift_memory_s, 0.5), 1.0 / learn_n_);
+      const double l2 =
+          learn_n_ > 30 ? std::min(slow_ * slow_, 4.0 * base_var_) / 0.9 : slow_ * slow_;
+      base_var_ += va * (l2 - base_var_);
     }
-    // Seasonal profile: cumulative mean per bin during the first period, then forgetting with
-    // a time constant of season_memory_periods.
-    const double e = clampAbs(x - off_ - prof, kClipSigmas * sigma);
+    // Seasonal profile: each bin is the mean of x - off over the readings nearest to its centre
+    // (cumulative during the first period, then forgetting with a time constant of
+    // season_memory_periods); the prediction interpolates between bin centres. A plain mean per
+    // bin cannot oscillate (learning every bin from the interpolated error did, between
+    // neighbouring bins, and inflated sigma on densely sampled sensors).
     double rate_min = 1e-3;  // no season: the profile is one long-term mean
     if (c.season_period_s > 0.0 && cadence_s_ > 0.0)
-      rate_min = std::clamp(cadence_s_ * c.season_bins /
-                                (c.season_period_s * c.season_memory_periods),
-                            1e-5, 0.5);
+      rate_min = std::clamp(
+          cadence_s_ * c.season_bins / (c.season_period_s * c.season_memory_periods), 1e-5, 0.5);
     // Weight a bin collects in one period: the cumulative-mean stage ends there.
     const double w_cap = 1.0 / (rate_min * std::max(1.0, c.season_memory_periods));
-    auto learnBin = [&](int i, double wt) {
-      if (wt <= 0.0) return;
-      if (profile_w_[i] <= 0.0f) {
-        profile_[i] = prof + e;
-        profile_w_[i] = static_cast<float>(wt);
-        return;
-      }
-      const double w = profile_w_[i];
-      profile_[i] += (w < w_cap ? wt / (w + wt) : wt * rate_min) * e;
-      profile_w_[i] = static_cast<float>(std::min(w + wt, 1e9));
-    };
-    learnBin(i0, 1.0 - f);
-    if (i1 != i0) learnBin(i1, f);
-    int j0, j1;
-    double g;
-    const double prof_new = seasonal(ts_ms, &j0, &j1, &g);
+    const int k = f < 0.5 ? i0 : i1;
+    if (profile_w_[k] <= 0.0f) {
+      profile_[k] = prof;  // starts from the current prediction, then learns
+      profile_w_[k] = 1.0f;
+    }
+    const double w = profile_w_[k];
+    const double e = clampAbs(x - off_ - profile_[k], kClipSigmas * sigma);
+    profile_[k] += (w < w_cap ? 1.0 / (w + 1.0) : rate_min) * e;
+    profile_w_[k] = static_cast<float>(std::min(w + 1.0, 1e9));
+    const double prof_new = interpolate(i0, i1, f);  // only bin k changed
     // What the profile learned moves out of the local level: the prediction stays continuous.
     base_ -= prof_new - prof;
+    slow_ -= prof_new - prof;
     last_profile_ = prof_new;
   }
   if (dt > 0.0 && s_silence < c.alarm_off) {

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "outpost/aggregator/anomaly_stage.h"
 #include "outpost/aggregator/dedup_store.h"
 #include "outpost/aggregator/kafka.h"
 #include "outpost/common/bounded_queue.h"
@@ -53,6 +54,7 @@ struct AggregatorOptions {
   int64_t recovery_max_messages = 1000000;
   int recovery_timeout_ms = 60000;
   KafkaOptions kafka;
+  AnomalyOptions anomalies;  // [detect]
 };
 
 AggregatorOptions aggregatorOptionsFrom(const config::Config& cfg);
@@ -72,12 +74,14 @@ class Aggregator {
   void stop();
 
   bool healthy(std::string& detail) const;
+  // Live anomaly detection: add observers (AnomalyDetection::addObserver) before start().
+  AnomalyDetection& anomalies() { return anomaly_; }
 
  private:
   struct Pending;
   struct Worker;
-  // `scratch`: the worker's reusable JSON buffer.
-  void process(Inbound& in, std::string& scratch);
+  void process(Inbound& in, Worker& w);
+  void pollAnomalies(Worker& w);  // silence timer
   void deadLetter(Inbound& in, const codec::DecodeError& why, const BatchKey* key);
   void onDelivery(const Delivery& d);
   void finish(Pending* p);
@@ -86,6 +90,8 @@ class Aggregator {
   AggregatorOptions opt_;
   metrics::Registry& registry_;
   const Clock& clock_;
+  AnomalyDetection anomaly_;
+  char unbatched_tag_ = 0;  // delivery-report opaque of events produced without a batch
   std::unique_ptr<DedupStore> dedup_;
   std::unique_ptr<KafkaProducer> producer_;
   std::vector<std::unique_ptr<Worker>> workers_;

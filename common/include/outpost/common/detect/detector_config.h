@@ -38,7 +38,12 @@ struct DetectorConfig {
 
   // --- Drift: local level vs. the long-term seasonal reference ---
   double drift_z = 5.0;         // level offset / its own normal spread at which the score is 0.5
-  double drift_var_alpha = 0.002;  // EWMA weight of the level's normal spread
+  // Time constant (seconds) of the level's normal spread. In time, not readings, so a densely
+  // sampled sensor does not learn a slow drift as normal spread.
+  double drift_memory_s = 86400.0;
+  // Time constant (seconds) of the slow level the drift detector watches: averages the noise out,
+  // so the drift is measured against the spread of slow changes only.
+  double drift_tau_s = 1800.0;
 
   // --- Seasonality: profile over one period, linear interpolation between bins ---
   double season_period_s = 86400.0;  // 0 disables the profile

@@ -69,6 +69,9 @@ struct DetectResult {
   bool valid = true;  // false: NaN/inf value or timestamp older than the previous reading
   double expected_lo = 0.0;  // expected range for this reading (before it was seen)
   double expected_hi = 0.0;
+  // poll() only: an open alarm of another kind was ended (previousEvent()) before this silence
+  // alarm was raised - a device going offline is its own event.
+  bool replaced = false;
 };
 
 class SensorDetector {
@@ -82,22 +85,33 @@ class SensorDetector {
 
   // Checks for silence at wall time `now_ms` without a reading; call it periodically (e.g. every
   // few seconds per worker). Raises a silence alarm when the gap since the last reading exceeds
-  // the cadence threshold. Never ends an alarm (only readings do).
+  // the cadence threshold; an open alarm of another kind is ended first (result.replaced). Never
+  // ends a silence alarm (only readings do).
   DetectResult poll(int64_t now_ms);
 
   bool alarmActive() const { return alarm_; }
   // The open event while alarmActive(); otherwise the last ended event.
   const AnomalyEvent& event() const { return event_; }
+  // The event a silence alarm replaced (DetectResult::replaced).
+  const AnomalyEvent& previousEvent() const { return prev_event_; }
   uint64_t validReadings() const { return n_; }
+  const DetectorConfig* config() const { return cfg_; }
 
  private:
 
   void raiseOrExtend(int64_t ts_ms, double value, double score, AnomalyKind kind, double lo,
                      double hi, DetectResult* r);
   void endAlarm(DetectResult* r);
-  double seasonal(int64_t ts_ms, int* i0, int* i1, double* f) const;
+  double seasonal(int64_t ts_ms, int* i0, int* i1, double* f);
+  double interpolate(int i0, int i1, double f) const;
 
   const DetectorConfig* cfg_;
+  // From the config, computed once: the season period and bins per millisecond.
+  int64_t period_ms_ = 0;
+  double bins_per_ms_ = 0.0;
+  // Phase of the last reading: the next phase is found by adding the interval (no division).
+  int64_t phase_ts_ = 0;
+  int64_t phase_ms_ = -1;
   // Time and cadence.
   int64_t first_ts_ = 0;
   int64_t last_ts_ = 0;
@@ -109,7 +123,8 @@ class SensorDetector {
   double off_ = 0.0;    // accepted level (moves when a level shift is accepted)
   double base_ = 0.0;   // local level of the deseasonalised value
   double mad_ = 0.0;    // EWMA of |residual|; sigma = 1.2533 * mad_
-  double base_var_ = 0.0;  // EWMA of base_^2 in normal operation (drift reference spread)
+  double slow_ = 0.0;      // slow level (time constant drift_tau_s) of the deseasonalised value
+  double base_var_ = 0.0;  // EWMA of slow_^2 in normal operation (drift reference spread)
   double last_profile_ = 0.0;
   // CUSUM.
   double g_pos_ = 0.0;
@@ -121,6 +136,8 @@ class SensorDetector {
   double stuck_surprise_ = 0.0;
   uint64_t n_ = 0;  // valid readings
   uint32_t learn_n_ = 0;  // readings the drift spread has learned from
+  double learn_s_ = 0.0;  // seconds of data it has learned from
+  int64_t settle_until_ms_ = 0;  // after an accepted level: drift off, then the level re-accepted
   uint32_t stuck_len_ = 0;
   uint32_t run_len_ = 0;  // consecutive outliers on one side
   uint32_t below_ = 0;    // consecutive readings below alarm_off while the alarm is active
@@ -129,6 +146,7 @@ class SensorDetector {
   bool alarm_ = false;
   float run_y_[8] = {};
   AnomalyEvent event_;
+  AnomalyEvent prev_event_;
   // Seasonal profile (relative to off_) and the weight each bin has learned from.
   double profile_[kMaxSeasonBins] = {};
   float profile_w_[kMaxSeasonBins] = {};

@@ -1,0 +1,490 @@
+#include "outpost/aggregator/anomaly_stage.h"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "outpost/aggregator/json.h"
+#include "outpost/aggregator/kafka.h"
+
+namespace outpost::aggregator {
+namespace {
+
+using detect::AnomalyKind;
+using detect::DetectorConfig;
+
+// One DetectorConfig field in the settings table: [detect] declares it with the built-in
+// default, [[detect.classes]] entries override it when set.
+struct Field {
+  const char* name;
+  double DetectorConfig::*d = nullptr;
+  uint32_t DetectorConfig::*u = nullptr;
+  bool DetectorConfig::*b = nullptr;
+  double min = 0, max = 0;
+  const char* description;
+};
+
+constexpr double kNoLimit = 1e300;  // |range_min|, |range_max| at or beyond this: no limit
+
+const std::vector<Field>& fields() {
+  static const std::vector<Field> f = {
+      {"alarm_on", &DetectorConfig::alarm_on, nullptr, nullptr, 0.01, 1,
+       "Combined score that raises an alarm"},
+      {"alarm_off", &DetectorConfig::alarm_off, nullptr, nullptr, 0, 1,
+       "An open alarm counts readings below this score (hysteresis; <= alarm_on)"},
+      {"clear_samples", nullptr, &DetectorConfig::clear_samples, nullptr, 1, 100000,
+       "An alarm ends after this many consecutive readings below alarm_off (hold-off)"},
+      {"warmup_samples", nullptr, &DetectorConfig::warmup_samples, nullptr, 3, 1000000,
+       "No alarm except range/rate before this many valid readings"},
+      {"accept_after_samples", nullptr, &DetectorConfig::accept_after_samples, nullptr, 1, 1e9,
+       "A level_shift/drift alarm longer than this many readings ends; its level becomes "
+       "the norm"},
+      {"level_alpha", &DetectorConfig::level_alpha, nullptr, nullptr, 1e-6, 1,
+       "EWMA weight of the local level"},
+      {"scale_alpha", &DetectorConfig::scale_alpha, nullptr, nullptr, 1e-6, 1,
+       "EWMA weight of the robust scale (mean absolute residual)"},
+      {"spike_z", &DetectorConfig::spike_z, nullptr, nullptr, 0.5, 1e6,
+       "Residual in robust sigmas at which the spike/dip score is 0.5"},
+      {"spike_max_len", nullptr, &DetectorConfig::spike_max_len, nullptr, 1, 7,
+       "A run of outliers on one side longer than this is a level shift"},
+      {"cusum_k", &DetectorConfig::cusum_k, nullptr, nullptr, 0, 100, "CUSUM slack, in sigmas"},
+      {"cusum_h", &DetectorConfig::cusum_h, nullptr, nullptr, 0.01, 1e6,
+       "Cumulated sigmas at which the level-shift score is 0.5"},
+      {"drift_z", &DetectorConfig::drift_z, nullptr, nullptr, 0.1, 1e6,
+       "Level offset / its normal spread at which the drift score is 0.5"},
+      {"drift_memory_s", &DetectorConfig::drift_memory_s, nullptr, nullptr, 1, 1e9,
+       "Time constant of the level's normal spread (the drift reference), seconds"},
+      {"drift_tau_s", &DetectorConfig::drift_tau_s, nullptr, nullptr, 0.001, 1e9,
+       "Time constant of the slow level the drift detector compares with the reference, seconds"},
+      {"season_period_s", &DetectorConfig::season_period_s, nullptr, nullptr, 0, 1e9,
+       "Seasonal period in seconds (a daily cycle: 86400); 0 disables the seasonal profile"},
+      {"season_bins", nullptr, &DetectorConfig::season_bins, nullptr, 1, detect::kMaxSeasonBins,
+       "Bins of the seasonal profile"},
+      {"season_memory_periods", &DetectorConfig::season_memory_periods, nullptr, nullptr, 0.1, 1e6,
+       "The seasonal profile forgets with this time constant, in periods"},
+      {"stuck_surprise", &DetectorConfig::stuck_surprise, nullptr, nullptr, 0.1, 1e6,
+       "Surprise (-ln probability) of a run of unchanged values, given the normal repeat rate, at "
+       "which the stuck score is 0.5"},
+      {"stuck_min_samples", nullptr, &DetectorConfig::stuck_min_samples, nullptr, 2, 1e9,
+       "Never stuck with fewer unchanged readings than this"},
+      {"stuck_tolerance", &DetectorConfig::stuck_tolerance, nullptr, nullptr, 0, 1e300,
+       "A change of at most this counts as unchanged (0: exactly equal)"},
+      {"silence_factor", &DetectorConfig::silence_factor, nullptr, nullptr, 1, 1e6,
+       "Silence: a gap of at least this many usual intervals ..."},
+      {"silence_dev_factor", &DetectorConfig::silence_dev_factor, nullptr, nullptr, 0, 1e6,
+       "... and at least the usual interval + this many mean interval deviations"},
+      {"range_min", &DetectorConfig::range_min, nullptr, nullptr, -kNoLimit, kNoLimit,
+       "Lowest physically valid value (-1e300: no limit)"},
+      {"range_max", &DetectorConfig::range_max, nullptr, nullptr, -kNoLimit, kNoLimit,
+       "Highest physically valid value (1e300: no limit)"},
+      {"max_rate_per_s", &DetectorConfig::max_rate_per_s, nullptr, nullptr, 0, 1e300,
+       "Absolute change per second above this is a rate anomaly (0: off)"},
+      {"enable_spike", nullptr, nullptr, &DetectorConfig::enable_spike, 0, 0,
+       "Spike and dip detector on"},
+      {"enable_level_shift", nullptr, nullptr, &DetectorConfig::enable_level_shift, 0, 0,
+       "Level-shift detector (CUSUM) on"},
+      {"enable_drift", nullptr, nullptr, &DetectorConfig::enable_drift, 0, 0, "Drift detector on"},
+      {"enable_stuck", nullptr, nullptr, &DetectorConfig::enable_stuck, 0, 0,
+       "Stuck-sensor detector on"},
+      {"enable_silence", nullptr, nullptr, &DetectorConfig::enable_silence, 0, 0,
+       "Silence (device or sensor offline) detector on"},
+  };
+  return f;
+}
+
+void declareFields(config::Schema& s, const std::string& prefix, const std::string& what) {
+  const DetectorConfig def;
+  for (const Field& f : fields()) {
+    const std::string key = prefix + f.name;
+    const std::string desc = what + f.description;
+    if (f.d) {
+      double v = def.*f.d;
+      if (std::isinf(v)) v = v > 0 ? kNoLimit : -kNoLimit;
+      s.real(key, v, f.min, f.max, desc);
+    } else if (f.u) {
+      s.integer(key, def.*f.u, static_cast<int64_t>(f.min), static_cast<int64_t>(f.max), desc);
+    } else {
+      s.boolean(key, def.*f.b, desc);
+    }
+  }
+}
+
+// Copies the fields set in `c` (all of them when `all`) into `out`.
+void readFields(const config::Config& c, const std::string& prefix, bool all, DetectorConfig& out) {
+  for (const Field& f : fields()) {
+    const std::string key = prefix + f.name;
+    if (!all && !c.isSet(key)) continue;
+    if (f.d) {
+      double v = c.getDouble(key);
+      if (f.d == &DetectorConfig::range_min && v <= -kNoLimit) v = -HUGE_VAL;
+      if (f.d == &DetectorConfig::range_max && v >= kNoLimit) v = HUGE_VAL;
+      out.*f.d = v;
+    } else if (f.u) {
+      out.*f.u = static_cast<uint32_t>(c.getInt(key));
+    } else {
+      out.*f.b = c.getBool(key);
+    }
+  }
+}
+
+bool globMatch(const std::string& pattern, std::string_view s) {
+  if (pattern == "*") return true;
+  const std::string str(s);
+  return fnmatch(pattern.c_str(), str.c_str(), 0) == 0;
+}
+
+int kindIndex(AnomalyKind k) { return static_cast<int>(k); }
+
+}  // namespace
+
+void addDetectSettings(config::Schema& s) {
+  s.boolean("detect.enabled", true,
+            "Run the anomaly detectors on every reading and publish alarms to "
+            "kafka.anomalies_topic")
+      .string("kafka.anomalies_topic", "outpost.anomalies",
+              "Topic for anomaly events (JSON, key = device; docs/detection.md)")
+      .integer("detect.max_sensors", 100000, 16, 100000000,
+               "Tracked (device, sensor) detectors, all workers together (~1.5 KB each); beyond "
+               "it the least recently seen is evicted (counted)")
+      .integer("detect.poll_interval_ms", 1000, 10, 600000,
+               "How often each worker checks every tracked sensor for silence");
+  declareFields(s, "detect.", "");
+  auto item = std::make_shared<config::Schema>("detect class");
+  item->requiredString("name", "Name of the sensor class (in messages)")
+      .string("match", "*", "fnmatch(3) glob on the sensor name, e.g. \"temp*\"")
+      .string("device", "*", "fnmatch(3) glob on the device id");
+  declareFields(*item, "", "Override (default: the [detect] value): ");
+  s.tableArray("detect.classes", item,
+               "Per-sensor-class detector settings: the first entry whose globs match a sensor "
+               "applies; keys not set keep the [detect] value");
+}
+
+AnomalyOptions anomalyOptionsFrom(const config::Config& cfg) {
+  AnomalyOptions o;
+  o.enabled = cfg.getBool("detect.enabled");
+  o.topic = cfg.getString("kafka.anomalies_topic");
+  o.max_sensors = static_cast<size_t>(cfg.getInt("detect.max_sensors"));
+  o.poll_interval_ms = static_cast<int>(cfg.getInt("detect.poll_interval_ms"));
+  readFields(cfg, "detect.", true, o.defaults);
+  if (auto st = detect::validateDetectorConfig(o.defaults); !st) {
+    throw config::ConfigError("[detect]: " + st.error().message());
+  }
+  const auto& items = cfg.items("detect.classes");
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string where = "detect.classes[" + std::to_string(i) + "]";
+    SensorClass c;
+    c.name = items[i].getString("name");
+    c.match = items[i].getString("match");
+    c.device = items[i].getString("device");
+    if (c.match.empty() || c.device.empty()) {
+      throw config::ConfigError(where + " ('" + c.name +
+                                "'): match and device must be non-empty globs (\"*\" = any)");
+    }
+    c.cfg = o.defaults;
+    readFields(items[i], "", false, c.cfg);
+    if (auto st = detect::validateDetectorConfig(c.cfg); !st) {
+      throw config::ConfigError(where + " ('" + c.name + "'): " + st.error().message());
+    }
+    o.classes.push_back(std::move(c));
+  }
+  return o;
+}
+
+void appendAnomalyJson(const AnomalyRecord& r, std::string& out) {
+  out += "{\"device\":";
+  appendJsonString(out, r.device);
+  out += ",\"sensor\":";
+  appendJsonString(out, r.sensor);
+  out += ",\"kind\":\"";
+  out += detect::kindName(r.kind);
+  out += "\",\"detector\":\"";
+  out += detect::detectorName(r.kind);
+  out += r.ended ? "\",\"state\":\"ended\"" : "\",\"state\":\"open\"";
+  out += ",\"timestamp_us\":";
+  out += std::to_string(r.timestamp_us);
+  out += ",\"value\":";
+  appendJsonNumber(out, r.value);
+  out += ",\"score\":";
+  appendJsonNumber(out, r.score);
+  out += ",\"expected_lo\":";
+  appendJsonNumber(out, r.expected_lo);
+  out += ",\"expected_hi\":";
+  appendJsonNumber(out, r.expected_hi);
+  out += ",\"ended_us\":";
+  out += r.ended ? std::to_string(r.ended_us) : std::string("null");
+  out += "}";
+}
+
+// --- AnomalyDetection ---
+
+AnomalyDetection::AnomalyDetection(AnomalyOptions options, metrics::Registry& registry)
+    : opt_(std::move(options)),
+      ended_(registry.counter("outpost_aggregator_anomalies_ended_total",
+                              "Anomaly alarms that ended (an end event was produced)")),
+      readings_(registry.counter("outpost_aggregator_detect_readings_total",
+                                 "Readings fed to the anomaly detectors")),
+      invalid_(registry.counter(
+          "outpost_aggregator_detect_ignored_readings_total",
+          "Readings the detectors ignored (non-finite value, or older than the sensor's last)")),
+      evictions_(registry.counter(
+          "outpost_aggregator_detect_evictions_total",
+          "Detectors evicted (least recently seen) because detect.max_sensors was reached")),
+      unbatched_failed_(registry.counter(
+          "outpost_aggregator_anomaly_delivery_failures_total",
+          "Silence events (produced by the timer, not with a batch) whose delivery failed")),
+      batch_seconds_(registry.histogram(
+          "outpost_aggregator_detect_batch_seconds",
+          "Time in the detectors per batch (_sum / outpost_aggregator_detect_readings_total = "
+          "seconds per reading)",
+          metrics::exponentialBuckets(1e-6, 4, 12))),
+      reading_seconds_(registry.histogram("outpost_aggregator_detect_reading_seconds",
+                                          "Detector time per reading, averaged over each batch",
+                                          metrics::exponentialBuckets(2.5e-8, 2, 14))) {
+  for (AnomalyKind k :
+       {AnomalyKind::kSpike, AnomalyKind::kDip, AnomalyKind::kLevelShift, AnomalyKind::kDrift,
+        AnomalyKind::kStuck, AnomalyKind::kRate, AnomalyKind::kRange, AnomalyKind::kSilence}) {
+    by_kind_[kindIndex(k)] = &registry.counter("outpost_aggregator_anomalies_total",
+                                               "Anomaly alarms raised, by kind at the start",
+                                               {{"kind", detect::kindName(k)}});
+  }
+  registry.gaugeFunction("outpost_aggregator_detect_sensors",
+                         "(device, sensor) detectors tracked, all workers", [this] {
+                           std::lock_guard lock(stages_mu_);
+                           size_t n = 0;
+                           for (const AnomalyStage* s : stages_) n += s->tracked();
+                           return static_cast<double>(n);
+                         });
+}
+
+AnomalyDetection::~AnomalyDetection() = default;
+
+void AnomalyDetection::addObserver(AnomalyObserver observer) {
+  observers_.push_back(std::move(observer));
+}
+
+std::unique_ptr<AnomalyStage> AnomalyDetection::newStage(size_t workers) {
+  const size_t cap =
+      std::max<size_t>(16, (opt_.max_sensors + workers - 1) / std::max<size_t>(1, workers));
+  auto stage = std::make_unique<AnomalyStage>(*this, cap);
+  std::lock_guard lock(stages_mu_);
+  stages_.push_back(stage.get());
+  return stage;
+}
+
+const DetectorConfig* detectorConfigFor(const AnomalyOptions& options, std::string_view device,
+                                        std::string_view sensor) {
+  for (const SensorClass& c : options.classes) {
+    if (globMatch(c.match, sensor) && globMatch(c.device, device)) return &c.cfg;
+  }
+  return &options.defaults;
+}
+
+const DetectorConfig* AnomalyDetection::configFor(std::string_view device,
+                                                  std::string_view sensor) const {
+  return detectorConfigFor(opt_, device, sensor);
+}
+
+Status AnomalyDetection::produce(KafkaProducer& producer, const AnomalyRecord& record, void* opaque,
+                                 std::string& scratch) {
+  scratch.clear();
+  appendAnomalyJson(record, scratch);
+  auto st = producer.produce(opt_.topic, record.device, scratch,
+                             {{kHeaderDevice, record.device},
+                              {"outpost-anomaly", record.ended ? "ended" : "open"},
+                              {"content-type", "application/json"}},
+                             opaque);
+  if (!st) return st;
+  for (const auto& obs : observers_) obs(record, scratch);
+  return {};
+}
+
+void AnomalyDetection::onUnbatchedDelivery(bool ok) {
+  if (!ok) unbatched_failed_.inc();
+}
+
+// --- AnomalyStage ---
+
+AnomalyStage::AnomalyStage(AnomalyDetection& shared, size_t capacity)
+    : shared_(shared), capacity_(capacity) {
+  index_.reserve(std::min<size_t>(capacity, 4096));
+}
+
+void AnomalyStage::unlink(uint32_t i) {
+  Entry& e = entries_[i];
+  if (e.prev != kNil)
+    entries_[e.prev].next = e.next;
+  else
+    head_ = e.next;
+  if (e.next != kNil)
+    entries_[e.next].prev = e.prev;
+  else
+    tail_ = e.prev;
+  e.prev = e.next = kNil;
+}
+
+void AnomalyStage::touch(uint32_t i) {
+  if (head_ == i) return;
+  Entry& e = entries_[i];
+  if (e.prev != kNil || e.next != kNil || tail_ == i) unlink(i);  // linked: move to the front
+  e.next = head_;
+  if (head_ != kNil) entries_[head_].prev = i;
+  head_ = i;
+  if (tail_ == kNil) tail_ = i;
+}
+
+uint32_t AnomalyStage::lookup(std::string_view device, std::string_view sensor) {
+  key_scratch_.assign(device);
+  key_scratch_ += '\x1f';
+  key_scratch_ += sensor;
+  if (auto it = index_.find(key_scratch_); it != index_.end()) {
+    touch(it->second);
+    return it->second;
+  }
+  const DetectorConfig* cfg = shared_.configFor(device, sensor);
+  uint32_t i;
+  if (entries_.size() < capacity_) {
+    i = static_cast<uint32_t>(entries_.size());
+    entries_.emplace_back(cfg);
+    tracked_.store(entries_.size(), std::memory_order_relaxed);
+  } else {
+    i = tail_;  // least recently seen
+    Entry& old = entries_[i];
+    index_.erase(old.key);
+    unlink(i);
+    const uint32_t gen = old.gen + 1;
+    old = Entry(cfg);
+    old.gen = gen;
+    shared_.evictions_.inc();
+  }
+  Entry& e = entries_[i];
+  e.key = key_scratch_;
+  index_.emplace(e.key, i);
+  e.prev = e.next = kNil;
+  touch(i);
+  return i;
+}
+
+void AnomalyStage::emit(const Entry& e, const detect::AnomalyEvent& ev, bool ended,
+                        int64_t start_us, std::vector<AnomalyRecord>& out) {
+  const size_t sep = e.key.find('\x1f');
+  AnomalyRecord& r = out.emplace_back();
+  r.device = e.key.substr(0, sep);
+  r.sensor = e.key.substr(sep + 1);
+  r.kind = ev.kind;
+  r.ended = ended;
+  r.timestamp_us = start_us;
+  r.ended_us = ended ? ev.end_ms * 1000 : 0;
+  r.value = ev.value;
+  r.score = ev.peak_score;
+  r.expected_lo = ev.expected_lo;
+  r.expected_hi = ev.expected_hi;
+  if (ended) {
+    shared_.ended_.inc();
+  } else if (metrics::Counter* c = shared_.by_kind_[kindIndex(ev.kind)]) {
+    c->inc();
+  }
+}
+
+void AnomalyStage::onBatch(std::string_view device, const wire::Batch& batch, int64_t now_mono_us,
+                           std::vector<AnomalyRecord>& out) {
+  const auto* readings = batch.readings();
+  const auto* sensors = batch.sensors();
+  if (!readings || readings->size() == 0 || !sensors) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  ++batch_no_;
+  // Sensor id -> dictionary position, for this batch.
+  for (uint32_t k = 0; k < sensors->size(); ++k) {
+    const uint16_t id = sensors->Get(k)->id();
+    if (id >= slots_.size()) slots_.resize(static_cast<size_t>(id) + 1);
+    slots_[id] = Slot{kNil, 0, batch_no_, k};
+  }
+  uint64_t invalid = 0;
+  for (const wire::Reading* rd : *readings) {
+    const uint16_t id = rd->sensor();
+    if (id >= slots_.size() || slots_[id].batch != batch_no_) {
+      ++invalid;  // not in the dictionary (verified batches never get here)
+      continue;
+    }
+    Slot& s = slots_[id];
+    if (s.entry == kNil || entries_[s.entry].gen != s.gen) {
+      const bool first = s.entry == kNil;
+      s.entry = lookup(device, sensors->Get(s.dict)->name()->string_view());
+      Entry& e = entries_[s.entry];
+      s.gen = e.gen;
+      if (first) {
+        if (e.arrivals > 0) {
+          const double gap = static_cast<double>(now_mono_us - e.last_arrival_us);
+          e.arrival_gap_us =
+              e.arrivals == 1 ? gap : e.arrival_gap_us + 0.2 * (gap - e.arrival_gap_us);
+        }
+        e.last_arrival_us = now_mono_us;
+        ++e.arrivals;
+      }
+    }
+    Entry& e = entries_[s.entry];
+    const int64_t ts_us = rd->ts_us();
+    const int64_t ts_ms = ts_us >= 0 ? ts_us / 1000 : -((-ts_us + 999) / 1000);
+    const detect::DetectResult res = e.det.update(ts_ms, rd->value());
+    if (!res.valid) {
+      ++invalid;
+      continue;
+    }
+    e.last_ts_ms = ts_ms;
+    if (res.transition == detect::AlarmTransition::kRaised) {
+      e.start_ts_us = ts_us;
+      e.open_pending = true;
+    }
+    if (e.open_pending) {
+      // A spike is told from a step only by the next reading: the open event of a spike/dip
+      // waits for the first reading that is not an outlier of the same kind (one reading for a
+      // genuine spike), so the event carries its final kind (e.g. level_shift).
+      const AnomalyKind k = e.det.event().kind;
+      const bool spiky = k == AnomalyKind::kSpike || k == AnomalyKind::kDip;
+      if (!spiky || res.kind != k || res.transition == detect::AlarmTransition::kEnded) {
+        emit(e, e.det.event(), false, e.start_ts_us, out);
+        e.open_pending = false;
+      }
+    }
+    if (res.transition == detect::AlarmTransition::kEnded) {
+      emit(e, e.det.event(), true, e.start_ts_us, out);
+    }
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  shared_.readings_.inc(readings->size());
+  if (invalid) shared_.invalid_.inc(invalid);
+  shared_.batch_seconds_.observe(secs);
+  shared_.reading_seconds_.observe(secs / static_cast<double>(readings->size()));
+}
+
+bool AnomalyStage::poll(int64_t now_mono_us, std::vector<AnomalyRecord>& out) {
+  if (now_mono_us < next_poll_us_) return false;
+  next_poll_us_ = now_mono_us + static_cast<int64_t>(shared_.opt_.poll_interval_ms) * 1000;
+  for (uint32_t i = head_; i != kNil; i = entries_[i].next) {
+    Entry& e = entries_[i];
+    // The arrival cadence needs a few batches; the detector's own cadence, its warm-up.
+    if (e.arrivals < 3 || e.det.validReadings() == 0) continue;
+    const DetectorConfig* cfg = e.det.config();
+    if (!cfg->enable_silence) continue;
+    // Readings arrive in batches: silence is measured against the usual interval between the
+    // batches that carry this sensor, then the detector weighs the gap in event time.
+    const int64_t gap_us = now_mono_us - e.last_arrival_us;
+    if (static_cast<double>(gap_us) < cfg->silence_factor * e.arrival_gap_us) continue;
+    const detect::DetectResult res = e.det.poll(e.last_ts_ms + gap_us / 1000);
+    if (res.replaced) {
+      // An open alarm of another kind ended; the silence is a new event.
+      if (e.open_pending) emit(e, e.det.previousEvent(), false, e.start_ts_us, out);
+      e.open_pending = false;
+      emit(e, e.det.previousEvent(), true, e.start_ts_us, out);
+    }
+    if (res.transition == detect::AlarmTransition::kRaised) {
+      e.start_ts_us = e.det.event().start_ms * 1000;
+      emit(e, e.det.event(), false, e.start_ts_us, out);
+    }
+  }
+  return true;
+}
+
+}  // namespace outpost::aggregator
