@@ -7,6 +7,7 @@
 #include "outpost/aggregator/aggregator.h"
 #include "outpost/aggregator/aggregator_config.h"
 #include "outpost/aggregator/mqtt_ingest.h"
+#include "outpost/aggregator/ops.h"
 #include "outpost/common/cli.h"
 #include "outpost/common/detect/backtest.h"
 #include "outpost/common/http_server.h"
@@ -93,7 +94,24 @@ int main(int argc, char** argv) {
     initLogging(cfg.getString("log_level"), "outpost-aggregator");
 
     metrics::Registry registry;
+    metrics::setCollectionEnabled(cfg.getBool("metrics.collect"));
     Aggregator aggregator(options, registry, SystemClock::instance());
+    std::function<bool()> mqtt_up = [] { return false; };
+    auto readiness = [&] {
+      auto why = aggregator.notReadyReasons();
+      if (!mqtt_up()) why.push_back("mqtt: not connected to the broker");
+      return why;
+    };
+    std::unique_ptr<OpsCenter> ops;  // the ops layer (ops.h); off with metrics.collect=false
+    if (metrics::collectionEnabled()) {
+      ops = std::make_unique<OpsCenter>(
+          opsOptionsFrom(cfg), registry, SystemClock::instance(),
+          [&](const std::string& t, const std::string& k, const std::string& v) {
+            return aggregator.publishEvent(t, k, v);
+          },
+          readiness);
+      aggregator.setObserver(ops.get());
+    }
     aggregator.start();
 
     MqttIngestOptions mo;
@@ -105,12 +123,24 @@ int main(int argc, char** argv) {
     mo.password = cfg.getString("mqtt.password");
     mo.keepalive_s = static_cast<int>(cfg.getInt("mqtt.keepalive_s"));
     MqttIngest ingest(mo, aggregator, registry, SystemClock::instance());
+    mqtt_up = [&ingest] { return ingest.connected(); };
+    if (ops) {
+      ingest.setStatusHandler([&](const std::string& d, std::string_view p, bool retained) {
+        ops->onStatus(d, p, retained);
+      });
+      ops->start();
+    }
 
-    HttpServer http(registry, [&](std::string& d) {
-      const bool ok = aggregator.healthy(d) && ingest.connected();
-      d += ingest.connected() ? ", mqtt connected" : ", mqtt disconnected";
-      return ok;
-    });
+    // /healthz as before (started and connected to the broker); /readyz adds Kafka and backlog.
+    HttpServer http(
+        registry,
+        [&](std::string& d) {
+          const bool ok = aggregator.healthy(d) && ingest.connected();
+          d += ingest.connected() ? ", mqtt connected" : ", mqtt disconnected";
+          return ok;
+        },
+        readiness, ops ? cfg.getInt("dashboard.max_stream_clients") + 4 : 2);
+    if (ops) ops->addRoutes(http);
     if (auto st = cli::serveOps(http, cfg); !st) {
       spdlog::error("http: {}", st.error().toString());
       aggregator.stop();
@@ -127,6 +157,7 @@ int main(int argc, char** argv) {
       }
     }
     // Drain first (acks still go out over MQTT), then disconnect.
+    if (ops) ops->stop();  // last status events go out before the producer stops
     aggregator.stop();
     ingest.stop();
     http.stop();
