@@ -150,6 +150,18 @@ void Registry::gaugeFunction(const std::string& name, const std::string& help,
   f.series.push_back({labels, nullptr, nullptr, nullptr, std::move(fn)});
 }
 
+void Registry::counterFunction(const std::string& name, const std::string& help,
+                               std::function<double()> fn, const Labels& labels) {
+  std::lock_guard lock(mu_);
+  Family& f = family(name, help, Kind::kCounter);
+  if (Series* s = findSeries(f, labels)) {
+    s->fn = std::move(fn);
+    s->counter = nullptr;
+    return;
+  }
+  f.series.push_back({labels, nullptr, nullptr, nullptr, std::move(fn)});
+}
+
 uint64_t Registry::counterSum(const std::string& name) const {
   std::lock_guard lock(mu_);
   auto it = families_.find(name);
@@ -157,6 +169,7 @@ uint64_t Registry::counterSum(const std::string& name) const {
   uint64_t sum = 0;
   for (const auto& s : it->second.series) {
     if (s.counter) sum += s.counter->value();
+    else if (s.fn) sum += static_cast<uint64_t>(s.fn());
   }
   return sum;
 }

@@ -84,6 +84,11 @@ class Registry {
   void gaugeFunction(const std::string& name, const std::string& help,
                      std::function<double()> fn, const Labels& labels = {});
 
+  // A counter whose value is read at scrape time (a total kept elsewhere, e.g. persisted in a
+  // store); `fn` must be thread-safe and never decrease.
+  void counterFunction(const std::string& name, const std::string& help,
+                       std::function<double()> fn, const Labels& labels = {});
+
   // Prometheus text exposition format 0.0.4.
   std::string render() const;
 
