@@ -96,7 +96,7 @@ function render(s) {
   $('t-kafka').className = 'value small' + (r.kafka_failed > 0 ? ' bad' : '');
   setText('t-kafka-sub', fmtRate(r.kafka_delivered) + ' msg/s delivered, ' + fmtRate(r.kafka_failed) +
     ' failed/s' + (s.kafka.intake_paused > 0 ? ', intake paused' : '') +
-    (s.mqtt_connected ? '' : ', MQTT down'));
+    (s.mqtt_connected === 0 ? ', MQTT down' : ''));
   setText('t-online', fmtInt(s.devices.online));
   setText('t-offline', fmtInt(s.devices.offline));
   $('t-offline').className = 'value' + (s.devices.offline > 0 ? ' warn' : '');
@@ -157,7 +157,7 @@ async function loadDevices() {
     const tr = document.createElement('tr');
     tr.title = JSON.stringify(d, null, 1);
     const cells = [
-      d.id, null, fmtAge(d.last_seen_age_s), d.agent_version || '–', String(d.epoch),
+      d.id, null, fmtAge(d.last_seen_age_s), d.agent_version || '–', d.epoch,
       fmtInt(d.seq_gaps), fmtInt(d.dropped_reported), d.backlog_rows == null ? '–' : fmtInt(d.backlog_rows),
     ];
     cells.forEach((c, i) => {

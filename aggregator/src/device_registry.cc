@@ -122,7 +122,9 @@ std::string deviceJson(const DeviceInfo& d, int64_t now_us) {
   o += ",\"agent_version\":";
   if (d.agent_version.empty()) o += "null";
   else appendJsonString(o, d.agent_version);
-  fieldU(o, "epoch", d.epoch);
+  // As a string: epochs are random 64-bit numbers, beyond what a JSON number keeps exactly in
+  // JavaScript (2^53).
+  o += ",\"epoch\":\"" + std::to_string(d.epoch) + "\"";
   fieldU(o, "epoch_changes", d.epoch_changes);
   fieldU(o, "last_seq", d.last_seq);
   fieldU(o, "seq_gaps", d.seq_gaps);

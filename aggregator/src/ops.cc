@@ -361,7 +361,8 @@ void OpsCenter::tick() {
   o += ',';
   num(o, "intake_paused", s.gauge("outpost_aggregator_intake_paused"));
   o += "},\"mqtt_connected\":";
-  appendJsonNumber(o, s.gauge("outpost_aggregator_mqtt_connected"));
+  if (registry_.gaugeValues("outpost_aggregator_mqtt_connected").empty()) o += "null";  // no MQTT
+  else appendJsonNumber(o, s.gauge("outpost_aggregator_mqtt_connected"));
   o += ",\"workers\":[";
   bool first = true;
   for (const auto& [labels, v] : registry_.gaugeValues("outpost_aggregator_queue_depth")) {

@@ -97,7 +97,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["id"] == "prom-dev-1" and d["state"] == "online", d
 assert d["agent_version"], d
-assert d["backlog_rows"] is not None and d["epoch"] > 0 and d["batches"] > 0, d
+assert d["backlog_rows"] is not None and int(d["epoch"]) > 0 and d["batches"] > 0, d
 assert d["seq_gaps"] == 0, d
 PY
 curl -s -o /dev/null -w '%{http_code}' "$AGG/api/devices/nope" | grep -qx 404 || fail "unknown device is not 404"

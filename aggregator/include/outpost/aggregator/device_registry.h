@@ -52,7 +52,7 @@ struct DeviceInfo {
 };
 
 // JSON object of one device (the /api/devices items and the device-status events). `now_us` adds
-// last_seen_age_s (null when never seen live).
+// last_seen_age_s (null when never seen live). The epoch is a string (64-bit, exact).
 std::string deviceJson(const DeviceInfo& d, int64_t now_us);
 
 class DeviceRegistry {
