@@ -7,7 +7,8 @@
 source "$(dirname "$0")/lib.sh"
 
 command -v chromium >/dev/null || fail "chromium is not installed (scripts/deps.sh)"
-command -v node >/dev/null || fail "node is not installed (scripts/deps.sh)"
+node --experimental-websocket -e "if (typeof WebSocket !== 'function') process.exit(1)" 2>/dev/null ||
+  fail "node >= 20.10 with --experimental-websocket is needed (the machine image ships Node 20)"
 CHECK="$HERE/../dashboard/dashboard_check.mjs"
 
 start_mosquitto
