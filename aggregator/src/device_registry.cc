@@ -120,8 +120,10 @@ std::string deviceJson(const DeviceInfo& d, int64_t now_us) {
   }
   field(o, "last_batch_us", d.last_batch_us);
   o += ",\"agent_version\":";
-  if (d.agent_version.empty()) o += "null";
-  else appendJsonString(o, d.agent_version);
+  if (d.agent_version.empty())
+    o += "null";
+  else
+    appendJsonString(o, d.agent_version);
   // As a string: epochs are random 64-bit numbers, beyond what a JSON number keeps exactly in
   // JavaScript (2^53).
   o += ",\"epoch\":\"" + std::to_string(d.epoch) + "\"";
@@ -162,8 +164,10 @@ void DeviceRegistry::setState(DeviceInfo& d, bool online, std::string reason, in
                               std::vector<DeviceInfo>& changes) {
   const bool is_new = d.reason == "new";  // just recorded: its first state is a change too
   if (!is_new && d.online == online) return;
-  if (online) ++online_;
-  else if (!is_new) --online_;
+  if (online)
+    ++online_;
+  else if (!is_new)
+    --online_;
   d.online = online;
   d.reason = std::move(reason);
   d.state_since_us = now_us;

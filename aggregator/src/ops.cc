@@ -1,11 +1,11 @@
 #include "outpost/aggregator/ops.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <stdexcept>
-
-#include <spdlog/spdlog.h>
 
 #include "dashboard_assets.h"
 #include "outpost/aggregator/json.h"
@@ -33,7 +33,8 @@ double quantile(const metrics::Histogram::Snapshot& now, const metrics::Histogra
       const double lo = i == 0 ? 0.0 : now.bounds[i - 1];
       if (i >= now.bounds.size()) return lo;  // +Inf bucket: its lower bound
       const double hi = now.bounds[i];
-      const double frac = (rank - static_cast<double>(prev_cum)) / static_cast<double>(cum - prev_cum);
+      const double frac =
+          (rank - static_cast<double>(prev_cum)) / static_cast<double>(cum - prev_cum);
       return lo + (hi - lo) * std::clamp(frac, 0.0, 1.0);
     }
     prev_cum = cum;
@@ -138,7 +139,10 @@ struct OpsCenter::Sampler {
 
 OpsCenter::OpsCenter(OpsOptions options, metrics::Registry& registry, const Clock& clock,
                      PublishFn publish, ReadinessFn readiness)
-    : opt_(std::move(options)), registry_(registry), clock_(clock), publish_(std::move(publish)),
+    : opt_(std::move(options)),
+      registry_(registry),
+      clock_(clock),
+      publish_(std::move(publish)),
       readiness_(std::move(readiness)),
       devices_(opt_.devices, [this](const DeviceInfo& d) { onDeviceChange(d); }),
       e2e_latency_(registry.histogram(
@@ -157,16 +161,18 @@ OpsCenter::OpsCenter(OpsOptions options, metrics::Registry& registry, const Cloc
                          [devs] { return static_cast<double>(devs->onlineCount()); },
                          {{"state", "online"}});
   registry.gaugeFunction("outpost_aggregator_devices", "Known devices by state",
-                         [devs] {
-                           return static_cast<double>(devs->size() - devs->onlineCount());
-                         },
+                         [devs] { return static_cast<double>(devs->size() - devs->onlineCount()); },
                          {{"state", "offline"}});
-  sampler_ = std::make_unique<Sampler>(Sampler{
-      registry,
-      registry.histogram("outpost_aggregator_batch_latency_seconds",
-                         "From receiving a batch to sending its ack",
-                         metrics::exponentialBuckets(0.0005, 2, 16)),
-      e2e_latency_, {}, {}, {}, {}});
+  sampler_ = std::make_unique<Sampler>(
+      Sampler{registry,
+              registry.histogram("outpost_aggregator_batch_latency_seconds",
+                                 "From receiving a batch to sending its ack",
+                                 metrics::exponentialBuckets(0.0005, 2, 16)),
+              e2e_latency_,
+              {},
+              {},
+              {},
+              {}});
   started_us_ = clock_.nowUs();
   sampler_->prev = sampler_->read(clock_.monotonicUs());
   tick();
@@ -361,8 +367,10 @@ void OpsCenter::tick() {
   o += ',';
   num(o, "intake_paused", s.gauge("outpost_aggregator_intake_paused"));
   o += "},\"mqtt_connected\":";
-  if (registry_.gaugeValues("outpost_aggregator_mqtt_connected").empty()) o += "null";  // no MQTT
-  else appendJsonNumber(o, s.gauge("outpost_aggregator_mqtt_connected"));
+  if (registry_.gaugeValues("outpost_aggregator_mqtt_connected").empty())
+    o += "null";  // no MQTT
+  else
+    appendJsonNumber(o, s.gauge("outpost_aggregator_mqtt_connected"));
   o += ",\"workers\":[";
   bool first = true;
   for (const auto& [labels, v] : registry_.gaugeValues("outpost_aggregator_queue_depth")) {
@@ -410,8 +418,9 @@ HttpServer::Response OpsCenter::devicesPage(const HttpServer::Request& req) cons
   if (q.size() > 256) return json(400, "{\"error\":\"q is longer than 256 bytes\"}");
   const auto page = devices_.list(offset, limit, q, state);
   const int64_t now = clock_.nowUs();
-  std::string o = "{\"total\":" + std::to_string(page.total) + ",\"offset\":" +
-                  std::to_string(offset) + ",\"limit\":" + std::to_string(limit) + ",\"items\":[";
+  std::string o = "{\"total\":" + std::to_string(page.total) +
+                  ",\"offset\":" + std::to_string(offset) + ",\"limit\":" + std::to_string(limit) +
+                  ",\"items\":[";
   for (size_t i = 0; i < page.items.size(); ++i) {
     if (i) o += ',';
     o += deviceJson(page.items[i], now);
@@ -439,13 +448,14 @@ void OpsCenter::addRoutes(HttpServer& http) {
                                   std::string(reinterpret_cast<const char*>(f.data), f.size)};
     });
   }
-  http.addEventStream("/api/stream", [this] { return snapshot(); }, 1000,
-                      opt_.max_stream_clients);
+  http.addEventStream(
+      "/api/stream", [this] { return snapshot(); }, 1000, opt_.max_stream_clients);
   http.addHandler("/api/snapshot", [this] { return json(200, snapshot()); });
   http.addHandler("/api/history", [this] {
-    std::string o = "{\"columns\":[\"ts_ms\",\"readings_in\",\"readings_published\","
-                    "\"rejected_batches\",\"e2e_p50\",\"e2e_p95\",\"e2e_p99\",\"ack_p99\"],"
-                    "\"points\":[";
+    std::string o =
+        "{\"columns\":[\"ts_ms\",\"readings_in\",\"readings_published\","
+        "\"rejected_batches\",\"e2e_p50\",\"e2e_p95\",\"e2e_p99\",\"ack_p99\"],"
+        "\"points\":[";
     {
       std::lock_guard lock(snapshot_mu_);
       bool first = true;
@@ -458,9 +468,8 @@ void OpsCenter::addRoutes(HttpServer& http) {
     return json(200, o + "]}");
   });
   http.addHandler("/api/anomalies", [this] { return json(200, anomaliesJson()); });
-  http.addRequestHandler("/api/devices", [this](const HttpServer::Request& r) {
-    return devicesPage(r);
-  });
+  http.addRequestHandler("/api/devices",
+                         [this](const HttpServer::Request& r) { return devicesPage(r); });
   http.addRequestHandler(R"(/api/devices/([^/]+))", [this](const HttpServer::Request& r) {
     return deviceById(r.matches.size() > 1 ? r.matches[1] : "");
   });

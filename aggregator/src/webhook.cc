@@ -1,10 +1,10 @@
 #include "outpost/aggregator/webhook.h"
 
-#include <algorithm>
-#include <random>
-
 #include <httplib.h>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <random>
 
 #include "outpost/common/http_server.h"
 #include "outpost/common/thread_name.h"
@@ -26,8 +26,9 @@ Result<std::unique_ptr<Webhook>> Webhook::create(const WebhookOptions& options,
   const std::string scheme = "http://";
   if (url.rfind(scheme, 0) != 0) {
     return fail(ErrorCode::kInvalidArgument,
-                "alerts.webhook_url '" + url + "' must start with http:// (https is not supported "
-                "by this build; use a local TLS relay)");
+                "alerts.webhook_url '" + url +
+                    "' must start with http:// (https is not supported "
+                    "by this build; use a local TLS relay)");
   }
   const size_t slash = url.find('/', scheme.size());
   const std::string authority = url.substr(scheme.size(), slash - scheme.size());
@@ -112,8 +113,7 @@ void Webhook::stop() {
 }
 
 Webhook::Stats Webhook::stats() const {
-  return {sent_.value(), failed_.value(), suppressed_.value(), dropped_.value(),
-          attempts_.value()};
+  return {sent_.value(), failed_.value(), suppressed_.value(), dropped_.value(), attempts_.value()};
 }
 
 void Webhook::run() {
@@ -136,8 +136,10 @@ void Webhook::run() {
         continue;
       }
     }
-    if (deliver(body)) sent_.inc();
-    else failed_.inc();
+    if (deliver(body))
+      sent_.inc();
+    else
+      failed_.inc();
   }
 }
 
@@ -168,8 +170,8 @@ bool Webhook::deliver(const std::string& body) {
       return false;
     }
     std::uniform_int_distribution<int64_t> j(0, backoff_ms / 4);
-    const auto until = std::chrono::steady_clock::now() +
-                       std::chrono::milliseconds(backoff_ms + j(jitter));
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(backoff_ms + j(jitter));
     {
       std::unique_lock lock(mu_);
       if (cv_.wait_until(lock, until, [&] { return stopping_; })) return false;

@@ -1,10 +1,10 @@
 #include "outpost/common/http_server.h"
 
-#include <charconv>
-#include <cstdio>
-#include <chrono>
-
 #include <httplib.h>
+
+#include <charconv>
+#include <chrono>
+#include <cstdio>
 
 #include "outpost/common/thread_name.h"
 
@@ -26,11 +26,21 @@ std::string jsonQuote(std::string_view s) {
   out += '"';
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c >= 0x7f) {
           // Bytes outside printable ASCII are escaped one by one: the output is valid JSON
@@ -73,8 +83,8 @@ HttpServer::HttpServer(metrics::Registry& registry, HealthFn health, ReadyFn rea
   });
   server_->Get("/readyz", [ready](const httplib::Request&, httplib::Response& res) {
     const std::vector<std::string> reasons = ready ? ready() : std::vector<std::string>{};
-    std::string body = std::string("{\"ready\":") + (reasons.empty() ? "true" : "false") +
-                       ",\"reasons\":[";
+    std::string body =
+        std::string("{\"ready\":") + (reasons.empty() ? "true" : "false") + ",\"reasons\":[";
     for (size_t i = 0; i < reasons.size(); ++i) body += (i ? "," : "") + jsonQuote(reasons[i]);
     body += "]}\n";
     res.status = reasons.empty() ? 200 : 503;

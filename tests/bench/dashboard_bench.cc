@@ -36,16 +36,21 @@ int main(int argc, char** argv) {
 
   metrics::Registry reg;
   // The data-path series the dashboard reads, registered as Aggregator/KafkaProducer do.
-  metrics::CounterVec batches_in(reg, "outpost_aggregator_batches_received_total", "Batches", "transport");
-  metrics::CounterVec readings_in(reg, "outpost_aggregator_readings_received_total", "Readings", "transport");
-  auto& published = reg.counter("outpost_aggregator_readings_published_total", "Readings published");
-  auto& batches_out = reg.counter("outpost_aggregator_batches_published_total", "Batches published");
+  metrics::CounterVec batches_in(reg, "outpost_aggregator_batches_received_total", "Batches",
+                                 "transport");
+  metrics::CounterVec readings_in(reg, "outpost_aggregator_readings_received_total", "Readings",
+                                  "transport");
+  auto& published =
+      reg.counter("outpost_aggregator_readings_published_total", "Readings published");
+  auto& batches_out =
+      reg.counter("outpost_aggregator_batches_published_total", "Batches published");
   auto& delivered = reg.counter("outpost_aggregator_kafka_messages_delivered_total", "Delivered");
   auto& ack = reg.histogram("outpost_aggregator_batch_latency_seconds", "Ack latency",
                             metrics::exponentialBuckets(0.0005, 2, 16));
   const SystemClock& clock = SystemClock::instance();
   OpsCenter ops(
-      {}, reg, clock, [](const std::string&, const std::string&, const std::string&) { return true; },
+      {}, reg, clock,
+      [](const std::string&, const std::string&, const std::string&) { return true; },
       [] { return std::vector<std::string>{}; });
 
   // Seed: 90% online (a live status and a first batch), 10% offline by their last will.
@@ -92,7 +97,8 @@ int main(int argc, char** argv) {
       batches_out.inc();
       delivered.inc();
       ack.observe(ack_s(rng));
-      ops.onDelivered({ids[i], readings_per_batch, now - static_cast<int64_t>(e2e_s(rng) * 1e6), now});
+      ops.onDelivered(
+          {ids[i], readings_per_batch, now - static_cast<int64_t>(e2e_s(rng) * 1e6), now});
     }
     if (++tick % 50 == 0) {  // a synthetic anomaly every 5 s, with its sensor's recent values
       AnomalyEvent a;

@@ -11,8 +11,8 @@ namespace {
 
 constexpr int64_t kS = 1'000'000;
 
-BatchSeen batch(std::string_view dev, uint64_t epoch, uint64_t seq, int64_t now, uint64_t dropped = 0,
-                uint64_t items = 10) {
+BatchSeen batch(std::string_view dev, uint64_t epoch, uint64_t seq, int64_t now,
+                uint64_t dropped = 0, uint64_t items = 10) {
   return {dev, epoch, seq, dropped, items, now};
 }
 
@@ -89,9 +89,10 @@ TEST_CASE("registry online/offline from status, last will and silence", "[aggreg
   DeviceRegistry reg(opt, rec.fn());
 
   SECTION("JSON status carries version and backlog; the last will marks offline") {
-    REQUIRE(reg.onStatus("d1",
-                         R"({"state":"online","reason":"status","version":"1.2.3","backlog_rows":12,"backlog_bytes":3400})",
-                         false, kS));
+    REQUIRE(reg.onStatus(
+        "d1",
+        R"({"state":"online","reason":"status","version":"1.2.3","backlog_rows":12,"backlog_bytes":3400})",
+        false, kS));
     auto d = *reg.get("d1");
     CHECK(d.online);
     CHECK(d.agent_version == "1.2.3");
@@ -165,8 +166,10 @@ TEST_CASE("registry lists pages, searches and filters by state", "[aggregator][r
   char id[16];
   for (int i = 0; i < 300; ++i) {
     std::snprintf(id, sizeof id, "dev-%04d", i);
-    if (i % 3 == 0) reg.onStatus(id, "offline", false, kS);
-    else reg.onBatch(batch(id, 1, 1, kS));
+    if (i % 3 == 0)
+      reg.onStatus(id, "offline", false, kS);
+    else
+      reg.onBatch(batch(id, 1, 1, kS));
   }
   CHECK(reg.size() == 250);
   CHECK(reg.unrecorded() == 50);

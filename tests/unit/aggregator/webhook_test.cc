@@ -99,7 +99,8 @@ bool eventually(F f) {
 
 }  // namespace
 
-TEST_CASE("webhook retries 5xx and 429 with growing backoff, then delivers", "[aggregator][webhook]") {
+TEST_CASE("webhook retries 5xx and 429 with growing backoff, then delivers",
+          "[aggregator][webhook]") {
   Receiver rx({500, 429, 503});
   metrics::Registry reg;
   auto w = Webhook::create(fast(rx.url()), reg);
@@ -120,7 +121,8 @@ TEST_CASE("webhook retries 5xx and 429 with growing backoff, then delivers", "[a
   CHECK((*w)->stats().failed == 0);
 }
 
-TEST_CASE("webhook gives up after max_attempts and does not retry other 4xx", "[aggregator][webhook]") {
+TEST_CASE("webhook gives up after max_attempts and does not retry other 4xx",
+          "[aggregator][webhook]") {
   SECTION("always 503") {
     Receiver rx({503, 503, 503});
     metrics::Registry reg;
@@ -189,8 +191,8 @@ TEST_CASE("webhook rate limit: an incident does not flood the receiver", "[aggre
 
 TEST_CASE("webhook rejects URLs it cannot serve", "[aggregator][webhook]") {
   metrics::Registry reg;
-  for (const char* bad : {"https://example.invalid/x", "ftp://h/x", "http://", "http://h:99999/x",
-                          "hooks.local/x"}) {
+  for (const char* bad :
+       {"https://example.invalid/x", "ftp://h/x", "http://", "http://h:99999/x", "hooks.local/x"}) {
     WebhookOptions o;
     o.url = bad;
     auto w = Webhook::create(o, reg);
@@ -234,7 +236,8 @@ TEST_CASE("ops center sends anomalies and device-offline events to the webhook a
 
   const auto calls = rx.waitFor(2);
   REQUIRE(calls.size() == 2);  // anomaly + offline (a device first heard of as online is no news)
-  CHECK(calls[0].body.find(R"({"type":"anomaly","event":{"device":"dev-7","sensor":"temp","kind":"spike")") == 0);
+  CHECK(calls[0].body.find(
+            R"({"type":"anomaly","event":{"device":"dev-7","sensor":"temp","kind":"spike")") == 0);
   CHECK(calls[1].body.find(R"("type":"device_status")") != std::string::npos);
   CHECK(calls[1].body.find(R"("state":"offline","reason":"last_will")") != std::string::npos);
 
@@ -262,9 +265,11 @@ TEST_CASE("ops center device API pages and validates its parameters", "[aggregat
   auto res = ops.devicesPage(r);
   CHECK(res.status == 200);
   CHECK(res.body.find(R"({"total":120,"offset":100,"limit":50,"items":[)") == 0);
-  for (auto bad : std::vector<std::multimap<std::string, std::string>>{
-           {{"limit", "0"}}, {{"limit", "501"}}, {{"offset", "-1"}}, {{"state", "sleeping"}},
-           {{"limit", "ten"}}}) {
+  for (auto bad : std::vector<std::multimap<std::string, std::string>>{{{"limit", "0"}},
+                                                                       {{"limit", "501"}},
+                                                                       {{"offset", "-1"}},
+                                                                       {{"state", "sleeping"}},
+                                                                       {{"limit", "ten"}}}) {
     r.params = bad;
     CHECK(ops.devicesPage(r).status == 400);
   }

@@ -16,7 +16,11 @@ TEST_CASE("readyz answers JSON with the reasons", "[common][http]") {
   metrics::Registry reg;
   std::vector<std::string> reasons;
   HttpServer http(
-      reg, [](std::string& d) { d = "fine \"really\""; return true; },
+      reg,
+      [](std::string& d) {
+        d = "fine \"really\"";
+        return true;
+      },
       [&] { return reasons; });
   REQUIRE(http.start("127.0.0.1:0"));
   httplib::Client cli("127.0.0.1", http.port());
@@ -62,7 +66,8 @@ TEST_CASE("event stream pushes snapshots and refuses clients beyond its limit", 
   metrics::Registry reg;
   HttpServer http(reg, {}, {}, /*threads=*/4);
   std::atomic<int> n{0};
-  http.addEventStream("/events", [&] { return "{\"n\":" + std::to_string(n++) + "}"; }, 50, 1);
+  http.addEventStream(
+      "/events", [&] { return "{\"n\":" + std::to_string(n++) + "}"; }, 50, 1);
   REQUIRE(http.start("127.0.0.1:0"));
 
   std::atomic<bool> stop{false};

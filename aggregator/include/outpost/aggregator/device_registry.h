@@ -32,23 +32,23 @@ struct DeviceRegistryOptions {
 struct DeviceInfo {
   std::string id;
   int64_t first_seen_us = 0;
-  int64_t last_seen_us = 0;   // last batch or live status message; 0: only a retained status
+  int64_t last_seen_us = 0;  // last batch or live status message; 0: only a retained status
   int64_t last_batch_us = 0;
-  std::string agent_version;  // from the status message; empty if the agent never said
-  uint64_t epoch = 0;         // current stream epoch (0: no batch yet)
-  uint64_t epoch_changes = 0; // times a new epoch replaced a known one (agent store re-created)
-  uint64_t last_seq = 0;      // highest seq seen in the current epoch
-  uint64_t seq_gaps = 0;      // seqs skipped and not (yet) arrived, current and earlier epochs
-  uint64_t batches = 0;       // distinct batches seen (re-sends excluded)
-  uint64_t duplicates = 0;    // re-sent batches seen
-  uint64_t items = 0;         // readings + windows in distinct batches
+  std::string agent_version;      // from the status message; empty if the agent never said
+  uint64_t epoch = 0;             // current stream epoch (0: no batch yet)
+  uint64_t epoch_changes = 0;     // times a new epoch replaced a known one (agent store re-created)
+  uint64_t last_seq = 0;          // highest seq seen in the current epoch
+  uint64_t seq_gaps = 0;          // seqs skipped and not (yet) arrived, current and earlier epochs
+  uint64_t batches = 0;           // distinct batches seen (re-sends excluded)
+  uint64_t duplicates = 0;        // re-sent batches seen
+  uint64_t items = 0;             // readings + windows in distinct batches
   uint64_t dropped_reported = 0;  // sum of the batches' `dropped` (agent outbox full, ...)
-  int64_t backlog_rows = -1;  // agent outbox batches waiting, from its status; -1 unknown
+  int64_t backlog_rows = -1;      // agent outbox batches waiting, from its status; -1 unknown
   int64_t backlog_bytes = -1;
   bool online = false;
-  std::string reason;         // why the state is what it is: batch, status, last_will, shutdown, silence
+  std::string reason;  // why the state is what it is: batch, status, last_will, shutdown, silence
   int64_t state_since_us = 0;
-  uint64_t window = 0;        // receipt bitmap of seqs last_seq-1 .. last_seq-64 (gap repair)
+  uint64_t window = 0;  // receipt bitmap of seqs last_seq-1 .. last_seq-64 (gap repair)
 };
 
 // JSON object of one device (the /api/devices items and the device-status events). `now_us` adds
@@ -66,8 +66,7 @@ class DeviceRegistry {
   // An MQTT status message: "online"/"offline" or JSON {"state":..., "reason":..., "version":...,
   // "backlog_rows":..., "backlog_bytes":...}. Untrusted: anything else is ignored (returns false).
   // `retained`: replayed by the broker at subscribe time (does not count as seen live).
-  bool onStatus(const std::string& device, std::string_view payload, bool retained,
-                int64_t now_us);
+  bool onStatus(const std::string& device, std::string_view payload, bool retained, int64_t now_us);
   // Marks online devices silent for longer than offline_after as offline. Returns how many.
   size_t sweep(int64_t now_us);
 

@@ -38,10 +38,10 @@ namespace outpost::aggregator {
 struct OpsOptions {
   std::string status_topic = "outpost.device-status";
   DeviceRegistryOptions devices;
-  WebhookOptions webhook;           // url empty: no alerts
-  bool alert_online = true;         // also alert when an offline device comes back
-  size_t max_stream_clients = 8;    // /api/stream clients at once (each holds an HTTP thread)
-  size_t anomalies_kept = 50;       // latest anomalies kept for the dashboard
+  WebhookOptions webhook;                // url empty: no alerts
+  bool alert_online = true;              // also alert when an offline device comes back
+  size_t max_stream_clients = 8;         // /api/stream clients at once (each holds an HTTP thread)
+  size_t anomalies_kept = 50;            // latest anomalies kept for the dashboard
   size_t event_queue_capacity = 100000;  // status events waiting for Kafka
 };
 
@@ -54,8 +54,8 @@ class OpsCenter final : public BatchObserver, public AnomalySink {
   // Why the process is not ready (the /readyz reasons), shown on the dashboard.
   using ReadinessFn = std::function<std::vector<std::string>()>;
 
-  OpsCenter(OpsOptions options, metrics::Registry& registry, const Clock& clock,
-            PublishFn publish, ReadinessFn readiness);
+  OpsCenter(OpsOptions options, metrics::Registry& registry, const Clock& clock, PublishFn publish,
+            ReadinessFn readiness);
   ~OpsCenter() override;
 
   // Starts the ops thread and the webhook (throws std::runtime_error on a bad webhook URL).

@@ -19,9 +19,9 @@ struct BatchSeen {
   std::string_view device;
   uint64_t epoch = 0;
   uint64_t seq = 0;
-  uint64_t dropped = 0;   // readings the agent reports dropped since its previous batch
-  uint64_t items = 0;     // readings + windows
-  int64_t now_us = 0;     // wall clock at the aggregator
+  uint64_t dropped = 0;  // readings the agent reports dropped since its previous batch
+  uint64_t items = 0;    // readings + windows
+  int64_t now_us = 0;    // wall clock at the aggregator
 };
 
 // A batch whose every Kafka message was delivered.
@@ -49,11 +49,12 @@ int64_t oldestItemUs(const wire::Batch& batch);
 struct AnomalyEvent {
   std::string device;
   std::string sensor;
-  std::string kind;        // e.g. "spike", "drift", "stuck", "dropout"
-  double value = 0;        // the reading that raised it
-  double score = 0;        // detector score, 0..1
-  int64_t ts_us = 0;       // reading timestamp
-  std::vector<std::pair<int64_t, double>> recent;  // the sensor's recent (ts_us, value), oldest first
+  std::string kind;   // e.g. "spike", "drift", "stuck", "dropout"
+  double value = 0;   // the reading that raised it
+  double score = 0;   // detector score, 0..1
+  int64_t ts_us = 0;  // reading timestamp
+  std::vector<std::pair<int64_t, double>>
+      recent;  // the sensor's recent (ts_us, value), oldest first
   std::string json;
 };
 

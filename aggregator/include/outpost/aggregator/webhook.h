@@ -24,14 +24,14 @@
 namespace outpost::aggregator {
 
 struct WebhookOptions {
-  std::string url;                 // http://host[:port]/path; empty: alerts are not sent
-  size_t queue_capacity = 1000;    // events waiting to be sent
-  int max_attempts = 5;            // per event, first try included
-  int backoff_min_ms = 500;        // first retry delay; doubles up to backoff_max_ms
+  std::string url;               // http://host[:port]/path; empty: alerts are not sent
+  size_t queue_capacity = 1000;  // events waiting to be sent
+  int max_attempts = 5;          // per event, first try included
+  int backoff_min_ms = 500;      // first retry delay; doubles up to backoff_max_ms
   int backoff_max_ms = 30000;
-  int timeout_ms = 5000;           // connect and read timeout of one attempt
-  double rate_per_minute = 30;     // token bucket refill
-  int burst = 10;                  // token bucket size
+  int timeout_ms = 5000;        // connect and read timeout of one attempt
+  double rate_per_minute = 30;  // token bucket refill
+  int burst = 10;               // token bucket size
 };
 
 class Webhook {
@@ -65,9 +65,9 @@ class Webhook {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::string> queue_;   // GUARDED_BY(mu_)
-  bool stopping_ = false;           // GUARDED_BY(mu_)
-  double tokens_;                   // GUARDED_BY(mu_)
+  std::deque<std::string> queue_;                   // GUARDED_BY(mu_)
+  bool stopping_ = false;                           // GUARDED_BY(mu_)
+  double tokens_;                                   // GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point refilled_;  // GUARDED_BY(mu_)
   uint64_t pending_suppressed_ = 0;  // GUARDED_BY(mu_): not yet reported in a summary
   int64_t suppressed_since_us_ = 0;  // GUARDED_BY(mu_)

@@ -36,7 +36,7 @@ class HttpServer {
   using Handler = std::function<Response()>;
   struct Request {
     std::string path;
-    std::vector<std::string> matches;             // regex groups of the route (0 = whole path)
+    std::vector<std::string> matches;                // regex groups of the route (0 = whole path)
     std::multimap<std::string, std::string> params;  // query string, decoded
     // First value of query parameter `key`, or `fallback`.
     std::string param(const std::string& key, const std::string& fallback = "") const;
