@@ -145,14 +145,14 @@ std::string deviceJson(const DeviceInfo& d, int64_t now_us) {
 DeviceRegistry::DeviceRegistry(DeviceRegistryOptions options, ChangeFn on_change)
     : opt_(options), on_change_(std::move(on_change)) {}
 
-DeviceInfo* DeviceRegistry::findOrAdd(const std::string& id, int64_t now_us) {
+DeviceInfo* DeviceRegistry::findOrAdd(std::string_view id, int64_t now_us) {
   auto it = devices_.find(id);
   if (it != devices_.end()) return &it->second;
   if (devices_.size() >= opt_.max_devices) {
     ++unrecorded_;
     return nullptr;
   }
-  DeviceInfo& d = devices_[id];
+  DeviceInfo& d = devices_[std::string(id)];
   d.id = id;
   d.first_seen_us = now_us;
   d.state_since_us = now_us;
@@ -183,7 +183,7 @@ void DeviceRegistry::onBatch(const BatchSeen& b) {
   std::vector<DeviceInfo> changes;
   {
     std::lock_guard lock(mu_);
-    DeviceInfo* d = findOrAdd(std::string(b.device), b.now_us);
+    DeviceInfo* d = findOrAdd(b.device, b.now_us);
     if (!d) return;
     d->last_seen_us = b.now_us;
     d->last_batch_us = b.now_us;

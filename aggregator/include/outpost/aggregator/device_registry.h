@@ -84,7 +84,7 @@ class DeviceRegistry {
   uint64_t unrecorded() const;  // devices not recorded because of max_devices
 
  private:
-  DeviceInfo* findOrAdd(const std::string& id, int64_t now_us);  // REQUIRES(mu_); null when full
+  DeviceInfo* findOrAdd(std::string_view id, int64_t now_us);  // REQUIRES(mu_); null when full
   void setState(DeviceInfo& d, bool online, std::string reason, int64_t now_us,
                 std::vector<DeviceInfo>& changes);  // REQUIRES(mu_)
   void notify(const std::vector<DeviceInfo>& changes);
