@@ -381,8 +381,19 @@ void OpsCenter::tick() {
   o += "],\"devices\":{\"known\":" + std::to_string(known) +
        ",\"online\":" + std::to_string(online) + ",\"offline\":" + std::to_string(known - online) +
        "},\"point\":" + point + "}";
-  std::lock_guard lock(snapshot_mu_);
-  snapshot_ = std::move(o);
+  {
+    std::lock_guard lock(snapshot_mu_);
+    snapshot_ = std::move(o);
+    ++generation_;
+  }
+  snapshot_cv_.notify_all();
+}
+
+std::string OpsCenter::waitSnapshot(uint64_t& seen) const {
+  std::unique_lock lock(snapshot_mu_);
+  snapshot_cv_.wait_for(lock, std::chrono::milliseconds(1100), [&] { return generation_ > seen; });
+  seen = generation_;
+  return snapshot_;
 }
 
 std::string OpsCenter::snapshot() const {
@@ -448,8 +459,17 @@ void OpsCenter::addRoutes(HttpServer& http) {
                                   std::string(reinterpret_cast<const char*>(f.data), f.size)};
     });
   }
+  // Interval 0: each client's thread waits in waitSnapshot() for the next tick, so a snapshot
+  // reaches the page as soon as it is computed. The cursor is per handler thread; a stream holds
+  // its thread for its whole life, and a new stream on a reused thread gets the current snapshot
+  // at once (it is newer than what that thread sent last).
   http.addEventStream(
-      "/api/stream", [this] { return snapshot(); }, 1000, opt_.max_stream_clients);
+      "/api/stream",
+      [this] {
+        thread_local uint64_t seen = 0;
+        return waitSnapshot(seen);
+      },
+      0, opt_.max_stream_clients);
   http.addHandler("/api/snapshot", [this] { return json(200, snapshot()); });
   http.addHandler("/api/history", [this] {
     std::string o =

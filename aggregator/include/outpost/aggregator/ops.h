@@ -77,6 +77,9 @@ class OpsCenter final : public BatchObserver, public AnomalySink {
   std::string snapshot() const;
   // Recomputes the snapshot now (the ops thread does this every second; tests call it).
   void tick();
+  // Blocks (at most ~1.1 s) until a snapshot newer than `seen` exists, then returns it and sets
+  // `seen` to its generation: the event stream pushes each snapshot as soon as it is computed.
+  std::string waitSnapshot(uint64_t& seen) const;
 
   // HTTP API bodies (exposed for tests).
   HttpServer::Response devicesPage(const HttpServer::Request& req) const;
@@ -110,7 +113,9 @@ class OpsCenter final : public BatchObserver, public AnomalySink {
   struct Sampler;
   std::unique_ptr<Sampler> sampler_;  // ops thread (and tick() callers) only
   mutable std::mutex snapshot_mu_;
-  std::string snapshot_;  // GUARDED_BY(snapshot_mu_)
+  mutable std::condition_variable snapshot_cv_;
+  std::string snapshot_;         // GUARDED_BY(snapshot_mu_)
+  uint64_t generation_ = 0;      // GUARDED_BY(snapshot_mu_): snapshots computed so far
 
   std::mutex run_mu_;
   std::condition_variable run_cv_;

@@ -58,7 +58,8 @@ class HttpServer {
   // Server-sent events on `path`: each client gets one `data: <next()>` event at once and then
   // every `interval_ms`, until it goes away or the server stops. At most `max_clients` at once;
   // beyond that the request is answered 503 (each client holds a handler thread). Call before
-  // start(). `next` is called from HTTP threads and must be thread-safe.
+  // start(). `next` is called from HTTP threads and must be thread-safe. With interval_ms 0 it is
+  // called back to back: it should block (briefly, ~1 s at most) until it has something new.
   void addEventStream(const std::string& path, std::function<std::string()> next, int interval_ms,
                       size_t max_clients);
   // Event-stream clients connected now.
