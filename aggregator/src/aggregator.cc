@@ -359,7 +359,9 @@ void Aggregator::finish(Pending* p) {
   } else {
     published_batches_.inc();
     published_readings_.inc(p->readings);
-    if (observer_) observer_->onDelivered({p->key.device, p->readings, p->oldest_item_us, clock_.nowUs()});
+    if (observer_) {
+      observer_->onDelivered({p->key.device, p->readings, p->oldest_item_us, clock_.nowUs()});
+    }
   }
   sendAck(p);
 }

@@ -217,7 +217,10 @@ std::string Registry::render() const {
 }
 
 CounterVec::CounterVec(Registry& registry, std::string name, std::string help, std::string label)
-    : registry_(registry), name_(std::move(name)), help_(std::move(help)), label_(std::move(label)) {}
+    : registry_(registry),
+      name_(std::move(name)),
+      help_(std::move(help)),
+      label_(std::move(label)) {}
 
 Counter& CounterVec::with(std::string_view value) {
   const size_t n = count_.load(std::memory_order_acquire);
