@@ -214,7 +214,8 @@ cat <<INFO
 == Outpost demo running ($agents agents x 4 sensors + $sim_devices simulated devices x 7 sensors, $rate Hz each)
   MQTT broker          tcp://127.0.0.1:$MQTT_PORT   (mosquitto_sub -p $MQTT_PORT -t 'outpost/v1/+/status' -v)
   Kafka bootstrap      127.0.0.1:$KAFKA_PORT   (in-memory development broker)
-  aggregator metrics   http://127.0.0.1:$AGG_PORT/metrics   health: /healthz
+  aggregator metrics   http://127.0.0.1:$AGG_PORT/metrics   health: /healthz /readyz
+  dashboard            http://127.0.0.1:$AGG_PORT/   devices: /api/devices
   agent metrics        $(for p in "${AGENT_PORTS[@]}"; do printf 'http://127.0.0.1:%s/metrics ' "$p"; done)
   watch readings       kcat -b 127.0.0.1:$KAFKA_PORT -C -t outpost.readings -o end -f '%k %s\n'
   simulated fleet      outpost-sim fleet (device ids sim-0001..), anomaly labels in $WORK/labels.jsonl

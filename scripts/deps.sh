@@ -14,6 +14,7 @@ PACKAGES=(
   catch2 libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
   clang-16 libclang-rt-16-dev curl procps iproute2
   openssl
+  prometheus chromium nodejs
 )
 
 missing=()

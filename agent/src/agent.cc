@@ -73,12 +73,12 @@ Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock
                            const auto oldest = box_ptr->stats().oldest_created_us;
                            return oldest == 0 ? 0.0 : (clock.nowUs() - oldest) / 1e6;
                          });
-  registry.gaugeFunction("outpost_agent_dropped_readings_total",
-                         "Readings dropped because the outbox was full or failed (since the store "
-                         "was created)",
-                         [box_ptr] {
-                           return static_cast<double>(box_ptr->stats().dropped_readings_total);
-                         });
+  registry.counterFunction("outpost_agent_dropped_readings_total",
+                           "Readings dropped because the outbox was full or failed (since the "
+                           "store was created)",
+                           [box_ptr] {
+                             return static_cast<double>(box_ptr->stats().dropped_readings_total);
+                           });
 }
 
 Agent::~Agent() {
@@ -91,6 +91,18 @@ bool Agent::healthy(std::string& detail) const {
            (uplink_->connected() ? " connected" : " disconnected") +
            ", outbox " + std::to_string(st.rows) + " batches";
   return true;  // disconnected is a state the agent is built to survive, not a failure
+}
+
+std::vector<std::string> Agent::notReadyReasons() const {
+  std::vector<std::string> why;
+  if (!uplink_->connected()) why.push_back("mqtt: not connected to the broker");
+  const auto st = outbox_->stats();
+  const auto limit = static_cast<uint64_t>(cfg_.getInt("outbox.max_bytes"));
+  if (st.bytes * 10 > limit * 9) {
+    why.push_back("outbox: " + std::to_string(st.bytes) + " of " + std::to_string(limit) +
+                  " bytes used (" + std::to_string(st.rows) + " batches)");
+  }
+  return why;
 }
 
 void Agent::flush(int64_t mono_now) {

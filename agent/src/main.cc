@@ -72,7 +72,9 @@ int main(int argc, char** argv) {
     metrics::Registry registry;
     agent::Agent agent(cfg, registry, SystemClock::instance());
     // Declared after the agent: destroyed (stopped) first, so no scrape sees a dead agent.
-    HttpServer http(registry, [&agent](std::string& d) { return agent.healthy(d); });
+    HttpServer http(
+        registry, [&agent](std::string& d) { return agent.healthy(d); },
+        [&agent] { return agent.notReadyReasons(); });
     if (auto st = cli::serveOps(http, cfg); !st) {
       spdlog::error("http: {}", st.error().toString());
       return 1;

@@ -18,6 +18,7 @@ struct Aggregator::Pending {
   bool dead_letter = false;
   std::string reason;
   uint64_t readings = 0;
+  int64_t oldest_item_us = 0;
   int64_t received_mono_us = 0;
   std::atomic<int> remaining{0};
   std::atomic<bool> failed{false};
@@ -62,10 +63,14 @@ AggregatorOptions aggregatorOptionsFrom(const config::Config& cfg) {
 Aggregator::Aggregator(AggregatorOptions options, metrics::Registry& registry, const Clock& clock)
     : opt_(std::move(options)), registry_(registry), clock_(clock),
       anomaly_(opt_.anomalies, registry),
-      received_(registry.counter("outpost_aggregator_batches_received_total",
-                                 "Batch messages received from agents (before verification)")),
-      readings_in_(registry.counter("outpost_aggregator_readings_received_total",
-                                    "Readings in verified batches (duplicates included)")),
+      received_(registry, "outpost_aggregator_batches_received_total",
+                "Batch messages received from agents (before verification), by transport",
+                "transport"),
+      readings_in_(registry, "outpost_aggregator_readings_received_total",
+                   "Readings in verified batches (duplicates included), by transport",
+                   "transport"),
+      events_failed_(registry.counter("outpost_aggregator_ops_events_failed_total",
+                                      "Ops events (device status) not delivered to Kafka")),
       published_batches_(registry.counter("outpost_aggregator_batches_published_total",
                                           "Batches whose every Kafka message is delivered")),
       published_readings_(registry.counter("outpost_aggregator_readings_published_total",
@@ -181,8 +186,35 @@ bool Aggregator::healthy(std::string& detail) const {
   return started_.load();
 }
 
+std::vector<std::string> Aggregator::notReadyReasons() {
+  std::vector<std::string> why;
+  if (!started_.load() || stopping_.load()) return {"aggregator not running"};
+  if (!producer_->reachable(500)) why.push_back("kafka: all brokers down");
+  const int outstanding = producer_->outstanding();
+  if (outstanding > opt_.kafka.queue_max_messages * 9 / 10) {
+    why.push_back("kafka: producer queue " + std::to_string(outstanding) + " messages (limit " +
+                  std::to_string(opt_.kafka.queue_max_messages) + ")");
+  }
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    const size_t depth = workers_[i]->queue.size();
+    if (depth * 10 > opt_.queue_capacity * 9) {
+      why.push_back("worker " + std::to_string(i) + " queue " + std::to_string(depth) + "/" +
+                    std::to_string(opt_.queue_capacity) + " batches");
+    }
+  }
+  return why;
+}
+
+bool Aggregator::publishEvent(const std::string& topic, const std::string& key,
+                              const std::string& value) {
+  if (!producer_ || stopping_.load()) return false;
+  auto st = producer_->produce(topic, key, value, {{"content-type", "application/json"}}, nullptr);
+  if (!st) events_failed_.inc();
+  return st.has_value();
+}
+
 void Aggregator::process(Inbound& in, Worker& w) {
-  received_.inc();
+  received_.with(in.transport).inc();
   // Every key, ack and Kafka message is per device: without an identity from the transport
   // (e.g. the MQTT topic outpost/v1//batch) a batch cannot be accepted, whatever it says.
   if (!codec::isValidDeviceId(in.device)) {
@@ -207,7 +239,10 @@ void Aggregator::process(Inbound& in, Worker& w) {
   }
   const uint64_t n_items = (batch.readings() ? batch.readings()->size() : 0) +
                            (batch.windows() ? batch.windows()->size() : 0);
-  readings_in_.inc(n_items);
+  readings_in_.with(in.transport).inc(n_items);
+  if (observer_) {
+    observer_->onBatch({key.device, key.epoch, key.seq, batch.dropped(), n_items, clock_.nowUs()});
+  }
 
   switch (dedup_->begin(key)) {
     case DedupStore::State::kDone: {
@@ -232,6 +267,7 @@ void Aggregator::process(Inbound& in, Worker& w) {
   p->key = key;
   p->reply = in.reply;
   p->readings = n_items;
+  if (observer_) p->oldest_item_us = oldestItemUs(batch);
   p->received_mono_us = clock_.monotonicUs();
   p->remaining.store(static_cast<int>(total));
   const std::string epoch_s = std::to_string(key.epoch), seq_s = std::to_string(key.seq),
@@ -316,6 +352,10 @@ void Aggregator::deadLetter(Inbound& in, const codec::DecodeError& why, const Ba
 void Aggregator::onDelivery(const Delivery& d) {
   if (d.opaque == &unbatched_tag_) return anomaly_.onUnbatchedDelivery(d.ok);
   auto* p = static_cast<Pending*>(d.opaque);
+  if (!p) {  // an ops event (publishEvent)
+    if (!d.ok) events_failed_.inc();
+    return;
+  }
   if (d.ok && d.topic == anomaly_.options().topic) {
     // An anomaly event of the batch: gates the ack, but is no part of the readings' dedup.
   } else if (d.ok) {
@@ -348,6 +388,9 @@ void Aggregator::finish(Pending* p) {
   } else {
     published_batches_.inc();
     published_readings_.inc(p->readings);
+    if (observer_) {
+      observer_->onDelivered({p->key.device, p->readings, p->oldest_item_us, clock_.nowUs()});
+    }
   }
   sendAck(p);
 }

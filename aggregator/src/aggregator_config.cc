@@ -70,7 +70,32 @@ config::Schema buildSchema() {
       .integer("kafka.queue_max_messages", 100000, 100, 10000000,
                "librdkafka queue.buffering.max.messages; when full, intake pauses")
       .integer("kafka.queue_max_kbytes", 1048576, 1024, 2097151,
-               "librdkafka queue.buffering.max.kbytes; when full, intake pauses");
+               "librdkafka queue.buffering.max.kbytes; when full, intake pauses")
+      .string("kafka.device_status_topic", "outpost.device-status",
+              "Topic for device status events (JSON, key = device id)")
+      .boolean("metrics.collect", true,
+               "false: counters and histograms are not updated and the ops layer (device "
+               "registry, dashboard, alerts, end-to-end latency) is off; only for measuring what "
+               "metrics cost")
+      .integer("devices.offline_after_s", 90, 1, 86400,
+               "An online device silent (no batch, no status) this long is marked offline")
+      .integer("devices.max", 1000000, 1, 100000000,
+               "Devices the registry records; more are counted, not recorded")
+      .integer("dashboard.max_stream_clients", 8, 1, 256,
+               "Live dashboard connections at once (each holds an HTTP thread); more get 503")
+      .string("alerts.webhook_url", "",
+              "POST anomaly and device-offline events here as JSON (http:// only); empty: off")
+      .real("alerts.rate_per_minute", 30, 0.1, 100000,
+            "Alerts sent per minute on average (token bucket); the excess is summarised")
+      .integer("alerts.burst", 10, 1, 100000, "Alerts that may be sent at once (bucket size)")
+      .integer("alerts.max_attempts", 5, 1, 100, "Tries per alert (5xx, 429, network errors)")
+      .integer("alerts.backoff_min_ms", 500, 1, 600000, "First retry delay; doubles per retry")
+      .integer("alerts.backoff_max_ms", 30000, 1, 3600000, "Longest retry delay")
+      .integer("alerts.timeout_ms", 5000, 100, 600000, "Connect/read timeout of one attempt")
+      .integer("alerts.queue_capacity", 1000, 1, 1000000,
+               "Alerts waiting to be sent; when full, new ones are dropped (counted)")
+      .boolean("alerts.on_online", true,
+               "Also alert when a device that was offline comes back online");
   addDetectSettings(s);
   return s;
 }

@@ -65,6 +65,12 @@ bool parseNum(const std::string& s, T& out) {
 void deliveryCallback(rd_kafka_t*, const void* msg_ptr, void* opaque) {
   const auto* msg = static_cast<const rd_kafka_message_t*>(msg_ptr);
   auto* self = static_cast<KafkaProducer*>(opaque);
+  if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    self->delivered_->inc();
+    self->brokers_down_.store(false);
+  } else {
+    self->failed_->inc();
+  }
   Delivery d{msg->_private, msg->err == RD_KAFKA_RESP_ERR_NO_ERROR,
              msg->err ? rd_kafka_err2str(msg->err) : "",
              msg->rkt ? rd_kafka_topic_name(msg->rkt) : "", msg->partition, msg->offset};
@@ -94,6 +100,11 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const KafkaOptions&
   }
   rd_kafka_conf_set_log_cb(*conf, logCallback);
   rd_kafka_conf_set_opaque(*conf, p.get());
+  rd_kafka_conf_set_error_cb(*conf, [](rd_kafka_t*, int err, const char*, void* op) {
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+      static_cast<KafkaProducer*>(op)->brokers_down_.store(true);
+    }
+  });
   rd_kafka_conf_set_dr_msg_cb(*conf, [](rd_kafka_t* rk, const rd_kafka_message_t* m, void* op) {
     deliveryCallback(rk, m, op);
   });
@@ -107,6 +118,10 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const KafkaOptions&
                                      "Times produce found librdkafka's queue full (intake paused)");
   p->paused_ = &registry.gauge("outpost_aggregator_intake_paused",
                                "1 while intake waits for room in the Kafka producer queue");
+  p->delivered_ = &registry.counter("outpost_aggregator_kafka_messages_delivered_total",
+                                    "Kafka messages with a successful delivery report");
+  p->failed_ = &registry.counter("outpost_aggregator_kafka_messages_failed_total",
+                                 "Kafka messages with a failed delivery report");
   KafkaProducer* raw = p.get();
   registry.gaugeFunction("outpost_aggregator_kafka_outstanding_messages",
                          "Messages queued in or in flight from the Kafka producer",
@@ -124,6 +139,19 @@ KafkaProducer::~KafkaProducer() {
 }
 
 int KafkaProducer::outstanding() const { return rk_ ? rd_kafka_outq_len(rk_) : 0; }
+
+bool KafkaProducer::reachable(int timeout_ms) {
+  if (!rk_) return false;
+  if (!brokers_down_.load()) return true;
+  // Told every broker was down: ask for metadata (bounded) to see whether one is back.
+  const rd_kafka_metadata_t* md = nullptr;
+  if (rd_kafka_metadata(rk_, 0, nullptr, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_metadata_destroy(md);
+    brokers_down_.store(false);
+    return true;
+  }
+  return false;
+}
 
 Status KafkaProducer::produce(const std::string& topic, std::string_view key,
                               std::string_view value,

@@ -8,6 +8,7 @@
 #include "outpost/aggregator/aggregator_config.h"
 #include "outpost/aggregator/mqtt_ingest.h"
 #include "outpost/aggregator/zmq_ingest.h"
+#include "outpost/aggregator/ops.h"
 #include "outpost/common/cli.h"
 #include "outpost/common/detect/backtest.h"
 #include "outpost/common/http_server.h"
@@ -132,7 +133,37 @@ int main(int argc, char** argv) {
     initLogging(cfg.getString("log_level"), "outpost-aggregator");
 
     metrics::Registry registry;
+    metrics::setCollectionEnabled(cfg.getBool("metrics.collect"));
     Aggregator aggregator(options, registry, SystemClock::instance());
+    std::function<bool()> mqtt_up = [] { return false; };
+    auto readiness = [&] {
+      auto why = aggregator.notReadyReasons();
+      if (!mqtt_up()) why.push_back("mqtt: not connected to the broker");
+      return why;
+    };
+    std::unique_ptr<OpsCenter> ops;  // the ops layer (ops.h); off with metrics.collect=false
+    if (metrics::collectionEnabled()) {
+      ops = std::make_unique<OpsCenter>(
+          opsOptionsFrom(cfg), registry, SystemClock::instance(),
+          [&](const std::string& t, const std::string& k, const std::string& v) {
+            return aggregator.publishEvent(t, k, v);
+          },
+          readiness);
+      aggregator.setObserver(ops.get());
+      // Alarms that open go to the dashboard and the webhook (ended ones only close them on Kafka).
+      aggregator.anomalies().addObserver([&ops](const AnomalyRecord& r, std::string_view json) {
+        if (r.ended) return;
+        AnomalyEvent e;
+        e.device = r.device;
+        e.sensor = r.sensor;
+        e.kind = detect::kindName(r.kind);
+        e.value = r.value;
+        e.score = r.score;
+        e.ts_us = r.timestamp_us;
+        e.json.assign(json);
+        ops->onAnomaly(e);
+      });
+    }
     aggregator.start();
     std::unique_ptr<ZmqIngest> zmq_ingest;
     if (with_zmq) {
@@ -144,17 +175,35 @@ int main(int argc, char** argv) {
       }
     }
     std::unique_ptr<MqttIngest> ingest;
-    if (with_mqtt) ingest = std::make_unique<MqttIngest>(mo, aggregator, registry, SystemClock::instance());
-
-    HttpServer http(registry, [&](std::string& d) {
-      bool ok = aggregator.healthy(d);
+    if (with_mqtt) {
+      ingest = std::make_unique<MqttIngest>(mo, aggregator, registry, SystemClock::instance());
+      mqtt_up = [&ingest] { return ingest->connected(); };
+    } else {
+      mqtt_up = [] { return true; };  // no broker configured: nothing to be connected to
+    }
+    if (ops) {
       if (ingest) {
-        ok = ok && ingest->connected();
-        d += ingest->connected() ? ", mqtt connected" : ", mqtt disconnected";
+        ingest->setStatusHandler([&](const std::string& d, std::string_view p, bool retained) {
+          ops->onStatus(d, p, retained);
+        });
       }
-      if (zmq_ingest) d += ", zmq listening";
-      return ok;
-    });
+      ops->start();
+    }
+
+    // /healthz: started and connected to the broker (if any); /readyz adds Kafka and backlog.
+    HttpServer http(
+        registry,
+        [&](std::string& d) {
+          bool ok = aggregator.healthy(d);
+          if (ingest) {
+            ok = ok && ingest->connected();
+            d += ingest->connected() ? ", mqtt connected" : ", mqtt disconnected";
+          }
+          if (zmq_ingest) d += ", zmq listening";
+          return ok;
+        },
+        readiness, ops ? cfg.getInt("dashboard.max_stream_clients") + 4 : 2);
+    if (ops) ops->addRoutes(http);
     if (auto st = cli::serveOps(http, cfg); !st) {
       spdlog::error("http: {}", st.error().toString());
       aggregator.stop();
@@ -176,6 +225,7 @@ int main(int argc, char** argv) {
       }
     }
     // Drain first (acks still go out), then disconnect.
+    if (ops) ops->stop();  // last status events go out before the producer stops
     aggregator.stop();
     if (zmq_ingest) zmq_ingest->stop();
     if (ingest) ingest->stop();

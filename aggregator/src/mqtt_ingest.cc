@@ -39,17 +39,26 @@ struct MqttIngest::Impl {
         reconnects(reg.counter("outpost_aggregator_mqtt_connects_total",
                                "MQTT (re)connections of the ingest client")) {}
 
-  // "{prefix}/{device}/batch" -> device; empty if the topic has another shape.
-  std::string deviceOf(const std::string& topic) const {
+  // "{prefix}/{device}/{leaf}" -> device; empty if the topic has another shape.
+  std::string deviceOf(const std::string& topic, std::string_view leaf = "/batch") const {
     const std::string head = opt.topic_prefix + "/";
     if (topic.rfind(head, 0) != 0) return {};
     const std::string rest = topic.substr(head.size());
     const auto slash = rest.find('/');
-    if (slash == std::string::npos || rest.substr(slash) != "/batch") return {};
+    if (slash == std::string::npos || rest.substr(slash) != leaf) return {};
     return rest.substr(0, slash);
   }
 
   void onMessage(const mqtt::const_message_ptr& msg) {
+    if (status_handler && msg->get_topic().ends_with("/status")) {
+      const std::string device = deviceOf(msg->get_topic(), "/status");
+      if (codec::isValidDeviceId(device)) {
+        status_handler(device, msg->get_payload_ref().str(), msg->is_retained());
+      } else {
+        bad_topic.inc();
+      }
+      return;
+    }
     Inbound in;
     in.source = msg->get_topic();
     in.device = deviceOf(in.source);
@@ -61,7 +70,12 @@ struct MqttIngest::Impl {
   }
 
   MqttIngest* owner = nullptr;
+  StatusHandler status_handler;
 };
+
+void MqttIngest::setStatusHandler(StatusHandler handler) {
+  impl_->status_handler = std::move(handler);
+}
 
 MqttIngest::MqttIngest(MqttIngestOptions options, Aggregator& aggregator,
                        metrics::Registry& registry, const Clock& clock)
@@ -86,6 +100,7 @@ bool MqttIngest::start(const std::function<bool()>& stop_requested) {
     // Subscribe on every (re)connect: a broker that lost our session lost the subscription too.
     try {
       cli->subscribe(impl->subscription, 1);
+      if (impl->status_handler) cli->subscribe(impl->opt.topic_prefix + "/+/status", 1);
       spdlog::info("MQTT ingest connected to {}, subscribed to {}", impl->opt.broker,
                    impl->subscription);
     } catch (const mqtt::exception& e) {

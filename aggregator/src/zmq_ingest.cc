@@ -282,6 +282,7 @@ struct ZmqIngest::Impl {
       in.device = device;
       in.payload.assign(static_cast<const char*>(frames[2].data()), frames[2].size());
       in.source = "zmq " + property(frames[1], "Peer-Address").value_or("?");
+      in.transport = "zmq";
       in.received_us = clock.nowUs();
       in.reply = owner;
       aggregator.submit(std::move(in));

@@ -1,8 +1,10 @@
 #include "outpost/common/http_server.h"
 
-#include <charconv>
-
 #include <httplib.h>
+
+#include <charconv>
+#include <chrono>
+#include <cstdio>
 
 #include "outpost/common/thread_name.h"
 
@@ -18,11 +20,59 @@ bool splitHostPort(const std::string& s, std::string& host, int& port) {
   return ec == std::errc() && p == e && port >= 0 && port <= 65535;
 }
 
-HttpServer::HttpServer(metrics::Registry& registry, HealthFn health)
+std::string jsonQuote(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20 || c >= 0x7f) {
+          // Bytes outside printable ASCII are escaped one by one: the output is valid JSON
+          // whatever the input (device-reported strings are untrusted).
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string HttpServer::Request::param(const std::string& key, const std::string& fallback) const {
+  auto it = params.find(key);
+  return it == params.end() ? fallback : it->second;
+}
+
+HttpServer::HttpServer(metrics::Registry& registry, HealthFn health, ReadyFn ready, size_t threads)
     : server_(std::make_unique<httplib::Server>()) {
-  // Scrapes and health checks are rare: two handler threads, not httplib's default of 8+ (the
+  // Scrapes and health checks are rare: few handler threads, not httplib's default of 8+ (the
   // agent runs on small boards).
-  server_->new_task_queue = [] { return new httplib::ThreadPool(2); };
+  if (threads < 1) threads = 1;
+  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // An idle keep-alive connection holds a handler thread: let it go soon.
+  server_->set_keep_alive_timeout(2);
+  // Responses go out in several writes (headers, body): without this, a response on a kept-alive
+  // connection waits for the browser's delayed ACK (~40 ms per round).
+  server_->set_tcp_nodelay(true);
   server_->Get("/metrics", [&registry](const httplib::Request&, httplib::Response& res) {
     res.set_content(registry.render(), "text/plain; version=0.0.4; charset=utf-8");
   });
@@ -30,7 +80,18 @@ HttpServer::HttpServer(metrics::Registry& registry, HealthFn health)
     std::string detail;
     const bool ok = health ? health(detail) : true;
     res.status = ok ? 200 : 503;
-    res.set_content((ok ? "ok " : "unhealthy ") + detail + "\n", "text/plain; charset=utf-8");
+    res.set_content(std::string("{\"status\":") + (ok ? "\"ok\"" : "\"unhealthy\"") +
+                        ",\"detail\":" + jsonQuote(detail) + "}\n",
+                    "application/json");
+  });
+  server_->Get("/readyz", [ready](const httplib::Request&, httplib::Response& res) {
+    const std::vector<std::string> reasons = ready ? ready() : std::vector<std::string>{};
+    std::string body =
+        std::string("{\"ready\":") + (reasons.empty() ? "true" : "false") + ",\"reasons\":[";
+    for (size_t i = 0; i < reasons.size(); ++i) body += (i ? "," : "") + jsonQuote(reasons[i]);
+    body += "]}\n";
+    res.status = reasons.empty() ? 200 : 503;
+    res.set_content(body, "application/json");
   });
 }
 
@@ -41,6 +102,54 @@ void HttpServer::addHandler(const std::string& path, Handler handler) {
     Response r = handler();
     res.status = r.status;
     res.set_content(r.body, r.content_type);
+  });
+}
+
+void HttpServer::addRequestHandler(const std::string& pattern, RequestHandler handler) {
+  server_->Get(pattern, [handler](const httplib::Request& req, httplib::Response& res) {
+    Request r;
+    r.path = req.path;
+    for (const auto& m : req.matches) r.matches.push_back(m.str());
+    for (const auto& [k, v] : req.params) r.params.emplace(k, v);
+    Response out = handler(r);
+    res.status = out.status;
+    res.set_content(out.body, out.content_type);
+  });
+}
+
+void HttpServer::addEventStream(const std::string& path, std::function<std::string()> next,
+                                int interval_ms, size_t max_clients) {
+  server_->Get(path, [this, next, interval_ms, max_clients](const httplib::Request&,
+                                                            httplib::Response& res) {
+    if (stream_clients_.fetch_add(1) >= max_clients) {
+      stream_clients_.fetch_sub(1);
+      res.status = 503;
+      res.set_header("Retry-After", "5");
+      res.set_content("{\"error\":\"too many event-stream clients (limit " +
+                          std::to_string(max_clients) + ")\"}\n",
+                      "application/json");
+      return;
+    }
+    res.set_header("Cache-Control", "no-cache");
+    auto first = std::make_shared<bool>(true);
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, next, interval_ms, first](size_t, httplib::DataSink& sink) {
+          if (!*first) {
+            // Sleep in slices so that stop() does not wait a whole interval per client.
+            const auto until =
+                std::chrono::steady_clock::now() + std::chrono::milliseconds(interval_ms);
+            while (std::chrono::steady_clock::now() < until) {
+              if (stopping_.load()) return false;
+              std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            }
+          }
+          *first = false;
+          if (stopping_.load() || !sink.is_writable()) return false;
+          const std::string ev = "data: " + next() + "\n\n";
+          return sink.write(ev.data(), ev.size());
+        },
+        [this](bool) { stream_clients_.fetch_sub(1); });
   });
 }
 
@@ -67,6 +176,7 @@ Status HttpServer::start(const std::string& listen) {
 }
 
 void HttpServer::stop() {
+  stopping_.store(true);
   if (thread_.joinable()) {
     server_->stop();
     thread_.join();

@@ -66,6 +66,7 @@ Histogram::Histogram(std::vector<double> bounds)
 }
 
 void Histogram::observe(double v) {
+  if (!collectionEnabled()) return;
   size_t i = 0;
   while (i < bounds_.size() && v > bounds_[i]) ++i;
   buckets_[i].fetch_add(1, std::memory_order_relaxed);
@@ -149,6 +150,42 @@ void Registry::gaugeFunction(const std::string& name, const std::string& help,
   f.series.push_back({labels, nullptr, nullptr, nullptr, std::move(fn)});
 }
 
+void Registry::counterFunction(const std::string& name, const std::string& help,
+                               std::function<double()> fn, const Labels& labels) {
+  std::lock_guard lock(mu_);
+  Family& f = family(name, help, Kind::kCounter);
+  if (Series* s = findSeries(f, labels)) {
+    s->fn = std::move(fn);
+    s->counter = nullptr;
+    return;
+  }
+  f.series.push_back({labels, nullptr, nullptr, nullptr, std::move(fn)});
+}
+
+uint64_t Registry::counterSum(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  auto it = families_.find(name);
+  if (it == families_.end()) return 0;
+  uint64_t sum = 0;
+  for (const auto& s : it->second.series) {
+    if (s.counter) sum += s.counter->value();
+    else if (s.fn) sum += static_cast<uint64_t>(s.fn());
+  }
+  return sum;
+}
+
+std::vector<std::pair<Labels, double>> Registry::gaugeValues(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  std::vector<std::pair<Labels, double>> out;
+  auto it = families_.find(name);
+  if (it == families_.end()) return out;
+  for (const auto& s : it->second.series) {
+    if (s.gauge) out.emplace_back(s.labels, s.gauge->value());
+    else if (s.fn) out.emplace_back(s.labels, s.fn());
+  }
+  return out;
+}
+
 std::string Registry::render() const {
   std::lock_guard lock(mu_);
   std::ostringstream os;
@@ -177,6 +214,31 @@ std::string Registry::render() const {
     }
   }
   return os.str();
+}
+
+CounterVec::CounterVec(Registry& registry, std::string name, std::string help, std::string label)
+    : registry_(registry),
+      name_(std::move(name)),
+      help_(std::move(help)),
+      label_(std::move(label)) {}
+
+Counter& CounterVec::with(std::string_view value) {
+  const size_t n = count_.load(std::memory_order_acquire);
+  for (size_t i = 0; i < n; ++i) {
+    if (slots_[i].first == value) return *slots_[i].second;
+  }
+  std::lock_guard lock(mu_);
+  const size_t m = count_.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < m; ++i) {
+    if (slots_[i].first == value) return *slots_[i].second;
+  }
+  const std::string v = m + 1 < kMaxValues ? std::string(value) : "other";
+  Counter& c = registry_.counter(name_, help_, {{label_, v}});
+  if (m < kMaxValues) {
+    slots_[m] = {std::string(value), &c};
+    count_.store(m + 1, std::memory_order_release);
+  }
+  return c;
 }
 
 }  // namespace outpost::metrics

@@ -8,6 +8,7 @@
 #include "outpost/common/mqtt_security_paho.h"
 #include "outpost/common/net.h"
 #include "outpost/common/thread_name.h"
+#include "outpost/common/version.h"
 
 namespace outpost::agent {
 namespace {
@@ -21,6 +22,7 @@ struct AckEvent {
 
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
 constexpr int64_t kStopDrainUs = 1500 * 1000;  // keeps SIGTERM-to-exit within ~2 s
+constexpr int64_t kStatusEveryUs = 30 * 1000 * 1000;  // retained status refresh (backlog)
 
 }  // namespace
 
@@ -96,13 +98,14 @@ struct MqttUplink::Impl {
                          .clean_session(true)
                          .keep_alive_interval(std::chrono::seconds(opt.keepalive_s))
                          .connect_timeout(kConnectTimeout)
-                         .will(mqtt::message(status_topic, "offline", 1, true));
+                         .will(mqtt::message(status_topic, statusJson("offline", "last_will"), 1,
+                                             true));
       mqttsec::apply(opt.security, builder);
       cli->connect(builder.finalize())->wait_for(kConnectTimeout + std::chrono::seconds(1));
       if (!cli->is_connected()) throw mqtt::exception(-1, "connect timed out");
       net::setTcpNoDelayToPeer(opt.broker);  // batches must not wait for a delayed ACK
       cli->subscribe(ack_topic, 1)->wait_for(kConnectTimeout);
-      cli->publish(status_topic, "online", 6, 1, true);
+      publishStatus("online", "status");
       return true;
     } catch (const mqtt::exception& e) {
       spdlog::warn("MQTT connect to {} failed: {}", opt.broker, e.what());
@@ -115,13 +118,34 @@ struct MqttUplink::Impl {
     if (!cli) return;
     try {
       if (graceful && cli->is_connected()) {
-        cli->publish(status_topic, "offline", 7, 1, true)->wait_for(std::chrono::seconds(1));
+        const std::string s = statusJson("offline", "shutdown");
+        cli->publish(status_topic, s.data(), s.size(), 1, true)->wait_for(std::chrono::seconds(1));
         cli->disconnect(std::chrono::milliseconds(500))->wait_for(std::chrono::seconds(2));
       }
     } catch (const mqtt::exception& e) {
       spdlog::debug("MQTT disconnect: {}", e.what());
     }
     cli.reset();
+  }
+
+  // The retained status (aggregator device registry, docs/architecture.md): state, why, agent
+  // version and outbox backlog (the aggregator also accepts the bare "online"/"offline" of older
+  // agents).
+  std::string statusJson(const char* state, const char* reason) const {
+    std::string s = std::string("{\"state\":\"") + state + "\",\"reason\":\"" + reason +
+                    "\",\"version\":\"" + kVersion + "\"";
+    if (std::string_view(reason) != "last_will") {  // a will's backlog would be stale
+      const auto st = outbox.stats();
+      s += ",\"backlog_rows\":" + std::to_string(st.rows) +
+           ",\"backlog_bytes\":" + std::to_string(st.bytes);
+    }
+    return s + "}";
+  }
+
+  void publishStatus(const char* state, const char* reason) {
+    const std::string s = statusJson(state, reason);
+    cli->publish(status_topic, s.data(), s.size(), 1, true);
+    last_status_us = clock.monotonicUs();
   }
 
   // Publishes one stored batch; false if the connection is gone.
@@ -209,6 +233,13 @@ struct MqttUplink::Impl {
           next_connect_us = now + (backoff_ms + j(jitter)) * 1000;
           backoff_ms = std::min(backoff_ms * 2, opt.reconnect_max_ms);
           continue;
+        }
+      }
+      if (now - last_status_us > kStatusEveryUs) {
+        try {
+          publishStatus("online", "status");
+        } catch (const mqtt::exception& e) {
+          spdlog::debug("status publish: {}", e.what());
         }
       }
       if (!sendPending(now)) {
@@ -302,6 +333,7 @@ struct MqttUplink::Impl {
   std::map<uint64_t, InFlight> inflight;  // sender thread only
   uint64_t cursor = 0;                    // highest seq sent on this connection
   uint64_t resend_floor = 0;              // highest seq ever sent by this process
+  int64_t last_status_us = 0;             // sender thread only
 
   metrics::Counter& sent;
   metrics::Counter& resent;

@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "outpost/common/clock.h"
 #include "outpost/common/config.h"
@@ -35,6 +36,9 @@ class Agent {
 
   Outbox& outbox() { return *outbox_; }
   bool healthy(std::string& detail) const;
+  // /readyz: why the agent cannot deliver now (empty: ready): broker not connected, outbox over
+  // 90% of outbox.max_bytes.
+  std::vector<std::string> notReadyReasons() const;
 
  private:
   void flush(int64_t mono_now);

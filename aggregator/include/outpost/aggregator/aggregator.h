@@ -17,6 +17,7 @@
 #include "outpost/aggregator/anomaly_stage.h"
 #include "outpost/aggregator/dedup_store.h"
 #include "outpost/aggregator/kafka.h"
+#include "outpost/aggregator/ops_hooks.h"
 #include "outpost/common/bounded_queue.h"
 #include "outpost/common/clock.h"
 #include "outpost/common/codec.h"
@@ -40,6 +41,7 @@ struct Inbound {
   std::string source;   // where it came from, e.g. the MQTT topic (dead-letter header)
   int64_t received_us = 0;
   AckSink* reply = nullptr;
+  const char* transport = "mqtt";  // metrics label: "mqtt", "zmq"
 };
 
 struct AggregatorOptions {
@@ -77,6 +79,16 @@ class Aggregator {
   // Live anomaly detection: add observers (AnomalyDetection::addObserver) before start().
   AnomalyDetection& anomalies() { return anomaly_; }
 
+  // Why the aggregator should not get traffic now (empty: ready): not started, Kafka unreachable,
+  // a worker queue or the Kafka queue near full. May block up to ~0.5 s (Kafka probe).
+  std::vector<std::string> notReadyReasons();
+
+  // Ops hooks (ops_hooks.h); set before start(). The observer must outlive the aggregator.
+  void setObserver(BatchObserver* observer) { observer_ = observer; }
+  // Produces one ops event (device status, ...) to `topic`, keyed by `key`; delivery failures are
+  // counted, never acked or retried. Returns false if it could not be queued.
+  bool publishEvent(const std::string& topic, const std::string& key, const std::string& value);
+
  private:
   struct Pending;
   struct Worker;
@@ -99,8 +111,10 @@ class Aggregator {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> started_{false};
 
-  metrics::Counter& received_;
-  metrics::Counter& readings_in_;
+  BatchObserver* observer_ = nullptr;
+  metrics::CounterVec received_;     // by transport
+  metrics::CounterVec readings_in_;  // by transport
+  metrics::Counter& events_failed_;
   metrics::Counter& published_batches_;
   metrics::Counter& published_readings_;
   metrics::Counter& duplicates_;

@@ -67,6 +67,9 @@ class KafkaProducer {
   void stop(int timeout_ms);
   // Messages queued or in flight.
   int outstanding() const;
+  // False after librdkafka reported every broker down, until a delivery succeeds or a metadata
+  // request (at most `timeout_ms`, only made in that state) answers. Any thread.
+  bool reachable(int timeout_ms);
 
  private:
   KafkaProducer() = default;
@@ -76,6 +79,9 @@ class KafkaProducer {
   std::atomic<bool> stopping_{false};
   metrics::Counter* queue_full_ = nullptr;
   metrics::Gauge* paused_ = nullptr;
+  metrics::Counter* delivered_ = nullptr;
+  metrics::Counter* failed_ = nullptr;
+  std::atomic<bool> brokers_down_{false};
   friend void deliveryCallback(rd_kafka_t*, const void*, void*);
 };
 

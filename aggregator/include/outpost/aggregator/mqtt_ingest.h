@@ -1,6 +1,8 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <string_view>
 #include <memory>
 #include <string>
 
@@ -37,6 +39,13 @@ class MqttIngest final : public AckSink {
   bool connected() const;
 
   bool sendAck(const std::string& device, std::vector<uint8_t> ack) override;
+
+  // Agents' retained status messages ({prefix}/{device}/status): when a handler is set (before
+  // start()), that topic is subscribed too and each message is handed to it on Paho's callback
+  // thread (`retained`: replayed by the broker at subscribe time). Payloads are untrusted.
+  using StatusHandler =
+      std::function<void(const std::string& device, std::string_view payload, bool retained)>;
+  void setStatusHandler(StatusHandler handler);
 
  private:
   struct Impl;

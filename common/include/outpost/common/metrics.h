@@ -5,6 +5,7 @@
 // the reference and never look metrics up by name.
 // Thread-safety: every method may be called from any thread.
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -13,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -20,9 +22,19 @@ namespace outpost::metrics {
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
+namespace detail {
+inline std::atomic<bool> collecting{true};
+}
+// Process-wide switch, for measuring what metrics cost: false turns Counter::inc and
+// Histogram::observe into no-ops (gauges and scrape-time functions still work). Default true.
+inline void setCollectionEnabled(bool on) { detail::collecting.store(on); }
+inline bool collectionEnabled() { return detail::collecting.load(std::memory_order_relaxed); }
+
 class Counter {
  public:
-  void inc(uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
+  void inc(uint64_t n = 1) {
+    if (collectionEnabled()) value_.fetch_add(n, std::memory_order_relaxed);
+  }
   uint64_t value() const { return value_.load(std::memory_order_relaxed); }
 
  private:
@@ -72,8 +84,19 @@ class Registry {
   void gaugeFunction(const std::string& name, const std::string& help,
                      std::function<double()> fn, const Labels& labels = {});
 
+  // A counter whose value is read at scrape time (a total kept elsewhere, e.g. persisted in a
+  // store); `fn` must be thread-safe and never decrease.
+  void counterFunction(const std::string& name, const std::string& help,
+                       std::function<double()> fn, const Labels& labels = {});
+
   // Prometheus text exposition format 0.0.4.
   std::string render() const;
+
+  // Sum of every series of counter family `name` (0 if there is none): e.g. rejections over all
+  // reasons, for the dashboard.
+  uint64_t counterSum(const std::string& name) const;
+  // Current value of every series of gauge family `name` (scrape-time functions are called).
+  std::vector<std::pair<Labels, double>> gaugeValues(const std::string& name) const;
 
  private:
   enum class Kind { kCounter, kGauge, kHistogram };
@@ -97,6 +120,24 @@ class Registry {
   std::deque<Counter> counters_;            // GUARDED_BY(mu_); deque: stable addresses
   std::deque<Gauge> gauges_;                // GUARDED_BY(mu_)
   std::deque<std::unique_ptr<Histogram>> histograms_;  // GUARDED_BY(mu_)
+};
+
+// A counter family with one label whose few values are known only at run time (transport, kind):
+// a series is registered on first use of its value, later uses find it without locking. At most
+// kMaxValues distinct values; further values share the series "other".
+// Thread-safety: any thread.
+class CounterVec {
+ public:
+  CounterVec(Registry& registry, std::string name, std::string help, std::string label);
+  Counter& with(std::string_view value);
+
+ private:
+  static constexpr size_t kMaxValues = 32;
+  Registry& registry_;
+  const std::string name_, help_, label_;
+  std::mutex mu_;  // serialises registration only
+  std::array<std::pair<std::string, Counter*>, kMaxValues> slots_;  // written before count_ grows
+  std::atomic<size_t> count_{0};
 };
 
 }  // namespace outpost::metrics
