@@ -149,6 +149,18 @@ void Registry::gaugeFunction(const std::string& name, const std::string& help,
   f.series.push_back({labels, nullptr, nullptr, nullptr, std::move(fn)});
 }
 
+void Registry::counterFunction(const std::string& name, const std::string& help,
+                               std::function<double()> fn, const Labels& labels) {
+  std::lock_guard lock(mu_);
+  Family& f = family(name, help, Kind::kCounter);
+  if (Series* s = findSeries(f, labels)) {
+    s->fn = std::move(fn);
+    s->counter = nullptr;
+    return;
+  }
+  f.series.push_back({labels, nullptr, nullptr, nullptr, std::move(fn)});
+}
+
 std::string Registry::render() const {
   std::lock_guard lock(mu_);
   std::ostringstream os;

@@ -268,6 +268,8 @@ Status Outbox::evictOldestLocked(DropReason reason) {
   stats_.bytes -= std::min(stats_.bytes, freed);
   stats_.rows -= std::min<uint64_t>(stats_.rows, 1);
   ++stats_.dropped_batches_total;
+  spdlog::debug("outbox: evicted batch {} ({} readings, {})", seq, readings,
+                dropReasonName(reason));
   countDropLocked(readings, reason);
   pending_dropped_ += readings + carried;
   return refreshOldestLocked();
@@ -394,20 +396,25 @@ Result<AppendOutcome> Outbox::appendMany(std::span<codec::BatchContent> batches)
        stats_.rows > 0 && attempt < 4;
        ++attempt) {
     const size_t evict = std::max<size_t>(1, batches.size()) << attempt;
+    sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
     Transaction tx(db_);
-    bool ok = tx.begun() == SQLITE_OK;
-    for (size_t i = 0; ok && i < evict && stats_.rows > 0; ++i) {
-      ok = evictOldestLocked(DropReason::kOutboxFull).has_value();
+    Status st = tx.begun() == SQLITE_OK ? Status{} : sqlite::failure(db_, tx.begun(), "begin");
+    for (size_t i = 0; st && i < evict && stats_.rows > 0; ++i) {
+      st = evictOldestLocked(DropReason::kOutboxFull);
     }
-    ok = ok && persistCounters().has_value() && tx.commit() == SQLITE_OK;
-    if (!ok) {
+    if (st) st = persistCounters();
+    if (st) {
+      if (const int rc = tx.commit(); rc != SQLITE_OK) st = sqlite::failure(db_, rc, "commit");
+    }
+    if (!st) {
+      spdlog::debug("outbox: cannot evict to make room: {}", st.error().toString());
       restore();
       break;
     }
     committed();
     spdlog::warn("outbox: write failed ({}); evicted up to {} oldest batches to make room",
                  result.error().message(), evict);
-    sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
     result = appendGroupLocked(batches);
     if (!result) restore();
   }
@@ -526,8 +533,10 @@ Result<uint64_t> Outbox::expire() {
   Status st = tx.begun() == SQLITE_OK ? expireLocked(clock_.nowUs(), dropped)
                                       : sqlite::failure(db_, tx.begun(), "outbox: expire");
   if (st) st = persistCounters();
-  if (st && tx.commit() != SQLITE_OK)
-    st = sqlite::failure(db_, sqlite3_errcode(db_), "outbox: expire");
+  if (st) {
+    if (const int rc = tx.commit(); rc != SQLITE_OK)
+      st = sqlite::failure(db_, rc, "outbox: expire");
+  }
   if (!st) {
     stats_ = before;
     pending_dropped_ = pending_before;

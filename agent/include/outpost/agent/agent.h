@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -34,12 +35,18 @@ class Agent {
   int run(const RunLimits& limits);
 
   Outbox& outbox() { return *outbox_; }
+  // Where SIGHUP reads the new configuration from (main: the same file and --set overrides).
+  // Without one, SIGHUP is logged and ignored.
+  void setConfigLoader(std::function<config::Config()> loader);
   bool healthy(std::string& detail) const;
 
  private:
   void flush(int64_t mono_now);
+  void reload();  // pipeline thread
 
-  const config::Config cfg_;
+  const config::Config cfg_;       // as started (restart-only settings)
+  config::Config applied_ = cfg_;  // last configuration applied (reloadable settings)
+  std::function<config::Config()> loader_;
   metrics::Registry& registry_;
   const Clock& clock_;
   std::string device_id_;

@@ -72,6 +72,10 @@ class Registry {
   void gaugeFunction(const std::string& name, const std::string& help,
                      std::function<double()> fn, const Labels& labels = {});
 
+  // A counter read at scrape time from a monotonic source (e.g. a store's own totals).
+  void counterFunction(const std::string& name, const std::string& help,
+                       std::function<double()> fn, const Labels& labels = {});
+
   // Prometheus text exposition format 0.0.4.
   std::string render() const;
 
