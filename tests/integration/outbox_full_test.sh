@@ -9,7 +9,9 @@
 source "$(dirname "$0")/lib.sh"
 POLICY=${1:-drop_oldest}
 DEV=of-1
-PRODUCED=12000   # per sensor (2 sensors at 1000 Hz: 12 s)
+# Per sensor (2 sensors at 1000 Hz: 20 s): production must go on after the outbox has room again
+# (the aggregator also takes a few seconds to reconnect), so that a stored batch reports the drops.
+PRODUCED=20000
 
 start_mosquitto
 start_devkafka

@@ -444,6 +444,24 @@ Result<AppendOutcome> Outbox::appendMany(std::span<codec::BatchContent> batches)
   stats_.accepted_batches_total += result->stored;
   stats_.accepted_readings_total += result->stored_readings;
   stats_.last_seq = next_seq_ - 1;
+  // drop_newest: one line when refusing starts and one when it ends, not one per batch.
+  const uint64_t refused =
+      dropped_by_full_before_ ==
+              stats_.dropped_by_reason[static_cast<size_t>(DropReason::kOutboxFull)]
+          ? 0
+          : stats_.dropped_by_reason[static_cast<size_t>(DropReason::kOutboxFull)] -
+                dropped_by_full_before_;
+  if (options_.full_policy == FullPolicy::kDropNewest && refused > 0 && !refusing_) {
+    refusing_ = true;
+    spdlog::warn(
+        "outbox full ({} bytes limit, drop_newest): refusing new batches until there "
+        "is room (counted as dropped)",
+        options_.max_bytes);
+  } else if (refusing_ && result->stored > 0 && refused == 0) {
+    refusing_ = false;
+    spdlog::info("outbox has room again: storing new batches");
+  }
+  dropped_by_full_before_ = stats_.dropped_by_reason[static_cast<size_t>(DropReason::kOutboxFull)];
   const uint64_t evicted = stats_.dropped_batches_total - evicted_before;
   if (evicted > 0) {
     spdlog::warn("outbox full ({} bytes limit): dropped the {} oldest stored batches",

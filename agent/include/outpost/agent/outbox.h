@@ -168,13 +168,15 @@ class Outbox {
   std::unique_ptr<Stmts> stmts_;
   mutable std::mutex mu_;
   uint64_t epoch_ = 0;
-  uint64_t next_seq_ = 1;           // GUARDED_BY(mu_)
-  uint64_t pending_dropped_ = 0;    // GUARDED_BY(mu_), mirrored in meta
-  int64_t persisted_pending_ = -1;  // GUARDED_BY(mu_): what meta holds (-1 unknown)
-  int64_t persisted_dropped_ = -1;  // GUARDED_BY(mu_)
-  int64_t persisted_batches_ = -1;  // GUARDED_BY(mu_)
-  bool failing_ = false;            // GUARDED_BY(mu_): the last write failed
-  OutboxStats stats_;               // GUARDED_BY(mu_)
+  uint64_t next_seq_ = 1;                // GUARDED_BY(mu_)
+  uint64_t pending_dropped_ = 0;         // GUARDED_BY(mu_), mirrored in meta
+  int64_t persisted_pending_ = -1;       // GUARDED_BY(mu_): what meta holds (-1 unknown)
+  int64_t persisted_dropped_ = -1;       // GUARDED_BY(mu_)
+  int64_t persisted_batches_ = -1;       // GUARDED_BY(mu_)
+  bool failing_ = false;                 // GUARDED_BY(mu_): the last write failed
+  bool refusing_ = false;                // GUARDED_BY(mu_): drop_newest is refusing batches
+  uint64_t dropped_by_full_before_ = 0;  // GUARDED_BY(mu_): for the refusing_ log lines
+  OutboxStats stats_;                    // GUARDED_BY(mu_)
 };
 
 }  // namespace outpost::agent
