@@ -381,3 +381,42 @@ TEST_CASE("Disk full: the policy applies and writes recover when space returns",
     CHECK(box->stats().recoveries_total == 1);
   }
 }
+
+// A store whose header is intact but whose pages are damaged (e.g. a torn write on a bad card):
+// open() must not fail over and over (a crash loop under systemd); it moves the file aside.
+TEST_CASE("A store with damaged pages is moved aside at open", "[agent][outbox][corrupt]") {
+  outpost::testing::TempDir dir("outpost-corrupt-test");
+  FakeClock clock;
+  OutboxOptions o;
+  o.path = dir.file("outbox.db");
+  uint64_t old_epoch = 0;
+  {
+    auto box = openBox(o, clock);
+    old_epoch = box->epoch();
+    std::vector<codec::BatchContent> g;
+    for (int i = 0; i < 50; ++i) g.push_back(makeBatch(kReadings));
+    REQUIRE(box->appendMany(g).has_value());
+  }
+  for (const char* suffix : {"-wal", "-shm"}) fs::remove(o.path + suffix);
+  const auto size = fs::file_size(o.path);
+  REQUIRE(size > 16 * 4096);
+  {
+    // Keep page 1 (header and schema), damage everything after it.
+    std::fstream f(o.path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(4096);
+    const std::string garbage(size - 4096, static_cast<char>(0x5A));
+    f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+    REQUIRE(f.good());
+  }
+  auto box = Outbox::open(o, clock);
+  REQUIRE(box.has_value());
+  CHECK((*box)->epoch() != old_epoch);
+  CHECK((*box)->stats().rows == 0);
+  bool aside = false;
+  for (const auto& e : fs::directory_iterator(dir.path())) {
+    aside = aside || e.path().filename().string().starts_with("outbox.db.corrupt-");
+  }
+  CHECK(aside);
+  auto b = makeBatch(3);
+  REQUIRE((*box)->append(b).has_value());
+}
