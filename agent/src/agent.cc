@@ -4,9 +4,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include "outpost/agent/agent_config.h"
+#include "outpost/agent/agent_ops.h"
 #include "outpost/agent/batcher.h"
 #include "outpost/agent/inputs.h"
 #include "outpost/agent/outbox.h"
+#include "outpost/agent/outbox_writer.h"
 #include "outpost/agent/sensor_pipeline.h"
 #include "outpost/agent/source.h"
 #include "outpost/agent/uplink_factory.h"
@@ -18,9 +21,7 @@ struct Agent::Batching {
   Batcher batcher;
   std::vector<wire::Reading> scratch;
   metrics::Counter& produced;
-  metrics::Counter& accepted_batches;
-  metrics::Counter& accepted_readings;
-  metrics::Counter& append_failures;
+  OutboxWriter writer;
   std::unique_ptr<SensorPipeline> pipeline;  // filters and windows per sensor
 };
 
@@ -38,11 +39,7 @@ void validateConfig(const config::Config& cfg) {
 Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock& clock)
     : cfg_(cfg), registry_(registry), clock_(clock), device_id_(cfg.getString("device_id")) {
   validateConfig(cfg);
-  OutboxOptions oo;
-  oo.path = cfg.getString("outbox.path");
-  oo.max_bytes = static_cast<uint64_t>(cfg.getInt("outbox.max_bytes"));
-  oo.synchronous = cfg.getString("outbox.synchronous");
-  auto box = Outbox::open(oo, clock);
+  auto box = Outbox::open(outboxOptionsFrom(cfg), clock);
   if (!box) throw std::runtime_error("cannot open the outbox: " + box.error().toString());
   outbox_ = std::move(*box);
 
@@ -53,32 +50,14 @@ Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock
               cfg.getInt("batch.linger_ms") * 1000, source_->sensors()),
       {},
       registry.counter("outpost_agent_readings_produced_total", "Readings read from sources"),
-      registry.counter("outpost_agent_batches_accepted_total",
-                       "Batches committed to the outbox (accepted)"),
-      registry.counter("outpost_agent_readings_accepted_total",
-                       "Readings in batches committed to the outbox"),
-      registry.counter("outpost_agent_outbox_append_failures_total",
-                       "Batches that could not be committed (their readings count as dropped)"),
+      OutboxWriter(*outbox_, static_cast<size_t>(cfg.getInt("outbox.group_max_batches")), registry,
+                   [this] { uplink_->notify(); }),
       std::make_unique<SensorPipeline>(inputs.sensors, &registry)});
 
   uplink_ = makeUplink(cfg, device_id_, *outbox_, registry, clock);
-
-  Outbox* box_ptr = outbox_.get();
-  registry.gaugeFunction("outpost_agent_outbox_batches", "Batches waiting in the outbox",
-                         [box_ptr] { return static_cast<double>(box_ptr->stats().rows); });
-  registry.gaugeFunction("outpost_agent_outbox_bytes", "Payload bytes waiting in the outbox",
-                         [box_ptr] { return static_cast<double>(box_ptr->stats().bytes); });
-  registry.gaugeFunction("outpost_agent_outbox_oldest_age_seconds",
-                         "Age of the oldest batch waiting in the outbox", [box_ptr, &clock] {
-                           const auto oldest = box_ptr->stats().oldest_created_us;
-                           return oldest == 0 ? 0.0 : (clock.nowUs() - oldest) / 1e6;
-                         });
-  registry.counterFunction("outpost_agent_dropped_readings_total",
-                           "Readings dropped because the outbox was full or failed (since the "
-                           "store was created)",
-                           [box_ptr] {
-                             return static_cast<double>(box_ptr->stats().dropped_readings_total);
-                           });
+  registerOutboxMetrics(registry, *outbox_, clock);
+  registry.gaugeFunction("outpost_agent_uplink_connected", "1 while the uplink is connected",
+                         [this] { return uplink_->connected() ? 1.0 : 0.0; });
 }
 
 Agent::~Agent() {
@@ -105,20 +84,34 @@ std::vector<std::string> Agent::notReadyReasons() const {
   return why;
 }
 
-void Agent::flush(int64_t mono_now) {
+void Agent::flush(int64_t /*mono_now*/) {
   auto& b = *batching_;
   if (b.batcher.empty()) return;
-  codec::BatchContent content = b.batcher.take(device_id_, clock_.nowUs());
-  const size_t n = content.readings.size();
-  auto seq = outbox_->append(content);
-  if (!seq) {
-    b.append_failures.inc();
-    spdlog::error("outbox: batch of {} readings not accepted: {}", n, seq.error().toString());
+  b.writer.add(b.batcher.take(device_id_, clock_.nowUs()));  // committed by the round's commit()
+}
+
+void Agent::setConfigLoader(std::function<config::Config()> loader) {
+  loader_ = std::move(loader);
+}
+
+void Agent::reload() {
+  if (!loader_) {
+    spdlog::warn("reload (SIGHUP): no configuration source; ignored");
     return;
   }
-  b.accepted_batches.inc();
-  b.accepted_readings.inc(n);
-  uplink_->notify();
+  try {
+    config::Config next = loader_();
+    validateConfig(next);
+    if (next.getString("device_id") != cfg_.getString("device_id")) {
+      throw config::ConfigError("device_id cannot change without a restart (the outbox epoch "
+                                "and seqs belong to the device)");
+    }
+    applyReload(agentSchema(), cfg_, applied_, next, *outbox_, *uplink_);
+    applied_ = std::move(next);
+  } catch (const std::exception& e) {
+    spdlog::error("reload (SIGHUP): the new configuration is invalid, keeping the running one: {}",
+                  e.what());
+  }
 }
 
 int Agent::run(const RunLimits& limits) {
@@ -129,9 +122,12 @@ int Agent::run(const RunLimits& limits) {
   uint64_t produced = 0;
   bool producing = true;
   int64_t next_due_us = clock_.nowUs();
+  int64_t next_expire_us = 0;
   while (!signals::stopRequested()) {
     const int64_t mono = clock_.monotonicUs();
-    if (producing && clock_.nowUs() >= next_due_us) {
+    // Block policy: while the outbox refuses batches the sources are not read (they wait).
+    if (b.writer.blocked()) b.writer.commit();
+    if (producing && !b.writer.blocked() && clock_.nowUs() >= next_due_us) {
       b.scratch.clear();
       next_due_us = source_->poll(clock_.nowUs(), b.scratch);
       for (const auto& r : b.scratch) {
@@ -154,11 +150,13 @@ int Agent::run(const RunLimits& limits) {
     }
     b.pipeline->closeIdle(mono, b.batcher);
     if (b.batcher.due(mono)) flush(mono);
-    if (signals::takeReloadRequest()) {
-      spdlog::warn("configuration reload (SIGHUP) is not implemented yet; restart the agent to "
-                   "apply a new configuration");
+    if (!b.writer.blocked()) b.writer.commit();  // one transaction for this round's batches
+    if (mono >= next_expire_us) {
+      next_expire_us = mono + 1000000;
+      (void)outbox_->expire();  // max_age also applies while nothing is appended
     }
-    if (!producing && limits.exit_when_drained && b.batcher.empty() &&
+    if (signals::takeReloadRequest()) reload();
+    if (!producing && limits.exit_when_drained && b.batcher.empty() && b.writer.queued() == 0 &&
         outbox_->stats().rows == 0) {
       spdlog::info("outbox drained: every accepted batch is acknowledged; exiting");
       break;
@@ -167,10 +165,12 @@ int Agent::run(const RunLimits& limits) {
     int64_t wait_us = 100000;
     if (producing) wait_us = std::min(wait_us, next_due_us - clock_.nowUs());
     if (!b.batcher.empty()) wait_us = std::min(wait_us, b.batcher.deadline() - clock_.monotonicUs());
+    if (b.writer.blocked()) wait_us = std::min<int64_t>(wait_us, 20000);
     if (wait_us > 0) signals::waitForStop(std::chrono::milliseconds((wait_us + 999) / 1000));
   }
   b.pipeline->closeAll(clock_.monotonicUs(), b.batcher);
   flush(clock_.monotonicUs());
+  b.writer.finish();
   uplink_->stop();
   const auto st = outbox_->stats();
   spdlog::info("agent stopped: {} readings produced, {} batches waiting in the outbox", produced,

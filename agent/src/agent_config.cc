@@ -18,7 +18,19 @@ config::Schema buildSchema() {
                "held only in memory)")
       .string("outbox.path", "/var/lib/outpost-agent/outbox.db", "SQLite outbox file")
       .integer("outbox.max_bytes", 256ll << 20, 65536, 1ll << 40,
-               "Limit on stored batch bytes; when full the oldest batches are dropped (counted)")
+               "Limit on stored batch payload bytes (the file is somewhat larger: SQLite pages, "
+               "index); what happens when it is reached is outbox.full_policy. Reloadable")
+      .oneOf("outbox.full_policy", "drop_oldest", {"drop_oldest", "drop_newest", "block"},
+             "When the outbox is full (byte limit, or the disk is full): drop_oldest evicts the "
+             "oldest stored batches, drop_newest refuses the new batch, block stops reading the "
+             "sources until there is room. Dropped readings are counted "
+             "(outpost_agent_readings_dropped_total) and reported in the next batch. Reloadable")
+      .integer("outbox.max_age_s", 0, 0, 10ll * 365 * 86400,
+               "Drop stored batches older than this many seconds (counted as dropped, reason "
+               "max_age); 0: no age limit. Reloadable")
+      .integer("outbox.group_max_batches", 64, 1, 4096,
+               "At most this many closed batches are committed in one transaction (one fsync "
+               "under synchronous=full); batches closed in the same pipeline round are grouped")
       .oneOf("outbox.synchronous", "full", {"full", "normal"},
              "full: a batch is accepted only once on disk (survives power loss); normal: faster, "
              "survives a process crash but may lose the last batches on power loss")
@@ -36,6 +48,12 @@ config::Schema buildSchema() {
                "Batches sent and not yet acknowledged, at most")
       .integer("uplink.mqtt.ack_timeout_ms", 10000, 100, 3600000,
                "Send a batch again if the aggregator has not acknowledged it within this time")
+      .oneOf("uplink.drain.order", "oldest_first", {"oldest_first", "newest_first"},
+             "After an outage, send the backlog (batches stored before the connection opened) "
+             "oldest first or newest first; live batches always go first. Reloadable")
+      .real("uplink.drain.rate", 0, 0, 1e9,
+            "Backlog drain rate in readings per second (0: as fast as acknowledgements allow); "
+            "live batches are not limited. Reloadable")
       .integer("uplink.mqtt.keepalive_s", 30, 2, 3600, "MQTT keep-alive interval")
       .integer("uplink.mqtt.reconnect_min_ms", 500, 10, 600000,
                "First reconnect delay; doubles up to reconnect_max_ms while the broker is down")

@@ -71,6 +71,11 @@ int main(int argc, char** argv) {
     }
     metrics::Registry registry;
     agent::Agent agent(cfg, registry, SystemClock::instance());
+    agent.setConfigLoader([&po, &schema, device_id] {  // SIGHUP: same file, same overrides
+      config::Config next = cli::loadConfig(po, schema);
+      if (!device_id.empty()) next.applyOverride(schema, "device_id=" + device_id);
+      return next;
+    });
     // Declared after the agent: destroyed (stopped) first, so no scrape sees a dead agent.
     HttpServer http(
         registry, [&agent](std::string& d) { return agent.healthy(d); },

@@ -46,7 +46,9 @@ double seconds(Steady::duration d) { return std::chrono::duration<double>(d).cou
 
 void removeStore(const std::string& path) {
   std::error_code ec;
-  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix, ec);
+  for (const char* suffix : {"", "-wal", "-shm", "-reserve"}) {
+    std::filesystem::remove(path + suffix, ec);
+  }
 }
 
 struct WriteArgs {

@@ -1,5 +1,6 @@
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
+#include <sys/statvfs.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -181,9 +182,49 @@ Status Outbox::init() {
   persisted_dropped_ = *dropped;
   persisted_batches_ = *dropped_batches;
   stats_.last_seq = next_seq_ - 1;
+  takeReserve();
   spdlog::info("outbox {}: epoch {}, {} batches ({} bytes) waiting, next seq {}", options_.path,
                epoch_, stats_.rows, stats_.bytes, next_seq_);
   return {};
+}
+
+// A file of kReserveBytes beside the store, deleted when the disk is full so that drop_oldest can
+// still evict (SQLite must write WAL frames to delete rows and grow the database file to
+// checkpoint). Best effort: without it drop_oldest degrades to dropping the new batches.
+namespace {
+constexpr uint64_t kReserveBytes = 5ull << 20;  // > the largest WAL (1000 pages of 4 KB) + margin
+}
+
+void Outbox::takeReserve() {
+  const std::string path = options_.path + "-reserve";
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && std::filesystem::file_size(path, ec) == kReserveBytes) {
+    reserve_held_ = true;
+    return;
+  }
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr) return;
+  static const std::vector<char> zeros(64 * 1024, 0);
+  bool ok = true;
+  for (uint64_t w = 0; ok && w < kReserveBytes; w += zeros.size()) {
+    ok = std::fwrite(zeros.data(), 1, zeros.size(), f) == zeros.size();
+  }
+  ok = (std::fflush(f) == 0) && ok;
+  std::fclose(f);
+  if (!ok) {
+    std::filesystem::remove(path, ec);
+    return;
+  }
+  reserve_held_ = true;
+}
+
+void Outbox::releaseReserve() {
+  if (!reserve_held_) return;
+  std::error_code ec;
+  std::filesystem::remove(options_.path + "-reserve", ec);
+  reserve_held_ = false;
+  spdlog::warn("outbox: disk full; released the {} MB reserve beside the store to make room",
+               kReserveBytes >> 20);
 }
 
 Result<int64_t> Outbox::getMeta(const char* key, int64_t fallback) {
@@ -268,6 +309,8 @@ Status Outbox::evictOldestLocked(DropReason reason) {
   stats_.bytes -= std::min(stats_.bytes, freed);
   stats_.rows -= std::min<uint64_t>(stats_.rows, 1);
   ++stats_.dropped_batches_total;
+  spdlog::debug("outbox: evicted batch {} ({} readings, {})", seq, readings,
+                dropReasonName(reason));
   countDropLocked(readings, reason);
   pending_dropped_ += readings + carried;
   return refreshOldestLocked();
@@ -312,7 +355,9 @@ Result<AppendOutcome> Outbox::appendGroupLocked(std::span<codec::BatchContent> b
     }
     bool refused = false;
     const uint64_t pending_before = pending_dropped_;
-    while (stats_.bytes + size > options_.max_bytes && stats_.rows > 0) {
+    const uint64_t limit =
+        disk_cap_ != 0 ? std::min(options_.max_bytes, disk_cap_) : options_.max_bytes;
+    while (stats_.bytes + size > limit && stats_.rows > 0) {
       if (options_.full_policy == FullPolicy::kDropNewest) {
         refused = true;
         break;
@@ -394,20 +439,33 @@ Result<AppendOutcome> Outbox::appendMany(std::span<codec::BatchContent> batches)
        stats_.rows > 0 && attempt < 4;
        ++attempt) {
     const size_t evict = std::max<size_t>(1, batches.size()) << attempt;
+    // SQLite needs free space to record the eviction and to move the WAL into the database: the
+    // reserve file is given up for that, and taken again once writes succeed.
+    releaseReserve();
+    sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
     Transaction tx(db_);
-    bool ok = tx.begun() == SQLITE_OK;
-    for (size_t i = 0; ok && i < evict && stats_.rows > 0; ++i) {
-      ok = evictOldestLocked(DropReason::kOutboxFull).has_value();
+    Status st = tx.begun() == SQLITE_OK ? Status{} : sqlite::failure(db_, tx.begun(), "begin");
+    for (size_t i = 0; st && i < evict && stats_.rows > 0; ++i) {
+      st = evictOldestLocked(DropReason::kOutboxFull);
     }
-    ok = ok && persistCounters().has_value() && tx.commit() == SQLITE_OK;
-    if (!ok) {
+    if (st) st = persistCounters();
+    if (st) {
+      if (const int rc = tx.commit(); rc != SQLITE_OK) st = sqlite::failure(db_, rc, "commit");
+    }
+    if (!st) {
+      spdlog::debug("outbox: cannot evict to make room: {}", st.error().toString());
       restore();
       break;
     }
     committed();
-    spdlog::warn("outbox: write failed ({}); evicted up to {} oldest batches to make room",
-                 result.error().message(), evict);
-    sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    // What is stored now fits on this disk: keep the store at that size (drop_oldest evicts
+    // before each insert, freed pages are reused, the file stops growing) until space returns.
+    disk_cap_ = std::max<uint64_t>(stats_.bytes, 1);
+    spdlog::warn(
+        "outbox: write failed ({}); evicted up to {} oldest batches and capped the store "
+        "at {} bytes until the disk has room again",
+        result.error().message(), evict, disk_cap_);
+    sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
     result = appendGroupLocked(batches);
     if (!result) restore();
   }
@@ -429,6 +487,19 @@ Result<AppendOutcome> Outbox::appendMany(std::span<codec::BatchContent> batches)
     return std::unexpected(result.error());
   }
   committed();
+  if ((!reserve_held_ || disk_cap_ != 0) && ++reserve_retry_ % 64 == 0) {
+    // Space may have returned: take the reserve again and lift the disk cap if there is plenty.
+    struct statvfs vfs {};
+    const std::string dir = std::filesystem::path(options_.path).parent_path().string();
+    if (::statvfs(dir.empty() ? "." : dir.c_str(), &vfs) == 0 &&
+        static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize > 2 * kReserveBytes) {
+      takeReserve();
+      if (reserve_held_ && disk_cap_ != 0) {
+        disk_cap_ = 0;
+        spdlog::info("outbox: the disk has room again; only outbox.max_bytes limits the store");
+      }
+    }
+  }
   if (failing_) {
     failing_ = false;
     ++stats_.recoveries_total;
@@ -437,10 +508,29 @@ Result<AppendOutcome> Outbox::appendMany(std::span<codec::BatchContent> batches)
   stats_.accepted_batches_total += result->stored;
   stats_.accepted_readings_total += result->stored_readings;
   stats_.last_seq = next_seq_ - 1;
+  // drop_newest: one line when refusing starts and one when it ends, not one per batch.
+  const uint64_t refused =
+      dropped_by_full_before_ ==
+              stats_.dropped_by_reason[static_cast<size_t>(DropReason::kOutboxFull)]
+          ? 0
+          : stats_.dropped_by_reason[static_cast<size_t>(DropReason::kOutboxFull)] -
+                dropped_by_full_before_;
+  if (options_.full_policy == FullPolicy::kDropNewest && refused > 0 && !refusing_) {
+    refusing_ = true;
+    spdlog::warn(
+        "outbox full ({} bytes limit, drop_newest): refusing new batches until there "
+        "is room (counted as dropped)",
+        options_.max_bytes);
+  } else if (refusing_ && result->stored > 0 && refused == 0) {
+    refusing_ = false;
+    spdlog::info("outbox has room again: storing new batches");
+  }
+  dropped_by_full_before_ = stats_.dropped_by_reason[static_cast<size_t>(DropReason::kOutboxFull)];
   const uint64_t evicted = stats_.dropped_batches_total - evicted_before;
   if (evicted > 0) {
-    spdlog::warn("outbox full ({} bytes limit): dropped the {} oldest stored batches",
-                 options_.max_bytes, evicted);
+    spdlog::warn("outbox full ({} bytes limit{}): dropped the {} oldest stored batches",
+                 disk_cap_ != 0 ? std::min(disk_cap_, options_.max_bytes) : options_.max_bytes,
+                 disk_cap_ != 0 ? ", capped because the disk is full" : "", evicted);
   }
   return result;
 }
@@ -526,8 +616,10 @@ Result<uint64_t> Outbox::expire() {
   Status st = tx.begun() == SQLITE_OK ? expireLocked(clock_.nowUs(), dropped)
                                       : sqlite::failure(db_, tx.begun(), "outbox: expire");
   if (st) st = persistCounters();
-  if (st && tx.commit() != SQLITE_OK)
-    st = sqlite::failure(db_, sqlite3_errcode(db_), "outbox: expire");
+  if (st) {
+    if (const int rc = tx.commit(); rc != SQLITE_OK)
+      st = sqlite::failure(db_, rc, "outbox: expire");
+  }
   if (!st) {
     stats_ = before;
     pending_dropped_ = pending_before;

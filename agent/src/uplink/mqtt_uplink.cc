@@ -1,5 +1,6 @@
 #include "outpost/agent/mqtt_uplink.h"
 
+#include <algorithm>
 #include <random>
 
 #include <mqtt/async_client.h>
@@ -13,13 +14,6 @@
 namespace outpost::agent {
 namespace {
 
-struct AckEvent {
-  uint64_t epoch;
-  uint64_t seq;
-  bool accepted;
-  std::string reason;
-};
-
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
 constexpr int64_t kStopDrainUs = 1500 * 1000;  // keeps SIGTERM-to-exit within ~2 s
 constexpr int64_t kStatusEveryUs = 30 * 1000 * 1000;  // retained status refresh (backlog)
@@ -32,23 +26,12 @@ struct MqttUplink::Impl {
         batch_topic(opt.topic_prefix + "/" + opt.device_id + "/batch"),
         ack_topic(opt.topic_prefix + "/" + opt.device_id + "/ack"),
         status_topic(opt.topic_prefix + "/" + opt.device_id + "/status"),
-        sent(reg.counter("outpost_agent_batches_sent_total", "Batches published (first sends)")),
-        resent(reg.counter("outpost_agent_batches_resent_total",
-                           "Batches published again (ack timeout or reconnect)")),
-        acked(reg.counter("outpost_agent_batches_acked_total",
-                          "Batches acknowledged by the aggregator", {{"status", "accepted"}})),
-        rejected(reg.counter("outpost_agent_batches_acked_total",
-                             "Batches acknowledged by the aggregator", {{"status", "rejected"}})),
-        readings_acked(reg.counter("outpost_agent_readings_acked_total",
-                                   "Readings in batches the aggregator accepted")),
+        sender(ob, SenderOptions{opt.max_inflight, opt.ack_timeout_ms, opt.drain}, reg, c),
         connects(reg.counter("outpost_agent_mqtt_connects_total", "Successful MQTT connections")),
         connect_failures(reg.counter("outpost_agent_mqtt_connect_failures_total",
                                      "Failed MQTT connection attempts")),
         bad_acks(reg.counter("outpost_agent_bad_acks_total",
-                             "Ack messages that failed verification or named another epoch")),
-        ack_latency(reg.histogram("outpost_agent_ack_latency_seconds",
-                                  "Time from publishing a batch to its acknowledgement",
-                                  metrics::exponentialBuckets(0.001, 2, 16))) {
+                             "Ack messages that failed verification or named another epoch")) {
     if (opt.client_id.empty()) opt.client_id = "outpost-agent-" + opt.device_id;
   }
 
@@ -160,31 +143,8 @@ struct MqttUplink::Impl {
   }
 
   void handleAcks(std::vector<AckEvent>& events) {
-    const int64_t now = clock.monotonicUs();
-    for (auto& ev : events) {
-      if (ev.epoch != outbox.epoch()) {
-        bad_acks.inc();
-        continue;
-      }
-      auto it = inflight.find(ev.seq);
-      if (it != inflight.end()) {
-        ack_latency.observe(static_cast<double>(now - it->second.sent_us) / 1e6);
-        if (ev.accepted) readings_acked.inc(it->second.readings);
-        inflight.erase(it);
-      }
-      if (auto st = outbox.ack(ev.seq); !st) {
-        spdlog::error("outbox: cannot delete acknowledged batch {}: {}", ev.seq,
-                      st.error().toString());
-      }
-      if (ev.accepted) {
-        acked.inc();
-      } else {
-        rejected.inc();
-        spdlog::warn("aggregator rejected batch {} (now on its dead-letter topic): {}", ev.seq,
-                     ev.reason);
-      }
-    }
-    owner.inflight_count_.store(inflight.size());
+    sender.onAcks(events);
+    owner.inflight_count_.store(sender.inFlight());
   }
 
   void run() {
@@ -197,8 +157,10 @@ struct MqttUplink::Impl {
       bool lost_now = false;
       {
         std::unique_lock lock(mu);
-        cv.wait_for(lock, std::chrono::milliseconds(50),
-                    [&] { return stopping || wake || lost || !acks.empty(); });
+        // At most 50 ms, less when the drain rate or an ack timeout says so.
+        const int64_t due_us = sender.nextDueUs() - clock.monotonicUs();
+        const auto wait = std::chrono::microseconds(std::clamp<int64_t>(due_us, 0, 50000));
+        cv.wait_for(lock, wait, [&] { return stopping || wake || lost || !acks.empty(); });
         if (stopping) break;
         wake = false;
         events.swap(acks);
@@ -210,7 +172,7 @@ struct MqttUplink::Impl {
 
       if (lost_now && owner.connected_.load()) {
         spdlog::warn("MQTT connection to {} lost; {} batches in flight will be sent again",
-                     opt.broker, inflight.size());
+                     opt.broker, sender.inFlight());
         owner.connected_.store(false);
         disconnect(false);
       }
@@ -221,9 +183,8 @@ struct MqttUplink::Impl {
           connects.inc();
           owner.connected_.store(true);
           backoff_ms = opt.reconnect_min_ms;
-          // Everything not acknowledged is sent again, oldest first.
-          inflight.clear();
-          cursor = 0;
+          // Everything not acknowledged is sent again (backlog, in the drain order).
+          sender.onConnected();
           spdlog::info("MQTT connected to {} as {}{}", opt.broker, opt.client_id,
                        was_connected ? " (reconnect)" : "");
           was_connected = true;
@@ -242,7 +203,7 @@ struct MqttUplink::Impl {
           spdlog::debug("status publish: {}", e.what());
         }
       }
-      if (!sendPending(now)) {
+      if (!sender.pump([this](const StoredBatch& b) { return publish(b); })) {
         owner.connected_.store(false);
         disconnect(false);
         next_connect_us = now + backoff_ms * 1000;
@@ -256,10 +217,10 @@ struct MqttUplink::Impl {
   // On a clean stop, waits briefly for the acks of batches in flight: a batch the aggregator has
   // already delivered would otherwise stay in the outbox and be resent (and deduplicated) later.
   void drainAcks() {
-    if (!owner.connected_.load() || inflight.empty()) return;
+    if (!owner.connected_.load() || sender.inFlight() == 0) return;
     const int64_t deadline = clock.monotonicUs() + kStopDrainUs;
     std::vector<AckEvent> events;
-    while (!inflight.empty() && clock.monotonicUs() < deadline) {
+    while (sender.inFlight() > 0 && clock.monotonicUs() < deadline) {
       {
         std::unique_lock lock(mu);
         cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return !acks.empty(); });
@@ -268,52 +229,11 @@ struct MqttUplink::Impl {
       handleAcks(events);
       events.clear();
     }
-    if (!inflight.empty()) {
+    if (sender.inFlight() > 0) {
       spdlog::info("stopping with {} batches unacknowledged; they stay in the outbox",
-                   inflight.size());
+                   sender.inFlight());
     }
   }
-
-  // Resends timed-out batches and fills the in-flight window. False if the connection broke.
-  bool sendPending(int64_t now) {
-    const int64_t timeout_us = opt.ack_timeout_ms * 1000;
-    for (auto& [seq, f] : inflight) {
-      if (now - f.sent_us < timeout_us) continue;
-      auto batches = outbox.readAfter(seq - 1, 1);
-      if (!batches || batches->empty() || batches->front().seq != seq) {
-        f.sent_us = now;  // evicted meanwhile; the erase below drops it
-        f.gone = true;
-        continue;
-      }
-      if (!publish(batches->front())) return false;
-      resent.inc();
-      f.sent_us = now;
-    }
-    std::erase_if(inflight, [](const auto& kv) { return kv.second.gone; });
-    while (inflight.size() < opt.max_inflight) {
-      auto batches = outbox.readAfter(cursor, opt.max_inflight - inflight.size());
-      if (!batches) {
-        spdlog::error("outbox read failed: {}", batches.error().toString());
-        break;
-      }
-      if (batches->empty()) break;
-      for (const auto& b : *batches) {
-        if (!publish(b)) return false;
-        (resend_floor >= b.seq ? resent : sent).inc();
-        inflight[b.seq] = {now, b.readings, false};
-        cursor = b.seq;
-      }
-    }
-    resend_floor = std::max(resend_floor, cursor);
-    owner.inflight_count_.store(inflight.size());
-    return true;
-  }
-
-  struct InFlight {
-    int64_t sent_us;
-    uint64_t readings;
-    bool gone;
-  };
 
   MqttUplinkOptions opt;
   Outbox& outbox;
@@ -330,20 +250,11 @@ struct MqttUplink::Impl {
   bool lost = false;              // GUARDED_BY(mu)
   std::vector<AckEvent> acks;     // GUARDED_BY(mu)
 
-  std::map<uint64_t, InFlight> inflight;  // sender thread only
-  uint64_t cursor = 0;                    // highest seq sent on this connection
-  uint64_t resend_floor = 0;              // highest seq ever sent by this process
-  int64_t last_status_us = 0;             // sender thread only
-
-  metrics::Counter& sent;
-  metrics::Counter& resent;
-  metrics::Counter& acked;
-  metrics::Counter& rejected;
-  metrics::Counter& readings_acked;
+  int64_t last_status_us = 0;  // sender thread only
+  OutboxSender sender;  // sender thread only (setDrain: any thread)
   metrics::Counter& connects;
   metrics::Counter& connect_failures;
   metrics::Counter& bad_acks;
-  metrics::Histogram& ack_latency;
 };
 
 MqttUplink::MqttUplink(MqttUplinkOptions options, Outbox& outbox, metrics::Registry& registry,
@@ -351,9 +262,6 @@ MqttUplink::MqttUplink(MqttUplinkOptions options, Outbox& outbox, metrics::Regis
     : impl_(std::make_unique<Impl>(std::move(options), outbox, registry, clock, *this)) {
   registry.gaugeFunction("outpost_agent_mqtt_connected", "1 while connected to the MQTT broker",
                          [this] { return connected() ? 1.0 : 0.0; });
-  registry.gaugeFunction("outpost_agent_batches_in_flight",
-                         "Batches sent and not yet acknowledged",
-                         [this] { return static_cast<double>(inFlight()); });
 }
 
 MqttUplink::~MqttUplink() { stop(); }
@@ -364,6 +272,8 @@ void MqttUplink::start() {
     impl_->run();
   });
 }
+
+void MqttUplink::setDrain(const DrainSettings& drain) { impl_->sender.setDrain(drain); }
 
 void MqttUplink::notify() {
   {

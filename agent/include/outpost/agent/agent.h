@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,9 @@ class Agent {
   int run(const RunLimits& limits);
 
   Outbox& outbox() { return *outbox_; }
+  // Where SIGHUP reads the new configuration from (main: the same file and --set overrides).
+  // Without one, SIGHUP is logged and ignored.
+  void setConfigLoader(std::function<config::Config()> loader);
   bool healthy(std::string& detail) const;
   // /readyz: why the agent cannot deliver now (empty: ready): broker not connected, outbox over
   // 90% of outbox.max_bytes.
@@ -42,8 +46,11 @@ class Agent {
 
  private:
   void flush(int64_t mono_now);
+  void reload();  // pipeline thread
 
-  const config::Config cfg_;
+  const config::Config cfg_;       // as started (restart-only settings)
+  config::Config applied_ = cfg_;  // last configuration applied (reloadable settings)
+  std::function<config::Config()> loader_;
   metrics::Registry& registry_;
   const Clock& clock_;
   std::string device_id_;

@@ -103,6 +103,9 @@ class Outbox {
  public:
   // Opens or creates the store. A file that is not a readable SQLite database is renamed to
   // "<path>.corrupt-<unix time>" (logged) and a fresh store with a new epoch is created.
+  // A 5 MB "<path>-reserve" file is kept beside the store (when there is room): on a full disk it
+  // is deleted so that SQLite can record evictions (drop_oldest), and the store is then capped at
+  // the size that fit until the disk has room again (checked every 64 appends).
   static Result<std::unique_ptr<Outbox>> open(const OutboxOptions& options, const Clock& clock);
   ~Outbox();
   Outbox(const Outbox&) = delete;
@@ -161,6 +164,8 @@ class Outbox {
   Status refreshOldestLocked();
   void countDropLocked(uint64_t readings, DropReason reason);
   Result<AppendOutcome> appendGroupLocked(std::span<codec::BatchContent> batches);
+  void takeReserve();
+  void releaseReserve();
 
   sqlite3* db_;
   OutboxOptions options_;  // limits GUARDED_BY(mu_); path and synchronous fixed
@@ -174,7 +179,12 @@ class Outbox {
   int64_t persisted_dropped_ = -1;  // GUARDED_BY(mu_)
   int64_t persisted_batches_ = -1;  // GUARDED_BY(mu_)
   bool failing_ = false;            // GUARDED_BY(mu_): the last write failed
-  OutboxStats stats_;               // GUARDED_BY(mu_)
+  bool reserve_held_ = false;       // GUARDED_BY(mu_): "<path>-reserve" exists (disk-full room)
+  uint64_t reserve_retry_ = 0;      // GUARDED_BY(mu_)
+  uint64_t disk_cap_ = 0;           // GUARDED_BY(mu_): store size that fit when the disk filled
+  bool refusing_ = false;           // GUARDED_BY(mu_): drop_newest is refusing batches
+  uint64_t dropped_by_full_before_ = 0;  // GUARDED_BY(mu_): for the refusing_ log lines
+  OutboxStats stats_;                    // GUARDED_BY(mu_)
 };
 
 }  // namespace outpost::agent

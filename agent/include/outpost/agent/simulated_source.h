@@ -40,9 +40,9 @@ class SimulatedSource final : public Source {
   struct State {
     SimulatedSensorSpec spec;
     uint16_t id;
-    uint64_t k = 0;          // readings emitted so far
+    uint64_t k = 0;  // readings emitted so far
     double interval_us;
-    double walk = 0.0;       // random-walk position
+    double walk = 0.0;  // random-walk position
     std::mt19937_64 rng;
     std::normal_distribution<double> gauss{0.0, 1.0};
   };

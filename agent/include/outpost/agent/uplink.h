@@ -1,6 +1,9 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+
+#include "outpost/agent/outbox_sender.h"
 
 namespace outpost::agent {
 
@@ -15,6 +18,9 @@ class Uplink {
   // Stops sending; un-acknowledged batches stay in the outbox for the next run.
   virtual void stop() = 0;
   virtual bool connected() const = 0;
+  // New backlog drain order/rate (SIGHUP reload), applied by the sender thread. Uplinks that do
+  // not drain through OutboxSender keep their settings (default).
+  virtual void setDrain(const DrainSettings& /*drain*/) {}
   // Batches sent and not yet acknowledged.
   virtual size_t inFlight() const = 0;
 };

@@ -1,0 +1,146 @@
+#include "outpost/agent/agent_ops.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+
+namespace outpost::agent {
+namespace {
+
+constexpr std::array<std::string_view, 6> kReloadable = {
+    "log_level",          "outbox.max_bytes",   "outbox.max_age_s",
+    "outbox.full_policy", "uplink.drain.order", "uplink.drain.rate",
+};
+
+bool sameValue(const config::Setting& s, const config::Config& a, const config::Config& b) {
+  const std::string_view k = s.key;
+  if (s.type != config::Type::kTableArray) {
+    if (a.isSet(k) != b.isSet(k)) return false;
+    if (!a.isSet(k)) return true;
+  }
+  switch (s.type) {
+    case config::Type::kBool:
+      return a.getBool(k) == b.getBool(k);
+    case config::Type::kInt:
+      return a.getInt(k) == b.getInt(k);
+    case config::Type::kDouble:
+      return a.getDouble(k) == b.getDouble(k);
+    case config::Type::kString:
+      return a.getString(k) == b.getString(k);
+    case config::Type::kTableArray: {
+      const auto& ia = a.items(k);
+      const auto& ib = b.items(k);
+      if (ia.size() != ib.size()) return false;
+      for (size_t i = 0; i < ia.size(); ++i) {
+        if (!changedSettings(*s.item_schema, ia[i], ib[i]).empty()) return false;
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+OutboxOptions outboxOptionsFrom(const config::Config& cfg) {
+  OutboxOptions o;
+  o.path = cfg.getString("outbox.path");
+  o.max_bytes = static_cast<uint64_t>(cfg.getInt("outbox.max_bytes"));
+  o.max_age_s = cfg.getInt("outbox.max_age_s");
+  o.full_policy = parseFullPolicy(cfg.getString("outbox.full_policy")).value();
+  o.synchronous = cfg.getString("outbox.synchronous");
+  return o;
+}
+
+DrainSettings drainSettingsFrom(const config::Config& cfg) {
+  DrainSettings d;
+  d.order = parseDrainOrder(cfg.getString("uplink.drain.order")).value();
+  d.rate_readings_per_s = cfg.getDouble("uplink.drain.rate");
+  return d;
+}
+
+void registerOutboxMetrics(metrics::Registry& reg, const Outbox& outbox, const Clock& clock) {
+  const Outbox* box = &outbox;
+  reg.gaugeFunction("outpost_agent_outbox_batches", "Batches waiting in the outbox (backlog rows)",
+                    [box] { return static_cast<double>(box->stats().rows); });
+  reg.gaugeFunction("outpost_agent_outbox_bytes", "Payload bytes waiting in the outbox",
+                    [box] { return static_cast<double>(box->stats().bytes); });
+  reg.gaugeFunction("outpost_agent_outbox_oldest_age_seconds",
+                    "Age of the oldest batch waiting in the outbox (0 when empty)", [box, &clock] {
+                      const auto oldest = box->stats().oldest_created_us;
+                      return oldest == 0 ? 0.0 : std::max(0.0, (clock.nowUs() - oldest) / 1e6);
+                    });
+  reg.gaugeFunction("outpost_agent_outbox_limit_bytes", "outbox.max_bytes in effect",
+                    [box] { return static_cast<double>(box->limits().max_bytes); });
+  // Persisted across restarts, unlike the per-reason counters below (kept for dashboards and
+  // scripts/demo.sh). A counter read from the store's monotonic total (promtool rejects a gauge
+  // named _total); it does not reset when the process restarts, only when the store is re-created.
+  reg.counterFunction("outpost_agent_dropped_readings_total",
+                    "Readings dropped since the store was created (all reasons, persisted)",
+                    [box] { return static_cast<double>(box->stats().dropped_readings_total); });
+  for (size_t r = 0; r < static_cast<size_t>(DropReason::kCount); ++r) {
+    reg.counterFunction(
+        "outpost_agent_readings_dropped_total",
+        "Readings dropped by this process, by reason (outbox_full: evicted by drop_oldest or "
+        "refused by drop_newest; max_age; write_error: disk full/I/O error; too_large; upstream)",
+        [box, r] { return static_cast<double>(box->stats().dropped_by_reason[r]); },
+        {{"reason", dropReasonName(static_cast<DropReason>(r))}});
+  }
+  reg.counterFunction("outpost_agent_outbox_batches_evicted_total",
+                      "Stored batches dropped (drop_oldest, max_age) since the store was created",
+                      [box] { return static_cast<double>(box->stats().dropped_batches_total); });
+  reg.counterFunction("outpost_agent_outbox_write_errors_total",
+                      "Outbox transactions that failed (disk full, I/O error)",
+                      [box] { return static_cast<double>(box->stats().write_errors_total); });
+  reg.counterFunction("outpost_agent_outbox_recoveries_total",
+                      "Times the outbox accepted writes again after failing",
+                      [box] { return static_cast<double>(box->stats().recoveries_total); });
+}
+
+std::vector<std::string> changedSettings(const config::Schema& schema, const config::Config& a,
+                                         const config::Config& b) {
+  std::vector<std::string> out;
+  for (const auto& s : schema.settings()) {
+    if (!sameValue(s, a, b)) out.push_back(s.key);
+  }
+  return out;
+}
+
+bool isReloadable(std::string_view key) {
+  return std::find(kReloadable.begin(), kReloadable.end(), key) != kReloadable.end();
+}
+
+std::vector<std::string> applyReload(const config::Schema& schema, const config::Config& started,
+                                     const config::Config& applied, const config::Config& next,
+                                     Outbox& outbox, Uplink& uplink) {
+  std::vector<std::string> restart;
+  for (const auto& key : changedSettings(schema, started, next)) {
+    if (!isReloadable(key)) restart.push_back(key);
+  }
+  bool limits = false, drain = false, any = !restart.empty();
+  for (const auto& key : changedSettings(schema, applied, next)) {
+    if (!isReloadable(key)) continue;
+    any = true;
+    if (key == "log_level") {
+      spdlog::set_level(spdlog::level::from_str(next.getString("log_level")));
+    } else if (key.starts_with("outbox.")) {
+      limits = true;
+    } else {
+      drain = true;
+    }
+    spdlog::info("reload: {} applied", key);
+  }
+  if (limits) {
+    const auto o = outboxOptionsFrom(next);
+    outbox.setLimits({o.max_bytes, o.max_age_s, o.full_policy});
+  }
+  if (drain) uplink.setDrain(drainSettingsFrom(next));
+  for (const auto& key : restart) {
+    spdlog::warn("reload: {} changed; it is not reloadable and takes effect after a restart", key);
+  }
+  if (!any) spdlog::info("reload: configuration unchanged");
+  return restart;
+}
+
+}  // namespace outpost::agent
