@@ -61,7 +61,8 @@ if ! dpkg --print-foreign-architectures | grep -qx "$ARCH"; then
   dpkg --add-architecture "$ARCH"
 fi
 echo "cross-deps($ARCH): installing ${missing[*]}"
-"${APT[@]}" update -qq
+# A failing index (a mirror mid-sync) is not fatal here: the simulated install below decides.
+"${APT[@]}" update -qq || echo "cross-deps($ARCH): apt-get update reported errors; trying the install anyway" >&2
 # Simulate first: never let apt remove a native package to make room for a foreign one.
 sim=$("${APT[@]}" install -s --no-install-recommends "${missing[@]}" 2>&1) || {
   echo "$sim" | tail -20 >&2

@@ -13,6 +13,7 @@ PACKAGES=(
   librdkafka-dev kcat
   catch2 libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
   clang-16 libclang-rt-16-dev curl procps iproute2
+  lintian file
 )
 
 missing=()
