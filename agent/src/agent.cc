@@ -5,9 +5,11 @@
 #include <spdlog/spdlog.h>
 
 #include "outpost/agent/batcher.h"
-#include "outpost/agent/mqtt_uplink.h"
+#include "outpost/agent/inputs.h"
 #include "outpost/agent/outbox.h"
-#include "outpost/agent/simulated_source.h"
+#include "outpost/agent/sensor_pipeline.h"
+#include "outpost/agent/source.h"
+#include "outpost/agent/uplink_factory.h"
 #include "outpost/common/signals.h"
 
 namespace outpost::agent {
@@ -19,40 +21,8 @@ struct Agent::Batching {
   metrics::Counter& accepted_batches;
   metrics::Counter& accepted_readings;
   metrics::Counter& append_failures;
+  std::unique_ptr<SensorPipeline> pipeline;  // filters and windows per sensor
 };
-
-namespace {
-
-std::unique_ptr<Source> makeSource(const config::Config& cfg, const Clock& clock) {
-  std::vector<SimulatedSensorSpec> specs;
-  for (const auto& s : cfg.items("sensors")) {
-    SimulatedSensorSpec spec;
-    spec.name = s.getString("name");
-    spec.unit = s.getString("unit");
-    spec.rate_hz = s.getDouble("rate_hz");
-    spec.shape = parseShape(s.getString("shape"));
-    spec.amplitude = s.getDouble("amplitude");
-    spec.offset = s.getDouble("offset");
-    spec.period_s = s.getDouble("period_s");
-    spec.noise = s.getDouble("noise");
-    spec.seed = static_cast<uint64_t>(s.getInt("seed"));
-    if (s.getString("source") != "simulated") {
-      throw config::ConfigError("sensors: source = \"" + s.getString("source") +
-                                "\" is not supported by this build; allowed: \"simulated\"");
-    }
-    for (const auto& other : specs) {
-      if (other.name == spec.name) {
-        throw config::ConfigError("sensors: name \"" + spec.name + "\" is used twice");
-      }
-    }
-    specs.push_back(std::move(spec));
-  }
-  if (specs.empty()) throw config::ConfigError("sensors: at least one [[sensors]] entry is required");
-  if (specs.size() > 65535) throw config::ConfigError("sensors: at most 65535 sensors");
-  return std::make_unique<SimulatedSource>(std::move(specs), clock.nowUs());
-}
-
-}  // namespace
 
 void validateConfig(const config::Config& cfg) {
   const std::string& id = cfg.getString("device_id");
@@ -61,7 +31,8 @@ void validateConfig(const config::Config& cfg) {
                               "\" is not allowed; allowed: 1..64 of [A-Za-z0-9._-], not starting "
                               "with '.' (set it in the file or with --device-id)");
   }
-  (void)makeSource(cfg, SystemClock::instance());
+  (void)parseInputs(cfg);
+  checkUplinkConfig(cfg);
 }
 
 Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock& clock)
@@ -75,7 +46,8 @@ Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock
   if (!box) throw std::runtime_error("cannot open the outbox: " + box.error().toString());
   outbox_ = std::move(*box);
 
-  source_ = makeSource(cfg, clock);
+  const AgentInputs inputs = parseInputs(cfg);
+  source_ = buildSources(inputs, clock, registry);
   batching_.reset(new Batching{
       Batcher(static_cast<size_t>(cfg.getInt("batch.max_readings")),
               cfg.getInt("batch.linger_ms") * 1000, source_->sensors()),
@@ -86,21 +58,10 @@ Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock
       registry.counter("outpost_agent_readings_accepted_total",
                        "Readings in batches committed to the outbox"),
       registry.counter("outpost_agent_outbox_append_failures_total",
-                       "Batches that could not be committed (their readings count as dropped)")});
+                       "Batches that could not be committed (their readings count as dropped)"),
+      std::make_unique<SensorPipeline>(inputs.sensors, &registry)});
 
-  MqttUplinkOptions mo;
-  mo.broker = cfg.getString("uplink.mqtt.broker");
-  mo.client_id = cfg.getString("uplink.mqtt.client_id");
-  mo.device_id = device_id_;
-  mo.topic_prefix = cfg.getString("uplink.mqtt.topic_prefix");
-  mo.username = cfg.getString("uplink.mqtt.username");
-  mo.password = cfg.getString("uplink.mqtt.password");
-  mo.max_inflight = static_cast<size_t>(cfg.getInt("uplink.mqtt.max_inflight"));
-  mo.ack_timeout_ms = cfg.getInt("uplink.mqtt.ack_timeout_ms");
-  mo.keepalive_s = static_cast<int>(cfg.getInt("uplink.mqtt.keepalive_s"));
-  mo.reconnect_min_ms = cfg.getInt("uplink.mqtt.reconnect_min_ms");
-  mo.reconnect_max_ms = std::max(mo.reconnect_min_ms, cfg.getInt("uplink.mqtt.reconnect_max_ms"));
-  uplink_ = std::make_unique<MqttUplink>(mo, *outbox_, registry, clock);
+  uplink_ = makeUplink(cfg, device_id_, *outbox_, registry, clock);
 
   Outbox* box_ptr = outbox_.get();
   registry.gaugeFunction("outpost_agent_outbox_batches", "Batches waiting in the outbox",
@@ -126,7 +87,8 @@ Agent::~Agent() {
 
 bool Agent::healthy(std::string& detail) const {
   const auto st = outbox_->stats();
-  detail = std::string("mqtt ") + (uplink_->connected() ? "connected" : "disconnected") +
+  detail = cfg_.getString("uplink.transport") +
+           (uplink_->connected() ? " connected" : " disconnected") +
            ", outbox " + std::to_string(st.rows) + " batches";
   return true;  // disconnected is a state the agent is built to survive, not a failure
 }
@@ -165,18 +127,20 @@ int Agent::run(const RunLimits& limits) {
           producing = false;
           break;
         }
-        b.batcher.add(r, mono);
+        b.pipeline->process(r, mono, b.batcher);
         ++produced;
         b.produced.inc();
         if (b.batcher.full()) flush(mono);
       }
       if (limits.max_readings && produced >= limits.max_readings) {
         producing = false;
+        b.pipeline->closeAll(mono, b.batcher);
         flush(mono);
         spdlog::info("produced {} readings (--max-readings); no more readings will be read",
                      produced);
       }
     }
+    b.pipeline->closeIdle(mono, b.batcher);
     if (b.batcher.due(mono)) flush(mono);
     if (signals::takeReloadRequest()) {
       spdlog::warn("configuration reload (SIGHUP) is not implemented yet; restart the agent to "
@@ -193,6 +157,7 @@ int Agent::run(const RunLimits& limits) {
     if (!b.batcher.empty()) wait_us = std::min(wait_us, b.batcher.deadline() - clock_.monotonicUs());
     if (wait_us > 0) signals::waitForStop(std::chrono::milliseconds((wait_us + 999) / 1000));
   }
+  b.pipeline->closeAll(clock_.monotonicUs(), b.batcher);
   flush(clock_.monotonicUs());
   uplink_->stop();
   const auto st = outbox_->stats();

@@ -1,25 +1,11 @@
 #include "outpost/agent/agent_config.h"
 
+#include "outpost/agent/inputs.h"
 #include "outpost/common/cli.h"
+#include "outpost/common/mqtt_security.h"
 
 namespace outpost::agent {
 namespace {
-
-std::shared_ptr<const config::Schema> sensorSchema() {
-  auto s = std::make_shared<config::Schema>("sensor");
-  s->requiredString("name", "Sensor name, unique within the device (appears on Kafka)")
-      .string("unit", "", "Unit of the values, e.g. \"degC\", \"%RH\", \"A\"")
-      .string("source", "simulated", "Where readings come from; this build supports \"simulated\"")
-      .real("rate_hz", 1.0, 0.001, 100000, "Readings per second")
-      .oneOf("shape", "sine", {"sine", "square", "sawtooth", "random_walk", "constant", "counter"},
-             "Simulated signal shape; \"counter\" emits 0, 1, 2, ... (used by tests)")
-      .real("amplitude", 1.0, 0, 1e12, "Simulated signal amplitude (random_walk: step stddev)")
-      .real("offset", 0.0, -1e12, 1e12, "Simulated signal offset")
-      .real("period_s", 60.0, 0.001, 1e9, "Simulated signal period in seconds")
-      .real("noise", 0.0, 0, 1e12, "Standard deviation of Gaussian noise added to the signal")
-      .integer("seed", 1, 0, INT64_MAX, "Random seed of the simulated signal");
-  return s;
-}
 
 config::Schema buildSchema() {
   config::Schema s("outpost-agent");
@@ -36,12 +22,16 @@ config::Schema buildSchema() {
       .oneOf("outbox.synchronous", "full", {"full", "normal"},
              "full: a batch is accepted only once on disk (survives power loss); normal: faster, "
              "survives a process crash but may lose the last batches on power loss")
-      .oneOf("uplink.transport", "mqtt", {"mqtt"}, "Transport to the aggregator")
-      .string("uplink.mqtt.broker", "tcp://127.0.0.1:1883", "MQTT broker URI (tcp://host:port)")
+      .oneOf("uplink.transport", "mqtt", {"mqtt", "zmq"},
+             "Transport to the aggregator: mqtt (through a broker) or zmq (direct to the "
+             "aggregator, CURVE; no broker)")
+      .string("uplink.mqtt.broker", "tcp://127.0.0.1:1883",
+              "MQTT broker URI (tcp://host:port, or ssl://host:port for TLS)")
       .string("uplink.mqtt.client_id", "", "MQTT client id; empty: outpost-agent-<device_id>")
       .string("uplink.mqtt.topic_prefix", "outpost/v1", "Prefix of the batch/ack/status topics")
       .string("uplink.mqtt.username", "", "MQTT user name (empty: anonymous)")
-      .string("uplink.mqtt.password", "", "MQTT password; never logged")
+      .string("uplink.mqtt.password", "",
+              "MQTT password; never logged (prefer uplink.mqtt.password_file)")
       .integer("uplink.mqtt.max_inflight", 16, 1, 1024,
                "Batches sent and not yet acknowledged, at most")
       .integer("uplink.mqtt.ack_timeout_ms", 10000, 100, 3600000,
@@ -49,8 +39,27 @@ config::Schema buildSchema() {
       .integer("uplink.mqtt.keepalive_s", 30, 2, 3600, "MQTT keep-alive interval")
       .integer("uplink.mqtt.reconnect_min_ms", 500, 10, 600000,
                "First reconnect delay; doubles up to reconnect_max_ms while the broker is down")
-      .integer("uplink.mqtt.reconnect_max_ms", 30000, 10, 3600000, "Longest reconnect delay")
-      .tableArray("sensors", sensorSchema(), "One entry per sensor of the device");
+      .integer("uplink.mqtt.reconnect_max_ms", 30000, 10, 3600000, "Longest reconnect delay");
+  mqttsec::addSettings(s, "uplink.mqtt.");
+  s.string("uplink.zmq.endpoint", "tcp://127.0.0.1:7450",
+           "The aggregator's ZeroMQ endpoint (its zmq.listen)")
+      .string("uplink.zmq.server_public_key_file", "/etc/outpost/aggregator.pub",
+              "The aggregator's CURVE public key (file from outpost-agent keygen)")
+      .string("uplink.zmq.key_file", "/etc/outpost/agent.key",
+              "This device's CURVE key pair (outpost-agent keygen; mode 0600); its public key "
+              "must be on the aggregator's allow-list under this device_id")
+      .integer("uplink.zmq.max_inflight", 16, 1, 1024,
+               "Batches sent and not yet acknowledged, at most")
+      .integer("uplink.zmq.ack_timeout_ms", 10000, 100, 3600000,
+               "Send a batch again if the aggregator has not acknowledged it within this time")
+      .integer("uplink.zmq.heartbeat_ms", 1000, 50, 600000,
+               "Ping interval; keep at or below the aggregator's zmq.heartbeat_ms")
+      .integer("uplink.zmq.heartbeat_liveness", 3, 1, 100,
+               "Heartbeat intervals without any reply before the socket is remade")
+      .integer("uplink.zmq.reconnect_min_ms", 500, 10, 600000,
+               "First reconnect delay; doubles up to reconnect_max_ms while the aggregator is away")
+      .integer("uplink.zmq.reconnect_max_ms", 30000, 10, 3600000, "Longest reconnect delay");
+  addInputSettings(s);  // [sources.*], [[sensors]] with filters and windows (inputs_config.cc)
   return s;
 }
 

@@ -9,9 +9,15 @@ Batcher::Batcher(size_t max_readings, int64_t linger_us, std::vector<codec::Sens
 }
 
 void Batcher::add(const wire::Reading& r, int64_t mono_now_us) {
-  if (readings_.empty()) first_mono_us_ = mono_now_us;
+  if (empty()) first_mono_us_ = mono_now_us;
   readings_.push_back(r);
   used_[r.sensor()] = true;
+}
+
+void Batcher::addWindow(const wire::WindowStat& w, int64_t mono_now_us) {
+  if (empty()) first_mono_us_ = mono_now_us;
+  windows_.push_back(w);
+  used_[w.sensor()] = true;
 }
 
 codec::BatchContent Batcher::take(const std::string& device_id, int64_t created_us) {
@@ -27,6 +33,8 @@ codec::BatchContent Batcher::take(const std::string& device_id, int64_t created_
   b.readings = std::move(readings_);
   readings_ = {};
   readings_.reserve(max_readings_);
+  b.windows = std::move(windows_);
+  windows_ = {};
   return b;
 }
 

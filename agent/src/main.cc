@@ -7,6 +7,7 @@
 #include "outpost/agent/agent.h"
 #include "outpost/agent/agent_config.h"
 #include "outpost/agent/outbox.h"
+#include "outpost/agent/zmq_uplink.h"
 #include "outpost/common/cli.h"
 #include "outpost/common/http_server.h"
 #include "outpost/common/log.h"
@@ -16,7 +17,7 @@
 int main(int argc, char** argv) {
   using namespace outpost;
   CLI::App app{"outpost-agent " + std::string(kVersion) +
-               ": edge telemetry agent (sources -> batcher -> SQLite outbox -> MQTT uplink)"};
+               ": edge telemetry agent (sources -> batcher -> SQLite outbox -> MQTT or ZeroMQ uplink)"};
   cli::ProgramOptions po{.program = "outpost-agent", .default_path = "/etc/outpost/agent.toml"};
   cli::addProgramOptions(app, po);
   std::string device_id;
@@ -27,7 +28,29 @@ int main(int argc, char** argv) {
                  "Stop reading sensors after this many readings (testing, benchmarks)");
   app.add_flag("--exit-when-drained", exit_when_drained,
                "With --max-readings: exit once every accepted batch is acknowledged");
+  std::string keygen_dir, keygen_name = "agent";
+  CLI::App* keygen = app.add_subcommand(
+      "keygen",
+      "Make a CURVE key pair for the ZeroMQ uplink: DIR/NAME.key (key pair, mode 0600: "
+      "uplink.zmq.key_file, or the aggregator's zmq.secret_key_file) and DIR/NAME.pub (public "
+      "key: the aggregator's allow-list, or agents' uplink.zmq.server_public_key_file)");
+  keygen->add_option("-o,--out", keygen_dir, "Directory for the key files")->required();
+  keygen->add_option("-n,--name", keygen_name,
+                     "File name stem, e.g. the device id or \"aggregator\" (default: agent)");
   CLI11_PARSE(app, argc, argv);
+  if (*keygen) {
+    auto pub = agent::writeCurveKeyFiles(keygen_dir, keygen_name);
+    if (!pub) {
+      std::cerr << "outpost-agent keygen: " << pub.error().message() << "\n";
+      return 1;
+    }
+    std::cout << "wrote " << keygen_dir << "/" << keygen_name << ".key (secret, 0600) and "
+              << keygen_dir << "/" << keygen_name << ".pub\n"
+              << "public key: " << *pub << "\n"
+              << "allow-list line for the aggregator ([devices] table):\n\"" << *pub
+              << "\" = \"" << keygen_name << "\"\n";
+    return 0;
+  }
 
   const auto& schema = agent::agentSchema();
   if (po.print_reference) {

@@ -1,6 +1,7 @@
 #include "outpost/aggregator/aggregator_config.h"
 
 #include "outpost/common/cli.h"
+#include "outpost/common/mqtt_security.h"
 
 namespace outpost::aggregator {
 namespace {
@@ -8,7 +9,11 @@ namespace {
 config::Schema buildSchema() {
   config::Schema s("outpost-aggregator");
   cli::addProcessSettings(s, "127.0.0.1:9100");
-  s.string("mqtt.broker", "tcp://127.0.0.1:1883", "MQTT broker URI (tcp://host:port)")
+  s.boolean("mqtt.enabled", true,
+            "Receive batches over MQTT (false: ZeroMQ only, no broker needed; then zmq.listen "
+            "must be set)")
+      .string("mqtt.broker", "tcp://127.0.0.1:1883",
+              "MQTT broker URI (tcp://host:port, or ssl://host:port for TLS)")
       .string("mqtt.client_id", "outpost-aggregator",
               "MQTT client id; must be unique per aggregator instance")
       .string("mqtt.topic_prefix", "outpost/v1", "Prefix of the batch/ack topics")
@@ -16,8 +21,21 @@ config::Schema buildSchema() {
                "false: the broker keeps the subscription and queues batches while the aggregator "
                "restarts (within its queue limits)")
       .string("mqtt.username", "", "MQTT user name (empty: anonymous)")
-      .string("mqtt.password", "", "MQTT password; never logged")
-      .integer("mqtt.keepalive_s", 30, 2, 3600, "MQTT keep-alive interval")
+      .string("mqtt.password", "", "MQTT password; never logged (prefer mqtt.password_file)")
+      .integer("mqtt.keepalive_s", 30, 2, 3600, "MQTT keep-alive interval");
+  mqttsec::addSettings(s, "mqtt.");
+  s.string("zmq.listen", "",
+           "ZeroMQ ROUTER endpoint for agents, e.g. tcp://0.0.0.0:7450 (empty: no ZeroMQ ingest). "
+           "Always CURVE with the allow-list")
+      .string("zmq.secret_key_file", "/etc/outpost/aggregator.key",
+              "The aggregator's CURVE key pair (outpost-agent keygen; mode 0600)")
+      .string("zmq.allow_list_file", "/etc/outpost/allow-list.toml",
+              "Agent CURVE public keys and their device ids ([devices] \"<key>\" = \"<device>\"); "
+              "re-read on SIGHUP")
+      .integer("zmq.heartbeat_ms", 1000, 50, 600000,
+               "Socket poll interval; a device silent for 3 intervals is forgotten (an ack for it "
+               "is then dropped and the agent resends). Keep agents' uplink.zmq.heartbeat_ms at "
+               "or below it")
       .integer("verify.max_batch_bytes", 4 << 20, 1024, 256 << 20,
                "Larger batch messages are rejected before any parsing")
       .integer("verify.max_readings", 100000, 1, 10000000,

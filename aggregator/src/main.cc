@@ -7,10 +7,12 @@
 #include "outpost/aggregator/aggregator.h"
 #include "outpost/aggregator/aggregator_config.h"
 #include "outpost/aggregator/mqtt_ingest.h"
+#include "outpost/aggregator/zmq_ingest.h"
 #include "outpost/common/cli.h"
 #include "outpost/common/detect/backtest.h"
 #include "outpost/common/http_server.h"
 #include "outpost/common/log.h"
+#include "outpost/common/mqtt_security.h"
 #include "outpost/common/signals.h"
 #include "outpost/common/version.h"
 
@@ -62,7 +64,7 @@ int main(int argc, char** argv) {
   using namespace outpost;
   using namespace outpost::aggregator;
   CLI::App app{"outpost-aggregator " + std::string(kVersion) +
-               ": receives agent batches over MQTT, verifies and deduplicates them, publishes to "
+               ": receives agent batches over MQTT and/or ZeroMQ, verifies and deduplicates them, publishes to "
                "Kafka, acks after delivery"};
   cli::ProgramOptions po{.program = "outpost-aggregator",
                          .default_path = "/etc/outpost/aggregator.toml"};
@@ -86,6 +88,28 @@ int main(int argc, char** argv) {
   try {
     config::Config cfg = cli::loadConfig(po, schema);
     AggregatorOptions options = aggregatorOptionsFrom(cfg);
+    const bool with_mqtt = cfg.getBool("mqtt.enabled");
+    const bool with_zmq = !cfg.getString("zmq.listen").empty();
+    if (!with_mqtt && !with_zmq) {
+      throw config::ConfigError("mqtt.enabled = false and zmq.listen is empty: no way for agents "
+                                "to reach the aggregator; enable at least one");
+    }
+    MqttIngestOptions mo;
+    if (with_mqtt) {
+      mo.broker = cfg.getString("mqtt.broker");
+      mo.client_id = cfg.getString("mqtt.client_id");
+      mo.topic_prefix = cfg.getString("mqtt.topic_prefix");
+      mo.clean_session = cfg.getBool("mqtt.clean_session");
+      mo.keepalive_s = static_cast<int>(cfg.getInt("mqtt.keepalive_s"));
+      auto sec = mqttsec::load(cfg, "mqtt.", mo.broker);
+      if (!sec) throw config::ConfigError(sec.error().message());
+      mo.security = std::move(*sec);
+    }
+    ZmqIngestOptions zo;
+    zo.listen = cfg.getString("zmq.listen");
+    zo.secret_key_file = cfg.getString("zmq.secret_key_file");
+    zo.allow_list_file = cfg.getString("zmq.allow_list_file");
+    zo.heartbeat_ms = static_cast<int>(cfg.getInt("zmq.heartbeat_ms"));
     if (po.check_only) {
       std::cout << "configuration OK\n";
       return 0;
@@ -95,20 +119,25 @@ int main(int argc, char** argv) {
     metrics::Registry registry;
     Aggregator aggregator(options, registry, SystemClock::instance());
     aggregator.start();
-
-    MqttIngestOptions mo;
-    mo.broker = cfg.getString("mqtt.broker");
-    mo.client_id = cfg.getString("mqtt.client_id");
-    mo.topic_prefix = cfg.getString("mqtt.topic_prefix");
-    mo.clean_session = cfg.getBool("mqtt.clean_session");
-    mo.username = cfg.getString("mqtt.username");
-    mo.password = cfg.getString("mqtt.password");
-    mo.keepalive_s = static_cast<int>(cfg.getInt("mqtt.keepalive_s"));
-    MqttIngest ingest(mo, aggregator, registry, SystemClock::instance());
+    std::unique_ptr<ZmqIngest> zmq_ingest;
+    if (with_zmq) {
+      zmq_ingest = std::make_unique<ZmqIngest>(zo, aggregator, registry, SystemClock::instance());
+      if (auto st = zmq_ingest->start(); !st) {
+        spdlog::error("ZeroMQ ingest: {}", st.error().message());
+        aggregator.stop();
+        return 1;
+      }
+    }
+    std::unique_ptr<MqttIngest> ingest;
+    if (with_mqtt) ingest = std::make_unique<MqttIngest>(mo, aggregator, registry, SystemClock::instance());
 
     HttpServer http(registry, [&](std::string& d) {
-      const bool ok = aggregator.healthy(d) && ingest.connected();
-      d += ingest.connected() ? ", mqtt connected" : ", mqtt disconnected";
+      bool ok = aggregator.healthy(d);
+      if (ingest) {
+        ok = ok && ingest->connected();
+        d += ingest->connected() ? ", mqtt connected" : ", mqtt disconnected";
+      }
+      if (zmq_ingest) d += ", zmq listening";
       return ok;
     });
     if (auto st = cli::serveOps(http, cfg); !st) {
@@ -116,19 +145,25 @@ int main(int argc, char** argv) {
       aggregator.stop();
       return 1;
     }
-    if (ingest.start([] { return signals::stopRequested(); })) {
-      spdlog::info("aggregator running: {} -> kafka {} ({})", mo.broker,
+    if (!ingest || ingest->start([] { return signals::stopRequested(); })) {
+      spdlog::info("aggregator running: {}{}{} -> kafka {} ({})", with_mqtt ? mo.broker : "",
+                   with_mqtt && with_zmq ? " + " : "", with_zmq ? zo.listen : "",
                    options.kafka.bootstrap_servers, options.readings_topic);
       while (!signals::waitForStop(std::chrono::seconds(1))) {
         if (signals::takeReloadRequest()) {
-          spdlog::warn("configuration reload (SIGHUP) is not implemented; restart to apply a new "
-                       "configuration");
+          if (zmq_ingest) {
+            (void)zmq_ingest->reloadAllowList();  // logs and counts its outcome
+          } else {
+            spdlog::warn("configuration reload (SIGHUP) is not implemented; restart to apply a "
+                         "new configuration");
+          }
         }
       }
     }
-    // Drain first (acks still go out over MQTT), then disconnect.
+    // Drain first (acks still go out), then disconnect.
     aggregator.stop();
-    ingest.stop();
+    if (zmq_ingest) zmq_ingest->stop();
+    if (ingest) ingest->stop();
     http.stop();
     return 0;
   } catch (const config::ConfigError& e) {

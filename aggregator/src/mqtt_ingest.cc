@@ -5,6 +5,7 @@
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
+#include "outpost/common/mqtt_security_paho.h"
 #include "outpost/common/net.h"
 
 namespace outpost::aggregator {
@@ -100,8 +101,7 @@ bool MqttIngest::start(const std::function<bool()>& stop_requested) {
                      .keep_alive_interval(std::chrono::seconds(o.keepalive_s))
                      .automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30))
                      .max_inflight(65535);
-  if (!o.username.empty()) builder.user_name(o.username);
-  if (!o.password.empty()) builder.password(o.password);
+  mqttsec::apply(o.security, builder);
   const auto opts = builder.finalize();
   int attempt = 0;
   while (!stop_requested()) {

@@ -396,12 +396,18 @@ std::string renderMarkdown(const Schema& schema, std::string_view title, std::st
     os << "\n";
   };
   table(schema, "");
-  for (const auto& s : schema.settings()) {
-    if (s.type == Type::kTableArray && s.item_schema) {
-      os << "### `[[" << s.key << "]]` entries\n\n" << s.description << "\n\n";
-      table(*s.item_schema, s.key + "[].");
+  // Table arrays, and table arrays inside their entries ([[sensors.filters]]), one section each.
+  auto arrays = [&](auto&& self, const Schema& sc, const std::string& prefix,
+                    const std::string& toml_prefix) -> void {
+    for (const auto& s : sc.settings()) {
+      if (s.type == Type::kTableArray && s.item_schema) {
+        os << "### `[[" << toml_prefix << s.key << "]]` entries\n\n" << s.description << "\n\n";
+        table(*s.item_schema, prefix + s.key + "[].");
+        self(self, *s.item_schema, prefix + s.key + "[].", toml_prefix + s.key + ".");
+      }
     }
-  }
+  };
+  arrays(arrays, schema, "", "");
   return os.str();
 }
 

@@ -35,7 +35,7 @@ bool sameEndpoint(const sockaddr_storage& a, const sockaddr* b) {
 
 int setTcpNoDelayToPeer(const std::string& uri) {
   std::string rest = uri;
-  for (const char* scheme : {"tcp://", "mqtt://"}) {
+  for (const char* scheme : {"tcp://", "mqtt://", "ssl://", "mqtts://"}) {
     if (rest.rfind(scheme, 0) == 0) rest = rest.substr(std::strlen(scheme));
   }
   const auto colon = rest.rfind(':');

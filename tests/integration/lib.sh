@@ -219,3 +219,183 @@ kafka_dump() {
 metric() {  # metric PORT NAME: value of an unlabelled metric
   curl -sf "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2}'
 }
+
+# write_stdin_agent_config DEVICE: sensors fed by standard input in line protocol (issue 3):
+# "x" raw with a range filter that marks values above 1000 bad, "y" deduplicated and summarised in
+# 10 s tumbling windows (raw and windows), "z" windows only.
+write_stdin_agent_config() {
+  local dev=$1
+  write_agent_config "$dev"
+  # Replace the counter sensors with stdin ones.
+  sed -i '/^\[\[sensors\]\]/,$d' "$WORK/$dev.toml"
+  cat >>"$WORK/$dev.toml" <<CONF
+[sources.stdin]
+format = "line"
+[[sensors]]
+name = "x"
+unit = "u"
+source = "stdin"
+[[sensors.filters]]
+type = "range"
+max = 1000.0
+action = "bad"
+[[sensors]]
+name = "y"
+unit = "u"
+source = "stdin"
+output = "both"
+window.kind = "tumbling"
+window.size_ms = 10000
+[[sensors.filters]]
+type = "dedup"
+[[sensors]]
+name = "z"
+unit = "u"
+source = "stdin"
+output = "windows"
+window.kind = "tumbling"
+window.size_ms = 10000
+CONF
+}
+
+# start_stdin_agent DEVICE INPUT_FILE READINGS: reads INPUT_FILE on standard input, stops after
+# READINGS readings and exits once the outbox is drained (background; name = DEVICE).
+start_stdin_agent() {
+  local dev=$1 input=$2 readings=$3
+  "$AGENT_BIN" --config "$WORK/$dev.toml" --max-readings "$readings" --exit-when-drained \
+    <"$input" >>"$WORK/$dev.log" 2>&1 &
+  PIDS[$dev]=$!
+}
+
+# --- ZeroMQ uplink (issue 8) ---------------------------------------------------------------------
+
+# make_zmq_keys DEVICE...: CURVE key pairs for the aggregator and each device in $WORK/keys, and
+# the allow-list $WORK/allow-list.toml naming every device. Sets ZMQ_PORT, ZMQ_ENDPOINT and
+# ZMQ_AGG_ARGS (aggregator settings for a ZeroMQ-only aggregator).
+make_zmq_keys() {
+  mkdir -p "$WORK/keys"
+  "$AGENT_BIN" keygen --out "$WORK/keys" --name aggregator >/dev/null
+  echo "[devices]" >"$WORK/allow-list.toml"
+  for dev in "$@"; do
+    "$AGENT_BIN" keygen --out "$WORK/keys" --name "$dev" >/dev/null
+    echo "$(zmq_pubkey "$dev") = \"$dev\"" >>"$WORK/allow-list.toml"
+  done
+  ZMQ_PORT=${ZMQ_PORT:-$(free_port)}
+  ZMQ_ENDPOINT="tcp://127.0.0.1:$ZMQ_PORT"
+  ZMQ_AGG_ARGS=(--set mqtt.enabled=false --set "zmq.listen=$ZMQ_ENDPOINT"
+    --set "zmq.secret_key_file=$WORK/keys/aggregator.key"
+    --set "zmq.allow_list_file=$WORK/allow-list.toml" --set zmq.heartbeat_ms=${ZMQ_HEARTBEAT_MS:-200})
+  MQTT_URI=${MQTT_URI:-tcp://127.0.0.1:1}  # unused by a ZeroMQ-only aggregator
+}
+
+zmq_pubkey() { grep '^public_key' "$WORK/keys/$1.pub" | cut -d= -f2- | tr -d ' '; }
+
+# write_zmq_agent_config DEVICE RATE_HZ [KEY_NAME]: write_agent_config, switched to the ZeroMQ
+# uplink with the key pair KEY_NAME (default: DEVICE's own).
+write_zmq_agent_config() {
+  local dev=$1 rate=${2:-200} key=${3:-$1}
+  write_agent_config "$dev" "$rate"
+  cat >>"$WORK/$dev.toml" <<CONF
+[uplink]
+transport = "zmq"
+[uplink.zmq]
+endpoint = "$ZMQ_ENDPOINT"
+server_public_key_file = "$WORK/keys/aggregator.pub"
+key_file = "$WORK/keys/$key.key"
+ack_timeout_ms = ${ACK_TIMEOUT_MS:-2000}
+heartbeat_ms = ${ZMQ_HEARTBEAT_MS:-200}
+reconnect_min_ms = 100
+reconnect_max_ms = 1000
+CONF
+}
+
+metric_labeled() {  # metric_labeled PORT 'NAME{label="v"}': value of one labelled series (0 if absent)
+  curl -sf "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2; f=1} END {if (!f) print 0}'
+}
+
+# --- TLS test PKI (issue 8): everything in $PKI (set it first), made with the openssl CLI --------
+tls_ossl() { openssl "$@" >>"$WORK/openssl.log" 2>&1 || fail "openssl $1 failed: $(tail -3 "$WORK/openssl.log")"; }
+tls_new_ca() {  # tls_new_ca NAME
+  tls_ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$PKI/$1.key" \
+    -out "$PKI/$1.crt" -days 2 -subj "/CN=outpost test $1"
+}
+tls_new_cert() {  # tls_new_cert CA NAME DAYS [SAN]: key + certificate signed by CA
+  local ca=$1 name=$2 days=$3 san=${4:-}
+  tls_ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$PKI/$name.key" \
+    -out "$PKI/$name.csr" -subj "/CN=$name"
+  if [[ -n "$san" ]]; then
+    printf 'subjectAltName=%s\n' "$san" >"$PKI/$name.ext"
+    tls_ossl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
+      -days "$days" -extfile "$PKI/$name.ext" -out "$PKI/$name.crt"
+  else
+    tls_ossl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
+      -days "$days" -out "$PKI/$name.crt"
+  fi
+  chmod 600 "$PKI/$name.key"
+}
+
+# start_mosquitto_tls: a TLS-only Mosquitto (TLS >= 1.2, client certificates required, password
+# file $PKI/passwd, ACL $PKI/acl) on a free port; sets MQTT_PORT and MQTT_URI (ssl://).
+start_mosquitto_tls() {
+  MQTT_PORT=$(free_port)
+  cat >"$WORK/mosquitto.conf" <<CONF
+per_listener_settings false
+# Tests run as root in a private (0700) work dir: stay root to read the files there.
+user root
+allow_anonymous false
+password_file $PKI/passwd
+acl_file $PKI/acl
+persistence false
+max_queued_messages 10000
+max_inflight_messages 100
+set_tcp_nodelay true
+log_dest stderr
+log_type ${MOSQUITTO_LOG_TYPE:-all}
+listener $MQTT_PORT 127.0.0.1
+cafile $PKI/ca.crt
+certfile $PKI/server.crt
+keyfile $PKI/server.key
+require_certificate true
+tls_version tlsv1.2
+CONF
+  mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
+  PIDS[mosquitto]=$!
+  wait_for 10 "mosquitto (TLS) on $MQTT_PORT" port_open "$MQTT_PORT"
+  MQTT_URI="ssl://127.0.0.1:$MQTT_PORT"
+  log "mosquitto (TLS) pid ${PIDS[mosquitto]} on $MQTT_URI"
+}
+
+# make_tls_pki DEVICE...: in $PKI a CA, a server certificate for 127.0.0.1, client certificates
+# and 0600 password files (<name>.pass) for "aggregator" and each device, the Mosquitto password
+# file and the per-device ACL of docs/security.md.
+make_tls_pki() {
+  mkdir -p "$PKI"
+  tls_new_ca ca
+  tls_new_cert ca server 2 "IP:127.0.0.1"
+  rm -f "$PKI/passwd"
+  for u in aggregator "$@"; do
+    tls_new_cert ca "$u" 2
+    printf '%s-secret-%s\n' "$u" "$RANDOM$RANDOM" >"$PKI/$u.pass"
+    chmod 600 "$PKI/$u.pass"
+    [[ -f "$PKI/passwd" ]] || : >"$PKI/passwd"
+    mosquitto_passwd -b "$PKI/passwd" "$u" "$(cat "$PKI/$u.pass")"
+  done
+  cat >"$PKI/acl" <<'ACL'
+# The aggregator reads every batch and writes every ack.
+user aggregator
+topic read outpost/v1/+/batch
+topic write outpost/v1/+/ack
+
+# A device (user name = device id) writes only its own batch/status and reads only its own acks.
+pattern write outpost/v1/%u/batch
+pattern write outpost/v1/%u/status
+pattern read outpost/v1/%u/ack
+ACL
+}
+
+# The aggregator's settings for the TLS broker of make_tls_pki.
+tls_aggregator_args() {
+  TLS_AGG_ARGS=(--set "mqtt.ca_file=$PKI/ca.crt" --set "mqtt.cert_file=$PKI/aggregator.crt"
+    --set "mqtt.key_file=$PKI/aggregator.key" --set mqtt.username=aggregator
+    --set "mqtt.password_file=$PKI/aggregator.pass")
+}

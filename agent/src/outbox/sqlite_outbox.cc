@@ -1,11 +1,10 @@
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <optional>
 #include <random>
-
-#include <spdlog/spdlog.h>
 
 #include "outbox_sql.h"
 #include "outpost/agent/outbox.h"
@@ -17,31 +16,84 @@ namespace {
 using sqlite::Stmt;
 using sqlite::Transaction;
 
-// The `dropped` count carried by the oldest stored batch. When that batch is evicted, the readings
-// it was reporting must be reported again by the batch that replaces it. 0 if it cannot be read.
-uint64_t droppedCarriedByOldest(sqlite3* db) {
-  Stmt s(db, sql::kReadAfter);
-  if (!s.ok()) return 0;
-  s.bind(1, int64_t{0});
-  s.bind(2, int64_t{1});
-  if (s.step() != SQLITE_ROW) return 0;
-  const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(s.get(), 2));
-  const int n = sqlite3_column_bytes(s.get(), 2);
-  if (p == nullptr || n <= 0) return 0;
-  const std::vector<uint8_t> payload(p, p + n);  // heap copy: aligned for FlatBuffers
-  codec::VerifyLimits limits;
-  limits.max_bytes = payload.size();
-  limits.max_sensors = 65536;
-  auto batch = codec::verifyBatch(payload, limits);
-  return batch ? (*batch)->dropped() : 0;
-}
+// Resets a cached statement when the scope that used it ends (releases its read snapshot).
+class Used {
+ public:
+  explicit Used(Stmt& s) : s_(s) {}
+  ~Used() { s_.reset(); }
+  Used(const Used&) = delete;
+  Used& operator=(const Used&) = delete;
+
+ private:
+  Stmt& s_;
+};
+
+bool isDiskError(const Error& e) { return e.code() == ErrorCode::kIoError; }
 
 }  // namespace
+
+Result<FullPolicy> parseFullPolicy(const std::string& s) {
+  if (s == "drop_oldest") return FullPolicy::kDropOldest;
+  if (s == "drop_newest") return FullPolicy::kDropNewest;
+  if (s == "block") return FullPolicy::kBlock;
+  return fail(ErrorCode::kInvalidArgument,
+              "full policy \"" + s + "\"; allowed: drop_oldest, drop_newest, block");
+}
+
+const char* fullPolicyName(FullPolicy p) {
+  switch (p) {
+    case FullPolicy::kDropOldest:
+      return "drop_oldest";
+    case FullPolicy::kDropNewest:
+      return "drop_newest";
+    case FullPolicy::kBlock:
+      return "block";
+  }
+  return "?";
+}
+
+const char* dropReasonName(DropReason r) {
+  switch (r) {
+    case DropReason::kOutboxFull:
+      return "outbox_full";
+    case DropReason::kMaxAge:
+      return "max_age";
+    case DropReason::kWriteError:
+      return "write_error";
+    case DropReason::kTooLarge:
+      return "too_large";
+    case DropReason::kUpstream:
+      return "upstream";
+    case DropReason::kCount:
+      break;
+  }
+  return "?";
+}
+
+// Statements prepared once per connection (SQLITE_PREPARE_PERSISTENT): the append path of a
+// 500-reading batch is dominated by SQLite's page writes, not by parsing SQL.
+struct Outbox::Stmts {
+  explicit Stmts(sqlite3* db)
+      : insert(db, sql::kInsert),
+        del(db, sql::kDelete),
+        oldest(db, sql::kOldest),
+        set_meta(db, sql::kSetMeta),
+        read_asc(db, sql::kReadAsc),
+        read_desc(db, sql::kReadDesc) {}
+  bool ok() const {
+    return insert.ok() && del.ok() && oldest.ok() && set_meta.ok() && read_asc.ok() &&
+           read_desc.ok();
+  }
+  Stmt insert, del, oldest, set_meta, read_asc, read_desc;
+};
 
 Outbox::Outbox(sqlite3* db, OutboxOptions options, const Clock& clock)
     : db_(db), options_(std::move(options)), clock_(clock) {}
 
-Outbox::~Outbox() { sqlite3_close_v2(db_); }
+Outbox::~Outbox() {
+  stmts_.reset();  // finalize before closing
+  sqlite3_close_v2(db_);
+}
 
 Result<std::unique_ptr<Outbox>> Outbox::open(const OutboxOptions& options, const Clock& clock) {
   if (options.synchronous != "full" && options.synchronous != "normal") {
@@ -55,16 +107,16 @@ Result<std::unique_ptr<Outbox>> Outbox::open(const OutboxOptions& options, const
     if (st) return box;
     if (st.error().code() != ErrorCode::kCorrupt || attempt > 0) return std::unexpected(st.error());
     box.reset();
-    const std::string aside =
-        options.path + ".corrupt-" + std::to_string(clock.nowUs() / 1000000);
+    const std::string aside = options.path + ".corrupt-" + std::to_string(clock.nowUs() / 1000000);
     std::error_code ec;
     std::filesystem::rename(options.path, aside, ec);
     for (const char* suffix : {"-wal", "-shm"}) {
       std::filesystem::rename(options.path + suffix, aside + suffix, ec);
     }
-    spdlog::error("outbox {} is not a readable SQLite database ({}); moved it to {} and starting "
-                  "a fresh store with a new epoch",
-                  options.path, st.error().message(), aside);
+    spdlog::error(
+        "outbox {} is not a readable SQLite database ({}); moved it to {} and starting "
+        "a fresh store with a new epoch",
+        options.path, st.error().message(), aside);
   }
   return fail(ErrorCode::kInternal, "unreachable");
 }
@@ -74,6 +126,15 @@ Status Outbox::init() {
                               (options_.synchronous == "full" ? "FULL" : "NORMAL") + ";";
   if (auto st = sqlite::exec(db_, pragmas.c_str(), "outbox"); !st) return st;
   if (auto st = sqlite::exec(db_, sql::kSchema, "outbox schema"); !st) return st;
+  {
+    Stmt probe(db_, sql::kHasDropped);
+    if (!probe.ok()) {
+      if (auto st = sqlite::exec(db_, sql::kAddDropped, "outbox schema (dropped)"); !st) return st;
+    }
+  }
+  if (auto st = sqlite::exec(db_, sql::kIndex, "outbox schema (index)"); !st) return st;
+  stmts_ = std::make_unique<Stmts>(db_);
+  if (!stmts_->ok()) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: prepare");
 
   auto epoch = getMeta(sql::kMetaEpoch, 0);
   if (!epoch) return std::unexpected(epoch.error());
@@ -93,20 +154,20 @@ Status Outbox::init() {
     Stmt s(db_, sql::kLastSeq);
     if (!s.ok()) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: last seq");
     const int rc = s.step();
-    if (rc == SQLITE_ROW) next_seq_ = static_cast<uint64_t>(s.col(0)) + 1;
-    else if (rc != SQLITE_DONE) return sqlite::failure(db_, rc, "outbox: last seq");
+    if (rc == SQLITE_ROW)
+      next_seq_ = static_cast<uint64_t>(s.col(0)) + 1;
+    else if (rc != SQLITE_DONE)
+      return sqlite::failure(db_, rc, "outbox: last seq");
   }
   {
     Stmt s(db_, sql::kTotals);
-    if (!s.ok() || s.step() != SQLITE_ROW) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: totals");
+    if (!s.ok() || s.step() != SQLITE_ROW) {
+      return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: totals");
+    }
     stats_.rows = static_cast<uint64_t>(s.col(0));
     stats_.bytes = static_cast<uint64_t>(s.col(1));
   }
-  {
-    Stmt s(db_, sql::kOldest);
-    if (!s.ok()) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: oldest");
-    if (s.step() == SQLITE_ROW) stats_.oldest_created_us = s.col(3);
-  }
+  if (auto st = refreshOldestLocked(); !st) return st;
   auto pending = getMeta(sql::kMetaPendingDropped, 0);
   auto dropped = getMeta(sql::kMetaDroppedTotal, 0);
   auto dropped_batches = getMeta(sql::kMetaDroppedBatches, 0);
@@ -116,6 +177,10 @@ Status Outbox::init() {
   pending_dropped_ = static_cast<uint64_t>(*pending);
   stats_.dropped_readings_total = static_cast<uint64_t>(*dropped);
   stats_.dropped_batches_total = static_cast<uint64_t>(*dropped_batches);
+  persisted_pending_ = *pending;
+  persisted_dropped_ = *dropped;
+  persisted_batches_ = *dropped_batches;
+  stats_.last_seq = next_seq_ - 1;
   spdlog::info("outbox {}: epoch {}, {} batches ({} bytes) waiting, next seq {}", options_.path,
                epoch_, stats_.rows, stats_.bytes, next_seq_);
   return {};
@@ -132,7 +197,8 @@ Result<int64_t> Outbox::getMeta(const char* key, int64_t fallback) {
 }
 
 Status Outbox::setMeta(const char* key, int64_t value) {
-  Stmt s(db_, sql::kSetMeta);
+  Stmt& s = stmts_->set_meta;
+  Used used(s);
   if (!s.ok()) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: write meta");
   s.bind(1, key);
   s.bind(2, value);
@@ -141,163 +207,363 @@ Status Outbox::setMeta(const char* key, int64_t value) {
   return {};
 }
 
-Status Outbox::evictOldest(uint64_t& freed_bytes, uint64_t& dropped_readings) {
-  Stmt s(db_, sql::kOldest);
-  if (!s.ok()) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: oldest");
-  const int rc = s.step();
-  if (rc != SQLITE_ROW) return sqlite::failure(db_, rc, "outbox: nothing to evict");
-  const int64_t seq = s.col(0);
-  dropped_readings += static_cast<uint64_t>(s.col(1));
-  Stmt d(db_, sql::kDelete);
-  d.bind(1, seq);
-  const int drc = d.step();
-  if (drc != SQLITE_ROW) return sqlite::failure(db_, drc, "outbox: evict");
-  freed_bytes += static_cast<uint64_t>(d.col(0));
-  if (d.step() != SQLITE_DONE) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: evict");
+// Writes the counters that changed since they were last persisted (inside the caller's
+// transaction, or on their own).
+Status Outbox::persistCounters() {
+  const auto pending = static_cast<int64_t>(pending_dropped_);
+  const auto dropped = static_cast<int64_t>(stats_.dropped_readings_total);
+  const auto batches = static_cast<int64_t>(stats_.dropped_batches_total);
+  if (pending != persisted_pending_) {
+    if (auto st = setMeta(sql::kMetaPendingDropped, pending); !st) return st;
+  }
+  if (dropped != persisted_dropped_) {
+    if (auto st = setMeta(sql::kMetaDroppedTotal, dropped); !st) return st;
+  }
+  if (batches != persisted_batches_) {
+    if (auto st = setMeta(sql::kMetaDroppedBatches, batches); !st) return st;
+  }
   return {};
 }
 
-Result<uint64_t> Outbox::append(codec::BatchContent& batch) {
+Status Outbox::refreshOldestLocked() {
+  Stmt& s = stmts_->oldest;
+  Used used(s);
+  const int rc = s.step();
+  if (rc == SQLITE_ROW) {
+    stats_.oldest_created_us = s.col(3);
+  } else if (rc == SQLITE_DONE) {
+    stats_.oldest_created_us = 0;
+  } else {
+    return sqlite::failure(db_, rc, "outbox: oldest");
+  }
+  return {};
+}
+
+void Outbox::countDropLocked(uint64_t readings, DropReason reason) {
+  stats_.dropped_readings_total += readings;
+  stats_.dropped_by_reason[static_cast<size_t>(reason)] += readings;
+}
+
+// Deletes the oldest batch; its readings become dropped (pending for the next stored batch), and
+// so does the `dropped` it was reporting, which now never reaches the cloud.
+Status Outbox::evictOldestLocked(DropReason reason) {
+  int64_t seq = 0;
+  uint64_t readings = 0, carried = 0;
+  {
+    Stmt& s = stmts_->oldest;
+    Used used(s);
+    const int rc = s.step();
+    if (rc != SQLITE_ROW) return sqlite::failure(db_, rc, "outbox: nothing to evict");
+    seq = s.col(0);
+    readings = static_cast<uint64_t>(s.col(1));
+    carried = static_cast<uint64_t>(s.col(4));
+  }
+  Stmt& d = stmts_->del;
+  Used used(d);
+  d.bind(1, seq);
+  const int drc = d.step();
+  if (drc != SQLITE_ROW) return sqlite::failure(db_, drc, "outbox: evict");
+  const auto freed = static_cast<uint64_t>(d.col(0));
+  if (d.step() != SQLITE_DONE) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: evict");
+  stats_.bytes -= std::min(stats_.bytes, freed);
+  stats_.rows -= std::min<uint64_t>(stats_.rows, 1);
+  ++stats_.dropped_batches_total;
+  countDropLocked(readings, reason);
+  pending_dropped_ += readings + carried;
+  return refreshOldestLocked();
+}
+
+Status Outbox::expireLocked(int64_t now_us, uint64_t& dropped) {
+  if (options_.max_age_s <= 0) return {};
+  const int64_t cutoff = now_us - options_.max_age_s * 1000000;
+  while (stats_.rows > 0 && stats_.oldest_created_us != 0 && stats_.oldest_created_us < cutoff) {
+    const uint64_t before = stats_.dropped_readings_total;
+    if (auto st = evictOldestLocked(DropReason::kMaxAge); !st) return st;
+    dropped += stats_.dropped_readings_total - before;
+  }
+  return {};
+}
+
+// One transaction. On failure the in-memory state is NOT restored here (the caller does).
+Result<AppendOutcome> Outbox::appendGroupLocked(std::span<codec::BatchContent> batches) {
+  AppendOutcome out;
+  Transaction tx(db_);
+  if (const int rc = tx.begun(); rc != SQLITE_OK) return sqlite::failure(db_, rc, "outbox: begin");
+  uint64_t expired = 0;
+  if (auto st = expireLocked(clock_.nowUs(), expired); !st) return std::unexpected(st.error());
+
+  for (auto& batch : batches) {
+    const uint64_t n = batch.readings.size() + batch.windows.size();
+    batch.epoch = epoch_;
+    batch.seq = next_seq_;
+    batch.dropped = pending_dropped_;
+    std::vector<uint8_t> payload = codec::encodeBatch(batch);
+    const uint64_t size = payload.size();
+    if (size > options_.max_bytes) {
+      countDropLocked(n, DropReason::kTooLarge);
+      pending_dropped_ += n;
+      out.dropped_readings += n;
+      ++out.consumed;
+      spdlog::error(
+          "outbox: a batch of {} bytes ({} readings) exceeds the whole limit of {} "
+          "bytes; dropped",
+          size, n, options_.max_bytes);
+      continue;
+    }
+    bool refused = false;
+    const uint64_t pending_before = pending_dropped_;
+    while (stats_.bytes + size > options_.max_bytes && stats_.rows > 0) {
+      if (options_.full_policy == FullPolicy::kDropNewest) {
+        refused = true;
+        break;
+      }
+      if (options_.full_policy == FullPolicy::kBlock) {
+        out.blocked = true;
+        break;
+      }
+      if (auto st = evictOldestLocked(DropReason::kOutboxFull); !st) {
+        return std::unexpected(st.error());
+      }
+    }
+    if (out.blocked) break;
+    if (refused) {
+      countDropLocked(n, DropReason::kOutboxFull);
+      pending_dropped_ += n;
+      out.dropped_readings += n;
+      ++out.consumed;
+      continue;
+    }
+    if (pending_dropped_ != pending_before) {
+      batch.dropped = pending_dropped_;
+      payload = codec::encodeBatch(batch);  // same size: scalars are always encoded
+    }
+    Stmt& ins = stmts_->insert;
+    Used used(ins);
+    ins.bind(1, static_cast<int64_t>(batch.seq));
+    ins.bind(2, batch.created_us);
+    ins.bind(3, static_cast<int64_t>(n));
+    ins.bind(4, static_cast<int64_t>(size));
+    ins.bindBlob(5, payload.data(), payload.size());
+    ins.bind(6, static_cast<int64_t>(batch.dropped));
+    if (const int rc = ins.step(); rc != SQLITE_DONE) {
+      return sqlite::failure(db_, rc, "outbox: insert");
+    }
+    if (stats_.rows == 0) stats_.oldest_created_us = batch.created_us;
+    stats_.bytes += size;
+    ++stats_.rows;
+    ++next_seq_;
+    pending_dropped_ = 0;  // this batch reports everything pending
+    ++out.stored;
+    ++out.consumed;
+    out.stored_readings += n;
+  }
+  if (auto st = persistCounters(); !st) return std::unexpected(st.error());
+  if (const int rc = tx.commit(); rc != SQLITE_OK) {
+    return sqlite::failure(db_, rc, "outbox: commit");
+  }
+  return out;
+}
+
+Result<AppendOutcome> Outbox::appendMany(std::span<codec::BatchContent> batches) {
   std::lock_guard lock(mu_);
-  const uint64_t n_readings = batch.readings.size() + batch.windows.size();
-  std::optional<Transaction> tx;
-  auto count_failure = [&](const Error& e) -> std::unexpected<Error> {
-    tx.reset();  // roll back first, so that the counters below are not rolled back with it
-    ++stats_.write_errors_total;
-    pending_dropped_ += n_readings;
-    stats_.dropped_readings_total += n_readings;
-    // Best effort (the disk may be what failed): the count must survive a restart.
-    (void)setMeta(sql::kMetaPendingDropped, static_cast<int64_t>(pending_dropped_));
-    (void)setMeta(sql::kMetaDroppedTotal, static_cast<int64_t>(stats_.dropped_readings_total));
-    return std::unexpected(e);
+  // A failed transaction leaves the store as it was, and so must our counters: `base` is the last
+  // committed state.
+  struct Base {
+    OutboxStats stats;
+    uint64_t next_seq, pending;
+  } base{stats_, next_seq_, pending_dropped_};
+  const uint64_t evicted_before = stats_.dropped_batches_total;
+  auto restore = [&] {
+    stats_ = base.stats;
+    next_seq_ = base.next_seq;
+    pending_dropped_ = base.pending;
+  };
+  auto committed = [&] {
+    persisted_pending_ = static_cast<int64_t>(pending_dropped_);
+    persisted_dropped_ = static_cast<int64_t>(stats_.dropped_readings_total);
+    persisted_batches_ = static_cast<int64_t>(stats_.dropped_batches_total);
+    base = {stats_, next_seq_, pending_dropped_};
   };
 
-  batch.epoch = epoch_;
-  batch.seq = next_seq_;
-  batch.dropped = pending_dropped_;
-  std::vector<uint8_t> payload = codec::encodeBatch(batch);
-  if (payload.size() > options_.max_bytes) {
-    return count_failure(Error(ErrorCode::kResourceExhausted,
-                               "batch of " + std::to_string(payload.size()) +
-                                   " bytes exceeds the outbox limit"));
-  }
-
-  tx.emplace(db_);
-  if (const int rc = tx->begun(); rc != SQLITE_OK) {
-    return count_failure(sqlite::failure(db_, rc, "outbox: begin").error());
-  }
-
-  uint64_t bytes = stats_.bytes, rows = stats_.rows;
-  uint64_t evicted_readings = 0, evicted_batches = 0;
-  uint64_t evicted_reports = 0;  // `dropped` the evicted batches carried, never delivered now
-  while (bytes + payload.size() > options_.max_bytes && rows > 0) {
-    uint64_t freed = 0;
-    evicted_reports += droppedCarriedByOldest(db_);
-    if (auto st = evictOldest(freed, evicted_readings); !st) return count_failure(st.error());
-    bytes -= freed;
-    --rows;
-    ++evicted_batches;
-  }
-  if (evicted_batches > 0) {
-    // Same size: scalars are always encoded (force_defaults).
-    batch.dropped = pending_dropped_ + evicted_readings + evicted_reports;
-    payload = codec::encodeBatch(batch);
-  }
-
-  Stmt ins(db_, sql::kInsert);
-  if (!ins.ok()) return count_failure(sqlite::failure(db_, sqlite3_errcode(db_), "outbox: insert").error());
-  ins.bind(1, static_cast<int64_t>(batch.seq));
-  ins.bind(2, batch.created_us);
-  ins.bind(3, static_cast<int64_t>(n_readings));
-  ins.bind(4, static_cast<int64_t>(payload.size()));
-  ins.bindBlob(5, payload.data(), payload.size());
-  if (int rc = ins.step(); rc != SQLITE_DONE) {
-    return count_failure(sqlite::failure(db_, rc, "outbox: insert").error());
-  }
-  // The batch reports everything pending; nothing is pending after it.
-  if (auto st = setMeta(sql::kMetaPendingDropped, 0); !st) return count_failure(st.error());
-  if (evicted_readings > 0) {
-    if (auto st = setMeta(sql::kMetaDroppedTotal,
-                          static_cast<int64_t>(stats_.dropped_readings_total + evicted_readings));
-        !st) {
-      return count_failure(st.error());
+  auto result = appendGroupLocked(batches);
+  if (!result) restore();
+  // Disk full / I/O error under drop_oldest: make room by evicting the oldest batches (their own
+  // transaction; freed pages are reused by the next insert) and try again, a few times.
+  for (int attempt = 0;
+       !result && isDiskError(result.error()) && options_.full_policy == FullPolicy::kDropOldest &&
+       stats_.rows > 0 && attempt < 4;
+       ++attempt) {
+    const size_t evict = std::max<size_t>(1, batches.size()) << attempt;
+    Transaction tx(db_);
+    bool ok = tx.begun() == SQLITE_OK;
+    for (size_t i = 0; ok && i < evict && stats_.rows > 0; ++i) {
+      ok = evictOldestLocked(DropReason::kOutboxFull).has_value();
     }
-    if (auto st = setMeta(sql::kMetaDroppedBatches,
-                          static_cast<int64_t>(stats_.dropped_batches_total + evicted_batches));
-        !st) {
-      return count_failure(st.error());
+    ok = ok && persistCounters().has_value() && tx.commit() == SQLITE_OK;
+    if (!ok) {
+      restore();
+      break;
     }
-  }
-  if (int rc = tx->commit(); rc != SQLITE_OK) {
-    return count_failure(sqlite::failure(db_, rc, "outbox: commit").error());
+    committed();
+    spdlog::warn("outbox: write failed ({}); evicted up to {} oldest batches to make room",
+                 result.error().message(), evict);
+    sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    result = appendGroupLocked(batches);
+    if (!result) restore();
   }
 
-  if (evicted_batches > 0) {
-    spdlog::warn("outbox full ({} bytes limit): dropped the {} oldest batches ({} readings)",
-                 options_.max_bytes, evicted_batches, evicted_readings);
+  if (!result) {
+    ++stats_.write_errors_total;
+    if (!failing_) {
+      spdlog::error("outbox: cannot store {} batches ({} policy): {}", batches.size(),
+                    fullPolicyName(options_.full_policy), result.error().toString());
+    }
+    failing_ = true;
+    if (options_.full_policy != FullPolicy::kBlock) {
+      uint64_t n = 0;
+      for (const auto& b : batches) n += b.readings.size() + b.windows.size();
+      countDropLocked(n, DropReason::kWriteError);
+      pending_dropped_ += n;
+      if (persistCounters()) committed();  // best effort: the disk may be what failed
+    }
+    return std::unexpected(result.error());
   }
-  stats_.bytes = bytes + payload.size();
-  stats_.rows = rows + 1;
-  stats_.dropped_readings_total += evicted_readings;
-  stats_.dropped_batches_total += evicted_batches;
-  ++stats_.accepted_batches_total;
-  pending_dropped_ = 0;
-  if (stats_.rows == 1 || evicted_batches > 0) {
-    Stmt s(db_, sql::kOldest);
-    if (s.ok() && s.step() == SQLITE_ROW) stats_.oldest_created_us = s.col(3);
+  committed();
+  if (failing_) {
+    failing_ = false;
+    ++stats_.recoveries_total;
+    spdlog::info("outbox: writes succeed again");
   }
-  return next_seq_++;
+  stats_.accepted_batches_total += result->stored;
+  stats_.accepted_readings_total += result->stored_readings;
+  stats_.last_seq = next_seq_ - 1;
+  const uint64_t evicted = stats_.dropped_batches_total - evicted_before;
+  if (evicted > 0) {
+    spdlog::warn("outbox full ({} bytes limit): dropped the {} oldest stored batches",
+                 options_.max_bytes, evicted);
+  }
+  return result;
+}
+
+Result<uint64_t> Outbox::append(codec::BatchContent& batch) {
+  auto out = appendMany(std::span<codec::BatchContent>(&batch, 1));
+  if (!out) return std::unexpected(out.error());
+  if (out->stored == 1) return batch.seq;
+  if (out->blocked) return fail(ErrorCode::kResourceExhausted, "outbox full (block policy)");
+  return fail(ErrorCode::kResourceExhausted, "outbox full or batch too large: batch dropped");
 }
 
 Result<std::vector<StoredBatch>> Outbox::readAfter(uint64_t after_seq, size_t limit) {
+  return readRange(after_seq, UINT64_MAX >> 1, limit, ReadOrder::kOldestFirst);
+}
+
+Result<std::vector<StoredBatch>> Outbox::readRange(uint64_t after_seq, uint64_t before_seq,
+                                                   size_t limit, ReadOrder order) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, sql::kReadAfter);
-  if (!s.ok()) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: read");
+  Stmt& s = order == ReadOrder::kOldestFirst ? stmts_->read_asc : stmts_->read_desc;
+  Used used(s);
   s.bind(1, static_cast<int64_t>(after_seq));
-  s.bind(2, static_cast<int64_t>(limit));
+  s.bind(2, static_cast<int64_t>(std::min<uint64_t>(before_seq, INT64_MAX)));
+  s.bind(3, static_cast<int64_t>(limit));
   std::vector<StoredBatch> out;
   int rc;
   while ((rc = s.step()) == SQLITE_ROW) {
     StoredBatch b;
     b.seq = static_cast<uint64_t>(s.col(0));
     b.readings = static_cast<uint64_t>(s.col(1));
-    const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(s.get(), 2));
-    const int n = sqlite3_column_bytes(s.get(), 2);
-    b.payload.assign(p, p + n);
+    b.created_us = s.col(2);
+    const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(s.get(), 3));
+    const int n = sqlite3_column_bytes(s.get(), 3);
+    if (p != nullptr) b.payload.assign(p, p + n);
     out.push_back(std::move(b));
   }
   if (rc != SQLITE_DONE) return sqlite::failure(db_, rc, "outbox: read");
   return out;
 }
 
-Status Outbox::ack(uint64_t seq) {
+Status Outbox::ack(uint64_t seq) { return ackMany(std::span<const uint64_t>(&seq, 1)); }
+
+Status Outbox::ackMany(std::span<const uint64_t> seqs) {
+  if (seqs.empty()) return {};
   std::lock_guard lock(mu_);
-  Stmt d(db_, sql::kDelete);
-  if (!d.ok()) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: ack");
-  d.bind(1, static_cast<int64_t>(seq));
-  const int rc = d.step();
-  if (rc == SQLITE_DONE) return {};  // unknown seq: already gone
-  if (rc != SQLITE_ROW) return sqlite::failure(db_, rc, "outbox: ack");
-  const uint64_t freed = static_cast<uint64_t>(d.col(0));
-  if (d.step() != SQLITE_DONE) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: ack");
-  stats_.bytes -= std::min(stats_.bytes, freed);
-  stats_.rows -= std::min<uint64_t>(stats_.rows, 1);
-  ++stats_.acked_batches_total;
-  if (stats_.rows == 0) {
-    stats_.oldest_created_us = 0;
-  } else {
-    Stmt s(db_, sql::kOldest);
-    if (s.ok() && s.step() == SQLITE_ROW) stats_.oldest_created_us = s.col(3);
+  std::optional<Transaction> tx;
+  if (seqs.size() > 1) {
+    tx.emplace(db_);
+    if (const int rc = tx->begun(); rc != SQLITE_OK) return sqlite::failure(db_, rc, "outbox: ack");
   }
+  uint64_t freed = 0, rows = 0;
+  for (const uint64_t seq : seqs) {
+    Stmt& d = stmts_->del;
+    Used used(d);
+    d.bind(1, static_cast<int64_t>(seq));
+    const int rc = d.step();
+    if (rc == SQLITE_DONE) continue;  // unknown seq: already gone
+    if (rc != SQLITE_ROW) return sqlite::failure(db_, rc, "outbox: ack");
+    freed += static_cast<uint64_t>(d.col(0));
+    ++rows;
+    if (d.step() != SQLITE_DONE) return sqlite::failure(db_, sqlite3_errcode(db_), "outbox: ack");
+  }
+  if (tx) {
+    if (const int rc = tx->commit(); rc != SQLITE_OK)
+      return sqlite::failure(db_, rc, "outbox: ack");
+  }
+  stats_.bytes -= std::min(stats_.bytes, freed);
+  stats_.rows -= std::min(stats_.rows, rows);
+  stats_.acked_batches_total += rows;
+  if (rows > 0) (void)refreshOldestLocked();
   return {};
 }
 
-void Outbox::addDropped(uint64_t readings) {
+Result<uint64_t> Outbox::expire() {
+  std::lock_guard lock(mu_);
+  if (options_.max_age_s <= 0 || stats_.rows == 0) return uint64_t{0};
+  const int64_t cutoff = clock_.nowUs() - options_.max_age_s * 1000000;
+  if (stats_.oldest_created_us == 0 || stats_.oldest_created_us >= cutoff) return uint64_t{0};
+  const OutboxStats before = stats_;
+  const uint64_t pending_before = pending_dropped_;
+  Transaction tx(db_);
+  uint64_t dropped = 0;
+  Status st = tx.begun() == SQLITE_OK ? expireLocked(clock_.nowUs(), dropped)
+                                      : sqlite::failure(db_, tx.begun(), "outbox: expire");
+  if (st) st = persistCounters();
+  if (st && tx.commit() != SQLITE_OK)
+    st = sqlite::failure(db_, sqlite3_errcode(db_), "outbox: expire");
+  if (!st) {
+    stats_ = before;
+    pending_dropped_ = pending_before;
+    return std::unexpected(st.error());
+  }
+  persisted_pending_ = static_cast<int64_t>(pending_dropped_);
+  persisted_dropped_ = static_cast<int64_t>(stats_.dropped_readings_total);
+  persisted_batches_ = static_cast<int64_t>(stats_.dropped_batches_total);
+  if (dropped > 0) {
+    spdlog::warn("outbox: dropped {} readings older than max_age ({} s)", dropped,
+                 options_.max_age_s);
+  }
+  return dropped;
+}
+
+void Outbox::addDropped(uint64_t readings, DropReason reason) {
+  if (readings == 0) return;
   std::lock_guard lock(mu_);
   pending_dropped_ += readings;
-  stats_.dropped_readings_total += readings;
-  (void)setMeta(sql::kMetaPendingDropped, static_cast<int64_t>(pending_dropped_));
-  (void)setMeta(sql::kMetaDroppedTotal, static_cast<int64_t>(stats_.dropped_readings_total));
+  countDropLocked(readings, reason);
+  if (persistCounters()) {  // best effort; retried with the next transaction
+    persisted_pending_ = static_cast<int64_t>(pending_dropped_);
+    persisted_dropped_ = static_cast<int64_t>(stats_.dropped_readings_total);
+  }
+}
+
+void Outbox::setLimits(const OutboxLimits& limits) {
+  std::lock_guard lock(mu_);
+  options_.max_bytes = limits.max_bytes;
+  options_.max_age_s = limits.max_age_s;
+  options_.full_policy = limits.full_policy;
+}
+
+OutboxLimits Outbox::limits() const {
+  std::lock_guard lock(mu_);
+  return {options_.max_bytes, options_.max_age_s, options_.full_policy};
 }
 
 OutboxStats Outbox::stats() const {

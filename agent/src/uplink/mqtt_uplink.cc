@@ -5,6 +5,7 @@
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
+#include "outpost/common/mqtt_security_paho.h"
 #include "outpost/common/net.h"
 #include "outpost/common/thread_name.h"
 
@@ -96,8 +97,7 @@ struct MqttUplink::Impl {
                          .keep_alive_interval(std::chrono::seconds(opt.keepalive_s))
                          .connect_timeout(kConnectTimeout)
                          .will(mqtt::message(status_topic, "offline", 1, true));
-      if (!opt.username.empty()) builder.user_name(opt.username);
-      if (!opt.password.empty()) builder.password(opt.password);
+      mqttsec::apply(opt.security, builder);
       cli->connect(builder.finalize())->wait_for(kConnectTimeout + std::chrono::seconds(1));
       if (!cli->is_connected()) throw mqtt::exception(-1, "connect timed out");
       net::setTcpNoDelayToPeer(opt.broker);  // batches must not wait for a delayed ACK

@@ -16,12 +16,14 @@ class Batcher {
   Batcher(size_t max_readings, int64_t linger_us, std::vector<codec::SensorInfo> dictionary);
 
   void add(const wire::Reading& r, int64_t mono_now_us);
-  bool empty() const { return readings_.empty(); }
-  size_t size() const { return readings_.size(); }
-  bool full() const { return readings_.size() >= max_readings_; }
+  // A window statistic counts like a reading towards max_readings.
+  void addWindow(const wire::WindowStat& w, int64_t mono_now_us);
+  bool empty() const { return readings_.empty() && windows_.empty(); }
+  size_t size() const { return readings_.size() + windows_.size(); }
+  bool full() const { return size() >= max_readings_; }
   // When the current batch must close (monotonic µs); max() when empty.
   int64_t deadline() const {
-    return readings_.empty() ? std::numeric_limits<int64_t>::max() : first_mono_us_ + linger_us_;
+    return empty() ? std::numeric_limits<int64_t>::max() : first_mono_us_ + linger_us_;
   }
   bool due(int64_t mono_now_us) const { return full() || mono_now_us >= deadline(); }
 
@@ -34,6 +36,7 @@ class Batcher {
   int64_t linger_us_;
   std::vector<codec::SensorInfo> dictionary_;
   std::vector<wire::Reading> readings_;
+  std::vector<wire::WindowStat> windows_;
   std::vector<bool> used_;  // indexed by sensor id
   int64_t first_mono_us_ = 0;
 };

@@ -13,6 +13,7 @@
 #include "outpost/agent/uplink.h"
 #include "outpost/common/clock.h"
 #include "outpost/common/metrics.h"
+#include "outpost/common/mqtt_security.h"
 
 namespace outpost::agent {
 
@@ -21,8 +22,7 @@ struct MqttUplinkOptions {
   std::string client_id;               // default: outpost-agent-<device>
   std::string device_id;
   std::string topic_prefix = "outpost/v1";
-  std::string username;
-  std::string password;                // never logged
+  mqttsec::MqttSecurity security;      // TLS, user name, password (never logged)
   size_t max_inflight = 16;            // batches sent and not yet acknowledged
   int64_t ack_timeout_ms = 10000;      // resend a batch not acknowledged within this time
   int keepalive_s = 30;

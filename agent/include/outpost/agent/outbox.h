@@ -1,15 +1,18 @@
 #pragma once
 
 // The crash-safe outbox (design.md, "Delivery"): a batch is accepted only once it is committed
-// here, and leaves only when the aggregator acknowledges it (or the byte limit evicts it, which is
-// counted and reported in the next batch's `dropped`).
+// here, and leaves only when the aggregator acknowledges it — or when a limit (bytes, age) or the
+// full-policy drops it, which is counted and reported in the next stored batch's `dropped`.
 //
 // Thread-safety: every method may be called from any thread (one internal mutex; SQLite work is
-// short). The pipeline thread appends, the uplink thread reads and acks.
+// short). The pipeline thread appends, the uplink thread reads and acks, the metrics endpoint
+// reads stats().
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -19,30 +22,82 @@
 
 struct sqlite3;
 
+namespace outpost::sqlite {
+class Stmt;
+}
+
 namespace outpost::agent {
 
+// What appendMany() does with a batch that does not fit under the byte limit (or cannot be written
+// because the disk is full).
+enum class FullPolicy {
+  kDropOldest,  // evict the oldest stored batches until it fits (default)
+  kDropNewest,  // refuse the new batch
+  kBlock,       // store nothing more; the caller keeps the batch and retries (the source waits)
+};
+// "drop_oldest" | "drop_newest" | "block"; nullopt-like failure for anything else.
+Result<FullPolicy> parseFullPolicy(const std::string& s);
+const char* fullPolicyName(FullPolicy p);
+
+// Why readings were dropped (the `reason` label of outpost_agent_readings_dropped_total).
+enum class DropReason : uint8_t {
+  kOutboxFull,  // evicted by drop_oldest, or refused by drop_newest (byte limit or disk full)
+  kMaxAge,      // older than max_age
+  kWriteError,  // the store failed (I/O error, disk full with nothing left to evict)
+  kTooLarge,    // one batch larger than the whole byte limit
+  kUpstream,    // reported through addDropped() (e.g. a source overran before the outbox)
+  kCount,
+};
+const char* dropReasonName(DropReason r);
+
 struct OutboxOptions {
-  std::string path;                        // SQLite file; created if missing
-  uint64_t max_bytes = 256ull << 20;       // limit on stored payload bytes
-  std::string synchronous = "full";        // "full": accepted == on disk; "normal": WAL, faster
+  std::string path;                   // SQLite file; created if missing
+  uint64_t max_bytes = 256ull << 20;  // limit on stored payload bytes
+  int64_t max_age_s = 0;              // drop batches older than this (0: no limit)
+  FullPolicy full_policy = FullPolicy::kDropOldest;
+  std::string synchronous = "full";  // "full": accepted == on disk; "normal": faster
+};
+
+// The settings that may change while the store is open (SIGHUP reload).
+struct OutboxLimits {
+  uint64_t max_bytes;
+  int64_t max_age_s;
+  FullPolicy full_policy;
 };
 
 struct StoredBatch {
   uint64_t seq = 0;
   uint64_t readings = 0;
+  int64_t created_us = 0;
   std::vector<uint8_t> payload;
 };
 
 struct OutboxStats {
   uint64_t rows = 0;
   uint64_t bytes = 0;
-  int64_t oldest_created_us = 0;          // 0 when empty
-  uint64_t dropped_readings_total = 0;    // evicted, failed or addDropped(), since the store was created
-  uint64_t dropped_batches_total = 0;
-  uint64_t accepted_batches_total = 0;    // this process
-  uint64_t acked_batches_total = 0;       // this process
-  uint64_t write_errors_total = 0;        // this process
+  int64_t oldest_created_us = 0;         // 0 when empty
+  uint64_t last_seq = 0;                 // highest seq ever assigned in this epoch
+  uint64_t dropped_readings_total = 0;   // since the store was created (persisted)
+  uint64_t dropped_batches_total = 0;    // stored batches evicted (persisted)
+  uint64_t accepted_batches_total = 0;   // this process
+  uint64_t accepted_readings_total = 0;  // this process
+  uint64_t acked_batches_total = 0;      // this process
+  uint64_t write_errors_total = 0;       // this process: failed transactions
+  uint64_t recoveries_total = 0;         // this process: writes that succeeded after a failure
+  std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> dropped_by_reason{};  // process
 };
+
+// What appendMany() did with a group of batches.
+struct AppendOutcome {
+  size_t stored = 0;    // batches committed (each got the next seq)
+  size_t consumed = 0;  // batches the caller is done with (stored + dropped); under
+                        // FullPolicy::kBlock the rest (from `consumed` on) must be retried
+  uint64_t stored_readings = 0;
+  uint64_t dropped_readings = 0;  // of these batches (not counting evicted older ones)
+  bool blocked = false;           // kBlock: stopped because the store is full
+};
+
+enum class ReadOrder { kOldestFirst, kNewestFirst };
 
 class Outbox {
  public:
@@ -55,37 +110,71 @@ class Outbox {
 
   uint64_t epoch() const { return epoch_; }
 
-  // Assigns epoch, the next seq and the pending dropped count to `batch`, encodes it and commits
-  // it, evicting the oldest batches first if the byte limit requires it. Returns the seq.
-  // On failure nothing is stored and the batch's readings are counted as dropped.
+  // Commits `batches` in ONE transaction (one fsync under synchronous=full), in order. Each stored
+  // batch gets epoch, the next seq and the dropped count pending at that point (everything
+  // dropped before it is reported by the first batch stored after the drop). Batches that do not
+  // fit are handled by the full policy. If the transaction fails (I/O error, disk full with
+  // nothing to evict), nothing of it is stored: under kDropOldest/kDropNewest the group's readings
+  // are counted as dropped (kWriteError) and the error returned; under kBlock the error is returned
+  // and nothing is counted (the caller retries).
+  Result<AppendOutcome> appendMany(std::span<codec::BatchContent> batches);
+
+  // One batch; returns its seq. A batch that was not stored (dropped or blocked) is an error:
+  // kResourceExhausted (full/too large) or kIoError.
   Result<uint64_t> append(codec::BatchContent& batch);
 
   // Up to `limit` batches with seq > `after_seq`, oldest first.
   Result<std::vector<StoredBatch>> readAfter(uint64_t after_seq, size_t limit);
+  // Up to `limit` batches with `after_seq` < seq < `before_seq`, in `order` (newest first walks
+  // down from before_seq). Never more than `limit` payloads are in memory.
+  Result<std::vector<StoredBatch>> readRange(uint64_t after_seq, uint64_t before_seq, size_t limit,
+                                             ReadOrder order);
 
   // Deletes an acknowledged batch. Acking an unknown seq is not an error (already evicted/acked).
   Status ack(uint64_t seq);
+  // Deletes several acknowledged batches in one transaction.
+  Status ackMany(std::span<const uint64_t> seqs);
+
+  // Drops batches older than max_age (if set); returns the readings dropped. appendMany() does this
+  // too; call it periodically so that an idle store also expires.
+  Result<uint64_t> expire();
 
   // Counts readings dropped before they reached the outbox; reported in the next batch.
-  void addDropped(uint64_t readings);
+  void addDropped(uint64_t readings, DropReason reason = DropReason::kUpstream);
+
+  // Applies new limits (reload). A lower byte limit or age takes effect at the next append/expire.
+  void setLimits(const OutboxLimits& limits);
+  OutboxLimits limits() const;
 
   OutboxStats stats() const;
 
  private:
+  struct Stmts;
   Outbox(sqlite3* db, OutboxOptions options, const Clock& clock);
   Status init();
   Status setMeta(const char* key, int64_t value);
   Result<int64_t> getMeta(const char* key, int64_t fallback);
-  Status evictOldest(uint64_t& freed_bytes, uint64_t& dropped_readings);
+  Status persistCounters();
+  // Deletes the oldest stored batch inside the current transaction.
+  Status evictOldestLocked(DropReason reason);
+  Status expireLocked(int64_t now_us, uint64_t& dropped);
+  Status refreshOldestLocked();
+  void countDropLocked(uint64_t readings, DropReason reason);
+  Result<AppendOutcome> appendGroupLocked(std::span<codec::BatchContent> batches);
 
   sqlite3* db_;
-  const OutboxOptions options_;
+  OutboxOptions options_;  // limits GUARDED_BY(mu_); path and synchronous fixed
   const Clock& clock_;
+  std::unique_ptr<Stmts> stmts_;
   mutable std::mutex mu_;
   uint64_t epoch_ = 0;
-  uint64_t next_seq_ = 1;       // GUARDED_BY(mu_)
-  uint64_t pending_dropped_ = 0;  // GUARDED_BY(mu_), mirrored in meta
-  OutboxStats stats_;           // GUARDED_BY(mu_)
+  uint64_t next_seq_ = 1;           // GUARDED_BY(mu_)
+  uint64_t pending_dropped_ = 0;    // GUARDED_BY(mu_), mirrored in meta
+  int64_t persisted_pending_ = -1;  // GUARDED_BY(mu_): what meta holds (-1 unknown)
+  int64_t persisted_dropped_ = -1;  // GUARDED_BY(mu_)
+  int64_t persisted_batches_ = -1;  // GUARDED_BY(mu_)
+  bool failing_ = false;            // GUARDED_BY(mu_): the last write failed
+  OutboxStats stats_;               // GUARDED_BY(mu_)
 };
 
 }  // namespace outpost::agent

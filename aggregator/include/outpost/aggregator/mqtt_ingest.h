@@ -7,6 +7,7 @@
 #include "outpost/aggregator/aggregator.h"
 #include "outpost/common/clock.h"
 #include "outpost/common/metrics.h"
+#include "outpost/common/mqtt_security.h"
 
 namespace outpost::aggregator {
 
@@ -15,8 +16,7 @@ struct MqttIngestOptions {
   std::string client_id = "outpost-aggregator";
   std::string topic_prefix = "outpost/v1";
   bool clean_session = false;  // false: the broker queues batches while we restart
-  std::string username;
-  std::string password;  // never logged
+  mqttsec::MqttSecurity security;  // TLS, user name, password (never logged)
   int keepalive_s = 30;
 };
 

@@ -1,0 +1,66 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "outpost/agent/outbox.h"
+#include "outpost/agent/uplink.h"
+#include "outpost/common/clock.h"
+#include "outpost/common/config.h"
+#include "outpost/common/metrics.h"
+
+namespace outpost::agent {
+
+struct ZmqUplinkOptions {
+  std::string endpoint = "tcp://127.0.0.1:7450";
+  std::string device_id;
+  std::string server_public_key;  // Z85; the aggregator's CURVE public key
+  std::string public_key;         // Z85; this device's key pair
+  std::string secret_key;         // Z85; never logged
+  size_t max_inflight = 16;       // batches sent and not yet acknowledged
+  int64_t ack_timeout_ms = 10000; // resend a batch not acknowledged within this time
+  int64_t heartbeat_ms = 1000;    // ping interval
+  int liveness = 3;               // intervals without a word from the aggregator = dead
+  int64_t reconnect_min_ms = 500; // backoff doubles from min to max while the aggregator is away
+  int64_t reconnect_max_ms = 30000;
+};
+
+// The ZeroMQ uplink: a DEALER socket with CURVE (the aggregator's ROUTER authenticates the key;
+// zmqproto in common/zmq_protocol.h has the framing). Same contract as the MQTT uplink: a batch
+// leaves the outbox only on the aggregator's ack, sent after Kafka delivery; at most max_inflight
+// batches un-acknowledged; a batch not acked within ack_timeout_ms is sent again.
+// Heartbeats, Paranoid Pirate style: a ping every heartbeat_ms; when nothing at all has come back
+// for `liveness` intervals the socket is closed, a new one is made after a backoff
+// (reconnect_min_ms doubling to reconnect_max_ms, with jitter), and every un-acknowledged batch is
+// sent again from the oldest (the aggregator's dedup drops what it already has).
+// Threads: one sender thread owns the socket and the in-flight table; notify/stop from any thread
+// (they write an eventfd the sender polls).
+class ZmqUplink final : public Uplink {
+ public:
+  ZmqUplink(ZmqUplinkOptions options, Outbox& outbox, metrics::Registry& registry,
+            const Clock& clock);
+  ~ZmqUplink() override;
+
+  void start() override;
+  void notify() override;
+  void stop() override;
+  bool connected() const override { return connected_.load(); }
+  size_t inFlight() const override { return inflight_count_.load(); }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::atomic<bool> connected_{false};
+  std::atomic<size_t> inflight_count_{0};
+};
+
+// Options from the agent's uplink.zmq.* settings; reads the key files (the key pair file must be
+// mode 0600 or stricter). Throws config::ConfigError naming the setting.
+ZmqUplinkOptions zmqUplinkOptionsFrom(const config::Config& cfg, const std::string& device_id);
+
+// Writes <dir>/<name>.key (key pair, 0600) and <dir>/<name>.pub (public key) and returns the
+// public key. Refuses to overwrite existing files.
+Result<std::string> writeCurveKeyFiles(const std::string& dir, const std::string& name);
+
+}  // namespace outpost::agent

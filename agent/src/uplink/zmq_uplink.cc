@@ -1,0 +1,474 @@
+#include "outpost/agent/zmq_uplink.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+
+#include "outpost/common/codec.h"
+#include "outpost/common/secrets.h"
+#include "outpost/common/thread_name.h"
+#include "outpost/common/zmq_protocol.h"
+
+namespace outpost::agent {
+namespace {
+
+constexpr int64_t kStopDrainUs = 1500 * 1000;  // keeps SIGTERM-to-exit within ~2 s
+std::atomic<int> g_monitor_seq{0};
+
+}  // namespace
+
+struct ZmqUplink::Impl {
+  Impl(ZmqUplinkOptions o, Outbox& ob, metrics::Registry& reg, const Clock& c, ZmqUplink& own)
+      : opt(std::move(o)), outbox(ob), clock(c), owner(own),
+        sent(reg.counter("outpost_agent_batches_sent_total", "Batches published (first sends)")),
+        resent(reg.counter("outpost_agent_batches_resent_total",
+                           "Batches published again (ack timeout or reconnect)")),
+        acked(reg.counter("outpost_agent_batches_acked_total",
+                          "Batches acknowledged by the aggregator", {{"status", "accepted"}})),
+        rejected(reg.counter("outpost_agent_batches_acked_total",
+                             "Batches acknowledged by the aggregator", {{"status", "rejected"}})),
+        readings_acked(reg.counter("outpost_agent_readings_acked_total",
+                                   "Readings in batches the aggregator accepted")),
+        connects(reg.counter("outpost_agent_zmq_connects_total",
+                             "ZeroMQ sessions established (first reply from the aggregator)")),
+        heartbeat_timeouts(reg.counter("outpost_agent_zmq_heartbeat_timeouts_total",
+                                       "Times the aggregator stayed silent for `liveness` "
+                                       "heartbeat intervals (socket dropped and remade)")),
+        disconnects(reg.counter("outpost_agent_zmq_disconnects_total",
+                                "TCP disconnects seen on the ZeroMQ socket (socket remade)")),
+        handshake_failures(reg.counter("outpost_agent_zmq_handshake_failures_total",
+                                       "CURVE handshakes that failed (wrong server key, or our "
+                                       "key is not on the aggregator's allow-list)")),
+        bad_acks(reg.counter("outpost_agent_bad_acks_total",
+                             "Ack messages that failed verification or named another epoch")),
+        ack_latency(reg.histogram("outpost_agent_ack_latency_seconds",
+                                  "Time from publishing a batch to its acknowledgement",
+                                  metrics::exponentialBuckets(0.001, 2, 16))) {
+    wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd < 0) throw std::runtime_error("eventfd failed");
+  }
+  ~Impl() {
+    if (wake_fd >= 0) ::close(wake_fd);
+  }
+
+  void wake() {
+    const uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
+  }
+
+  void openSocket() {
+    sock = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+    sock->set(zmq::sockopt::linger, 0);
+    sock->set(zmq::sockopt::immediate, 1);  // queue only to a completed (authenticated) connection
+    sock->set(zmq::sockopt::sndhwm, static_cast<int>(opt.max_inflight) * 2 + 16);
+    sock->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(1) << 20);  // acks are tiny
+    sock->set(zmq::sockopt::curve_serverkey, opt.server_public_key);
+    sock->set(zmq::sockopt::curve_publickey, opt.public_key);
+    sock->set(zmq::sockopt::curve_secretkey, opt.secret_key);
+    const std::string mon = "inproc://outpost-uplink-monitor-" + std::to_string(++g_monitor_seq);
+    if (zmq_socket_monitor(sock->handle(), mon.c_str(),
+                           ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0) {
+      monitor = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::pair);
+      monitor->set(zmq::sockopt::linger, 0);
+      monitor->connect(mon);
+    }
+    sock->connect(opt.endpoint);
+  }
+
+  void closeSocket() {
+    if (sock) (void)zmq_socket_monitor(sock->handle(), nullptr, 0);
+    monitor.reset();
+    sock.reset();
+    owner.connected_.store(false);
+  }
+
+  // True if the socket must be remade (the TCP connection dropped or the handshake failed).
+  bool readMonitor() {
+    bool broken = false;
+    for (;;) {
+      zmq::message_t ev;
+      if (!monitor->recv(ev, zmq::recv_flags::dontwait)) break;
+      zmq::message_t addr;
+      if (ev.more()) (void)monitor->recv(addr, zmq::recv_flags::none);
+      if (ev.size() < 6) continue;
+      uint16_t event;
+      uint32_t value;
+      std::memcpy(&event, ev.data(), 2);
+      std::memcpy(&value, static_cast<const char*>(ev.data()) + 2, 4);
+      if (event == ZMQ_EVENT_DISCONNECTED) {
+        if (owner.connected_.load()) {
+          disconnects.inc();
+          spdlog::warn("ZeroMQ connection to {} dropped; {} batches in flight will be sent again",
+                       opt.endpoint, inflight.size());
+          broken = true;
+        }
+      } else {
+        const uint64_t n = handshake_failures.value();
+        handshake_failures.inc();
+        if (n < 5 || n % 100 == 0) {
+          spdlog::error("ZeroMQ handshake with {} failed ({}, code {}): check "
+                        "uplink.zmq.server_public_key_file and that this device's public key "
+                        "is on the aggregator's allow-list",
+                        opt.endpoint,
+                        event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "refused by the aggregator"
+                                                                 : "protocol error",
+                        value);
+        }
+      }
+    }
+    return broken;
+  }
+
+  void onSession() {
+    connects.inc();
+    owner.connected_.store(true);
+    backoff_ms = opt.reconnect_min_ms;
+    // A new session: everything not acknowledged is sent again, oldest first.
+    inflight.clear();
+    cursor = 0;
+    owner.inflight_count_.store(0);
+    spdlog::info("ZeroMQ session with {} established{}", opt.endpoint,
+                 was_connected ? " (reconnect)" : "");
+    was_connected = true;
+  }
+
+  void handleAck(const zmq::message_t& body) {
+    std::vector<uint8_t> buf(static_cast<const uint8_t*>(body.data()),
+                             static_cast<const uint8_t*>(body.data()) + body.size());
+    auto ack = codec::verifyAck(buf);
+    if (!ack) {
+      bad_acks.inc();
+      spdlog::warn("ignoring malformed ack: {}", ack.error().toString());
+      return;
+    }
+    const wire::Ack* a = *ack;
+    if (a->device_id()->string_view() != opt.device_id) {
+      // The aggregator acks under the identity our key authenticated as: a key/device mix-up.
+      // The batches stay in the outbox (a configuration error must not lose data).
+      const uint64_t n = bad_acks.value();
+      bad_acks.inc();
+      if (n < 5 || n % 100 == 0) {
+        spdlog::error("the aggregator knows this device's key as device '{}' but device_id is "
+                      "'{}': batches are rejected (device_mismatch) and kept in the outbox; check "
+                      "uplink.zmq.key_file and the aggregator's allow-list",
+                      a->device_id()->string_view(), opt.device_id);
+      }
+      return;
+    }
+    if (a->epoch() != outbox.epoch()) {
+      bad_acks.inc();
+      return;
+    }
+    const bool accepted = a->status() == wire::AckStatus::Accepted;
+    const uint64_t seq = a->seq();
+    auto it = inflight.find(seq);
+    if (it != inflight.end()) {
+      ack_latency.observe(static_cast<double>(clock.monotonicUs() - it->second.sent_us) / 1e6);
+      if (accepted) readings_acked.inc(it->second.readings);
+      inflight.erase(it);
+    }
+    if (auto st = outbox.ack(seq); !st) {
+      spdlog::error("outbox: cannot delete acknowledged batch {}: {}", seq, st.error().toString());
+    }
+    if (accepted) {
+      acked.inc();
+    } else {
+      rejected.inc();
+      spdlog::warn("aggregator rejected batch {} (now on its dead-letter topic): {}", seq,
+                   a->reason() ? a->reason()->str() : "");
+    }
+    owner.inflight_count_.store(inflight.size());
+  }
+
+  // Reads every waiting message; returns how many.
+  int readSocket() {
+    int n = 0;
+    for (;;) {
+      zmq::message_t kind;
+      if (!sock->recv(kind, zmq::recv_flags::dontwait)) break;
+      ++n;
+      zmq::message_t body;
+      bool has_body = false;
+      if (kind.more()) {
+        (void)sock->recv(body, zmq::recv_flags::none);
+        has_body = true;
+        while (body.more()) {  // extra frames: not ours
+          zmq::message_t skip;
+          (void)sock->recv(skip, zmq::recv_flags::none);
+          has_body = false;
+        }
+      }
+      if (!owner.connected_.load()) onSession();
+      if (kind.to_string_view() == zmqproto::kAck && has_body) {
+        handleAck(body);
+      } else if (kind.to_string_view() != zmqproto::kPong) {
+        bad_acks.inc();
+      }
+    }
+    return n;
+  }
+
+  // Sends one stored batch; false if the socket cannot take it now (high-water mark).
+  bool publish(const StoredBatch& b) {
+    if (!sock->send(zmq::buffer(zmqproto::kBatch), zmq::send_flags::sndmore |
+                                                       zmq::send_flags::dontwait)) {
+      return false;
+    }
+    sock->send(zmq::buffer(b.payload.data(), b.payload.size()), zmq::send_flags::none);
+    return true;
+  }
+
+  // Resends timed-out batches and fills the in-flight window.
+  void sendPending(int64_t now) {
+    const int64_t timeout_us = opt.ack_timeout_ms * 1000;
+    for (auto& [seq, f] : inflight) {
+      if (now - f.sent_us < timeout_us) continue;
+      auto batches = outbox.readAfter(seq - 1, 1);
+      if (!batches || batches->empty() || batches->front().seq != seq) {
+        f.gone = true;  // evicted meanwhile (outbox full)
+        continue;
+      }
+      if (!publish(batches->front())) return;
+      resent.inc();
+      f.sent_us = now;
+    }
+    std::erase_if(inflight, [](const auto& kv) { return kv.second.gone; });
+    while (inflight.size() < opt.max_inflight) {
+      auto batches = outbox.readAfter(cursor, opt.max_inflight - inflight.size());
+      if (!batches) {
+        spdlog::error("outbox read failed: {}", batches.error().toString());
+        break;
+      }
+      if (batches->empty()) break;
+      for (const auto& b : *batches) {
+        if (!publish(b)) {
+          owner.inflight_count_.store(inflight.size());
+          return;
+        }
+        (resend_floor >= b.seq ? resent : sent).inc();
+        inflight[b.seq] = {now, b.readings, false};
+        cursor = b.seq;
+      }
+    }
+    resend_floor = std::max(resend_floor, cursor);
+    owner.inflight_count_.store(inflight.size());
+  }
+
+  void scheduleReconnect(int64_t now) {
+    closeSocket();
+    std::uniform_int_distribution<int64_t> j(0, backoff_ms / 4);
+    next_connect_us = now + (backoff_ms + j(jitter)) * 1000;
+    backoff_ms = std::min(backoff_ms * 2, opt.reconnect_max_ms);
+  }
+
+  void run() {
+    const int64_t hb_us = opt.heartbeat_ms * 1000;
+    int64_t last_heard_us = 0, next_ping_us = 0;
+    while (!stopping.load()) {
+      int64_t now = clock.monotonicUs();
+      if (!sock && now >= next_connect_us) {
+        try {
+          openSocket();
+        } catch (const zmq::error_t& e) {
+          spdlog::error("ZeroMQ: cannot connect to {}: {}", opt.endpoint, e.what());
+          scheduleReconnect(now);
+          continue;
+        }
+        last_heard_us = now;
+        next_ping_us = now;
+      }
+      int64_t wait_us = sock ? std::min(next_ping_us - now, int64_t{50000})
+                             : next_connect_us - now;
+      wait_us = std::clamp<int64_t>(wait_us, 0, 50000);
+      zmq::pollitem_t items[3] = {{nullptr, wake_fd, ZMQ_POLLIN, 0},
+                                  {sock ? sock->handle() : nullptr, 0, ZMQ_POLLIN, 0},
+                                  {monitor ? monitor->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+      const int n_items = !sock ? 1 : (monitor ? 3 : 2);
+      try {
+        zmq::poll(items, n_items, std::chrono::milliseconds((wait_us + 999) / 1000));
+        if (items[0].revents & ZMQ_POLLIN) {
+          uint64_t v;
+          [[maybe_unused]] auto r = ::read(wake_fd, &v, sizeof v);
+          if (stopping.load()) break;
+        }
+        if (!sock) continue;
+        now = clock.monotonicUs();
+        if ((items[1].revents & ZMQ_POLLIN) && readSocket() > 0) last_heard_us = now;
+        if (n_items == 3 && (items[2].revents & ZMQ_POLLIN) && readMonitor()) {
+          scheduleReconnect(now);
+          next_connect_us = now;  // the peer is back or restarting: try at once, then back off
+          continue;
+        }
+        if (now - last_heard_us > int64_t{opt.liveness} * hb_us) {
+          heartbeat_timeouts.inc();
+          spdlog::warn("no reply from {} for {} ms; reconnecting ({} batches in flight will be "
+                       "sent again)",
+                       opt.endpoint, (now - last_heard_us) / 1000, inflight.size());
+          scheduleReconnect(now);
+          continue;
+        }
+        if (now >= next_ping_us) {
+          // Before the (CURVE) connection is up, the socket takes nothing (ZMQ_IMMEDIATE): try
+          // again shortly, so a new session starts within ~10 ms of the handshake, not a whole
+          // heartbeat interval later.
+          const bool queued =
+              sock->send(zmq::buffer(zmqproto::kPing), zmq::send_flags::dontwait).has_value();
+          next_ping_us = now + (queued ? hb_us : std::min<int64_t>(hb_us, 10000));
+        }
+        if (owner.connected_.load()) sendPending(now);
+      } catch (const zmq::error_t& e) {
+        spdlog::error("ZeroMQ uplink: {}", e.what());
+        scheduleReconnect(clock.monotonicUs());
+      }
+    }
+    drainAcks();
+    closeSocket();
+  }
+
+  // On a clean stop, waits briefly for the acks of batches in flight.
+  void drainAcks() {
+    if (!sock || !owner.connected_.load() || inflight.empty()) return;
+    const int64_t deadline = clock.monotonicUs() + kStopDrainUs;
+    try {
+      while (!inflight.empty() && clock.monotonicUs() < deadline) {
+        zmq::pollitem_t item{sock->handle(), 0, ZMQ_POLLIN, 0};
+        zmq::poll(&item, 1, std::chrono::milliseconds(20));
+        if (item.revents & ZMQ_POLLIN) readSocket();
+      }
+    } catch (const zmq::error_t&) {
+    }
+    if (!inflight.empty()) {
+      spdlog::info("stopping with {} batches unacknowledged; they stay in the outbox",
+                   inflight.size());
+    }
+  }
+
+  struct InFlight {
+    int64_t sent_us;
+    uint64_t readings;
+    bool gone;
+  };
+
+  ZmqUplinkOptions opt;
+  Outbox& outbox;
+  const Clock& clock;
+  ZmqUplink& owner;
+  int wake_fd = -1;
+  std::atomic<bool> stopping{false};
+  std::thread thread;
+
+  // Sender thread only:
+  zmq::context_t ctx{1};
+  std::unique_ptr<zmq::socket_t> sock;
+  std::unique_ptr<zmq::socket_t> monitor;
+  std::mt19937 jitter{std::random_device{}()};
+  int64_t backoff_ms = 0;
+  int64_t next_connect_us = 0;
+  bool was_connected = false;
+  std::map<uint64_t, InFlight> inflight;
+  uint64_t cursor = 0;        // highest seq sent in this session
+  uint64_t resend_floor = 0;  // highest seq ever sent by this process
+
+  metrics::Counter& sent;
+  metrics::Counter& resent;
+  metrics::Counter& acked;
+  metrics::Counter& rejected;
+  metrics::Counter& readings_acked;
+  metrics::Counter& connects;
+  metrics::Counter& heartbeat_timeouts;
+  metrics::Counter& disconnects;
+  metrics::Counter& handshake_failures;
+  metrics::Counter& bad_acks;
+  metrics::Histogram& ack_latency;
+};
+
+ZmqUplink::ZmqUplink(ZmqUplinkOptions options, Outbox& outbox, metrics::Registry& registry,
+                     const Clock& clock)
+    : impl_(std::make_unique<Impl>(std::move(options), outbox, registry, clock, *this)) {
+  impl_->backoff_ms = impl_->opt.reconnect_min_ms;
+  registry.gaugeFunction("outpost_agent_zmq_connected",
+                         "1 while the aggregator answers over ZeroMQ",
+                         [this] { return connected() ? 1.0 : 0.0; });
+  registry.gaugeFunction("outpost_agent_batches_in_flight",
+                         "Batches sent and not yet acknowledged",
+                         [this] { return static_cast<double>(inFlight()); });
+}
+
+ZmqUplink::~ZmqUplink() { stop(); }
+
+void ZmqUplink::start() {
+  impl_->thread = std::thread([this] {
+    setThreadName("op-uplink");
+    impl_->run();
+  });
+}
+
+void ZmqUplink::notify() { impl_->wake(); }
+
+void ZmqUplink::stop() {
+  impl_->stopping.store(true);
+  impl_->wake();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+ZmqUplinkOptions zmqUplinkOptionsFrom(const config::Config& cfg, const std::string& device_id) {
+  ZmqUplinkOptions o;
+  o.endpoint = cfg.getString("uplink.zmq.endpoint");
+  o.device_id = device_id;
+  auto server = secrets::loadPublicKeyFile(cfg.getString("uplink.zmq.server_public_key_file"),
+                                           "uplink.zmq.server_public_key_file");
+  if (!server) throw config::ConfigError(server.error().message());
+  o.server_public_key = *server;
+  auto pair = secrets::loadKeyPairFile(cfg.getString("uplink.zmq.key_file"), "uplink.zmq.key_file");
+  if (!pair) throw config::ConfigError(pair.error().message());
+  o.public_key = pair->public_key;
+  o.secret_key = pair->secret_key;
+  o.max_inflight = static_cast<size_t>(cfg.getInt("uplink.zmq.max_inflight"));
+  o.ack_timeout_ms = cfg.getInt("uplink.zmq.ack_timeout_ms");
+  o.heartbeat_ms = cfg.getInt("uplink.zmq.heartbeat_ms");
+  o.liveness = static_cast<int>(cfg.getInt("uplink.zmq.heartbeat_liveness"));
+  o.reconnect_min_ms = cfg.getInt("uplink.zmq.reconnect_min_ms");
+  o.reconnect_max_ms = std::max(o.reconnect_min_ms, cfg.getInt("uplink.zmq.reconnect_max_ms"));
+  return o;
+}
+
+Result<std::string> writeCurveKeyFiles(const std::string& dir, const std::string& name) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return fail(ErrorCode::kIoError, "cannot create " + dir + ": " + ec.message());
+  auto pair = secrets::generateCurveKeyPair();
+  if (!pair) return std::unexpected(pair.error());
+  const std::string key_path = (std::filesystem::path(dir) / (name + ".key")).string();
+  const std::string pub_path = (std::filesystem::path(dir) / (name + ".pub")).string();
+  if (std::filesystem::exists(key_path, ec) || std::filesystem::exists(pub_path, ec)) {
+    return fail(ErrorCode::kInvalidArgument,
+                key_path + " or " + pub_path + " exists already; not overwriting a key");
+  }
+  const std::string comment = "outpost CURVE key of " + name;
+  if (auto st = secrets::writePrivateFile(key_path, secrets::formatKeyPairFile(*pair, comment));
+      !st) {
+    return std::unexpected(st.error());
+  }
+  if (auto st = secrets::writePrivateFile(pub_path,
+                                          secrets::formatPublicKeyFile(pair->public_key, comment));
+      !st) {
+    return std::unexpected(st.error());
+  }
+  std::filesystem::permissions(pub_path, std::filesystem::perms::owner_read |
+                                             std::filesystem::perms::owner_write |
+                                             std::filesystem::perms::group_read |
+                                             std::filesystem::perms::others_read, ec);
+  return pair->public_key;
+}
+
+}  // namespace outpost::agent
