@@ -15,6 +15,7 @@ PACKAGES=(
   clang-16 libclang-rt-16-dev curl procps iproute2
   openssl
   prometheus chromium nodejs
+  lintian file
 )
 
 missing=()

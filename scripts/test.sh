@@ -5,7 +5,9 @@
 #
 # Usage: scripts/test.sh [-L LABEL] [-R REGEX]     (extra arguments are passed to ctest)
 # Env:   BUILD_DIR (default build), FUZZ_BUILD_DIR (default build-fuzz), JOBS (default nproc),
-#        OUTPOST_SKIP_FUZZ=1 to skip the clang/libFuzzer build.
+#        OUTPOST_SKIP_FUZZ=1 to skip the clang/libFuzzer build,
+#        OUTPOST_SKIP_CROSS=1 to skip the aarch64 cross build and its tests under qemu,
+#        OUTPOST_SKIP_PACKAGING=1 to skip the .deb/tarball build and checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +36,23 @@ if [[ "${OUTPOST_SKIP_FUZZ:-0}" != 1 && $# -eq 0 ]]; then
   cmake --build "$FUZZ_BUILD_DIR" -j "$JOBS" --target outpost_batch_decode_fuzz \
     outpost_batch_decode_replay outpost_make_seed_corpus
   ctest --test-dir "$FUZZ_BUILD_DIR" --output-on-failure -L fuzz || status=1
+fi
+
+if [[ "${OUTPOST_SKIP_PACKAGING:-0}" != 1 && $# -eq 0 ]]; then
+  echo "== packages (amd64): .deb + tarball, dpkg-deb, lintian, systemd-analyze, scratch-root install"
+  t=$SECONDS
+  ./scripts/package.sh "$BUILD_DIR" || status=1
+  echo "== packages: $((SECONDS - t)) s"
+fi
+
+if [[ "${OUTPOST_SKIP_CROSS:-0}" != 1 && $# -eq 0 ]]; then
+  # ARM breakage is caught on every change: the aarch64 agent and its unit tests (with common's)
+  # under qemu-user, and the emulated agent end to end against this build's aggregator. The arm64
+  # aggregator and armhf are built by scripts/cross-build.sh only (docs/packaging.md says why).
+  echo "== aarch64 cross build + unit tests and end-to-end under qemu-user"
+  t=$SECONDS
+  OUTPOST_HOST_BUILD_DIR="$BUILD_DIR" ./scripts/cross-build.sh arm64 --agent-only --e2e || status=1
+  echo "== aarch64: $((SECONDS - t)) s"
 fi
 
 echo "== done in $((SECONDS - start)) s: $([[ $status == 0 ]] && echo PASSED || echo FAILED)"

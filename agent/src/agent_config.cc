@@ -16,7 +16,7 @@ config::Schema buildSchema() {
       .integer("batch.linger_ms", 1000, 1, 3600000,
                "Close a non-empty batch this long after its first reading (bounds the readings "
                "held only in memory)")
-      .string("outbox.path", "/var/lib/outpost-agent/outbox.db", "SQLite outbox file")
+      .string("outbox.path", "/var/lib/outpost/outbox.db", "SQLite outbox file")
       .integer("outbox.max_bytes", 256ll << 20, 65536, 1ll << 40,
                "Limit on stored batch payload bytes (the file is somewhat larger: SQLite pages, "
                "index); what happens when it is reached is outbox.full_policy. Reloadable")

@@ -47,7 +47,7 @@ config::Schema buildSchema() {
                "Worker threads that verify, dedup and produce; each device is pinned to one")
       .integer("ingest.queue_capacity", 256, 1, 1000000,
                "Batches waiting per worker; when full, intake from the broker waits")
-      .string("dedup.path", "/var/lib/outpost-aggregator/dedup.db",
+      .string("dedup.path", "/var/lib/outpost/dedup.db",
               "SQLite file remembering delivered (device, epoch, seq) across restarts")
       .integer("dedup.flush_interval_ms", 100, 1, 60000, "How often the dedup store is written")
       .integer("dedup.recovery_max_messages", 1000000, 0, 1000000000,

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Cross-builds Outpost for ARM and tests it under qemu-user, on a Debian 12 amd64 machine.
+#   1. installs what is missing (scripts/cross-deps.sh ARCH; needs root the first time);
+#   2. configures with the CMake preset (cross-aarch64 → build-aarch64, cross-armhf → build-armhf);
+#   3. builds the agent, common's and the agent's unit tests, and for arm64 the aggregator;
+#   4. runs those unit tests under qemu-user and checks the stripped agent is <= 3 MiB;
+#   5. with --e2e: the emulated agent against the native aggregator (integration.qemu_agent;
+#      needs the native build in $OUTPOST_HOST_BUILD_DIR, default build/);
+#   6. with --package: the .deb packages and the agent tarball in <build>/packages/.
+#
+# Usage: scripts/cross-build.sh arm64|armhf [--agent-only] [--e2e] [--package]
+#   --agent-only  skip the aggregator (what scripts/test.sh builds, to save time)
+# Env: JOBS (default nproc), OUTPOST_HOST_BUILD_DIR (default build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+arch=${1:-}
+case "$arch" in
+  arm64) preset=cross-aarch64 build=build-aarch64 ;;
+  armhf) preset=cross-armhf build=build-armhf ;;
+  *) echo "usage: $0 arm64|armhf [--agent-only] [--e2e] [--package]" >&2; exit 2 ;;
+esac
+shift
+agent_only=0 e2e=0 package=0
+for a in "$@"; do
+  case "$a" in
+    --agent-only) agent_only=1 ;;
+    --e2e) e2e=1 ;;
+    --package) package=1 ;;
+    *) echo "cross-build: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+JOBS=${JOBS:-$(nproc)}
+host_build=$(realpath -m "${OUTPOST_HOST_BUILD_DIR:-build}")
+t0=$SECONDS
+stamp() { echo "== cross-build($arch): $* [$((SECONDS - t0)) s]"; }
+
+./scripts/cross-deps.sh "$arch"
+stamp "deps ok"
+
+launcher=()
+if command -v ccache >/dev/null; then
+  launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
+cmake --preset "$preset" -DOUTPOST_BUILD_TESTS=ON -DOUTPOST_HOST_BUILD_DIR="$host_build" \
+  "${launcher[@]}" >/dev/null
+targets=(outpost-agent outpost_common_tests outpost_agent_tests)
+[[ $arch == arm64 && $agent_only == 0 ]] && targets+=(outpost-aggregator)
+cmake --build "$build" -j "$JOBS" --target "${targets[@]}"
+stamp "built ${targets[*]}"
+
+# Unit tests of common and the agent under qemu-user: each test program once (one qemu start per
+# program; `ctest -R '^unit\.(common|agent)\.'` runs the same cases one process each, ~4x slower).
+case "$arch" in arm64) qemu=qemu-aarch64 ;; armhf) qemu=qemu-arm ;; esac
+for t in outpost_common_tests outpost_agent_tests; do
+  "$qemu" -L / "$build/tests/unit/$t" || { echo "cross-build: $t failed under $qemu" >&2; exit 1; }
+done
+stamp "unit tests passed under qemu"
+
+# Size target (docs/benchmarks.md): the stripped agent, shared system libraries aside.
+case "$arch" in arm64) strip_tool=aarch64-linux-gnu-strip ;; armhf) strip_tool=arm-linux-gnueabihf-strip ;; esac
+"$strip_tool" -o "$build/outpost-agent.stripped" "$build/agent/outpost-agent"
+size=$(stat -c %s "$build/outpost-agent.stripped")
+echo "cross-build($arch): stripped outpost-agent is $size bytes (target <= 3145728)"
+((size <= 3145728)) || { echo "cross-build: the stripped agent is above 3 MiB" >&2; exit 1; }
+
+if [[ $e2e == 1 ]]; then
+  for b in aggregator/outpost-aggregator aggregator/outpost-devkafka; do
+    [[ -x $host_build/$b ]] || { echo "cross-build: --e2e needs $host_build/$b (native build)" >&2; exit 1; }
+  done
+  ctest --test-dir "$build" --output-on-failure -R '^integration\.qemu_agent$'
+  stamp "end-to-end under qemu passed"
+fi
+
+if [[ $package == 1 ]]; then
+  if [[ $agent_only == 1 ]]; then
+    echo "cross-build: --package needs the aggregator too; drop --agent-only" >&2
+    exit 2
+  fi
+  ./scripts/package.sh "$build"
+  stamp "packages in $build/packages"
+fi

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Checks the .deb packages and the agent tarball that scripts/package.sh wrote for one architecture:
+#   - dpkg-deb metadata (name, architecture, Depends from dpkg-shlibdeps + adduser, conffiles,
+#     maintainer scripts) and contents (binary stripped, config, unit, man page, copyright);
+#   - maintainer scripts parse (sh -n);
+#   - systemd-analyze verify on both units;
+#   - lintian, failing on any error or warning not overridden with a reason
+#     (packaging/lintian/<package>, shipped in the package);
+#   - amd64 only: the packages unpack into a scratch root with `dpkg --root` and the unpacked
+#     binaries print --version; the tarball installs into a scratch root with its install.sh and
+#     the installed agent prints --version with only its bundled libraries.
+# Usage: tests/packaging/check_packages.sh BUILD_DIR DEB_ARCH
+set -euo pipefail
+build=$(cd "${1:?usage: check_packages.sh BUILD_DIR DEB_ARCH}" && pwd)
+arch=${2:?usage: check_packages.sh BUILD_DIR DEB_ARCH}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+pkgdir=$build/packages
+work=$(mktemp -d "${TMPDIR:-/tmp}/outpost_pkg.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+checks=0
+ok() { checks=$((checks + 1)); echo "ok: $*"; }
+
+version=$(sed -n 's/^project(outpost VERSION \([0-9.]*\).*/\1/p' "$src/CMakeLists.txt")
+programs=(agent)
+[[ $arch == amd64 || $arch == arm64 ]] && programs+=(aggregator)
+
+for prog in "${programs[@]}"; do
+  pkg=outpost-$prog
+  deb=$pkgdir/${pkg}_${version}_${arch}.deb
+  [[ -f $deb ]] || fail "$deb missing"
+  field() { dpkg-deb -f "$deb" "$1"; }
+  [[ $(field Package) == "$pkg" ]] || fail "$deb: Package is $(field Package)"
+  [[ $(field Architecture) == "$arch" ]] || fail "$deb: Architecture is $(field Architecture)"
+  [[ $(field Version) == "$version" ]] || fail "$deb: Version is $(field Version)"
+  depends=$(field Depends)
+  dep_names=" $(sed 's/ *([^)]*)//g; s/,/ /g' <<<"$depends") "
+  needed=(adduser libc6 libstdc++6 libsqlite3-0 libspdlog1.10-fmt9 libfmt9 libcpp-httplib0.11)
+  if [[ $prog == agent ]]; then needed+=(libpaho-mqttpp3-1); else needed+=(librdkafka1 libpaho-mqttpp3-1); fi
+  for d in "${needed[@]}"; do
+    [[ $dep_names == *" $d "* ]] || fail "$deb: Depends lacks $d: $depends"
+  done
+  ok "$pkg: metadata ($arch, Depends: $depends)"
+
+  dpkg-deb -e "$deb" "$work/$pkg.control"
+  [[ $(cat "$work/$pkg.control/conffiles") == "/etc/outpost/$prog.toml" ]] ||
+    fail "$deb: conffiles is $(cat "$work/$pkg.control/conffiles")"
+  for s in postinst prerm postrm; do
+    [[ -x $work/$pkg.control/$s ]] || fail "$deb: no executable $s"
+    sh -n "$work/$pkg.control/$s" || fail "$deb: $s does not parse"
+  done
+  grep -q 'adduser --system' "$work/$pkg.control/postinst" || fail "$deb: postinst creates no system user"
+  ok "$pkg: conffiles and maintainer scripts"
+
+  dpkg-deb -c "$deb" | awk '{print $1, $2, $6}' >"$work/$pkg.contents"
+  for f in ./usr/bin/$pkg ./etc/outpost/$prog.toml ./lib/systemd/system/$pkg.service \
+           ./usr/share/man/man1/$pkg.1.gz ./usr/share/doc/$pkg/copyright \
+           ./usr/share/doc/$pkg/changelog.gz ./usr/share/lintian/overrides/$pkg; do
+    grep -q " $f\$" "$work/$pkg.contents" || fail "$deb lacks $f"
+  done
+  grep -q '^-rwxr-xr-x root/root \./usr/bin/'"$pkg"'$' "$work/$pkg.contents" ||
+    fail "$deb: /usr/bin/$pkg is not root-owned 0755"
+  if grep -Ev '^[-dl]r[-w][-x]r-[-x]r-[-x] root/root ' "$work/$pkg.contents"; then
+    fail "$deb: files above are not root-owned or world-writable"
+  fi
+  dpkg-deb -x "$deb" "$work/$pkg.x"
+  file "$work/$pkg.x/usr/bin/$pkg" | grep -q ', stripped' || fail "$deb: binary not stripped"
+  ok "$pkg: contents ($(wc -l <"$work/$pkg.contents") entries, binary stripped)"
+
+  # systemd-analyze needs the ExecStart binary: verify the unit with ExecStart pointing into the
+  # unpacked package (same file otherwise).
+  unit=$work/$pkg.service
+  sed "s#^ExecStart=/usr/bin/#ExecStart=$work/$pkg.x/usr/bin/#" \
+    "$work/$pkg.x/lib/systemd/system/$pkg.service" >"$unit"
+  if ! out=$(systemd-analyze verify --man=false "$unit" 2>&1) || [[ -n $out ]]; then
+    echo "$out" >&2
+    fail "systemd-analyze verify $pkg.service"
+  fi
+  ok "$pkg: systemd-analyze verify clean"
+
+  lintian --fail-on error,warning --tag-display-limit 0 "$deb" >"$work/$pkg.lintian" 2>&1 || {
+    cat "$work/$pkg.lintian" >&2
+    fail "lintian $deb"
+  }
+  ok "$pkg: lintian clean (no error or warning)"
+done
+
+if [[ $arch == amd64 ]]; then
+  # Unpack into a scratch root with dpkg itself (files, permissions, conffile records). The
+  # maintainer scripts need a chroot with adduser; they are not run here.
+  root=$work/root
+  mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates"
+  : >"$root/var/lib/dpkg/status"
+  for prog in "${programs[@]}"; do
+    dpkg --root="$root" --force-not-root --unpack "$pkgdir/outpost-${prog}_${version}_${arch}.deb" >/dev/null
+    v=$("$root/usr/bin/outpost-$prog" --version)
+    grep -q "$version" <<<"$v" || fail "installed outpost-$prog --version says: $v"
+    grep -q "^/etc/outpost/$prog.toml" "$root/var/lib/dpkg/info/outpost-$prog.conffiles" ||
+      fail "dpkg does not record /etc/outpost/$prog.toml as a conffile"
+    ok "outpost-$prog: dpkg --root unpack, $root/usr/bin/outpost-$prog --version: $v"
+  done
+  [[ $(dpkg --root="$root" -l | grep -c '^iU  outpost-') == "${#programs[@]}" ]] ||
+    fail "dpkg --root does not list the packages as unpacked"
+fi
+
+tarball=$pkgdir/outpost-agent-$version-linux-$arch.tar.gz
+[[ -f $tarball ]] || fail "$tarball missing"
+tar -tzf "$tarball" >"$work/tar.list"
+for f in bin/outpost-agent libexec/outpost-agent etc/agent.toml outpost-agent.service install.sh; do
+  grep -qx "outpost-agent-$version-linux-$arch/$f" "$work/tar.list" || fail "$tarball lacks $f"
+done
+tar -C "$work" -xzf "$tarball"
+t=$work/outpost-agent-$version-linux-$arch
+for lib in $(readelf -d "$t/libexec/outpost-agent" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+  case "$lib" in libc.so.*|libm.so.*|ld-linux*) continue ;; esac
+  [[ -f $t/lib/$lib ]] || fail "$tarball does not bundle $lib"
+done
+ok "tarball: layout and bundled libraries ($(ls "$t/lib" | wc -l) libraries)"
+if [[ $arch == amd64 ]]; then
+  "$t/install.sh" --root "$work/troot" >"$work/tinstall.log" ||
+    { cat "$work/tinstall.log" >&2; fail "tarball install.sh --root"; }
+  # Only the bundled libraries and glibc: the library path of the system is not searched.
+  v=$(env -i "$work/troot/opt/outpost-agent/bin/outpost-agent" --version)
+  grep -q "$version" <<<"$v" || fail "tarball agent --version says: $v"
+  LD_DEBUG=libs env -i LD_DEBUG=libs "$work/troot/opt/outpost-agent/bin/outpost-agent" --version 2>"$work/lddebug" >/dev/null
+  if grep 'calling init:' "$work/lddebug" | grep -v "$work/troot/opt/outpost-agent/" |
+     grep -Ev '/(libc|libm|libpthread|libdl|librt|libresolv)\.so|/ld-linux'; then
+    fail "tarball agent loaded the libraries above from outside its bundle"
+  fi
+  mkdir -p "$work/tunit"
+  sed "s#^ExecStart=/opt/#ExecStart=$work/troot/opt/#" \
+    "$work/troot/etc/systemd/system/outpost-agent.service" >"$work/tunit/outpost-agent.service"
+  if ! out=$(systemd-analyze verify --man=false "$work/tunit/outpost-agent.service" 2>&1) ||
+     [[ -n $out ]]; then
+    echo "$out" >&2
+    fail "systemd-analyze verify on the tarball's unit"
+  fi
+  ok "tarball: install.sh --root, installed agent --version: $v (bundled libraries only)"
+fi
+echo "packaging: $checks passed, 0 failed"
