@@ -1,7 +1,7 @@
 #pragma once
 
 // A real Mosquitto broker on a free loopback port for unit tests (started and stopped by pid).
-// The same helpers as tests/unit/aggregator/mqtt_ingest_test.cc, shared here for agent tests.
+// Shared by the agent and aggregator unit tests.
 
 #include <arpa/inet.h>
 #include <fcntl.h>
