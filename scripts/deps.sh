@@ -12,11 +12,13 @@ PACKAGES=(
   cppzmq-dev libzmq3-dev
   librdkafka-dev kcat
   catch2 libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
-  clang-16 libclang-rt-16-dev curl procps iproute2
+  curl procps iproute2
   openssl
   prometheus chromium nodejs
   lintian file
 )
+# clang 16 + its sanitizer/libFuzzer runtime: only for the opt-in libFuzzer build (docs/fuzzing.md).
+[[ "${1:-}" == --with-fuzz ]] && PACKAGES+=(clang-16 libclang-rt-16-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
