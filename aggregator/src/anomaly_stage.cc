@@ -402,7 +402,18 @@ void AnomalyStage::onBatch(std::string_view device, const wire::Batch& batch, in
     slots_[id] = Slot{kNil, 0, batch_no_, k};
   }
   uint64_t invalid = 0;
-  for (const wire::Reading* rd : *readings) {
+  // The batch's readings of one sensor up to position `upto` (inclusive), last kRecentValues.
+  auto recentOf = [readings](uint16_t id, uint32_t upto) {
+    std::vector<std::pair<int64_t, double>> v;
+    for (uint32_t j = upto + 1; j-- > 0 && v.size() < kRecentValues;) {
+      const wire::Reading* x = readings->Get(j);
+      if (x->sensor() == id) v.emplace_back(x->ts_us(), x->value());
+    }
+    std::reverse(v.begin(), v.end());
+    return v;
+  };
+  for (uint32_t pos = 0; pos < readings->size(); ++pos) {
+    const wire::Reading* rd = readings->Get(pos);
     const uint16_t id = rd->sensor();
     if (id >= slots_.size() || slots_[id].batch != batch_no_) {
       ++invalid;  // not in the dictionary (verified batches never get here)
@@ -445,6 +456,7 @@ void AnomalyStage::onBatch(std::string_view device, const wire::Batch& batch, in
       const bool spiky = k == AnomalyKind::kSpike || k == AnomalyKind::kDip;
       if (!spiky || res.kind != k || res.transition == detect::AlarmTransition::kEnded) {
         emit(e, e.det.event(), false, e.start_ts_us, out);
+        out.back().recent = recentOf(id, pos);
         e.open_pending = false;
       }
     }

@@ -160,6 +160,7 @@ int main(int argc, char** argv) {
         e.value = r.value;
         e.score = r.score;
         e.ts_us = r.timestamp_us;
+        e.recent = r.recent;
         e.json.assign(json);
         ops->onAnomaly(e);
       });

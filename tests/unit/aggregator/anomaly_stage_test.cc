@@ -1,5 +1,6 @@
 #include "outpost/aggregator/anomaly_stage.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <random>
@@ -189,6 +190,12 @@ TEST_CASE("AnomalyStage: a single spike is published as a spike one reading late
   CHECK(f.events[0].kind == detect::AnomalyKind::kSpike);
   CHECK(f.events[0].timestamp_us == kT0 + 210 * kStepUs);
   CHECK(f.events[0].value == 30.0);
+  // The opened event carries the sensor's recent values for the dashboard, the spike among them.
+  REQUIRE(f.events[0].recent.size() >= 2);
+  CHECK(f.events[0].recent.size() <= agg::kRecentValues);
+  CHECK(std::any_of(f.events[0].recent.begin(), f.events[0].recent.end(),
+                    [](const auto& p) { return p.second == 30.0; }));
+  CHECK(std::is_sorted(f.events[0].recent.begin(), f.events[0].recent.end()));
   CHECK(f.events[1].ended);
   CHECK_THAT(reg.render(), Catch::Contains("outpost_aggregator_anomalies_total{kind=\"spike\"} 1"));
 }

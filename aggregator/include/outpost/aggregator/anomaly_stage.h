@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "outpost/common/config.h"
@@ -67,7 +68,12 @@ struct AnomalyRecord {
   double score = 0.0;        // opened: the raising score; ended: the peak score of the event
   double expected_lo = 0.0;  // expected range at the start (NaN for silence)
   double expected_hi = 0.0;
+  // Opened events raised by a batch: that batch's readings of the sensor up to the one that opened
+  // the event (ts_us, value), oldest first, at most kRecentValues (the dashboard's sparkline).
+  std::vector<std::pair<int64_t, double>> recent;
 };
+
+inline constexpr size_t kRecentValues = 60;
 
 // The detector configuration for one sensor: the first class whose globs match, else the
 // [detect] defaults. The pointer is into `options`.
