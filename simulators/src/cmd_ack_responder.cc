@@ -14,7 +14,6 @@
 
 #include "commands.h"
 #include "outpost/common/codec.h"
-#include "outpost/common/net.h"
 #include "outpost/common/signals.h"
 #include "outpost/sim/util.h"
 
@@ -115,14 +114,7 @@ int runAckResponder(AckCli& c) {
     if (sender.joinable()) sender.join();
   };
   try {
-    auto opts = mqtt::connect_options_builder()
-                    .clean_session(true)
-                    .keep_alive_interval(std::chrono::seconds(30))
-                    .connect_timeout(std::chrono::seconds(10))
-                    .finalize();
-    cli.connect(opts)->wait_for(std::chrono::seconds(11));
-    if (!cli.is_connected()) throw mqtt::exception(-1, "connect timed out");
-    net::setTcpNoDelayToPeer(c.broker.broker);
+    connectBroker(cli, c.broker);
     cli.subscribe(prefix + "+/batch", 1)->wait_for(std::chrono::seconds(10));
   } catch (const mqtt::exception& e) {
     std::cerr << "outpost-sim ack-responder: cannot subscribe at " << c.broker.broker << ": "

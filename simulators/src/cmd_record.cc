@@ -11,7 +11,6 @@
 #include <thread>
 
 #include "commands.h"
-#include "outpost/common/net.h"
 #include "outpost/common/signals.h"
 #include "outpost/common/version.h"
 #include "outpost/sim/capture.h"
@@ -72,14 +71,7 @@ int runRecord(RecordCli& c) {
     if (c.max_batches && w.records() >= c.max_batches) signals::requestStop();
   });
   try {
-    auto opts = mqtt::connect_options_builder()
-                    .clean_session(true)
-                    .keep_alive_interval(std::chrono::seconds(30))
-                    .connect_timeout(std::chrono::seconds(10))
-                    .finalize();
-    cli.connect(opts)->wait_for(std::chrono::seconds(11));
-    if (!cli.is_connected()) throw mqtt::exception(-1, "connect timed out");
-    net::setTcpNoDelayToPeer(c.broker.broker);
+    connectBroker(cli, c.broker);
     for (const auto& t : c.topics) cli.subscribe(t, c.qos)->wait_for(std::chrono::seconds(10));
   } catch (const mqtt::exception& e) {
     std::cerr << "outpost-sim record: cannot subscribe at " << c.broker.broker << ": " << e.what()

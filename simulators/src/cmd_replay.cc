@@ -19,7 +19,6 @@
 
 #include "commands.h"
 #include "outpost/common/codec.h"
-#include "outpost/common/net.h"
 #include "outpost/common/signals.h"
 #include "outpost/sim/capture.h"
 #include "outpost/sim/fleet.h"
@@ -101,14 +100,7 @@ int runReplay(ReplayCli& c) {
                     (*a)->status() == wire::AckStatus::Accepted});
   });
   try {
-    auto opts = mqtt::connect_options_builder()
-                    .clean_session(true)
-                    .keep_alive_interval(std::chrono::seconds(30))
-                    .connect_timeout(std::chrono::seconds(10))
-                    .finalize();
-    cli.connect(opts)->wait_for(std::chrono::seconds(11));
-    if (!cli.is_connected()) throw mqtt::exception(-1, "connect timed out");
-    net::setTcpNoDelayToPeer(c.broker.broker);
+    connectBroker(cli, c.broker);
     if (!c.no_wait)
       cli.subscribe(c.broker.topic_prefix + "/+/ack", 1)->wait_for(std::chrono::seconds(10));
   } catch (const mqtt::exception& e) {

@@ -9,6 +9,10 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 
+namespace mqtt {
+class async_client;
+}
+
 namespace outpost::sim {
 
 inline constexpr int kExitOk = 0;
@@ -32,5 +36,8 @@ struct BrokerOptions {
   std::string topic_prefix = "outpost/v1";
 };
 void addBrokerOptions(CLI::App& cmd, BrokerOptions& o);
+// Connects `cli` (clean session, 30 s keep-alive, 10 s timeout) with TCP_NODELAY to the broker;
+// throws mqtt::exception when it cannot.
+void connectBroker(mqtt::async_client& cli, const BrokerOptions& o);
 
 }  // namespace outpost::sim

@@ -2,10 +2,14 @@
 // agents over MQTT), the capture recorder and replayer, CSV export, and an ack responder for
 // load tests. docs/simulators.md describes every subcommand.
 
+#include <mqtt/async_client.h>
+
+#include <chrono>
 #include <iostream>
 
 #include "commands.h"
 #include "outpost/common/log.h"
+#include "outpost/common/net.h"
 #include "outpost/common/signals.h"
 #include "outpost/common/version.h"
 
@@ -14,6 +18,17 @@ namespace outpost::sim {
 void addBrokerOptions(CLI::App& cmd, BrokerOptions& o) {
   cmd.add_option("-b,--broker", o.broker, "MQTT broker URI")->capture_default_str();
   cmd.add_option("--topic-prefix", o.topic_prefix, "MQTT topic prefix")->capture_default_str();
+}
+
+void connectBroker(mqtt::async_client& cli, const BrokerOptions& o) {
+  auto opts = mqtt::connect_options_builder()
+                  .clean_session(true)
+                  .keep_alive_interval(std::chrono::seconds(30))
+                  .connect_timeout(std::chrono::seconds(10))
+                  .finalize();
+  cli.connect(opts)->wait_for(std::chrono::seconds(11));
+  if (!cli.is_connected()) throw mqtt::exception(-1, "connect timed out");
+  net::setTcpNoDelayToPeer(o.broker);  // batches must not wait for a delayed ACK
 }
 
 }  // namespace outpost::sim
