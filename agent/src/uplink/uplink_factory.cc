@@ -41,8 +41,9 @@ std::unique_ptr<Uplink> makeUplink(const config::Config& cfg, const std::string&
                                    Outbox& outbox, metrics::Registry& registry,
                                    const Clock& clock) {
   if (cfg.getString("uplink.transport") == "zmq") {
-    return std::make_unique<ZmqUplink>(zmqUplinkOptionsFrom(cfg, device_id), outbox, registry,
-                                       clock);
+    ZmqUplinkOptions zo = zmqUplinkOptionsFrom(cfg, device_id);
+    zo.drain = drainSettingsFrom(cfg);  // the same backlog order and rate as over MQTT
+    return std::make_unique<ZmqUplink>(std::move(zo), outbox, registry, clock);
   }
   return std::make_unique<MqttUplink>(mqttOptionsFrom(cfg, device_id), outbox, registry, clock);
 }

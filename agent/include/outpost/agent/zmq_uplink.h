@@ -5,6 +5,7 @@
 #include <string>
 
 #include "outpost/agent/outbox.h"
+#include "outpost/agent/outbox_sender.h"
 #include "outpost/agent/uplink.h"
 #include "outpost/common/clock.h"
 #include "outpost/common/config.h"
@@ -24,16 +25,18 @@ struct ZmqUplinkOptions {
   int liveness = 3;                // intervals without a word from the aggregator = dead
   int64_t reconnect_min_ms = 500;  // backoff doubles from min to max while the aggregator is away
   int64_t reconnect_max_ms = 30000;
+  DrainSettings drain;  // backlog order and rate after an outage (set by the uplink factory)
 };
 
 // The ZeroMQ uplink: a DEALER socket with CURVE (the aggregator's ROUTER authenticates the key;
-// zmqproto in common/zmq_protocol.h has the framing). Same contract as the MQTT uplink: a batch
-// leaves the outbox only on the aggregator's ack, sent after Kafka delivery; at most max_inflight
-// batches un-acknowledged; a batch not acked within ack_timeout_ms is sent again.
+// zmqproto in common/zmq_protocol.h has the framing). Same contract and the same sending logic
+// as the MQTT uplink (OutboxSender): a batch leaves the outbox only on the aggregator's ack, sent
+// after Kafka delivery; at most max_inflight batches un-acknowledged; a batch not acked within
+// ack_timeout_ms is sent again; live batches first, the backlog in the drain order and rate.
 // Heartbeats, Paranoid Pirate style: a ping every heartbeat_ms; when nothing at all has come back
 // for `liveness` intervals the socket is closed, a new one is made after a backoff
 // (reconnect_min_ms doubling to reconnect_max_ms, with jitter), and every un-acknowledged batch is
-// sent again from the oldest (the aggregator's dedup drops what it already has).
+// sent again as backlog (the aggregator's dedup drops what it already has).
 // Threads: one sender thread owns the socket and the in-flight table; notify/stop from any thread
 // (they write an eventfd the sender polls).
 class ZmqUplink final : public Uplink {
@@ -45,6 +48,7 @@ class ZmqUplink final : public Uplink {
   void start() override;
   void notify() override;
   void stop() override;
+  void setDrain(const DrainSettings& drain) override;
   bool connected() const override { return connected_.load(); }
   size_t inFlight() const override { return inflight_count_.load(); }
 
