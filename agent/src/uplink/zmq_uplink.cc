@@ -24,24 +24,17 @@ std::atomic<int> g_monitor_seq{0};
 }  // namespace
 
 struct ZmqUplink::Impl {
-  Impl(ZmqUplinkOptions o, Outbox& ob, metrics::Registry& reg, const Clock& c, ZmqUplink& own)
+  Impl(ZmqUplinkOptions o, UplinkSender& snd, const ZmqUplinkMetrics& m, const Clock& c,
+       ZmqUplink& own)
       : opt(std::move(o)),
-        outbox(ob),
         clock(c),
         owner(own),
-        sender(ob, SenderOptions{opt.max_inflight, opt.ack_timeout_ms, opt.drain}, reg, c),
-        connects(reg.counter("outpost_agent_zmq_connects_total",
-                             "ZeroMQ sessions established (first reply from the aggregator)")),
-        heartbeat_timeouts(reg.counter("outpost_agent_zmq_heartbeat_timeouts_total",
-                                       "Times the aggregator stayed silent for `liveness` "
-                                       "heartbeat intervals (socket dropped and remade)")),
-        disconnects(reg.counter("outpost_agent_zmq_disconnects_total",
-                                "TCP disconnects seen on the ZeroMQ socket (socket remade)")),
-        handshake_failures(reg.counter("outpost_agent_zmq_handshake_failures_total",
-                                       "CURVE handshakes that failed (wrong server key, or our "
-                                       "key is not on the aggregator's allow-list)")),
-        bad_acks(reg.counter("outpost_agent_bad_acks_total",
-                             "Ack messages that failed verification or named another epoch")) {
+        sender(snd),
+        connects(m.connects),
+        heartbeat_timeouts(m.heartbeat_timeouts),
+        disconnects(m.disconnects),
+        handshake_failures(m.handshake_failures),
+        bad_acks(m.bad_acks) {
     wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_fd < 0) throw std::runtime_error("eventfd failed");
   }
@@ -127,7 +120,6 @@ struct ZmqUplink::Impl {
     // A new session: everything not acknowledged is backlog and is sent again (live batches
     // first, the backlog in the drain order and at the drain rate).
     sender.onConnected();
-    owner.inflight_count_.store(0);
     spdlog::info("ZeroMQ session with {} established{}", opt.endpoint,
                  was_connected ? " (reconnect)" : "");
     was_connected = true;
@@ -167,7 +159,6 @@ struct ZmqUplink::Impl {
     if (acks.empty()) return;
     sender.onAcks(acks);
     acks.clear();
-    owner.inflight_count_.store(sender.inFlight());
   }
 
   // Reads every waiting message; returns how many.
@@ -215,7 +206,6 @@ struct ZmqUplink::Impl {
   // refused a batch.
   bool sendPending() {
     const bool ok = sender.pump([this](const StoredBatch& b) { return publish(b); });
-    owner.inflight_count_.store(sender.inFlight());
     return ok;
   }
 
@@ -316,7 +306,6 @@ struct ZmqUplink::Impl {
   }
 
   ZmqUplinkOptions opt;
-  Outbox& outbox;
   const Clock& clock;
   ZmqUplink& owner;
   int wake_fd = -1;
@@ -332,7 +321,7 @@ struct ZmqUplink::Impl {
   int64_t next_connect_us = 0;
   bool was_connected = false;
   std::vector<AckEvent> acks;  // read, not yet handed to the sender
-  OutboxSender sender;         // in-flight window, resends, drain, acks (setDrain: any thread)
+  UplinkSender& sender;        // the executable's OutboxSender: window, resends, drain, acks
 
   metrics::Counter& connects;
   metrics::Counter& heartbeat_timeouts;
@@ -341,14 +330,13 @@ struct ZmqUplink::Impl {
   metrics::Counter& bad_acks;
 };
 
-ZmqUplink::ZmqUplink(ZmqUplinkOptions options, Outbox& outbox, metrics::Registry& registry,
-                     const Clock& clock)
-    : impl_(std::make_unique<Impl>(std::move(options), outbox, registry, clock, *this)) {
+ZmqUplink::ZmqUplink(ZmqUplinkOptions options, UplinkSender& sender,
+                     const ZmqUplinkMetrics& metrics, const Clock& clock)
+    : impl_(std::make_unique<Impl>(std::move(options), sender, metrics, clock, *this)) {
   impl_->backoff_ms = impl_->opt.reconnect_min_ms;
-  registry.gaugeFunction("outpost_agent_zmq_connected",
-                         "1 while the aggregator answers over ZeroMQ",
-                         [this] { return connected() ? 1.0 : 0.0; });
 }
+
+size_t ZmqUplink::inFlight() const { return impl_->sender.inFlight(); }
 
 ZmqUplink::~ZmqUplink() { stop(); }
 
@@ -361,32 +349,29 @@ void ZmqUplink::start() {
 
 void ZmqUplink::notify() { impl_->wake(); }
 
-void ZmqUplink::setDrain(const DrainSettings& drain) { impl_->sender.setDrain(drain); }
-
 void ZmqUplink::stop() {
   impl_->stopping.store(true);
   impl_->wake();
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 
-ZmqUplinkOptions zmqUplinkOptionsFrom(const config::Config& cfg, const std::string& device_id) {
+Result<ZmqUplinkOptions> zmqUplinkOptionsFrom(const OutpostZmqSettings& s) {
   ZmqUplinkOptions o;
-  o.endpoint = cfg.getString("uplink.zmq.endpoint");
-  o.device_id = device_id;
-  auto server = secrets::loadPublicKeyFile(cfg.getString("uplink.zmq.server_public_key_file"),
-                                           "uplink.zmq.server_public_key_file");
-  if (!server) throw config::ConfigError(server.error().message());
+  o.endpoint = s.endpoint;
+  o.device_id = s.device_id;
+  auto server =
+      secrets::loadPublicKeyFile(s.server_public_key_file, "uplink.zmq.server_public_key_file");
+  if (!server) return std::unexpected(server.error());
   o.server_public_key = *server;
-  auto pair = secrets::loadKeyPairFile(cfg.getString("uplink.zmq.key_file"), "uplink.zmq.key_file");
-  if (!pair) throw config::ConfigError(pair.error().message());
+  auto pair = secrets::loadKeyPairFile(s.key_file, "uplink.zmq.key_file");
+  if (!pair) return std::unexpected(pair.error());
   o.public_key = pair->public_key;
   o.secret_key = pair->secret_key;
-  o.max_inflight = static_cast<size_t>(cfg.getInt("uplink.zmq.max_inflight"));
-  o.ack_timeout_ms = cfg.getInt("uplink.zmq.ack_timeout_ms");
-  o.heartbeat_ms = cfg.getInt("uplink.zmq.heartbeat_ms");
-  o.liveness = static_cast<int>(cfg.getInt("uplink.zmq.heartbeat_liveness"));
-  o.reconnect_min_ms = cfg.getInt("uplink.zmq.reconnect_min_ms");
-  o.reconnect_max_ms = std::max(o.reconnect_min_ms, cfg.getInt("uplink.zmq.reconnect_max_ms"));
+  o.max_inflight = static_cast<size_t>(s.max_inflight);
+  o.heartbeat_ms = s.heartbeat_ms;
+  o.liveness = static_cast<int>(s.heartbeat_liveness);
+  o.reconnect_min_ms = s.reconnect_min_ms;
+  o.reconnect_max_ms = std::max(o.reconnect_min_ms, s.reconnect_max_ms);
   return o;
 }
 
