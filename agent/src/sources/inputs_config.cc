@@ -2,6 +2,7 @@
 #include <set>
 
 #include "outpost/agent/inputs.h"
+#include "outpost/common/mqtt_security.h"
 
 namespace outpost::agent {
 namespace {
@@ -241,12 +242,17 @@ void addInputSettings(config::Schema& s) {
       .string("sources.mqtt.client_id", "",
               "MQTT client id of the subscription; empty: outpost-agent-in-<device_id>")
       .string("sources.mqtt.username", "", "MQTT user name (empty: anonymous)")
-      .string("sources.mqtt.password", "", "MQTT password; never logged")
+      .string("sources.mqtt.password", "",
+              "MQTT password; never logged (prefer sources.mqtt.password_file)")
+      .boolean("sources.mqtt.clean_session", false,
+               "false: a persistent session, so the broker keeps QoS 1 messages for the agent "
+               "while it restarts (client_id must then be stable); true: start afresh each time")
       .integer("sources.mqtt.qos", 1, 0, 1, "QoS of the subscriptions")
       .integer("sources.mqtt.max_payload_bytes", 65536, 16, 16 << 20,
-               "Larger messages are rejected (counted)")
-      .string("sources.sysfs.root", "/sys",
-              "Root of sysfs for hwmon/thermal/iio sensors (tests point it at a fake tree)")
+               "Larger messages are rejected (counted)");
+  mqttsec::addSettings(s, "sources.mqtt.");
+  s.string("sources.sysfs.root", "/sys",
+           "Root of sysfs for hwmon/thermal/iio sensors (tests point it at a fake tree)")
       .tableArray("sensors", sensorSchema(), "One entry per sensor of the device");
 }
 
@@ -264,8 +270,10 @@ AgentInputs parseInputs(const config::Config& cfg) {
   so.mqtt_client_id = cfg.getString("sources.mqtt.client_id");
   if (so.mqtt_client_id.empty())
     so.mqtt_client_id = "outpost-agent-in-" + cfg.getString("device_id");
-  so.mqtt_username = cfg.getString("sources.mqtt.username");
-  so.mqtt_password = cfg.getString("sources.mqtt.password");
+  auto security = mqttsec::load(cfg, "sources.mqtt.", so.mqtt_broker);
+  if (!security) throw ConfigError(security.error().message());
+  so.mqtt_security = std::move(*security);
+  so.mqtt_clean_session = cfg.getBool("sources.mqtt.clean_session");
   so.mqtt_qos = static_cast<int>(cfg.getInt("sources.mqtt.qos"));
   so.mqtt_max_payload_bytes = static_cast<size_t>(cfg.getInt("sources.mqtt.max_payload_bytes"));
   so.sysfs_root = cfg.getString("sources.sysfs.root");
