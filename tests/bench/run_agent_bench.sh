@@ -86,7 +86,7 @@ case $MODE in
     # The largest mappings by RSS: what dominates.
     awk '/^[0-9a-f]+-/ {name=$6} /^Rss:/ {rss[name]+=$2} END {for (n in rss) print rss[n], n}' \
       "/proc/$pid/smaps" | sort -rn | head -${OUTPOST_RSS_TOP:-12}
-    [[ -n ${OUTPOST_RSS_HOOK:-} ]] && $OUTPOST_RSS_HOOK "$pid"
+    if [[ -n ${OUTPOST_RSS_HOOK:-} ]]; then $OUTPOST_RSS_HOOK "$pid"; fi
     ;;
   drain)
     # 1. The backlog: 10 sensors at 100 kHz while the broker is down.
