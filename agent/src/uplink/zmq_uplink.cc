@@ -205,8 +205,7 @@ struct ZmqUplink::Impl {
   // Resends timed-out batches and fills the in-flight window (OutboxSender). False if the socket
   // refused a batch.
   bool sendPending() {
-    const bool ok = sender.pump([this](const StoredBatch& b) { return publish(b); });
-    return ok;
+    return sender.pump([this](const StoredBatch& b) { return publish(b); });
   }
 
   void scheduleReconnect(int64_t now) {
