@@ -8,9 +8,28 @@
 namespace outpost::agent {
 namespace {
 
-constexpr std::array<std::string_view, 6> kReloadable = {
-    "log_level",          "outbox.max_bytes",   "outbox.max_age_s",
-    "outbox.full_policy", "uplink.drain.order", "uplink.drain.rate",
+// The input settings are applied by reloadInputs() (input_reload.h); the sources.* settings not
+// listed here size the running readers' queues and decoders and need a restart.
+constexpr std::array<std::string_view, 19> kReloadable = {
+    "log_level",
+    "outbox.max_bytes",
+    "outbox.max_age_s",
+    "outbox.full_policy",
+    "uplink.drain.order",
+    "uplink.drain.rate",
+    "sensors",
+    "sources.stdin.on_eof",
+    "sources.stdin.eof_drain_timeout_s",
+    "sources.socket.path",
+    "sources.socket.format",
+    "sources.socket.max_clients",
+    "sources.mqtt.broker",
+    "sources.mqtt.client_id",
+    "sources.mqtt.username",
+    "sources.mqtt.password",
+    "sources.mqtt.qos",
+    "sources.mqtt.max_payload_bytes",
+    "sources.sysfs.root",
 };
 
 bool sameValue(const config::Setting& s, const config::Config& a, const config::Config& b) {
