@@ -1,0 +1,270 @@
+// SIGHUP, input half: stable sensor ids, the pipeline rebuild (state of unchanged sensors kept,
+// windows of removed and changed ones flushed), sources kept or restarted, the batch dictionary.
+#include "outpost/agent/input_reload.h"
+
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "outpost/agent/agent_config.h"
+#include "outpost/agent/input_set.h"
+#include "outpost/agent/sensor_pipeline.h"
+#include "outpost/common/config.h"
+#include "outpost/common/metrics.h"
+
+using namespace outpost;
+using namespace outpost::agent;
+
+namespace {
+
+constexpr int64_t kT0 = 1714564800LL * 1000000;
+constexpr int64_t kSecond = 1000000;
+
+class ManualClock final : public Clock {
+ public:
+  int64_t now = kT0;
+  int64_t nowUs() const override { return now; }
+  int64_t monotonicUs() const override { return now - kT0; }
+};
+
+config::Config configFrom(const std::string& toml) {
+  return config::parseToml("device_id = \"d\"\n" + toml, agentSchema(), "test.toml");
+}
+
+AgentInputs inputsWithIds(const std::string& toml, SensorIds& ids) {
+  AgentInputs in = parseInputs(configFrom(toml));
+  ids.assign(in);
+  return in;
+}
+
+uint16_t idOf(const AgentInputs& in, const std::string& name) {
+  for (const auto& s : in.sensors) {
+    if (s.name == name) return s.id;
+  }
+  FAIL("no sensor " << name);
+  return 0;
+}
+
+wire::Reading reading(uint16_t id, int64_t ts, double v) {
+  return wire::Reading(ts, v, id, wire::Quality::Good);
+}
+
+std::vector<codec::SensorInfo> dictionary(const AgentInputs& in) {
+  std::vector<codec::SensorInfo> d;
+  for (const auto& s : in.sensors) d.push_back({s.id, s.name, s.unit});
+  return d;
+}
+
+const char* kBefore = R"(
+[[sensors]]
+name = "keep"
+source = "stdin"
+output = "both"
+window.kind = "tumbling"
+window.size_ms = 10000
+[[sensors.filters]]
+type = "dedup"
+[[sensors]]
+name = "change"
+source = "stdin"
+output = "both"
+window.kind = "tumbling"
+window.size_ms = 10000
+[[sensors.filters]]
+type = "range"
+max = 100
+[[sensors]]
+name = "gone"
+source = "stdin"
+output = "windows"
+window.kind = "tumbling"
+window.size_ms = 10000
+)";
+
+const char* kAfter = R"(
+[[sensors]]
+name = "fresh"
+source = "stdin"
+[[sensors]]
+name = "keep"
+source = "stdin"
+output = "both"
+window.kind = "tumbling"
+window.size_ms = 10000
+[[sensors.filters]]
+type = "dedup"
+[[sensors]]
+name = "change"
+source = "stdin"
+output = "both"
+window.kind = "tumbling"
+window.size_ms = 10000
+[[sensors.filters]]
+type = "range"
+max = 1000
+)";
+
+}  // namespace
+
+TEST_CASE("SensorIds keep a name's id across reloads and never reuse one", "[agent][reload]") {
+  SensorIds ids;
+  auto a = inputsWithIds("[[sensors]]\nname=\"x\"\n[[sensors]]\nname=\"y\"\n", ids);
+  CHECK(idOf(a, "x") == 0);
+  CHECK(idOf(a, "y") == 1);
+  auto b = inputsWithIds("[[sensors]]\nname=\"z\"\n[[sensors]]\nname=\"y\"\n", ids);
+  CHECK(idOf(b, "z") == 2);  // x's id 0 is not reused
+  CHECK(idOf(b, "y") == 1);  // y moved in the file, kept its id
+  auto c = inputsWithIds("[[sensors]]\nname=\"x\"\n", ids);
+  CHECK(idOf(c, "x") == 0);  // a name that comes back gets its old id
+}
+
+TEST_CASE("SensorPipeline::reconfigure keeps unchanged sensors and flushes the rest",
+          "[agent][pipeline][reload]") {
+  metrics::Registry reg;
+  SensorIds ids;
+  const auto before = inputsWithIds(kBefore, ids);
+  SensorPipeline p(before.sensors, &reg);
+  Batcher batcher(100000, 1000000, dictionary(before));
+  const uint16_t keep = idOf(before, "keep"), change = idOf(before, "change"),
+                 gone = idOf(before, "gone");
+  for (int i = 0; i < 3; ++i) {
+    p.process(reading(keep, kT0 + i * kSecond, i), 0, batcher);
+    p.process(reading(gone, kT0 + i * kSecond, 10 + i), 0, batcher);
+  }
+  p.process(reading(change, kT0, 50), 0, batcher);
+  p.process(reading(change, kT0 + kSecond, 200), 0, batcher);  // dropped: max = 100
+  auto first = batcher.take("d", kT0);
+  CHECK(first.readings.size() == 4);  // keep 3 + change 1 (gone sends windows only)
+  CHECK(first.windows.empty());
+
+  const auto after = inputsWithIds(kAfter, ids);
+  const uint16_t fresh = idOf(after, "fresh");
+  CHECK(fresh == 3);
+  CHECK(idOf(after, "keep") == keep);
+  const auto ch = p.reconfigure(after.sensors, 0, batcher);
+  CHECK(ch.added == std::vector<std::string>{"fresh"});
+  CHECK(ch.rebuilt == std::vector<std::string>{"change"});
+  CHECK(ch.removed == std::vector<std::string>{"gone"});
+  CHECK(ch.kept == 1);
+
+  // The windows of the removed and the changed sensor were emitted; keep's is still open.
+  auto flushed = batcher.take("d", kT0);
+  REQUIRE(flushed.windows.size() == 2);
+  for (const auto& w : flushed.windows) {
+    if (w.sensor() == gone) CHECK(w.count() == 3);
+    if (w.sensor() == change) CHECK(w.count() == 1);
+    CHECK(w.sensor() != keep);
+  }
+
+  // keep's dedup memory and window survived: a repeat is dropped, its window holds 3 + 2.
+  p.process(reading(keep, kT0 + 2 * kSecond, 2), 0, batcher);  // duplicate of the last one
+  p.process(reading(keep, kT0 + 3 * kSecond, 3), 0, batcher);
+  p.process(reading(keep, kT0 + 4 * kSecond, 4), 0, batcher);
+  CHECK(p.filters(keep)[0]->counts().droppedFor(FilterDropReason::kDuplicate) == 1);
+  // change has its new range (200 passes now); gone is ignored; fresh is a raw sensor.
+  p.process(reading(change, kT0 + 2 * kSecond, 200), 0, batcher);
+  p.process(reading(gone, kT0 + 3 * kSecond, 13), 0, batcher);
+  p.process(reading(fresh, kT0 + 3 * kSecond, 7), 0, batcher);
+  p.closeAll(0, batcher);
+  auto last = batcher.take("d", kT0);
+  size_t raw_keep = 0, raw_change = 0, raw_fresh = 0, raw_gone = 0;
+  for (const auto& r : last.readings) {
+    raw_keep += r.sensor() == keep;
+    raw_change += r.sensor() == change;
+    raw_fresh += r.sensor() == fresh;
+    raw_gone += r.sensor() == gone;
+  }
+  CHECK(raw_keep == 2);
+  CHECK(raw_change == 1);
+  CHECK(raw_fresh == 1);
+  CHECK(raw_gone == 0);
+  REQUIRE(last.windows.size() == 2);
+  for (const auto& w : last.windows) {
+    if (w.sensor() == keep) CHECK(w.count() == 5);  // 3 before the reload + 2 after
+    if (w.sensor() == change) CHECK(w.count() == 1);
+  }
+  // Counters are shared across the rebuild, never reset: 2 flushed + 2 at closeAll.
+  CHECK(reg.render().find("outpost_agent_windows_emitted_total 4") != std::string::npos);
+  CHECK(reg.render().find("outpost_agent_readings_filtered_total{reason=\"out_of_range\"} 1") !=
+        std::string::npos);
+}
+
+TEST_CASE("reloadInputs: sources kept or restarted, the batch closed under its dictionary",
+          "[agent][reload]") {
+  ManualClock clock;
+  metrics::Registry reg;
+  SensorIds ids;
+  const char* before_toml = R"(
+[[sensors]]
+name = "a"
+unit = "u"
+rate_hz = 10
+shape = "counter"
+[[sensors]]
+name = "b"
+unit = "u"
+rate_hz = 10
+shape = "counter"
+)";
+  auto before = inputsWithIds(before_toml, ids);
+  auto set = buildInputSet(before, clock, &reg);
+  SensorPipeline pipeline(before.sensors, &reg);
+  Batcher batcher(100000, 10 * kSecond, set->sensors());
+  std::vector<codec::BatchContent> closed;
+  auto close = [&] { closed.push_back(batcher.take("d", clock.now)); };
+  auto run_until = [&](int64_t t) {
+    clock.now = t;
+    std::vector<wire::Reading> out;
+    set->poll(t, out);
+    for (const auto& r : out) pipeline.process(r, clock.monotonicUs(), batcher);
+  };
+  run_until(kT0 + kSecond);  // a and b: 0..10
+
+  // b's rate changes (its source restarts), c is new, a is untouched.
+  auto next = configFrom(std::string(before_toml).replace(std::string(before_toml).rfind("rate_hz = 10"), 12, "rate_hz = 20") +
+                         "[[sensors]]\nname = \"c\"\nunit = \"v\"\nrate_hz = 10\nshape = \"counter\"\n");
+  CHECK(reloadInputs(next, ids, *set, pipeline, batcher, nullptr, clock.monotonicUs(), close));
+  REQUIRE(closed.size() == 1);  // the open batch was closed under the old dictionary
+  CHECK(closed[0].sensors.size() == 2);
+  CHECK(closed[0].readings.size() == 22);
+  REQUIRE(set->sensors().size() == 3);
+  CHECK(set->sensors()[2].name == "c");
+  CHECK(set->sensors()[2].id == 2);
+
+  run_until(kT0 + 2 * kSecond);
+  close();
+  std::vector<double> a, b, c;
+  for (const auto& r : closed[1].readings) {
+    (r.sensor() == 0 ? a : r.sensor() == 1 ? b : c).push_back(r.value());
+  }
+  REQUIRE(!a.empty());
+  CHECK(a.front() == 11);  // a's source kept its place: the counter goes on
+  REQUIRE(!b.empty());
+  CHECK(b.front() == 0);   // b's source restarted at 20 Hz
+  CHECK(b.size() == 21);
+  REQUIRE(!c.empty());
+  CHECK(c.front() == 0);
+  CHECK(closed[1].sensors.size() == 3);
+
+  SECTION("a reload that cannot apply changes nothing") {
+    auto bad = configFrom(std::string(before_toml) +
+                          "[sources.sysfs]\nroot = \"/nonexistent-outpost\"\n[[sensors]]\n"
+                          "name = \"t\"\nsource = \"thermal\"\nthermal.zone = \"x\"\n");
+    CHECK_THROWS_AS(
+        reloadInputs(bad, ids, *set, pipeline, batcher, nullptr, clock.monotonicUs(), close),
+        config::ConfigError);
+    CHECK(set->sensors().size() == 3);
+    // The failed reload took no id: the next new name gets 3.
+    auto good = configFrom(std::string(before_toml) + "[[sensors]]\nname = \"e\"\n");
+    reloadInputs(good, ids, *set, pipeline, batcher, nullptr, clock.monotonicUs(), close);
+    REQUIRE(set->sensors().size() == 3);
+    CHECK(set->sensors()[2].name == "e");
+    CHECK(set->sensors()[2].id == 3);
+  }
+  SECTION("an unchanged configuration changes nothing") {
+    const auto n = closed.size();
+    CHECK_FALSE(reloadInputs(next, ids, *set, pipeline, batcher, nullptr, clock.monotonicUs(),
+                             close));
+    CHECK(closed.size() == n);
+  }
+}
