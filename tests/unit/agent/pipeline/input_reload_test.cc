@@ -2,8 +2,16 @@
 // windows of removed and changed ones flushed), sources kept or restarted, the batch dictionary.
 #include "outpost/agent/input_reload.h"
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "outpost/agent/agent_config.h"
@@ -11,8 +19,10 @@
 #include "outpost/agent/sensor_pipeline.h"
 #include "outpost/common/config.h"
 #include "outpost/common/metrics.h"
+#include "support/temp_dir.h"
 
 using namespace outpost;
+using namespace std::chrono_literals;
 using namespace outpost::agent;
 
 namespace {
@@ -53,6 +63,34 @@ std::vector<codec::SensorInfo> dictionary(const AgentInputs& in) {
   std::vector<codec::SensorInfo> d;
   for (const auto& s : in.sensors) d.push_back({s.id, s.name, s.unit});
   return d;
+}
+
+int connectTo(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, path.c_str());
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  return fd;
+}
+
+void send(int fd, const std::string& text) {
+  REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+}
+
+// Polls until `n` readings arrived or 10 s passed (not a timing assertion: a bound on waiting);
+// the manual clock moves 10 ms per poll (the InputSet schedules its sources by it).
+std::vector<wire::Reading> collect(Source& src, ManualClock& clock, size_t n) {
+  std::vector<wire::Reading> out;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (out.size() < n && std::chrono::steady_clock::now() < deadline) {
+    const size_t before = out.size();
+    clock.now += 10000;
+    src.poll(clock.now, out);
+    if (out.size() == before) std::this_thread::sleep_for(2ms);
+  }
+  return out;
 }
 
 const char* kBefore = R"(
@@ -266,5 +304,67 @@ shape = "counter"
     CHECK_FALSE(reloadInputs(next, ids, *set, pipeline, batcher, nullptr, clock.monotonicUs(),
                              close));
     CHECK(closed.size() == n);
+  }
+}
+
+TEST_CASE("InputSet: the socket source keeps its connections for new sensors, restarts for a new path",
+          "[agent][reload]") {
+  ManualClock clock;
+  metrics::Registry reg;
+  outpost::testing::TempDir dir("outpost-reload-sock");
+  SensorIds ids;
+  const std::string one = "[sources.socket]\npath = \"" + dir.file("one.sock") + "\"\n";
+  const std::string s1 = "[[sensors]]\nname = \"s1\"\nsource = \"socket\"\n";
+  const std::string s2 = "[[sensors]]\nname = \"s2\"\nsource = \"socket\"\n";
+  auto in = inputsWithIds(one + s1, ids);
+  auto set = buildInputSet(in, clock, &reg);
+  const int c = connectTo(dir.file("one.sock"));
+  send(c, "s1 1\n");
+  auto got = collect(*set, clock, 1);
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].sensor() == 0);
+
+  // A new socket sensor: the reader learns its name, the connection stays.
+  auto more = inputsWithIds(one + s1 + s2, ids);
+  std::vector<wire::Reading> drained;
+  CHECK(set->reconfigure(more, drained).empty());  // no source started or restarted
+  REQUIRE(set->sensors().size() == 2);
+  send(c, "s2 2\ns1 3\n");
+  got = collect(*set, clock, 2);
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].sensor() == 1);
+  CHECK(got[0].value() == 2);
+  CHECK(got[1].sensor() == 0);
+
+  // A new path: the source restarts, the old connection is closed, the new path serves.
+  const std::string two = "[sources.socket]\npath = \"" + dir.file("two.sock") + "\"\n";
+  auto moved = inputsWithIds(two + s1 + s2, ids);
+  send(c, "s1 4\n");  // queued before the reload: handed over in `drained`
+  std::this_thread::sleep_for(50ms);
+  const auto lines = set->reconfigure(moved, drained);
+  CHECK(lines == std::vector<std::string>{"socket source restarted (connections closed)"});
+  REQUIRE(drained.size() == 1);
+  CHECK(drained[0].value() == 4);
+  char byte;
+  CHECK(::read(c, &byte, 1) == 0);  // closed by the agent
+  ::close(c);
+  CHECK(::access(dir.file("one.sock").c_str(), F_OK) != 0);  // the old socket file is gone
+  const int c2 = connectTo(dir.file("two.sock"));
+  send(c2, "s2 5\n");
+  got = collect(*set, clock, 1);
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].sensor() == 1);
+  CHECK(got[0].value() == 5);
+  ::close(c2);
+
+  SECTION("a path that is not a socket is refused before anything changes") {
+    const std::string file = dir.file("plain");
+    REQUIRE(::close(::creat(file.c_str(), 0600)) == 0);
+    auto bad = inputsWithIds("[sources.socket]\npath = \"" + file + "\"\n" + s1, ids);
+    CHECK_THROWS_AS(set->reconfigure(bad, drained), config::ConfigError);
+    const int c3 = connectTo(dir.file("two.sock"));  // still served
+    send(c3, "s1 6\n");
+    CHECK(collect(*set, clock, 1).size() == 1);
+    ::close(c3);
   }
 }
