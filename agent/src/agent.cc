@@ -57,7 +57,8 @@ Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock
       registry.counter("outpost_agent_readings_produced_total", "Readings read from sources"),
       OutboxWriter(*outbox_, static_cast<size_t>(cfg.getInt("outbox.group_max_batches")), registry,
                    [this] { uplink_->notify(); }),
-      std::make_unique<SensorPipeline>(inputs.sensors, &registry), std::move(ids)});
+      std::make_unique<SensorPipeline>(inputs.sensors, &registry),
+      std::move(ids)});
 
   uplink_ = makeUplink(cfg, device_id_, *outbox_, registry, clock);
   registerOutboxMetrics(registry, *outbox_, clock);
@@ -112,8 +113,8 @@ void Agent::reload() {
                                 "and seqs belong to the device)");
     }
     auto& b = *batching_;  // sensors, filters, windows, sources first: they may still refuse
-    reloadInputs(next, b.ids, *source_, *b.pipeline, b.batcher, &b.produced,
-                 clock_.monotonicUs(), [this] { flush(clock_.monotonicUs()); });
+    reloadInputs(next, b.ids, *source_, *b.pipeline, b.batcher, &b.produced, clock_.monotonicUs(),
+                 [this] { flush(clock_.monotonicUs()); });
     applyReload(agentSchema(), cfg_, applied_, next, *outbox_, *uplink_);
     applied_ = std::move(next);
   } catch (const std::exception& e) {
@@ -166,8 +167,10 @@ int Agent::run(const RunLimits& limits) {
       b.pipeline->closeAll(mono, b.batcher);
       flush(mono);
       eof_deadline_us = mono + applied_.getInt("sources.stdin.eof_drain_timeout_s") * 1000000;
-      spdlog::info("stdin ended (sources.stdin.on_eof = stop): waiting up to {} s for the outbox "
-                   "to drain, then exiting", applied_.getInt("sources.stdin.eof_drain_timeout_s"));
+      spdlog::info(
+          "stdin ended (sources.stdin.on_eof = stop): waiting up to {} s for the outbox "
+          "to drain, then exiting",
+          applied_.getInt("sources.stdin.eof_drain_timeout_s"));
     }
     b.pipeline->closeIdle(mono, b.batcher);
     if (b.batcher.due(mono)) flush(mono);
@@ -183,8 +186,10 @@ int Agent::run(const RunLimits& limits) {
       break;
     }
     if (eof_deadline_us && mono >= eof_deadline_us) {
-      spdlog::warn("sources.stdin.eof_drain_timeout_s passed: exiting with {} batches in the "
-                   "outbox (sent after the next start)", outbox_->stats().rows);
+      spdlog::warn(
+          "sources.stdin.eof_drain_timeout_s passed: exiting with {} batches in the "
+          "outbox (sent after the next start)",
+          outbox_->stats().rows);
       break;
     }
     // Sleep until the next reading or batch deadline, at most 100 ms (stop/ack latency).

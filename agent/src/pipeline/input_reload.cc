@@ -47,9 +47,10 @@ bool reloadInputs(const config::Config& next, SensorIds& ids, InputSet& sources,
   for (const auto& line : restarted) spdlog::info("reload: {}", line);
   if (!ch.added.empty()) spdlog::info("reload: sensors added: {}", joined(ch.added));
   if (!ch.rebuilt.empty()) {
-    spdlog::info("reload: sensors rebuilt (filters, window or output changed; open windows "
-                 "flushed): {}",
-                 joined(ch.rebuilt));
+    spdlog::info(
+        "reload: sensors rebuilt (filters, window or output changed; open windows "
+        "flushed): {}",
+        joined(ch.rebuilt));
   }
   if (!ch.removed.empty()) {
     spdlog::info("reload: sensors removed (open windows flushed): {}", joined(ch.removed));

@@ -56,7 +56,8 @@ SensorPipeline::Changes SensorPipeline::reconfigure(const std::vector<SensorSpec
   }
   for (const auto& spec : sensors) {
     const bool known = spec.id < sensors_.size() && sensors_[spec.id].active;
-    if (known && sensors_[spec.id].spec.name == spec.name && samePipeline(sensors_[spec.id].spec, spec)) {
+    if (known && sensors_[spec.id].spec.name == spec.name &&
+        samePipeline(sensors_[spec.id].spec, spec)) {
       sensors_[spec.id].spec = spec;  // e.g. a new unit or source setting: no pipeline state
       ++ch.kept;
       continue;

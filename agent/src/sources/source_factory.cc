@@ -1,10 +1,9 @@
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
 #include <algorithm>
 #include <limits>
-
-#include <spdlog/spdlog.h>
 
 #include "outpost/agent/input_set.h"
 #include "outpost/agent/inputs.h"
@@ -170,8 +169,9 @@ std::vector<std::string> InputSet::reconfigure(const AgentInputs& requested,
   // 1. Everything that can fail, before anything changes.
   const auto old_sysfs = ofKind(inputs_, isSysfs);
   const auto new_sysfs = ofKind(next, isSysfs);
-  const bool sysfs_changed = !sameReadings(old_sysfs, new_sysfs) ||
-                             (!new_sysfs.empty() && next.sources.sysfs_root != inputs_.sources.sysfs_root);
+  const bool sysfs_changed =
+      !sameReadings(old_sysfs, new_sysfs) ||
+      (!new_sysfs.empty() && next.sources.sysfs_root != inputs_.sources.sysfs_root);
   std::unique_ptr<Source> sysfs;
   if (sysfs_changed && !new_sysfs.empty()) {
     sysfs = std::make_unique<SysfsSource>(new_sysfs, next.sources.sysfs_root, now, registry_);
@@ -204,13 +204,14 @@ std::vector<std::string> InputSet::reconfigure(const AgentInputs& requested,
       simulated[s.name] = std::move(old->second);  // keeps its schedule and signal state
       continue;
     }
-    simulated[s.name] = std::make_unique<SimulatedSource>(
-        std::vector<SimulatedSensorSpec>{s.simulated}, now, s.id);
+    simulated[s.name] =
+        std::make_unique<SimulatedSource>(std::vector<SimulatedSensorSpec>{s.simulated}, now, s.id);
     done.push_back("simulated sensor \"" + s.name + "\" " +
                    (old != simulated_.end() ? "restarted" : "started"));
   }
   for (const auto& [name, src] : simulated_) {
-    if (src && !simulated.contains(name)) done.push_back("simulated sensor \"" + name + "\" stopped");
+    if (src && !simulated.contains(name))
+      done.push_back("simulated sensor \"" + name + "\" stopped");
   }
   simulated_ = std::move(simulated);
 
@@ -236,9 +237,10 @@ std::vector<std::string> InputSet::reconfigure(const AgentInputs& requested,
       socket_ = std::make_unique<SocketSource>(next.sensors, next.sources, clock_, registry_);
       if (!socket_restart) done.push_back("socket source started");
     } catch (const std::exception& e) {
-      spdlog::error("reload: the socket source could not be started: {}; socket sensors get no "
-                    "readings until the next reload",
-                    e.what());
+      spdlog::error(
+          "reload: the socket source could not be started: {}; socket sensors get no "
+          "readings until the next reload",
+          e.what());
     }
   }
 
@@ -252,9 +254,10 @@ std::vector<std::string> InputSet::reconfigure(const AgentInputs& requested,
       mqtt_ = std::make_unique<MqttSource>(next.sensors, next.sources, clock_, registry_);
       if (!mqtt_restart) done.push_back("mqtt source started");
     } catch (const std::exception& e) {
-      spdlog::error("reload: the mqtt source could not be started: {}; mqtt sensors get no "
-                    "readings until the next reload",
-                    e.what());
+      spdlog::error(
+          "reload: the mqtt source could not be started: {}; mqtt sensors get no "
+          "readings until the next reload",
+          e.what());
     }
   }
   inputs_ = std::move(next);

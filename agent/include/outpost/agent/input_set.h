@@ -53,7 +53,8 @@ class InputSet final : public Source {
   // appended to `drained` (handle it before the sensors change). Throws config::ConfigError (a
   // sysfs device that does not exist, a socket that cannot be opened) before changing anything.
   // Returns one line per source started, restarted or stopped, for the log.
-  std::vector<std::string> reconfigure(const AgentInputs& next, std::vector<wire::Reading>& drained);
+  std::vector<std::string> reconfigure(const AgentInputs& next,
+                                       std::vector<wire::Reading>& drained);
 
   // True once standard input ended and everything read from it was handed over (false without
   // a stdin source).

@@ -259,8 +259,10 @@ shape = "counter"
   run_until(kT0 + kSecond);  // a and b: 0..10
 
   // b's rate changes (its source restarts), c is new, a is untouched.
-  auto next = configFrom(std::string(before_toml).replace(std::string(before_toml).rfind("rate_hz = 10"), 12, "rate_hz = 20") +
-                         "[[sensors]]\nname = \"c\"\nunit = \"v\"\nrate_hz = 10\nshape = \"counter\"\n");
+  auto next =
+      configFrom(std::string(before_toml)
+                     .replace(std::string(before_toml).rfind("rate_hz = 10"), 12, "rate_hz = 20") +
+                 "[[sensors]]\nname = \"c\"\nunit = \"v\"\nrate_hz = 10\nshape = \"counter\"\n");
   CHECK(reloadInputs(next, ids, *set, pipeline, batcher, nullptr, clock.monotonicUs(), close));
   REQUIRE(closed.size() == 1);  // the open batch was closed under the old dictionary
   CHECK(closed[0].sensors.size() == 2);
@@ -278,7 +280,7 @@ shape = "counter"
   REQUIRE(!a.empty());
   CHECK(a.front() == 11);  // a's source kept its place: the counter goes on
   REQUIRE(!b.empty());
-  CHECK(b.front() == 0);   // b's source restarted at 20 Hz
+  CHECK(b.front() == 0);  // b's source restarted at 20 Hz
   CHECK(b.size() == 21);
   REQUIRE(!c.empty());
   CHECK(c.front() == 0);
@@ -301,14 +303,15 @@ shape = "counter"
   }
   SECTION("an unchanged configuration changes nothing") {
     const auto n = closed.size();
-    CHECK_FALSE(reloadInputs(next, ids, *set, pipeline, batcher, nullptr, clock.monotonicUs(),
-                             close));
+    CHECK_FALSE(
+        reloadInputs(next, ids, *set, pipeline, batcher, nullptr, clock.monotonicUs(), close));
     CHECK(closed.size() == n);
   }
 }
 
-TEST_CASE("InputSet: the socket source keeps its connections for new sensors, restarts for a new path",
-          "[agent][reload]") {
+TEST_CASE(
+    "InputSet: the socket source keeps its connections for new sensors, restarts for a new path",
+    "[agent][reload]") {
   ManualClock clock;
   metrics::Registry reg;
   outpost::testing::TempDir dir("outpost-reload-sock");

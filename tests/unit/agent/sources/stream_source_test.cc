@@ -248,7 +248,8 @@ TEST_CASE("SocketSource serves several clients on a Unix socket", "[agent][sourc
   CHECK(count(src.counts(), LineError::kBadValue) == 1);
 }
 
-TEST_CASE("StdinSource takes new sensor names (SIGHUP) without losing its place", "[agent][source][stream][reload]") {
+TEST_CASE("StdinSource takes new sensor names (SIGHUP) without losing its place",
+          "[agent][source][stream][reload]") {
   FixedClock clock;
   metrics::Registry reg;
   int p[2];
