@@ -147,11 +147,13 @@ int64_t InputSet::poll(int64_t now_us, std::vector<wire::Reading>& out) {
 
 bool InputSet::stdinFinished() const { return stdin_ && stdin_->finished(); }
 
-void InputSet::drain(Source& s, std::vector<wire::Reading>& out) {
-  // A threaded source's poll() hands over a bounded number of chunks per call.
-  for (size_t before = out.size() + 1; out.size() != before;) {
-    before = out.size();
+void InputSet::drain(Source& s, size_t max_polls, std::vector<wire::Reading>& out) {
+  // A threaded source's poll() hands over a bounded number of chunks per call; the reader may
+  // still be adding, so the number of polls is bounded too (by the queue's capacity).
+  for (size_t i = 0; i < max_polls; ++i) {
+    const size_t before = out.size();
     (void)s.poll(0, out);
+    if (out.size() == before) break;
   }
 }
 
@@ -215,8 +217,9 @@ std::vector<std::string> InputSet::reconfigure(const AgentInputs& requested,
   }
   simulated_ = std::move(simulated);
 
+  // Stdin and an unchanged socket keep running: what they queued keeps its ids (SensorIds).
+  const size_t max_polls = next.sources.queue_chunks / 64 + 2;
   if (stdin_) {
-    drain(*stdin_, drained);
     stdin_->setSensors(next.sensors);  // the reader keeps its place in the stream
   } else if (next.uses(SourceKind::kStdin)) {
     stdin_ = std::make_unique<StdinSource>(next.sensors, next.sources, clock_, registry_);
@@ -224,12 +227,11 @@ std::vector<std::string> InputSet::reconfigure(const AgentInputs& requested,
   }
 
   if (socket_restart) {
-    drain(*socket_, drained);
+    drain(*socket_, max_polls, drained);
     socket_.reset();  // closes the connections and removes the socket file
     done.push_back(socket_used ? "socket source restarted (connections closed)"
                                : "socket source stopped");
   } else if (socket_) {
-    drain(*socket_, drained);
     static_cast<SocketSource&>(*socket_).setSensors(next.sensors);
   }
   if (socket_used && !socket_) {
@@ -245,7 +247,7 @@ std::vector<std::string> InputSet::reconfigure(const AgentInputs& requested,
   }
 
   if (mqtt_restart) {
-    drain(*mqtt_, drained);
+    drain(*mqtt_, max_polls, drained);
     mqtt_.reset();  // disconnects
     done.push_back(mqtt_used ? "mqtt source restarted" : "mqtt source stopped");
   }

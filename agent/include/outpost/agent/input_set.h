@@ -50,7 +50,8 @@ class InputSet final : public Source {
   // names without a restart; a simulated sensor that changed, the sysfs source when any sysfs
   // sensor changed, the socket source when sources.socket.* changed and the MQTT source when its
   // sensors or sources.mqtt.* changed are rebuilt. What a rebuilt threaded source had queued is
-  // appended to `drained` (handle it before the sensors change). Throws config::ConfigError (a
+  // appended to `drained` (at most about a queue's worth; handle it before the sensors change);
+  // what a kept reader queued keeps its sensor ids and is polled as usual. Throws config::ConfigError (a
   // sysfs device that does not exist, a socket that cannot be opened) before changing anything.
   // Returns one line per source started, restarted or stopped, for the log.
   std::vector<std::string> reconfigure(const AgentInputs& next,
@@ -62,7 +63,7 @@ class InputSet final : public Source {
 
  private:
   void rebuildDictionary();
-  static void drain(Source& s, std::vector<wire::Reading>& out);
+  static void drain(Source& s, size_t max_polls, std::vector<wire::Reading>& out);
 
   const Clock& clock_;
   metrics::Registry* registry_;
