@@ -136,7 +136,8 @@ int Agent::run(const RunLimits& limits) {
   bool producing = true;
   int64_t next_due_us = clock_.nowUs();
   int64_t next_expire_us = 0;
-  int64_t eof_deadline_us = 0;  // on_eof = "stop": stdin ended, exit once drained or then
+  bool eof_stop = false;  // on_eof = "stop" and stdin ended: exit once drained, or at the deadline
+  int64_t eof_deadline_us = 0;
   while (!signals::stopRequested()) {
     const int64_t mono = clock_.monotonicUs();
     // Block policy: while the outbox refuses batches the sources are not read (they wait).
@@ -164,6 +165,7 @@ int Agent::run(const RunLimits& limits) {
     }
     if (producing && source_->stdinFinished() && stdinStops(applied_)) {  // on_eof = "stop"
       producing = false;
+      eof_stop = true;
       b.pipeline->closeAll(mono, b.batcher);
       flush(mono);
       eof_deadline_us = mono + applied_.getInt("sources.stdin.eof_drain_timeout_s") * 1000000;
@@ -180,12 +182,12 @@ int Agent::run(const RunLimits& limits) {
       (void)outbox_->expire();  // max_age also applies while nothing is appended
     }
     if (signals::takeReloadRequest()) reload();
-    if (!producing && (limits.exit_when_drained || eof_deadline_us) && b.batcher.empty() &&
+    if (!producing && (limits.exit_when_drained || eof_stop) && b.batcher.empty() &&
         b.writer.queued() == 0 && outbox_->stats().rows == 0) {
       spdlog::info("outbox drained: every accepted batch is acknowledged; exiting");
       break;
     }
-    if (eof_deadline_us && mono >= eof_deadline_us) {
+    if (eof_stop && mono >= eof_deadline_us) {
       spdlog::warn(
           "sources.stdin.eof_drain_timeout_s passed: exiting with {} batches in the "
           "outbox (sent after the next start)",
