@@ -10,7 +10,7 @@ namespace {
 
 // The input settings are applied by reloadInputs() (input_reload.h); the sources.* settings not
 // listed here size the running readers' queues and decoders and need a restart.
-constexpr std::array<std::string_view, 19> kReloadable = {
+constexpr std::array<std::string_view, 13> kReloadable = {
     "log_level",
     "outbox.max_bytes",
     "outbox.max_age_s",
@@ -23,14 +23,10 @@ constexpr std::array<std::string_view, 19> kReloadable = {
     "sources.socket.path",
     "sources.socket.format",
     "sources.socket.max_clients",
-    "sources.mqtt.broker",
-    "sources.mqtt.client_id",
-    "sources.mqtt.username",
-    "sources.mqtt.password",
-    "sources.mqtt.qos",
-    "sources.mqtt.max_payload_bytes",
     "sources.sysfs.root",
 };
+// Every sources.mqtt.* setting (broker, session, credentials, TLS): the MQTT source reconnects.
+constexpr std::string_view kReloadablePrefix = "sources.mqtt.";
 
 bool sameValue(const config::Setting& s, const config::Config& a, const config::Config& b) {
   const std::string_view k = s.key;
@@ -127,7 +123,8 @@ std::vector<std::string> changedSettings(const config::Schema& schema, const con
 }
 
 bool isReloadable(std::string_view key) {
-  return std::find(kReloadable.begin(), kReloadable.end(), key) != kReloadable.end();
+  return key.starts_with(kReloadablePrefix) ||
+         std::find(kReloadable.begin(), kReloadable.end(), key) != kReloadable.end();
 }
 
 std::vector<std::string> applyReload(const config::Schema& schema, const config::Config& started,

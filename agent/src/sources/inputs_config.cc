@@ -2,6 +2,7 @@
 #include <set>
 
 #include "outpost/agent/inputs.h"
+#include "outpost/common/mqtt_security.h"
 
 namespace outpost::agent {
 namespace {
@@ -269,14 +270,20 @@ void addInputSettings(config::Schema& s) {
       .string("sources.mqtt.username", "",
               "MQTT user name (empty: anonymous). Reloadable (the MQTT source reconnects)")
       .string("sources.mqtt.password", "",
-              "MQTT password; never logged. Reloadable (the MQTT source reconnects)")
+              "MQTT password; never logged (prefer sources.mqtt.password_file). Reloadable (the "
+              "MQTT source reconnects)")
+      .boolean("sources.mqtt.clean_session", false,
+               "false: a persistent session, so the broker keeps QoS 1 messages for the agent "
+               "while it restarts (client_id must then be stable); true: start afresh each time. "
+               "Reloadable (the MQTT source reconnects)")
       .integer("sources.mqtt.qos", 1, 0, 1,
                "QoS of the subscriptions. Reloadable (the MQTT source reconnects)")
       .integer("sources.mqtt.max_payload_bytes", 65536, 16, 16 << 20,
-               "Larger messages are rejected (counted). Reloadable (the MQTT source reconnects)")
-      .string("sources.sysfs.root", "/sys",
-              "Root of sysfs for hwmon/thermal/iio sensors (tests point it at a fake tree). "
-              "Reloadable")
+               "Larger messages are rejected (counted). Reloadable (the MQTT source reconnects)");
+  mqttsec::addSettings(s, "sources.mqtt.");  // TLS, password_file: reloadable like the rest
+  s.string("sources.sysfs.root", "/sys",
+           "Root of sysfs for hwmon/thermal/iio sensors (tests point it at a fake tree). "
+           "Reloadable")
       .tableArray("sensors", sensorSchema(),
                   "One entry per sensor of the device. Reloadable: SIGHUP starts new sensors, "
                   "stops removed ones and rebuilds changed ones (their open windows are flushed "
@@ -298,8 +305,10 @@ AgentInputs parseInputs(const config::Config& cfg) {
   so.mqtt_client_id = cfg.getString("sources.mqtt.client_id");
   if (so.mqtt_client_id.empty())
     so.mqtt_client_id = "outpost-agent-in-" + cfg.getString("device_id");
-  so.mqtt_username = cfg.getString("sources.mqtt.username");
-  so.mqtt_password = cfg.getString("sources.mqtt.password");
+  auto security = mqttsec::load(cfg, "sources.mqtt.", so.mqtt_broker);
+  if (!security) throw ConfigError(security.error().message());
+  so.mqtt_security = std::move(*security);
+  so.mqtt_clean_session = cfg.getBool("sources.mqtt.clean_session");
   so.mqtt_qos = static_cast<int>(cfg.getInt("sources.mqtt.qos"));
   so.mqtt_max_payload_bytes = static_cast<size_t>(cfg.getInt("sources.mqtt.max_payload_bytes"));
   so.sysfs_root = cfg.getString("sources.sysfs.root");

@@ -35,9 +35,13 @@ bool sameReadings(const std::vector<SensorSpec>& a, const std::vector<SensorSpec
 }
 
 bool sameMqttSettings(const SourcesSpec& a, const SourcesSpec& b) {
-  return a.mqtt_broker == b.mqtt_broker && a.mqtt_client_id == b.mqtt_client_id &&
-         a.mqtt_username == b.mqtt_username && a.mqtt_password == b.mqtt_password &&
-         a.mqtt_qos == b.mqtt_qos && a.mqtt_max_payload_bytes == b.mqtt_max_payload_bytes;
+  const auto& x = a.mqtt_security;
+  const auto& y = b.mqtt_security;
+  return a.mqtt_broker == b.mqtt_broker && a.mqtt_client_id == b.mqtt_client_id && x.tls == y.tls &&
+         x.ca_file == y.ca_file && x.cert_file == y.cert_file && x.key_file == y.key_file &&
+         x.verify == y.verify && x.username == y.username && x.password == y.password &&
+         a.mqtt_clean_session == b.mqtt_clean_session && a.mqtt_qos == b.mqtt_qos &&
+         a.mqtt_max_payload_bytes == b.mqtt_max_payload_bytes;
 }
 
 bool sameSocketSettings(const SourcesSpec& a, const SourcesSpec& b) {

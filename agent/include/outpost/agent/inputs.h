@@ -17,6 +17,7 @@
 #include "outpost/common/clock.h"
 #include "outpost/common/config.h"
 #include "outpost/common/metrics.h"
+#include "outpost/common/mqtt_security.h"
 
 namespace outpost::agent {
 
@@ -103,8 +104,8 @@ struct SourcesSpec {
   size_t socket_max_clients = 16;
   std::string mqtt_broker;
   std::string mqtt_client_id;
-  std::string mqtt_username;
-  std::string mqtt_password;
+  mqttsec::MqttSecurity mqtt_security;  // user, password (never logged), TLS
+  bool mqtt_clean_session = false;
   int mqtt_qos = 1;
   size_t mqtt_max_payload_bytes = 65536;
   std::string sysfs_root = "/sys";
