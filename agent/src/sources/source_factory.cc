@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <set>
 
 #include "outpost/agent/input_set.h"
 #include "outpost/agent/inputs.h"
@@ -251,6 +252,20 @@ std::vector<std::string> InputSet::reconfigure(const AgentInputs& requested,
   }
 
   if (mqtt_restart) {
+    // The new source inherits a persistent session (same broker and client id) and its
+    // subscriptions only when its topic filters are the same; otherwise the old ones go.
+    auto filters = [](const AgentInputs& in) {
+      std::set<std::string> f;
+      for (const auto& s : in.sensors) {
+        if (s.source == SourceKind::kMqtt) f.insert(s.mqtt_topic);
+      }
+      return f;
+    };
+    const bool inherit = mqtt_used && !next.sources.mqtt_clean_session &&
+                         next.sources.mqtt_broker == inputs_.sources.mqtt_broker &&
+                         next.sources.mqtt_client_id == inputs_.sources.mqtt_client_id &&
+                         filters(next) == filters(inputs_);
+    if (!inherit) static_cast<MqttSource&>(*mqtt_).unsubscribeOnStop();
     drain(*mqtt_, max_polls, drained);
     mqtt_.reset();  // disconnects
     done.push_back(mqtt_used ? "mqtt source restarted" : "mqtt source stopped");

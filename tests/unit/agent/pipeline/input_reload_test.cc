@@ -3,6 +3,7 @@
 #include "outpost/agent/input_reload.h"
 
 #include <fcntl.h>
+#include <mqtt/async_client.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "outpost/agent/sensor_pipeline.h"
 #include "outpost/common/config.h"
 #include "outpost/common/metrics.h"
+#include "support/mosquitto.h"
 #include "support/temp_dir.h"
 
 using namespace outpost;
@@ -370,4 +372,51 @@ TEST_CASE(
     CHECK(collect(*set, clock, 1).size() == 1);
     ::close(c3);
   }
+}
+
+TEST_CASE("InputSet: the MQTT source is kept for other changes, restarted for its own",
+          "[agent][reload][mqtt]") {
+  outpost::testing::MosquittoBroker broker;
+  ManualClock clock;
+  metrics::Registry reg;
+  SensorIds ids;
+  const std::string src = "[sources.mqtt]\nbroker = \"" + broker.uri() + "\"\nclient_id = \"" +
+                          outpost::testing::clientId("reload-src") + "\"\n";
+  auto sensor = [](const std::string& topic) {
+    return "[[sensors]]\nname = \"p\"\nsource = \"mqtt\"\nmqtt.topic = \"" + topic + "\"\n";
+  };
+  mqtt::async_client pub(broker.uri(), outpost::testing::clientId("reload-pub"));
+  pub.connect()->wait();
+  // Retained: whichever subscription comes gets it, however long the (re)connect takes.
+  pub.publish("meter/a", "1", 1, 1, true)->wait();
+  pub.publish("meter/b", "2", 1, 1, true)->wait();
+
+  auto in = inputsWithIds(src + sensor("meter/a"), ids);
+  auto set = buildInputSet(in, clock, &reg);
+  auto got = collect(*set, clock, 1);
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].value() == 1);
+
+  std::vector<wire::Reading> drained;
+  auto other = inputsWithIds(src + sensor("meter/a") + "[[sensors]]\nname = \"sim\"\n", ids);
+  CHECK(set->reconfigure(other, drained) ==
+        std::vector<std::string>{"simulated sensor \"sim\" started"});
+
+  auto moved = inputsWithIds(src + sensor("meter/b"), ids);
+  CHECK(set->reconfigure(moved, drained) ==
+        std::vector<std::string>{"simulated sensor \"sim\" stopped", "mqtt source restarted"});
+  got = collect(*set, clock, 1);
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].sensor() == idOf(moved, "p"));
+  CHECK(got[0].value() == 2);
+  // The old subscription went with the old source: meter/a is not delivered any more (the
+  // persistent session would otherwise keep it), so nothing counts as an unmatched topic.
+  pub.publish("meter/a", "3", 1, 1, false)->wait();
+  pub.publish("meter/b", "4", 1, 1, false)->wait();
+  got = collect(*set, clock, 1);
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].value() == 4);
+  CHECK(reg.render().find("reason=\"unmatched_topic\"} 0") != std::string::npos);
+  for (const char* t : {"meter/a", "meter/b"}) pub.publish(t, "", 0, 1, true)->wait();
+  pub.disconnect()->wait();
 }
