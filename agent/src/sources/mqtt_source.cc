@@ -230,6 +230,11 @@ void MqttSource::run() {
     }
   }
   try {
+    if (client_->cli->is_connected() && unsubscribe_on_stop_.load()) {
+      for (const auto& f : filters_) {
+        client_->cli->unsubscribe(f)->wait_for(std::chrono::milliseconds(500));
+      }
+    }
     if (client_->cli->is_connected()) {
       client_->cli->disconnect(std::chrono::milliseconds(200))->wait_for(std::chrono::seconds(1));
     }
