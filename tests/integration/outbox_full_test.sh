@@ -49,6 +49,6 @@ fi
 grep -q "outbox full" "$WORK/$DEV.log" || fail "no 'outbox full' log line"
 
 kafka_dump outpost.readings "$WORK/readings.jsonl"
-python3 "$HERE/check_drops.py" "$WORK/readings.jsonl" "$DEV" "$PRODUCED" \
+python3 "$HERE/check_drops.py" "$WORK/readings.jsonl" "$DEV" $((2 * PRODUCED)) \
   "$(outbox_last_seq "$DEV")" "$dropped" "$evicted" "$WORK/$DEV.log"
 echo "PASS: outbox full ($POLICY): exactly the $dropped counted readings are missing"
