@@ -4,15 +4,12 @@
 // {prefix}/{device}/ack. It does NOT deduplicate, store or forward anything: it is not an
 // aggregator, and figures measured with it say so (docs/benchmarks.md).
 
-#include <mqtt/async_client.h>
+#include <poll.h>
 
-#include <atomic>
-#include <condition_variable>
 #include <iostream>
-#include <mutex>
-#include <thread>
 
 #include "commands.h"
+#include "lite_mqtt.h"
 #include "outpost/common/codec.h"
 #include "outpost/common/signals.h"
 #include "outpost/sim/util.h"
@@ -20,14 +17,10 @@
 namespace outpost::sim {
 namespace {
 
-class PendingCounter final : public mqtt::iaction_listener {
- public:
-  std::atomic<int> pending{0};
-
- private:
-  void on_failure(const mqtt::token&) override { pending.fetch_sub(1); }
-  void on_success(const mqtt::token&) override { pending.fetch_sub(1); }
-};
+// Backpressure: while this many bytes of acks are unsent (the broker does not read them), the
+// responder stops reading batches; the broker then queues them for it. (Not a cap on acks
+// awaiting PUBACK: PUBACKs arrive on the read side, so that would deadlock.)
+constexpr size_t kMaxUnsent = 4u << 20;
 
 struct AckCli {
   int ack_qos = 1;
@@ -37,112 +30,85 @@ struct AckCli {
   bool quiet = false;
 };
 
+// One thread, one LiteMqtt connection (lite_mqtt.h): read a batch, verify it, queue its ack.
 int runAckResponder(AckCli& c) {
   auto duration = parseDurationUs(c.duration);
   if (!duration) {
     std::cerr << "outpost-sim ack-responder: --duration: " << duration.error().message() << "\n";
     return kExitUsage;
   }
-  std::atomic<uint64_t> received{0}, acked{0}, invalid{0}, failures{0};
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<codec::AckContent> todo;  // GUARDED_BY(mu)
-  bool done = false;                    // GUARDED_BY(mu)
-  PendingCounter counter;
-  mqtt::create_options create(MQTTVERSION_DEFAULT, 200000);
-  create.set_send_while_disconnected(false);
-  mqtt::async_client cli(c.broker.broker, c.client_id, create);
+  uint64_t received = 0, acked = 0, invalid = 0, failures = 0;
+  LiteMqtt cli;
   const std::string prefix = c.broker.topic_prefix + "/";
   const codec::VerifyLimits limits;
-  cli.set_message_callback([&](mqtt::const_message_ptr m) {
-    received.fetch_add(1, std::memory_order_relaxed);
-    const std::string& topic = m->get_topic();
+  std::vector<uint8_t> buf;  // aligned copy for the FlatBuffers verifier
+  std::string ack_topic;
+  cli.setOnMessage([&](std::string_view topic, std::span<const uint8_t> payload) {
+    ++received;
     // {prefix}/{device}/batch
-    if (topic.size() <= prefix.size() + 6 || topic.compare(0, prefix.size(), prefix) != 0) {
-      invalid.fetch_add(1, std::memory_order_relaxed);
+    if (topic.size() <= prefix.size() + 6 || topic.compare(0, prefix.size(), prefix) != 0 ||
+        topic.substr(topic.size() - 6) != "/batch") {
+      ++invalid;
       return;
     }
-    const std::string device = topic.substr(prefix.size(), topic.size() - prefix.size() - 6);
-    const std::string& p = m->get_payload_ref().str();
-    std::vector<uint8_t> buf(p.begin(), p.end());
+    const std::string_view device = topic.substr(prefix.size(), topic.size() - prefix.size() - 6);
+    buf.assign(payload.begin(), payload.end());
     auto b = codec::verifyBatch(buf, limits);
-    if (!b || !codec::checkBatchSemantics(**b, limits, wallUs(), device)) {
-      invalid.fetch_add(1, std::memory_order_relaxed);
+    if (!b || !codec::checkBatchSemantics(**b, limits, wallUs(), std::string(device))) {
+      ++invalid;
       return;
     }
-    {
-      std::lock_guard lock(mu);
-      todo.push_back({device, (*b)->epoch(), (*b)->seq(), wire::AckStatus::Accepted, ""});
-    }
-    cv.notify_one();
-  });
-  // Acks are published from this thread, never from Paho's receive thread: that thread must stay
-  // free to process PUBACKs, and Paho's command queue is kept short (see mqtt_fleet.cc).
-  std::thread sender([&] {
-    std::vector<codec::AckContent> work;
-    for (;;) {
-      {
-        std::unique_lock lock(mu);
-        cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return !todo.empty() || done; });
-        if (done && todo.empty()) return;
-        work.swap(todo);
-      }
-      for (const auto& a : work) {
-        while (counter.pending.load() >= 256 && cli.is_connected()) {
-          std::this_thread::sleep_for(std::chrono::microseconds(100));
-        }
-        auto ack = codec::encodeAck(a);
-        try {
-          counter.pending.fetch_add(1);
-          cli.publish(prefix + a.device_id + "/ack", ack.data(), ack.size(), c.ack_qos, false,
-                      nullptr, counter);
-          acked.fetch_add(1, std::memory_order_relaxed);
-        } catch (const mqtt::exception&) {
-          counter.pending.fetch_sub(1);
-          failures.fetch_add(1, std::memory_order_relaxed);
-        }
-      }
-      work.clear();
+    const auto ack = codec::encodeAck(
+        {std::string(device), (*b)->epoch(), (*b)->seq(), wire::AckStatus::Accepted, ""});
+    ack_topic.assign(prefix).append(device).append("/ack");
+    if (cli.publish(ack_topic, ack, c.ack_qos, false)) {
+      ++acked;
+    } else {
+      ++failures;
     }
   });
-  auto stopSender = [&] {
-    {
-      std::lock_guard lock(mu);
-      done = true;
-    }
-    cv.notify_one();
-    if (sender.joinable()) sender.join();
-  };
-  try {
-    connectBroker(cli, c.broker);
-    cli.subscribe(prefix + "+/batch", 1)->wait_for(std::chrono::seconds(10));
-  } catch (const mqtt::exception& e) {
+  LiteMqttOptions lo;
+  lo.broker = c.broker.broker;
+  lo.client_id = c.client_id;
+  auto st = cli.connect(lo);
+  if (st) st = cli.subscribe(prefix + "+/batch", 1, 10'000'000);
+  if (!st) {
     std::cerr << "outpost-sim ack-responder: cannot subscribe at " << c.broker.broker << ": "
-              << e.what() << "\n";
-    stopSender();
+              << st.error().message() << "\n";
     return kExitUnavailable;
   }
   std::cerr << "outpost-sim ack-responder: acking " << prefix << "+/batch on " << c.broker.broker
             << "\n";
   Progress progress(c.quiet);
   const int64_t t0 = monoUs();
-  while (!signals::waitForStop(std::chrono::milliseconds(200))) {
-    if (*duration > 0 && monoUs() - t0 >= *duration) break;
-    const double el = std::max(1e-9, double(monoUs() - t0) / 1e6);
-    progress.update(-1, withCommas(acked.load()) + " acks (" +
-                            withCommas(static_cast<uint64_t>(double(acked.load()) / el)) + "/s), " +
-                            std::to_string(invalid.load()) + " invalid");
+  int64_t next_progress = t0;
+  int rc = kExitOk;
+  while (!signals::stopRequested()) {
+    const int64_t now = monoUs();
+    if (*duration > 0 && now - t0 >= *duration) break;
+    const bool room = cli.unsent() < kMaxUnsent;
+    pollfd pfd{cli.fd(),
+               static_cast<short>((room ? POLLIN : 0) | (cli.unsent() > 0 ? POLLOUT : 0)), 0};
+    ::poll(&pfd, 1, 100);
+    if (!cli.io(monoUs(), room)) {
+      std::cerr << "outpost-sim ack-responder: connection lost: " << cli.lastError() << "\n";
+      rc = kExitUnavailable;
+      break;
+    }
+    if (now >= next_progress) {
+      next_progress = now + 200'000;
+      const double el = std::max(1e-9, double(now - t0) / 1e6);
+      progress.update(-1, withCommas(acked) + " acks (" +
+                              withCommas(static_cast<uint64_t>(double(acked) / el)) + "/s), " +
+                              std::to_string(invalid) + " invalid");
+    }
   }
   progress.finish();
-  stopSender();
-  try {
-    cli.disconnect(std::chrono::milliseconds(500))->wait_for(std::chrono::seconds(2));
-  } catch (const mqtt::exception&) {
-  }
-  std::cerr << "outpost-sim ack-responder: " << received.load() << " batches received, "
-            << acked.load() << " acked, " << invalid.load() << " invalid (not acked), "
-            << failures.load() << " ack publishes failed\n";
-  return kExitOk;
+  cli.disconnect(1'000'000);
+  std::cerr << "outpost-sim ack-responder: " << received << " batches received, " << acked
+            << " acked, " << invalid << " invalid (not acked), " << failures
+            << " ack publishes failed\n";
+  return rc;
 }
 
 }  // namespace

@@ -185,8 +185,12 @@ int runFleet(FleetCli& c) {
                   static_cast<int64_t>(double(fleet->now() + fo.interval_us - fo.start_us) / *speed)
             : 0;
     for (int64_t now = monoUs(); now < due && !signals::stopRequested(); now = monoUs()) {
-      if (mqtt) mqtt->pump(now);
-      std::this_thread::sleep_for(std::chrono::microseconds(std::min<int64_t>(due - now, 2000)));
+      if (mqtt) {
+        mqtt->pump(now);
+        mqtt->wait(std::min<int64_t>(due - now, 2000));
+      } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(std::min<int64_t>(due - now, 2000)));
+      }
     }
     if (signals::stopRequested()) continue;
     if (*speed > 0) max_lag_us = std::max(max_lag_us, monoUs() - due);
@@ -228,7 +232,7 @@ int runFleet(FleetCli& c) {
       mqtt->pump(monoUs());
       // Maximum rate: as fast as the ack windows allow, never by dropping.
       while (*speed == 0 && mqtt->outstanding() > window && !signals::stopRequested()) {
-        std::this_thread::sleep_for(std::chrono::microseconds(500));
+        mqtt->wait(500);
         mqtt->pump(monoUs());
       }
     }
@@ -263,11 +267,8 @@ int runFleet(FleetCli& c) {
     const int64_t limit = monoUs() + (interrupted ? std::min<int64_t>(*drain, 2'000'000) : *drain);
     while (mqtt->outstanding() > 0 && monoUs() < limit) {
       mqtt->pump(monoUs());
-      if (interrupted) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      } else if (signals::waitForStop(std::chrono::milliseconds(2))) {
-        interrupted = true;
-      }
+      mqtt->wait(2000);
+      if (!interrupted && signals::stopRequested()) interrupted = true;
     }
     mqtt->pump(monoUs());
   }

@@ -1,20 +1,22 @@
 #include "mqtt_fleet.h"
 
-#include <mqtt/async_client.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
+#include <deque>
+#include <unordered_map>
 #include <limits>
 #include <thread>
 
-#include "outpost/common/net.h"
+#include "lite_mqtt.h"
+#include "outpost/sim/util.h"
 
 namespace outpost::sim {
 namespace {
 
-constexpr auto kConnectTimeout = std::chrono::seconds(10);
+constexpr int64_t kConnectTimeoutUs = 10'000'000;
 constexpr int64_t kReconnectEveryUs = 1'000'000;
 constexpr size_t kMaxLatencySamples = 4'000'000;
 
@@ -50,28 +52,20 @@ struct AckEvent {
   bool accepted;
 };
 
-// Publishes handed to Paho and not yet completed (PUBACK or failure). Paho C processes its command
-// queue in time that grows with its length: with tens of thousands queued (10,000 devices
-// publishing in the same second) a client spends seconds per publish. The fleet therefore keeps
-// at most kMaxPendingPerConn publishes per connection inside Paho and holds the rest itself.
-constexpr int kMaxPendingPerConn = 256;
-
-class PendingCounter final : public mqtt::iaction_listener {
- public:
-  std::atomic<int> pending{0};
-
- private:
-  void on_failure(const mqtt::token&) override { pending.fetch_sub(1); }
-  void on_success(const mqtt::token&) override { pending.fetch_sub(1); }
-};
+// QoS 1 publishes sent and not yet PUBACKed per connection. The window per device already bounds
+// what is in flight; this bounds what one connection has outstanding at the broker (and the
+// bytes in its send buffer), so a slow broker pushes back on the fleet instead of growing
+// buffers. Devices whose connection is busy wait in the fleet's own queues.
+constexpr int kMaxPendingPerConn = 512;
+constexpr size_t kMaxUnsentPerConn = 4u << 20;
 
 struct Conn {
-  std::unique_ptr<mqtt::async_client> cli;
+  LiteMqtt cli;
   bool up = false;
-  std::atomic<bool> lost{false};
   int64_t next_try_us = 0;
-  PendingCounter counter;
-  bool busy() const { return counter.pending.load() >= kMaxPendingPerConn; }
+  bool busy() const {
+    return cli.pending() >= kMaxPendingPerConn || cli.unsent() >= kMaxUnsentPerConn;
+  }
 };
 
 }  // namespace
@@ -91,17 +85,22 @@ struct MqttFleet::Impl {
   std::vector<int> blocked;  // devices whose connection was busy
   std::string ack_filter;
   std::vector<uint32_t> latencies_us;  // capped at kMaxLatencySamples
+  std::vector<AckEvent> evs;           // scratch of handleAcks
+  std::vector<int> work;               // scratch of pump
+  std::vector<pollfd> pfds;            // scratch of wait
 
-  std::mutex mu;
-  std::vector<AckEvent> acks;  // GUARDED_BY(mu)
-  uint64_t bad_acks = 0;       // GUARDED_BY(mu)
-  uint64_t foreign = 0;        // GUARDED_BY(mu)
+  std::vector<AckEvent> acks;
+  uint64_t bad_acks = 0;
+  uint64_t foreign = 0;
+  std::vector<uint8_t> ack_buf;  // aligned copy of an ack for the FlatBuffers verifier
 
-  void onMessage(const mqtt::const_message_ptr& msg) {
-    const std::string& p = msg->get_payload_ref().str();
-    std::vector<uint8_t> buf(p.begin(), p.end());  // aligned copy
-    auto ack = codec::verifyAck(buf);
-    std::lock_guard lock(mu);
+  void onMessage(std::span<const uint8_t> payload) {
+    if (payload.size() > 4096) {
+      ++bad_acks;
+      return;
+    }
+    ack_buf.assign(payload.begin(), payload.end());
+    auto ack = codec::verifyAck(ack_buf);
     if (!ack) {
       ++bad_acks;
       return;
@@ -117,64 +116,64 @@ struct MqttFleet::Impl {
 
   bool connectOne(size_t k) {
     Conn& c = *conns[k];
-    try {
-      if (!c.cli) {
-        size_t per_conn = (devs.size() + conns.size() - 1) / conns.size();
-        mqtt::create_options create(
-            MQTTVERSION_DEFAULT,
-            static_cast<int>(per_conn * static_cast<size_t>(opt.inflight + 2) + 1000));
-        create.set_send_while_disconnected(false);
-        c.cli = std::make_unique<mqtt::async_client>(
-            opt.broker, opt.client_prefix + "-" + std::to_string(k), create);
-        c.cli->set_connection_lost_handler([&c](const std::string&) { c.lost.store(true); });
-        if (k == 0) {
-          c.cli->set_message_callback([this](mqtt::const_message_ptr m) { onMessage(m); });
-        }
-      }
-      auto b = mqtt::connect_options_builder()
-                   .clean_session(true)
-                   .keep_alive_interval(std::chrono::seconds(30))
-                   .connect_timeout(kConnectTimeout);
-      if (!opt.username.empty()) b.user_name(opt.username);
-      if (!opt.password.empty()) b.password(opt.password);
-      c.cli->connect(b.finalize())->wait_for(kConnectTimeout + std::chrono::seconds(1));
-      if (!c.cli->is_connected()) throw mqtt::exception(-1, "connect timed out");
-      if (k == 0) c.cli->subscribe(ack_filter, opt.ack_qos)->wait_for(kConnectTimeout);
-      c.up = true;
-      c.lost.store(false);
-      c.counter.pending.store(0);
-      return true;
-    } catch (const mqtt::exception& e) {
-      spdlog::warn("MQTT connection {} to {} failed: {}", k, opt.broker, e.what());
+    LiteMqttOptions lo;
+    lo.broker = opt.broker;
+    lo.client_id = opt.client_prefix + "-" + std::to_string(k);
+    lo.username = opt.username;
+    lo.password = opt.password;
+    lo.connect_timeout_us = kConnectTimeoutUs;
+    if (k == 0) {
+      c.cli.setOnMessage(
+          [this](std::string_view, std::span<const uint8_t> payload) { onMessage(payload); });
+    }
+    auto st = c.cli.connect(lo);
+    if (st && k == 0) st = c.cli.subscribe(ack_filter, opt.ack_qos, kConnectTimeoutUs);
+    if (!st) {
+      spdlog::warn("MQTT connection {} to {} failed: {}", k, opt.broker, st.error().message());
       c.up = false;
       return false;
     }
+    c.up = true;
+    return true;
   }
 
-  bool publish(VDev& d, const std::string& topic, const void* data, size_t len, bool retained) {
+  bool publish(VDev& d, const std::string& topic, std::span<const uint8_t> data, bool retained) {
     Conn& c = *conns[d.conn];
     if (!c.up) return false;
-    try {
-      c.counter.pending.fetch_add(1);
-      c.cli->publish(topic, data, len, 1, retained, nullptr, c.counter);
-      return true;
-    } catch (const mqtt::exception& e) {
-      c.counter.pending.fetch_sub(1);
+    if (!c.cli.publish(topic, data, 1, retained)) {
       ++stats.publish_failures;
-      spdlog::debug("publish on connection {} failed: {}", d.conn, e.what());
-      c.lost.store(true);
       return false;
     }
+    return true;
+  }
+
+  // Reads acks and writes what is queued on every connection; notes lost connections.
+  void io(int64_t now) {
+    for (size_t k = 0; k < conns.size(); ++k) {
+      Conn& c = *conns[k];
+      if (c.up && !c.cli.io(now)) {
+        spdlog::warn("MQTT connection {} lost ({}); its devices' batches in flight will be resent",
+                     k, c.cli.lastError());
+        c.up = false;
+        c.next_try_us = 0;
+      }
+    }
+  }
+
+  static std::span<const uint8_t> bytes(std::string_view s) {
+    return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
   }
 
   // For status messages: waits (briefly) for room in the connection's Paho queue.
   void publishStatus(VDev& d, bool online) {
     Conn& c = *conns[d.conn];
     for (int i = 0; i < 400 && c.up && c.busy(); ++i) {
-      std::this_thread::sleep_for(std::chrono::microseconds(500));
+      pollfd pfd{c.cli.fd(), static_cast<short>(POLLIN | POLLOUT), 0};
+      ::poll(&pfd, 1, 1);
+      io(monoUs());
     }
     if (c.busy()) return;  // the connection is stuck; a status is not worth blocking for
-    publish(d, d.status_topic, online ? "online" : "offline", online ? 6 : 7, true);
+    publish(d, d.status_topic, bytes(online ? "online" : "offline"), true);
   }
 
   void markReady(int dev) {
@@ -207,7 +206,7 @@ struct MqttFleet::Impl {
       b.readings = std::move(p.readings);
       d.dropped = 0;
       Flight f{b.seq, codec::encodeBatch(b), now, n};
-      publish(d, d.batch_topic, f.payload.data(), f.payload.size(), false);  // lost: resent later
+      publish(d, d.batch_topic, f.payload, false);  // lost: resent after the reconnect
       ++stats.batches_sent;
       stats.readings_sent += n;
       ++stats.in_flight;
@@ -217,13 +216,10 @@ struct MqttFleet::Impl {
   }
 
   void handleAcks(int64_t ack_now) {
-    std::vector<AckEvent> evs;
-    {
-      std::lock_guard lock(mu);
-      evs.swap(acks);
-      stats.bad_acks = bad_acks;
-      stats.foreign_acks = foreign;
-    }
+    evs.clear();
+    evs.swap(acks);
+    stats.bad_acks = bad_acks;
+    stats.foreign_acks = foreign;
     for (const auto& ev : evs) {
       VDev& d = devs[static_cast<size_t>(ev.device)];
       if (ev.epoch != d.epoch) {
@@ -248,18 +244,12 @@ struct MqttFleet::Impl {
   void reconnect(int64_t now) {
     for (size_t k = 0; k < conns.size(); ++k) {
       Conn& c = *conns[k];
-      if (c.lost.load() && c.up) {
-        spdlog::warn("MQTT connection {} lost; its devices' batches in flight will be resent", k);
-        c.up = false;
-        c.next_try_us = 0;
-      }
       if (c.up || now < c.next_try_us) continue;
       if (!connectOne(k)) {
         c.next_try_us = now + kReconnectEveryUs;
         continue;
       }
       ++stats.reconnects;
-      net::setTcpNoDelayToPeer(opt.broker);
       // Everything in flight on this connection goes again, oldest first.
       for (size_t i = k; i < devs.size(); i += conns.size()) {
         for (auto& f : devs[i].flights) {
@@ -285,7 +275,7 @@ struct MqttFleet::Impl {
         timers.emplace_front(sent, dev, seq);  // again on the next pump
         break;
       }
-      publish(d, d.batch_topic, it->payload.data(), it->payload.size(), false);
+      publish(d, d.batch_topic, it->payload, false);
       it->sent_us = now;
       timers.emplace_back(now, dev, seq);
       ++stats.batches_resent;
@@ -324,7 +314,6 @@ Status MqttFleet::connect() {
       return fail(ErrorCode::kUnavailable, "cannot connect to MQTT broker " + m.opt.broker);
     }
   }
-  net::setTcpNoDelayToPeer(m.opt.broker);
   if (m.opt.status) {
     for (auto& d : m.devs) m.publishStatus(d, true);
   }
@@ -354,6 +343,7 @@ void MqttFleet::enqueue(int device, std::vector<wire::Reading> readings, int64_t
 
 void MqttFleet::pump(int64_t now) {
   Impl& m = *impl_;
+  m.io(now);
   m.handleAcks(now);
   m.reconnect(now);
   m.resend(now);
@@ -363,12 +353,31 @@ void MqttFleet::pump(int64_t now) {
   }
   for (int dev : m.blocked) m.markReady(dev);
   m.blocked.clear();
-  std::vector<int> work;
-  work.swap(m.ready);
-  for (int dev : work) {
+  m.work.clear();
+  m.work.swap(m.ready);
+  for (int dev : m.work) {
     m.devs[static_cast<size_t>(dev)].in_ready = false;
     m.send(dev, now);
   }
+  for (auto& c : m.conns) {
+    if (c->up && c->cli.unsent() > 0) c->cli.io(now, false);  // write now, not on the next pump
+  }
+}
+
+void MqttFleet::wait(int64_t max_us) {
+  Impl& m = *impl_;
+  m.pfds.clear();
+  for (auto& c : m.conns) {
+    if (!c->up) continue;
+    m.pfds.push_back(
+        {c->cli.fd(), static_cast<short>(POLLIN | (c->cli.unsent() > 0 ? POLLOUT : 0)), 0});
+  }
+  const int ms = static_cast<int>(std::clamp<int64_t>((max_us + 999) / 1000, 0, 1000));
+  if (m.pfds.empty()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return;
+  }
+  ::poll(m.pfds.data(), m.pfds.size(), ms);
 }
 
 uint64_t MqttFleet::unackedReadings() const {
@@ -408,19 +417,8 @@ void MqttFleet::disconnect() {
     }
   }
   for (auto& c : m.conns) {
-    if (!c->cli) continue;
-    try {
-      if (c->cli->is_connected()) {
-        c->cli->disconnect(std::chrono::milliseconds(1000))->wait_for(std::chrono::seconds(3));
-      }
-    } catch (const mqtt::exception& e) {
-      spdlog::debug("MQTT disconnect: {}", e.what());
-    }
+    if (c->up) c->cli.disconnect(1'000'000);  // flushes the statuses first
     c->up = false;
-    // Deliberately not destroyed: the process exits next, and MQTTAsync_destroy was seen to spin
-    // for tens of seconds after an overloaded run (long Paho queues), which broke the promise of
-    // a prompt exit on SIGTERM. The OS closes the sockets.
-    (void)c->cli.release();
   }
 }
 

@@ -10,22 +10,17 @@
 // far too heavy for 10,000 devices, and the broker does not bind topics to clients (no ACLs in
 // these setups). Acks for every device arrive through one subscription to {prefix}/+/ack.
 //
-// Thread-safety: every method on one thread (the fleet's); Paho's callback threads only queue
-// acks and connection losses under mu_.
+// The connections are LiteMqtt clients (lite_mqtt.h), driven by pump() and wait() on the caller's
+// thread: no I/O threads, no locks.
+//
+// Thread-safety: every method on one thread (the fleet's).
 
-#include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "outpost/common/codec.h"
 #include "outpost/common/status.h"
-
-namespace mqtt {
-class async_client;
-}
 
 namespace outpost::sim {
 
@@ -66,6 +61,8 @@ class MqttFleet {
   // Handles acks, resends what timed out, publishes what is released and fits the windows,
   // reconnects lost clients. Never blocks for long.
   void pump(int64_t now_mono_us);
+  // Sleeps until a connection has something to read or can write, at most `max_us`.
+  void wait(int64_t max_us);
   void setOnline(int device, bool online);
   // Batches queued or in flight.
   uint64_t outstanding() const { return stats_.in_flight + stats_.queued; }
