@@ -2,7 +2,6 @@
 // protocol, CSV, or virtual agents over MQTT, paced in real time, N x faster, or at maximum rate.
 
 #include <spdlog/spdlog.h>
-
 #include <sys/resource.h>
 
 #include <cstdio>
@@ -281,9 +280,9 @@ int runFleet(FleetCli& c) {
   const double cpu_s = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                        double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   std::ostringstream js;
-  js << "{\"command\":\"fleet\",\"cpu_s\":" << cpu_s << ",\"seed\":" << fo.seed << ",\"devices\":" << fo.devices
-     << ",\"sensors\":" << fo.sensors << ",\"output\":\"" << c.output
-     << "\",\"start_us\":" << fo.start_us << ",\"simulated_s\":" << sim_s
+  js << "{\"command\":\"fleet\",\"cpu_s\":" << cpu_s << ",\"seed\":" << fo.seed
+     << ",\"devices\":" << fo.devices << ",\"sensors\":" << fo.sensors << ",\"output\":\""
+     << c.output << "\",\"start_us\":" << fo.start_us << ",\"simulated_s\":" << sim_s
      << ",\"steps\":" << step_count << ",\"elapsed_s\":" << gen_s << ",\"readings\":" << readings
      << ",\"readings_per_s\":" << double(readings) / gen_s << ",\"labels\":" << label_count
      << ",\"interrupted\":" << (interrupted ? "true" : "false")

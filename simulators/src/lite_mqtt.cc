@@ -51,8 +51,7 @@ Result<std::pair<std::string, std::string>> splitBrokerUri(const std::string& ur
   }
   const auto colon = rest.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == rest.size()) {
-    return fail(ErrorCode::kInvalidArgument,
-                "broker '" + uri + "': expected tcp://host:port");
+    return fail(ErrorCode::kInvalidArgument, "broker '" + uri + "': expected tcp://host:port");
   }
   std::string host = rest.substr(0, colon);
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
@@ -91,8 +90,7 @@ Status LiteMqtt::connect(const LiteMqttOptions& o) {
   error_.clear();
   wbuf_.clear();
   woff_ = 0;
-  rbuf_.clear();
-  roff_ = 0;
+  roff_ = rlen_ = 0;
   in_use_.assign(65536, 0);
   pending_ = 0;
   ping_out_ = false;
@@ -182,7 +180,8 @@ Status LiteMqtt::connect(const LiteMqttOptions& o) {
   }
   if (connack_rc_ != 0) {
     closeWith("connection refused");
-    return fail(ErrorCode::kUnavailable, "broker " + o.broker + " refused the connection (CONNACK " +
+    return fail(ErrorCode::kUnavailable, "broker " + o.broker +
+                                             " refused the connection (CONNACK " +
                                              std::to_string(connack_rc_) + ")");
   }
   return {};
@@ -261,22 +260,28 @@ bool LiteMqtt::flush() {
 }
 
 bool LiteMqtt::readSome() {
-  size_t total = 0;
-  if (roff_ > 0 && roff_ == rbuf_.size()) {
-    rbuf_.clear();
-    roff_ = 0;
-  } else if (roff_ > 0 && roff_ * 2 >= rbuf_.size()) {
-    rbuf_.erase(rbuf_.begin(), rbuf_.begin() + static_cast<long>(roff_));
-    roff_ = 0;
+  // rbuf_[roff_, rlen_) holds bytes received and not parsed; the vector's size is its capacity
+  // (never shrunk, so a recv does not zero-fill a fresh chunk each time).
+  if (roff_ == rlen_) {
+    roff_ = rlen_ = 0;
   }
+  size_t total = 0;
   while (total < kMaxReadPerIo) {
-    const size_t old = rbuf_.size();
-    rbuf_.resize(old + kReadChunk);
-    const ssize_t n = ::recv(fd_, rbuf_.data() + old, kReadChunk, 0);
-    rbuf_.resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
+    if (rbuf_.size() - rlen_ < kReadChunk) {
+      if (roff_ > 0) {
+        std::memmove(rbuf_.data(), rbuf_.data() + roff_, rlen_ - roff_);
+        rlen_ -= roff_;
+        roff_ = 0;
+      }
+      if (rbuf_.size() - rlen_ < kReadChunk)
+        rbuf_.resize(std::max(rbuf_.size() * 2, rlen_ + kReadChunk));
+    }
+    const size_t space = rbuf_.size() - rlen_;
+    const ssize_t n = ::recv(fd_, rbuf_.data() + rlen_, space, 0);
     if (n > 0) {
+      rlen_ += static_cast<size_t>(n);
       total += static_cast<size_t>(n);
-      if (static_cast<size_t>(n) < kReadChunk) break;
+      if (static_cast<size_t>(n) < space) break;  // drained for now; saves an EAGAIN call
       continue;
     }
     if (n == 0) {
@@ -292,9 +297,9 @@ bool LiteMqtt::readSome() {
 }
 
 bool LiteMqtt::parse(int64_t now) {
-  while (rbuf_.size() - roff_ >= 2) {
+  while (rlen_ - roff_ >= 2) {
     const uint8_t* p = rbuf_.data() + roff_;
-    const size_t avail = rbuf_.size() - roff_;
+    const size_t avail = rlen_ - roff_;
     size_t len = 0, hdr = 1;
     for (int shift = 0;; shift += 7) {
       if (hdr >= avail) return true;  // length not complete yet

@@ -85,7 +85,7 @@ class LiteMqtt {
   std::vector<uint8_t> wbuf_;
   size_t woff_ = 0;
   std::vector<uint8_t> rbuf_;
-  size_t roff_ = 0;
+  size_t roff_ = 0, rlen_ = 0;
   std::vector<uint8_t> in_use_;  // per packet id: 1 while its PUBACK is pending
   uint16_t next_id_ = 0;
   int pending_ = 0;

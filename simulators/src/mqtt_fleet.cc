@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
-#include <unordered_map>
 #include <limits>
 #include <thread>
+#include <unordered_map>
 
 #include "lite_mqtt.h"
 #include "outpost/sim/util.h"
@@ -63,6 +63,7 @@ struct Conn {
   LiteMqtt cli;
   bool up = false;
   int64_t next_try_us = 0;
+  bool readable = true;  // poll() saw input (or was not asked): read on the next io()
   bool busy() const {
     return cli.pending() >= kMaxPendingPerConn || cli.unsent() >= kMaxUnsentPerConn;
   }
@@ -88,6 +89,8 @@ struct MqttFleet::Impl {
   std::vector<AckEvent> evs;           // scratch of handleAcks
   std::vector<int> work;               // scratch of pump
   std::vector<pollfd> pfds;            // scratch of wait
+  std::vector<size_t> pconn;           // scratch of wait: connection of each pfds entry
+  int64_t last_wait_us = 0;
 
   std::vector<AckEvent> acks;
   uint64_t bad_acks = 0;
@@ -151,7 +154,9 @@ struct MqttFleet::Impl {
   void io(int64_t now) {
     for (size_t k = 0; k < conns.size(); ++k) {
       Conn& c = *conns[k];
-      if (c.up && !c.cli.io(now)) {
+      const bool read = c.readable;
+      c.readable = false;
+      if (c.up && !c.cli.io(now, read)) {
         spdlog::warn("MQTT connection {} lost ({}); its devices' batches in flight will be resent",
                      k, c.cli.lastError());
         c.up = false;
@@ -170,6 +175,7 @@ struct MqttFleet::Impl {
     for (int i = 0; i < 400 && c.up && c.busy(); ++i) {
       pollfd pfd{c.cli.fd(), static_cast<short>(POLLIN | POLLOUT), 0};
       ::poll(&pfd, 1, 1);
+      for (auto& x : conns) x->readable = true;
       io(monoUs());
     }
     if (c.busy()) return;  // the connection is stuck; a status is not worth blocking for
@@ -366,18 +372,33 @@ void MqttFleet::pump(int64_t now) {
 
 void MqttFleet::wait(int64_t max_us) {
   Impl& m = *impl_;
+  // At most one wake-up per kMinPumpGapUs: acks trickle in one by one at 10,000 batches/s, and
+  // a pump per ack costs a poll, a recv and a send each; gathered, one set of calls serves many.
+  constexpr int64_t kMinPumpGapUs = 1000;
+  const int64_t since = monoUs() - m.last_wait_us;
+  if (since < kMinPumpGapUs && max_us > 0) {
+    const int64_t nap = std::min(max_us, kMinPumpGapUs - since);
+    std::this_thread::sleep_for(std::chrono::microseconds(nap));
+    max_us -= nap;
+  }
   m.pfds.clear();
-  for (auto& c : m.conns) {
-    if (!c->up) continue;
+  m.pconn.clear();
+  for (size_t k = 0; k < m.conns.size(); ++k) {
+    Conn& c = *m.conns[k];
+    if (!c.up) continue;
     m.pfds.push_back(
-        {c->cli.fd(), static_cast<short>(POLLIN | (c->cli.unsent() > 0 ? POLLOUT : 0)), 0});
+        {c.cli.fd(), static_cast<short>(POLLIN | (c.cli.unsent() > 0 ? POLLOUT : 0)), 0});
+    m.pconn.push_back(k);
   }
   const int ms = static_cast<int>(std::clamp<int64_t>((max_us + 999) / 1000, 0, 1000));
   if (m.pfds.empty()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-    return;
+  } else if (::poll(m.pfds.data(), m.pfds.size(), ms) >= 0) {
+    for (size_t i = 0; i < m.pfds.size(); ++i) {
+      m.conns[m.pconn[i]]->readable = (m.pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+    }
   }
-  ::poll(m.pfds.data(), m.pfds.size(), ms);
+  m.last_wait_us = monoUs();
 }
 
 uint64_t MqttFleet::unackedReadings() const {
