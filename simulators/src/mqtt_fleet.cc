@@ -10,6 +10,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "links.h"
 #include "lite_mqtt.h"
 #include "outpost/sim/util.h"
 
@@ -59,14 +60,54 @@ struct AckEvent {
 constexpr int kMaxPendingPerConn = 512;
 constexpr size_t kMaxUnsentPerConn = 4u << 20;
 
+class MqttLink final : public Link {
+ public:
+  MqttLink(MqttLinkOptions o, OnAck on_ack) : opt_(std::move(o)) {
+    if (!opt_.ack_filter.empty()) {
+      cli_.setOnMessage([f = std::move(on_ack)](std::string_view, std::span<const uint8_t> p) {
+        if (f) f(p);
+      });
+    }
+  }
+  Status connect() override {
+    LiteMqttOptions lo;
+    lo.broker = opt_.broker;
+    lo.client_id = opt_.client_id;
+    lo.username = opt_.username;
+    lo.password = opt_.password;
+    lo.connect_timeout_us = opt_.connect_timeout_us;
+    auto st = cli_.connect(lo);
+    if (st && !opt_.ack_filter.empty()) {
+      st = cli_.subscribe(opt_.ack_filter, opt_.ack_qos, opt_.connect_timeout_us);
+    }
+    return st;
+  }
+  bool io(int64_t now, bool read) override { return cli_.io(now, read); }
+  bool publish(const std::string& topic, std::span<const uint8_t> payload,
+               bool retained) override {
+    return cli_.publish(topic, payload, 1, retained);
+  }
+  bool busy() const override {
+    return cli_.pending() >= kMaxPendingPerConn || cli_.unsent() >= kMaxUnsentPerConn;
+  }
+  zmq_pollitem_t pollItem() const override {
+    return {nullptr, cli_.fd(), static_cast<short>(ZMQ_POLLIN | (cli_.unsent() ? ZMQ_POLLOUT : 0)),
+            0};
+  }
+  void disconnect() override { cli_.disconnect(1'000'000); }  // flushes what is queued first
+  std::string lastError() const override { return cli_.lastError(); }
+
+ private:
+  MqttLinkOptions opt_;
+  LiteMqtt cli_;
+};
+
 struct Conn {
-  LiteMqtt cli;
+  std::unique_ptr<Link> link;
   bool up = false;
   int64_t next_try_us = 0;
-  bool readable = true;  // poll() saw input (or was not asked): read on the next io()
-  bool busy() const {
-    return cli.pending() >= kMaxPendingPerConn || cli.unsent() >= kMaxUnsentPerConn;
-  }
+  bool readable = true;  // poll saw input (or was not asked): read on the next io()
+  bool busy() const { return link->busy(); }
 };
 
 }  // namespace
@@ -88,7 +129,8 @@ struct MqttFleet::Impl {
   std::vector<uint32_t> latencies_us;  // capped at kMaxLatencySamples
   std::vector<AckEvent> evs;           // scratch of handleAcks
   std::vector<int> work;               // scratch of pump
-  std::vector<pollfd> pfds;            // scratch of wait
+  std::vector<zmq_pollitem_t> pfds;    // scratch of wait
+  void* zmq_ctx = nullptr;             // ZeroMQ transport: shared by every device's socket
   std::vector<size_t> pconn;           // scratch of wait: connection of each pfds entry
   int64_t last_wait_us = 0;
 
@@ -97,7 +139,8 @@ struct MqttFleet::Impl {
   uint64_t foreign = 0;
   std::vector<uint8_t> ack_buf;  // aligned copy of an ack for the FlatBuffers verifier
 
-  void onMessage(std::span<const uint8_t> payload) {
+  // An ack from connection `conn` (ZeroMQ: the device's own socket).
+  void onMessage(std::span<const uint8_t> payload, int conn) {
     if (payload.size() > 4096) {
       ++bad_acks;
       return;
@@ -109,7 +152,7 @@ struct MqttFleet::Impl {
       return;
     }
     auto it = index.find((*ack)->device_id()->str());
-    if (it == index.end()) {
+    if (it == index.end() || (opt.transport == Transport::kZmq && it->second != conn)) {
       ++foreign;  // another agent's ack (real agents share the broker)
       return;
     }
@@ -119,31 +162,23 @@ struct MqttFleet::Impl {
 
   bool connectOne(size_t k) {
     Conn& c = *conns[k];
-    LiteMqttOptions lo;
-    lo.broker = opt.broker;
-    lo.client_id = opt.client_prefix + "-" + std::to_string(k);
-    lo.username = opt.username;
-    lo.password = opt.password;
-    lo.connect_timeout_us = kConnectTimeoutUs;
-    if (k == 0) {
-      c.cli.setOnMessage(
-          [this](std::string_view, std::span<const uint8_t> payload) { onMessage(payload); });
-    }
-    auto st = c.cli.connect(lo);
-    if (st && k == 0) st = c.cli.subscribe(ack_filter, opt.ack_qos, kConnectTimeoutUs);
+    auto st = c.link->connect();
     if (!st) {
-      spdlog::warn("MQTT connection {} to {} failed: {}", k, opt.broker, st.error().message());
+      spdlog::warn("{} connection {} failed: {}", transportName(), k, st.error().message());
       c.up = false;
       return false;
     }
     c.up = true;
+    c.readable = true;
     return true;
   }
+
+  const char* transportName() const { return opt.transport == Transport::kZmq ? "ZeroMQ" : "MQTT"; }
 
   bool publish(VDev& d, const std::string& topic, std::span<const uint8_t> data, bool retained) {
     Conn& c = *conns[d.conn];
     if (!c.up) return false;
-    if (!c.cli.publish(topic, data, 1, retained)) {
+    if (!c.link->publish(topic, data, retained)) {
       ++stats.publish_failures;
       return false;
     }
@@ -156,11 +191,11 @@ struct MqttFleet::Impl {
       Conn& c = *conns[k];
       const bool read = c.readable;
       c.readable = false;
-      if (c.up && !c.cli.io(now, read)) {
-        spdlog::warn("MQTT connection {} lost ({}); its devices' batches in flight will be resent",
-                     k, c.cli.lastError());
+      if (c.up && !c.link->io(now, read)) {
+        spdlog::warn("{} connection {} lost ({}); its devices' batches in flight will be resent",
+                     transportName(), k, c.link->lastError());
         c.up = false;
-        c.next_try_us = 0;
+        c.next_try_us = now + kReconnectEveryUs;
       }
     }
   }
@@ -169,12 +204,13 @@ struct MqttFleet::Impl {
     return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
   }
 
-  // For status messages: waits (briefly) for room in the connection's Paho queue.
+  // For status messages (MQTT only): waits (briefly) for room on the connection.
   void publishStatus(VDev& d, bool online) {
     Conn& c = *conns[d.conn];
     for (int i = 0; i < 400 && c.up && c.busy(); ++i) {
-      pollfd pfd{c.cli.fd(), static_cast<short>(POLLIN | POLLOUT), 0};
-      ::poll(&pfd, 1, 1);
+      zmq_pollitem_t item = c.link->pollItem();
+      item.events |= ZMQ_POLLOUT;
+      zmq_poll(&item, 1, 1);
       for (auto& x : conns) x->readable = true;
       io(monoUs());
     }
@@ -296,9 +332,40 @@ MqttFleet::MqttFleet(MqttOptions options, std::vector<std::string> devices,
   int k = m.opt.connections;
   if (k <= 0) k = std::clamp<int>(static_cast<int>((devices.size() + 999) / 1000), 1, 8);
   k = std::min<int>(k, static_cast<int>(devices.size()));
-  for (int i = 0; i < k; ++i) m.conns.push_back(std::make_unique<Conn>());
-  m.sensors = std::move(sensors);
+  if (m.opt.transport == Transport::kZmq) k = static_cast<int>(devices.size());  // a socket each
   m.ack_filter = m.opt.topic_prefix + "/+/ack";
+  if (m.opt.transport == Transport::kZmq) {
+    m.zmq_ctx = zmq_ctx_new();
+    zmq_ctx_set(m.zmq_ctx, ZMQ_MAX_SOCKETS, k + 64);
+  }
+  for (int i = 0; i < k; ++i) {
+    auto c = std::make_unique<Conn>();
+    auto on_ack = [&m, i](std::span<const uint8_t> p) { m.onMessage(p, i); };
+    if (m.opt.transport == Transport::kZmq) {
+      ZmqLinkOptions zo;
+      zo.endpoint = m.opt.zmq_endpoint;
+      zo.server_public_key = m.opt.zmq_server_key;
+      auto pair = simCurveKeyPair(m.opt.key_seed, i);
+      if (!pair) throw std::runtime_error(pair.error().message());
+      zo.public_key = pair->public_key;
+      zo.secret_key = pair->secret_key;
+      zo.heartbeat_ms = m.opt.zmq_heartbeat_ms;
+      zo.sndhwm = m.opt.inflight * 2 + 4;
+      c->link = makeZmqLink(m.zmq_ctx, std::move(zo), on_ack);
+    } else {
+      MqttLinkOptions mo;
+      mo.broker = m.opt.broker;
+      mo.client_id = m.opt.client_prefix + "-" + std::to_string(i);
+      mo.username = m.opt.username;
+      mo.password = m.opt.password;
+      mo.ack_qos = m.opt.ack_qos;
+      mo.connect_timeout_us = kConnectTimeoutUs;
+      if (i == 0) mo.ack_filter = m.ack_filter;
+      c->link = std::make_unique<MqttLink>(std::move(mo), on_ack);
+    }
+    m.conns.push_back(std::move(c));
+  }
+  m.sensors = std::move(sensors);
   m.devs.resize(devices.size());
   for (size_t i = 0; i < devices.size(); ++i) {
     VDev& d = m.devs[i];
@@ -320,11 +387,12 @@ Status MqttFleet::connect() {
       return fail(ErrorCode::kUnavailable, "cannot connect to MQTT broker " + m.opt.broker);
     }
   }
-  if (m.opt.status) {
+  if (m.opt.status && m.opt.transport == Transport::kMqtt) {
     for (auto& d : m.devs) m.publishStatus(d, true);
   }
-  spdlog::info("{} virtual devices on {} MQTT connection(s) to {}", m.devs.size(), m.conns.size(),
-               m.opt.broker);
+  spdlog::info("{} virtual devices on {} {} connection(s) to {}", m.devs.size(), m.conns.size(),
+               m.transportName(),
+               m.opt.transport == Transport::kZmq ? m.opt.zmq_endpoint : m.opt.broker);
   return {};
 }
 
@@ -365,8 +433,10 @@ void MqttFleet::pump(int64_t now) {
     m.devs[static_cast<size_t>(dev)].in_ready = false;
     m.send(dev, now);
   }
-  for (auto& c : m.conns) {
-    if (c->up && c->cli.unsent() > 0) c->cli.io(now, false);  // write now, not on the next pump
+  if (m.opt.transport == Transport::kMqtt) {
+    for (auto& c : m.conns) {
+      if (c->up) c->link->io(now, false);  // write now, not on the next pump
+    }
   }
 }
 
@@ -386,16 +456,15 @@ void MqttFleet::wait(int64_t max_us) {
   for (size_t k = 0; k < m.conns.size(); ++k) {
     Conn& c = *m.conns[k];
     if (!c.up) continue;
-    m.pfds.push_back(
-        {c.cli.fd(), static_cast<short>(POLLIN | (c.cli.unsent() > 0 ? POLLOUT : 0)), 0});
+    m.pfds.push_back(c.link->pollItem());
     m.pconn.push_back(k);
   }
   const int ms = static_cast<int>(std::clamp<int64_t>((max_us + 999) / 1000, 0, 1000));
   if (m.pfds.empty()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-  } else if (::poll(m.pfds.data(), m.pfds.size(), ms) >= 0) {
+  } else if (zmq_poll(m.pfds.data(), static_cast<int>(m.pfds.size()), ms) >= 0) {
     for (size_t i = 0; i < m.pfds.size(); ++i) {
-      m.conns[m.pconn[i]]->readable = (m.pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+      m.conns[m.pconn[i]]->readable = (m.pfds[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) != 0;
     }
   }
   m.last_wait_us = monoUs();
@@ -430,7 +499,7 @@ void MqttFleet::setOnline(int device, bool online) {
 void MqttFleet::disconnect() {
   if (!impl_) return;
   Impl& m = *impl_;
-  if (m.opt.status) {
+  if (m.opt.status && m.opt.transport == Transport::kMqtt) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     for (auto& d : m.devs) {
       if (std::chrono::steady_clock::now() > deadline) break;
@@ -438,9 +507,12 @@ void MqttFleet::disconnect() {
     }
   }
   for (auto& c : m.conns) {
-    if (c->up) c->cli.disconnect(1'000'000);  // flushes the statuses first
+    if (c->up) c->link->disconnect();  // MQTT: flushes the statuses first
     c->up = false;
   }
+  m.conns.clear();
+  if (m.zmq_ctx) zmq_ctx_term(m.zmq_ctx);  // every socket is closed (linger 0): returns at once
+  m.zmq_ctx = nullptr;
 }
 
 }  // namespace outpost::sim
