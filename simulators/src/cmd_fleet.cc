@@ -14,6 +14,7 @@
 
 #include "commands.h"
 #include "mqtt_fleet.h"
+#include "outpost/common/secrets.h"
 #include "outpost/common/signals.h"
 #include "outpost/sim/fleet.h"
 #include "outpost/sim/outputs.h"
@@ -43,6 +44,9 @@ struct FleetCli {
   std::string drain = "10s";
   uint64_t epoch = 0;
   bool no_status = false;
+  // Transport of the virtual agents
+  std::string transport = "mqtt";
+  std::string zmq_server_key_file;
 };
 
 std::vector<std::string> splitComma(const std::string& s) {
@@ -98,7 +102,16 @@ int runFleet(FleetCli& c) {
   }
   fo.end_us = *duration > 0 ? fo.start_us + *duration : 0;
 
+  if (c.output == "zmq") {
+    c.output = "mqtt";
+    c.transport = "zmq";
+  }
   const bool to_mqtt = c.output == "mqtt";
+  const bool zmq = c.transport == "zmq";
+  if (zmq && !to_mqtt) return usage("--transport zmq needs --output mqtt (virtual agents)");
+  if (zmq && (c.mqtt.zmq_endpoint.empty() || c.zmq_server_key_file.empty())) {
+    return usage("--transport zmq needs --zmq-endpoint and --zmq-server-key");
+  }
   if ((c.output == "csv") && c.out.empty()) return usage("--output csv needs --out DIR");
   if (c.output == "lines" && (c.out.empty() || c.out == "-") && fo.devices != 1) {
     return usage("--output lines to stdout needs --devices 1 (or --out DIR for a file per device)");
@@ -145,13 +158,24 @@ int runFleet(FleetCli& c) {
     mo.topic_prefix = c.broker.topic_prefix;
     mo.ack_timeout_us = *ack_timeout;
     mo.status = !c.no_status;
+    if (zmq) {
+      mo.transport = Transport::kZmq;
+      auto key = secrets::loadPublicKeyFile(c.zmq_server_key_file, "--zmq-server-key");
+      if (!key) return usage(key.error().message());
+      mo.zmq_server_key = *key;
+    }
     std::vector<std::string> names;
     std::vector<uint64_t> epochs;
     for (int d = 0; d < fleet->devices(); ++d) {
       names.push_back(fleet->deviceName(d));
       epochs.push_back(c.epoch ? c.epoch : deviceEpoch(fo.seed, fo.start_us, d));
     }
-    mqtt = std::make_unique<MqttFleet>(mo, std::move(names), std::move(epochs), fleet->sensors());
+    try {
+      mqtt = std::make_unique<MqttFleet>(mo, std::move(names), std::move(epochs), fleet->sensors());
+    } catch (const std::runtime_error& e) {
+      std::cerr << "outpost-sim fleet: " << e.what() << "\n";
+      return kExitFailure;
+    }
     if (auto st = mqtt->connect(); !st) {
       std::cerr << "outpost-sim fleet: " << st.error().message() << "\n";
       return kExitUnavailable;
@@ -298,13 +322,14 @@ int runFleet(FleetCli& c) {
             << "\n";
   if (mqtt) {
     const auto& ms = mqtt->stats();
-    std::cerr << "  MQTT batches        sent " << ms.batches_sent << ", resent "
+    const char* proto = c.transport == "zmq" ? "ZeroMQ" : "MQTT  ";
+    std::cerr << "  " << proto << " batches      sent " << ms.batches_sent << ", resent "
               << ms.batches_resent << ", acked " << ms.batches_acked << ", rejected "
               << ms.batches_rejected << ", never acked " << ms.in_flight + ms.queued
               << ", dropped (backlog full) " << ms.batches_dropped << "\n"
-              << "  MQTT readings       sent " << withCommas(ms.readings_sent) << ", acked "
-              << withCommas(ms.readings_acked) << ", dropped " << withCommas(ms.readings_dropped)
-              << "\n"
+              << "  " << proto << " readings     sent " << withCommas(ms.readings_sent)
+              << ", acked " << withCommas(ms.readings_acked) << ", dropped "
+              << withCommas(ms.readings_dropped) << "\n"
               << "  ack latency         p50 " << mqtt->ackLatencyMs(50) << " ms, p99 "
               << mqtt->ackLatencyMs(99) << " ms, max " << mqtt->ackLatencyMs(100) << " ms\n";
     if (*speed > 0)
@@ -340,7 +365,7 @@ Command addFleetCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "fleet",
       "Simulate N devices x M sensors (deterministic from --seed) with labelled anomalies; "
-      "deliver as line protocol, CSV, or virtual agents over MQTT");
+      "deliver as line protocol, CSV, or virtual agents over MQTT or ZeroMQ");
   auto& f = c->fleet;
   cmd->add_option("--seed", f.seed, "Random seed: same seed and options = same output")
       ->capture_default_str();
@@ -392,9 +417,10 @@ Command addFleetCommand(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0.001, 1000.0));
   cmd->add_option("-o,--output", c->output,
-                  "none (generate only), lines, csv, mqtt (virtual agents)")
+                  "none (generate only), lines, csv, mqtt (virtual agents; over ZeroMQ with "
+                  "--transport zmq), zmq (= mqtt --transport zmq)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"none", "lines", "csv", "mqtt"}));
+      ->check(CLI::IsMember({"none", "lines", "csv", "mqtt", "zmq"}));
   cmd->add_option("--out", c->out,
                   "Directory for lines (DIR/<device>.lines; '-' = stdout, one device) and csv "
                   "(DIR/<device>/<sensor>.csv); labels go to DIR/labels.jsonl");
@@ -434,6 +460,25 @@ Command addFleetCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--no-status", c->no_status,
                 "Do not publish retained online/offline status per device");
+  cmd->add_option("--transport", c->transport,
+                  "Uplink protocol of the virtual agents: mqtt (shared connections) or zmq (a "
+                  "CURVE DEALER socket per device, the agent's ZeroMQ uplink)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"mqtt", "zmq"}));
+  cmd->add_option("--zmq-endpoint", c->mqtt.zmq_endpoint,
+                  "ZeroMQ: the aggregator's zmq.listen endpoint, tcp://host:port");
+  cmd->add_option(
+      "--zmq-server-key", c->zmq_server_key_file,
+      "ZeroMQ: the aggregator's public key file (outpost-sim keys: DIR/aggregator.pub)");
+  cmd->add_option("--key-seed", c->mqtt.key_seed,
+                  "ZeroMQ: device i uses key pair i of this seed; the aggregator's allow-list "
+                  "must list them (outpost-sim keys --key-seed, same --devices/--device-prefix)")
+      ->capture_default_str();
+  cmd->add_option("--zmq-heartbeat-ms", c->mqtt.zmq_heartbeat_ms,
+                  "ZeroMQ: ping interval per device; keep at or below the aggregator's "
+                  "zmq.heartbeat_ms")
+      ->capture_default_str()
+      ->check(CLI::Range(50, 600000));
   return {cmd, [c] { return runFleet(*c); }};
 }
 

@@ -52,12 +52,12 @@ struct MqttLinkOptions {
 std::unique_ptr<Link> makeMqttLink(MqttLinkOptions o, Link::OnAck on_ack);
 
 struct ZmqLinkOptions {
-  std::string endpoint;           // the aggregator's ROUTER, tcp://host:port
-  std::string server_public_key;  // Z85
+  std::string endpoint;                // the aggregator's ROUTER, tcp://host:port
+  std::string server_public_key;       // Z85
   std::string public_key, secret_key;  // Z85, this device's pair
-  int heartbeat_ms = 1000;        // ping when nothing was sent for this long
-  int liveness = 3;               // heartbeats without any reply before the link is lost
-  int sndhwm = 64;                // messages queued in the socket, at most
+  int heartbeat_ms = 1000;             // ping when nothing was sent for this long
+  int liveness = 3;                    // heartbeats without any reply before the link is lost
+  int sndhwm = 64;                     // messages queued in the socket, at most
 };
 // `ctx` is a zmq context shared by all links (it must outlive them).
 std::unique_ptr<Link> makeZmqLink(void* ctx, ZmqLinkOptions o, Link::OnAck on_ack);

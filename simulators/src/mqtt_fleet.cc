@@ -83,8 +83,7 @@ class MqttLink final : public Link {
     return st;
   }
   bool io(int64_t now, bool read) override { return cli_.io(now, read); }
-  bool publish(const std::string& topic, std::span<const uint8_t> payload,
-               bool retained) override {
+  bool publish(const std::string& topic, std::span<const uint8_t> payload, bool retained) override {
     return cli_.publish(topic, payload, 1, retained);
   }
   bool busy() const override {

@@ -29,9 +29,9 @@ enum class Transport { kMqtt, kZmq };
 struct MqttOptions {
   Transport transport = Transport::kMqtt;
   // ZeroMQ transport (one CURVE DEALER socket per device, the agent's ZeroMQ uplink protocol):
-  std::string zmq_endpoint;      // the aggregator's zmq.listen, tcp://host:port
-  std::string zmq_server_key;    // its public key, Z85
-  uint64_t key_seed = 1;         // device i's key pair is simCurveKeyPair(key_seed, i) (links.h)
+  std::string zmq_endpoint;    // the aggregator's zmq.listen, tcp://host:port
+  std::string zmq_server_key;  // its public key, Z85
+  uint64_t key_seed = 1;       // device i's key pair is simCurveKeyPair(key_seed, i) (links.h)
   int zmq_heartbeat_ms = 1000;
   std::string broker = "tcp://127.0.0.1:1883";
   std::string topic_prefix = "outpost/v1";
