@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "local_mqtt_output.h"
 #include "mqtt_fleet.h"
 #include "outpost/common/secrets.h"
 #include "outpost/common/signals.h"
@@ -47,6 +48,9 @@ struct FleetCli {
   // Transport of the virtual agents
   std::string transport = "mqtt";
   std::string zmq_server_key_file;
+  // -o local-mqtt
+  LocalMqttOptions local;
+  std::string local_payload = "json";
 };
 
 std::vector<std::string> splitComma(const std::string& s) {
@@ -135,6 +139,18 @@ int runFleet(FleetCli& c) {
     output = makeLinesOutput(c.out == "-" ? "" : c.out, *fleet, lts);
   } else if (c.output == "csv") {
     output = makeCsvOutput(c.out, *fleet);
+  } else if (c.output == "local-mqtt") {
+    LocalMqttOptions lo = c.local;
+    lo.broker = c.broker.broker;
+    lo.json = c.local_payload == "json";
+    lo.keepalive_s =
+        static_cast<int>(std::clamp<int64_t>(3 * fo.interval_us / 1'000'000, 30, 65535));
+    auto made = makeLocalMqttOutput(lo, *fleet);
+    if (!made) {
+      std::cerr << "outpost-sim fleet: " << made.error().message() << "\n";
+      return kExitUnavailable;
+    }
+    output = std::move(*made);
   }
   std::string labels_path = c.labels;
   if (labels_path.empty() && !c.out.empty() && c.out != "-") labels_path = c.out + "/labels.jsonl";
@@ -418,9 +434,10 @@ Command addFleetCommand(CLI::App& app) {
       ->check(CLI::Range(0.001, 1000.0));
   cmd->add_option("-o,--output", c->output,
                   "none (generate only), lines, csv, mqtt (virtual agents; over ZeroMQ with "
-                  "--transport zmq), zmq (= mqtt --transport zmq)")
+                  "--transport zmq), zmq (= mqtt --transport zmq), local-mqtt (each reading as a "
+                  "message to a device's local broker, for real agents' MQTT source)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"none", "lines", "csv", "mqtt", "zmq"}));
+      ->check(CLI::IsMember({"none", "lines", "csv", "mqtt", "zmq", "local-mqtt"}));
   cmd->add_option("--out", c->out,
                   "Directory for lines (DIR/<device>.lines; '-' = stdout, one device) and csv "
                   "(DIR/<device>/<sensor>.csv); labels go to DIR/labels.jsonl");
@@ -473,6 +490,20 @@ Command addFleetCommand(CLI::App& app) {
   cmd->add_option("--key-seed", c->mqtt.key_seed,
                   "ZeroMQ: device i uses key pair i of this seed; the aggregator's allow-list "
                   "must list them (outpost-sim keys --key-seed, same --devices/--device-prefix)")
+      ->capture_default_str();
+  cmd->add_option("--local-topic", c->local.topic_template,
+                  "local-mqtt: topic per reading; {device} and {sensor} are replaced")
+      ->capture_default_str();
+  cmd->add_option("--local-payload", c->local_payload,
+                  "local-mqtt: json ({\"value\":V,\"ts\":US}: agent mqtt.field = \"value\", "
+                  "mqtt.timestamp_field = \"ts\") or value (the bare number; the agent stamps "
+                  "the receive time)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"json", "value"}));
+  cmd->add_option("--local-qos", c->local.qos, "local-mqtt: QoS of the reading messages")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1));
+  cmd->add_option("--local-client-id", c->local.client_id, "local-mqtt: MQTT client id")
       ->capture_default_str();
   cmd->add_option("--zmq-heartbeat-ms", c->mqtt.zmq_heartbeat_ms,
                   "ZeroMQ: ping interval per device; keep at or below the aggregator's "
