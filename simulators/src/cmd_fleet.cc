@@ -291,6 +291,7 @@ int runFleet(FleetCli& c) {
     progress.update(frac, text);
   }
   const int64_t gen_end = monoUs();
+  const uint64_t acked_by_gen_end = mqtt ? mqtt->stats().batches_acked : 0;
   if (output && rc == kExitOk) {
     if (auto st = output->finish(); !st) {
       error = st.error().message();
@@ -351,7 +352,8 @@ int runFleet(FleetCli& c) {
     if (*speed > 0)
       std::cerr << "  pacing              latest step " << double(max_lag_us) / 1e3
                 << " ms behind schedule\n";
-    js << ",\"batches_sent\":" << ms.batches_sent << ",\"batches_resent\":" << ms.batches_resent
+    js << ",\"batches_acked_during_run\":" << acked_by_gen_end
+       << ",\"batches_sent\":" << ms.batches_sent << ",\"batches_resent\":" << ms.batches_resent
        << ",\"batches_acked\":" << ms.batches_acked
        << ",\"batches_rejected\":" << ms.batches_rejected
        << ",\"batches_unacked\":" << ms.in_flight + ms.queued

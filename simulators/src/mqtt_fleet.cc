@@ -496,7 +496,7 @@ void MqttFleet::setOnline(int device, bool online) {
 }
 
 void MqttFleet::disconnect() {
-  if (!impl_) return;
+  if (!impl_ || impl_->conns.empty()) return;  // never connected, or disconnected already
   Impl& m = *impl_;
   if (m.opt.status && m.opt.transport == Transport::kMqtt) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);

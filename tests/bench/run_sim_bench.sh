@@ -6,8 +6,12 @@
 #   publish   readings/s and batches/s published over MQTT and acknowledged, at maximum speed
 #             (100 devices x 7 sensors, 5 s batches, 30 simulated minutes)
 #   devices   virtual devices one process sustains at 1 batch/s each in real time (4 sensors at
-#             1 Hz, so 4 readings per batch), for each --devices N: sustained = every batch acked,
-#             nothing resent or dropped, pacing never more than 1 s behind
+#             1 Hz, so 4 readings per batch), for each --devices N. Two verdicts per run:
+#             "strict" = every batch acked, nothing resent or dropped, pacing never more than 1 s
+#             behind; "99%" = at least 99 % of the N x duration batches acked, 99 % of the acks
+#             within 2 s of the send (ack p99 <= 2 s) and pacing never more than 1 s behind (a
+#             broker that drops a QoS 1 message for a slow subscriber costs a few acks until the
+#             resend, which comes only after --ack-timeout 30 s)
 # MQTT runs use a fresh Mosquitto (tests/integration/lib.sh) and, by default,
 # `outpost-sim ack-responder` as the ack side: it verifies every batch and acks it, and does NOT
 # deduplicate or write to Kafka, so those figures are the simulator's and the broker's. With
@@ -112,7 +116,7 @@ fi
 if has devices; then
   IFS=, read -ra counts <<<"$DEVICES"
   for n in "${counts[@]}"; do
-    ok=0 acked=() p99=() lag=() cpu_per_batch=()
+    ok=0 ok99=0 acked=() p99=() lag=() cpu_per_batch=()
     for r in $(seq 1 "$RUNS"); do
       fresh_broker
       m0=$(cpu_ticks "${PIDS[mosquitto]}") a0=$(cpu_ticks "${PIDS[acker]}") k0=$(cpu_ticks "${PIDS[devkafka]:-0}")
@@ -132,13 +136,15 @@ if has devices; then
       log "devices $n run $r: CPU ms: fleet $fcpu, mosquitto $mcpu, $ACK_SIDE $acpu$([[ $ACK_SIDE == aggregator ]] && echo ", devkafka $kcpu")"
       s=$(field "$WORK/dev.json" 'batches_acked == batches_sent and batches_unacked == 0 and batches_resent == 0 and batches_dropped == 0 and max_lag_ms < 1000')
       [[ $s == True ]] && ok=$((ok + 1))
+      s99=$(field "$WORK/dev.json" "batches_acked >= 0.99 * $n * $DURATION and ack_latency_ms['p99'] <= 2000 and max_lag_ms < 1000")
+      [[ $s99 == True ]] && ok99=$((ok99 + 1))
       acked+=("$(field "$WORK/dev.json" 'batches_acked / simulated_s')")
       p99+=("$(field "$WORK/dev.json" 'ack_latency_ms["p99"]')")
       lag+=("$(field "$WORK/dev.json" 'max_lag_ms')")
-      log "devices $n run $r: sustained=$s $(field "$WORK/dev.json" '"sent %d acked %d resent %d unacked %d, p50 %.1f ms p99 %.1f ms, lag %.0f ms" % (batches_sent, batches_acked, batches_resent, batches_unacked, ack_latency_ms["p50"], ack_latency_ms["p99"], max_lag_ms)') ($(machine))"
+      log "devices $n run $r: strict=$s 99%=$s99 $(field "$WORK/dev.json" '"sent %d acked %d resent %d unacked %d, p50 %.1f ms p99 %.1f ms, lag %.0f ms" % (batches_sent, batches_acked, batches_resent, batches_unacked, ack_latency_ms["p50"], ack_latency_ms["p99"], max_lag_ms)') ($(machine))"
       if [[ $SMOKE == 1 && $s != True ]]; then fail "smoke: $n devices not sustained: $(cat "$WORK/dev.json")"; fi
     done
-    echo "RESULT devices $n ($ACK_SIDE): sustained in $ok/$RUNS runs; acked batches/s $(median "${acked[@]}"); ack p99 ms $(median "${p99[@]}"); max lag ms $(median "${lag[@]}"); fleet CPU us per batch published $(median "${cpu_per_batch[@]}")"
+    echo "RESULT devices $n ($ACK_SIDE): sustained in $ok/$RUNS runs (strict), $ok99/$RUNS (>= 99 % acked); acked batches/s $(median "${acked[@]}"); ack p99 ms $(median "${p99[@]}"); max lag ms $(median "${lag[@]}"); fleet CPU us per batch published $(median "${cpu_per_batch[@]}")"
   done
 fi
 echo "PASS: sim bench"

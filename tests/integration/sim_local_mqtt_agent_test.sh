@@ -24,13 +24,13 @@ done
 start_agent "$dev"
 wait_for 15 "agent's MQTT source subscribed" grep -q "mqtt source: subscribed" "$WORK/$dev.log"
 
-# 10 simulated minutes, 4 sensors at 1 Hz = 2,400 messages, 30x real time (20 s): paced, so the
+# 10 simulated minutes, 4 sensors at 1 Hz = 2,400 messages, 100x real time (6 s): paced, so the
 # agent's source queue is never the bottleneck of a test about the format.
 start=$(( $(date +%s) - 3600 ))
 common=(-n 1 --sensors 4 --rate 1 --seed 21 --start "$start" --duration 10m --anomaly-rate 2)
 "$SIM_BIN" fleet "${common[@]}" --speed max -o csv --out "$WORK/ref" -q 2>"$WORK/ref.log" ||
   fail "reference fleet exited with $?"
-"$SIM_BIN" fleet "${common[@]}" --speed 30 -o local-mqtt -b "$MQTT_URI" -q 2>"$WORK/fleet.log" ||
+"$SIM_BIN" fleet "${common[@]}" --speed 100 -o local-mqtt -b "$MQTT_URI" -q 2>"$WORK/fleet.log" ||
   fail "local-mqtt fleet exited with $?"
 sleep 1  # the last batch lingers in the batcher (linger_ms 200), then goes out and is acked
 stop_proc "$dev"
