@@ -28,6 +28,7 @@ struct AckCli {
   BrokerOptions broker;
   std::string client_id = "outpost-sim-ack-responder";
   std::string duration = "0";
+  int connections = 4;
   bool quiet = false;
 };
 
@@ -39,12 +40,15 @@ int runAckResponder(AckCli& c) {
     return kExitUsage;
   }
   uint64_t received = 0, acked = 0, invalid = 0, failures = 0;
-  LiteMqtt cli;
+  // Several connections share the batches through an MQTT shared subscription: the broker's
+  // per-client window (max_inflight_messages) then applies to each, not to one carrying all.
+  std::vector<std::unique_ptr<LiteMqtt>> clis;
+  for (int i = 0; i < c.connections; ++i) clis.push_back(std::make_unique<LiteMqtt>());
   const std::string prefix = c.broker.topic_prefix + "/";
   const codec::VerifyLimits limits;
   std::vector<uint8_t> buf;  // aligned copy for the FlatBuffers verifier
   std::string ack_topic;
-  cli.setOnMessage([&](std::string_view topic, std::span<const uint8_t> payload) {
+  auto onBatch = [&](LiteMqtt& cli, std::string_view topic, std::span<const uint8_t> payload) {
     ++received;
     // {prefix}/{device}/batch
     if (topic.size() <= prefix.size() + 6 || topic.compare(0, prefix.size(), prefix) != 0 ||
@@ -67,38 +71,58 @@ int runAckResponder(AckCli& c) {
     } else {
       ++failures;
     }
-  });
-  LiteMqttOptions lo;
-  lo.broker = c.broker.broker;
-  lo.client_id = c.client_id;
-  auto st = cli.connect(lo);
-  if (st) st = cli.subscribe(prefix + "+/batch", 1, 10'000'000);
+  };
+  const std::string filter =
+      c.connections > 1 ? "$share/" + c.client_id + "/" + prefix + "+/batch" : prefix + "+/batch";
+  Status st;
+  for (int i = 0; i < c.connections && st; ++i) {
+    LiteMqtt& cli = *clis[static_cast<size_t>(i)];
+    cli.setOnMessage(
+        [&onBatch, &cli](std::string_view t, std::span<const uint8_t> p) { onBatch(cli, t, p); });
+    LiteMqttOptions lo;
+    lo.broker = c.broker.broker;
+    lo.client_id = c.connections > 1 ? c.client_id + "-" + std::to_string(i) : c.client_id;
+    st = cli.connect(lo);
+    if (st) st = cli.subscribe(filter, 1, 10'000'000);
+  }
   if (!st) {
     std::cerr << "outpost-sim ack-responder: cannot subscribe at " << c.broker.broker << ": "
               << st.error().message() << "\n";
     return kExitUnavailable;
   }
-  std::cerr << "outpost-sim ack-responder: acking " << prefix << "+/batch on " << c.broker.broker
-            << "\n";
+  std::cerr << "outpost-sim ack-responder: acking " << filter << " on " << c.broker.broker << " ("
+            << c.connections << " connection(s))\n";
   Progress progress(c.quiet);
   const int64_t t0 = monoUs();
   int64_t next_progress = t0;
   int64_t last_io = 0;
+  std::vector<pollfd> pfds;
   int rc = kExitOk;
   while (!signals::stopRequested()) {
     const int64_t now = monoUs();
     if (*duration > 0 && now - t0 >= *duration) break;
-    const bool room = cli.unsent() < kMaxUnsent;
-    pollfd pfd{cli.fd(), static_cast<short>((room ? POLLIN : 0) | (cli.unsent() > 0 ? POLLOUT : 0)),
-               0};
     // At most one wake-up per 500 us: batches arrive one by one at 10,000/s, and a recv + send
     // per batch costs more than the ack itself; gathered, one pair of calls serves many.
     const int64_t since = monoUs() - last_io;
     if (since < 500) std::this_thread::sleep_for(std::chrono::microseconds(500 - since));
-    ::poll(&pfd, 1, 100);
+    pfds.clear();
+    for (auto& cli : clis) {
+      const bool room = cli->unsent() < kMaxUnsent;
+      pfds.push_back({cli->fd(),
+                      static_cast<short>((room ? POLLIN : 0) | (cli->unsent() > 0 ? POLLOUT : 0)),
+                      0});
+    }
+    ::poll(pfds.data(), pfds.size(), 100);
     last_io = monoUs();
-    if (!cli.io(last_io, room)) {
-      std::cerr << "outpost-sim ack-responder: connection lost: " << cli.lastError() << "\n";
+    bool lost = false;
+    for (size_t i = 0; i < clis.size(); ++i) {
+      LiteMqtt& cli = *clis[i];
+      if (!cli.io(last_io, (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0)) {
+        std::cerr << "outpost-sim ack-responder: connection lost: " << cli.lastError() << "\n";
+        lost = true;
+      }
+    }
+    if (lost) {
       rc = kExitUnavailable;
       break;
     }
@@ -111,7 +135,7 @@ int runAckResponder(AckCli& c) {
     }
   }
   progress.finish();
-  cli.disconnect(1'000'000);
+  for (auto& cli : clis) cli->disconnect(1'000'000);
   std::cerr << "outpost-sim ack-responder: " << received << " batches received, " << acked
             << " acked, " << invalid << " invalid (not acked), " << failures
             << " ack publishes failed\n";
@@ -130,6 +154,10 @@ Command addAckResponderCommand(CLI::App& app) {
   cmd->add_option("--ack-qos", c->ack_qos, "QoS of the acks it publishes (the aggregator uses 1)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1));
+  cmd->add_option("--connections", c->connections,
+                  "MQTT connections sharing the batches (shared subscription $share/CLIENT-ID/...)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   cmd->add_option("-d,--duration", c->duration, "Stop after this long; 0 = until SIGTERM")
       ->capture_default_str();
   cmd->add_flag("-q,--quiet", c->quiet, "No progress output");

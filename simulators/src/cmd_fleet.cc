@@ -51,6 +51,7 @@ struct FleetCli {
   // -o local-mqtt
   LocalMqttOptions local;
   std::string local_payload = "json";
+  std::string ack_subscription = "per-device";
 };
 
 std::vector<std::string> splitComma(const std::string& s) {
@@ -174,6 +175,7 @@ int runFleet(FleetCli& c) {
     mo.topic_prefix = c.broker.topic_prefix;
     mo.ack_timeout_us = *ack_timeout;
     mo.status = !c.no_status;
+    mo.ack_per_device = c.ack_subscription == "per-device";
     if (zmq) {
       mo.transport = Transport::kZmq;
       auto key = secrets::loadPublicKeyFile(c.zmq_server_key_file, "--zmq-server-key");
@@ -470,6 +472,11 @@ Command addFleetCommand(CLI::App& app) {
                   "counted in the next batch (real-time modes only)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--ack-subscription", c->ack_subscription,
+                  "per-device: each device's {prefix}/DEVICE/ack on its own connection; "
+                  "wildcard: one {prefix}/+/ack on the first connection")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"per-device", "wildcard"}));
   cmd->add_option("--ack-qos", c->mqtt.ack_qos, "QoS of the ack subscription")
       ->capture_default_str()
       ->check(CLI::Range(0, 1));

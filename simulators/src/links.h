@@ -15,6 +15,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "outpost/common/status.h"
 
@@ -45,7 +46,7 @@ class Link {
 
 struct MqttLinkOptions {
   std::string broker, client_id, username, password;
-  std::string ack_filter;  // subscribed on connect if not empty
+  std::vector<std::string> ack_filters;  // subscribed on connect (none: this link gets no acks)
   int ack_qos = 1;
   int64_t connect_timeout_us = 10'000'000;
 };

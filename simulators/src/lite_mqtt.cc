@@ -188,14 +188,24 @@ Status LiteMqtt::connect(const LiteMqttOptions& o) {
 }
 
 Status LiteMqtt::subscribe(std::string_view filter, int qos, int64_t timeout_us) {
+  const std::string f(filter);
+  return subscribe(std::span<const std::string>(&f, 1), qos, timeout_us);
+}
+
+Status LiteMqtt::subscribe(std::span<const std::string> filters, int qos, int64_t timeout_us) {
   if (fd_ < 0) return fail(ErrorCode::kUnavailable, "not connected");
+  if (filters.empty()) return {};
   suback_ = -1;
+  size_t len = 2;
+  for (const auto& f : filters) len += 2 + f.size() + 1;
   wbuf_.push_back(kSubscribe << 4 | 0x02);
-  putRemainingLength(2 + 2 + filter.size() + 1);
+  putRemainingLength(len);
   wbuf_.push_back(0);
   wbuf_.push_back(1);  // packet id 1: SUBSCRIBE ids are separate from our publish accounting
-  putString(filter);
-  wbuf_.push_back(static_cast<uint8_t>(qos));
+  for (const auto& f : filters) {
+    putString(f);
+    wbuf_.push_back(static_cast<uint8_t>(qos));
+  }
   const int64_t deadline = monoNowUs() + timeout_us;
   while (suback_ < 0) {
     const int64_t now = monoNowUs();
@@ -205,7 +215,10 @@ Status LiteMqtt::subscribe(std::string_view filter, int qos, int64_t timeout_us)
     if (!io(monoNowUs())) return fail(ErrorCode::kUnavailable, error_);
   }
   if (suback_ == 0x80) {
-    return fail(ErrorCode::kUnavailable, "broker refused the subscription " + std::string(filter));
+    return fail(ErrorCode::kUnavailable,
+                "broker refused the subscription " + filters.front() +
+                    (filters.size() > 1 ? " (or one of " + std::to_string(filters.size()) + ")"
+                                        : std::string()));
   }
   return {};
 }
@@ -366,9 +379,13 @@ bool LiteMqtt::parse(int64_t now) {
         if (fd_ < 0) return false;  // the callback may not close us, but be safe
         break;
       }
-      case kSuback:
-        suback_ = len >= 3 ? body[len - 1] : 0x80;
+      case kSuback: {
+        suback_ = len >= 3 ? 0 : 0x80;
+        for (size_t i = 2; i < len; ++i) {
+          if (body[i] == 0x80) suback_ = 0x80;
+        }
         break;
+      }
       case kPingresp:
         ping_out_ = false;
         break;

@@ -51,8 +51,10 @@ class LiteMqtt {
   // Blocking: TCP connect, CONNECT (clean session), CONNACK. Drops any previous connection and
   // its state. kUnavailable when the broker cannot be reached or refuses.
   Status connect(const LiteMqttOptions& options);
-  // Blocking until SUBACK (other packets are processed meanwhile).
+  // Blocking until SUBACK (other packets are processed meanwhile). Several filters go in one
+  // SUBSCRIBE packet; any refused filter fails the call.
   Status subscribe(std::string_view filter, int qos, int64_t timeout_us);
+  Status subscribe(std::span<const std::string> filters, int qos, int64_t timeout_us);
 
   // Queues a publish. False when the connection is down or (QoS 1) 65,535 are already pending.
   bool publish(std::string_view topic, std::span<const uint8_t> payload, int qos, bool retain);

@@ -63,7 +63,7 @@ constexpr size_t kMaxUnsentPerConn = 4u << 20;
 class MqttLink final : public Link {
  public:
   MqttLink(MqttLinkOptions o, OnAck on_ack) : opt_(std::move(o)) {
-    if (!opt_.ack_filter.empty()) {
+    if (!opt_.ack_filters.empty()) {
       cli_.setOnMessage([f = std::move(on_ack)](std::string_view, std::span<const uint8_t> p) {
         if (f) f(p);
       });
@@ -77,8 +77,11 @@ class MqttLink final : public Link {
     lo.password = opt_.password;
     lo.connect_timeout_us = opt_.connect_timeout_us;
     auto st = cli_.connect(lo);
-    if (st && !opt_.ack_filter.empty()) {
-      st = cli_.subscribe(opt_.ack_filter, opt_.ack_qos, opt_.connect_timeout_us);
+    // In SUBSCRIBE packets of at most 256 filters.
+    for (size_t i = 0; st && i < opt_.ack_filters.size(); i += 256) {
+      const size_t n = std::min<size_t>(256, opt_.ack_filters.size() - i);
+      st = cli_.subscribe(std::span<const std::string>(opt_.ack_filters).subspan(i, n),
+                          opt_.ack_qos, opt_.connect_timeout_us);
     }
     return st;
   }
@@ -359,7 +362,16 @@ MqttFleet::MqttFleet(MqttOptions options, std::vector<std::string> devices,
       mo.password = m.opt.password;
       mo.ack_qos = m.opt.ack_qos;
       mo.connect_timeout_us = kConnectTimeoutUs;
-      if (i == 0) mo.ack_filter = m.ack_filter;
+      if (!m.opt.ack_per_device) {
+        if (i == 0) mo.ack_filters.push_back(m.ack_filter);
+      } else {
+        // Each device's own ack topic on its own connection (device j on connection j mod k),
+        // as an agent subscribes to its own: the broker's per-client window (100 in flight)
+        // then applies per connection instead of one connection carrying every ack.
+        for (size_t j = static_cast<size_t>(i); j < devices.size(); j += static_cast<size_t>(k)) {
+          mo.ack_filters.push_back(m.opt.topic_prefix + "/" + devices[j] + "/ack");
+        }
+      }
       c->link = std::make_unique<MqttLink>(std::move(mo), on_ack);
     }
     m.conns.push_back(std::move(c));

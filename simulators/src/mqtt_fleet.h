@@ -43,7 +43,8 @@ struct MqttOptions {
   int64_t ack_timeout_us = 10'000'000;
   size_t backlog = 64;  // batches per device waiting; beyond, the oldest is dropped
   int ack_qos = 1;
-  bool status = true;  // retained online/offline per device
+  bool ack_per_device = true;  // false: one {prefix}/+/ack subscription on connection 0
+  bool status = true;          // retained online/offline per device
 };
 
 struct MqttStats {

@@ -64,8 +64,10 @@ start_acker() {
 }
 start_ack_side() {
   if [[ $ACK_SIDE == aggregator ]]; then
-    [[ -n "${PIDS[devkafka]:-}" ]] || start_devkafka
+    stop_proc devkafka  # fresh Kafka and dedup store per run: no recovery work at start-up
+    start_devkafka
     rm -f "$WORK/dedup.db"*
+    unset AGG_HTTP_PORT
     start_aggregator
     PIDS[acker]=${PIDS[aggregator]}
   else
