@@ -10,9 +10,9 @@
 #include <thread>
 
 #include "commands.h"
-#include "lite_mqtt.h"
 #include "outpost/common/codec.h"
 #include "outpost/common/signals.h"
+#include "outpost/sim/lite_mqtt.h"
 #include "outpost/sim/util.h"
 
 namespace outpost::sim {

@@ -1,4 +1,4 @@
-#include "lite_mqtt.h"
+#include "outpost/sim/lite_mqtt.h"
 
 #include <fcntl.h>
 #include <netdb.h>

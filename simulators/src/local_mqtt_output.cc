@@ -2,8 +2,8 @@
 
 #include <poll.h>
 
-#include "lite_mqtt.h"
 #include "outpost/common/signals.h"
+#include "outpost/sim/lite_mqtt.h"
 #include "outpost/sim/util.h"
 
 namespace outpost::sim {

@@ -11,7 +11,7 @@
 #include <unordered_map>
 
 #include "links.h"
-#include "lite_mqtt.h"
+#include "outpost/sim/lite_mqtt.h"
 #include "outpost/sim/util.h"
 
 namespace outpost::sim {
