@@ -4,145 +4,142 @@
 // {prefix}/{device}/ack. It does NOT deduplicate, store or forward anything: it is not an
 // aggregator, and figures measured with it say so (docs/benchmarks.md).
 
-#include <mqtt/async_client.h>
+#include <poll.h>
 
-#include <atomic>
-#include <condition_variable>
 #include <iostream>
-#include <mutex>
 #include <thread>
 
 #include "commands.h"
 #include "outpost/common/codec.h"
 #include "outpost/common/signals.h"
+#include "outpost/sim/lite_mqtt.h"
 #include "outpost/sim/util.h"
 
 namespace outpost::sim {
 namespace {
 
-class PendingCounter final : public mqtt::iaction_listener {
- public:
-  std::atomic<int> pending{0};
-
- private:
-  void on_failure(const mqtt::token&) override { pending.fetch_sub(1); }
-  void on_success(const mqtt::token&) override { pending.fetch_sub(1); }
-};
+// Backpressure: while this many bytes of acks are unsent (the broker does not read them), the
+// responder stops reading batches; the broker then queues them for it. (Not a cap on acks
+// awaiting PUBACK: PUBACKs arrive on the read side, so that would deadlock.)
+constexpr size_t kMaxUnsent = 4u << 20;
 
 struct AckCli {
   int ack_qos = 1;
   BrokerOptions broker;
   std::string client_id = "outpost-sim-ack-responder";
   std::string duration = "0";
+  int connections = 4;
   bool quiet = false;
 };
 
+// One thread, one LiteMqtt connection (lite_mqtt.h): read a batch, verify it, queue its ack.
 int runAckResponder(AckCli& c) {
   auto duration = parseDurationUs(c.duration);
   if (!duration) {
     std::cerr << "outpost-sim ack-responder: --duration: " << duration.error().message() << "\n";
     return kExitUsage;
   }
-  std::atomic<uint64_t> received{0}, acked{0}, invalid{0}, failures{0};
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<codec::AckContent> todo;  // GUARDED_BY(mu)
-  bool done = false;                    // GUARDED_BY(mu)
-  PendingCounter counter;
-  mqtt::create_options create(MQTTVERSION_DEFAULT, 200000);
-  create.set_send_while_disconnected(false);
-  mqtt::async_client cli(c.broker.broker, c.client_id, create);
+  uint64_t received = 0, acked = 0, invalid = 0, failures = 0;
+  // Several connections share the batches through an MQTT shared subscription: the broker's
+  // per-client window (max_inflight_messages) then applies to each, not to one carrying all.
+  std::vector<std::unique_ptr<LiteMqtt>> clis;
+  for (int i = 0; i < c.connections; ++i) clis.push_back(std::make_unique<LiteMqtt>());
   const std::string prefix = c.broker.topic_prefix + "/";
   const codec::VerifyLimits limits;
-  cli.set_message_callback([&](mqtt::const_message_ptr m) {
-    received.fetch_add(1, std::memory_order_relaxed);
-    const std::string& topic = m->get_topic();
+  std::vector<uint8_t> buf;  // aligned copy for the FlatBuffers verifier
+  std::string ack_topic;
+  auto onBatch = [&](LiteMqtt& cli, std::string_view topic, std::span<const uint8_t> payload) {
+    ++received;
     // {prefix}/{device}/batch
-    if (topic.size() <= prefix.size() + 6 || topic.compare(0, prefix.size(), prefix) != 0) {
-      invalid.fetch_add(1, std::memory_order_relaxed);
+    if (topic.size() <= prefix.size() + 6 || topic.compare(0, prefix.size(), prefix) != 0 ||
+        topic.substr(topic.size() - 6) != "/batch") {
+      ++invalid;
       return;
     }
-    const std::string device = topic.substr(prefix.size(), topic.size() - prefix.size() - 6);
-    const std::string& p = m->get_payload_ref().str();
-    std::vector<uint8_t> buf(p.begin(), p.end());
+    const std::string_view device = topic.substr(prefix.size(), topic.size() - prefix.size() - 6);
+    buf.assign(payload.begin(), payload.end());
     auto b = codec::verifyBatch(buf, limits);
-    if (!b || !codec::checkBatchSemantics(**b, limits, wallUs(), device)) {
-      invalid.fetch_add(1, std::memory_order_relaxed);
+    if (!b || !codec::checkBatchSemantics(**b, limits, wallUs(), std::string(device))) {
+      ++invalid;
       return;
     }
-    {
-      std::lock_guard lock(mu);
-      todo.push_back({device, (*b)->epoch(), (*b)->seq(), wire::AckStatus::Accepted, ""});
+    const auto ack = codec::encodeAck(
+        {std::string(device), (*b)->epoch(), (*b)->seq(), wire::AckStatus::Accepted, ""});
+    ack_topic.assign(prefix).append(device).append("/ack");
+    if (cli.publish(ack_topic, ack, c.ack_qos, false)) {
+      ++acked;
+    } else {
+      ++failures;
     }
-    cv.notify_one();
-  });
-  // Acks are published from this thread, never from Paho's receive thread: that thread must stay
-  // free to process PUBACKs, and Paho's command queue is kept short (see mqtt_fleet.cc).
-  std::thread sender([&] {
-    std::vector<codec::AckContent> work;
-    for (;;) {
-      {
-        std::unique_lock lock(mu);
-        cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return !todo.empty() || done; });
-        if (done && todo.empty()) return;
-        work.swap(todo);
-      }
-      for (const auto& a : work) {
-        while (counter.pending.load() >= 256 && cli.is_connected()) {
-          std::this_thread::sleep_for(std::chrono::microseconds(100));
-        }
-        auto ack = codec::encodeAck(a);
-        try {
-          counter.pending.fetch_add(1);
-          cli.publish(prefix + a.device_id + "/ack", ack.data(), ack.size(), c.ack_qos, false,
-                      nullptr, counter);
-          acked.fetch_add(1, std::memory_order_relaxed);
-        } catch (const mqtt::exception&) {
-          counter.pending.fetch_sub(1);
-          failures.fetch_add(1, std::memory_order_relaxed);
-        }
-      }
-      work.clear();
-    }
-  });
-  auto stopSender = [&] {
-    {
-      std::lock_guard lock(mu);
-      done = true;
-    }
-    cv.notify_one();
-    if (sender.joinable()) sender.join();
   };
-  try {
-    connectBroker(cli, c.broker);
-    cli.subscribe(prefix + "+/batch", 1)->wait_for(std::chrono::seconds(10));
-  } catch (const mqtt::exception& e) {
+  const std::string filter =
+      c.connections > 1 ? "$share/" + c.client_id + "/" + prefix + "+/batch" : prefix + "+/batch";
+  Status st;
+  for (int i = 0; i < c.connections && st; ++i) {
+    LiteMqtt& cli = *clis[static_cast<size_t>(i)];
+    cli.setOnMessage(
+        [&onBatch, &cli](std::string_view t, std::span<const uint8_t> p) { onBatch(cli, t, p); });
+    LiteMqttOptions lo;
+    lo.broker = c.broker.broker;
+    lo.client_id = c.connections > 1 ? c.client_id + "-" + std::to_string(i) : c.client_id;
+    st = cli.connect(lo);
+    if (st) st = cli.subscribe(filter, 1, 10'000'000);
+  }
+  if (!st) {
     std::cerr << "outpost-sim ack-responder: cannot subscribe at " << c.broker.broker << ": "
-              << e.what() << "\n";
-    stopSender();
+              << st.error().message() << "\n";
     return kExitUnavailable;
   }
-  std::cerr << "outpost-sim ack-responder: acking " << prefix << "+/batch on " << c.broker.broker
-            << "\n";
+  std::cerr << "outpost-sim ack-responder: acking " << filter << " on " << c.broker.broker << " ("
+            << c.connections << " connection(s))\n";
   Progress progress(c.quiet);
   const int64_t t0 = monoUs();
-  while (!signals::waitForStop(std::chrono::milliseconds(200))) {
-    if (*duration > 0 && monoUs() - t0 >= *duration) break;
-    const double el = std::max(1e-9, double(monoUs() - t0) / 1e6);
-    progress.update(-1, withCommas(acked.load()) + " acks (" +
-                            withCommas(static_cast<uint64_t>(double(acked.load()) / el)) + "/s), " +
-                            std::to_string(invalid.load()) + " invalid");
+  int64_t next_progress = t0;
+  int64_t last_io = 0;
+  std::vector<pollfd> pfds;
+  int rc = kExitOk;
+  while (!signals::stopRequested()) {
+    const int64_t now = monoUs();
+    if (*duration > 0 && now - t0 >= *duration) break;
+    // At most one wake-up per 500 us: batches arrive one by one at 10,000/s, and a recv + send
+    // per batch costs more than the ack itself; gathered, one pair of calls serves many.
+    const int64_t since = monoUs() - last_io;
+    if (since < 500) std::this_thread::sleep_for(std::chrono::microseconds(500 - since));
+    pfds.clear();
+    for (auto& cli : clis) {
+      const bool room = cli->unsent() < kMaxUnsent;
+      pfds.push_back({cli->fd(),
+                      static_cast<short>((room ? POLLIN : 0) | (cli->unsent() > 0 ? POLLOUT : 0)),
+                      0});
+    }
+    ::poll(pfds.data(), pfds.size(), 100);
+    last_io = monoUs();
+    bool lost = false;
+    for (size_t i = 0; i < clis.size(); ++i) {
+      LiteMqtt& cli = *clis[i];
+      if (!cli.io(last_io, (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0)) {
+        std::cerr << "outpost-sim ack-responder: connection lost: " << cli.lastError() << "\n";
+        lost = true;
+      }
+    }
+    if (lost) {
+      rc = kExitUnavailable;
+      break;
+    }
+    if (now >= next_progress) {
+      next_progress = now + 200'000;
+      const double el = std::max(1e-9, double(now - t0) / 1e6);
+      progress.update(-1, withCommas(acked) + " acks (" +
+                              withCommas(static_cast<uint64_t>(double(acked) / el)) + "/s), " +
+                              std::to_string(invalid) + " invalid");
+    }
   }
   progress.finish();
-  stopSender();
-  try {
-    cli.disconnect(std::chrono::milliseconds(500))->wait_for(std::chrono::seconds(2));
-  } catch (const mqtt::exception&) {
-  }
-  std::cerr << "outpost-sim ack-responder: " << received.load() << " batches received, "
-            << acked.load() << " acked, " << invalid.load() << " invalid (not acked), "
-            << failures.load() << " ack publishes failed\n";
-  return kExitOk;
+  for (auto& cli : clis) cli->disconnect(1'000'000);
+  std::cerr << "outpost-sim ack-responder: " << received << " batches received, " << acked
+            << " acked, " << invalid << " invalid (not acked), " << failures
+            << " ack publishes failed\n";
+  return rc;
 }
 
 }  // namespace
@@ -157,6 +154,10 @@ Command addAckResponderCommand(CLI::App& app) {
   cmd->add_option("--ack-qos", c->ack_qos, "QoS of the acks it publishes (the aggregator uses 1)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1));
+  cmd->add_option("--connections", c->connections,
+                  "MQTT connections sharing the batches (shared subscription $share/CLIENT-ID/...)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   cmd->add_option("-d,--duration", c->duration, "Stop after this long; 0 = until SIGTERM")
       ->capture_default_str();
   cmd->add_flag("-q,--quiet", c->quiet, "No progress output");

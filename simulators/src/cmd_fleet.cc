@@ -2,7 +2,6 @@
 // protocol, CSV, or virtual agents over MQTT, paced in real time, N x faster, or at maximum rate.
 
 #include <spdlog/spdlog.h>
-
 #include <sys/resource.h>
 
 #include <cstdio>
@@ -14,7 +13,9 @@
 #include <thread>
 
 #include "commands.h"
+#include "local_mqtt_output.h"
 #include "mqtt_fleet.h"
+#include "outpost/common/secrets.h"
 #include "outpost/common/signals.h"
 #include "outpost/sim/fleet.h"
 #include "outpost/sim/outputs.h"
@@ -44,6 +45,13 @@ struct FleetCli {
   std::string drain = "10s";
   uint64_t epoch = 0;
   bool no_status = false;
+  // Transport of the virtual agents
+  std::string transport = "mqtt";
+  std::string zmq_server_key_file;
+  // -o local-mqtt
+  LocalMqttOptions local;
+  std::string local_payload = "json";
+  std::string ack_subscription = "per-device";
 };
 
 std::vector<std::string> splitComma(const std::string& s) {
@@ -99,7 +107,16 @@ int runFleet(FleetCli& c) {
   }
   fo.end_us = *duration > 0 ? fo.start_us + *duration : 0;
 
+  if (c.output == "zmq") {
+    c.output = "mqtt";
+    c.transport = "zmq";
+  }
   const bool to_mqtt = c.output == "mqtt";
+  const bool zmq = c.transport == "zmq";
+  if (zmq && !to_mqtt) return usage("--transport zmq needs --output mqtt (virtual agents)");
+  if (zmq && (c.mqtt.zmq_endpoint.empty() || c.zmq_server_key_file.empty())) {
+    return usage("--transport zmq needs --zmq-endpoint and --zmq-server-key");
+  }
   if ((c.output == "csv") && c.out.empty()) return usage("--output csv needs --out DIR");
   if (c.output == "lines" && (c.out.empty() || c.out == "-") && fo.devices != 1) {
     return usage("--output lines to stdout needs --devices 1 (or --out DIR for a file per device)");
@@ -123,6 +140,18 @@ int runFleet(FleetCli& c) {
     output = makeLinesOutput(c.out == "-" ? "" : c.out, *fleet, lts);
   } else if (c.output == "csv") {
     output = makeCsvOutput(c.out, *fleet);
+  } else if (c.output == "local-mqtt") {
+    LocalMqttOptions lo = c.local;
+    lo.broker = c.broker.broker;
+    lo.json = c.local_payload == "json";
+    lo.keepalive_s =
+        static_cast<int>(std::clamp<int64_t>(3 * fo.interval_us / 1'000'000, 30, 65535));
+    auto made = makeLocalMqttOutput(lo, *fleet);
+    if (!made) {
+      std::cerr << "outpost-sim fleet: " << made.error().message() << "\n";
+      return kExitUnavailable;
+    }
+    output = std::move(*made);
   }
   std::string labels_path = c.labels;
   if (labels_path.empty() && !c.out.empty() && c.out != "-") labels_path = c.out + "/labels.jsonl";
@@ -146,13 +175,25 @@ int runFleet(FleetCli& c) {
     mo.topic_prefix = c.broker.topic_prefix;
     mo.ack_timeout_us = *ack_timeout;
     mo.status = !c.no_status;
+    mo.ack_per_device = c.ack_subscription == "per-device";
+    if (zmq) {
+      mo.transport = Transport::kZmq;
+      auto key = secrets::loadPublicKeyFile(c.zmq_server_key_file, "--zmq-server-key");
+      if (!key) return usage(key.error().message());
+      mo.zmq_server_key = *key;
+    }
     std::vector<std::string> names;
     std::vector<uint64_t> epochs;
     for (int d = 0; d < fleet->devices(); ++d) {
       names.push_back(fleet->deviceName(d));
       epochs.push_back(c.epoch ? c.epoch : deviceEpoch(fo.seed, fo.start_us, d));
     }
-    mqtt = std::make_unique<MqttFleet>(mo, std::move(names), std::move(epochs), fleet->sensors());
+    try {
+      mqtt = std::make_unique<MqttFleet>(mo, std::move(names), std::move(epochs), fleet->sensors());
+    } catch (const std::runtime_error& e) {
+      std::cerr << "outpost-sim fleet: " << e.what() << "\n";
+      return kExitFailure;
+    }
     if (auto st = mqtt->connect(); !st) {
       std::cerr << "outpost-sim fleet: " << st.error().message() << "\n";
       return kExitUnavailable;
@@ -185,8 +226,12 @@ int runFleet(FleetCli& c) {
                   static_cast<int64_t>(double(fleet->now() + fo.interval_us - fo.start_us) / *speed)
             : 0;
     for (int64_t now = monoUs(); now < due && !signals::stopRequested(); now = monoUs()) {
-      if (mqtt) mqtt->pump(now);
-      std::this_thread::sleep_for(std::chrono::microseconds(std::min<int64_t>(due - now, 2000)));
+      if (mqtt) {
+        mqtt->pump(now);
+        mqtt->wait(std::min<int64_t>(due - now, 2000));
+      } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(std::min<int64_t>(due - now, 2000)));
+      }
     }
     if (signals::stopRequested()) continue;
     if (*speed > 0) max_lag_us = std::max(max_lag_us, monoUs() - due);
@@ -228,7 +273,7 @@ int runFleet(FleetCli& c) {
       mqtt->pump(monoUs());
       // Maximum rate: as fast as the ack windows allow, never by dropping.
       while (*speed == 0 && mqtt->outstanding() > window && !signals::stopRequested()) {
-        std::this_thread::sleep_for(std::chrono::microseconds(500));
+        mqtt->wait(500);
         mqtt->pump(monoUs());
       }
     }
@@ -248,6 +293,7 @@ int runFleet(FleetCli& c) {
     progress.update(frac, text);
   }
   const int64_t gen_end = monoUs();
+  const uint64_t acked_by_gen_end = mqtt ? mqtt->stats().batches_acked : 0;
   if (output && rc == kExitOk) {
     if (auto st = output->finish(); !st) {
       error = st.error().message();
@@ -263,11 +309,8 @@ int runFleet(FleetCli& c) {
     const int64_t limit = monoUs() + (interrupted ? std::min<int64_t>(*drain, 2'000'000) : *drain);
     while (mqtt->outstanding() > 0 && monoUs() < limit) {
       mqtt->pump(monoUs());
-      if (interrupted) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      } else if (signals::waitForStop(std::chrono::milliseconds(2))) {
-        interrupted = true;
-      }
+      mqtt->wait(2000);
+      if (!interrupted && signals::stopRequested()) interrupted = true;
     }
     mqtt->pump(monoUs());
   }
@@ -280,9 +323,9 @@ int runFleet(FleetCli& c) {
   const double cpu_s = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                        double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   std::ostringstream js;
-  js << "{\"command\":\"fleet\",\"cpu_s\":" << cpu_s << ",\"seed\":" << fo.seed << ",\"devices\":" << fo.devices
-     << ",\"sensors\":" << fo.sensors << ",\"output\":\"" << c.output
-     << "\",\"start_us\":" << fo.start_us << ",\"simulated_s\":" << sim_s
+  js << "{\"command\":\"fleet\",\"cpu_s\":" << cpu_s << ",\"seed\":" << fo.seed
+     << ",\"devices\":" << fo.devices << ",\"sensors\":" << fo.sensors << ",\"output\":\""
+     << c.output << "\",\"start_us\":" << fo.start_us << ",\"simulated_s\":" << sim_s
      << ",\"steps\":" << step_count << ",\"elapsed_s\":" << gen_s << ",\"readings\":" << readings
      << ",\"readings_per_s\":" << double(readings) / gen_s << ",\"labels\":" << label_count
      << ",\"interrupted\":" << (interrupted ? "true" : "false")
@@ -298,19 +341,21 @@ int runFleet(FleetCli& c) {
             << "\n";
   if (mqtt) {
     const auto& ms = mqtt->stats();
-    std::cerr << "  MQTT batches        sent " << ms.batches_sent << ", resent "
+    const char* proto = c.transport == "zmq" ? "ZeroMQ" : "MQTT  ";
+    std::cerr << "  " << proto << " batches      sent " << ms.batches_sent << ", resent "
               << ms.batches_resent << ", acked " << ms.batches_acked << ", rejected "
               << ms.batches_rejected << ", never acked " << ms.in_flight + ms.queued
               << ", dropped (backlog full) " << ms.batches_dropped << "\n"
-              << "  MQTT readings       sent " << withCommas(ms.readings_sent) << ", acked "
-              << withCommas(ms.readings_acked) << ", dropped " << withCommas(ms.readings_dropped)
-              << "\n"
+              << "  " << proto << " readings     sent " << withCommas(ms.readings_sent)
+              << ", acked " << withCommas(ms.readings_acked) << ", dropped "
+              << withCommas(ms.readings_dropped) << "\n"
               << "  ack latency         p50 " << mqtt->ackLatencyMs(50) << " ms, p99 "
               << mqtt->ackLatencyMs(99) << " ms, max " << mqtt->ackLatencyMs(100) << " ms\n";
     if (*speed > 0)
       std::cerr << "  pacing              latest step " << double(max_lag_us) / 1e3
                 << " ms behind schedule\n";
-    js << ",\"batches_sent\":" << ms.batches_sent << ",\"batches_resent\":" << ms.batches_resent
+    js << ",\"batches_acked_during_run\":" << acked_by_gen_end
+       << ",\"batches_sent\":" << ms.batches_sent << ",\"batches_resent\":" << ms.batches_resent
        << ",\"batches_acked\":" << ms.batches_acked
        << ",\"batches_rejected\":" << ms.batches_rejected
        << ",\"batches_unacked\":" << ms.in_flight + ms.queued
@@ -340,7 +385,7 @@ Command addFleetCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "fleet",
       "Simulate N devices x M sensors (deterministic from --seed) with labelled anomalies; "
-      "deliver as line protocol, CSV, or virtual agents over MQTT");
+      "deliver as line protocol, CSV, or virtual agents over MQTT or ZeroMQ");
   auto& f = c->fleet;
   cmd->add_option("--seed", f.seed, "Random seed: same seed and options = same output")
       ->capture_default_str();
@@ -392,9 +437,11 @@ Command addFleetCommand(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0.001, 1000.0));
   cmd->add_option("-o,--output", c->output,
-                  "none (generate only), lines, csv, mqtt (virtual agents)")
+                  "none (generate only), lines, csv, mqtt (virtual agents; over ZeroMQ with "
+                  "--transport zmq), zmq (= mqtt --transport zmq), local-mqtt (each reading as a "
+                  "message to a device's local broker, for real agents' MQTT source)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"none", "lines", "csv", "mqtt"}));
+      ->check(CLI::IsMember({"none", "lines", "csv", "mqtt", "zmq", "local-mqtt"}));
   cmd->add_option("--out", c->out,
                   "Directory for lines (DIR/<device>.lines; '-' = stdout, one device) and csv "
                   "(DIR/<device>/<sensor>.csv); labels go to DIR/labels.jsonl");
@@ -425,6 +472,11 @@ Command addFleetCommand(CLI::App& app) {
                   "counted in the next batch (real-time modes only)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--ack-subscription", c->ack_subscription,
+                  "per-device: each device's {prefix}/DEVICE/ack on its own connection; "
+                  "wildcard: one {prefix}/+/ack on the first connection")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"per-device", "wildcard"}));
   cmd->add_option("--ack-qos", c->mqtt.ack_qos, "QoS of the ack subscription")
       ->capture_default_str()
       ->check(CLI::Range(0, 1));
@@ -434,6 +486,39 @@ Command addFleetCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--no-status", c->no_status,
                 "Do not publish retained online/offline status per device");
+  cmd->add_option("--transport", c->transport,
+                  "Uplink protocol of the virtual agents: mqtt (shared connections) or zmq (a "
+                  "CURVE DEALER socket per device, the agent's ZeroMQ uplink)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"mqtt", "zmq"}));
+  cmd->add_option("--zmq-endpoint", c->mqtt.zmq_endpoint,
+                  "ZeroMQ: the aggregator's zmq.listen endpoint, tcp://host:port");
+  cmd->add_option(
+      "--zmq-server-key", c->zmq_server_key_file,
+      "ZeroMQ: the aggregator's public key file (outpost-sim keys: DIR/aggregator.pub)");
+  cmd->add_option("--key-seed", c->mqtt.key_seed,
+                  "ZeroMQ: device i uses key pair i of this seed; the aggregator's allow-list "
+                  "must list them (outpost-sim keys --key-seed, same --devices/--device-prefix)")
+      ->capture_default_str();
+  cmd->add_option("--local-topic", c->local.topic_template,
+                  "local-mqtt: topic per reading; {device} and {sensor} are replaced")
+      ->capture_default_str();
+  cmd->add_option("--local-payload", c->local_payload,
+                  "local-mqtt: json ({\"value\":V,\"ts\":US}: agent mqtt.field = \"value\", "
+                  "mqtt.timestamp_field = \"ts\") or value (the bare number; the agent stamps "
+                  "the receive time)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"json", "value"}));
+  cmd->add_option("--local-qos", c->local.qos, "local-mqtt: QoS of the reading messages")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1));
+  cmd->add_option("--local-client-id", c->local.client_id, "local-mqtt: MQTT client id")
+      ->capture_default_str();
+  cmd->add_option("--zmq-heartbeat-ms", c->mqtt.zmq_heartbeat_ms,
+                  "ZeroMQ: ping interval per device; keep at or below the aggregator's "
+                  "zmq.heartbeat_ms")
+      ->capture_default_str()
+      ->check(CLI::Range(50, 600000));
   return {cmd, [c] { return runFleet(*c); }};
 }
 

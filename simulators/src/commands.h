@@ -29,6 +29,7 @@ Command addRecordCommand(CLI::App& app);
 Command addReplayCommand(CLI::App& app);
 Command addExportCsvCommand(CLI::App& app);
 Command addAckResponderCommand(CLI::App& app);
+Command addKeysCommand(CLI::App& app);
 
 // Common options of MQTT-speaking subcommands.
 struct BrokerOptions {

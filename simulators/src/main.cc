@@ -45,9 +45,9 @@ int main(int argc, char** argv) {
   std::string log_level = "warn";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str();
-  std::vector<sim::Command> commands = {sim::addFleetCommand(app), sim::addRecordCommand(app),
-                                        sim::addReplayCommand(app), sim::addExportCsvCommand(app),
-                                        sim::addAckResponderCommand(app)};
+  std::vector<sim::Command> commands = {
+      sim::addFleetCommand(app),     sim::addRecordCommand(app),       sim::addReplayCommand(app),
+      sim::addExportCsvCommand(app), sim::addAckResponderCommand(app), sim::addKeysCommand(app)};
   for (auto& c : commands) c.sub->set_version_flag("-V,--version", std::string(kVersion));
   try {
     app.parse(argc, argv);

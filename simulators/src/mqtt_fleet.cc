@@ -1,20 +1,23 @@
 #include "mqtt_fleet.h"
 
-#include <mqtt/async_client.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <thread>
+#include <unordered_map>
 
-#include "outpost/common/net.h"
+#include "links.h"
+#include "outpost/sim/lite_mqtt.h"
+#include "outpost/sim/util.h"
 
 namespace outpost::sim {
 namespace {
 
-constexpr auto kConnectTimeout = std::chrono::seconds(10);
+constexpr int64_t kConnectTimeoutUs = 10'000'000;
 constexpr int64_t kReconnectEveryUs = 1'000'000;
 constexpr size_t kMaxLatencySamples = 4'000'000;
 
@@ -50,28 +53,63 @@ struct AckEvent {
   bool accepted;
 };
 
-// Publishes handed to Paho and not yet completed (PUBACK or failure). Paho C processes its command
-// queue in time that grows with its length: with tens of thousands queued (10,000 devices
-// publishing in the same second) a client spends seconds per publish. The fleet therefore keeps
-// at most kMaxPendingPerConn publishes per connection inside Paho and holds the rest itself.
-constexpr int kMaxPendingPerConn = 256;
+// QoS 1 publishes sent and not yet PUBACKed per connection. The window per device already bounds
+// what is in flight; this bounds what one connection has outstanding at the broker (and the
+// bytes in its send buffer), so a slow broker pushes back on the fleet instead of growing
+// buffers. Devices whose connection is busy wait in the fleet's own queues.
+constexpr int kMaxPendingPerConn = 512;
+constexpr size_t kMaxUnsentPerConn = 4u << 20;
 
-class PendingCounter final : public mqtt::iaction_listener {
+class MqttLink final : public Link {
  public:
-  std::atomic<int> pending{0};
+  MqttLink(MqttLinkOptions o, OnAck on_ack) : opt_(std::move(o)) {
+    if (!opt_.ack_filters.empty()) {
+      cli_.setOnMessage([f = std::move(on_ack)](std::string_view, std::span<const uint8_t> p) {
+        if (f) f(p);
+      });
+    }
+  }
+  Status connect() override {
+    LiteMqttOptions lo;
+    lo.broker = opt_.broker;
+    lo.client_id = opt_.client_id;
+    lo.username = opt_.username;
+    lo.password = opt_.password;
+    lo.connect_timeout_us = opt_.connect_timeout_us;
+    auto st = cli_.connect(lo);
+    // In SUBSCRIBE packets of at most 256 filters.
+    for (size_t i = 0; st && i < opt_.ack_filters.size(); i += 256) {
+      const size_t n = std::min<size_t>(256, opt_.ack_filters.size() - i);
+      st = cli_.subscribe(std::span<const std::string>(opt_.ack_filters).subspan(i, n),
+                          opt_.ack_qos, opt_.connect_timeout_us);
+    }
+    return st;
+  }
+  bool io(int64_t now, bool read) override { return cli_.io(now, read); }
+  bool publish(const std::string& topic, std::span<const uint8_t> payload, bool retained) override {
+    return cli_.publish(topic, payload, 1, retained);
+  }
+  bool busy() const override {
+    return cli_.pending() >= kMaxPendingPerConn || cli_.unsent() >= kMaxUnsentPerConn;
+  }
+  zmq_pollitem_t pollItem() const override {
+    return {nullptr, cli_.fd(), static_cast<short>(ZMQ_POLLIN | (cli_.unsent() ? ZMQ_POLLOUT : 0)),
+            0};
+  }
+  void disconnect() override { cli_.disconnect(1'000'000); }  // flushes what is queued first
+  std::string lastError() const override { return cli_.lastError(); }
 
  private:
-  void on_failure(const mqtt::token&) override { pending.fetch_sub(1); }
-  void on_success(const mqtt::token&) override { pending.fetch_sub(1); }
+  MqttLinkOptions opt_;
+  LiteMqtt cli_;
 };
 
 struct Conn {
-  std::unique_ptr<mqtt::async_client> cli;
+  std::unique_ptr<Link> link;
   bool up = false;
-  std::atomic<bool> lost{false};
   int64_t next_try_us = 0;
-  PendingCounter counter;
-  bool busy() const { return counter.pending.load() >= kMaxPendingPerConn; }
+  bool readable = true;  // poll saw input (or was not asked): read on the next io()
+  bool busy() const { return link->busy(); }
 };
 
 }  // namespace
@@ -91,23 +129,32 @@ struct MqttFleet::Impl {
   std::vector<int> blocked;  // devices whose connection was busy
   std::string ack_filter;
   std::vector<uint32_t> latencies_us;  // capped at kMaxLatencySamples
+  std::vector<AckEvent> evs;           // scratch of handleAcks
+  std::vector<int> work;               // scratch of pump
+  std::vector<zmq_pollitem_t> pfds;    // scratch of wait
+  void* zmq_ctx = nullptr;             // ZeroMQ transport: shared by every device's socket
+  std::vector<size_t> pconn;           // scratch of wait: connection of each pfds entry
+  int64_t last_wait_us = 0;
 
-  std::mutex mu;
-  std::vector<AckEvent> acks;  // GUARDED_BY(mu)
-  uint64_t bad_acks = 0;       // GUARDED_BY(mu)
-  uint64_t foreign = 0;        // GUARDED_BY(mu)
+  std::vector<AckEvent> acks;
+  uint64_t bad_acks = 0;
+  uint64_t foreign = 0;
+  std::vector<uint8_t> ack_buf;  // aligned copy of an ack for the FlatBuffers verifier
 
-  void onMessage(const mqtt::const_message_ptr& msg) {
-    const std::string& p = msg->get_payload_ref().str();
-    std::vector<uint8_t> buf(p.begin(), p.end());  // aligned copy
-    auto ack = codec::verifyAck(buf);
-    std::lock_guard lock(mu);
+  // An ack from connection `conn` (ZeroMQ: the device's own socket).
+  void onMessage(std::span<const uint8_t> payload, int conn) {
+    if (payload.size() > 4096) {
+      ++bad_acks;
+      return;
+    }
+    ack_buf.assign(payload.begin(), payload.end());
+    auto ack = codec::verifyAck(ack_buf);
     if (!ack) {
       ++bad_acks;
       return;
     }
     auto it = index.find((*ack)->device_id()->str());
-    if (it == index.end()) {
+    if (it == index.end() || (opt.transport == Transport::kZmq && it->second != conn)) {
       ++foreign;  // another agent's ack (real agents share the broker)
       return;
     }
@@ -117,64 +164,60 @@ struct MqttFleet::Impl {
 
   bool connectOne(size_t k) {
     Conn& c = *conns[k];
-    try {
-      if (!c.cli) {
-        size_t per_conn = (devs.size() + conns.size() - 1) / conns.size();
-        mqtt::create_options create(
-            MQTTVERSION_DEFAULT,
-            static_cast<int>(per_conn * static_cast<size_t>(opt.inflight + 2) + 1000));
-        create.set_send_while_disconnected(false);
-        c.cli = std::make_unique<mqtt::async_client>(
-            opt.broker, opt.client_prefix + "-" + std::to_string(k), create);
-        c.cli->set_connection_lost_handler([&c](const std::string&) { c.lost.store(true); });
-        if (k == 0) {
-          c.cli->set_message_callback([this](mqtt::const_message_ptr m) { onMessage(m); });
-        }
-      }
-      auto b = mqtt::connect_options_builder()
-                   .clean_session(true)
-                   .keep_alive_interval(std::chrono::seconds(30))
-                   .connect_timeout(kConnectTimeout);
-      if (!opt.username.empty()) b.user_name(opt.username);
-      if (!opt.password.empty()) b.password(opt.password);
-      c.cli->connect(b.finalize())->wait_for(kConnectTimeout + std::chrono::seconds(1));
-      if (!c.cli->is_connected()) throw mqtt::exception(-1, "connect timed out");
-      if (k == 0) c.cli->subscribe(ack_filter, opt.ack_qos)->wait_for(kConnectTimeout);
-      c.up = true;
-      c.lost.store(false);
-      c.counter.pending.store(0);
-      return true;
-    } catch (const mqtt::exception& e) {
-      spdlog::warn("MQTT connection {} to {} failed: {}", k, opt.broker, e.what());
+    auto st = c.link->connect();
+    if (!st) {
+      spdlog::warn("{} connection {} failed: {}", transportName(), k, st.error().message());
       c.up = false;
       return false;
     }
+    c.up = true;
+    c.readable = true;
+    return true;
   }
 
-  bool publish(VDev& d, const std::string& topic, const void* data, size_t len, bool retained) {
+  const char* transportName() const { return opt.transport == Transport::kZmq ? "ZeroMQ" : "MQTT"; }
+
+  bool publish(VDev& d, const std::string& topic, std::span<const uint8_t> data, bool retained) {
     Conn& c = *conns[d.conn];
     if (!c.up) return false;
-    try {
-      c.counter.pending.fetch_add(1);
-      c.cli->publish(topic, data, len, 1, retained, nullptr, c.counter);
-      return true;
-    } catch (const mqtt::exception& e) {
-      c.counter.pending.fetch_sub(1);
+    if (!c.link->publish(topic, data, retained)) {
       ++stats.publish_failures;
-      spdlog::debug("publish on connection {} failed: {}", d.conn, e.what());
-      c.lost.store(true);
       return false;
+    }
+    return true;
+  }
+
+  // Reads acks and writes what is queued on every connection; notes lost connections.
+  void io(int64_t now) {
+    for (size_t k = 0; k < conns.size(); ++k) {
+      Conn& c = *conns[k];
+      const bool read = c.readable;
+      c.readable = false;
+      if (c.up && !c.link->io(now, read)) {
+        spdlog::warn("{} connection {} lost ({}); its devices' batches in flight will be resent",
+                     transportName(), k, c.link->lastError());
+        c.up = false;
+        c.next_try_us = now + kReconnectEveryUs;
+      }
     }
   }
 
-  // For status messages: waits (briefly) for room in the connection's Paho queue.
+  static std::span<const uint8_t> bytes(std::string_view s) {
+    return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+  }
+
+  // For status messages (MQTT only): waits (briefly) for room on the connection.
   void publishStatus(VDev& d, bool online) {
     Conn& c = *conns[d.conn];
     for (int i = 0; i < 400 && c.up && c.busy(); ++i) {
-      std::this_thread::sleep_for(std::chrono::microseconds(500));
+      zmq_pollitem_t item = c.link->pollItem();
+      item.events |= ZMQ_POLLOUT;
+      zmq_poll(&item, 1, 1);
+      for (auto& x : conns) x->readable = true;
+      io(monoUs());
     }
     if (c.busy()) return;  // the connection is stuck; a status is not worth blocking for
-    publish(d, d.status_topic, online ? "online" : "offline", online ? 6 : 7, true);
+    publish(d, d.status_topic, bytes(online ? "online" : "offline"), true);
   }
 
   void markReady(int dev) {
@@ -207,7 +250,7 @@ struct MqttFleet::Impl {
       b.readings = std::move(p.readings);
       d.dropped = 0;
       Flight f{b.seq, codec::encodeBatch(b), now, n};
-      publish(d, d.batch_topic, f.payload.data(), f.payload.size(), false);  // lost: resent later
+      publish(d, d.batch_topic, f.payload, false);  // lost: resent after the reconnect
       ++stats.batches_sent;
       stats.readings_sent += n;
       ++stats.in_flight;
@@ -217,13 +260,10 @@ struct MqttFleet::Impl {
   }
 
   void handleAcks(int64_t ack_now) {
-    std::vector<AckEvent> evs;
-    {
-      std::lock_guard lock(mu);
-      evs.swap(acks);
-      stats.bad_acks = bad_acks;
-      stats.foreign_acks = foreign;
-    }
+    evs.clear();
+    evs.swap(acks);
+    stats.bad_acks = bad_acks;
+    stats.foreign_acks = foreign;
     for (const auto& ev : evs) {
       VDev& d = devs[static_cast<size_t>(ev.device)];
       if (ev.epoch != d.epoch) {
@@ -248,18 +288,12 @@ struct MqttFleet::Impl {
   void reconnect(int64_t now) {
     for (size_t k = 0; k < conns.size(); ++k) {
       Conn& c = *conns[k];
-      if (c.lost.load() && c.up) {
-        spdlog::warn("MQTT connection {} lost; its devices' batches in flight will be resent", k);
-        c.up = false;
-        c.next_try_us = 0;
-      }
       if (c.up || now < c.next_try_us) continue;
       if (!connectOne(k)) {
         c.next_try_us = now + kReconnectEveryUs;
         continue;
       }
       ++stats.reconnects;
-      net::setTcpNoDelayToPeer(opt.broker);
       // Everything in flight on this connection goes again, oldest first.
       for (size_t i = k; i < devs.size(); i += conns.size()) {
         for (auto& f : devs[i].flights) {
@@ -285,7 +319,7 @@ struct MqttFleet::Impl {
         timers.emplace_front(sent, dev, seq);  // again on the next pump
         break;
       }
-      publish(d, d.batch_topic, it->payload.data(), it->payload.size(), false);
+      publish(d, d.batch_topic, it->payload, false);
       it->sent_us = now;
       timers.emplace_back(now, dev, seq);
       ++stats.batches_resent;
@@ -300,9 +334,49 @@ MqttFleet::MqttFleet(MqttOptions options, std::vector<std::string> devices,
   int k = m.opt.connections;
   if (k <= 0) k = std::clamp<int>(static_cast<int>((devices.size() + 999) / 1000), 1, 8);
   k = std::min<int>(k, static_cast<int>(devices.size()));
-  for (int i = 0; i < k; ++i) m.conns.push_back(std::make_unique<Conn>());
-  m.sensors = std::move(sensors);
+  if (m.opt.transport == Transport::kZmq) k = static_cast<int>(devices.size());  // a socket each
   m.ack_filter = m.opt.topic_prefix + "/+/ack";
+  if (m.opt.transport == Transport::kZmq) {
+    m.zmq_ctx = zmq_ctx_new();
+    zmq_ctx_set(m.zmq_ctx, ZMQ_MAX_SOCKETS, k + 64);
+  }
+  for (int i = 0; i < k; ++i) {
+    auto c = std::make_unique<Conn>();
+    auto on_ack = [&m, i](std::span<const uint8_t> p) { m.onMessage(p, i); };
+    if (m.opt.transport == Transport::kZmq) {
+      ZmqLinkOptions zo;
+      zo.endpoint = m.opt.zmq_endpoint;
+      zo.server_public_key = m.opt.zmq_server_key;
+      auto pair = simCurveKeyPair(m.opt.key_seed, i);
+      if (!pair) throw std::runtime_error(pair.error().message());
+      zo.public_key = pair->public_key;
+      zo.secret_key = pair->secret_key;
+      zo.heartbeat_ms = m.opt.zmq_heartbeat_ms;
+      zo.sndhwm = m.opt.inflight * 2 + 4;
+      c->link = makeZmqLink(m.zmq_ctx, std::move(zo), on_ack);
+    } else {
+      MqttLinkOptions mo;
+      mo.broker = m.opt.broker;
+      mo.client_id = m.opt.client_prefix + "-" + std::to_string(i);
+      mo.username = m.opt.username;
+      mo.password = m.opt.password;
+      mo.ack_qos = m.opt.ack_qos;
+      mo.connect_timeout_us = kConnectTimeoutUs;
+      if (!m.opt.ack_per_device) {
+        if (i == 0) mo.ack_filters.push_back(m.ack_filter);
+      } else {
+        // Each device's own ack topic on its own connection (device j on connection j mod k),
+        // as an agent subscribes to its own: the broker's per-client window (100 in flight)
+        // then applies per connection instead of one connection carrying every ack.
+        for (size_t j = static_cast<size_t>(i); j < devices.size(); j += static_cast<size_t>(k)) {
+          mo.ack_filters.push_back(m.opt.topic_prefix + "/" + devices[j] + "/ack");
+        }
+      }
+      c->link = std::make_unique<MqttLink>(std::move(mo), on_ack);
+    }
+    m.conns.push_back(std::move(c));
+  }
+  m.sensors = std::move(sensors);
   m.devs.resize(devices.size());
   for (size_t i = 0; i < devices.size(); ++i) {
     VDev& d = m.devs[i];
@@ -324,12 +398,12 @@ Status MqttFleet::connect() {
       return fail(ErrorCode::kUnavailable, "cannot connect to MQTT broker " + m.opt.broker);
     }
   }
-  net::setTcpNoDelayToPeer(m.opt.broker);
-  if (m.opt.status) {
+  if (m.opt.status && m.opt.transport == Transport::kMqtt) {
     for (auto& d : m.devs) m.publishStatus(d, true);
   }
-  spdlog::info("{} virtual devices on {} MQTT connection(s) to {}", m.devs.size(), m.conns.size(),
-               m.opt.broker);
+  spdlog::info("{} virtual devices on {} {} connection(s) to {}", m.devs.size(), m.conns.size(),
+               m.transportName(),
+               m.opt.transport == Transport::kZmq ? m.opt.zmq_endpoint : m.opt.broker);
   return {};
 }
 
@@ -354,6 +428,7 @@ void MqttFleet::enqueue(int device, std::vector<wire::Reading> readings, int64_t
 
 void MqttFleet::pump(int64_t now) {
   Impl& m = *impl_;
+  m.io(now);
   m.handleAcks(now);
   m.reconnect(now);
   m.resend(now);
@@ -363,12 +438,47 @@ void MqttFleet::pump(int64_t now) {
   }
   for (int dev : m.blocked) m.markReady(dev);
   m.blocked.clear();
-  std::vector<int> work;
-  work.swap(m.ready);
-  for (int dev : work) {
+  m.work.clear();
+  m.work.swap(m.ready);
+  for (int dev : m.work) {
     m.devs[static_cast<size_t>(dev)].in_ready = false;
     m.send(dev, now);
   }
+  if (m.opt.transport == Transport::kMqtt) {
+    for (auto& c : m.conns) {
+      if (c->up) c->link->io(now, false);  // write now, not on the next pump
+    }
+  }
+}
+
+void MqttFleet::wait(int64_t max_us) {
+  Impl& m = *impl_;
+  // At most one wake-up per kMinPumpGapUs: acks trickle in one by one at 10,000 batches/s, and
+  // a pump per ack costs a poll, a recv and a send each; gathered, one set of calls serves many.
+  constexpr int64_t kMinPumpGapUs = 1000;
+  const int64_t since = monoUs() - m.last_wait_us;
+  if (since < kMinPumpGapUs && max_us > 0) {
+    const int64_t nap = std::min(max_us, kMinPumpGapUs - since);
+    std::this_thread::sleep_for(std::chrono::microseconds(nap));
+    max_us -= nap;
+  }
+  m.pfds.clear();
+  m.pconn.clear();
+  for (size_t k = 0; k < m.conns.size(); ++k) {
+    Conn& c = *m.conns[k];
+    if (!c.up) continue;
+    m.pfds.push_back(c.link->pollItem());
+    m.pconn.push_back(k);
+  }
+  const int ms = static_cast<int>(std::clamp<int64_t>((max_us + 999) / 1000, 0, 1000));
+  if (m.pfds.empty()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  } else if (zmq_poll(m.pfds.data(), static_cast<int>(m.pfds.size()), ms) >= 0) {
+    for (size_t i = 0; i < m.pfds.size(); ++i) {
+      m.conns[m.pconn[i]]->readable = (m.pfds[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) != 0;
+    }
+  }
+  m.last_wait_us = monoUs();
 }
 
 uint64_t MqttFleet::unackedReadings() const {
@@ -398,9 +508,9 @@ void MqttFleet::setOnline(int device, bool online) {
 }
 
 void MqttFleet::disconnect() {
-  if (!impl_) return;
+  if (!impl_ || impl_->conns.empty()) return;  // never connected, or disconnected already
   Impl& m = *impl_;
-  if (m.opt.status) {
+  if (m.opt.status && m.opt.transport == Transport::kMqtt) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     for (auto& d : m.devs) {
       if (std::chrono::steady_clock::now() > deadline) break;
@@ -408,20 +518,12 @@ void MqttFleet::disconnect() {
     }
   }
   for (auto& c : m.conns) {
-    if (!c->cli) continue;
-    try {
-      if (c->cli->is_connected()) {
-        c->cli->disconnect(std::chrono::milliseconds(1000))->wait_for(std::chrono::seconds(3));
-      }
-    } catch (const mqtt::exception& e) {
-      spdlog::debug("MQTT disconnect: {}", e.what());
-    }
+    if (c->up) c->link->disconnect();  // MQTT: flushes the statuses first
     c->up = false;
-    // Deliberately not destroyed: the process exits next, and MQTTAsync_destroy was seen to spin
-    // for tens of seconds after an overloaded run (long Paho queues), which broke the promise of
-    // a prompt exit on SIGTERM. The OS closes the sockets.
-    (void)c->cli.release();
   }
+  m.conns.clear();
+  if (m.zmq_ctx) zmq_ctx_term(m.zmq_ctx);  // every socket is closed (linger 0): returns at once
+  m.zmq_ctx = nullptr;
 }
 
 }  // namespace outpost::sim

@@ -10,26 +10,29 @@
 // far too heavy for 10,000 devices, and the broker does not bind topics to clients (no ACLs in
 // these setups). Acks for every device arrive through one subscription to {prefix}/+/ack.
 //
-// Thread-safety: every method on one thread (the fleet's); Paho's callback threads only queue
-// acks and connection losses under mu_.
+// The connections are LiteMqtt clients (lite_mqtt.h), driven by pump() and wait() on the caller's
+// thread: no I/O threads, no locks.
+//
+// Thread-safety: every method on one thread (the fleet's).
 
-#include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "outpost/common/codec.h"
 #include "outpost/common/status.h"
 
-namespace mqtt {
-class async_client;
-}
-
 namespace outpost::sim {
 
+enum class Transport { kMqtt, kZmq };
+
 struct MqttOptions {
+  Transport transport = Transport::kMqtt;
+  // ZeroMQ transport (one CURVE DEALER socket per device, the agent's ZeroMQ uplink protocol):
+  std::string zmq_endpoint;    // the aggregator's zmq.listen, tcp://host:port
+  std::string zmq_server_key;  // its public key, Z85
+  uint64_t key_seed = 1;       // device i's key pair is simCurveKeyPair(key_seed, i) (links.h)
+  int zmq_heartbeat_ms = 1000;
   std::string broker = "tcp://127.0.0.1:1883";
   std::string topic_prefix = "outpost/v1";
   std::string client_prefix = "outpost-sim";
@@ -40,7 +43,8 @@ struct MqttOptions {
   int64_t ack_timeout_us = 10'000'000;
   size_t backlog = 64;  // batches per device waiting; beyond, the oldest is dropped
   int ack_qos = 1;
-  bool status = true;  // retained online/offline per device
+  bool ack_per_device = true;  // false: one {prefix}/+/ack subscription on connection 0
+  bool status = true;          // retained online/offline per device
 };
 
 struct MqttStats {
@@ -66,6 +70,8 @@ class MqttFleet {
   // Handles acks, resends what timed out, publishes what is released and fits the windows,
   // reconnects lost clients. Never blocks for long.
   void pump(int64_t now_mono_us);
+  // Sleeps until a connection has something to read or can write, at most `max_us`.
+  void wait(int64_t max_us);
   void setOnline(int device, bool online);
   // Batches queued or in flight.
   uint64_t outstanding() const { return stats_.in_flight + stats_.queued; }
