@@ -6,9 +6,13 @@
 #   - systemd-analyze verify on both units;
 #   - lintian, failing on any error or warning not overridden with a reason
 #     (packaging/lintian/<package>, shipped in the package);
+#   - hardening of the packaged binaries (readelf: PIE, GNU_RELRO, BIND_NOW, __stack_chk_fail,
+#     __*_chk) and Maintainer;
 #   - amd64 only: the packages unpack into a scratch root with `dpkg --root` and the unpacked
-#     binaries print --version; the tarball installs into a scratch root with its install.sh and
-#     the installed agent prints --version with only its bundled libraries.
+#     binaries print --version; the maintainer scripts run for real (install, upgrade, purge) in a
+#     throw-away overlay of / (tests/packaging/maintscripts_test.sh, needs root); the tarball
+#     installs into a scratch root with its install.sh and the installed agent prints --version
+#     with only its bundled libraries.
 # Usage: tests/packaging/check_packages.sh BUILD_DIR DEB_ARCH
 set -euo pipefail
 build=$(cd "${1:?usage: check_packages.sh BUILD_DIR DEB_ARCH}" && pwd)
@@ -50,6 +54,7 @@ for prog in "${programs[@]}"; do
     sh -n "$work/$pkg.control/$s" || fail "$deb: $s does not parse"
   done
   grep -q 'adduser --system' "$work/$pkg.control/postinst" || fail "$deb: postinst creates no system user"
+  [[ $(field Maintainer) == "Outpost team <outpost@example.org>" ]] || fail "$deb: Maintainer is $(field Maintainer)"
   ok "$pkg: conffiles and maintainer scripts"
 
   dpkg-deb -c "$deb" | awk '{print $1, $2, $6}' >"$work/$pkg.contents"
@@ -67,6 +72,21 @@ for prog in "${programs[@]}"; do
   file "$work/$pkg.x/usr/bin/$pkg" | grep -q ', stripped' || fail "$deb: binary not stripped"
   ok "$pkg: contents ($(wc -l <"$work/$pkg.contents") entries, binary stripped)"
 
+  # Debian hardening (cmake/Hardening.cmake), read from the packaged ELF file itself (readelf reads
+  # every architecture): PIE, full RELRO (GNU_RELRO + BIND_NOW), stack protector, FORTIFY.
+  # -fstack-clash-protection leaves no mark in the binary; the compile flags carry it.
+  bin=$work/$pkg.x/usr/bin/$pkg
+  readelf -hW "$bin" | grep -Eq 'Type: +DYN' || fail "$pkg: not a position-independent executable"
+  dyn=$(readelf -dW "$bin")
+  grep -Eq '\(FLAGS_1\).*\bPIE\b' <<<"$dyn" || fail "$pkg: FLAGS_1 lacks PIE"
+  grep -Eq '\(FLAGS\).*\bBIND_NOW\b|\(FLAGS_1\).*\bNOW\b' <<<"$dyn" || fail "$pkg: no BIND_NOW (-z now)"
+  readelf -lW "$bin" | grep -q 'GNU_RELRO' || fail "$pkg: no GNU_RELRO segment (-z relro)"
+  syms=$(readelf --dyn-syms -W "$bin")
+  grep -q ' __stack_chk_fail' <<<"$syms" || fail "$pkg: no __stack_chk_fail (stack protector)"
+  chk=$(grep -Eo ' __[a-z0-9_]+_chk(@[^ ]*)?$' <<<"$syms" | sed 's/@.*//' | sort -u | tr -d ' ' | tr '\n' ' ')
+  [[ -n $chk ]] || fail "$pkg: no fortified __*_chk function (-D_FORTIFY_SOURCE=2)"
+  ok "$pkg: hardened (PIE, RELRO, BIND_NOW, __stack_chk_fail, fortified: $chk)"
+
   # systemd-analyze needs the ExecStart binary: verify the unit with ExecStart pointing into the
   # unpacked package (same file otherwise).
   unit=$work/$pkg.service
@@ -78,16 +98,19 @@ for prog in "${programs[@]}"; do
   fi
   ok "$pkg: systemd-analyze verify clean"
 
-  lintian --fail-on error,warning --tag-display-limit 0 "$deb" >"$work/$pkg.lintian" 2>&1 || {
+  lintian -I --fail-on error,warning --tag-display-limit 0 "$deb" >"$work/$pkg.lintian" 2>&1 || {
     cat "$work/$pkg.lintian" >&2
     fail "lintian $deb"
   }
-  ok "$pkg: lintian clean (no error or warning)"
+  if grep -E '(hardening-|copyright-).*' "$work/$pkg.lintian"; then
+    fail "lintian: hardening or copyright tags above"
+  fi
+  ok "$pkg: lintian clean (no error or warning; no hardening or copyright tag, info level included)"
 done
 
 if [[ $arch == amd64 ]]; then
   # Unpack into a scratch root with dpkg itself (files, permissions, conffile records). The
-  # maintainer scripts need a chroot with adduser; they are not run here.
+  # maintainer scripts need a chroot with adduser: maintscripts_test.sh below runs them.
   root=$work/root
   mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates"
   : >"$root/var/lib/dpkg/status"
@@ -101,6 +124,12 @@ if [[ $arch == amd64 ]]; then
   done
   [[ $(dpkg --root="$root" -l | grep -c '^iU  outpost-') == "${#programs[@]}" ]] ||
     fail "dpkg --root does not list the packages as unpacked"
+  # The maintainer scripts, run for real by dpkg -i / upgrade / purge inside a throw-away overlay of
+  # / in a private mount namespace (tests/packaging/maintscripts_test.sh).
+  "$src/tests/packaging/maintscripts_test.sh" "$pkgdir" "$version" >"$work/maint.log" 2>&1 ||
+    { cat "$work/maint.log" >&2; fail "maintainer scripts (tests/packaging/maintscripts_test.sh)"; }
+  grep '^ok: ' "$work/maint.log" || true
+  ok "maintainer scripts: $(tail -1 "$work/maint.log")"
 fi
 
 tarball=$pkgdir/outpost-agent-$version-linux-$arch.tar.gz
