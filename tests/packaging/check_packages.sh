@@ -83,7 +83,7 @@ for prog in "${programs[@]}"; do
   readelf -lW "$bin" | grep -q 'GNU_RELRO' || fail "$pkg: no GNU_RELRO segment (-z relro)"
   syms=$(readelf --dyn-syms -W "$bin")
   grep -q ' __stack_chk_fail' <<<"$syms" || fail "$pkg: no __stack_chk_fail (stack protector)"
-  chk=$(grep -Eo ' __[a-z0-9_]+_chk(@[^ ]*)?$' <<<"$syms" | sed 's/@.*//' | sort -u | tr -d ' ' | tr '\n' ' ')
+  chk=$(grep -Eo ' __[a-z0-9_]+_chk@' <<<"$syms" | tr -d ' @' | sort -u | tr '\n' ' ' || true)
   [[ -n $chk ]] || fail "$pkg: no fortified __*_chk function (-D_FORTIFY_SOURCE=2)"
   ok "$pkg: hardened (PIE, RELRO, BIND_NOW, __stack_chk_fail, fortified: $chk)"
 
