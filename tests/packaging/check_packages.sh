@@ -8,6 +8,8 @@
 #     (packaging/lintian/<package>, shipped in the package);
 #   - hardening of the packaged binaries (readelf: PIE, GNU_RELRO, BIND_NOW, __stack_chk_fail,
 #     __*_chk) and Maintainer;
+#   - cross builds (arm64, armhf): the packaged binaries and the tarball's agent (with its bundled
+#     libraries) print --version under qemu-user;
 #   - amd64 only: the packages unpack into a scratch root with `dpkg --root` and the unpacked
 #     binaries print --version; the maintainer scripts run for real (install, upgrade, purge) in a
 #     throw-away overlay of / (tests/packaging/maintscripts_test.sh, needs root); the tarball
@@ -132,6 +134,21 @@ if [[ $arch == amd64 ]]; then
   ok "maintainer scripts: $(tail -1 "$work/maint.log")"
 fi
 
+# Cross builds: the packaged binary runs under qemu-user (glibc from the target's libc6, found at
+# / with multiarch or in the build's sysroot), and so does the tarball's with its bundled libraries.
+qemu=""
+case "$arch" in arm64) qemu=qemu-aarch64 ;; armhf) qemu=qemu-arm ;; esac
+if [[ -n $qemu ]]; then
+  command -v "$qemu" >/dev/null || fail "$qemu not installed (scripts/cross-deps.sh $arch --host-only)"
+  qemu_prefix=$(sed -n 's/^OUTPOST_SYSROOT:[A-Z]*=//p' "$build/CMakeCache.txt")
+  qemu_prefix=${qemu_prefix:-/}
+  for prog in "${programs[@]}"; do
+    v=$("$qemu" -L "$qemu_prefix" "$work/outpost-$prog.x/usr/bin/outpost-$prog" --version)
+    grep -q "$version" <<<"$v" || fail "packaged outpost-$prog --version under $qemu says: $v"
+    ok "outpost-$prog ($arch): the packaged binary runs under $qemu: $v"
+  done
+fi
+
 tarball=$pkgdir/outpost-agent-$version-linux-$arch.tar.gz
 [[ -f $tarball ]] || fail "$tarball missing"
 tar -tzf "$tarball" >"$work/tar.list"
@@ -145,6 +162,12 @@ for lib in $(readelf -d "$t/libexec/outpost-agent" | sed -n 's/.*(NEEDED).*\[\(.
   [[ -f $t/lib/$lib ]] || fail "$tarball does not bundle $lib"
 done
 ok "tarball: layout and bundled libraries ($(ls "$t/lib" | wc -l) libraries)"
+if [[ -n $qemu ]]; then
+  # The bundled libraries first (what bin/outpost-agent's LD_LIBRARY_PATH does on the board).
+  v=$("$qemu" -L "$qemu_prefix" -E LD_LIBRARY_PATH="$t/lib" "$t/libexec/outpost-agent" --version)
+  grep -q "$version" <<<"$v" || fail "tarball agent --version under $qemu says: $v"
+  ok "tarball ($arch): libexec/outpost-agent with the bundled lib/ runs under $qemu: $v"
+fi
 if [[ $arch == amd64 ]]; then
   "$t/install.sh" --root "$work/troot" >"$work/tinstall.log" ||
     { cat "$work/tinstall.log" >&2; fail "tarball install.sh --root"; }
