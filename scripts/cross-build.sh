@@ -52,6 +52,14 @@ if [[ $use_sysroot == 1 ]]; then
 fi
 stamp "deps ok ($([[ $use_sysroot == 1 ]] && echo "sysroot build-sysroot-$arch" || echo multiarch))"
 
+# Switching between multiarch and sysroot invalidates every cached library path: start afresh.
+if [[ -f $build/CMakeCache.txt ]]; then
+  cached=$(sed -n 's/^OUTPOST_SYSROOT:[A-Z]*=//p' "$build/CMakeCache.txt")
+  if [[ "-DOUTPOST_SYSROOT=$cached" != "${sysroot_arg[0]}" ]]; then
+    echo "cross-build($arch): $build was configured with OUTPOST_SYSROOT='$cached'; reconfiguring from scratch"
+    rm -rf "$build"
+  fi
+fi
 launcher=()
 if command -v ccache >/dev/null; then
   launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
