@@ -135,9 +135,11 @@ ok "/etc/outpost/{agent,aggregator}.toml root:outpost 0640 conffiles; /var/lib/o
 
 # 2. as the service user
 as_outpost() { chroot --userspec="$uid:$gid" --groups="$gid" "$R" "$@"; }
+versions=""
 for p in outpost-agent outpost-aggregator; do
   v=$(as_outpost /usr/bin/$p --version) || fail "$p --version as outpost"
   grep -q "$version" <<<"$v" || fail "$p --version as outpost says: $v"
+  versions+="${versions:+, }$v"
 done
 as_outpost cat /etc/outpost/agent.toml >/dev/null || fail "outpost cannot read its config"
 as_outpost touch /var/lib/outpost/outbox.db || fail "outpost cannot write /var/lib/outpost"
@@ -145,7 +147,7 @@ nobody=$(in_root id -u nobody)
 if chroot --userspec="$nobody:$nobody" "$R" cat /etc/outpost/agent.toml >/dev/null 2>&1; then
   fail "user nobody can read /etc/outpost/agent.toml"
 fi
-ok "as outpost: --version of both programs ($v), config readable, state dir writable; nobody cannot read the config"
+ok "as outpost: --version ($versions), config readable, state dir writable; nobody cannot read the config"
 
 # 3. upgrade, default config unchanged, admin's edit kept without a prompt
 sed -i 's/^device_id *=.*/device_id = "maint-test-device"/' "$R/etc/outpost/agent.toml"
