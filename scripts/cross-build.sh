@@ -80,6 +80,12 @@ for t in outpost_common_tests outpost_agent_tests; do
   "$qemu" -L "$qemu_prefix" "$build/tests/unit/$t" || { echo "cross-build: $t failed under $qemu" >&2; exit 1; }
 done
 stamp "unit tests passed under qemu"
+# The ZeroMQ module (outpost-agent-zmq.so, dlopened beside the executable) loads under qemu-user.
+keys=$(mktemp -d)
+"$qemu" -L / "$build/agent/outpost-agent" keygen --out "$keys" --name qemu >/dev/null ||
+  { rm -rf "$keys"; echo "cross-build: keygen (ZeroMQ module) failed under $qemu" >&2; exit 1; }
+rm -rf "$keys"
+stamp "ZeroMQ module loads under qemu"
 
 # Size target (docs/benchmarks.md): the stripped agent, shared system libraries aside.
 case "$arch" in arm64) strip_tool=aarch64-linux-gnu-strip ;; armhf) strip_tool=arm-linux-gnueabihf-strip ;; esac

@@ -7,6 +7,8 @@
 #include "outpost/agent/agent_config.h"
 #include "outpost/agent/agent_ops.h"
 #include "outpost/agent/batcher.h"
+#include "outpost/agent/input_reload.h"
+#include "outpost/agent/input_set.h"
 #include "outpost/agent/inputs.h"
 #include "outpost/agent/outbox.h"
 #include "outpost/agent/outbox_writer.h"
@@ -23,6 +25,7 @@ struct Agent::Batching {
   metrics::Counter& produced;
   OutboxWriter writer;
   std::unique_ptr<SensorPipeline> pipeline;  // filters and windows per sensor
+  SensorIds ids;                             // stable across reloads
 };
 
 void validateConfig(const config::Config& cfg) {
@@ -43,8 +46,10 @@ Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock
   if (!box) throw std::runtime_error("cannot open the outbox: " + box.error().toString());
   outbox_ = std::move(*box);
 
-  const AgentInputs inputs = parseInputs(cfg);
-  source_ = buildSources(inputs, clock, registry);
+  AgentInputs inputs = parseInputs(cfg);
+  SensorIds ids;
+  ids.assign(inputs);
+  source_ = buildInputSet(inputs, clock, &registry);
   batching_.reset(new Batching{
       Batcher(static_cast<size_t>(cfg.getInt("batch.max_readings")),
               cfg.getInt("batch.linger_ms") * 1000, source_->sensors()),
@@ -52,7 +57,8 @@ Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock
       registry.counter("outpost_agent_readings_produced_total", "Readings read from sources"),
       OutboxWriter(*outbox_, static_cast<size_t>(cfg.getInt("outbox.group_max_batches")), registry,
                    [this] { uplink_->notify(); }),
-      std::make_unique<SensorPipeline>(inputs.sensors, &registry)});
+      std::make_unique<SensorPipeline>(inputs.sensors, &registry),
+      std::move(ids)});
 
   uplink_ = makeUplink(cfg, device_id_, *outbox_, registry, clock);
   registerOutboxMetrics(registry, *outbox_, clock);
@@ -106,12 +112,19 @@ void Agent::reload() {
       throw config::ConfigError("device_id cannot change without a restart (the outbox epoch "
                                 "and seqs belong to the device)");
     }
+    auto& b = *batching_;  // sensors, filters, windows, sources first: they may still refuse
+    reloadInputs(next, b.ids, *source_, *b.pipeline, b.batcher, &b.produced, clock_.monotonicUs(),
+                 [this] { flush(clock_.monotonicUs()); });
     applyReload(agentSchema(), cfg_, applied_, next, *outbox_, *uplink_);
     applied_ = std::move(next);
   } catch (const std::exception& e) {
     spdlog::error("reload (SIGHUP): the new configuration is invalid, keeping the running one: {}",
                   e.what());
   }
+}
+
+static bool stdinStops(const config::Config& cfg) {
+  return cfg.getString("sources.stdin.on_eof") == "stop";
 }
 
 int Agent::run(const RunLimits& limits) {
@@ -123,6 +136,8 @@ int Agent::run(const RunLimits& limits) {
   bool producing = true;
   int64_t next_due_us = clock_.nowUs();
   int64_t next_expire_us = 0;
+  bool eof_stop = false;  // on_eof = "stop" and stdin ended: exit once drained, or at the deadline
+  int64_t eof_deadline_us = 0;
   while (!signals::stopRequested()) {
     const int64_t mono = clock_.monotonicUs();
     // Block policy: while the outbox refuses batches the sources are not read (they wait).
@@ -148,6 +163,17 @@ int Agent::run(const RunLimits& limits) {
                      produced);
       }
     }
+    if (producing && source_->stdinFinished() && stdinStops(applied_)) {  // on_eof = "stop"
+      producing = false;
+      eof_stop = true;
+      b.pipeline->closeAll(mono, b.batcher);
+      flush(mono);
+      eof_deadline_us = mono + applied_.getInt("sources.stdin.eof_drain_timeout_s") * 1000000;
+      spdlog::info(
+          "stdin ended (sources.stdin.on_eof = stop): waiting up to {} s for the outbox "
+          "to drain, then exiting",
+          applied_.getInt("sources.stdin.eof_drain_timeout_s"));
+    }
     b.pipeline->closeIdle(mono, b.batcher);
     if (b.batcher.due(mono)) flush(mono);
     if (!b.writer.blocked()) b.writer.commit();  // one transaction for this round's batches
@@ -156,9 +182,16 @@ int Agent::run(const RunLimits& limits) {
       (void)outbox_->expire();  // max_age also applies while nothing is appended
     }
     if (signals::takeReloadRequest()) reload();
-    if (!producing && limits.exit_when_drained && b.batcher.empty() && b.writer.queued() == 0 &&
-        outbox_->stats().rows == 0) {
+    if (!producing && (limits.exit_when_drained || eof_stop) && b.batcher.empty() &&
+        b.writer.queued() == 0 && outbox_->stats().rows == 0) {
       spdlog::info("outbox drained: every accepted batch is acknowledged; exiting");
+      break;
+    }
+    if (eof_stop && mono >= eof_deadline_us) {
+      spdlog::warn(
+          "sources.stdin.eof_drain_timeout_s passed: exiting with {} batches in the "
+          "outbox (sent after the next start)",
+          outbox_->stats().rows);
       break;
     }
     // Sleep until the next reading or batch deadline, at most 100 ms (stop/ack latency).

@@ -8,10 +8,25 @@
 namespace outpost::agent {
 namespace {
 
-constexpr std::array<std::string_view, 6> kReloadable = {
-    "log_level",          "outbox.max_bytes",   "outbox.max_age_s",
-    "outbox.full_policy", "uplink.drain.order", "uplink.drain.rate",
+// The input settings are applied by reloadInputs() (input_reload.h); the sources.* settings not
+// listed here size the running readers' queues and decoders and need a restart.
+constexpr std::array<std::string_view, 13> kReloadable = {
+    "log_level",
+    "outbox.max_bytes",
+    "outbox.max_age_s",
+    "outbox.full_policy",
+    "uplink.drain.order",
+    "uplink.drain.rate",
+    "sensors",
+    "sources.stdin.on_eof",
+    "sources.stdin.eof_drain_timeout_s",
+    "sources.socket.path",
+    "sources.socket.format",
+    "sources.socket.max_clients",
+    "sources.sysfs.root",
 };
+// Every sources.mqtt.* setting (broker, session, credentials, TLS): the MQTT source reconnects.
+constexpr std::string_view kReloadablePrefix = "sources.mqtt.";
 
 bool sameValue(const config::Setting& s, const config::Config& a, const config::Config& b) {
   const std::string_view k = s.key;
@@ -108,7 +123,8 @@ std::vector<std::string> changedSettings(const config::Schema& schema, const con
 }
 
 bool isReloadable(std::string_view key) {
-  return std::find(kReloadable.begin(), kReloadable.end(), key) != kReloadable.end();
+  return key.starts_with(kReloadablePrefix) ||
+         std::find(kReloadable.begin(), kReloadable.end(), key) != kReloadable.end();
 }
 
 std::vector<std::string> applyReload(const config::Schema& schema, const config::Config& started,

@@ -7,7 +7,7 @@
 #include "outpost/agent/agent.h"
 #include "outpost/agent/agent_config.h"
 #include "outpost/agent/outbox.h"
-#include "outpost/agent/zmq_uplink.h"
+#include "outpost/agent/zmq_module_loader.h"
 #include "outpost/common/cli.h"
 #include "outpost/common/http_server.h"
 #include "outpost/common/log.h"
@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
                      "File name stem, e.g. the device id or \"aggregator\" (default: agent)");
   CLI11_PARSE(app, argc, argv);
   if (*keygen) {
-    auto pub = agent::writeCurveKeyFiles(keygen_dir, keygen_name);
+    auto pub = agent::zmqKeygen(keygen_dir, keygen_name);
     if (!pub) {
       std::cerr << "outpost-agent keygen: " << pub.error().message() << "\n";
       return 1;

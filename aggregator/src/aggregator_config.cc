@@ -23,7 +23,13 @@ config::Schema buildSchema() {
                "restarts (within its queue limits)")
       .string("mqtt.username", "", "MQTT user name (empty: anonymous)")
       .string("mqtt.password", "", "MQTT password; never logged (prefer mqtt.password_file)")
-      .integer("mqtt.keepalive_s", 30, 2, 3600, "MQTT keep-alive interval");
+      .integer("mqtt.keepalive_s", 30, 2, 3600, "MQTT keep-alive interval")
+      .integer("mqtt.reconnect_min_ms", 1000, 100, 600000,
+               "First reconnect delay after the broker connection is lost; doubles up to "
+               "mqtt.reconnect_max_ms while the broker is down")
+      .integer("mqtt.reconnect_max_ms", 30000, 100, 3600000,
+               "Longest reconnect delay (how long after a broker's return the aggregator may "
+               "take to notice it)");
   mqttsec::addSettings(s, "mqtt.");
   s.string("zmq.listen", "",
            "ZeroMQ ROUTER endpoint for agents, e.g. tcp://0.0.0.0:7450 (empty: no ZeroMQ ingest). "

@@ -1,6 +1,7 @@
 // outpost-aggregator: receives batches from agents, verifies and deduplicates them, publishes them
 // to Kafka and acknowledges each batch once Kafka has it.
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 
@@ -117,6 +118,8 @@ int main(int argc, char** argv) {
       mo.topic_prefix = cfg.getString("mqtt.topic_prefix");
       mo.clean_session = cfg.getBool("mqtt.clean_session");
       mo.keepalive_s = static_cast<int>(cfg.getInt("mqtt.keepalive_s"));
+      mo.reconnect_min_ms = cfg.getInt("mqtt.reconnect_min_ms");
+      mo.reconnect_max_ms = std::max(mo.reconnect_min_ms, cfg.getInt("mqtt.reconnect_max_ms"));
       auto sec = mqttsec::load(cfg, "mqtt.", mo.broker);
       if (!sec) throw config::ConfigError(sec.error().message());
       mo.security = std::move(*sec);

@@ -114,7 +114,8 @@ bool MqttIngest::start(const std::function<bool()>& stop_requested) {
   auto builder = mqtt::connect_options_builder()
                      .clean_session(o.clean_session)
                      .keep_alive_interval(std::chrono::seconds(o.keepalive_s))
-                     .automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30))
+                     .automatic_reconnect(std::chrono::milliseconds(o.reconnect_min_ms),
+                                          std::chrono::milliseconds(o.reconnect_max_ms))
                      .max_inflight(65535);
   mqttsec::apply(o.security, builder);
   const auto opts = builder.finalize();

@@ -4,14 +4,16 @@
 #
 #   rss    — resident memory of outpost-agent with 50 sensors at 10 Hz, MQTT uplink connected,
 #            batches acknowledged: VmRSS and VmHWM after --seconds (default 60).
+#   floor  — the same memory figures for outpost-rss-floor (Paho C++ connected + a SQLite WAL store,
+#            no Outpost code), with Paho initialising OpenSSL and without: the floor under `rss`.
 #   drain  — a backlog of --backlog readings (default 1,000,000) is written while the broker is
 #            down; then the agent restarts with the broker up and live data flowing (50 sensors at
 #            10 Hz), and the time until the backlog is acknowledged gives the drain rate.
 #
-# Usage: OUTPOST_BUILD_DIR=build tests/bench/run_agent_bench.sh rss|drain [--seconds N]
+# Usage: OUTPOST_BUILD_DIR=build tests/bench/run_agent_bench.sh rss|floor|drain [--seconds N]
 #        [--backlog N] [--drain-rate R]
 set -euo pipefail
-MODE=${1:?usage: run_agent_bench.sh rss|drain [--seconds N] [--backlog N] [--drain-rate R]}
+MODE=${1:?usage: run_agent_bench.sh rss|floor|drain [--seconds N] [--backlog N] [--drain-rate R]}
 shift
 SECS=60
 BACKLOG=1000000
@@ -58,6 +60,13 @@ CONF
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
 start_mosquitto
+if [[ $MODE == floor ]]; then
+  for init in paho none; do
+    "$OUTPOST_BUILD_DIR/tests/bench/outpost-rss-floor" --broker "$MQTT_URI" --db "$WORK/floor-$init.db" \
+      --seconds "$SECS" --openssl-init "$init"
+  done
+  exit 0
+fi
 start_devkafka
 start_aggregator
 AGENT_HTTP_PORT=$(free_port)
@@ -76,7 +85,8 @@ case $MODE in
     grep -E '^(Rss|Pss|Private_Dirty|Shared_Clean)' "/proc/$pid/smaps_rollup" || true
     # The largest mappings by RSS: what dominates.
     awk '/^[0-9a-f]+-/ {name=$6} /^Rss:/ {rss[name]+=$2} END {for (n in rss) print rss[n], n}' \
-      "/proc/$pid/smaps" | sort -rn | head -12
+      "/proc/$pid/smaps" | sort -rn | head -${OUTPOST_RSS_TOP:-12}
+    if [[ -n ${OUTPOST_RSS_HOOK:-} ]]; then $OUTPOST_RSS_HOOK "$pid"; fi
     ;;
   drain)
     # 1. The backlog: 10 sensors at 100 kHz while the broker is down.

@@ -13,7 +13,7 @@
 #   latency     one agent at a paced 1,000 readings/s (2 sensors at 500 Hz; a batch closes after
 #               50 ms: ~20 batches/s of ~50 readings), measured for LAT_SECONDS after a 2 s
 #               warm-up; the round trip is the agent's own histogram
-#               outpost_agent_ack_latency_seconds (send of a batch -> its ack, which includes
+#               outpost_agent_ack_round_trip_seconds (send of a batch -> its ack, which includes
 #               verification, the Kafka delivery report with kafka.linger_ms=5, and the ack's way
 #               back): mean = sum/count, and the bucket bound that holds the median.
 # Prints one line per run and the medians per transport.
@@ -129,12 +129,12 @@ import re, sys
 def hist(path):
     b, s, c = [], 0.0, 0
     for line in open(path):
-        if line.startswith("outpost_agent_ack_latency_seconds_bucket"):
+        if line.startswith("outpost_agent_ack_round_trip_seconds_bucket"):
             le = re.search(r'le="([^"]+)"', line).group(1)
             b.append((float("inf") if le == "+Inf" else float(le), int(float(line.split()[-1]))))
-        elif line.startswith("outpost_agent_ack_latency_seconds_sum"):
+        elif line.startswith("outpost_agent_ack_round_trip_seconds_sum"):
             s = float(line.split()[-1])
-        elif line.startswith("outpost_agent_ack_latency_seconds_count"):
+        elif line.startswith("outpost_agent_ack_round_trip_seconds_count"):
             c = int(float(line.split()[-1]))
     return b, s, c
 b0, s0, c0 = hist(sys.argv[1])

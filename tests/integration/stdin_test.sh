@@ -2,6 +2,10 @@
 # Issue 3, end to end: an agent reading line protocol from standard input (with malformed lines,
 # duplicates, an out-of-range value, explicit and missing timestamps) delivers the readings and
 # window statistics through Mosquitto and the aggregator to Kafka, where kcat must find them.
+# Then sources.stdin.on_eof = "stop" (`producer | outpost-agent`, no --max-readings): the agent
+# exits 0 on its own once the input ended and every batch is acknowledged, and kcat finds the
+# same readings and windows; with no aggregator reachable it exits 0 after
+# eof_drain_timeout_s, its batches kept in the outbox.
 source "$(dirname "$0")/lib.sh"
 
 start_mosquitto
@@ -64,4 +68,44 @@ assert [w["count"] for w in wz] == [10, 10, 10], wz
 assert [(w["first"], w["last"]) for w in wz] == [(0, 9), (10, 19), (20, 29)], wz
 print("stdin e2e OK: x 301 raw (1 bad), y 300 raw + 3 windows, z 3 windows")
 PY
-echo "PASS: stdin"
+
+# on_eof = "stop": the end of the input ends the agent (windows flushed, outbox drained, exit 0).
+eof=stdin-eof
+write_stdin_agent_config "$eof"
+sed -i 's/^format = "line"/format = "line"\non_eof = "stop"/' "$WORK/$eof.toml"
+"$AGENT_BIN" --config "$WORK/$eof.toml" <"$WORK/input.txt" >>"$WORK/$eof.log" 2>&1 &
+PIDS[$eof]=$!
+wait_agents_drained 60 "$eof"
+grep -q "stdin ended (sources.stdin.on_eof = stop)" "$WORK/$eof.log" || fail "no on_eof log line"
+grep -q "outbox drained: every accepted batch is acknowledged; exiting" "$WORK/$eof.log" ||
+  fail "$eof did not exit through the drained outbox"
+[[ $(outbox_rows "$eof") == 0 ]] || fail "$eof left batches in the outbox"
+kafka_dump outpost.readings "$WORK/readings2.jsonl"
+python3 - "$WORK/readings2.jsonl" "$eof" <<'PY'
+import collections, json, sys
+raw = collections.Counter()
+wins = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if m["device"] != sys.argv[2]:
+        continue
+    for r in m["readings"]:
+        raw[r["sensor"]] += 1
+    for w in m.get("windows", []):
+        wins[w["sensor"]].append(w["count"])
+assert raw == {"x": 301, "y": 300}, raw
+assert sorted(wins["y"]) == [100, 100, 100] and sorted(wins["z"]) == [10, 10, 10], wins
+print("on_eof=stop OK: x 301 + y 300 raw, y and z 3 windows each, then exit 0")
+PY
+
+# on_eof = "stop" with nobody to acknowledge: exit 0 after the bounded wait, batches kept.
+lost=stdin-eof-nobroker
+write_stdin_agent_config "$lost"
+sed -i 's/^format = "line"/format = "line"\non_eof = "stop"\neof_drain_timeout_s = 1/' "$WORK/$lost.toml"
+sed -i "s|^broker = .*|broker = \"tcp://127.0.0.1:$(free_port)\"|" "$WORK/$lost.toml"
+"$AGENT_BIN" --config "$WORK/$lost.toml" <"$WORK/input.txt" >>"$WORK/$lost.log" 2>&1 &
+PIDS[$lost]=$!
+wait_agents_drained 30 "$lost"
+grep -q "eof_drain_timeout_s passed: exiting with" "$WORK/$lost.log" || fail "no timeout log line"
+(($(outbox_rows "$lost") > 0)) || fail "$lost: the undelivered batches are not in the outbox"
+echo "PASS: stdin (with on_eof = stop)"

@@ -42,7 +42,8 @@ for prog in "${programs[@]}"; do
   depends=$(field Depends)
   dep_names=" $(sed 's/ *([^)]*)//g; s/,/ /g' <<<"$depends") "
   needed=(adduser libc6 libstdc++6 libsqlite3-0 libspdlog1.10-fmt9 libfmt9 libcpp-httplib0.11)
-  if [[ $prog == agent ]]; then needed+=(libpaho-mqttpp3-1); else needed+=(librdkafka1 libpaho-mqttpp3-1); fi
+  # The agent's libzmq5 comes from its ZeroMQ module (outpost-agent-zmq.so), not the executable.
+  if [[ $prog == agent ]]; then needed+=(libpaho-mqttpp3-1 libzmq5); else needed+=(librdkafka1 libpaho-mqttpp3-1); fi
   for d in "${needed[@]}"; do
     [[ $dep_names == *" $d "* ]] || fail "$deb: Depends lacks $d: $depends"
   done
@@ -72,6 +73,17 @@ for prog in "${programs[@]}"; do
   fi
   dpkg-deb -x "$deb" "$work/$pkg.x"
   file "$work/$pkg.x/usr/bin/$pkg" | grep -q ', stripped' || fail "$deb: binary not stripped"
+  if [[ $prog == agent ]]; then
+    # The ZeroMQ uplink is a module in <libdir>/outpost; the executable itself needs no libzmq.
+    mod=$(grep -o ' \./usr/lib/\(.*/\)\?outpost/outpost-agent-zmq\.so$' "$work/$pkg.contents" | tr -d ' ') ||
+      fail "$deb lacks the ZeroMQ module <libdir>/outpost/outpost-agent-zmq.so"
+    file "$work/$pkg.x/$mod" | grep -q ', stripped' || fail "$deb: $mod not stripped"
+    if readelf -d "$work/$pkg.x/usr/bin/$pkg" | grep -q 'NEEDED.*libzmq'; then
+      fail "$deb: /usr/bin/$pkg links libzmq (it belongs in the module only)"
+    fi
+    readelf -d "$work/$pkg.x/$mod" | grep -q 'NEEDED.*libzmq' || fail "$deb: $mod does not link libzmq"
+    ok "$pkg: ZeroMQ module ${mod#.}, executable without libzmq"
+  fi
   ok "$pkg: contents ($(wc -l <"$work/$pkg.contents") entries, binary stripped)"
 
   # Debian hardening (cmake/Hardening.cmake), read from the packaged ELF file itself (readelf reads
@@ -120,6 +132,12 @@ if [[ $arch == amd64 ]]; then
     dpkg --root="$root" --force-not-root --unpack "$pkgdir/outpost-${prog}_${version}_${arch}.deb" >/dev/null
     v=$("$root/usr/bin/outpost-$prog" --version)
     grep -q "$version" <<<"$v" || fail "installed outpost-$prog --version says: $v"
+    if [[ $prog == agent ]]; then  # loads the module from its installed place
+      "$root/usr/bin/outpost-agent" keygen --out "$work/keys" --name pkg-test >/dev/null ||
+        fail "installed outpost-agent keygen (ZeroMQ module) failed"
+      grep -q '^public_key' "$work/keys/pkg-test.pub" || fail "installed keygen wrote no public key"
+      ok "outpost-agent: installed keygen loads the ZeroMQ module"
+    fi
     grep -q "^/etc/outpost/$prog.toml" "$root/var/lib/dpkg/info/outpost-$prog.conffiles" ||
       fail "dpkg does not record /etc/outpost/$prog.toml as a conffile"
     ok "outpost-$prog: dpkg --root unpack, $root/usr/bin/outpost-$prog --version: $v"
@@ -152,12 +170,14 @@ fi
 tarball=$pkgdir/outpost-agent-$version-linux-$arch.tar.gz
 [[ -f $tarball ]] || fail "$tarball missing"
 tar -tzf "$tarball" >"$work/tar.list"
-for f in bin/outpost-agent libexec/outpost-agent etc/agent.toml outpost-agent.service install.sh; do
+for f in bin/outpost-agent libexec/outpost-agent libexec/outpost-agent-zmq.so etc/agent.toml \
+         outpost-agent.service install.sh; do
   grep -qx "outpost-agent-$version-linux-$arch/$f" "$work/tar.list" || fail "$tarball lacks $f"
 done
 tar -C "$work" -xzf "$tarball"
 t=$work/outpost-agent-$version-linux-$arch
-for lib in $(readelf -d "$t/libexec/outpost-agent" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+for lib in $(readelf -d "$t/libexec/outpost-agent" "$t/libexec/outpost-agent-zmq.so" |
+             sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort -u); do
   case "$lib" in libc.so.*|libm.so.*|ld-linux*) continue ;; esac
   [[ -f $t/lib/$lib ]] || fail "$tarball does not bundle $lib"
 done
@@ -179,6 +199,8 @@ if [[ $arch == amd64 ]]; then
      grep -Ev '/(libc|libm|libpthread|libdl|librt|libresolv)\.so|/ld-linux'; then
     fail "tarball agent loaded the libraries above from outside its bundle"
   fi
+  env -i "$work/troot/opt/outpost-agent/bin/outpost-agent" keygen --out "$work/tkeys" --name t \
+    >/dev/null || fail "tarball agent keygen (ZeroMQ module, bundled libzmq) failed"
   mkdir -p "$work/tunit"
   sed "s#^ExecStart=/opt/#ExecStart=$work/troot/opt/#" \
     "$work/troot/etc/systemd/system/outpost-agent.service" >"$work/tunit/outpost-agent.service"

@@ -2,6 +2,7 @@
 #include <set>
 
 #include "outpost/agent/inputs.h"
+#include "outpost/common/mqtt_security.h"
 
 namespace outpost::agent {
 namespace {
@@ -211,6 +212,18 @@ const char* filterKindName(FilterKind kind) {
   return "?";
 }
 
+bool samePipeline(const SensorSpec& a, const SensorSpec& b) {
+  return a.filters == b.filters && a.window == b.window && a.output == b.output;
+}
+
+bool sameReading(const SensorSpec& a, const SensorSpec& b) {
+  return a.id == b.id && a.name == b.name && a.unit == b.unit && a.source == b.source &&
+         a.poll_interval_us == b.poll_interval_us && a.simulated == b.simulated &&
+         a.mqtt_topic == b.mqtt_topic && a.mqtt_field == b.mqtt_field &&
+         a.mqtt_timestamp_field == b.mqtt_timestamp_field && a.sysfs_device == b.sysfs_device &&
+         a.sysfs_channel == b.sysfs_channel;
+}
+
 bool AgentInputs::uses(SourceKind kind) const {
   for (const auto& s : sensors) {
     if (s.source == kind) return true;
@@ -230,24 +243,52 @@ void addInputSettings(config::Schema& s) {
       .oneOf("sources.stdin.format", "line", {"line", "json", "csv"},
              "Format of standard input: line (sensor value [timestamp]), json (one object per "
              "line) or csv (sensor,value[,timestamp])")
+      .oneOf("sources.stdin.on_eof", "keep", {"keep", "stop"},
+             "When standard input ends: keep running (the other sources go on; the stdin reader "
+             "ends), or stop: flush the open windows and batch, wait until the outbox is "
+             "drained (at most sources.stdin.eof_drain_timeout_s), then exit 0 "
+             "(`producer | outpost-agent`). Reloadable")
+      .integer("sources.stdin.eof_drain_timeout_s", 30, 0, 86400,
+               "on_eof = \"stop\": longest wait for the aggregator to acknowledge every stored "
+               "batch before exiting (what is left stays in the outbox for the next start). "
+               "Reloadable")
       .string("sources.socket.path", "",
               "Unix stream socket the agent listens on for sensors with source = \"socket\" "
-              "(required then)")
-      .oneOf("sources.socket.format", "line", {"line", "json", "csv"}, "Format of socket input")
+              "(required then). Reloadable (the socket source restarts: open connections are "
+              "closed, writers reconnect)")
+      .oneOf("sources.socket.format", "line", {"line", "json", "csv"},
+             "Format of socket input. Reloadable (the socket source restarts)")
       .integer("sources.socket.max_clients", 16, 1, 1024,
-               "Connections served at once; more are refused")
+               "Connections served at once; more are refused. Reloadable (the socket source "
+               "restarts)")
       .string("sources.mqtt.broker", "tcp://127.0.0.1:1883",
-              "The device's local MQTT broker for sensors with source = \"mqtt\"")
+              "The device's local MQTT broker for sensors with source = \"mqtt\". Reloadable "
+              "(the MQTT source reconnects)")
       .string("sources.mqtt.client_id", "",
-              "MQTT client id of the subscription; empty: outpost-agent-in-<device_id>")
-      .string("sources.mqtt.username", "", "MQTT user name (empty: anonymous)")
-      .string("sources.mqtt.password", "", "MQTT password; never logged")
-      .integer("sources.mqtt.qos", 1, 0, 1, "QoS of the subscriptions")
+              "MQTT client id of the subscription; empty: outpost-agent-in-<device_id>. "
+              "Reloadable (the MQTT source reconnects)")
+      .string("sources.mqtt.username", "",
+              "MQTT user name (empty: anonymous). Reloadable (the MQTT source reconnects)")
+      .string("sources.mqtt.password", "",
+              "MQTT password; never logged (prefer sources.mqtt.password_file). Reloadable (the "
+              "MQTT source reconnects)")
+      .boolean("sources.mqtt.clean_session", false,
+               "false: a persistent session, so the broker keeps QoS 1 messages for the agent "
+               "while it restarts (client_id must then be stable); true: start afresh each time. "
+               "Reloadable (the MQTT source reconnects)")
+      .integer("sources.mqtt.qos", 1, 0, 1,
+               "QoS of the subscriptions. Reloadable (the MQTT source reconnects)")
       .integer("sources.mqtt.max_payload_bytes", 65536, 16, 16 << 20,
-               "Larger messages are rejected (counted)")
-      .string("sources.sysfs.root", "/sys",
-              "Root of sysfs for hwmon/thermal/iio sensors (tests point it at a fake tree)")
-      .tableArray("sensors", sensorSchema(), "One entry per sensor of the device");
+               "Larger messages are rejected (counted). Reloadable (the MQTT source reconnects)");
+  mqttsec::addSettings(s, "sources.mqtt.");  // TLS, password_file: reloadable like the rest
+  s.string("sources.sysfs.root", "/sys",
+           "Root of sysfs for hwmon/thermal/iio sensors (tests point it at a fake tree). "
+           "Reloadable")
+      .tableArray("sensors", sensorSchema(),
+                  "One entry per sensor of the device. Reloadable: SIGHUP starts new sensors, "
+                  "stops removed ones and rebuilds changed ones (their open windows are flushed "
+                  "first); unchanged sensors keep their filter and window state "
+                  "(docs/operations.md)");
 }
 
 AgentInputs parseInputs(const config::Config& cfg) {
@@ -264,11 +305,15 @@ AgentInputs parseInputs(const config::Config& cfg) {
   so.mqtt_client_id = cfg.getString("sources.mqtt.client_id");
   if (so.mqtt_client_id.empty())
     so.mqtt_client_id = "outpost-agent-in-" + cfg.getString("device_id");
-  so.mqtt_username = cfg.getString("sources.mqtt.username");
-  so.mqtt_password = cfg.getString("sources.mqtt.password");
+  auto security = mqttsec::load(cfg, "sources.mqtt.", so.mqtt_broker);
+  if (!security) throw ConfigError(security.error().message());
+  so.mqtt_security = std::move(*security);
+  so.mqtt_clean_session = cfg.getBool("sources.mqtt.clean_session");
   so.mqtt_qos = static_cast<int>(cfg.getInt("sources.mqtt.qos"));
   so.mqtt_max_payload_bytes = static_cast<size_t>(cfg.getInt("sources.mqtt.max_payload_bytes"));
   so.sysfs_root = cfg.getString("sources.sysfs.root");
+  so.stdin_on_eof = cfg.getString("sources.stdin.on_eof") == "stop" ? OnEof::kStop : OnEof::kKeep;
+  so.stdin_eof_drain_timeout_us = cfg.getInt("sources.stdin.eof_drain_timeout_s") * 1000000;
 
   std::set<std::string> names;
   const auto& items = cfg.items("sensors");

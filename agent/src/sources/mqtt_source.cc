@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "outpost/agent/line_parser.h"
+#include "outpost/common/mqtt_security_paho.h"
 #include "outpost/common/thread_name.h"
 
 namespace outpost::agent {
@@ -113,8 +114,9 @@ MqttSource::MqttSource(const std::vector<SensorSpec>& sensors, const SourcesSpec
     client_->cli =
         std::make_unique<mqtt::async_client>(opt_.mqtt_broker, opt_.mqtt_client_id, create);
   } catch (const mqtt::exception& e) {
-    throw config::ConfigError("sources.mqtt.broker = \"" + opt_.mqtt_broker + "\" is not usable: " +
-                              e.what() + "; allowed: tcp://host:port or mqtt://host:port");
+    throw config::ConfigError(
+        "sources.mqtt.broker = \"" + opt_.mqtt_broker + "\" is not usable: " + e.what() +
+        "; allowed: tcp://host:port, mqtt://host:port or (TLS) ssl://host:port");
   }
   client_->cli->set_message_callback([this](mqtt::const_message_ptr m) {
     onMessage(m->get_topic(), std::string_view(m->get_payload_ref().str()));
@@ -201,11 +203,10 @@ void MqttSource::run() {
     }
     try {
       auto builder = mqtt::connect_options_builder()
-                         .clean_session(true)
+                         .clean_session(opt_.mqtt_clean_session)
                          .keep_alive_interval(std::chrono::seconds(30))
                          .connect_timeout(kConnectTimeout);
-      if (!opt_.mqtt_username.empty()) builder.user_name(opt_.mqtt_username);
-      if (!opt_.mqtt_password.empty()) builder.password(opt_.mqtt_password);
+      mqttsec::apply(opt_.mqtt_security, builder);
       if (client_->cli->is_connected()) client_->cli->disconnect()->wait_for(kConnectTimeout);
       client_->cli->connect(builder.finalize())
           ->wait_for(kConnectTimeout + std::chrono::seconds(1));
@@ -229,6 +230,11 @@ void MqttSource::run() {
     }
   }
   try {
+    if (client_->cli->is_connected() && unsubscribe_on_stop_.load()) {
+      for (const auto& f : filters_) {
+        client_->cli->unsubscribe(f)->wait_for(std::chrono::milliseconds(500));
+      }
+    }
     if (client_->cli->is_connected()) {
       client_->cli->disconnect(std::chrono::milliseconds(200))->wait_for(std::chrono::seconds(1));
     }

@@ -144,17 +144,14 @@ StreamSource::StreamSource(const std::string& label, const std::vector<SensorSpe
     : label_(label),
       opt_(opt),
       clock_(clock),
+      kind_(kind),
       handoff_(opt.queue_chunks, opt.chunk_readings, opt.queue_block,
                registry ? &registry->counter("outpost_agent_source_dropped_total",
                                              "Readings dropped because the queue to the pipeline "
                                              "was full",
                                              {{"source", label}})
                         : nullptr) {
-  for (const auto& s : sensors) {
-    if (s.source != kind) continue;
-    names_.emplace(s.name, s.id);
-    infos_.push_back({s.id, s.name, s.unit});
-  }
+  setSensors(sensors);
   if (registry) {
     for (size_t i = 0; i < error_counters_.size(); ++i) {
       const auto e = static_cast<LineError>(i);
@@ -182,6 +179,28 @@ void StreamSource::stop() {
   (void)!::write(stop_fd_, &one, sizeof one);
   handoff_.close();  // unblocks a reader waiting for queue space
   thread_.join();
+}
+
+void StreamSource::setSensors(const std::vector<SensorSpec>& sensors) {
+  auto names = std::make_shared<SensorNames>();
+  infos_.clear();
+  for (const auto& s : sensors) {
+    if (s.source != kind_) continue;
+    names->emplace(s.name, s.id);
+    infos_.push_back({s.id, s.name, s.unit});
+  }
+  std::lock_guard lock(names_mu_);
+  names_ = std::move(names);
+  names_gen_.fetch_add(1, std::memory_order_release);
+}
+
+const SensorNames* StreamSource::namesIfChanged(std::shared_ptr<const SensorNames>& hold,
+                                                uint64_t& seen) {
+  if (names_gen_.load(std::memory_order_acquire) == seen) return nullptr;
+  std::lock_guard lock(names_mu_);
+  hold = names_;
+  seen = names_gen_.load(std::memory_order_relaxed);
+  return hold.get();
 }
 
 int64_t StreamSource::poll(int64_t now_us, std::vector<wire::Reading>& out) {
@@ -215,7 +234,10 @@ StdinSource::StdinSource(const std::vector<SensorSpec>& sensors, const SourcesSp
 
 void StdinSource::run() {
   setThreadName("op-src-stdin");
-  LineDecoder dec(opt_.stdin_format, &names_, opt_.max_line_bytes, "stdin", &error_counters_);
+  std::shared_ptr<const SensorNames> names;
+  uint64_t names_seen = 0;
+  LineDecoder dec(opt_.stdin_format, namesIfChanged(names, names_seen), opt_.max_line_bytes,
+                  "stdin", &error_counters_);
   ChunkSink sink(handoff_);
   std::vector<char> buf(kReadBytes);
   LineDecoder::Counts reported;
@@ -234,6 +256,7 @@ void StdinSource::run() {
       spdlog::error("stdin: read: {}", std::strerror(errno));
       break;
     }
+    if (const SensorNames* changed = namesIfChanged(names, names_seen)) dec.setNames(changed);
     const int64_t now = clock_.nowUs();
     if (n == 0) {
       dec.finish(now, sink);
@@ -309,6 +332,9 @@ void SocketSource::run() {
   std::vector<char> buf(kReadBytes);
   ChunkSink sink(handoff_);
   uint64_t connection = 0;
+  std::shared_ptr<const SensorNames> names;
+  uint64_t names_seen = 0;
+  (void)namesIfChanged(names, names_seen);
   auto closeClient = [&](size_t i) {
     clients[i].dec->finish(clock_.nowUs(), sink);
     report(clients[i].dec->counts(), clients[i].reported);
@@ -340,12 +366,15 @@ void SocketSource::run() {
           ++connection;
           clients.push_back(
               {fd,
-               std::make_unique<LineDecoder>(opt_.socket_format, &names_, opt_.max_line_bytes,
+               std::make_unique<LineDecoder>(opt_.socket_format, names.get(), opt_.max_line_bytes,
                                              "socket connection " + std::to_string(connection),
                                              &error_counters_),
                {}});
         }
       }
+    }
+    if (const SensorNames* changed = namesIfChanged(names, names_seen)) {
+      for (auto& c : clients) c.dec->setNames(changed);
     }
     // Indexes shift when a client closes: walk backwards over this poll's clients.
     for (size_t i = fds.size() - 1; i >= 2; --i) {

@@ -2,7 +2,7 @@
 
 #include "outpost/agent/agent_ops.h"
 #include "outpost/agent/mqtt_uplink.h"
-#include "outpost/agent/zmq_uplink.h"
+#include "outpost/agent/zmq_module_loader.h"
 #include "outpost/common/mqtt_security.h"
 
 namespace outpost::agent {
@@ -31,7 +31,7 @@ MqttUplinkOptions mqttOptionsFrom(const config::Config& cfg, const std::string& 
 void checkUplinkConfig(const config::Config& cfg) {
   const std::string device = cfg.getString("device_id");
   if (cfg.getString("uplink.transport") == "zmq") {
-    (void)zmqUplinkOptionsFrom(cfg, device);
+    checkZmqUplinkConfig(cfg, device);  // loads the ZeroMQ module (zmq_module_loader.h)
   } else {
     (void)mqttOptionsFrom(cfg, device);
   }
@@ -41,8 +41,7 @@ std::unique_ptr<Uplink> makeUplink(const config::Config& cfg, const std::string&
                                    Outbox& outbox, metrics::Registry& registry,
                                    const Clock& clock) {
   if (cfg.getString("uplink.transport") == "zmq") {
-    return std::make_unique<ZmqUplink>(zmqUplinkOptionsFrom(cfg, device_id), outbox, registry,
-                                       clock);
+    return makeZmqUplink(cfg, device_id, outbox, registry, clock);
   }
   return std::make_unique<MqttUplink>(mqttOptionsFrom(cfg, device_id), outbox, registry, clock);
 }

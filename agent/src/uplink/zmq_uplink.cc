@@ -6,7 +6,6 @@
 
 #include <cstring>
 #include <filesystem>
-#include <map>
 #include <random>
 #include <thread>
 #include <zmq.hpp>
@@ -25,35 +24,17 @@ std::atomic<int> g_monitor_seq{0};
 }  // namespace
 
 struct ZmqUplink::Impl {
-  Impl(ZmqUplinkOptions o, Outbox& ob, metrics::Registry& reg, const Clock& c, ZmqUplink& own)
+  Impl(ZmqUplinkOptions o, UplinkSender& snd, const ZmqUplinkMetrics& m, const Clock& c,
+       ZmqUplink& own)
       : opt(std::move(o)),
-        outbox(ob),
         clock(c),
         owner(own),
-        sent(reg.counter("outpost_agent_batches_sent_total", "Batches published (first sends)")),
-        resent(reg.counter("outpost_agent_batches_resent_total",
-                           "Batches published again (ack timeout or reconnect)")),
-        acked(reg.counter("outpost_agent_batches_acked_total",
-                          "Batches acknowledged by the aggregator", {{"status", "accepted"}})),
-        rejected(reg.counter("outpost_agent_batches_acked_total",
-                             "Batches acknowledged by the aggregator", {{"status", "rejected"}})),
-        readings_acked(reg.counter("outpost_agent_readings_acked_total",
-                                   "Readings in batches the aggregator accepted")),
-        connects(reg.counter("outpost_agent_zmq_connects_total",
-                             "ZeroMQ sessions established (first reply from the aggregator)")),
-        heartbeat_timeouts(reg.counter("outpost_agent_zmq_heartbeat_timeouts_total",
-                                       "Times the aggregator stayed silent for `liveness` "
-                                       "heartbeat intervals (socket dropped and remade)")),
-        disconnects(reg.counter("outpost_agent_zmq_disconnects_total",
-                                "TCP disconnects seen on the ZeroMQ socket (socket remade)")),
-        handshake_failures(reg.counter("outpost_agent_zmq_handshake_failures_total",
-                                       "CURVE handshakes that failed (wrong server key, or our "
-                                       "key is not on the aggregator's allow-list)")),
-        bad_acks(reg.counter("outpost_agent_bad_acks_total",
-                             "Ack messages that failed verification or named another epoch")),
-        ack_latency(reg.histogram("outpost_agent_ack_latency_seconds",
-                                  "Time from publishing a batch to its acknowledgement",
-                                  metrics::exponentialBuckets(0.001, 2, 16))) {
+        sender(snd),
+        connects(m.connects),
+        heartbeat_timeouts(m.heartbeat_timeouts),
+        disconnects(m.disconnects),
+        handshake_failures(m.handshake_failures),
+        bad_acks(m.bad_acks) {
     wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_fd < 0) throw std::runtime_error("eventfd failed");
   }
@@ -111,7 +92,7 @@ struct ZmqUplink::Impl {
         if (owner.connected_.load()) {
           disconnects.inc();
           spdlog::warn("ZeroMQ connection to {} dropped; {} batches in flight will be sent again",
-                       opt.endpoint, inflight.size());
+                       opt.endpoint, sender.inFlight());
           broken = true;
         }
       } else {
@@ -136,10 +117,9 @@ struct ZmqUplink::Impl {
     connects.inc();
     owner.connected_.store(true);
     backoff_ms = opt.reconnect_min_ms;
-    // A new session: everything not acknowledged is sent again, oldest first.
-    inflight.clear();
-    cursor = 0;
-    owner.inflight_count_.store(0);
+    // A new session: everything not acknowledged is backlog and is sent again (live batches
+    // first, the backlog in the drain order and at the drain rate).
+    sender.onConnected();
     spdlog::info("ZeroMQ session with {} established{}", opt.endpoint,
                  was_connected ? " (reconnect)" : "");
     was_connected = true;
@@ -169,40 +149,19 @@ struct ZmqUplink::Impl {
       }
       return;
     }
-    if (a->epoch() != outbox.epoch()) {
-      bad_acks.inc();
-      return;
-    }
-    const bool accepted = a->status() == wire::AckStatus::Accepted;
-    const uint64_t seq = a->seq();
-    auto it = inflight.find(seq);
-    if (it != inflight.end()) {
-      ack_latency.observe(static_cast<double>(clock.monotonicUs() - it->second.sent_us) / 1e6);
-      if (accepted) readings_acked.inc(it->second.readings);
-      inflight.erase(it);
-    }
-    acked_seqs.push_back(seq);  // deleted together, once the socket is drained
-    if (accepted) {
-      acked.inc();
-    } else {
-      rejected.inc();
-      spdlog::warn("aggregator rejected batch {} (now on its dead-letter topic): {}", seq,
-                   a->reason() ? a->reason()->str() : "");
-    }
-    owner.inflight_count_.store(inflight.size());
+    // Epoch check, round-trip time, outbox delete: OutboxSender::onAcks (flushAcks).
+    acks.push_back({a->epoch(), a->seq(), a->status() == wire::AckStatus::Accepted,
+                    a->reason() ? a->reason()->str() : ""});
+  }
+
+  // Hands the acks read since the last call to the sender (deleted in one outbox transaction).
+  void flushAcks() {
+    if (acks.empty()) return;
+    sender.onAcks(acks);
+    acks.clear();
   }
 
   // Reads every waiting message; returns how many.
-  // Deletes the batches acknowledged since the last call, in one outbox transaction.
-  void flushAcks() {
-    if (acked_seqs.empty()) return;
-    if (auto st = outbox.ackMany(acked_seqs); !st) {
-      spdlog::error("outbox: cannot delete {} acknowledged batches: {}", acked_seqs.size(),
-                    st.error().toString());
-    }
-    acked_seqs.clear();
-  }
-
   int readSocket() {
     int n = 0;
     for (;;) {
@@ -231,7 +190,9 @@ struct ZmqUplink::Impl {
     return n;
   }
 
-  // Sends one stored batch; false if the socket cannot take it now (high-water mark).
+  // Sends one stored batch; false if the socket cannot take it (high-water mark). The window is
+  // bounded (max_inflight, plus resends) well below the high-water mark, so a full socket means
+  // the connection is stuck: the caller remakes it and the sender starts over (onConnected).
   bool publish(const StoredBatch& b) {
     if (!sock->send(zmq::buffer(zmqproto::kBatch),
                     zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
@@ -241,40 +202,10 @@ struct ZmqUplink::Impl {
     return true;
   }
 
-  // Resends timed-out batches and fills the in-flight window.
-  void sendPending(int64_t now) {
-    const int64_t timeout_us = opt.ack_timeout_ms * 1000;
-    for (auto& [seq, f] : inflight) {
-      if (now - f.sent_us < timeout_us) continue;
-      auto batches = outbox.readAfter(seq - 1, 1);
-      if (!batches || batches->empty() || batches->front().seq != seq) {
-        f.gone = true;  // evicted meanwhile (outbox full)
-        continue;
-      }
-      if (!publish(batches->front())) return;
-      resent.inc();
-      f.sent_us = now;
-    }
-    std::erase_if(inflight, [](const auto& kv) { return kv.second.gone; });
-    while (inflight.size() < opt.max_inflight) {
-      auto batches = outbox.readAfter(cursor, opt.max_inflight - inflight.size());
-      if (!batches) {
-        spdlog::error("outbox read failed: {}", batches.error().toString());
-        break;
-      }
-      if (batches->empty()) break;
-      for (const auto& b : *batches) {
-        if (!publish(b)) {
-          owner.inflight_count_.store(inflight.size());
-          return;
-        }
-        (resend_floor >= b.seq ? resent : sent).inc();
-        inflight[b.seq] = {now, b.readings, false};
-        cursor = b.seq;
-      }
-    }
-    resend_floor = std::max(resend_floor, cursor);
-    owner.inflight_count_.store(inflight.size());
+  // Resends timed-out batches and fills the in-flight window (OutboxSender). False if the socket
+  // refused a batch.
+  bool sendPending() {
+    return sender.pump([this](const StoredBatch& b) { return publish(b); });
   }
 
   void scheduleReconnect(int64_t now) {
@@ -300,7 +231,11 @@ struct ZmqUplink::Impl {
         last_heard_us = now;
         next_ping_us = now;
       }
-      int64_t wait_us = sock ? std::min(next_ping_us - now, int64_t{50000}) : next_connect_us - now;
+      // At most 50 ms; less for the next ping, the drain rate or an ack timeout.
+      int64_t wait_us =
+          sock ? std::min(next_ping_us, owner.connected_.load() ? sender.nextDueUs() : INT64_MAX) -
+                     now
+               : next_connect_us - now;
       wait_us = std::clamp<int64_t>(wait_us, 0, 50000);
       zmq::pollitem_t items[3] = {{nullptr, wake_fd, ZMQ_POLLIN, 0},
                                   {sock ? sock->handle() : nullptr, 0, ZMQ_POLLIN, 0},
@@ -326,7 +261,7 @@ struct ZmqUplink::Impl {
           spdlog::warn(
               "no reply from {} for {} ms; reconnecting ({} batches in flight will be "
               "sent again)",
-              opt.endpoint, (now - last_heard_us) / 1000, inflight.size());
+              opt.endpoint, (now - last_heard_us) / 1000, sender.inFlight());
           scheduleReconnect(now);
           continue;
         }
@@ -338,7 +273,10 @@ struct ZmqUplink::Impl {
               sock->send(zmq::buffer(zmqproto::kPing), zmq::send_flags::dontwait).has_value();
           next_ping_us = now + (queued ? hb_us : std::min<int64_t>(hb_us, 10000));
         }
-        if (owner.connected_.load()) sendPending(now);
+        if (owner.connected_.load() && !sendPending()) {
+          spdlog::warn("ZeroMQ socket to {} takes no more batches; reconnecting", opt.endpoint);
+          scheduleReconnect(now);
+        }
       } catch (const zmq::error_t& e) {
         spdlog::error("ZeroMQ uplink: {}", e.what());
         scheduleReconnect(clock.monotonicUs());
@@ -350,30 +288,23 @@ struct ZmqUplink::Impl {
 
   // On a clean stop, waits briefly for the acks of batches in flight.
   void drainAcks() {
-    if (!sock || !owner.connected_.load() || inflight.empty()) return;
+    if (!sock || !owner.connected_.load() || sender.inFlight() == 0) return;
     const int64_t deadline = clock.monotonicUs() + kStopDrainUs;
     try {
-      while (!inflight.empty() && clock.monotonicUs() < deadline) {
+      while (sender.inFlight() > 0 && clock.monotonicUs() < deadline) {
         zmq::pollitem_t item{sock->handle(), 0, ZMQ_POLLIN, 0};
         zmq::poll(&item, 1, std::chrono::milliseconds(20));
         if (item.revents & ZMQ_POLLIN) readSocket();
       }
     } catch (const zmq::error_t&) {
     }
-    if (!inflight.empty()) {
+    if (sender.inFlight() > 0) {
       spdlog::info("stopping with {} batches unacknowledged; they stay in the outbox",
-                   inflight.size());
+                   sender.inFlight());
     }
   }
 
-  struct InFlight {
-    int64_t sent_us;
-    uint64_t readings;
-    bool gone;
-  };
-
   ZmqUplinkOptions opt;
-  Outbox& outbox;
   const Clock& clock;
   ZmqUplink& owner;
   int wake_fd = -1;
@@ -388,34 +319,23 @@ struct ZmqUplink::Impl {
   int64_t backoff_ms = 0;
   int64_t next_connect_us = 0;
   bool was_connected = false;
-  std::map<uint64_t, InFlight> inflight;
-  std::vector<uint64_t> acked_seqs;  // acks read, not yet deleted from the outbox
-  uint64_t cursor = 0;        // highest seq sent in this session
-  uint64_t resend_floor = 0;  // highest seq ever sent by this process
+  std::vector<AckEvent> acks;  // read, not yet handed to the sender
+  UplinkSender& sender;        // the executable's OutboxSender: window, resends, drain, acks
 
-  metrics::Counter& sent;
-  metrics::Counter& resent;
-  metrics::Counter& acked;
-  metrics::Counter& rejected;
-  metrics::Counter& readings_acked;
   metrics::Counter& connects;
   metrics::Counter& heartbeat_timeouts;
   metrics::Counter& disconnects;
   metrics::Counter& handshake_failures;
   metrics::Counter& bad_acks;
-  metrics::Histogram& ack_latency;
 };
 
-ZmqUplink::ZmqUplink(ZmqUplinkOptions options, Outbox& outbox, metrics::Registry& registry,
-                     const Clock& clock)
-    : impl_(std::make_unique<Impl>(std::move(options), outbox, registry, clock, *this)) {
+ZmqUplink::ZmqUplink(ZmqUplinkOptions options, UplinkSender& sender,
+                     const ZmqUplinkMetrics& metrics, const Clock& clock)
+    : impl_(std::make_unique<Impl>(std::move(options), sender, metrics, clock, *this)) {
   impl_->backoff_ms = impl_->opt.reconnect_min_ms;
-  registry.gaugeFunction("outpost_agent_zmq_connected",
-                         "1 while the aggregator answers over ZeroMQ",
-                         [this] { return connected() ? 1.0 : 0.0; });
-  registry.gaugeFunction("outpost_agent_batches_in_flight", "Batches sent and not yet acknowledged",
-                         [this] { return static_cast<double>(inFlight()); });
 }
+
+size_t ZmqUplink::inFlight() const { return impl_->sender.inFlight(); }
 
 ZmqUplink::~ZmqUplink() { stop(); }
 
@@ -434,24 +354,23 @@ void ZmqUplink::stop() {
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 
-ZmqUplinkOptions zmqUplinkOptionsFrom(const config::Config& cfg, const std::string& device_id) {
+Result<ZmqUplinkOptions> zmqUplinkOptionsFrom(const OutpostZmqSettings& s) {
   ZmqUplinkOptions o;
-  o.endpoint = cfg.getString("uplink.zmq.endpoint");
-  o.device_id = device_id;
-  auto server = secrets::loadPublicKeyFile(cfg.getString("uplink.zmq.server_public_key_file"),
-                                           "uplink.zmq.server_public_key_file");
-  if (!server) throw config::ConfigError(server.error().message());
+  o.endpoint = s.endpoint;
+  o.device_id = s.device_id;
+  auto server =
+      secrets::loadPublicKeyFile(s.server_public_key_file, "uplink.zmq.server_public_key_file");
+  if (!server) return std::unexpected(server.error());
   o.server_public_key = *server;
-  auto pair = secrets::loadKeyPairFile(cfg.getString("uplink.zmq.key_file"), "uplink.zmq.key_file");
-  if (!pair) throw config::ConfigError(pair.error().message());
+  auto pair = secrets::loadKeyPairFile(s.key_file, "uplink.zmq.key_file");
+  if (!pair) return std::unexpected(pair.error());
   o.public_key = pair->public_key;
   o.secret_key = pair->secret_key;
-  o.max_inflight = static_cast<size_t>(cfg.getInt("uplink.zmq.max_inflight"));
-  o.ack_timeout_ms = cfg.getInt("uplink.zmq.ack_timeout_ms");
-  o.heartbeat_ms = cfg.getInt("uplink.zmq.heartbeat_ms");
-  o.liveness = static_cast<int>(cfg.getInt("uplink.zmq.heartbeat_liveness"));
-  o.reconnect_min_ms = cfg.getInt("uplink.zmq.reconnect_min_ms");
-  o.reconnect_max_ms = std::max(o.reconnect_min_ms, cfg.getInt("uplink.zmq.reconnect_max_ms"));
+  o.max_inflight = static_cast<size_t>(s.max_inflight);
+  o.heartbeat_ms = s.heartbeat_ms;
+  o.liveness = static_cast<int>(s.heartbeat_liveness);
+  o.reconnect_min_ms = s.reconnect_min_ms;
+  o.reconnect_max_ms = std::max(o.reconnect_min_ms, s.reconnect_max_ms);
   return o;
 }
 

@@ -89,7 +89,10 @@ TEST_CASE("changedSettings compares sensors entry by entry", "[agent][reload]") 
                              agentSchema(), "t.toml");
   CHECK(changedSettings(agentSchema(), a, a).empty());
   CHECK(changedSettings(agentSchema(), a, b) == std::vector<std::string>{"sensors"});
-  CHECK_FALSE(isReloadable("sensors"));
+  CHECK(isReloadable("sensors"));  // applied by reloadInputs()
+  CHECK(isReloadable("sources.mqtt.broker"));
+  CHECK_FALSE(isReloadable("sources.stdin.format"));
+  CHECK_FALSE(isReloadable("uplink.mqtt.broker"));
   CHECK(isReloadable("uplink.drain.rate"));
 }
 

@@ -12,7 +12,7 @@
 namespace outpost::agent {
 
 class Outbox;
-class Source;
+class InputSet;
 class Uplink;
 
 struct RunLimits {
@@ -55,7 +55,7 @@ class Agent {
   const Clock& clock_;
   std::string device_id_;
   std::unique_ptr<Outbox> outbox_;
-  std::unique_ptr<Source> source_;
+  std::unique_ptr<InputSet> source_;
   std::unique_ptr<Uplink> uplink_;
   struct Batching;
   std::unique_ptr<Batching> batching_;

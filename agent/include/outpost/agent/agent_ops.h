@@ -28,8 +28,10 @@ std::vector<std::string> changedSettings(const config::Schema& schema, const con
                                          const config::Config& b);
 
 // Settings SIGHUP applies to the running agent: log_level, outbox.max_bytes, outbox.max_age_s,
-// outbox.full_policy, uplink.drain.order, uplink.drain.rate. Every other change is logged as
-// needing a restart (and is not applied).
+// outbox.full_policy, uplink.drain.order, uplink.drain.rate, and the inputs (sensors with their
+// filters and windows, sources.socket.*, sources.mqtt.*, sources.sysfs.root, sources.stdin.on_eof
+// and eof_drain_timeout_s; applied by reloadInputs()). Every other change is logged as needing a
+// restart (and is not applied).
 bool isReloadable(std::string_view key);
 
 // SIGHUP: applies the reloadable settings that differ between `applied` (the last config

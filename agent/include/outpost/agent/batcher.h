@@ -30,6 +30,11 @@ class Batcher {
   // Moves the collected readings into a batch with the sensor dictionary of the sensors it uses.
   // epoch, seq and dropped are the outbox's to fill in.
   codec::BatchContent take(const std::string& device_id, int64_t created_us);
+  // SIGHUP changed the sensors: the dictionary of the following batches. Call with an empty
+  // batch (its readings were made under the old dictionary).
+  void setDictionary(std::vector<codec::SensorInfo> dictionary) {
+    dictionary_ = std::move(dictionary);
+  }
 
  private:
   size_t max_readings_;

@@ -17,6 +17,7 @@
 #include "outpost/common/clock.h"
 #include "outpost/common/config.h"
 #include "outpost/common/metrics.h"
+#include "outpost/common/mqtt_security.h"
 
 namespace outpost::agent {
 
@@ -47,6 +48,7 @@ struct FilterSpec {
   uint32_t max_per_second = 0;  // 0: no limit
   // dedup
   uint32_t history = 1;
+  bool operator==(const FilterSpec&) const = default;
 };
 
 enum class WindowKind { kNone, kTumbling, kSliding };
@@ -56,6 +58,7 @@ struct WindowSpec {
   int64_t size_us = 0;
   int64_t hop_us = 0;       // == size_us for tumbling windows
   int64_t lateness_us = 0;  // allowed lateness (event time behind the newest reading)
+  bool operator==(const WindowSpec&) const = default;
 };
 
 enum class Output { kRaw, kWindows, kBoth };
@@ -80,6 +83,16 @@ struct SensorSpec {
   Output output = Output::kRaw;
 };
 
+// True when the filter chain, window and output of `a` and `b` are the same (SIGHUP keeps the
+// sensor's filter and window state then).
+bool samePipeline(const SensorSpec& a, const SensorSpec& b);
+// True when `a` and `b` read the same thing the same way (id, name, unit, source and its
+// settings); filters and windows are not compared.
+bool sameReading(const SensorSpec& a, const SensorSpec& b);
+
+// What the agent does when standard input ends.
+enum class OnEof { kKeep, kStop };
+
 struct SourcesSpec {
   size_t queue_chunks = 256;
   size_t chunk_readings = 256;
@@ -91,11 +104,13 @@ struct SourcesSpec {
   size_t socket_max_clients = 16;
   std::string mqtt_broker;
   std::string mqtt_client_id;
-  std::string mqtt_username;
-  std::string mqtt_password;
+  mqttsec::MqttSecurity mqtt_security;  // user, password (never logged), TLS
+  bool mqtt_clean_session = false;
   int mqtt_qos = 1;
   size_t mqtt_max_payload_bytes = 65536;
   std::string sysfs_root = "/sys";
+  OnEof stdin_on_eof = OnEof::kKeep;
+  int64_t stdin_eof_drain_timeout_us = 30 * 1000000LL;
 };
 
 struct AgentInputs {

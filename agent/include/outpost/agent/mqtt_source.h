@@ -56,6 +56,10 @@ class MqttSource final : public Source {
   bool subscribed() const { return subscribed_.load(); }
   uint64_t errors(MqttPayloadError e) const { return errors_[static_cast<size_t>(e)].load(); }
   uint64_t dropped() const { return handoff_.dropped(); }
+  // SIGHUP replaces this source by one that does not need its subscriptions: unsubscribe when
+  // stopping, so a persistent session does not keep delivering (and the broker keeping) messages
+  // nobody reads. Pipeline thread, before destruction.
+  void unsubscribeOnStop() { unsubscribe_on_stop_.store(true); }
 
  private:
   struct Route {
@@ -80,6 +84,7 @@ class MqttSource final : public Source {
   metrics::Counter* messages_ = nullptr;
   std::atomic<bool> connected_{false};
   std::atomic<bool> subscribed_{false};
+  std::atomic<bool> unsubscribe_on_stop_{false};
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;  // GUARDED_BY(mu_)

@@ -49,27 +49,40 @@ struct AckEvent {
   std::string reason;
 };
 
-class OutboxSender {
+// What a transport's sender thread calls: the sending half of OutboxSender as an interface, so
+// that the ZeroMQ uplink, which lives in a module (outpost-agent-zmq.so), drives the executable's
+// OutboxSender through its vtable instead of linking a second copy of it and of the outbox.
+class UplinkSender {
  public:
   // Sends one stored batch; false when the connection is gone (the uplink reconnects).
   using PublishFn = std::function<bool(const StoredBatch&)>;
 
+  virtual ~UplinkSender() = default;
+  // A new connection: nothing is in flight any more; everything in the outbox is backlog and is
+  // sent again (the aggregator deduplicates what it already had).
+  virtual void onConnected() = 0;
+  // Resends timed-out batches, then live batches, then backlog within the rate. False if a
+  // publish failed.
+  virtual bool pump(const PublishFn& publish) = 0;
+  // Deletes acknowledged batches (one transaction for the lot) and records round-trip times.
+  virtual void onAcks(std::span<const AckEvent> acks) = 0;
+  // Any thread.
+  virtual size_t inFlight() const = 0;
+  // Monotonic µs at which pump() should run again although nothing else happened (rate-limited
+  // backlog, ack timeout); INT64_MAX if nothing is waiting for time.
+  virtual int64_t nextDueUs() const = 0;
+};
+
+class OutboxSender final : public UplinkSender {
+ public:
   OutboxSender(Outbox& outbox, SenderOptions options, metrics::Registry& registry,
                const Clock& clock);
 
-  // A new connection: nothing is in flight any more; everything in the outbox is backlog and is
-  // sent again (the aggregator deduplicates what it already had).
-  void onConnected();
-  // Resends timed-out batches, then live batches, then backlog within the rate. False if a
-  // publish failed.
-  bool pump(const PublishFn& publish);
-  // Deletes acknowledged batches (one transaction for the lot) and records round-trip times.
-  void onAcks(std::span<const AckEvent> acks);
-
-  size_t inFlight() const { return inflight_count_.load(std::memory_order_relaxed); }
-  // Monotonic µs at which pump() should run again although nothing else happened (rate-limited
-  // backlog, ack timeout); INT64_MAX if nothing is waiting for time.
-  int64_t nextDueUs() const { return next_due_us_; }
+  void onConnected() override;
+  bool pump(const PublishFn& publish) override;
+  void onAcks(std::span<const AckEvent> acks) override;
+  size_t inFlight() const override { return inflight_count_.load(std::memory_order_relaxed); }
+  int64_t nextDueUs() const override { return next_due_us_; }
   // True once every backlog batch of this connection has been sent (not necessarily acked).
   bool backlogDone() const { return backlog_done_; }
 

@@ -21,8 +21,22 @@ namespace outpost::agent {
 
 class SensorPipeline {
  public:
-  // Sensor ids are the indexes of `sensors`. `registry` may be null (tests).
+  // Sensors are found by their id (ids may have gaps, see SensorIds). `registry` may be null
+  // (tests).
   SensorPipeline(const std::vector<SensorSpec>& sensors, metrics::Registry* registry);
+
+  // What reconfigure() did, by sensor name.
+  struct Changes {
+    std::vector<std::string> added, rebuilt, removed;
+    size_t kept = 0;
+    bool any() const { return !added.empty() || !rebuilt.empty() || !removed.empty(); }
+  };
+  // SIGHUP: makes `sensors` the configured set. A sensor whose filters, window and output are
+  // unchanged keeps its state (deadband/rate-limit/dedup memory, open windows); a changed one has
+  // its open windows emitted into `batcher`, then gets new filters and window; a removed one has
+  // its open windows emitted and is dropped; a new one starts empty. Readings for an id that is no
+  // longer configured are ignored afterwards. Counters are shared, never reset.
+  Changes reconfigure(const std::vector<SensorSpec>& sensors, int64_t mono_us, Batcher& batcher);
 
   void process(const wire::Reading& r, int64_t mono_us, Batcher& batcher);
 
@@ -43,6 +57,8 @@ class SensorPipeline {
 
  private:
   struct PerSensor {
+    bool active = false;
+    SensorSpec spec;  // as configured (reconfigure() compares it)
     std::vector<std::unique_ptr<Filter>> filters;
     std::optional<EventTimeWindow> window;
     bool raw = true;
@@ -50,6 +66,8 @@ class SensorPipeline {
     int64_t last_mono_us = 0;
   };
   void emit(int64_t mono_us, Batcher& batcher);
+  void build(const SensorSpec& spec);  // (re)creates the sensor's filters and window
+  void rebuildWindowed();
 
   std::unique_ptr<FilterMetrics> filter_metrics_;
   metrics::Counter* late_ = nullptr;

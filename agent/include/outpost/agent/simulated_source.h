@@ -24,6 +24,7 @@ struct SimulatedSensorSpec {
   double period_s = 60.0;
   double noise = 0.0;  // standard deviation of added Gaussian noise
   uint64_t seed = 1;
+  bool operator==(const SimulatedSensorSpec&) const = default;
 };
 
 // Deterministic given the specs and the start time: reading k of a sensor has timestamp

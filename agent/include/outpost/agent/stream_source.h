@@ -54,6 +54,8 @@ class LineDecoder {
   // End of stream: a last line without '\n' is parsed too.
   void finish(int64_t now_us, ReadingSink& sink);
   const Counts& counts() const { return counts_; }
+  // The name map for the following lines (SIGHUP changed the sensors); must outlive its use.
+  void setNames(const SensorNames* names) { names_ = names; }
 
  private:
   void line(std::string_view text, int64_t now_us, ReadingSink& sink);
@@ -81,6 +83,10 @@ class StreamSource : public Source {
   // True once the input ended (stdin EOF) and everything read was handed over.
   bool finished() const { return finished_.load() && handoff_.size() == 0; }
   void stop();
+  // SIGHUP: the sensors of this source's kind in `sensors` become the ones it reads; lines
+  // decoded after the reader thread's next read use them (no restart, no byte lost). Pipeline
+  // thread only.
+  void setSensors(const std::vector<SensorSpec>& sensors);
 
  protected:
   StreamSource(const std::string& label, const std::vector<SensorSpec>& sensors, SourceKind kind,
@@ -89,13 +95,19 @@ class StreamSource : public Source {
   virtual void run() = 0;
   // Adds what a decoder counted since `reported` to the totals and metrics.
   void report(const LineDecoder::Counts& now, LineDecoder::Counts& reported);
+  // Reader thread: the current name map if it changed since `seen` (updates `hold` and `seen`),
+  // else null.
+  const SensorNames* namesIfChanged(std::shared_ptr<const SensorNames>& hold, uint64_t& seen);
 
   class ChunkSink;
   std::string label_;
   SourcesSpec opt_;
   const Clock& clock_;
-  SensorNames names_;
-  std::vector<codec::SensorInfo> infos_;
+  SourceKind kind_;
+  std::shared_ptr<const SensorNames> names_;  // GUARDED_BY(names_mu_); replaced, never changed
+  std::mutex names_mu_;
+  std::atomic<uint64_t> names_gen_{0};
+  std::vector<codec::SensorInfo> infos_;  // pipeline thread
   std::array<metrics::Counter*, static_cast<size_t>(LineError::kCount)> error_counters_{};
   metrics::Counter* readings_counter_ = nullptr;
   ReadingHandoff handoff_;

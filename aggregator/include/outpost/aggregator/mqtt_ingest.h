@@ -20,6 +20,8 @@ struct MqttIngestOptions {
   bool clean_session = false;  // false: the broker queues batches while we restart
   mqttsec::MqttSecurity security;  // TLS, user name, password (never logged)
   int keepalive_s = 30;
+  int64_t reconnect_min_ms = 1000;  // Paho's automatic reconnect: first delay, doubling up to
+  int64_t reconnect_max_ms = 30000;  // this
 };
 
 // Subscribes to {prefix}/+/batch (QoS 1) and hands every message to the aggregator; publishes

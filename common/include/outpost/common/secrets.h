@@ -22,8 +22,14 @@ Status checkPrivateFile(const std::string& path, const std::string& what);
 // error.
 Result<std::string> readSecretFile(const std::string& path, const std::string& what);
 
+// The whole file (binary); `what` names its role in the error message.
+Result<std::string> readWhole(const std::string& path, const std::string& what);
+
 // Writes `content` to a new file with mode 0600 (refuses to overwrite an existing file).
 Status writePrivateFile(const std::string& path, const std::string& content);
+
+// --- CURVE keys and the allow-list: library outpost_common_zmq (links libzmq; the agent has them
+// only in its ZeroMQ module, outpost-agent-zmq.so). ---
 
 // CURVE keys in Z85 text (40 characters for 32 bytes).
 bool isZ85Key(const std::string& text);

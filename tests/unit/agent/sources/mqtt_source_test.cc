@@ -170,3 +170,47 @@ TEST_CASE("MqttSource reconnects and resubscribes after the broker restarts",
   CHECK(got[0].value() == 42);
   pub.disconnect()->wait();
 }
+
+TEST_CASE("MqttSource keeps a persistent session: QoS 1 messages sent while it is down arrive",
+          "[agent][source][mqtt]") {
+  outpost::testing::MosquittoBroker broker;
+  SourcesSpec opt;
+  opt.mqtt_broker = broker.uri();
+  opt.mqtt_client_id = outpost::testing::clientId("src");
+  REQUIRE_FALSE(opt.mqtt_clean_session);  // the default: nothing is lost across an agent restart
+  {
+    MqttSource src({mqttSensor(0, "power", "meter/power")}, opt, SystemClock::instance(), nullptr);
+    REQUIRE(waitFor([&] { return src.subscribed(); }));
+  }  // the agent stops: the broker keeps the session and queues QoS 1 messages for it
+  mqtt::async_client pub(broker.uri(), outpost::testing::clientId("pub"));
+  pub.connect()->wait();
+  for (const char* v : {"1", "2", "3"}) pub.publish("meter/power", v, 1, 1, false)->wait();
+
+  MqttSource again({mqttSensor(0, "power", "meter/power")}, opt, SystemClock::instance(), nullptr);
+  std::vector<wire::Reading> got;
+  REQUIRE(waitFor([&] {
+    again.poll(SystemClock::instance().nowUs(), got);
+    return got.size() >= 3;
+  }));
+  CHECK(got[0].value() == 1);
+  CHECK(got[2].value() == 3);
+
+  // With clean_session = true the queued messages are discarded at connect.
+  opt.mqtt_client_id = outpost::testing::clientId("clean");
+  opt.mqtt_clean_session = true;
+  {
+    MqttSource src({mqttSensor(0, "power", "meter/power")}, opt, SystemClock::instance(), nullptr);
+    REQUIRE(waitFor([&] { return src.subscribed(); }));
+  }
+  pub.publish("meter/power", "9", 1, 1, false)->wait();
+  MqttSource fresh({mqttSensor(0, "power", "meter/power")}, opt, SystemClock::instance(), nullptr);
+  REQUIRE(waitFor([&] { return fresh.subscribed(); }));
+  pub.publish("meter/power", "10", 2, 1, false)->wait();
+  std::vector<wire::Reading> fresh_got;
+  REQUIRE(waitFor([&] {
+    fresh.poll(SystemClock::instance().nowUs(), fresh_got);
+    return !fresh_got.empty();
+  }));
+  CHECK(fresh_got[0].value() == 10);
+  pub.disconnect()->wait();
+}

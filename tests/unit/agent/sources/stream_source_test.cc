@@ -247,3 +247,40 @@ TEST_CASE("SocketSource serves several clients on a Unix socket", "[agent][sourc
   src.stop();
   CHECK(count(src.counts(), LineError::kBadValue) == 1);
 }
+
+TEST_CASE("StdinSource takes new sensor names (SIGHUP) without losing its place",
+          "[agent][source][stream][reload]") {
+  FixedClock clock;
+  metrics::Registry reg;
+  int p[2];
+  REQUIRE(::pipe(p) == 0);
+  SourcesSpec opt;
+  StdinSource src(sensors(SourceKind::kStdin, {"a", "b"}), opt, clock, &reg, p[0]);
+  writeAll(p[1], "a 1\nb 2\nn 3\n");  // n is not configured yet
+  auto got = collect(src, 2);
+  REQUIRE(got.size() == 2);
+
+  // Reload: a removed, b kept (id 1), n added with id 7 (ids are stable, not indexes).
+  auto next = sensors(SourceKind::kStdin, {"b", "n"});
+  next[0].id = 1;
+  next[1].id = 7;
+  src.setSensors(next);
+  REQUIRE(src.sensors().size() == 2);
+  CHECK(src.sensors()[1].id == 7);
+  writeAll(p[1], "b 4\nn 5\na 6\n");
+  ::close(p[1]);
+  got = collect(src, 2);
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].sensor() == 1);
+  CHECK(got[0].value() == 4);
+  CHECK(got[1].sensor() == 7);
+  CHECK(got[1].value() == 5);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!src.finished() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(2ms);
+  }
+  REQUIRE(src.finished());
+  CHECK(count(src.counts(), LineError::kUnknownSensor) == 2);  // n before, a after the reload
+  CHECK(src.counts().lines == 6);
+  ::close(p[0]);
+}

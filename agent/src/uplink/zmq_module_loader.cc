@@ -1,0 +1,209 @@
+#include "outpost/agent/zmq_module_loader.h"
+
+#include <dlfcn.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <mutex>
+#include <vector>
+
+#include "outpost/agent/agent_ops.h"
+#include "outpost/agent/outbox_sender.h"
+#include "outpost/agent/zmq_module.h"
+
+#ifndef OUTPOST_ZMQ_MODULE_RELDIR
+#define OUTPOST_ZMQ_MODULE_RELDIR "../lib/outpost"
+#endif
+
+namespace outpost::agent {
+namespace {
+
+constexpr const char* kModuleFile = "outpost-agent-zmq.so";
+
+std::vector<std::string> candidatePaths() {
+  namespace fs = std::filesystem;
+  std::vector<std::string> paths;
+  if (const char* dir = std::getenv("OUTPOST_AGENT_MODULE_DIR"); dir && *dir) {
+    paths.push_back((fs::path(dir) / kModuleFile).string());
+    return paths;
+  }
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  const fs::path rel = OUTPOST_ZMQ_MODULE_RELDIR;
+  if (!ec) {
+    paths.push_back((exe.parent_path() / kModuleFile).string());  // build tree, tarball
+    paths.push_back(((rel.is_absolute() ? rel : exe.parent_path() / rel) / kModuleFile)
+                        .lexically_normal()
+                        .string());
+  } else if (rel.is_absolute()) {
+    paths.push_back((rel / kModuleFile).string());
+  }
+  return paths;
+}
+
+struct Loaded {
+  const OutpostZmqModule* module = nullptr;
+  std::string error;
+};
+
+Loaded loadOnce() {
+  std::string tried;
+  for (const auto& path : candidatePaths()) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) {
+      tried += (tried.empty() ? "" : ", ") + path + " (not found)";
+      continue;
+    }
+    // Never closed: the uplink's code and the metric callbacks stay in use until exit.
+    void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!handle) {
+      const char* e = ::dlerror();
+      return {nullptr, path + ": " + (e ? e : "dlopen failed")};
+    }
+    using EntryFn = const OutpostZmqModule* (*)();
+    auto entry = reinterpret_cast<EntryFn>(::dlsym(handle, OUTPOST_ZMQ_MODULE_SYMBOL));
+    const OutpostZmqModule* m = entry ? entry() : nullptr;
+    if (!m)
+      return {nullptr, path + ": not an outpost ZeroMQ module (no " OUTPOST_ZMQ_MODULE_SYMBOL ")"};
+    if (m->abi_version != OUTPOST_ZMQ_MODULE_ABI ||
+        m->settings_size != sizeof(OutpostZmqSettings) || m->host_size != sizeof(OutpostZmqHost)) {
+      return {nullptr, path + ": built for another outpost-agent version (module ABI " +
+                           std::to_string(m->abi_version) + ", this agent " +
+                           std::to_string(OUTPOST_ZMQ_MODULE_ABI) + ")"};
+    }
+    spdlog::debug("ZeroMQ module loaded from {}", path);
+    return {m, ""};
+  }
+  return {nullptr, "not found (tried " + tried + ")"};
+}
+
+Result<const OutpostZmqModule*> loadFor(const std::string& why) {
+  static std::once_flag once;
+  static Loaded loaded;
+  std::call_once(once, [] { loaded = loadOnce(); });
+  if (loaded.module) return loaded.module;
+  return fail(ErrorCode::kNotFound,
+              why + " needs the ZeroMQ module " + kModuleFile +
+                  " of the outpost-agent package: " + loaded.error +
+                  ". Install the complete package, set OUTPOST_AGENT_MODULE_DIR to its directory, "
+                  "or use uplink.transport = \"mqtt\"");
+}
+
+const char* const kTransportWhy = "uplink.transport = \"zmq\"";
+
+// The settings as the module wants them; the strings live in `cfg`-derived members.
+struct Settings {
+  std::string endpoint, device_id, server_key_file, key_file;
+  OutpostZmqSettings c{};
+  Settings(const config::Config& cfg, const std::string& device)
+      : endpoint(cfg.getString("uplink.zmq.endpoint")),
+        device_id(device),
+        server_key_file(cfg.getString("uplink.zmq.server_public_key_file")),
+        key_file(cfg.getString("uplink.zmq.key_file")) {
+    c.endpoint = endpoint.c_str();
+    c.device_id = device_id.c_str();
+    c.server_public_key_file = server_key_file.c_str();
+    c.key_file = key_file.c_str();
+    c.max_inflight = static_cast<uint64_t>(cfg.getInt("uplink.zmq.max_inflight"));
+    c.heartbeat_ms = cfg.getInt("uplink.zmq.heartbeat_ms");
+    c.heartbeat_liveness = cfg.getInt("uplink.zmq.heartbeat_liveness");
+    c.reconnect_min_ms = cfg.getInt("uplink.zmq.reconnect_min_ms");
+    c.reconnect_max_ms = cfg.getInt("uplink.zmq.reconnect_max_ms");
+  }
+};
+
+// The executable's half of the ZeroMQ uplink: the OutboxSender (shared with MQTT), the metrics,
+// and the module's transport object, destroyed before the sender it drives.
+class ZmqModuleUplink final : public Uplink {
+ public:
+  ZmqModuleUplink(const OutpostZmqModule& module, const Settings& settings, SenderOptions so,
+                  Outbox& outbox, metrics::Registry& reg, const Clock& clock)
+      : module_(module),
+        sender_(outbox, so, reg, clock),
+        connects_(reg.counter("outpost_agent_zmq_connects_total",
+                              "ZeroMQ sessions established (first reply from the aggregator)")),
+        heartbeat_timeouts_(reg.counter("outpost_agent_zmq_heartbeat_timeouts_total",
+                                        "Times the aggregator stayed silent for `liveness` "
+                                        "heartbeat intervals (socket dropped and remade)")),
+        disconnects_(reg.counter("outpost_agent_zmq_disconnects_total",
+                                 "TCP disconnects seen on the ZeroMQ socket (socket remade)")),
+        handshake_failures_(reg.counter("outpost_agent_zmq_handshake_failures_total",
+                                        "CURVE handshakes that failed (wrong server key, or our "
+                                        "key is not on the aggregator's allow-list)")),
+        bad_acks_(reg.counter("outpost_agent_bad_acks_total",
+                              "Ack messages that failed verification or named another epoch")),
+        logger_(spdlog::default_logger()) {
+    const OutpostZmqHost host{&sender_,
+                              &clock,
+                              &connects_,
+                              &heartbeat_timeouts_,
+                              &disconnects_,
+                              &handshake_failures_,
+                              &bad_acks_,
+                              &logger_,
+                              metrics::collectionEnabled()};
+    char err[1024] = "";
+    uplink_ = module_.create(&settings.c, &host, err, sizeof err);
+    if (!uplink_) throw config::ConfigError(err);
+    reg.gaugeFunction("outpost_agent_zmq_connected", "1 while the aggregator answers over ZeroMQ",
+                      [this] { return connected() ? 1.0 : 0.0; });
+  }
+  ~ZmqModuleUplink() override {
+    if (uplink_) module_.destroy(uplink_);  // stops its thread before sender_ goes
+  }
+
+  void start() override { uplink_->start(); }
+  void notify() override { uplink_->notify(); }
+  void stop() override { uplink_->stop(); }
+  void setDrain(const DrainSettings& drain) override { sender_.setDrain(drain); }
+  bool connected() const override { return uplink_->connected(); }
+  size_t inFlight() const override { return sender_.inFlight(); }
+
+ private:
+  const OutpostZmqModule& module_;
+  OutboxSender sender_;
+  metrics::Counter& connects_;
+  metrics::Counter& heartbeat_timeouts_;
+  metrics::Counter& disconnects_;
+  metrics::Counter& handshake_failures_;
+  metrics::Counter& bad_acks_;
+  std::shared_ptr<spdlog::logger> logger_;
+  Uplink* uplink_ = nullptr;  // owned; freed by module_.destroy
+};
+
+}  // namespace
+
+Result<const OutpostZmqModule*> loadZmqModule() { return loadFor(kTransportWhy); }
+
+void checkZmqUplinkConfig(const config::Config& cfg, const std::string& device_id) {
+  auto m = loadFor(kTransportWhy);
+  if (!m) throw config::ConfigError(m.error().message());
+  const Settings s(cfg, device_id);
+  char err[1024] = "";
+  if ((*m)->check(&s.c, err, sizeof err) != 0) throw config::ConfigError(err);
+}
+
+std::unique_ptr<Uplink> makeZmqUplink(const config::Config& cfg, const std::string& device_id,
+                                      Outbox& outbox, metrics::Registry& registry,
+                                      const Clock& clock) {
+  auto m = loadFor(kTransportWhy);
+  if (!m) throw config::ConfigError(m.error().message());
+  const Settings s(cfg, device_id);
+  SenderOptions so;
+  so.max_inflight = static_cast<size_t>(cfg.getInt("uplink.zmq.max_inflight"));
+  so.ack_timeout_ms = cfg.getInt("uplink.zmq.ack_timeout_ms");
+  so.drain = drainSettingsFrom(cfg);  // the same backlog order and rate as over MQTT
+  return std::make_unique<ZmqModuleUplink>(**m, s, so, outbox, registry, clock);
+}
+
+Result<std::string> zmqKeygen(const std::string& dir, const std::string& name) {
+  auto m = loadFor("outpost-agent keygen");
+  if (!m) return std::unexpected(m.error());
+  char pub[128] = "", err[1024] = "";
+  if ((*m)->keygen(dir.c_str(), name.c_str(), pub, sizeof pub, err, sizeof err) != 0) {
+    return fail(ErrorCode::kInvalidArgument, err);
+  }
+  return std::string(pub);
+}
+
+}  // namespace outpost::agent
