@@ -82,7 +82,7 @@ done
 stamp "unit tests passed under qemu"
 # The ZeroMQ module (outpost-agent-zmq.so, dlopened beside the executable) loads under qemu-user.
 keys=$(mktemp -d)
-"$qemu" -L / "$build/agent/outpost-agent" keygen --out "$keys" --name qemu >/dev/null ||
+"$qemu" -L "$qemu_prefix" "$build/agent/outpost-agent" keygen --out "$keys" --name qemu >/dev/null ||
   { rm -rf "$keys"; echo "cross-build: keygen (ZeroMQ module) failed under $qemu" >&2; exit 1; }
 rm -rf "$keys"
 stamp "ZeroMQ module loads under qemu"
