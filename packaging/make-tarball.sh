@@ -45,9 +45,11 @@ is_glibc() {
   esac
   return 1
 }
+# A sysroot build (scripts/cross-sysroot.sh) takes the libraries from its sysroot.
+sysroot=$(sed -n 's/^OUTPOST_SYSROOT:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null || true)
 find_lib() {
   local d
-  for d in /usr/lib/$triple /lib/$triple; do
+  for d in $sysroot/usr/lib/$triple $sysroot/lib/$triple; do
     [[ -e "$d/$1" ]] && { readlink -f "$d/$1"; return 0; }
   done
   return 1

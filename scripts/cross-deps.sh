@@ -9,7 +9,10 @@
 # (libssl3, liblzma5, ...) because a Multi-Arch: same package must have the same version in every
 # architecture.
 #
-# Usage: scripts/cross-deps.sh arm64|armhf [--check]   (--check: exit 1 if anything is missing)
+# Usage: scripts/cross-deps.sh arm64|armhf [--check] [--host-only]
+#   --check      exit 1 if anything is missing
+#   --host-only  only the build machine's packages (cross compiler, qemu): for a sysroot build
+#                (scripts/cross-sysroot.sh), which takes the target libraries from elsewhere
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,8 +22,14 @@ case "$ARCH" in
   armhf) TRIPLE=arm-linux-gnueabihf ;;
   *) echo "usage: $0 arm64|armhf [--check]" >&2; exit 2 ;;
 esac
-CHECK_ONLY=0
-[[ "${2:-}" == --check ]] && CHECK_ONLY=1
+CHECK_ONLY=0 HOST_ONLY=0
+for a in "${@:2}"; do
+  case "$a" in
+    --check) CHECK_ONLY=1 ;;
+    --host-only) HOST_ONLY=1 ;;
+    *) echo "cross-deps: unknown option $a" >&2; exit 2 ;;
+  esac
+done
 
 # Native (build machine) packages.
 HOST_PACKAGES=(crossbuild-essential-"$ARCH" qemu-user flatbuffers-compiler catch2 libcli11-dev
@@ -33,6 +42,8 @@ TARGET_PACKAGES=(
   libspdlog-dev libfmt-dev libtomlplusplus-dev libcpp-httplib-dev
   cppzmq-dev libzmq3-dev librdkafka-dev
 )
+
+[[ $HOST_ONLY == 1 ]] && TARGET_PACKAGES=()
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
@@ -56,7 +67,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 APT=(apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
-if ! dpkg --print-foreign-architectures | grep -qx "$ARCH"; then
+if [[ $HOST_ONLY == 0 ]] && ! dpkg --print-foreign-architectures | grep -qx "$ARCH"; then
   echo "cross-deps($ARCH): dpkg --add-architecture $ARCH"
   dpkg --add-architecture "$ARCH"
 fi

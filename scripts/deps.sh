@@ -16,6 +16,7 @@ PACKAGES=(
   openssl
   prometheus chromium nodejs
   lintian file
+  adduser util-linux systemd  # packaging checks: the packages' Depends, unshare, systemd-analyze
 )
 # clang 16 + its sanitizer/libFuzzer runtime: only for the opt-in libFuzzer build (docs/fuzzing.md).
 [[ "${1:-}" == --with-fuzz ]] && PACKAGES+=(clang-16 libclang-rt-16-dev)

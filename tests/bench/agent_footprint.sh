@@ -22,6 +22,9 @@ case "$machine" in
   ARM) qemu=${QEMU:-qemu-arm}; strip_tool=arm-linux-gnueabihf-strip ;;
   *) fail "$arm_agent is not an ARM binary ($machine)" ;;
 esac
+# A sysroot build (scripts/cross-sysroot.sh) runs with the sysroot's loader and libraries.
+qemu_prefix=$(sed -n 's/^OUTPOST_SYSROOT:[A-Z]*=//p' "$arm_build/CMakeCache.txt")
+qemu_prefix=${qemu_prefix:-/}
 "$strip_tool" -o "$WORK/agent.stripped" "$arm_agent"
 size=$(stat -c %s "$WORK/agent.stripped")
 limit=$((3 * 1024 * 1024))
@@ -44,7 +47,7 @@ run_once() {  # run_once NAME COMMAND...: prints VmHWM in kB after SECS seconds
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-for i in $(seq 1 "$RUNS"); do run_once "arm-$i" "$qemu" -L / "$arm_agent"; done >"$WORK/arm.kb"
+for i in $(seq 1 "$RUNS"); do run_once "arm-$i" "$qemu" -L "$qemu_prefix" "$arm_agent"; done >"$WORK/arm.kb"
 for i in $(seq 1 "$RUNS"); do run_once "native-$i" "$AGENT_BIN"; done >"$WORK/native.kb"
 echo "VmHWM, $machine agent under $qemu ($RUNS runs of ${SECS} s, 2 sensors at $RATE Hz): median $(median <"$WORK/arm.kb") kB (runs: $(tr '\n' ' ' <"$WORK/arm.kb"))"
 echo "VmHWM, native agent, same load: median $(median <"$WORK/native.kb") kB (runs: $(tr '\n' ' ' <"$WORK/native.kb"))"

@@ -6,9 +6,15 @@
 #   - systemd-analyze verify on both units;
 #   - lintian, failing on any error or warning not overridden with a reason
 #     (packaging/lintian/<package>, shipped in the package);
+#   - hardening of the packaged binaries (readelf: PIE, GNU_RELRO, BIND_NOW, __stack_chk_fail,
+#     __*_chk) and Maintainer;
+#   - cross builds (arm64, armhf): the packaged binaries and the tarball's agent (with its bundled
+#     libraries) print --version under qemu-user;
 #   - amd64 only: the packages unpack into a scratch root with `dpkg --root` and the unpacked
-#     binaries print --version; the tarball installs into a scratch root with its install.sh and
-#     the installed agent prints --version with only its bundled libraries.
+#     binaries print --version; the maintainer scripts run for real (install, upgrade, purge) in a
+#     throw-away overlay of / (tests/packaging/maintscripts_test.sh, needs root); the tarball
+#     installs into a scratch root with its install.sh and the installed agent prints --version
+#     with only its bundled libraries.
 # Usage: tests/packaging/check_packages.sh BUILD_DIR DEB_ARCH
 set -euo pipefail
 build=$(cd "${1:?usage: check_packages.sh BUILD_DIR DEB_ARCH}" && pwd)
@@ -51,6 +57,7 @@ for prog in "${programs[@]}"; do
     sh -n "$work/$pkg.control/$s" || fail "$deb: $s does not parse"
   done
   grep -q 'adduser --system' "$work/$pkg.control/postinst" || fail "$deb: postinst creates no system user"
+  [[ $(field Maintainer) == "Outpost team <outpost@example.org>" ]] || fail "$deb: Maintainer is $(field Maintainer)"
   ok "$pkg: conffiles and maintainer scripts"
 
   dpkg-deb -c "$deb" | awk '{print $1, $2, $6}' >"$work/$pkg.contents"
@@ -79,6 +86,21 @@ for prog in "${programs[@]}"; do
   fi
   ok "$pkg: contents ($(wc -l <"$work/$pkg.contents") entries, binary stripped)"
 
+  # Debian hardening (cmake/Hardening.cmake), read from the packaged ELF file itself (readelf reads
+  # every architecture): PIE, full RELRO (GNU_RELRO + BIND_NOW), stack protector, FORTIFY.
+  # -fstack-clash-protection leaves no mark in the binary; the compile flags carry it.
+  bin=$work/$pkg.x/usr/bin/$pkg
+  readelf -hW "$bin" | grep -Eq 'Type: +DYN' || fail "$pkg: not a position-independent executable"
+  dyn=$(readelf -dW "$bin")
+  grep -Eq '\(FLAGS_1\).*\bPIE\b' <<<"$dyn" || fail "$pkg: FLAGS_1 lacks PIE"
+  grep -Eq '\(FLAGS\).*\bBIND_NOW\b|\(FLAGS_1\).*\bNOW\b' <<<"$dyn" || fail "$pkg: no BIND_NOW (-z now)"
+  readelf -lW "$bin" | grep -q 'GNU_RELRO' || fail "$pkg: no GNU_RELRO segment (-z relro)"
+  syms=$(readelf --dyn-syms -W "$bin")
+  grep -q ' __stack_chk_fail' <<<"$syms" || fail "$pkg: no __stack_chk_fail (stack protector)"
+  chk=$(grep -Eo ' __[a-z0-9_]+_chk@' <<<"$syms" | tr -d ' @' | sort -u | tr '\n' ' ' || true)
+  [[ -n $chk ]] || fail "$pkg: no fortified __*_chk function (-D_FORTIFY_SOURCE=2)"
+  ok "$pkg: hardened (PIE, RELRO, BIND_NOW, __stack_chk_fail, fortified: $chk)"
+
   # systemd-analyze needs the ExecStart binary: verify the unit with ExecStart pointing into the
   # unpacked package (same file otherwise).
   unit=$work/$pkg.service
@@ -90,16 +112,19 @@ for prog in "${programs[@]}"; do
   fi
   ok "$pkg: systemd-analyze verify clean"
 
-  lintian --fail-on error,warning --tag-display-limit 0 "$deb" >"$work/$pkg.lintian" 2>&1 || {
+  lintian -I --fail-on error,warning --tag-display-limit 0 "$deb" >"$work/$pkg.lintian" 2>&1 || {
     cat "$work/$pkg.lintian" >&2
     fail "lintian $deb"
   }
-  ok "$pkg: lintian clean (no error or warning)"
+  if grep -E '(hardening-|copyright-).*' "$work/$pkg.lintian"; then
+    fail "lintian: hardening or copyright tags above"
+  fi
+  ok "$pkg: lintian clean (no error or warning; no hardening or copyright tag, info level included)"
 done
 
 if [[ $arch == amd64 ]]; then
   # Unpack into a scratch root with dpkg itself (files, permissions, conffile records). The
-  # maintainer scripts need a chroot with adduser; they are not run here.
+  # maintainer scripts need a chroot with adduser: maintscripts_test.sh below runs them.
   root=$work/root
   mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates"
   : >"$root/var/lib/dpkg/status"
@@ -119,6 +144,27 @@ if [[ $arch == amd64 ]]; then
   done
   [[ $(dpkg --root="$root" -l | grep -c '^iU  outpost-') == "${#programs[@]}" ]] ||
     fail "dpkg --root does not list the packages as unpacked"
+  # The maintainer scripts, run for real by dpkg -i / upgrade / purge inside a throw-away overlay of
+  # / in a private mount namespace (tests/packaging/maintscripts_test.sh).
+  "$src/tests/packaging/maintscripts_test.sh" "$pkgdir" "$version" >"$work/maint.log" 2>&1 ||
+    { cat "$work/maint.log" >&2; fail "maintainer scripts (tests/packaging/maintscripts_test.sh)"; }
+  grep '^ok: ' "$work/maint.log" || true
+  ok "maintainer scripts: $(tail -1 "$work/maint.log")"
+fi
+
+# Cross builds: the packaged binary runs under qemu-user (glibc from the target's libc6, found at
+# / with multiarch or in the build's sysroot), and so does the tarball's with its bundled libraries.
+qemu=""
+case "$arch" in arm64) qemu=qemu-aarch64 ;; armhf) qemu=qemu-arm ;; esac
+if [[ -n $qemu ]]; then
+  command -v "$qemu" >/dev/null || fail "$qemu not installed (scripts/cross-deps.sh $arch --host-only)"
+  qemu_prefix=$(sed -n 's/^OUTPOST_SYSROOT:[A-Z]*=//p' "$build/CMakeCache.txt")
+  qemu_prefix=${qemu_prefix:-/}
+  for prog in "${programs[@]}"; do
+    v=$("$qemu" -L "$qemu_prefix" "$work/outpost-$prog.x/usr/bin/outpost-$prog" --version)
+    grep -q "$version" <<<"$v" || fail "packaged outpost-$prog --version under $qemu says: $v"
+    ok "outpost-$prog ($arch): the packaged binary runs under $qemu: $v"
+  done
 fi
 
 tarball=$pkgdir/outpost-agent-$version-linux-$arch.tar.gz
@@ -136,6 +182,12 @@ for lib in $(readelf -d "$t/libexec/outpost-agent" "$t/libexec/outpost-agent-zmq
   [[ -f $t/lib/$lib ]] || fail "$tarball does not bundle $lib"
 done
 ok "tarball: layout and bundled libraries ($(ls "$t/lib" | wc -l) libraries)"
+if [[ -n $qemu ]]; then
+  # The bundled libraries first (what bin/outpost-agent's LD_LIBRARY_PATH does on the board).
+  v=$("$qemu" -L "$qemu_prefix" -E LD_LIBRARY_PATH="$t/lib" "$t/libexec/outpost-agent" --version)
+  grep -q "$version" <<<"$v" || fail "tarball agent --version under $qemu says: $v"
+  ok "tarball ($arch): libexec/outpost-agent with the bundled lib/ runs under $qemu: $v"
+fi
 if [[ $arch == amd64 ]]; then
   "$t/install.sh" --root "$work/troot" >"$work/tinstall.log" ||
     { cat "$work/tinstall.log" >&2; fail "tarball install.sh --root"; }
