@@ -30,11 +30,15 @@ if [[ "${OUTPOST_SKIP_CROSS:-0}" != 1 && $# -eq 0 && " $CROSS_ARCHES " == *" arm
   cross_deps_pid=$!
 fi
 
-# Optimised like a release, without debug info (it costs a third of the compile time here and CI
-# has 2 cores); builds for debugging use the presets (CMakePresets.json).
+# A Release build (hardening, NDEBUG) at -O1 and without debug info: the suite checks behaviour,
+# not speed (figures come from tests/bench with release builds), and on CI's 2 cores -O1 compiles
+# about a quarter faster than -O2 (measured on sqlite_outbox.cc 12.3 -> 8.7 s, cmd_replay.cc
+# 23.2 -> 18.2 s), and debug info would cost a third more. _FORTIFY_SOURCE works from -O1, so the
+# packaged binaries' hardening checks still apply. Builds for debugging use the presets.
+OPT_FLAGS="-O1 -DNDEBUG"
 echo "== configure + build ($BUILD_DIR)"
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
-  -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" -DOUTPOST_BUILD_TESTS=ON >/dev/null
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="$OPT_FLAGS" \
+  -DCMAKE_C_FLAGS_RELEASE="$OPT_FLAGS" -DOUTPOST_BUILD_TESTS=ON >/dev/null
 cmake --build "$BUILD_DIR" -j "$JOBS"
 
 echo "== docs/configuration.md is generated from the settings tables"
@@ -57,7 +61,8 @@ if [[ "${OUTPOST_SKIP_CROSS:-0}" != 1 && $# -eq 0 ]]; then
     status=1
   fi
   for arch in $CROSS_ARCHES; do
-    OUTPOST_HOST_BUILD_DIR="$BUILD_DIR" ./scripts/cross-build.sh "$arch" --agent-only --e2e || exit 1
+    OUTPOST_HOST_BUILD_DIR="$BUILD_DIR" OUTPOST_CROSS_OPT_FLAGS="$OPT_FLAGS" \
+      ./scripts/cross-build.sh "$arch" --agent-only --e2e || exit 1
   done >"$CROSS_LOG" 2>&1 &
   cross_pid=$!
 fi

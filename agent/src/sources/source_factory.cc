@@ -1,6 +1,4 @@
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 
 #include <algorithm>
 #include <limits>
@@ -50,29 +48,14 @@ bool sameSocketSettings(const SourcesSpec& a, const SourcesSpec& b) {
          a.socket_max_clients == b.socket_max_clients;
 }
 
-// What a restarted socket source would reject at start-up (so a reload can refuse it before
-// anything changed).
-void checkSocketPath(const std::string& path) {
-  sockaddr_un addr{};
-  if (path.size() >= sizeof addr.sun_path) {
-    throw config::ConfigError("sources.socket.path = \"" + path +
-                              "\" is too long; allowed: at most " +
-                              std::to_string(sizeof addr.sun_path - 1) + " bytes");
-  }
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
-    throw config::ConfigError("sources.socket.path = \"" + path +
-                              "\" exists and is not a socket; allowed: a new path or a stale "
-                              "socket");
-  }
-}
-
 void checkMqttBroker(const std::string& uri) {
   for (const char* scheme : {"tcp://", "mqtt://", "ssl://", "mqtts://", "ws://", "wss://"}) {
     if (uri.starts_with(scheme) && uri.size() > std::string_view(scheme).size()) return;
   }
-  throw config::ConfigError("sources.mqtt.broker = \"" + uri +
-                            "\" is not usable; allowed: tcp://host:port or mqtt://host:port");
+  throw config::ConfigError(
+      "sources.mqtt.broker = \"" + uri +
+      "\" is not usable; allowed: tcp://, mqtt://, ssl://, mqtts://, ws:// or "
+      "wss:// followed by host:port");
 }
 
 }  // namespace
@@ -186,7 +169,8 @@ std::vector<std::string> InputSet::reconfigure(const AgentInputs& requested,
   const bool socket_used = next.uses(SourceKind::kSocket);
   const bool socket_restart =
       socket_ && (!socket_used || !sameSocketSettings(inputs_.sources, next.sources));
-  if (socket_used && (socket_restart || !socket_)) checkSocketPath(next.sources.socket_path);
+  if (socket_used && (socket_restart || !socket_))
+    SocketSource::checkPath(next.sources.socket_path);
   const bool mqtt_used = next.uses(SourceKind::kMqtt);
   const bool mqtt_restart =
       mqtt_ && (!mqtt_used || !sameMqttSettings(inputs_.sources, next.sources) ||

@@ -274,10 +274,7 @@ void StdinSource::run() {
   finished_.store(true);
 }
 
-SocketSource::SocketSource(const std::vector<SensorSpec>& sensors, const SourcesSpec& opt,
-                           const Clock& clock, metrics::Registry* registry)
-    : StreamSource("socket", sensors, SourceKind::kSocket, opt, clock, registry) {
-  const std::string& path = opt_.socket_path;
+void SocketSource::checkPath(const std::string& path) {
   sockaddr_un addr{};
   if (path.size() >= sizeof addr.sun_path) {
     throw config::ConfigError("sources.socket.path = \"" + path +
@@ -285,14 +282,21 @@ SocketSource::SocketSource(const std::vector<SensorSpec>& sensors, const Sources
                               std::to_string(sizeof addr.sun_path - 1) + " bytes");
   }
   struct stat st {};
-  if (::lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) {
-      throw config::ConfigError("sources.socket.path = \"" + path +
-                                "\" exists and is not a socket; allowed: a new path or a stale "
-                                "socket");
-    }
-    ::unlink(path.c_str());  // stale socket of a previous run
+  if (::lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+    throw config::ConfigError("sources.socket.path = \"" + path +
+                              "\" exists and is not a socket; allowed: a new path or a stale "
+                              "socket");
   }
+}
+
+SocketSource::SocketSource(const std::vector<SensorSpec>& sensors, const SourcesSpec& opt,
+                           const Clock& clock, metrics::Registry* registry)
+    : StreamSource("socket", sensors, SourceKind::kSocket, opt, clock, registry) {
+  const std::string& path = opt_.socket_path;
+  checkPath(path);
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) ::unlink(path.c_str());  // stale socket of a previous run
+  sockaddr_un addr{};
   listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (listen_fd_ < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
   addr.sun_family = AF_UNIX;

@@ -138,6 +138,10 @@ class SocketSource final : public StreamSource {
                metrics::Registry* registry);
   ~SocketSource() override;
 
+  // Throws config::ConfigError if `path` cannot become the listening socket (too long, or an
+  // existing file that is not a socket). The constructor checks the same; a reload checks first.
+  static void checkPath(const std::string& path);
+
  private:
   void run() override;
   int listen_fd_ = -1;
