@@ -220,7 +220,6 @@ cat <<INFO
   watch readings       kcat -b 127.0.0.1:$KAFKA_PORT -C -t outpost.readings -o end -f '%k %s\n'
   simulated fleet      outpost-sim fleet (device ids sim-0001..), anomaly labels in $WORK/labels.jsonl
   logs                 $WORK
-  (the ops dashboard is not built yet; see the aggregator metrics)
 $([[ $duration -gt 0 ]] && echo "  stopping by itself in $duration s" || echo "  Ctrl-C to stop")
 INFO
 
