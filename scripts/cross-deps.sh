@@ -37,11 +37,8 @@ HOST_PACKAGES=(crossbuild-essential-"$ARCH" qemu-user flatbuffers-compiler catch
 # Target packages. All are Multi-Arch: same, so they co-install with the amd64 ones. Not listed on
 # purpose: flatbuffers-compiler (the build runs the host's flatc), catch2 (Multi-Arch: foreign,
 # header-only: the amd64 package serves) and libcli11-dev (Architecture: all).
-TARGET_PACKAGES=(
-  libpaho-mqttpp-dev libpaho-mqtt-dev libflatbuffers-dev libsqlite3-dev
-  libspdlog-dev libfmt-dev libtomlplusplus-dev libcpp-httplib-dev
-  cppzmq-dev libzmq3-dev librdkafka-dev
-)
+source scripts/cross-packages.sh
+TARGET_PACKAGES=("${CROSS_TARGET_PACKAGES[@]}")
 
 [[ $HOST_ONLY == 1 ]] && TARGET_PACKAGES=()
 

@@ -32,15 +32,11 @@ case "$ARCH" in
   *) echo "usage: $0 arm64|armhf [SYSROOT]" >&2; exit 2 ;;
 esac
 SYSROOT=$(realpath -m "${2:-build-sysroot-$ARCH}")
-# The same list as scripts/cross-deps.sh, plus the header-only libcli11-dev and catch2 (in multiarch
+# The list of scripts/cross-deps.sh (scripts/cross-packages.sh), plus the header-only libcli11-dev and catch2 (in multiarch
 # the build machine's copies serve), and the C and C++ runtime development files (in multiarch
 # they come from the cross toolchain; with --sysroot the compiler takes them from the sysroot).
-PACKAGES=(
-  libpaho-mqttpp-dev libpaho-mqtt-dev libflatbuffers-dev libsqlite3-dev
-  libspdlog-dev libfmt-dev libtomlplusplus-dev libcpp-httplib-dev
-  cppzmq-dev libzmq3-dev librdkafka-dev libc6-dev libstdc++-12-dev
-  libcli11-dev catch2
-)
+source scripts/cross-packages.sh
+PACKAGES=("${CROSS_TARGET_PACKAGES[@]}" libc6-dev libstdc++-12-dev libcli11-dev catch2)
 stamp_file=$SYSROOT/.outpost-sysroot
 want="$ARCH ${PACKAGES[*]}"
 if [[ -f $stamp_file && "$(cat "$stamp_file")" == "$want" ]]; then

@@ -13,6 +13,7 @@
 #include <zmq.hpp>
 
 #include "outpost/common/thread_name.h"
+#include "outpost/common/zmq_monitor.h"
 #include "outpost/common/zmq_protocol.h"
 
 namespace outpost::aggregator {
@@ -324,23 +325,14 @@ struct ZmqIngest::Impl {
   }
 
   void readMonitor() {
-    for (;;) {
-      zmq::message_t ev;
-      if (!monitor->recv(ev, zmq::recv_flags::dontwait)) return;
-      zmq::message_t addr;
-      if (ev.more()) (void)monitor->recv(addr, zmq::recv_flags::none);
-      if (ev.size() < 6) continue;
-      uint16_t event;
-      uint32_t value;
-      std::memcpy(&event, ev.data(), 2);
-      std::memcpy(&value, static_cast<const char*>(ev.data()) + 2, 4);
-      switch (event) {
+    while (auto ev = zmqmon::next(*monitor)) {
+      switch (ev->event) {
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
           hs_protocol.inc();
           spdlog::warn(
               "ZeroMQ: handshake with {} failed: protocol error {:#x} (a peer without "
               "CURVE, or the wrong server key?)",
-              addr.to_string_view(), value);
+              ev->address, ev->value);
           break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
           hs_auth.inc();

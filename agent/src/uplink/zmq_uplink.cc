@@ -4,7 +4,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -13,6 +12,7 @@
 #include "outpost/common/codec.h"
 #include "outpost/common/secrets.h"
 #include "outpost/common/thread_name.h"
+#include "outpost/common/zmq_monitor.h"
 #include "outpost/common/zmq_protocol.h"
 
 namespace outpost::agent {
@@ -78,16 +78,9 @@ struct ZmqUplink::Impl {
   // True if the socket must be remade (the TCP connection dropped or the handshake failed).
   bool readMonitor() {
     bool broken = false;
-    for (;;) {
-      zmq::message_t ev;
-      if (!monitor->recv(ev, zmq::recv_flags::dontwait)) break;
-      zmq::message_t addr;
-      if (ev.more()) (void)monitor->recv(addr, zmq::recv_flags::none);
-      if (ev.size() < 6) continue;
-      uint16_t event;
-      uint32_t value;
-      std::memcpy(&event, ev.data(), 2);
-      std::memcpy(&value, static_cast<const char*>(ev.data()) + 2, 4);
+    while (auto ev = zmqmon::next(*monitor)) {
+      const uint16_t event = ev->event;
+      const uint32_t value = ev->value;
       if (event == ZMQ_EVENT_DISCONNECTED) {
         if (owner.connected_.load()) {
           disconnects.inc();
