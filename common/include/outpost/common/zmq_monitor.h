@@ -13,8 +13,8 @@
 namespace outpost::zmqmon {
 
 struct Event {
-  uint16_t event = 0;  // ZMQ_EVENT_*
-  uint32_t value = 0;  // event-specific (an errno, a protocol error code, a file descriptor)
+  uint16_t event = 0;   // ZMQ_EVENT_*
+  uint32_t value = 0;   // event-specific (an errno, a protocol error code, a file descriptor)
   std::string address;  // the endpoint or peer address the event is about
 };
 
