@@ -9,7 +9,7 @@
 #include "outpost/agent/outbox.h"
 #include "outpost/agent/zmq_module_loader.h"
 #include "outpost/common/cli.h"
-#include "outpost/common/http_server.h"
+#include "outpost/common/ops_http_server.h"
 #include "outpost/common/log.h"
 #include "outpost/common/signals.h"
 #include "outpost/common/version.h"
@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
       return next;
     });
     // Declared after the agent: destroyed (stopped) first, so no scrape sees a dead agent.
-    HttpServer http(
+    OpsHttpServer http(
         registry, [&agent](std::string& d) { return agent.healthy(d); },
         [&agent] { return agent.notReadyReasons(); });
     if (auto st = cli::serveOps(http, cfg); !st) {
