@@ -123,11 +123,8 @@ Result<std::unique_ptr<Outbox>> Outbox::open(const OutboxOptions& options, const
 }
 
 Status Outbox::init() {
-  // cache_size: the outbox's working set is the tail it appends to and the head it sends from;
-  // SQLite's default 2 MB page cache per connection only grows the agent's heap (issue 17).
   const std::string pragmas = std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
-                              (options_.synchronous == "full" ? "FULL" : "NORMAL") +
-                              "; PRAGMA cache_size=-512;";
+                              (options_.synchronous == "full" ? "FULL" : "NORMAL") + ";";
   if (auto st = sqlite::exec(db_, pragmas.c_str(), "outbox"); !st) return st;
   if (auto st = sqlite::exec(db_, sql::kSchema, "outbox schema"); !st) return st;
   {
