@@ -46,7 +46,8 @@ for prog in "${programs[@]}"; do
   # its HTTP server is libevent's (libevent-2.1-7), the aggregator's cpp-httplib.
   if [[ $prog == agent ]]; then
     needed+=(libpaho-mqttpp3-1 libzmq5 libevent-2.1-7)
-    [[ $dep_names != *" libcpp-httplib"* ]] || fail "$deb: the agent must not depend on cpp-httplib: $depends"
+    [[ $dep_names != *" libcpp-httplib"* ]] ||
+      fail "$deb: the agent must not depend on cpp-httplib: $depends"
   else
     needed+=(librdkafka1 libpaho-mqttpp3-1 libcpp-httplib0.11)
   fi
