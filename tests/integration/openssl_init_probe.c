@@ -1,7 +1,7 @@
 /* LD_PRELOAD probe for integration.agent_no_openssl (agent_no_openssl_test.sh): records every
- * call of OPENSSL_init_ssl (SSL_library_init in OpenSSL >= 1.1, cpp-httplib's static constructor, Paho's
- * SSLSocket_initialize) made through the dynamic linker, then forwards it to libssl. Appends one
- * line per call to $OUTPOST_OPENSSL_PROBE_LOG. */
+ * call of OPENSSL_init_ssl (SSL_library_init in OpenSSL >= 1.1, cpp-httplib's static
+ * constructor, Paho's SSLSocket_initialize) made through the dynamic linker, then forwards it to
+ * libssl. Appends one line per call to $OUTPOST_OPENSSL_PROBE_LOG. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
