@@ -16,6 +16,7 @@ PACKAGES=(
   openssl
   prometheus chromium nodejs
   lintian file
+  libevent-dev  # the agent's /metrics server (evhttp): unlike cpp-httplib it does not load OpenSSL
   adduser util-linux systemd  # packaging checks: the packages' Depends, unshare, systemd-analyze
 )
 # clang 16 + its sanitizer/libFuzzer runtime: only for the opt-in libFuzzer build (docs/fuzzing.md).

@@ -1,20 +1,45 @@
 // outpost-agent: reads sensors, batches readings into a crash-safe outbox and forwards them to the
 // aggregator.
 
-#include <iostream>
+#include <MQTTAsync.h>
+#include <malloc.h>
 
+#include <cstdlib>
+#include <iostream>
 
 #include "outpost/agent/agent.h"
 #include "outpost/agent/agent_config.h"
 #include "outpost/agent/outbox.h"
 #include "outpost/agent/zmq_module_loader.h"
 #include "outpost/common/cli.h"
-#include "outpost/common/http_server.h"
 #include "outpost/common/log.h"
+#include "outpost/common/ops_http_server.h"
 #include "outpost/common/signals.h"
 #include "outpost/common/version.h"
 
+namespace {
+
+// Memory (issue 17, docs/benchmarks.md). Called before any thread or Paho client exists.
+// - glibc gives each thread that contends on malloc an arena of its own (up to 8 per core), each
+//   keeping freed memory: two are plenty for the agent's few threads. MALLOC_ARENA_MAX, if set,
+//   still wins.
+// - Paho initialises OpenSSL (error strings, algorithm tables: ~1.4 MB resident, rss_floor.cc)
+//   unless told not to. Without a TLS broker nothing needs it; OpenSSL >= 1.1 initialises itself
+//   on first use if a reload later switches a broker to ssl://, so this only defers the cost.
+void reduceFootprint(const outpost::config::Config& cfg) {
+  const auto tls = [&cfg](const char* key) {
+    const std::string& b = cfg.getString(key);
+    return b.starts_with("ssl://") || b.starts_with("mqtts://");
+  };
+  MQTTAsync_init_options init = MQTTAsync_init_options_initializer;
+  init.do_openssl_init = tls("uplink.mqtt.broker") || tls("sources.mqtt.broker") ? 1 : 0;
+  MQTTAsync_global_init(&init);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
   using namespace outpost;
   CLI::App app{"outpost-agent " + std::string(kVersion) +
                ": edge telemetry agent (sources -> batcher -> SQLite outbox -> MQTT or ZeroMQ uplink)"};
@@ -63,6 +88,7 @@ int main(int argc, char** argv) {
     config::Config cfg = cli::loadConfig(po, schema);
     if (!device_id.empty()) cfg.applyOverride(schema, "device_id=" + device_id);
     initLogging(cfg.getString("log_level"), "outpost-agent");
+    reduceFootprint(cfg);
 
     if (po.check_only) {
       agent::validateConfig(cfg);
@@ -77,13 +103,15 @@ int main(int argc, char** argv) {
       return next;
     });
     // Declared after the agent: destroyed (stopped) first, so no scrape sees a dead agent.
-    HttpServer http(
+    OpsHttpServer http(
         registry, [&agent](std::string& d) { return agent.healthy(d); },
         [&agent] { return agent.notReadyReasons(); });
     if (auto st = cli::serveOps(http, cfg); !st) {
       spdlog::error("http: {}", st.error().toString());
       return 1;
     }
+    // Start-up garbage (the parsed TOML, schema tables) back to the kernel before the long run.
+    malloc_trim(0);
     return agent.run({max_readings, exit_when_drained});
   } catch (const config::ConfigError& e) {
     std::cerr << "outpost-agent: configuration error: " << e.what() << "\n";

@@ -39,12 +39,4 @@ void addProcessSettings(config::Schema& schema, const std::string& default_liste
               "host:port of /metrics and /healthz; port 0 picks a free port; empty disables");
 }
 
-Status serveOps(HttpServer& http, const config::Config& cfg) {
-  const std::string& listen = cfg.getString("http.listen");
-  if (listen.empty()) return {};
-  if (auto st = http.start(listen); !st) return st;
-  spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, listen.rfind(':')), http.port());
-  return {};
-}
-
 }  // namespace outpost::cli

@@ -6,56 +6,14 @@
 #include <chrono>
 #include <cstdio>
 
+#include <spdlog/spdlog.h>
+
+#include "outpost/common/cli.h"
+#include "outpost/common/config.h"
+
 #include "outpost/common/thread_name.h"
 
 namespace outpost {
-
-bool splitHostPort(const std::string& s, std::string& host, int& port) {
-  const auto colon = s.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  host = s.substr(0, colon);
-  const char* b = s.data() + colon + 1;
-  const char* e = s.data() + s.size();
-  auto [p, ec] = std::from_chars(b, e, port);
-  return ec == std::errc() && p == e && port >= 0 && port <= 65535;
-}
-
-std::string jsonQuote(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c >= 0x7f) {
-          // Bytes outside printable ASCII are escaped one by one: the output is valid JSON
-          // whatever the input (device-reported strings are untrusted).
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
 
 std::string HttpServer::Request::param(const std::string& key, const std::string& fallback) const {
   auto it = params.find(key);
@@ -182,5 +140,15 @@ void HttpServer::stop() {
     thread_.join();
   }
 }
+
+namespace cli {
+Status serveOps(HttpServer& http, const config::Config& cfg) {
+  const std::string& listen = cfg.getString("http.listen");
+  if (listen.empty()) return {};
+  if (auto st = http.start(listen); !st) return st;
+  spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, listen.rfind(':')), http.port());
+  return {};
+}
+}  // namespace cli
 
 }  // namespace outpost

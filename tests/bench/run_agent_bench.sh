@@ -59,6 +59,10 @@ CONF
 
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
+# A binary written moments ago (a fresh build or copy) still has dirty page-cache pages until
+# writeback (~30 s), and smaps counts those as the process's Private_Dirty (issue 17: +1.1 MB in
+# some runs): write them back first.
+sync "$AGENT_BIN" "$OUTPOST_BUILD_DIR/tests/bench/outpost-rss-floor" 2>/dev/null || sync
 start_mosquitto
 if [[ $MODE == floor ]]; then
   for init in paho none; do

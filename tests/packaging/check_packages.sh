@@ -41,9 +41,16 @@ for prog in "${programs[@]}"; do
   [[ $(field Version) == "$version" ]] || fail "$deb: Version is $(field Version)"
   depends=$(field Depends)
   dep_names=" $(sed 's/ *([^)]*)//g; s/,/ /g' <<<"$depends") "
-  needed=(adduser libc6 libstdc++6 libsqlite3-0 libspdlog1.10-fmt9 libfmt9 libcpp-httplib0.11)
-  # The agent's libzmq5 comes from its ZeroMQ module (outpost-agent-zmq.so), not the executable.
-  if [[ $prog == agent ]]; then needed+=(libpaho-mqttpp3-1 libzmq5); else needed+=(librdkafka1 libpaho-mqttpp3-1); fi
+  needed=(adduser libc6 libstdc++6 libsqlite3-0 libspdlog1.10-fmt9 libfmt9)
+  # The agent's libzmq5 comes from its ZeroMQ module (outpost-agent-zmq.so), not the executable;
+  # its HTTP server is libevent's (libevent-2.1-7), the aggregator's cpp-httplib.
+  if [[ $prog == agent ]]; then
+    needed+=(libpaho-mqttpp3-1 libzmq5 libevent-2.1-7)
+    [[ $dep_names != *" libcpp-httplib"* ]] ||
+      fail "$deb: the agent must not depend on cpp-httplib: $depends"
+  else
+    needed+=(librdkafka1 libpaho-mqttpp3-1 libcpp-httplib0.11)
+  fi
   for d in "${needed[@]}"; do
     [[ $dep_names == *" $d "* ]] || fail "$deb: Depends lacks $d: $depends"
   done

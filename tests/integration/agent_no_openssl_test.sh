@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Without TLS the agent neither links cpp-httplib nor initialises OpenSSL (issue 17 footprint):
+#  - the executable does not NEED libcpp-httplib (whose static constructor calls OPENSSL_init_ssl)
+#    and a running agent does not map it;
+#  - with a tcp:// broker, OPENSSL_init_ssl is never called (an LD_PRELOAD probe records each call)
+#    while /metrics, /healthz and /readyz answer;
+#  - with an ssl:// broker it is called (Paho initialises OpenSSL): the probe itself works.
+source "$(dirname "$0")/lib.sh"
+: "${OUTPOST_OPENSSL_PROBE:?set OUTPOST_OPENSSL_PROBE to the probe library}"
+
+if readelf -d "$AGENT_BIN" | grep -E 'NEEDED.*(cpp-httplib|libssl)'; then
+  fail "$AGENT_BIN links the libraries above"
+fi
+
+start_mosquitto
+write_agent_config ns-plain 10
+port=$(free_port)
+LD_PRELOAD=$OUTPOST_OPENSSL_PROBE OUTPOST_OPENSSL_PROBE_LOG=$WORK/plain.probe \
+  start_agent ns-plain --set "http.listen=127.0.0.1:$port"
+wait_for 20 "agent metrics" curl -sf "http://127.0.0.1:$port/metrics"
+wait_for 20 "agent uplink connected" \
+  bash -c "curl -sf http://127.0.0.1:$port/metrics | grep -q '^outpost_agent_uplink_connected 1'"
+curl -sf "http://127.0.0.1:$port/healthz" | grep -q '"status":"ok"' || fail "/healthz not ok"
+curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || fail "/readyz not ready"
+grep -q 'openssl_init_probe' "/proc/${PIDS[ns-plain]}/maps" || fail "the probe was not preloaded"
+if grep -E 'cpp-httplib' "/proc/${PIDS[ns-plain]}/maps"; then fail "the agent mapped cpp-httplib"; fi
+[[ ! -s $WORK/plain.probe ]] || fail "OPENSSL_init_ssl called without TLS: $(wc -l <"$WORK/plain.probe") calls"
+stop_proc ns-plain
+log "tcp:// broker: no OPENSSL_init_ssl call, no cpp-httplib mapped"
+
+# Positive control: an ssl:// broker (nothing listens there; the agent keeps retrying).
+write_agent_config ns-tls 10
+sed -i "s|^broker = \"$MQTT_URI\"|broker = \"ssl://127.0.0.1:$(free_port)\"|" "$WORK/ns-tls.toml"
+grep -q '^broker = "ssl://' "$WORK/ns-tls.toml" || fail "could not write the ssl:// configuration"
+port=$(free_port)
+LD_PRELOAD=$OUTPOST_OPENSSL_PROBE OUTPOST_OPENSSL_PROBE_LOG=$WORK/tls.probe \
+  start_agent ns-tls --set "http.listen=127.0.0.1:$port"
+wait_for 20 "agent metrics" curl -sf "http://127.0.0.1:$port/metrics"
+wait_for 20 "OPENSSL_init_ssl with an ssl:// broker" test -s "$WORK/tls.probe"
+stop_proc ns-tls
+echo "PASS: no cpp-httplib and no OpenSSL initialisation without TLS; OpenSSL initialised with ssl://"
