@@ -6,6 +6,7 @@
 
 #include "outpost/agent/input_set.h"
 #include "outpost/agent/inputs.h"
+#include "outpost/agent/modbus_source.h"
 #include "outpost/agent/mqtt_source.h"
 #include "outpost/agent/simulated_source.h"
 #include "outpost/agent/source.h"
@@ -58,6 +59,33 @@ void checkMqttBroker(const std::string& uri) {
       "wss:// followed by host:port");
 }
 
+// The Modbus sensors of `in` by link (ModbusSlaveSpec::linkKey()): the slaves they read and
+// the sensors. Slaves no sensor reads get no link.
+struct ModbusLink {
+  std::vector<ModbusSlaveSpec> slaves;
+  std::vector<SensorSpec> sensors;
+  bool operator==(const ModbusLink& o) const {
+    return slaves == o.slaves && sameReadings(sensors, o.sensors);
+  }
+};
+
+std::map<std::string, ModbusLink> modbusLinks(const AgentInputs& in) {
+  std::map<std::string, ModbusLink> links;
+  for (const auto& s : in.sensors) {
+    if (s.source != SourceKind::kModbus) continue;
+    for (const auto& m : in.sources.modbus_slaves) {
+      if (m.name != s.modbus.slave) continue;
+      auto& link = links[m.linkKey()];
+      if (std::none_of(link.slaves.begin(), link.slaves.end(),
+                       [&](const ModbusSlaveSpec& x) { return x.name == m.name; })) {
+        link.slaves.push_back(m);
+      }
+      link.sensors.push_back(s);
+    }
+  }
+  return links;
+}
+
 }  // namespace
 
 void SensorIds::assign(AgentInputs& in) {
@@ -101,6 +129,12 @@ InputSet::InputSet(const AgentInputs& in, const Clock& clock, metrics::Registry*
   if (in.uses(SourceKind::kMqtt)) {
     mqtt_ = std::make_unique<MqttSource>(in.sensors, in.sources, clock, registry);
   }
+  for (const auto& [key, link] : modbusLinks(in)) {
+    auto src =
+        std::make_unique<ModbusSource>(link.slaves, link.sensors, in.sources, clock, registry);
+    src->start();
+    modbus_[key] = std::move(src);
+  }
   rebuildDictionary();
 }
 
@@ -115,6 +149,7 @@ void InputSet::rebuildDictionary() {
   if (stdin_) all_.push_back(stdin_.get());
   if (socket_) all_.push_back(socket_.get());
   if (mqtt_) all_.push_back(mqtt_.get());
+  for (const auto& [key, src] : modbus_) all_.push_back(src.get());
   next_.assign(all_.size(), 0);
   infos_.clear();
   for (const Source* src : all_) {
@@ -176,6 +211,17 @@ std::vector<std::string> InputSet::reconfigure(const AgentInputs& requested,
       mqtt_ && (!mqtt_used || !sameMqttSettings(inputs_.sources, next.sources) ||
                 !sameReadings(ofKind(inputs_, isMqtt), ofKind(next, isMqtt)));
   if (mqtt_used && (mqtt_restart || !mqtt_)) checkMqttBroker(next.sources.mqtt_broker);
+  // Modbus links: new and changed ones are built here (libmodbus checks their settings) and
+  // started once the links they replace are closed (one serial device, one user at a time).
+  const auto old_links = modbusLinks(inputs_);
+  const auto new_links = modbusLinks(next);
+  std::map<std::string, std::unique_ptr<Source>, std::less<>> modbus;
+  for (const auto& [key, link] : new_links) {
+    auto old = old_links.find(key);
+    if (old != old_links.end() && old->second == link && modbus_.contains(key)) continue;
+    modbus[key] =
+        std::make_unique<ModbusSource>(link.slaves, link.sensors, next.sources, clock_, registry_);
+  }
 
   // 2. Apply.
   if (sysfs_changed) {
@@ -265,6 +311,22 @@ std::vector<std::string> InputSet::reconfigure(const AgentInputs& requested,
           e.what());
     }
   }
+  for (auto& [key, src] : modbus_) {
+    auto it = modbus.find(key);
+    const bool kept = new_links.contains(key) && it == modbus.end();
+    if (kept) {
+      modbus[key] = std::move(src);
+      continue;
+    }
+    drain(*src, max_polls, drained);
+    src.reset();  // stops the link's thread, closes the connection
+    done.push_back("modbus link " + key + (it != modbus.end() ? " restarted" : " stopped"));
+  }
+  for (const auto& [key, src] : modbus) {
+    if (!modbus_.contains(key)) done.push_back("modbus link " + key + " started");
+    if (!modbus_.contains(key) || !modbus_.at(key)) static_cast<ModbusSource&>(*src).start();
+  }
+  modbus_ = std::move(modbus);
   inputs_ = std::move(next);
   rebuildDictionary();
   return done;
