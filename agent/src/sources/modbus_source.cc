@@ -118,8 +118,6 @@ ModbusSource::ModbusSource(const std::vector<ModbusSlaveSpec>& slaves,
                               static_cast<uint32_t>(t % 1000000));
 
   if (registry) {
-    readings_counter_ = &registry->counter("outpost_agent_modbus_readings_total",
-                                           "Readings decoded from Modbus responses");
     for (size_t i = 0; i < slaves_.size(); ++i) {
       const metrics::Labels l = {{"slave", slaves_[i].name}};
       auto& st = stats_[i];
@@ -137,6 +135,8 @@ ModbusSource::ModbusSource(const std::vector<ModbusSlaveSpec>& slaves,
           "Modbus reads not sent in a cycle because the slave had just timed out or its link was "
           "down",
           l);
+      st.readings_counter = &registry->counter("outpost_agent_modbus_readings_total",
+                                               "Readings decoded from Modbus responses", l);
       st.connected = &registry->gauge("outpost_agent_modbus_connected",
                                       "1 while the slave's link (TCP connection or serial "
                                       "device) is open",
@@ -147,7 +147,10 @@ ModbusSource::ModbusSource(const std::vector<ModbusSlaveSpec>& slaves,
 }
 
 void ModbusSource::start() {
-  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+  if (thread_.joinable()) return;
+  spdlog::info("modbus: link {}: {} slave(s), {} sensors in {} read requests per cycle",
+               slaves_.front().linkKey(), slaves_.size(), infos_.size(), requestCount());
+  thread_ = std::thread([this] { run(); });
 }
 
 ModbusSource::~ModbusSource() {
@@ -309,7 +312,7 @@ bool ModbusSource::readGroup(Group& g) {
   }
   if (!chunk.empty()) {
     readings_.fetch_add(chunk.size());
-    if (readings_counter_) readings_counter_->inc(chunk.size());
+    if (st.readings_counter) st.readings_counter->inc(chunk.size());
     handoff_.put(std::move(chunk), /*may_block=*/false);
   }
   return keep_link;

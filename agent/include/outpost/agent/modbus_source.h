@@ -87,6 +87,7 @@ class ModbusSource final : public Source {
     std::array<metrics::Counter*, 12> exception_counters{};
     metrics::Counter* requests_counter = nullptr;
     metrics::Counter* skipped_counter = nullptr;
+    metrics::Counter* readings_counter = nullptr;
     metrics::Gauge* connected = nullptr;
   };
   struct Ctx;
@@ -107,7 +108,6 @@ class ModbusSource final : public Source {
   std::unique_ptr<SlaveStats[]> stats_;
   ReadingHandoff handoff_;
   std::atomic<uint64_t> readings_{0};
-  metrics::Counter* readings_counter_ = nullptr;
   std::atomic<bool> connected_{false};
   std::unique_ptr<Ctx> ctx_;
   std::mutex mu_;
