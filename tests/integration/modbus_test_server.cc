@@ -2,21 +2,23 @@
 // (modbus_mapping_new, modbus_receive, modbus_reply): the agent talks to a real protocol
 // implementation, not to a mock of one.
 //
-//   outpost-modbus-testserver (--tcp PORT | --rtu DEVICE) [--unit N] [--size N]
+//   outpost-modbus-testserver (--tcp PORT | --rtu DEVICE) [--unit N[,N...]] [--size N]
 //       [--set TABLE:ADDR=V[,V...]]... [--corrupt-crc-every N] [--ready-file PATH]
 //
 // TABLE is coil, discrete_input, holding or input; values are decimal or 0x hex 16-bit words
 // (0/1 for bits). Every table has --size entries (default 200): reads beyond answer exception 2
-// (illegal data address). TCP listens on 127.0.0.1:PORT and serves several clients; RTU serves
-// unit --unit (default 1) on DEVICE (9600 8E1) and ignores requests for other units, as a real
-// bus member does. --corrupt-crc-every N (RTU): every Nth read-registers answer carries a wrong
+// (illegal data address). TCP listens on 127.0.0.1:PORT and serves several clients; RTU answers
+// as units --unit (default 1; one register map shared by them) on DEVICE (9600 8E1) and ignores
+// requests for other units, as real bus members do. --corrupt-crc-every N (RTU): every Nth read-registers answer carries a wrong
 // CRC. Runs until SIGTERM/SIGINT.
 
 #include <modbus.h>
+#include <poll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -32,7 +34,7 @@ volatile std::sig_atomic_t g_stop = 0;
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
                "outpost-modbus-testserver: %s\nusage: outpost-modbus-testserver (--tcp PORT | "
-               "--rtu DEVICE) [--unit N] [--size N] [--set TABLE:ADDR=V[,V...]]... "
+               "--rtu DEVICE) [--unit N[,N...]] [--size N] [--set TABLE:ADDR=V[,V...]]... "
                "[--corrupt-crc-every N] [--ready-file PATH]\n",
                msg);
   std::exit(2);
@@ -76,7 +78,8 @@ Set parseSet(const std::string& s) {
 int main(int argc, char** argv) {
   int port = 0;
   std::string device, ready_file;
-  int unit = 1, size = 200;
+  std::vector<int> units;
+  int size = 200;
   long corrupt_every = 0;
   std::vector<Set> sets;
   for (int i = 1; i < argc; ++i) {
@@ -85,7 +88,14 @@ int main(int argc, char** argv) {
     const std::string v = argv[++i];
     if (a == "--tcp") port = std::atoi(v.c_str());
     else if (a == "--rtu") device = v;
-    else if (a == "--unit") unit = std::atoi(v.c_str());
+    else if (a == "--unit") {
+      for (size_t p = 0; p < v.size();) {
+        units.push_back(std::atoi(v.c_str() + p));
+        const size_t c = v.find(',', p);
+        if (c == std::string::npos) break;
+        p = c + 1;
+      }
+    }
     else if (a == "--size") size = std::atoi(v.c_str());
     else if (a == "--set") sets.push_back(parseSet(v));
     else if (a == "--corrupt-crc-every") corrupt_every = std::atol(v.c_str());
@@ -94,6 +104,7 @@ int main(int argc, char** argv) {
   }
   if ((port > 0) == !device.empty()) usage("give exactly one of --tcp and --rtu");
   if (size < 1 || size > 65536) usage("--size must be 1..65536");
+  if (units.empty()) units.push_back(1);
 
   modbus_mapping_t* map = modbus_mapping_new(size, size, size, size);
   if (!map) usage("modbus_mapping_new failed");
@@ -125,46 +136,67 @@ int main(int argc, char** argv) {
   };
 
   if (!device.empty()) {
+    // Framing is done here, not by modbus_receive(): libmodbus 3.1.6's RTU server expects the
+    // addressed unit to answer a request meant for another unit and reads the next frame as that
+    // answer, so an absent unit on the bus would make it misread every later request. A real bus
+    // member resynchronises on the next valid frame, as this loop does (requests of function
+    // codes 1-4 are 8 bytes: unit, function, address, count, CRC).
     modbus_t* ctx = modbus_new_rtu(device.c_str(), 9600, 'E', 8, 1);
-    if (!ctx || modbus_set_slave(ctx, unit) == -1 || modbus_connect(ctx) == -1) {
+    if (ctx && std::getenv("OUTPOST_MODBUS_DEBUG")) modbus_set_debug(ctx, TRUE);
+    if (!ctx || modbus_set_slave(ctx, units.front()) == -1 || modbus_connect(ctx) == -1) {
       std::fprintf(stderr, "outpost-modbus-testserver: %s: %s\n", device.c_str(),
                    modbus_strerror(errno));
       return 1;
     }
     ready();
+    const int fd = modbus_get_socket(ctx);
+    std::vector<uint8_t> buf;
     long answered = 0;
     while (!g_stop) {
-      const int rc = modbus_receive(ctx, query);
-      if (rc <= 0) {
-        if (rc == -1 && errno != EMBBADCRC && errno != ETIMEDOUT && errno != EINTR &&
-            errno != EMBBADDATA) {
-          std::fprintf(stderr, "outpost-modbus-testserver: receive: %s\n", modbus_strerror(errno));
-          if (errno == EIO || errno == EBADF) break;
-        }
-        continue;
+      pollfd pfd{fd, POLLIN, 0};
+      if (poll(&pfd, 1, 200) <= 0) continue;
+      uint8_t in[256];
+      const ssize_t got = read(fd, in, sizeof in);
+      if (got <= 0) {
+        if (got == -1 && errno == EINTR) continue;
+        std::fprintf(stderr, "outpost-modbus-testserver: read: %s\n", std::strerror(errno));
+        break;
       }
-      const int fc = query[1];
-      if (corrupt_every > 0 && (fc == 3 || fc == 4) && ++answered % corrupt_every == 0) {
-        const int addr = (query[2] << 8) | query[3], count = (query[4] << 8) | query[5];
-        if (addr + count <= size && count <= MODBUS_MAX_READ_REGISTERS) {
-          const uint16_t* tab = fc == 3 ? map->tab_registers : map->tab_input_registers;
-          uint8_t rsp[MODBUS_RTU_MAX_ADU_LENGTH];
-          size_t n = 0;
-          rsp[n++] = static_cast<uint8_t>(unit);
-          rsp[n++] = static_cast<uint8_t>(fc);
-          rsp[n++] = static_cast<uint8_t>(count * 2);
-          for (int k = 0; k < count; ++k) {
-            rsp[n++] = static_cast<uint8_t>(tab[addr + k] >> 8);
-            rsp[n++] = static_cast<uint8_t>(tab[addr + k] & 0xFF);
-          }
-          const uint16_t bad = static_cast<uint16_t>(crc16(rsp, n) ^ 0x5A5A);
-          rsp[n++] = static_cast<uint8_t>(bad & 0xFF);
-          rsp[n++] = static_cast<uint8_t>(bad >> 8);
-          if (write(modbus_get_socket(ctx), rsp, n) < 0) break;
+      buf.insert(buf.end(), in, in + got);
+      while (buf.size() >= 8) {
+        const uint16_t crc = static_cast<uint16_t>(buf[6] | (buf[7] << 8));
+        if (buf[1] < 1 || buf[1] > 4 || crc16(buf.data(), 6) != crc) {
+          buf.erase(buf.begin());  // resynchronise
           continue;
         }
+        uint8_t query[8];
+        std::copy(buf.begin(), buf.begin() + 8, query);
+        buf.erase(buf.begin(), buf.begin() + 8);
+        if (std::find(units.begin(), units.end(), query[0]) == units.end()) continue;  // not us
+        modbus_set_slave(ctx, query[0]);
+        const int fc = query[1];
+        if (corrupt_every > 0 && (fc == 3 || fc == 4) && ++answered % corrupt_every == 0) {
+          const int addr = (query[2] << 8) | query[3], count = (query[4] << 8) | query[5];
+          if (addr + count <= size && count <= MODBUS_MAX_READ_REGISTERS) {
+            const uint16_t* tab = fc == 3 ? map->tab_registers : map->tab_input_registers;
+            uint8_t rsp[MODBUS_RTU_MAX_ADU_LENGTH];
+            size_t n = 0;
+            rsp[n++] = query[0];
+            rsp[n++] = static_cast<uint8_t>(fc);
+            rsp[n++] = static_cast<uint8_t>(count * 2);
+            for (int k = 0; k < count; ++k) {
+              rsp[n++] = static_cast<uint8_t>(tab[addr + k] >> 8);
+              rsp[n++] = static_cast<uint8_t>(tab[addr + k] & 0xFF);
+            }
+            const uint16_t bad = static_cast<uint16_t>(crc16(rsp, n) ^ 0x5A5A);
+            rsp[n++] = static_cast<uint8_t>(bad & 0xFF);
+            rsp[n++] = static_cast<uint8_t>(bad >> 8);
+            if (write(fd, rsp, n) < 0) g_stop = 1;
+            continue;
+          }
+        }
+        modbus_reply(ctx, query, 8, map);
       }
-      modbus_reply(ctx, query, rc, map);
     }
     modbus_close(ctx);
     modbus_free(ctx);
