@@ -4,8 +4,8 @@
 # coils and a discrete input, and one sensor at an unmapped address (exception 2, counted by code);
 # slave "b" one register. Then b stops answering (SIGSTOP): its timeouts are counted while a's
 # readings keep flowing; b answers again (SIGCONT) and its readings resume. SIGHUP adds a sensor
-# on b: only b's link restarts. kcat must find the exact decoded values on outpost.readings
-# (agent -> Mosquitto -> aggregator -> Kafka).
+# on b and changes b's retries: only b's link restarts. kcat must find the exact decoded values
+# on outpost.readings (agent -> Mosquitto -> aggregator -> Kafka).
 source "$(dirname "$0")/lib.sh"
 : "${OUTPOST_MODBUS_SERVER:?set OUTPOST_MODBUS_SERVER to outpost-modbus-testserver}"
 
@@ -104,11 +104,13 @@ log "while b is stopped: a +$((a1 - a0)) readings, b +$((b1 - b0))"
 kill -CONT "${PIDS[mb-b]}"
 wait_for 15 "slave b again" ge 'outpost_agent_modbus_readings_total{slave="b"}' $((b1 + 5))
 
-# SIGHUP: a new sensor on b; a's link is left alone.
+# SIGHUP: a new sensor on b and b's retries changed; a's link is left alone.
 modbus_sensor b_new b holding 1 uint16 >>"$WORK/$dev.toml"
+sed -i 's/^retries = 1$/retries = 2/' "$WORK/$dev.toml"
 kill -HUP "${PIDS[$dev]}"
 wait_for 10 "reload" grep -q 'modbus link tcp:b restarted' "$WORK/$dev.log"
 ! grep -q 'modbus link tcp:a' "$WORK/$dev.log" || fail "reload touched slave a's link"
+! grep -q 'not reloadable' "$WORK/$dev.log" || fail "$(grep 'not reloadable' "$WORK/$dev.log")"
 
 # Kafka: exact values, as kcat sees them.
 have_b_new() {

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "outpost/agent/agent_config.h"
+#include "outpost/agent/agent_ops.h"
 #include "outpost/common/clock.h"
 #include "outpost/common/config.h"
 
@@ -308,6 +309,10 @@ modbus.address = 3
                        "modbus.address = 0\nmodbus.type = \"float64\"\n"),
                Catch::Contains("needs 4 registers") && Catch::Contains("max_registers >= 4"));
   }
+}
+
+TEST_CASE("modbus: the slaves are reloadable by SIGHUP", "[agent][modbus]") {
+  CHECK(isReloadable("sources.modbus.slaves"));
 }
 
 TEST_CASE("modbus: an unreachable slave is counted and stops promptly", "[agent][modbus]") {
