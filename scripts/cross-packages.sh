@@ -6,4 +6,5 @@ CROSS_TARGET_PACKAGES=(
   libpaho-mqttpp-dev libpaho-mqtt-dev libflatbuffers-dev libsqlite3-dev
   libspdlog-dev libfmt-dev libtomlplusplus-dev libcpp-httplib-dev
   cppzmq-dev libzmq3-dev librdkafka-dev
+  libmodbus-dev  # the agent's Modbus source
 )
