@@ -9,8 +9,8 @@
 // (0/1 for bits). Every table has --size entries (default 200): reads beyond answer exception 2
 // (illegal data address). TCP listens on 127.0.0.1:PORT and serves several clients; RTU answers
 // as units --unit (default 1; one register map shared by them) on DEVICE (9600 8E1) and ignores
-// requests for other units, as real bus members do. --corrupt-crc-every N (RTU): every Nth read-registers answer carries a wrong
-// CRC. Runs until SIGTERM/SIGINT.
+// requests for other units, as real bus members do. --corrupt-crc-every N (RTU): every Nth
+// read-registers answer carries a wrong CRC. Runs until SIGTERM/SIGINT.
 
 #include <modbus.h>
 #include <poll.h>
@@ -44,7 +44,9 @@ uint16_t crc16(const uint8_t* p, size_t n) {
   uint16_t crc = 0xFFFF;
   for (size_t i = 0; i < n; ++i) {
     crc ^= p[i];
-    for (int b = 0; b < 8; ++b) crc = (crc & 1) ? static_cast<uint16_t>((crc >> 1) ^ 0xA001) : crc >> 1;
+    for (int b = 0; b < 8; ++b) {
+      crc = (crc & 1) ? static_cast<uint16_t>((crc >> 1) ^ 0xA001) : static_cast<uint16_t>(crc >> 1);
+    }
   }
   return crc;
 }
@@ -65,7 +67,8 @@ Set parseSet(const std::string& s) {
   size_t pos = 0;
   while (pos <= rest.size()) {
     const size_t comma = rest.find(',', pos);
-    const std::string v = rest.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    const size_t len = comma == std::string::npos ? std::string::npos : comma - pos;
+    const std::string v = rest.substr(pos, len);
     out.values.push_back(std::strtol(v.c_str(), nullptr, 0));
     if (comma == std::string::npos) break;
     pos = comma + 1;

@@ -269,7 +269,9 @@ std::vector<ModbusSlaveSpec> parseModbusSlaves(const config::Config& cfg) {
     m.max_gap = static_cast<int>(c.getInt("max_gap"));
     m.max_registers = static_cast<int>(c.getInt("max_registers"));
     m.max_bits = static_cast<int>(c.getInt("max_bits"));
-    if (tcp && m.host.empty()) throw ConfigError(m.where + ".host is required for transport = \"tcp\"");
+    if (tcp && m.host.empty()) {
+      throw ConfigError(m.where + ".host is required for transport = \"tcp\"");
+    }
     if (!tcp && (m.device.empty() || m.device.front() != '/')) {
       throw ConfigError(m.where + ".device = \"" + m.device +
                         "\" is not usable; allowed: the absolute path of a serial device, e.g. "
@@ -315,7 +317,9 @@ ModbusPoint parseModbusPoint(const config::Config& s, const std::string& where,
     if (m.name == p.slave) slave = &m;
     names += (names.empty() ? "\"" : ", \"") + m.name + "\"";
   }
-  if (p.slave.empty()) throw ConfigError(where + ".modbus.slave is required for source = \"modbus\"");
+  if (p.slave.empty()) {
+    throw ConfigError(where + ".modbus.slave is required for source = \"modbus\"");
+  }
   if (!slave) {
     throw ConfigError(where + ".modbus.slave = \"" + p.slave +
                       "\" names no [[sources.modbus.slaves]] entry; allowed: " +
@@ -347,16 +351,20 @@ ModbusPoint parseModbusPoint(const config::Config& s, const std::string& where,
   p.offset = s.getDouble("modbus.offset");
   if (modbusIsBits(p.function)) {
     if (s.isSet("modbus.type") && p.type != ModbusType::kBool) {
-      throw ConfigError(where + ".modbus.type = \"" + type + "\" cannot be read from modbus.function = \"" +
-                        fn + "\"; allowed: \"bool\" (coils and discrete inputs are single bits)");
+      throw ConfigError(where + ".modbus.type = \"" + type +
+                        "\" cannot be read from modbus.function = \"" + fn +
+                        "\"; allowed: \"bool\" (coils and discrete inputs are single bits)");
     }
-    onlyFor(s, where, {"modbus.order"}, false, "registers (modbus.function = \"holding\" or \"input\")");
+    onlyFor(s, where, {"modbus.order"}, false,
+            "registers (modbus.function = \"holding\" or \"input\")");
     p.type = ModbusType::kBool;
   }
-  const int64_t width = modbusIsBits(p.function) ? 1 : static_cast<int64_t>(modbusTypeWords(p.type));
+  const int64_t width =
+      modbusIsBits(p.function) ? 1 : static_cast<int64_t>(modbusTypeWords(p.type));
   if (p.address + width > 65536) {
-    throw ConfigError(where + ".modbus.address = " + std::to_string(p.address) + ": a " +
-                      modbusTypeName(p.type) + " needs " + std::to_string(width) +
+    throw ConfigError(where + ".modbus.address = " + std::to_string(p.address) +
+                      ": modbus.type = \"" + modbusTypeName(p.type) + "\" needs " +
+                      std::to_string(width) +
                       " registers from there, past the last address 65535; allowed: 0 to " +
                       std::to_string(65536 - width));
   }
@@ -481,8 +489,8 @@ void addInputSettings(config::Schema& s) {
                "Larger messages are rejected (counted). Reloadable (the MQTT source reconnects)");
   mqttsec::addSettings(s, "sources.mqtt.");  // TLS, password_file: reloadable like the rest
   s.tableArray("sources.modbus.slaves", modbusSlaveSchema(),
-               "Modbus slaves read by sensors with source = \"modbus\" ([[sources.modbus.slaves]]). "
-               "Each TCP slave and each serial bus gets its own connection and thread. Reloadable "
+               "Modbus slaves read by sensors with source = \"modbus\" "
+               "([[sources.modbus.slaves]]). Each TCP slave and each serial bus gets its own connection and thread. Reloadable "
                "(a link whose slaves or sensors changed reconnects; the others keep running)");
   s.string("sources.sysfs.root", "/sys",
            "Root of sysfs for hwmon/thermal/iio sensors (tests point it at a fake tree). "

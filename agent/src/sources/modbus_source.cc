@@ -93,9 +93,8 @@ ModbusSource::ModbusSource(const std::vector<ModbusSlaveSpec>& slaves,
     std::vector<ModbusPlanItem> items;
     for (size_t i = 0; i < g.points.size(); ++i) {
       const auto& p = g.points[i].p;
-      items.push_back({p.function, p.address,
-                       static_cast<uint16_t>(modbusIsBits(p.function) ? 1 : modbusTypeWords(p.type)),
-                       i});
+      const size_t width = modbusIsBits(p.function) ? 1 : modbusTypeWords(p.type);
+      items.push_back({p.function, p.address, static_cast<uint16_t>(width), i});
     }
     const auto& sl = slaves_[g.slave];
     g.requests = planModbusRequests(std::move(items), sl.max_gap, sl.max_registers, sl.max_bits);
@@ -253,6 +252,7 @@ bool ModbusSource::readGroup(Group& g) {
   uint8_t bits[MODBUS_MAX_READ_BITS];
   bool keep_link = true;
   for (size_t r = 0; r < g.requests.size(); ++r) {
+    if (r > 0 && !waitFor(0)) break;  // stopping
     const ModbusRequest& req = g.requests[r];
     bool ok = false;
     ModbusError last = ModbusError::kTimeout;
@@ -347,8 +347,9 @@ void ModbusSource::run() {
       if (!waitFor(1000000)) break;
       continue;
     }
-    auto next = std::min_element(groups_.begin(), groups_.end(),
-                                 [](const Group& a, const Group& b) { return a.next_us < b.next_us; });
+    auto next =
+        std::min_element(groups_.begin(), groups_.end(),
+                         [](const Group& a, const Group& b) { return a.next_us < b.next_us; });
     const int64_t now = clock_.monotonicUs();
     if (next->next_us > now) {
       if (!waitFor(next->next_us - now)) break;

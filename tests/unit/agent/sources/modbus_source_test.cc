@@ -259,8 +259,9 @@ modbus.address = 3
                Catch::Contains("modbus.order is set but applies only to registers"));
     CHECK_THAT(errorOf(sensor("modbus.slave = \"plc\"\nmodbus.address = 1\nmodbus.unit_id = 3\n")),
                Catch::Contains("unknown key 'sensors[0].modbus.unit_id'"));
-    CHECK_THAT(errorOf(sensor("modbus.slave = \"plc\"\nmodbus.address = 1\npoll_interval_ms = 5\n")),
-               Catch::Contains("poll_interval_ms = 5") && Catch::Contains("10 to 86400000"));
+    CHECK_THAT(
+        errorOf(sensor("modbus.slave = \"plc\"\nmodbus.address = 1\npoll_interval_ms = 5\n")),
+        Catch::Contains("poll_interval_ms = 5") && Catch::Contains("10 to 86400000"));
     CHECK_THAT(errorOf(std::string(kTcpSlave) +
                        "[[sensors]]\nname = \"s\"\nmodbus.slave = \"plc\"\n"),
                Catch::Contains("sensors[0].modbus.slave is set but applies only to source = "
