@@ -45,7 +45,8 @@ uint16_t crc16(const uint8_t* p, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     crc ^= p[i];
     for (int b = 0; b < 8; ++b) {
-      crc = (crc & 1) ? static_cast<uint16_t>((crc >> 1) ^ 0xA001) : static_cast<uint16_t>(crc >> 1);
+      const uint16_t shifted = static_cast<uint16_t>(crc >> 1);
+      crc = (crc & 1) ? static_cast<uint16_t>(shifted ^ 0xA001) : shifted;
     }
   }
   return crc;

@@ -490,7 +490,8 @@ void addInputSettings(config::Schema& s) {
   mqttsec::addSettings(s, "sources.mqtt.");  // TLS, password_file: reloadable like the rest
   s.tableArray("sources.modbus.slaves", modbusSlaveSchema(),
                "Modbus slaves read by sensors with source = \"modbus\" "
-               "([[sources.modbus.slaves]]). Each TCP slave and each serial bus gets its own connection and thread. Reloadable "
+               "([[sources.modbus.slaves]]). Each TCP slave and each serial bus gets its own "
+               "connection and thread. Reloadable "
                "(a link whose slaves or sensors changed reconnects; the others keep running)");
   s.string("sources.sysfs.root", "/sys",
            "Root of sysfs for hwmon/thermal/iio sensors (tests point it at a fake tree). "
