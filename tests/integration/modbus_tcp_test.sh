@@ -88,6 +88,9 @@ grep -q 'modbus: link tcp:a: 1 slave(s), 13 sensors in 5 read requests per cycle
 wait_for 10 "exception 2 counted" ge 'outpost_agent_modbus_exceptions_total{slave="a",code="2"}' 2
 [[ $(m 'outpost_agent_modbus_errors_total{slave="a",reason="timeout"}') == 0 ]] ||
   fail "slave a timed out"
+curl -sf "http://127.0.0.1:$HTTP_PORT/metrics" >"$WORK/exposition.txt"
+promtool check metrics <"$WORK/exposition.txt" >"$WORK/promtool.txt" 2>&1 ||
+  fail "promtool check metrics: $(cat "$WORK/promtool.txt")"
 
 # b stops answering: timeouts counted, a keeps flowing.
 kill -STOP "${PIDS[mb-b]}"
