@@ -25,11 +25,13 @@ PORT_A=$(free_port)
 PORT_B=$(free_port)
 # float32 pi ABCD / CDAB, int16 -2, uint32 0x12345678 DCBA, float64 -1.5 ABCD,
 # int64 -1234567890123 BADC, bool register 7; input: int32 -100000 ABCD, uint16 0x1234 BADC.
-# With max_gap = 2, coils 0 and 2 share one request: 5 requests per cycle (holding 0-15, holding
-# 500, input 0-2, coils 0-2, discrete input 5).
+# With max_gap = 2, coils 0 and 2 share one request: 6 requests per cycle (holding 0-15, holding
+# 198-200, holding 500, input 0-2, coils 0-2, discrete input 5). Holding 200 is past the map
+# (--size 200): the request 198-200 is answered with exception 2 and split, so "edge" (uint32 at
+# 198) keeps its readings and only "beyond" fails.
 start_modbus_server mb-a "$PORT_A" \
   --set holding:0=0x4049,0x0FDB,0x0FDB,0x4049,0xFFFE,0x7856,0x3412,0xBFF8,0,0,0 \
-  --set holding:11=0xFFFF,0xE0FE,0x048E,0x35FB,7 \
+  --set holding:11=0xFFFF,0xE0FE,0x048E,0x35FB,7 --set holding:198=1,2 \
   --set input:0=0xFFFE,0x7960,0x3412 --set coil:0=1,0,1 --set discrete_input:5=1
 start_modbus_server mb-b "$PORT_B" --set holding:0=42,7
 
@@ -75,6 +77,8 @@ CONF
   modbus_sensor coil2 a coil 2
   modbus_sensor di5 a discrete_input 5
   modbus_sensor unmapped a holding 500 uint16
+  modbus_sensor edge a holding 198 uint32
+  modbus_sensor beyond a holding 200 uint16
   modbus_sensor b_val b holding 0 uint16
 } >>"$WORK/$dev.toml"
 start_agent "$dev" --set "http.listen=127.0.0.1:$HTTP_PORT"
@@ -83,8 +87,11 @@ m() { metric_labeled "$HTTP_PORT" "$1"; }
 ge() { [[ $(m "$1") -ge $2 ]]; }
 wait_for 20 "readings of slave a" ge 'outpost_agent_modbus_readings_total{slave="a"}' 60
 wait_for 10 "readings of slave b" ge 'outpost_agent_modbus_readings_total{slave="b"}' 5
-grep -q 'modbus: link tcp:a: 1 slave(s), 13 sensors in 5 read requests per cycle' "$WORK/$dev.log" ||
-  fail "slave a's map is not read in 5 requests: $(grep 'link tcp:a' "$WORK/$dev.log")"
+grep -q 'modbus: link tcp:a: 1 slave(s), 15 sensors in 6 read requests per cycle' "$WORK/$dev.log" ||
+  fail "slave a's map is not read in 6 requests: $(grep 'link tcp:a' "$WORK/$dev.log")"
+wait_for 10 "the refused range split" grep -q \
+  'slave "a": exception 2 (illegal data address) for holding 198..200 read together; reading its 2 sensors one by one' \
+  "$WORK/$dev.log"
 wait_for 10 "exception 2 counted" ge 'outpost_agent_modbus_exceptions_total{slave="a",code="2"}' 2
 [[ $(m 'outpost_agent_modbus_errors_total{slave="a",reason="timeout"}') == 0 ]] ||
   fail "slave a timed out"
@@ -134,11 +141,11 @@ want = {
     "f32_abcd": 3.1415927410125732, "f32_cdab": 3.1415927410125732, "i16_scaled": 9.0,
     "u32_dcba": 305419896.0, "f64_abcd": -1.5, "i64_badc": -1234567890123.0, "bool_reg": 1.0,
     "i32_in": -100000.0, "u16_badc": 4660.0, "coil0": 1.0, "coil2": 1.0, "di5": 1.0,
-    "b_val": 42.0, "b_new": 7.0,
+    "b_val": 42.0, "b_new": 7.0, "edge": 65538.0,
 }
 for k, v in want.items():
     assert vals[k] == {v}, f"{k}: values on Kafka {sorted(vals[k])}, expected only {v}"
-assert "unmapped" not in vals, "the unmapped register produced readings"
+assert "unmapped" not in vals and "beyond" not in vals, "an unmapped register produced readings"
 print("values OK:", ", ".join(f"{k}={v}" for k, v in want.items()))
 PY
 echo "PASS: modbus_tcp"

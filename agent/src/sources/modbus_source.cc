@@ -251,11 +251,13 @@ bool ModbusSource::readGroup(Group& g) {
   uint16_t regs[MODBUS_MAX_READ_REGISTERS];
   uint8_t bits[MODBUS_MAX_READ_BITS];
   bool keep_link = true;
+  std::vector<size_t> split;  // requests answered "illegal data address" while reading several
   for (size_t r = 0; r < g.requests.size(); ++r) {
     if (r > 0 && !waitFor(0)) break;  // stopping
     const ModbusRequest& req = g.requests[r];
     bool ok = false;
     ModbusError last = ModbusError::kTimeout;
+    int last_code = 0;
     for (int attempt = 0; attempt <= sl.retries; ++attempt) {
       if (attempt > 0 && !waitFor(0)) break;
       modbus_set_slave(ctx, sl.unit_id);
@@ -282,6 +284,7 @@ bool ModbusSource::readGroup(Group& g) {
       }
       int code = 0;
       last = rc == -1 ? classifyModbusErrno(errno, code) : ModbusError::kBadResponse;
+      last_code = code;
       count(g.slave, last, code);
       if (last == ModbusError::kConnection || last == ModbusError::kException) break;
       modbus_flush(ctx);  // a late or garbled answer must not be taken for the next one
@@ -298,7 +301,14 @@ bool ModbusSource::readGroup(Group& g) {
       }
       continue;
     }
-    if (last == ModbusError::kException) continue;  // the slave answers: go on with the others
+    if (last == ModbusError::kException) {
+      // The slave answers: go on with the others. A range it refuses while holding several
+      // sensors is read sensor by sensor from now on, so one bad address costs only its sensor.
+      if (last_code == MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS && req.items.size() > 1) {
+        split.push_back(r);
+      }
+      continue;
+    }
     if (last == ModbusError::kConnection ||
         (last == ModbusError::kTimeout && sl.transport == ModbusTransport::kTcp)) {
       keep_link = false;
@@ -308,6 +318,20 @@ bool ModbusSource::readGroup(Group& g) {
       st.skipped.fetch_add(rest);
       if (st.skipped_counter) st.skipped_counter->inc(rest);
       break;
+    }
+  }
+  for (auto it = split.rbegin(); it != split.rend(); ++it) {
+    const ModbusRequest req = g.requests[*it];
+    spdlog::warn(
+        "modbus: slave \"{}\": exception 2 (illegal data address) for {} {}..{} read together; "
+        "reading its {} sensors one by one from now on",
+        sl.name, modbusFunctionName(req.function), req.address, req.address + req.count - 1,
+        req.items.size());
+    g.requests.erase(g.requests.begin() + static_cast<std::ptrdiff_t>(*it));
+    for (size_t i : req.items) {
+      const auto& p = g.points[i].p;
+      const size_t width = modbusIsBits(p.function) ? 1 : modbusTypeWords(p.type);
+      g.requests.push_back({p.function, p.address, static_cast<uint16_t>(width), {i}});
     }
   }
   if (!chunk.empty()) {

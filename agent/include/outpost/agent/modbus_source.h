@@ -12,7 +12,10 @@
 // and reconnects with exponential backoff (reconnect_min_ms .. reconnect_max_ms); so does, on
 // TCP, a request whose attempts all timed out. After such a request the rest of that slave's due
 // requests are skipped for this cycle (counted as skipped), so a dead slave costs one timeout
-// series per cycle, not one per request. Failed reads produce no reading.
+// series per cycle, not one per request. Failed reads produce no reading. A request that holds
+// several sensors and is answered with exception 2 (illegal data address: the range covers an
+// address the slave does not map) is replaced by one request per sensor, so the others keep
+// their readings and only the bad address goes on failing (counted).
 //
 // Threads: the link's thread does all I/O; readings reach the pipeline thread through a
 // ReadingHandoff that never blocks the link (full: dropped and counted). sensors()/poll() from the
@@ -63,7 +66,7 @@ class ModbusSource final : public Source {
   uint64_t readings() const { return readings_.load(); }
   uint64_t dropped() const { return handoff_.dropped(); }
   bool connected() const { return connected_.load(); }
-  // The read requests of each group (tests, the start-up log).
+  // The read requests of every group (tests, the start-up log). Link thread only once started.
   size_t requestCount() const;
 
  private:
