@@ -36,7 +36,7 @@ baud = 9600
 parity = "even"
 unit_id = $unit
 poll_interval_ms = 200
-timeout_ms = 200
+timeout_ms = 500
 retries = 1
 CONF
 done

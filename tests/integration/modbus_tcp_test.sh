@@ -52,7 +52,7 @@ name = "a"
 host = "127.0.0.1"
 port = $PORT_A
 poll_interval_ms = 200
-timeout_ms = 300
+timeout_ms = 1000
 max_gap = 2
 [[sources.modbus.slaves]]
 name = "b"
