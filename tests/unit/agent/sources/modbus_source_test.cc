@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <thread>
 
 #include "outpost/agent/agent_config.h"
@@ -174,6 +175,53 @@ TEST_CASE("modbus: reads are grouped into as few requests as allowed", "[agent][
                                 2000);
     REQUIRE(r.size() == 1);
     CHECK((r[0].address == 65532 && r[0].count == 4));
+  }
+}
+
+TEST_CASE("modbus: grouping keeps its invariants on random maps", "[agent][modbus]") {
+  std::mt19937 rng(17);
+  for (int round = 0; round < 200; ++round) {
+    const int max_gap = static_cast<int>(rng() % 20);
+    const int max_registers = 4 + static_cast<int>(rng() % 122);
+    const int max_bits = 1 + static_cast<int>(rng() % 2000);
+    std::vector<ModbusPlanItem> items;
+    const size_t n = 1 + rng() % 60;
+    for (size_t i = 0; i < n; ++i) {
+      const auto f = static_cast<ModbusFunction>(rng() % 4);
+      const uint16_t width = modbusIsBits(f) ? 1 : static_cast<uint16_t>(1u << (rng() % 3));
+      const uint16_t address = static_cast<uint16_t>(rng() % (65537 - width));
+      items.push_back({f, address, width, i});
+    }
+    const auto reqs = planModbusRequests(items, max_gap, max_registers, max_bits);
+    std::vector<int> seen(n, 0);
+    for (const auto& r : reqs) {
+      const int limit = modbusIsBits(r.function) ? max_bits : max_registers;
+      REQUIRE(r.count >= 1);
+      REQUIRE(r.count <= limit);
+      REQUIRE(static_cast<uint32_t>(r.address) + r.count <= 65536);
+      for (size_t i : r.items) {
+        const auto& it = items[i];
+        ++seen[i];
+        REQUIRE(it.function == r.function);  // a value is read whole, from its own table
+        REQUIRE(it.address >= r.address);
+        REQUIRE(it.address + it.width <= r.address + r.count);
+      }
+    }
+    for (size_t i = 0; i < n; ++i) REQUIRE(seen[i] == 1);  // every item in exactly one request
+    // As few as allowed: no two neighbouring requests of one function could have been one.
+    for (size_t k = 1; k < reqs.size(); ++k) {
+      const auto& a = reqs[k - 1];
+      const auto& b = reqs[k];
+      if (a.function != b.function) continue;
+      const int limit = modbusIsBits(a.function) ? max_bits : max_registers;
+      uint32_t b_end = b.address;
+      for (size_t i : b.items) {
+        b_end = std::max<uint32_t>(b_end, items[i].address + items[i].width);
+      }
+      const bool joinable = b.address <= a.address + a.count + static_cast<uint32_t>(max_gap) &&
+                            b_end - a.address <= static_cast<uint32_t>(limit);
+      REQUIRE_FALSE(joinable);
+    }
   }
 }
 
