@@ -5,7 +5,8 @@
 # slave "b" one register. Then b stops answering (SIGSTOP): its timeouts are counted while a's
 # readings keep flowing; b answers again (SIGCONT) and its readings resume. SIGHUP adds a sensor
 # on b and changes b's retries: only b's link restarts. kcat must find the exact decoded values
-# on outpost.readings (agent -> Mosquitto -> aggregator -> Kafka).
+# on outpost.readings (agent -> Mosquitto -> aggregator -> Kafka). A last SIGHUP removes b's
+# sensors: b's link stops, a's goes on.
 source "$(dirname "$0")/lib.sh"
 : "${OUTPOST_MODBUS_SERVER:?set OUTPOST_MODBUS_SERVER to outpost-modbus-testserver}"
 
@@ -148,4 +149,17 @@ for k, v in want.items():
 assert "unmapped" not in vals and "beyond" not in vals, "an unmapped register produced readings"
 print("values OK:", ", ".join(f"{k}={v}" for k, v in want.items()))
 PY
+# SIGHUP without b's sensors: b's link stops (its connection closes), a's keeps running.
+python3 - "$WORK/$dev.toml" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+blocks = re.split(r"(?=^\[\[sensors\]\]$)", text, flags=re.M)
+open(sys.argv[1], "w").write("".join(b for b in blocks if 'modbus.slave = "b"' not in b))
+PY
+kill -HUP "${PIDS[$dev]}"
+wait_for 10 "b's link stopped" grep -q 'modbus link tcp:b stopped' "$WORK/$dev.log"
+[[ $(m 'outpost_agent_modbus_connected{slave="b"}') == 0 ]] || fail "b's link is still open"
+a2=$(m 'outpost_agent_modbus_readings_total{slave="a"}')
+wait_for 10 "slave a after the reloads" ge 'outpost_agent_modbus_readings_total{slave="a"}' $((a2 + 26))
+! grep -q 'modbus link tcp:a' "$WORK/$dev.log" || fail "a reload touched slave a's link"
 echo "PASS: modbus_tcp"

@@ -216,11 +216,14 @@ std::vector<std::string> InputSet::reconfigure(const AgentInputs& requested,
   const auto old_links = modbusLinks(inputs_);
   const auto new_links = modbusLinks(next);
   std::map<std::string, std::unique_ptr<Source>, std::less<>> modbus;
+  std::vector<ModbusSource*> fresh;
   for (const auto& [key, link] : new_links) {
     auto old = old_links.find(key);
     if (old != old_links.end() && old->second == link && modbus_.contains(key)) continue;
-    modbus[key] =
+    auto src =
         std::make_unique<ModbusSource>(link.slaves, link.sensors, next.sources, clock_, registry_);
+    fresh.push_back(src.get());
+    modbus[key] = std::move(src);
   }
 
   // 2. Apply.
@@ -312,20 +315,19 @@ std::vector<std::string> InputSet::reconfigure(const AgentInputs& requested,
     }
   }
   for (auto& [key, src] : modbus_) {
-    auto it = modbus.find(key);
-    const bool kept = new_links.contains(key) && it == modbus.end();
-    if (kept) {
-      modbus[key] = std::move(src);
+    const bool replaced = modbus.contains(key);
+    if (!replaced && new_links.contains(key)) {
+      modbus[key] = std::move(src);  // unchanged: keeps its connection and schedule
       continue;
     }
     drain(*src, max_polls, drained);
     src.reset();  // stops the link's thread, closes the connection
-    done.push_back("modbus link " + key + (it != modbus.end() ? " restarted" : " stopped"));
+    done.push_back("modbus link " + key + (replaced ? " restarted" : " stopped"));
   }
   for (const auto& [key, src] : modbus) {
     if (!modbus_.contains(key)) done.push_back("modbus link " + key + " started");
-    if (!modbus_.contains(key) || !modbus_.at(key)) static_cast<ModbusSource&>(*src).start();
   }
+  for (ModbusSource* src : fresh) src->start();  // the links they replace are closed now
   modbus_ = std::move(modbus);
   inputs_ = std::move(next);
   rebuildDictionary();
