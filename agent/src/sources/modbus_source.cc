@@ -183,7 +183,7 @@ int64_t ModbusSource::poll(int64_t now_us, std::vector<wire::Reading>& out) {
   return n > 0 ? now_us : now_us + kIdlePollUs;
 }
 
-void ModbusSource::count(size_t slave, ModbusError e, int code) {
+void ModbusSource::count(size_t slave, ModbusError e, int code, const char* detail) {
   auto& st = stats_[slave];
   const uint64_t n = st.errors[static_cast<size_t>(e)].fetch_add(1) + 1;
   if (st.error_counters[static_cast<size_t>(e)]) st.error_counters[static_cast<size_t>(e)]->inc();
@@ -202,7 +202,7 @@ void ModbusSource::count(size_t slave, ModbusError e, int code) {
     }
   }
   if (n <= 3 || n % 1000 == 0) {
-    spdlog::warn("modbus: slave \"{}\": request failed ({}{}), {} so far", slaves_[slave].name,
+    spdlog::warn("modbus: slave \"{}\": {} ({}{}; {} so far)", slaves_[slave].name, detail,
                  modbusErrorName(e), code ? " code " + std::to_string(code) : std::string(), n);
   }
 }
@@ -217,20 +217,24 @@ bool ModbusSource::waitFor(int64_t us) {
 
 bool ModbusSource::connect() {
   if (modbus_connect(ctx_->ctx) == -1) {
-    const int err = errno;
-    for (size_t i = 0; i < slaves_.size(); ++i) count(i, ModbusError::kConnection, 0);
     const auto& l = slaves_.front();
-    spdlog::debug("modbus: {} {}: connect failed: {}", l.linkKey(),
-                  l.transport == ModbusTransport::kTcp ? l.host + ":" + std::to_string(l.port)
-                                                       : l.device,
-                  modbus_strerror(err));
+    const std::string detail =
+        "connecting to " +
+        (l.transport == ModbusTransport::kTcp ? l.host + ":" + std::to_string(l.port) : l.device) +
+        ": " + modbus_strerror(errno);
+    for (size_t i = 0; i < slaves_.size(); ++i) {
+      count(i, ModbusError::kConnection, 0, detail.c_str());
+    }
     return false;
   }
   connected_.store(true);
   for (size_t i = 0; i < slaves_.size(); ++i) {
     if (stats_[i].connected) stats_[i].connected->set(1);
   }
-  spdlog::info("modbus: link {} open", slaves_.front().linkKey());
+  ++opens_;
+  if (opens_ <= 3 || opens_ % 100 == 0) {
+    spdlog::info("modbus: link {} open ({} times so far)", slaves_.front().linkKey(), opens_);
+  }
   return true;
 }
 
@@ -283,9 +287,13 @@ bool ModbusSource::readGroup(Group& g) {
         break;
       }
       int code = 0;
-      last = rc == -1 ? classifyModbusErrno(errno, code) : ModbusError::kBadResponse;
+      const int err = errno;
+      last = rc == -1 ? classifyModbusErrno(err, code) : ModbusError::kBadResponse;
       last_code = code;
-      count(g.slave, last, code);
+      count(g.slave, last, code,
+            rc != -1                        ? "short answer"
+            : last == ModbusError::kTimeout ? "no answer within timeout_ms"
+                                            : modbus_strerror(err));
       if (last == ModbusError::kConnection || last == ModbusError::kException) break;
       modbus_flush(ctx);  // a late or garbled answer must not be taken for the next one
     }
@@ -388,7 +396,11 @@ void ModbusSource::run() {
     }
     if (!keep) {
       disconnect();
-      spdlog::warn("modbus: link {} closed after a failed read; reconnecting", link.linkKey());
+      ++closes_;
+      if (closes_ <= 3 || closes_ % 100 == 0) {
+        spdlog::warn("modbus: link {} closed after a failed read; reconnecting ({} times so far)",
+                     link.linkKey(), closes_);
+      }
     }
   }
   disconnect();

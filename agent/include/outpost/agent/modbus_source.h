@@ -100,7 +100,8 @@ class ModbusSource final : public Source {
   void disconnect();
   // Reads one group; returns false when the link must reconnect.
   bool readGroup(Group& g);
-  void count(size_t slave, ModbusError e, int code);
+  // Counts a failed attempt; logs the first 3 of each reason and every 1000th, with `detail`.
+  void count(size_t slave, ModbusError e, int code, const char* detail);
   bool waitFor(int64_t us);  // false when stopping
 
   std::vector<ModbusSlaveSpec> slaves_;
@@ -112,6 +113,8 @@ class ModbusSource final : public Source {
   ReadingHandoff handoff_;
   std::atomic<uint64_t> readings_{0};
   std::atomic<bool> connected_{false};
+  uint64_t opens_ = 0;   // link thread only
+  uint64_t closes_ = 0;  // link thread only
   std::unique_ptr<Ctx> ctx_;
   std::mutex mu_;
   std::condition_variable cv_;
