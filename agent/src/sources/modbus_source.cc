@@ -152,12 +152,16 @@ void ModbusSource::start() {
   thread_ = std::thread([this] { run(); });
 }
 
-ModbusSource::~ModbusSource() {
+void ModbusSource::requestStop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
+}
+
+ModbusSource::~ModbusSource() {
+  requestStop();
   if (thread_.joinable()) thread_.join();
   disconnect();
   handoff_.close();

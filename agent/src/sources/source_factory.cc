@@ -138,7 +138,10 @@ InputSet::InputSet(const AgentInputs& in, const Clock& clock, metrics::Registry*
   rebuildDictionary();
 }
 
-InputSet::~InputSet() = default;
+InputSet::~InputSet() {
+  // Every Modbus link winds down at once (each may be waiting for one response).
+  for (auto& [key, src] : modbus_) static_cast<ModbusSource&>(*src).requestStop();
+}
 
 void InputSet::rebuildDictionary() {
   all_.clear();
@@ -312,6 +315,11 @@ std::vector<std::string> InputSet::reconfigure(const AgentInputs& requested,
           "reload: the mqtt source could not be started: {}; mqtt sensors get no "
           "readings until the next reload",
           e.what());
+    }
+  }
+  for (auto& [key, src] : modbus_) {
+    if (modbus.contains(key) || !new_links.contains(key)) {
+      static_cast<ModbusSource&>(*src).requestStop();  // all of them wind down at once
     }
   }
   for (auto& [key, src] : modbus_) {

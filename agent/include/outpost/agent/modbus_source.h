@@ -54,6 +54,9 @@ class ModbusSource final : public Source {
   ~ModbusSource() override;
   // Starts the link's thread (it connects and polls). Once.
   void start();
+  // Asks the thread to stop after the request in flight (at most one response timeout); the
+  // destructor waits for it. Lets several links wind down at once. Any thread.
+  void requestStop();
 
   const std::vector<codec::SensorInfo>& sensors() const override { return infos_; }
   int64_t poll(int64_t now_us, std::vector<wire::Reading>& out) override;
