@@ -7,4 +7,5 @@ CROSS_TARGET_PACKAGES=(
   libspdlog-dev libfmt-dev libtomlplusplus-dev libcpp-httplib-dev
   cppzmq-dev libzmq3-dev librdkafka-dev
   libevent-dev  # the agent's /metrics server (issue 17)
+  libmodbus-dev  # the agent's Modbus source
 )

@@ -18,6 +18,7 @@ PACKAGES=(
   lintian file
   libevent-dev  # the agent's /metrics server (evhttp): unlike cpp-httplib it does not load OpenSSL
   adduser util-linux systemd  # packaging checks: the packages' Depends, unshare, systemd-analyze
+  libmodbus-dev socat  # the agent's Modbus TCP/RTU source; socat makes the RTU test's pty pair
 )
 # clang 16 + its sanitizer/libFuzzer runtime: only for the opt-in libFuzzer build (docs/fuzzing.md).
 [[ "${1:-}" == --with-fuzz ]] && PACKAGES+=(clang-16 libclang-rt-16-dev)

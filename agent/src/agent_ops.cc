@@ -10,7 +10,7 @@ namespace {
 
 // The input settings are applied by reloadInputs() (input_reload.h); the sources.* settings not
 // listed here size the running readers' queues and decoders and need a restart.
-constexpr std::array<std::string_view, 13> kReloadable = {
+constexpr std::array<std::string_view, 14> kReloadable = {
     "log_level",
     "outbox.max_bytes",
     "outbox.max_age_s",
@@ -24,6 +24,7 @@ constexpr std::array<std::string_view, 13> kReloadable = {
     "sources.socket.format",
     "sources.socket.max_clients",
     "sources.sysfs.root",
+    "sources.modbus.slaves",
 };
 // Every sources.mqtt.* setting (broker, session, credentials, TLS): the MQTT source reconnects.
 constexpr std::string_view kReloadablePrefix = "sources.mqtt.";

@@ -42,6 +42,46 @@ std::shared_ptr<const config::Schema> filterSchema() {
   return s;
 }
 
+std::shared_ptr<const config::Schema> modbusSlaveSchema() {
+  auto s = std::make_shared<config::Schema>("modbus slave");
+  s->requiredString("name", "Slave name, unique; sensors name it in modbus.slave (and /metrics in "
+                            "the slave label)")
+      .oneOf("transport", "tcp", {"tcp", "rtu"},
+             "tcp: Modbus TCP to host:port; rtu: Modbus RTU on a serial device (slaves on the same "
+             "device share the bus, one request at a time)")
+      .string("host", "", "tcp: host name or IP address of the slave or gateway (required)")
+      .integer("port", 502, 1, 65535, "tcp: port")
+      .string("device", "", "rtu: serial device, e.g. \"/dev/ttyUSB0\" (required)")
+      .integer("baud", 9600, 300, 4000000, "rtu: bit rate")
+      .oneOf("parity", "even", {"none", "even", "odd"},
+             "rtu: parity (the Modbus standard's default is even)")
+      .integer("data_bits", 8, 7, 8, "rtu: data bits")
+      .integer("stop_bits", 1, 1, 2, "rtu: stop bits")
+      .integer("unit_id", 1, 0, 255,
+               "Unit identifier (slave address): rtu 1 to 247; tcp 0 to 255 (gateways route by "
+               "it; 255 or 1 for most native TCP devices)")
+      .integer("timeout_ms", 1000, 1, 60000, "How long to wait for each response")
+      .integer("retries", 1, 0, 10,
+               "Further attempts after a timeout, CRC error or malformed response (exception "
+               "responses are not retried); every failed attempt is counted")
+      .integer("poll_interval_ms", 1000, 10, 86400000,
+               "Time between reads of this slave's sensors (a sensor's own poll_interval_ms "
+               "overrides it)")
+      .integer("reconnect_min_ms", 500, 10, 600000,
+               "First wait before reconnecting after a connection failure (doubles up to "
+               "reconnect_max_ms)")
+      .integer("reconnect_max_ms", 30000, 10, 3600000, "Longest wait between reconnect attempts")
+      .integer("max_gap", 0, 0, 1999,
+               "Registers (bits) between two sensors that may be read and discarded to join their "
+               "reads into one request; 0: only contiguous or overlapping sensors share a request "
+               "(some devices answer exception 2 for unmapped registers)")
+      .integer("max_registers", 125, 1, 125,
+               "Most registers read in one request (the protocol's limit is 125)")
+      .integer("max_bits", 2000, 1, 2000,
+               "Most coils or discrete inputs read in one request (the protocol's limit is 2000)");
+  return s;
+}
+
 std::shared_ptr<const config::Schema> sensorSchema() {
   auto s = std::make_shared<config::Schema>("sensor");
   s->requiredString("name", "Sensor name, unique within the device (appears on Kafka)")
@@ -49,13 +89,14 @@ std::shared_ptr<const config::Schema> sensorSchema() {
               "Unit of the values, e.g. \"degC\", \"%RH\", \"A\"; sysfs sources fill it in when "
               "empty")
       .oneOf("source", "simulated",
-             {"simulated", "stdin", "socket", "mqtt", "hwmon", "thermal", "iio"},
+             {"simulated", "stdin", "socket", "mqtt", "hwmon", "thermal", "iio", "modbus"},
              "Where readings come from: simulated signal; line/JSON/CSV text on standard input or "
              "the Unix socket ([sources.stdin], [sources.socket]); a local MQTT subscription; "
-             "Linux sysfs hwmon, thermal zone or IIO device")
+             "Linux sysfs hwmon, thermal zone or IIO device; a Modbus TCP/RTU slave "
+             "([[sources.modbus.slaves]])")
       .integer("poll_interval_ms", 0, 0, 86400000,
-               "Polled sources: time between readings (sysfs default 1000; simulated: instead of "
-               "rate_hz). 0: the source's default")
+               "Polled sources: time between readings (sysfs default 1000; modbus: the slave's "
+               "poll_interval_ms; simulated: instead of rate_hz). 0: the source's default")
       .real("rate_hz", 1.0, 0.001, 100000, "simulated: readings per second")
       .oneOf("shape", "sine", {"sine", "square", "sawtooth", "random_walk", "constant", "counter"},
              "simulated: signal shape; \"counter\" emits 0, 1, 2, ... (used by tests)")
@@ -88,6 +129,25 @@ std::shared_ptr<const config::Schema> sensorSchema() {
               "iio: channel, e.g. \"in_voltage0\": value = (in_voltage0_raw + offset) * scale, "
               "offset/scale from <channel>_offset/_scale or the shared in_voltage_offset/_scale "
               "(0 and 1 when absent)")
+      .string("modbus.slave", "",
+              "modbus: name of the [[sources.modbus.slaves]] entry to read (required)")
+      .oneOf("modbus.function", "holding", {"coil", "discrete_input", "holding", "input"},
+             "modbus: data table: coil (FC 1), discrete_input (FC 2), holding register (FC 3), "
+             "input register (FC 4)")
+      .integer("modbus.address", 0, 0, 65535,
+               "modbus: 0-based protocol address of the first register or bit (required; "
+               "register 40001 of the old numbering is holding address 0)")
+      .oneOf("modbus.type", "uint16",
+             {"bool", "int16", "uint16", "int32", "uint32", "int64", "float32", "float64"},
+             "modbus: value type; 32-bit types use 2 registers, 64-bit 4; coils and discrete "
+             "inputs are bool; bool on a register: 1 when it is not 0. int64 values beyond 2^53 "
+             "lose precision (readings are doubles)")
+      .oneOf("modbus.order", "ABCD", {"ABCD", "DCBA", "BADC", "CDAB"},
+             "modbus: byte order on the wire, A = most significant byte: ABCD big-endian "
+             "(standard), DCBA little-endian, BADC bytes swapped in each register, CDAB registers "
+             "swapped; 64-bit types extend the pattern (CDAB = GHEFCDAB)")
+      .real("modbus.scale", 1.0, -1e12, 1e12, "modbus: value = raw * scale + offset")
+      .real("modbus.offset", 0.0, -1e12, 1e12, "modbus: value = raw * scale + offset")
       .tableArray("filters", filterSchema(),
                   "Filter chain of this sensor, applied in file order ([[sensors.filters]])")
       .oneOf("window.kind", "none", {"none", "tumbling", "sliding"},
@@ -111,6 +171,7 @@ SourceKind parseSourceKind(const std::string& s) {
   if (s == "mqtt") return SourceKind::kMqtt;
   if (s == "hwmon") return SourceKind::kHwmon;
   if (s == "thermal") return SourceKind::kThermal;
+  if (s == "modbus") return SourceKind::kModbus;
   return SourceKind::kIio;
 }
 
@@ -172,6 +233,150 @@ FilterSpec parseFilter(const config::Config& f, const std::string& where) {
   return spec;
 }
 
+std::vector<ModbusSlaveSpec> parseModbusSlaves(const config::Config& cfg) {
+  std::vector<ModbusSlaveSpec> out;
+  const auto& items = cfg.items("sources.modbus.slaves");
+  for (size_t i = 0; i < items.size(); ++i) {
+    const auto& c = items[i];
+    ModbusSlaveSpec m;
+    m.where = "sources.modbus.slaves[" + std::to_string(i) + "]";
+    m.name = c.getString("name");
+    for (const auto& o : out) {
+      if (o.name == m.name) {
+        throw ConfigError(m.where + ".name = \"" + m.name + "\" is used by " + o.where +
+                          " too; allowed: a name unique among the slaves");
+      }
+    }
+    const bool tcp = c.getString("transport") == "tcp";
+    m.transport = tcp ? ModbusTransport::kTcp : ModbusTransport::kRtu;
+    onlyFor(c, m.where, {"host", "port"}, tcp, "transport = \"tcp\"");
+    onlyFor(c, m.where, {"device", "baud", "parity", "data_bits", "stop_bits"}, !tcp,
+            "transport = \"rtu\"");
+    m.host = c.getString("host");
+    m.port = static_cast<int>(c.getInt("port"));
+    m.device = c.getString("device");
+    m.baud = static_cast<int>(c.getInt("baud"));
+    const std::string& parity = c.getString("parity");
+    m.parity = parity == "none" ? 'N' : parity == "odd" ? 'O' : 'E';
+    m.data_bits = static_cast<int>(c.getInt("data_bits"));
+    m.stop_bits = static_cast<int>(c.getInt("stop_bits"));
+    m.unit_id = static_cast<int>(c.getInt("unit_id"));
+    m.timeout_us = c.getInt("timeout_ms") * 1000;
+    m.retries = static_cast<int>(c.getInt("retries"));
+    m.poll_interval_us = c.getInt("poll_interval_ms") * 1000;
+    m.reconnect_min_us = c.getInt("reconnect_min_ms") * 1000;
+    m.reconnect_max_us = c.getInt("reconnect_max_ms") * 1000;
+    m.max_gap = static_cast<int>(c.getInt("max_gap"));
+    m.max_registers = static_cast<int>(c.getInt("max_registers"));
+    m.max_bits = static_cast<int>(c.getInt("max_bits"));
+    if (tcp && m.host.empty()) {
+      throw ConfigError(m.where + ".host is required for transport = \"tcp\"");
+    }
+    if (!tcp && (m.device.empty() || m.device.front() != '/')) {
+      throw ConfigError(m.where + ".device = \"" + m.device +
+                        "\" is not usable; allowed: the absolute path of a serial device, e.g. "
+                        "\"/dev/ttyUSB0\" (required for transport = \"rtu\")");
+    }
+    if (!tcp && (m.unit_id < 1 || m.unit_id > 247)) {
+      throw ConfigError(m.where + ".unit_id = " + std::to_string(m.unit_id) +
+                        " is out of range for transport = \"rtu\"; allowed: 1 to 247");
+    }
+    if (m.reconnect_max_us < m.reconnect_min_us) {
+      throw ConfigError(m.where + ".reconnect_max_ms is below reconnect_min_ms; allowed: >= " +
+                        std::to_string(m.reconnect_min_us / 1000));
+    }
+    // Slaves on one serial device share the bus: one set of line settings, distinct addresses.
+    for (const auto& o : out) {
+      if (tcp || o.transport != ModbusTransport::kRtu || o.device != m.device) continue;
+      if (o.baud != m.baud || o.parity != m.parity || o.data_bits != m.data_bits ||
+          o.stop_bits != m.stop_bits || o.timeout_us != m.timeout_us ||
+          o.reconnect_min_us != m.reconnect_min_us || o.reconnect_max_us != m.reconnect_max_us) {
+        throw ConfigError(m.where + " and " + o.where + " share device \"" + m.device +
+                          "\" but differ in baud, parity, data_bits, stop_bits, timeout_ms or "
+                          "reconnect_*_ms; allowed: the same line settings for every slave on "
+                          "one bus");
+      }
+      if (o.unit_id == m.unit_id) {
+        throw ConfigError(m.where + ".unit_id = " + std::to_string(m.unit_id) + " is used by " +
+                          o.where + " on the same device \"" + m.device +
+                          "\"; allowed: one unit_id per slave on a bus");
+      }
+    }
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+ModbusPoint parseModbusPoint(const config::Config& s, const std::string& where,
+                             const std::vector<ModbusSlaveSpec>& slaves) {
+  ModbusPoint p;
+  p.slave = s.getString("modbus.slave");
+  const ModbusSlaveSpec* slave = nullptr;
+  std::string names;
+  for (const auto& m : slaves) {
+    if (m.name == p.slave) slave = &m;
+    names += (names.empty() ? "\"" : ", \"") + m.name + "\"";
+  }
+  if (p.slave.empty()) {
+    throw ConfigError(where + ".modbus.slave is required for source = \"modbus\"");
+  }
+  if (!slave) {
+    throw ConfigError(where + ".modbus.slave = \"" + p.slave +
+                      "\" names no [[sources.modbus.slaves]] entry; allowed: " +
+                      (names.empty() ? std::string("(no slaves are configured)") : names));
+  }
+  if (!s.isSet("modbus.address")) {
+    throw ConfigError(where + ".modbus.address is required for source = \"modbus\"");
+  }
+  const std::string& fn = s.getString("modbus.function");
+  p.function = fn == "coil"             ? ModbusFunction::kCoil
+               : fn == "discrete_input" ? ModbusFunction::kDiscreteInput
+               : fn == "input"          ? ModbusFunction::kInput
+                                        : ModbusFunction::kHolding;
+  p.address = static_cast<uint16_t>(s.getInt("modbus.address"));
+  const std::string& type = s.getString("modbus.type");
+  static constexpr ModbusType kTypes[] = {ModbusType::kBool,   ModbusType::kInt16,
+                                          ModbusType::kUint16, ModbusType::kInt32,
+                                          ModbusType::kUint32, ModbusType::kInt64,
+                                          ModbusType::kFloat32, ModbusType::kFloat64};
+  for (ModbusType t : kTypes) {
+    if (type == modbusTypeName(t)) p.type = t;
+  }
+  const std::string& order = s.getString("modbus.order");
+  for (ModbusOrder o : {ModbusOrder::kABCD, ModbusOrder::kDCBA, ModbusOrder::kBADC,
+                        ModbusOrder::kCDAB}) {
+    if (order == modbusOrderName(o)) p.order = o;
+  }
+  p.scale = s.getDouble("modbus.scale");
+  p.offset = s.getDouble("modbus.offset");
+  if (modbusIsBits(p.function)) {
+    if (s.isSet("modbus.type") && p.type != ModbusType::kBool) {
+      throw ConfigError(where + ".modbus.type = \"" + type +
+                        "\" cannot be read from modbus.function = \"" + fn +
+                        "\"; allowed: \"bool\" (coils and discrete inputs are single bits)");
+    }
+    onlyFor(s, where, {"modbus.order"}, false,
+            "registers (modbus.function = \"holding\" or \"input\")");
+    p.type = ModbusType::kBool;
+  }
+  const int64_t width =
+      modbusIsBits(p.function) ? 1 : static_cast<int64_t>(modbusTypeWords(p.type));
+  if (p.address + width > 65536) {
+    throw ConfigError(where + ".modbus.address = " + std::to_string(p.address) +
+                      ": modbus.type = \"" + modbusTypeName(p.type) + "\" needs " +
+                      std::to_string(width) +
+                      " registers from there, past the last address 65535; allowed: 0 to " +
+                      std::to_string(65536 - width));
+  }
+  if (!modbusIsBits(p.function) && width > slave->max_registers) {
+    throw ConfigError(where + ".modbus.type = \"" + type + "\" needs " + std::to_string(width) +
+                      " registers but " + slave->where + ".max_registers = " +
+                      std::to_string(slave->max_registers) + "; allowed: max_registers >= " +
+                      std::to_string(width));
+  }
+  return p;
+}
+
 // More panes than this per window (size + lateness over hop) would make one sensor's window state
 // large; the limit keeps it under ~300 KiB.
 constexpr int64_t kMaxPanes = 4096;
@@ -194,6 +399,8 @@ const char* sourceKindName(SourceKind kind) {
       return "thermal";
     case SourceKind::kIio:
       return "iio";
+    case SourceKind::kModbus:
+      return "modbus";
   }
   return "?";
 }
@@ -221,7 +428,7 @@ bool sameReading(const SensorSpec& a, const SensorSpec& b) {
          a.poll_interval_us == b.poll_interval_us && a.simulated == b.simulated &&
          a.mqtt_topic == b.mqtt_topic && a.mqtt_field == b.mqtt_field &&
          a.mqtt_timestamp_field == b.mqtt_timestamp_field && a.sysfs_device == b.sysfs_device &&
-         a.sysfs_channel == b.sysfs_channel;
+         a.sysfs_channel == b.sysfs_channel && a.modbus == b.modbus;
 }
 
 bool AgentInputs::uses(SourceKind kind) const {
@@ -281,6 +488,11 @@ void addInputSettings(config::Schema& s) {
       .integer("sources.mqtt.max_payload_bytes", 65536, 16, 16 << 20,
                "Larger messages are rejected (counted). Reloadable (the MQTT source reconnects)");
   mqttsec::addSettings(s, "sources.mqtt.");  // TLS, password_file: reloadable like the rest
+  s.tableArray("sources.modbus.slaves", modbusSlaveSchema(),
+               "Modbus slaves read by sensors with source = \"modbus\" "
+               "([[sources.modbus.slaves]]). Each TCP slave and each serial bus gets its own "
+               "connection and thread. Reloadable "
+               "(a link whose slaves or sensors changed reconnects; the others keep running)");
   s.string("sources.sysfs.root", "/sys",
            "Root of sysfs for hwmon/thermal/iio sensors (tests point it at a fake tree). "
            "Reloadable")
@@ -314,6 +526,7 @@ AgentInputs parseInputs(const config::Config& cfg) {
   so.sysfs_root = cfg.getString("sources.sysfs.root");
   so.stdin_on_eof = cfg.getString("sources.stdin.on_eof") == "stop" ? OnEof::kStop : OnEof::kKeep;
   so.stdin_eof_drain_timeout_us = cfg.getInt("sources.stdin.eof_drain_timeout_s") * 1000000;
+  so.modbus_slaves = parseModbusSlaves(cfg);
 
   std::set<std::string> names;
   const auto& items = cfg.items("sensors");
@@ -341,10 +554,15 @@ AgentInputs parseInputs(const config::Config& cfg) {
             "source = \"thermal\"");
     onlyFor(s, spec.where, {"iio.device", "iio.channel"}, spec.source == SourceKind::kIio,
             "source = \"iio\"");
+    const bool modbus = spec.source == SourceKind::kModbus;
+    onlyFor(s, spec.where,
+            {"modbus.slave", "modbus.function", "modbus.address", "modbus.type", "modbus.order",
+             "modbus.scale", "modbus.offset"},
+            modbus, "source = \"modbus\"");
     const bool polled = sim || spec.source == SourceKind::kHwmon ||
                         spec.source == SourceKind::kThermal || spec.source == SourceKind::kIio;
-    onlyFor(s, spec.where, {"poll_interval_ms"}, polled,
-            "polled sources (simulated, hwmon, thermal, iio)");
+    onlyFor(s, spec.where, {"poll_interval_ms"}, polled || modbus,
+            "polled sources (simulated, hwmon, thermal, iio, modbus)");
 
     auto need = [&](const char* key) -> const std::string& {
       const std::string& v = s.getString(key);
@@ -414,6 +632,18 @@ AgentInputs parseInputs(const config::Config& cfg) {
       case SourceKind::kIio:
         spec.sysfs_device = need("iio.device");
         spec.sysfs_channel = need("iio.channel");
+        break;
+      case SourceKind::kModbus:
+        spec.modbus = parseModbusPoint(s, spec.where, so.modbus_slaves);
+        if (s.isSet("poll_interval_ms")) {
+          const int64_t ms = s.getInt("poll_interval_ms");
+          if (ms < 10) {
+            throw ConfigError(spec.where + ".poll_interval_ms = " + std::to_string(ms) +
+                              " is too short for a modbus sensor; allowed: 10 to 86400000 (or "
+                              "leave it out for the slave's poll_interval_ms)");
+          }
+          spec.poll_interval_us = ms * 1000;
+        }
         break;
     }
     for (const std::string& k : {spec.sysfs_device, spec.sysfs_channel}) {

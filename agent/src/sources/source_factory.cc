@@ -6,6 +6,7 @@
 
 #include "outpost/agent/input_set.h"
 #include "outpost/agent/inputs.h"
+#include "outpost/agent/modbus_source.h"
 #include "outpost/agent/mqtt_source.h"
 #include "outpost/agent/simulated_source.h"
 #include "outpost/agent/source.h"
@@ -58,6 +59,33 @@ void checkMqttBroker(const std::string& uri) {
       "wss:// followed by host:port");
 }
 
+// The Modbus sensors of `in` by link (ModbusSlaveSpec::linkKey()): the slaves they read and
+// the sensors. Slaves no sensor reads get no link.
+struct ModbusLink {
+  std::vector<ModbusSlaveSpec> slaves;
+  std::vector<SensorSpec> sensors;
+  bool operator==(const ModbusLink& o) const {
+    return slaves == o.slaves && sameReadings(sensors, o.sensors);
+  }
+};
+
+std::map<std::string, ModbusLink> modbusLinks(const AgentInputs& in) {
+  std::map<std::string, ModbusLink> links;
+  for (const auto& s : in.sensors) {
+    if (s.source != SourceKind::kModbus) continue;
+    for (const auto& m : in.sources.modbus_slaves) {
+      if (m.name != s.modbus.slave) continue;
+      auto& link = links[m.linkKey()];
+      if (std::none_of(link.slaves.begin(), link.slaves.end(),
+                       [&](const ModbusSlaveSpec& x) { return x.name == m.name; })) {
+        link.slaves.push_back(m);
+      }
+      link.sensors.push_back(s);
+    }
+  }
+  return links;
+}
+
 }  // namespace
 
 void SensorIds::assign(AgentInputs& in) {
@@ -101,10 +129,19 @@ InputSet::InputSet(const AgentInputs& in, const Clock& clock, metrics::Registry*
   if (in.uses(SourceKind::kMqtt)) {
     mqtt_ = std::make_unique<MqttSource>(in.sensors, in.sources, clock, registry);
   }
+  for (const auto& [key, link] : modbusLinks(in)) {
+    auto src =
+        std::make_unique<ModbusSource>(link.slaves, link.sensors, in.sources, clock, registry);
+    src->start();
+    modbus_[key] = std::move(src);
+  }
   rebuildDictionary();
 }
 
-InputSet::~InputSet() = default;
+InputSet::~InputSet() {
+  // Every Modbus link winds down at once (each may be waiting for one response).
+  for (auto& [key, src] : modbus_) static_cast<ModbusSource&>(*src).requestStop();
+}
 
 void InputSet::rebuildDictionary() {
   all_.clear();
@@ -115,6 +152,7 @@ void InputSet::rebuildDictionary() {
   if (stdin_) all_.push_back(stdin_.get());
   if (socket_) all_.push_back(socket_.get());
   if (mqtt_) all_.push_back(mqtt_.get());
+  for (const auto& [key, src] : modbus_) all_.push_back(src.get());
   next_.assign(all_.size(), 0);
   infos_.clear();
   for (const Source* src : all_) {
@@ -176,6 +214,20 @@ std::vector<std::string> InputSet::reconfigure(const AgentInputs& requested,
       mqtt_ && (!mqtt_used || !sameMqttSettings(inputs_.sources, next.sources) ||
                 !sameReadings(ofKind(inputs_, isMqtt), ofKind(next, isMqtt)));
   if (mqtt_used && (mqtt_restart || !mqtt_)) checkMqttBroker(next.sources.mqtt_broker);
+  // Modbus links: new and changed ones are built here (libmodbus checks their settings) and
+  // started once the links they replace are closed (one serial device, one user at a time).
+  const auto old_links = modbusLinks(inputs_);
+  const auto new_links = modbusLinks(next);
+  std::map<std::string, std::unique_ptr<Source>, std::less<>> modbus;
+  std::vector<ModbusSource*> fresh;
+  for (const auto& [key, link] : new_links) {
+    auto old = old_links.find(key);
+    if (old != old_links.end() && old->second == link && modbus_.contains(key)) continue;
+    auto src =
+        std::make_unique<ModbusSource>(link.slaves, link.sensors, next.sources, clock_, registry_);
+    fresh.push_back(src.get());
+    modbus[key] = std::move(src);
+  }
 
   // 2. Apply.
   if (sysfs_changed) {
@@ -265,6 +317,26 @@ std::vector<std::string> InputSet::reconfigure(const AgentInputs& requested,
           e.what());
     }
   }
+  for (auto& [key, src] : modbus_) {
+    if (modbus.contains(key) || !new_links.contains(key)) {
+      static_cast<ModbusSource&>(*src).requestStop();  // all of them wind down at once
+    }
+  }
+  for (auto& [key, src] : modbus_) {
+    const bool replaced = modbus.contains(key);
+    if (!replaced && new_links.contains(key)) {
+      modbus[key] = std::move(src);  // unchanged: keeps its connection and schedule
+      continue;
+    }
+    drain(*src, max_polls, drained);
+    src.reset();  // stops the link's thread, closes the connection
+    done.push_back("modbus link " + key + (replaced ? " restarted" : " stopped"));
+  }
+  for (const auto& [key, src] : modbus) {
+    if (!modbus_.contains(key)) done.push_back("modbus link " + key + " started");
+  }
+  for (ModbusSource* src : fresh) src->start();  // the links they replace are closed now
+  modbus_ = std::move(modbus);
   inputs_ = std::move(next);
   rebuildDictionary();
   return done;

@@ -1,9 +1,9 @@
 #pragma once
 
 // Every source of the agent, kept by what it reads so that SIGHUP can change the sensors without
-// a restart: simulated sensors one source each, the sysfs sensors one source, and at most one
-// stdin, socket and MQTT source. Pipeline thread only (the threaded sources hand over through
-// their own queues).
+// a restart: simulated sensors one source each, the sysfs sensors one source, at most one
+// stdin, socket and MQTT source, and one Modbus source per link (TCP slave or serial bus).
+// Pipeline thread only (the threaded sources hand over through their own queues).
 
 #include <cstdint>
 #include <map>
@@ -49,10 +49,12 @@ class InputSet final : public Source {
   // settings are unchanged keep running untouched; stdin and socket sources learn new sensor
   // names without a restart; a simulated sensor that changed, the sysfs source when any sysfs
   // sensor changed, the socket source when sources.socket.* changed and the MQTT source when its
-  // sensors or sources.mqtt.* changed are rebuilt. What a rebuilt threaded source had queued is
-  // appended to `drained` (at most about a queue's worth; handle it before the sensors change);
-  // what a kept reader queued keeps its sensor ids and is polled as usual. Throws config::ConfigError (a
-  // sysfs device that does not exist, a socket that cannot be opened) before changing anything.
+  // sensors or sources.mqtt.* changed, and a Modbus link whose slaves or sensors changed are
+  // rebuilt. What a rebuilt threaded source had queued is appended to `drained` (at most about a
+  // queue's worth; handle it before the sensors change); what a kept reader queued keeps its
+  // sensor ids and is polled as usual. Throws config::ConfigError (a sysfs device that does not
+  // exist, a socket that cannot be opened, Modbus settings libmodbus rejects) before changing
+  // anything.
   // Returns one line per source started, restarted or stopped, for the log.
   std::vector<std::string> reconfigure(const AgentInputs& next,
                                        std::vector<wire::Reading>& drained);
@@ -73,6 +75,7 @@ class InputSet final : public Source {
   std::unique_ptr<StdinSource> stdin_;
   std::unique_ptr<Source> socket_;
   std::unique_ptr<Source> mqtt_;
+  std::map<std::string, std::unique_ptr<Source>, std::less<>> modbus_;  // by link (linkKey())
   std::vector<Source*> all_;
   std::vector<int64_t> next_;  // per all_
   std::vector<codec::SensorInfo> infos_;

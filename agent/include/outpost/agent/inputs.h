@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "outpost/agent/line_parser.h"
+#include "outpost/agent/modbus_spec.h"
 #include "outpost/agent/simulated_source.h"
 #include "outpost/common/clock.h"
 #include "outpost/common/config.h"
@@ -23,7 +24,7 @@ namespace outpost::agent {
 
 class Source;
 
-enum class SourceKind { kSimulated, kStdin, kSocket, kMqtt, kHwmon, kThermal, kIio };
+enum class SourceKind { kSimulated, kStdin, kSocket, kMqtt, kHwmon, kThermal, kIio, kModbus };
 const char* sourceKindName(SourceKind kind);
 
 enum class FilterKind { kRange, kDeadband, kRateLimit, kDedup };
@@ -78,6 +79,7 @@ struct SensorSpec {
   // sysfs: hwmon chip / thermal zone / IIO device, and hwmon input / IIO channel
   std::string sysfs_device;
   std::string sysfs_channel;
+  ModbusPoint modbus;  // modbus (poll_interval_us 0: the slave's poll interval)
   std::vector<FilterSpec> filters;
   WindowSpec window;
   Output output = Output::kRaw;
@@ -111,6 +113,7 @@ struct SourcesSpec {
   std::string sysfs_root = "/sys";
   OnEof stdin_on_eof = OnEof::kKeep;
   int64_t stdin_eof_drain_timeout_us = 30 * 1000000LL;
+  std::vector<ModbusSlaveSpec> modbus_slaves;  // [[sources.modbus.slaves]]
 };
 
 struct AgentInputs {
