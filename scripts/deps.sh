@@ -17,6 +17,7 @@ PACKAGES=(
   prometheus chromium nodejs
   lintian file
   adduser util-linux systemd  # packaging checks: the packages' Depends, unshare, systemd-analyze
+  openjdk-17-jre-headless maven  # the real Kafka broker (scripts/kafka.sh): Java 17 runs it, Maven fetches it
 )
 # clang 16 + its sanitizer/libFuzzer runtime: only for the opt-in libFuzzer build (docs/fuzzing.md).
 [[ "${1:-}" == --with-fuzz ]] && PACKAGES+=(clang-16 libclang-rt-16-dev)

@@ -17,10 +17,12 @@
 #                          aggregator's readings, anomalies, deadletter and device-status:compact)
 #       --no-topics        create no topic
 #       --timeout SECONDS  how long to wait for the broker (default 90)
+#       --set KEY=VALUE    a broker setting added to (or replacing one of) the generated config
 #   stop [--dir DIR]       stop the broker by its pid (SIGTERM, SIGKILL after 20 s)
 #   status [--dir DIR]     print pid and bootstrap address; exit 1 if it is not running
 #   topics --bootstrap HOST:PORT [--partitions N] [--topics LIST]   create topics on a running broker
 #   console-consumer ARGS  Kafka's own Java console consumer from the same jars
+#   tool CLASS ARGS        any Java tool from the jars, e.g. org.apache.kafka.tools.DumpLogSegments
 #   classpath              print the Java class path of the broker jars
 #
 # Env: OUTPOST_KAFKA_VERSION (default below), OUTPOST_CACHE (default ~/.cache/outpost),
@@ -201,7 +203,7 @@ stop_dir() {  # stop_dir DIR
 }
 
 start() {
-  local dir="" port="" heap=256m partitions=6 topics=$DEFAULT_TOPICS timeout=90
+  local dir="" port="" heap=256m partitions=6 topics=$DEFAULT_TOPICS timeout=90 extra=()
   while (($#)); do
     case $1 in
       --dir) dir=${2:?--dir needs a folder}; shift 2 ;;
@@ -211,6 +213,12 @@ start() {
       --topics) topics=${2:?--topics needs a list}; shift 2 ;;
       --no-topics) topics=""; shift ;;
       --timeout) timeout=${2:?--timeout needs seconds}; shift 2 ;;
+      --set)
+        [[ "${2:-}" =~ ^[a-z][a-z0-9._-]*=.*$ ]] ||
+          die "--set '${2:-}': allowed is KEY=VALUE with a Kafka broker setting name as KEY"
+        extra+=("$2")
+        shift 2
+        ;;
       *) die "start: unknown option '$1' (see scripts/kafka.sh --help)" ;;
     esac
   done
@@ -239,12 +247,23 @@ start() {
     cport=$(free_port)
     while [[ "$cport" == "$port" ]]; do cport=$(free_port); done
     write_config "$dir" "$port" "$cport"
+    if ((${#extra[@]})); then
+      printf '# --set\n' >>"$dir/server.properties"
+      printf '%s\n' "${extra[@]}" >>"$dir/server.properties"  # a later key wins in Java properties
+    fi
     local cluster_id
+    # A Kafka cluster id: 16 random bytes in URL-safe base64; never one that starts with '-'
+    # (it would read as an option), as Kafka's own Uuid.randomUuid() avoids too.
     cluster_id=$(python3 -c 'import base64, uuid
-print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+while True:
+    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not s.startswith("-"):
+        print(s)
+        break')
     java_cmd "$(tool_log4j)" -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 kafka.tools.StorageTool \
       format -t "$cluster_id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
-      die "formatting KRaft storage in $dir/data failed (log: $dir/format.log): $(tail -n 3 "$dir/format.log")"
+      die "formatting KRaft storage in $dir/data failed (log: $dir/format.log):" \
+        "$(grep -m 1 -E 'Exception|Error' "$dir/format.log" || tail -n 3 "$dir/format.log")"
   fi
   local bootstrap
   bootstrap=$(bootstrap_of "$dir")
@@ -264,8 +283,9 @@ print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
   until kcat -L -b "$bootstrap" -m 2 >/dev/null 2>&1; do
     if ! kill -0 "$pid" 2>/dev/null; then
       rm -f "$dir/kafka.pid"
-      die "the Kafka broker (port $port) exited during start-up; log: $dir/server.log" \
-        "$(tail -n 5 "$dir/server.log" "$dir/stdout.log" 2>/dev/null)"
+      die "the Kafka broker (port $port) exited during start-up; log: $dir/server.log:" \
+        "$(cat "$dir/server.log" "$dir/stdout.log" 2>/dev/null | grep -m 1 -E 'ERROR|Exception' |
+          cut -c 1-300)"
     fi
     if ((SECONDS >= end)); then
       stop_dir "$dir"
@@ -335,11 +355,16 @@ case $cmd in
     [[ "$KAFKA_VERSION" == 3.* ]] && main=kafka.tools.ConsoleConsumer
     java_cmd "$(tool_log4j)" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 "$main" "$@"
     ;;
+  tool)
+    fetch
+    [[ $# -ge 1 ]] || die "tool: name a Java class, e.g. org.apache.kafka.tools.DumpLogSegments"
+    java_cmd "$(tool_log4j)" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 "$@"
+    ;;
   classpath)
     fetch
     echo "$LIBS/*"
     ;;
   -h | --help | help) usage ;;
   "") usage >&2; exit 2 ;;
-  *) die "unknown command '$cmd': allowed are fetch, start, stop, status, topics, console-consumer, classpath" ;;
+  *) die "unknown command '$cmd': allowed are fetch, start, stop, status, topics, console-consumer, tool, classpath" ;;
 esac

@@ -85,7 +85,13 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const KafkaOptions&
   std::unique_ptr<KafkaProducer> p(new KafkaProducer());
   p->handler_ = std::move(handler);
   for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
+           // The delivery guarantee (design.md): a delivery report means every in-sync replica
+           // has the message, retries cannot duplicate or reorder it. Idempotence implies both
+           // acks and the in-flight cap; they are set explicitly so an extra property cannot
+           // weaken them (librdkafka rejects idempotence with other values).
            {"enable.idempotence", "true"},
+           {"acks", "all"},
+           {"max.in.flight.requests.per.connection", "5"},
            {"socket.nagle.disable", "true"},  // requests must not wait for delayed ACKs
            {"linger.ms", std::to_string(o.linger_ms)},
            {"compression.type", o.compression},
@@ -114,6 +120,9 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const KafkaOptions&
     rd_kafka_conf_destroy(*conf);
     return fail(ErrorCode::kInvalidArgument, std::string("kafka producer: ") + err);
   }
+  spdlog::info("kafka producer: enable.idempotence=true acks=all max.in.flight=5 compression={} "
+               "linger.ms={} bootstrap {}",
+               o.compression, o.linger_ms, o.bootstrap_servers);
   p->queue_full_ = &registry.counter("outpost_aggregator_kafka_queue_full_total",
                                      "Times produce found librdkafka's queue full (intake paused)");
   p->paused_ = &registry.gauge("outpost_aggregator_intake_paused",
