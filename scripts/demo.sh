@@ -102,7 +102,8 @@ print(d["readings"], d["readings_acked"], d["readings_unacked"], d["readings_dro
   on_kafka=$(timeout 30 kcat -b "127.0.0.1:$KAFKA_PORT" -C -t outpost.readings -o beginning -e -q -f '%s\n' 2>/dev/null |
     python3 -c 'import json,sys; print(sum(len(json.loads(l)["readings"]) for l in sys.stdin if l.strip()))' || echo "?")
   for ((k = ${#PIDS[@]} - 1; k >= 0; k--)); do kill -TERM "${PIDS[$k]}" 2>/dev/null || true; wait "${PIDS[$k]}" 2>/dev/null || true; done
-  if [[ -n "${KAFKA_PID:-}" ]]; then ./scripts/kafka.sh stop --dir "$WORK/kafka" 2>/dev/null || true; fi
+  # The real broker runs in its own session (also when Ctrl-C came during its start): stop it by pid.
+  if [[ -d "$WORK/kafka" ]]; then ./scripts/kafka.sh stop --dir "$WORK/kafka" 2>/dev/null || true; fi
   cat <<SUMMARY
 
 == summary

@@ -56,8 +56,13 @@ ensure_pkg() {  # ensure_pkg COMMAND DEBIAN_PACKAGE
 }
 
 fetch() {
-  [[ -f "$LIBS/.complete" ]] && return 0
   ensure_pkg java openjdk-17-jre-headless
+  local jv
+  jv=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1)
+  [[ "$jv" =~ ^[0-9]+$ && $jv -ge 17 ]] ||
+    die "Kafka $KAFKA_VERSION needs Java 17 or later; 'java' on PATH is version '${jv:-unknown}'" \
+      "(apt-get install openjdk-17-jre-headless)"
+  [[ -f "$LIBS/.complete" ]] && return 0
   ensure_pkg mvn maven
   mkdir -p "$CACHE"
   # One fetch at a time (tests may start together); the second finds the first one's result.

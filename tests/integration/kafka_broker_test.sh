@@ -69,11 +69,11 @@ log "port taken: $(head -n 1 "$WORK/busy.err")"
 
 # Fault 2: a broker that never answers (a broker-only node whose controller does not exist).
 p=$(free_port)
-if "$KAFKA_SH" start --dir "$WORK/mute" --port "$p" --timeout 8 --no-topics --set process.roles=broker \
+if "$KAFKA_SH" start --dir "$WORK/mute" --port "$p" --timeout 5 --no-topics --set process.roles=broker \
   --set node.id=2 --set "listeners=PLAINTEXT://127.0.0.1:$p" >/dev/null 2>"$WORK/mute.err"; then
   fail "start succeeded without a controller"
 fi
-grep -q "within 8s" "$WORK/mute.err" && grep -q "port $p" "$WORK/mute.err" &&
+grep -q "within 5s" "$WORK/mute.err" && grep -q "port $p" "$WORK/mute.err" &&
   grep -q "$WORK/mute/server.log" "$WORK/mute.err" ||
   fail "the time-out error does not name the port and the log: $(cat "$WORK/mute.err")"
 no_broker_left "$WORK/mute"

@@ -267,7 +267,7 @@ int checkBroker(const std::string& bootstrap) {
   check(rd_kafka_abort_transaction(p, 30000), "abort_transaction");
   {
     rd_kafka_t* c = subscribed(bootstrap, "outpost-check-rc-" + sfx, t_in, true);
-    auto seen = consume(c, kN + 1, 5);  // one more than committed: waits to see none aborted
+    auto seen = consume(c, kN + 1, 3);  // one more than committed: waits to see none aborted
     rd_kafka_consumer_close(c);
     rd_kafka_destroy(c);
     for (const auto& [v, n] : seen) {
@@ -378,7 +378,7 @@ int checkBroker(const std::string& bootstrap) {
   check(rd_kafka_flush(p, 30000), "flush (late)");
   rd_kafka_destroy(p);
   rd_kafka_t* late = subscribed(bootstrap, g, t_grp, false);
-  auto after = consume(late, 11, 5);  // one more than the 10 new: none of the old comes again
+  auto after = consume(late, 11, 3);  // one more than the 10 new: none of the old comes again
   rd_kafka_consumer_close(late);
   rd_kafka_destroy(late);
   if (after.size() != 10) die("group: a new member read " + std::to_string(after.size()) + " messages after the commit, expected the 10 new ones");
