@@ -65,6 +65,7 @@ stopping=0
 shutdown() {
   [[ $stopping == 1 ]] && return
   stopping=1
+  set +e  # best effort from here: one failed look-up must not leave processes running
   echo
   echo "== stopping"
   # Agents first (they flush their open batch into the outbox), then give the aggregator a moment

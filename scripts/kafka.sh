@@ -131,6 +131,21 @@ create_topics() {  # create_topics BOOTSTRAP PARTITIONS LIST
     die "could not create topics $3 on $1"
 }
 
+# wait_leaders BOOTSTRAP LIST DEADLINE: until every partition of the topics in LIST has a leader
+# (a client that asks right after CreateTopics may otherwise get NOT_LEADER_OR_FOLLOWER).
+wait_leaders() {
+  local spec name
+  IFS=, read -r -a list <<<"$2"
+  for spec in "${list[@]}"; do
+    name=${spec%%:*}
+    until kcat -L -b "$1" -t "$name" -m 5 2>/dev/null |
+      awk '/^ +partition [0-9]+,/ {n++; if ($4 == "-1," || / Broker: /) bad++} END {exit !(n > 0 && bad == 0)}'; do
+      ((SECONDS < $3)) || die "topic $name on $1 still has partitions without a leader"
+      sleep 0.2
+    done
+  done
+}
+
 # --- start / stop / status -----------------------------------------------------------------------
 write_config() {  # write_config DIR PORT CONTROLLER_PORT
   local dir=$1 port=$2 cport=$3
@@ -281,6 +296,9 @@ while True:
     -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" >>"$dir/stdout.log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$dir/kafka.pid"
+  # Until start has succeeded, any exit (an error below, Ctrl-C) stops the broker again.
+  START_DIR=$dir
+  trap '[[ -z "$START_DIR" ]] || stop_dir "$START_DIR"' EXIT
   mkdir -p "$CACHE"
   echo "$dir" >"$LAST_DIR_FILE"
 
@@ -300,8 +318,10 @@ while True:
     sleep 0.2
   done
   if [[ -n "$topics" && $fresh == 1 ]]; then
-    create_topics "$bootstrap" "$partitions" "$topics" || { stop_dir "$dir"; exit 1; }
+    create_topics "$bootstrap" "$partitions" "$topics"
+    wait_leaders "$bootstrap" "$topics" "$end"
   fi
+  START_DIR=""
   echo "kafka.sh: Apache Kafka $KAFKA_VERSION pid $pid, data in $dir, log $dir/server.log" >&2
   echo "$bootstrap"
 }

@@ -264,7 +264,18 @@ Result<uint64_t> recoverFromKafka(const KafkaOptions& options, const std::vector
     rd_kafka_metadata_destroy(md);
     for (int32_t p : partitions) {
       int64_t low = 0, high = 0;
-      const auto werr = rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, timeout_ms);
+      // A partition without a leader yet (a topic just created, a leader election in a real
+      // cluster) answers NOT_LEADER / LEADER_NOT_AVAILABLE for a moment: retried, bounded by
+      // timeout_ms in all.
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+      rd_kafka_resp_err_t werr;
+      for (;;) {
+        werr = rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, timeout_ms);
+        const bool leaderless = werr == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                                werr == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+        if (!leaderless || std::chrono::steady_clock::now() >= deadline) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
       if (werr != RD_KAFKA_RESP_ERR_NO_ERROR) {
         return fail(ErrorCode::kUnavailable, "kafka recovery: watermarks of " + topic + "/" +
                                                  std::to_string(p) + ": " + rd_kafka_err2str(werr));
