@@ -267,7 +267,8 @@ Result<uint64_t> recoverFromKafka(const KafkaOptions& options, const std::vector
       // A partition without a leader yet (a topic just created, a leader election in a real
       // cluster) answers NOT_LEADER / LEADER_NOT_AVAILABLE for a moment: retried, bounded by
       // timeout_ms in all.
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+      const auto deadline =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
       rd_kafka_resp_err_t werr;
       for (;;) {
         werr = rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, timeout_ms);

@@ -96,7 +96,8 @@ rd_kafka_t* makeClient(rd_kafka_type_t type, const std::string& bootstrap,
 
 // Retention: readings, anomalies and dead letters are a log (kept 7 days; dead letters 14 so
 // someone can look at them); a ":compact" topic is a state keyed by its key (latest value kept).
-int createTopics(const std::string& bootstrap, int partitions, const std::vector<std::string>& names) {
+int createTopics(const std::string& bootstrap, int partitions,
+                 const std::vector<std::string>& names) {
   rd_kafka_t* rk = makeClient(RD_KAFKA_PRODUCER, bootstrap, {});
   std::vector<rd_kafka_NewTopic_t*> topics;
   char err[512];
@@ -127,7 +128,9 @@ int createTopics(const std::string& bootstrap, int partitions, const std::vector
   rd_kafka_CreateTopics(rk, topics.data(), topics.size(), nullptr, q);
   rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 30000);
   if (!ev) die("no answer to CreateTopics within 30 s from " + bootstrap);
-  if (rd_kafka_event_error(ev)) die(std::string("CreateTopics: ") + rd_kafka_event_error_string(ev));
+  if (rd_kafka_event_error(ev)) {
+    die(std::string("CreateTopics: ") + rd_kafka_event_error_string(ev));
+  }
   size_t n = 0;
   const rd_kafka_topic_result_t** res =
       rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
@@ -211,6 +214,11 @@ rd_kafka_t* subscribed(const std::string& bootstrap, const std::string& group,
   return c;
 }
 
+template <typename T>
+std::string num(T v) {
+  return std::to_string(v);
+}
+
 void pass(const char* what) { std::printf("PASS %s\n", what); }
 
 int checkBroker(const std::string& bootstrap) {
@@ -231,7 +239,7 @@ int checkBroker(const std::string& bootstrap) {
                               {"linger.ms", "5"},
                               {"debug", "feature,protocol"}},
                              &dr);
-  for (int i = 0; i < kN; ++i) produce(p, t_idem, "dev-" + std::to_string(i % 7), std::to_string(i));
+  for (int i = 0; i < kN; ++i) produce(p, t_idem, "dev-" + num(i % 7), num(i));
   check(rd_kafka_flush(p, 30000), "flush (idempotent producer)");
   if (!dr.second.empty()) die("idempotent producer: delivery failed: " + dr.second);
   if (dr.first != kN) die("idempotent producer: " + std::to_string(dr.first) + " of " +
@@ -246,7 +254,9 @@ int checkBroker(const std::string& bootstrap) {
     auto seen = consume(c, kN, 30);
     rd_kafka_consumer_close(c);
     rd_kafka_destroy(c);
-    if (seen.size() != static_cast<size_t>(kN)) die("idempotent: read back " + std::to_string(seen.size()) + " distinct of " + std::to_string(kN));
+    if (seen.size() != static_cast<size_t>(kN)) {
+      die("idempotent: read back " + num(seen.size()) + " distinct of " + num(kN));
+    }
     for (const auto& [v, n] : seen) {
       if (n != 1) die("idempotent: value " + v + " read " + std::to_string(n) + " times");
     }
@@ -259,7 +269,7 @@ int checkBroker(const std::string& bootstrap) {
                  {{"transactional.id", "outpost-check-" + sfx}, {"compression.type", "lz4"}}, &dr);
   check(rd_kafka_init_transactions(p, 30000), "init_transactions");
   check(rd_kafka_begin_transaction(p), "begin_transaction");
-  for (int i = 0; i < kN; ++i) produce(p, t_in, "dev-" + std::to_string(i % 7), "c" + std::to_string(i));
+  for (int i = 0; i < kN; ++i) produce(p, t_in, "dev-" + num(i % 7), "c" + num(i));
   check(rd_kafka_commit_transaction(p, 30000), "commit_transaction");
   check(rd_kafka_begin_transaction(p), "begin_transaction (2)");
   for (int i = 0; i < kN; ++i) produce(p, t_in, "dev-x", "aborted" + std::to_string(i));
@@ -274,7 +284,9 @@ int checkBroker(const std::string& bootstrap) {
       if (v.rfind("aborted", 0) == 0) die("read_committed consumer saw an aborted message " + v);
       if (n != 1) die("transactional: " + v + " read " + std::to_string(n) + " times");
     }
-    if (seen.size() != static_cast<size_t>(kN)) die("transactional: read back " + std::to_string(seen.size()) + " of " + std::to_string(kN) + " committed");
+    if (seen.size() != static_cast<size_t>(kN)) {
+      die("transactional: read back " + num(seen.size()) + " of " + num(kN) + " committed");
+    }
   }
   pass("transactions: committed visible once, aborted invisible to read_committed");
 
@@ -323,7 +335,9 @@ int checkBroker(const std::string& bootstrap) {
     auto seen = consume(r, kN, 30);
     rd_kafka_consumer_close(r);
     rd_kafka_destroy(r);
-    if (seen.size() != static_cast<size_t>(kN)) die("ctp: output has " + std::to_string(seen.size()) + " of " + std::to_string(kN));
+    if (seen.size() != static_cast<size_t>(kN)) {
+      die("ctp: output has " + num(seen.size()) + " of " + num(kN));
+    }
   }
   rd_kafka_destroy(p);
   pass("consume-transform-produce: outputs and the group's offsets committed in one transaction");
@@ -331,7 +345,7 @@ int checkBroker(const std::string& bootstrap) {
   // (3) Consumer group: two members share the partitions; commit; a third resumes after them.
   dr = {0, ""};
   p = makeClient(RD_KAFKA_PRODUCER, bootstrap, {{"enable.idempotence", "true"}}, &dr);
-  for (int i = 0; i < kN; ++i) produce(p, t_grp, "dev-" + std::to_string(i), "g" + std::to_string(i));
+  for (int i = 0; i < kN; ++i) produce(p, t_grp, "dev-" + num(i), "g" + num(i));
   check(rd_kafka_flush(p, 30000), "flush (group)");
   const std::string g = "outpost-check-grp-" + sfx;
   rd_kafka_t* a = subscribed(bootstrap, g, t_grp, false);
@@ -381,7 +395,10 @@ int checkBroker(const std::string& bootstrap) {
   auto after = consume(late, 11, 3);  // one more than the 10 new: none of the old comes again
   rd_kafka_consumer_close(late);
   rd_kafka_destroy(late);
-  if (after.size() != 10) die("group: a new member read " + std::to_string(after.size()) + " messages after the commit, expected the 10 new ones");
+  if (after.size() != 10) {
+    die("group: a new member read " + num(after.size()) +
+        " messages after the commit, expected the 10 new ones");
+  }
   for (const auto& [v, n] : after) {
     if (v.rfind("late", 0) != 0) die("group: committed message " + v + " read again");
   }
