@@ -10,7 +10,9 @@
 #        OUTPOST_SKIP_CROSS=1 to skip the aarch64 cross build and its tests under qemu,
 #        OUTPOST_CROSS_ARCHES="arm64 armhf" to add the armhf cross build (default: arm64; opt-in,
 #        it costs ~10 more minutes on a cold cache, see docs/packaging.md),
-#        OUTPOST_SKIP_PACKAGING=1 to skip the .deb/tarball build and checks.
+#        OUTPOST_SKIP_PACKAGING=1 to skip the .deb/tarball build and checks,
+#        OUTPOST_SKIP_REALKAFKA=1 to leave out the tests on a real Apache Kafka broker (label
+#        realkafka; they need Java 17 and Maven Central, see docs/kafka.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +30,19 @@ if [[ "${OUTPOST_SKIP_CROSS:-0}" != 1 && $# -eq 0 && " $CROSS_ARCHES " == *" arm
   mkdir -p "$BUILD_DIR"
   ./scripts/cross-deps.sh arm64 >"$BUILD_DIR/cross-deps.log" 2>&1 &
   cross_deps_pid=$!
+fi
+
+# The real Kafka broker's jars (label realkafka, docs/kafka.md) are fetched by Maven into
+# ~/.cache/outpost while the native build compiles; a cached version returns at once.
+kafka_fetch_pid=""
+realkafka_args=()
+if [[ "${OUTPOST_SKIP_REALKAFKA:-0}" == 1 ]]; then
+  echo "== OUTPOST_SKIP_REALKAFKA=1: the realkafka tests are left out"
+  realkafka_args=(-LE realkafka)
+else
+  mkdir -p "$BUILD_DIR"
+  ./scripts/kafka.sh fetch >"$BUILD_DIR/kafka-fetch.log" 2>&1 &
+  kafka_fetch_pid=$!
 fi
 
 # A Release build (hardening, NDEBUG) at -O1 and without debug info: the suite checks behaviour,
@@ -67,8 +82,14 @@ if [[ "${OUTPOST_SKIP_CROSS:-0}" != 1 && $# -eq 0 ]]; then
   cross_pid=$!
 fi
 
+if [[ -n "$kafka_fetch_pid" ]] && ! wait "$kafka_fetch_pid"; then
+  cat "$BUILD_DIR/kafka-fetch.log" >&2
+  echo "== fetching the Kafka broker failed (log above): the realkafka tests will fail" >&2
+  status=1
+fi
+
 echo "== ctest ($BUILD_DIR)"
-ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" "$@" || status=1
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" "${realkafka_args[@]}" "$@" || status=1
 
 # The libFuzzer build (clang 16) is opt-in (OUTPOST_FUZZ=1): the corpus replay
 # (fuzz.*.corpus_replay) already runs in every build above; the instrumented 20 s runs cost ~2 min.

@@ -85,7 +85,13 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const KafkaOptions&
   std::unique_ptr<KafkaProducer> p(new KafkaProducer());
   p->handler_ = std::move(handler);
   for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
+           // The delivery guarantee (design.md): a delivery report means every in-sync replica
+           // has the message, retries cannot duplicate or reorder it. Idempotence implies both
+           // acks and the in-flight cap; they are set explicitly so an extra property cannot
+           // weaken them (librdkafka rejects idempotence with other values).
            {"enable.idempotence", "true"},
+           {"acks", "all"},
+           {"max.in.flight.requests.per.connection", "5"},
            {"socket.nagle.disable", "true"},  // requests must not wait for delayed ACKs
            {"linger.ms", std::to_string(o.linger_ms)},
            {"compression.type", o.compression},
@@ -114,6 +120,9 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const KafkaOptions&
     rd_kafka_conf_destroy(*conf);
     return fail(ErrorCode::kInvalidArgument, std::string("kafka producer: ") + err);
   }
+  spdlog::info("kafka producer: enable.idempotence=true acks=all max.in.flight=5 compression={} "
+               "linger.ms={} bootstrap {}",
+               o.compression, o.linger_ms, o.bootstrap_servers);
   p->queue_full_ = &registry.counter("outpost_aggregator_kafka_queue_full_total",
                                      "Times produce found librdkafka's queue full (intake paused)");
   p->paused_ = &registry.gauge("outpost_aggregator_intake_paused",
@@ -255,7 +264,19 @@ Result<uint64_t> recoverFromKafka(const KafkaOptions& options, const std::vector
     rd_kafka_metadata_destroy(md);
     for (int32_t p : partitions) {
       int64_t low = 0, high = 0;
-      const auto werr = rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, timeout_ms);
+      // A partition without a leader yet (a topic just created, a leader election in a real
+      // cluster) answers NOT_LEADER / LEADER_NOT_AVAILABLE for a moment: retried, bounded by
+      // timeout_ms in all.
+      const auto deadline =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+      rd_kafka_resp_err_t werr;
+      for (;;) {
+        werr = rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, timeout_ms);
+        const bool leaderless = werr == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                                werr == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+        if (!leaderless || std::chrono::steady_clock::now() >= deadline) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
       if (werr != RD_KAFKA_RESP_ERR_NO_ERROR) {
         return fail(ErrorCode::kUnavailable, "kafka recovery: watermarks of " + topic + "/" +
                                                  std::to_string(p) + ": " + rd_kafka_err2str(werr));

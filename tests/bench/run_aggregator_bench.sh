@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark of the aggregator path: MQTT in -> verify -> dedup -> Kafka delivered -> ack over MQTT.
 #
-# For every run it starts a fresh Mosquitto, outpost-devkafka and outpost-aggregator on free
+# For every run it starts a fresh Mosquitto, a Kafka broker (outpost-devkafka, or with --kafka real
+# a real Apache Kafka broker from scripts/kafka.sh) and outpost-aggregator on free
 # loopback ports (tests/integration/lib.sh; all stopped by pid on exit), runs
 # outpost-bench-aggregator against them, and cross-checks that what the bench saw acked really
 # reached Kafka: the aggregator's outpost_aggregator_readings_published_total must equal the
@@ -27,6 +28,10 @@
 #                         is flagged in the summary)
 #   --agg-set KEY=VALUE   extra aggregator setting, repeatable (e.g. ingest.workers=4)
 #   --label TEXT          copied into the JSON results
+#   --kafka dev|real|both the Kafka broker: dev (default) outpost-devkafka, in memory; real: Apache
+#                         Kafka (KRaft, one node, 6 partitions, heap KAFKA_HEAP, default 256m);
+#                         both: every run once on each, interleaved, in the same invocation. The
+#                         broker's CPU and its memory (RSS at the end, peak RSS) are reported
 #   --metrics-off         run the aggregator with metrics.collect=false (counters, histograms and
 #                         the ops layer off) to measure what metrics cost; the cross-check then
 #                         relies on Kafka's end offsets and the bench's acks only
@@ -51,7 +56,7 @@ if [[ $# -gt 0 && "$1" != -* ]]; then
 fi
 SMOKE=0 RUNS=3 DURATION=20 WARMUP=3 SCENARIOS=max,fixed FIXED_RATE=100000 DEVICES=8
 BATCH_READINGS=500 INFLIGHT=16 LABEL="" OUT="" CPU_THREADS=0 TCP_NODELAY=1 AGG_PRELOAD=""
-MAX_MEMORY_MB=3072 AGG_SET=() METRICS_OFF=0
+MAX_MEMORY_MB=3072 AGG_SET=() METRICS_OFF=0 KAFKA_MODES=dev
 need() { [[ $# -ge 2 && -n "$2" ]] || { echo "option $1 needs a value" >&2; exit 2; }; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -67,6 +72,15 @@ while [[ $# -gt 0 ]]; do
     --max-memory-mb) need "$@"; MAX_MEMORY_MB=$2; shift 2 ;;
     --agg-set) need "$@"; AGG_SET+=(--set "$2"); shift 2 ;;
     --label) need "$@"; LABEL=$2; shift 2 ;;
+    --kafka)
+      need "$@"
+      case $2 in
+        dev | real) KAFKA_MODES=$2 ;;
+        both) KAFKA_MODES="dev real" ;;
+        *) echo "--kafka '$2': allowed are dev, real and both" >&2; exit 2 ;;
+      esac
+      shift 2
+      ;;
     --metrics-off) METRICS_OFF=1; AGG_SET+=(--set metrics.collect=false); shift ;;
     --out) need "$@"; OUT=$2; shift 2 ;;
     --cpu-threads) CPU_THREADS=1; shift ;;
@@ -124,7 +138,7 @@ PARTS=$(((BATCH_READINGS + PER_MESSAGE - 1) / PER_MESSAGE))
 # drops old message sets, but end offsets keep counting).
 kafka_end_offsets() {
   local topic=$1 args=() p
-  for ((p = 0; p < ${KAFKA_PARTITIONS:-4}; p++)); do args+=(-t "$topic:$p:-1"); done
+  for ((p = 0; p < TOPIC_PARTITIONS; p++)); do args+=(-t "$topic:$p:-1"); done
   timeout 30 kcat -b "$KAFKA" -Q "${args[@]}" 2>"$WORK/kcat.err" |
     awk '/offset/ {s += $NF; n++} END {if (n == 0) exit 1; print s}' ||
     fail "kcat -Q could not read the end offsets of $topic: $(cat "$WORK/kcat.err")"
@@ -147,11 +161,22 @@ start_bench_mosquitto() {
   log "mosquitto restarted without set_tcp_nodelay (Nagle on; pid ${PIDS[mosquitto]})"
 }
 
-# run_one NAME RATE: one run on a fresh stack; appends the bench's JSON (+ checks) to $RESULTS.
+# run_one NAME RATE KAFKA_MODE: one run on a fresh stack; appends the bench's JSON (+ checks) to
+# $RESULTS.
 run_one() {
-  local name=$1 rate=$2
+  local name=$1 rate=$2 broker
+  KAFKA_MODE=$3
   start_bench_mosquitto
-  start_devkafka
+  if [[ $KAFKA_MODE == real ]]; then
+    rm -rf "$WORK/kafka"  # a fresh broker for every run
+    start_real_kafka
+    broker=kafka
+    TOPIC_PARTITIONS=${KAFKA_PARTITIONS:-6}
+  else
+    start_devkafka
+    broker=devkafka
+    TOPIC_PARTITIONS=${KAFKA_PARTITIONS:-4}
+  fi
   rm -f "$WORK"/dedup.db*
   AGG_HTTP_PORT=$(free_port)
   if [[ -n "$AGG_PRELOAD" ]]; then
@@ -166,7 +191,7 @@ run_one() {
   local args=(--broker "$MQTT_URI" --rate "$rate" --duration "$DURATION" --warmup "$WARMUP"
     --devices "$DEVICES" --batch-readings "$BATCH_READINGS" --inflight "$INFLIGHT"
     --max-memory-mb "$MAX_MEMORY_MB"
-    --label "$name" --cpu-pid "mosquitto=${PIDS[mosquitto]}" --cpu-pid "devkafka=${PIDS[devkafka]}"
+    --label "$name" --cpu-pid "mosquitto=${PIDS[mosquitto]}" --cpu-pid "$broker=${PIDS[$broker]}"
     --cpu-pid "aggregator=${PIDS[aggregator]}")
   [[ $CPU_THREADS == 1 ]] && args+=(--cpu-threads)
   [[ $TCP_NODELAY == 0 ]] && args+=(--no-tcp-nodelay)
@@ -180,15 +205,21 @@ run_one() {
   [[ "$json" == "{"* ]] ||
     fail "bench run $name produced no JSON (exit $rc): $(tail -n 5 "$OUT/$name.txt")"
   curl -sf "http://127.0.0.1:$AGG_HTTP_PORT/metrics" >"$OUT/$name.metrics.txt" || true
-  local pub1 off1
+  local pub1 off1 mem
   pub1=$(metric "$AGG_HTTP_PORT" outpost_aggregator_readings_published_total)
   off1=$(kafka_end_offsets outpost.readings)
+  # The broker's memory: resident now and at its peak (kB, /proc/PID/status).
+  mem=$(awk '/^VmRSS|^VmHWM/ {v[$1] = $2} END {print v["VmRSS:"] + 0, v["VmHWM:"] + 0}' \
+    "/proc/${PIDS[$broker]}/status")
 
   # Cross-check against Kafka and the aggregator; any mismatch is a correctness failure.
   if ! python3 - "$json" "$((pub1 - pub0))" "$((off1 - off0))" "$PARTS" "$rc" "$RESULTS" \
-    "$OUT/$name.metrics.txt" "$LABEL" "$METRICS_OFF" <<'PY'
+    "$OUT/$name.metrics.txt" "$LABEL" "$METRICS_OFF" "$KAFKA_MODE" $mem <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
+r["kafka"] = sys.argv[10]
+r["broker_rss_mb"] = round(int(sys.argv[11]) / 1024, 1)
+r["broker_peak_rss_mb"] = round(int(sys.argv[12]) / 1024, 1)
 published, messages, parts, rc = (int(x) for x in sys.argv[2:6])
 results, metrics_file, label = sys.argv[6], sys.argv[7], sys.argv[8]
 metrics_off = sys.argv[9] == "1"  # the aggregator's counters stay 0: only Kafka and acks count
@@ -244,7 +275,7 @@ PY
     smoke_count_readings "$json" || fail "kcat does not find exactly the readings sent"
   fi
   stop_proc aggregator
-  stop_proc devkafka
+  stop_proc "$broker"
   stop_proc mosquitto
 }
 
@@ -276,7 +307,13 @@ for scenario in ${SCENARIOS//,/ }; do
   rate=0
   [[ $scenario == fixed ]] && rate=$FIXED_RATE
   for ((i = 1; i <= RUNS; i++)); do
-    run_one "$scenario-$i" "$rate"
+    for mode in $KAFKA_MODES; do
+      if [[ "$KAFKA_MODES" == dev ]]; then
+        run_one "$scenario-$i" "$rate" dev
+      else
+        run_one "$scenario-$mode-$i" "$rate" "$mode"
+      fi
+    done
   done
 done
 
@@ -304,6 +341,9 @@ for name, rs in by.items():
         print(f"  cpu {proc:<13}: "
               + fig(rs, lambda r: r["cpu_cores"][proc] or 0, lambda x: f"{x:.2f}"))
     print("  cpu others       : " + fig(rs, lambda r: r["others_cores"], lambda x: f"{x:.2f}"))
+    print(f"  broker ({r0['kafka']:<4})    : RSS at end "
+          + fig(rs, lambda r: r["broker_rss_mb"], lambda x: f"{x:.0f} MB")
+          + ", peak " + fig(rs, lambda r: r["broker_peak_rss_mb"], lambda x: f"{x:.0f} MB"))
     # Busiest threads: per run, each process's threads grouped by name (several share one, e.g.
     # the aggregator's workers), busiest first; medians over runs of the k-th busiest of a name.
     if all("cpu_threads" in r for r in rs):

@@ -9,7 +9,7 @@
 source "$(dirname "$0")/lib.sh"
 
 start_mosquitto
-start_devkafka
+start_kafka
 cat >"$WORK/aggregator.toml" <<CONF
 [detect]
 poll_interval_ms = 200

@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 
 KILLS=${KILLS:-4}
 start_mosquitto
-start_devkafka
+start_kafka
 AGG_HTTP_PORT=$(free_port)
 AGG_ARGS=(--set dedup.flush_interval_ms=60000)
 start_aggregator "${AGG_ARGS[@]}"

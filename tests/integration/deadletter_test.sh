@@ -5,7 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 
 start_mosquitto
-start_devkafka
+start_kafka
 start_aggregator --set verify.max_batch_bytes=65536
 
 # A real batch, made by a real agent whose broker is unreachable (it stays in the outbox).

@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 
 READINGS=${READINGS:-3000}
 start_mosquitto
-start_devkafka
+start_kafka
 start_aggregator
 
 for dev in dev-a dev-b dev-c; do
@@ -22,6 +22,19 @@ kafka_dump outpost.readings "$WORK/readings.jsonl"
 args=()
 for dev in dev-a dev-b dev-c; do args+=("$dev=$(outbox_last_seq "$dev"):$READINGS"); done
 python3 "$HERE/check_readings.py" "$WORK/readings.jsonl" "${args[@]}"
+
+if [[ $KAFKA_MODE == real ]]; then
+  # A second, independent client: Kafka's own Java consumer must find the same, exactly once.
+  java_consumer_dump outpost.readings "$WORK/readings-java.jsonl"
+  python3 "$HERE/check_readings.py" "$WORK/readings-java.jsonl" "${args[@]}"
+  log "Kafka's Java console consumer agrees"
+  # The aggregator's production settings as the broker stored them: every record batch from an
+  # idempotent producer (a producer id, gap-free sequence numbers per partition), lz4-compressed.
+  "$KAFKA_SH" tool org.apache.kafka.tools.DumpLogSegments --files \
+    "$(printf '%s,' "$KAFKA_DIR"/data/outpost.readings-*/00000000000000000000.log)" \
+    >"$WORK/dumplog.txt" 2>"$WORK/dumplog.err" || fail "DumpLogSegments: $(tail -3 "$WORK/dumplog.err")"
+  python3 "$HERE/check_log_batches.py" "$WORK/dumplog.txt" lz4
+fi
 
 # Values: each counter sensor of each device delivered 0..n-1 exactly once.
 python3 - "$WORK/readings.jsonl" "$READINGS" <<'PY'

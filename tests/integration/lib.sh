@@ -125,6 +125,54 @@ start_devkafka() {
   log "devkafka pid ${PIDS[devkafka]} on $KAFKA"
 }
 
+# --- Kafka: the development broker or a real Apache Kafka broker (issue 18) ----------------------
+# OUTPOST_KAFKA=dev (default: outpost-devkafka, in memory) or real (scripts/kafka.sh: Apache Kafka,
+# KRaft, one node, jars from Maven Central cached in ~/.cache/outpost). Both set KAFKA (bootstrap
+# address) and KAFKA_PORT; the real one also KAFKA_DIR (config, data, server.log).
+KAFKA_MODE=${OUTPOST_KAFKA:-dev}
+KAFKA_SH="$HERE/../../scripts/kafka.sh"
+KAFKA_TOOL_BIN="$OUTPOST_BUILD_DIR/tools/kafka/outpost-kafka-tool"
+
+start_kafka() {
+  case $KAFKA_MODE in
+    dev) start_devkafka ;;
+    real) start_real_kafka ;;
+    *) fail "OUTPOST_KAFKA='$KAFKA_MODE': allowed are dev and real" ;;
+  esac
+}
+
+# start_real_kafka: a broker with its state in $WORK/kafka and the Outpost topics, each with
+# KAFKA_PARTITIONS partitions (default 6); KAFKA_TOPICS (kafka.sh --topics) names other topics;
+# KAFKA_HEAP is the broker's heap (default 256m).
+# Called again after stop_real_kafka it restarts the same broker: same port, same data.
+start_real_kafka() {
+  KAFKA_DIR="$WORK/kafka"
+  local topics=(--partitions "${KAFKA_PARTITIONS:-6}" --heap "${KAFKA_HEAP:-256m}")
+  [[ -n "${KAFKA_TOPICS:-}" ]] && topics+=(--topics "$KAFKA_TOPICS")
+  local rc=0
+  KAFKA=$(OUTPOST_KAFKA_TOOL="$KAFKA_TOOL_BIN" "$KAFKA_SH" start --dir "$KAFKA_DIR" "${topics[@]}" \
+    2>>"$WORK/kafka-start.log") || rc=$?
+  # Whatever happened, a broker that runs is stopped by this harness.
+  [[ -f "$KAFKA_DIR/kafka.pid" ]] && PIDS[kafka]=$(cat "$KAFKA_DIR/kafka.pid")
+  ((rc == 0)) || fail "real Kafka did not start: $(tail -n 5 "$WORK/kafka-start.log")"
+  KAFKA_PORT=${KAFKA##*:}
+  ln -sf "$KAFKA_DIR/server.log" "$WORK/kafka-server.log"  # printed with the other logs on failure
+  log "Apache Kafka pid ${PIDS[kafka]} on $KAFKA ($(tail -n 1 "$WORK/kafka-start.log"))"
+}
+
+stop_real_kafka() { stop_proc kafka; }  # a clean shutdown (SIGTERM; SIGKILL after 5 s)
+
+# java_consumer_dump TOPIC FILE: every message of TOPIC read by Kafka's own Java console consumer
+# (a second client, independent of librdkafka), one value a line; it stops once no message came
+# for 5 s. Real broker only.
+java_consumer_dump() {
+  [[ $KAFKA_MODE == real ]] || fail "java_consumer_dump needs OUTPOST_KAFKA=real"
+  timeout 120 "$KAFKA_SH" console-consumer --bootstrap-server "$KAFKA" --topic "$1" \
+    --from-beginning --timeout-ms 5000 >"$2" 2>"$WORK/java-consumer.err" || true
+  grep -q "Processed a total of" "$WORK/java-consumer.err" ||
+    fail "the Java console consumer failed on $1: $(tail -n 5 "$WORK/java-consumer.err")"
+}
+
 # start_aggregator [extra args...]: dedup store in $WORK/dedup.db; metrics port in $AGG_HTTP_PORT.
 start_aggregator() {
   AGG_HTTP_PORT=${AGG_HTTP_PORT:-$(free_port)}
