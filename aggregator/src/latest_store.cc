@@ -340,7 +340,8 @@ HttpServer::Response LatestStore::historyJson(const std::string& device, const s
   const int64_t step_ms = step_s * 1000;
   // Overflow-safe: from < to, both int64.
   const uint64_t span = static_cast<uint64_t>(to_ms) - static_cast<uint64_t>(from_ms);
-  const uint64_t points = (span + static_cast<uint64_t>(step_ms) - 1) / static_cast<uint64_t>(step_ms);
+  const auto step_u = static_cast<uint64_t>(step_ms);
+  const uint64_t points = (span + step_u - 1) / step_u;
   if (points > static_cast<uint64_t>(kMaxPoints)) {
     return badParam("step", step_str.empty() ? std::to_string(step_s) : step_str,
                     "gives " + std::to_string(points) + " points between from and to; at most " +
