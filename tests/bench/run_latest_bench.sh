@@ -2,7 +2,7 @@
 # Issue 15 figures (docs/benchmarks.md, "Issue 15"):
 #  ab      the aggregator at max throughput (run_aggregator_bench.sh, scenario max), alternately
 #          without and with 1,000 requests/s of GET /api/devices/{id}/sensors from wrk (Debian
-#          `wrk` 4.1: closed loop, so the rate comes from 10 connections each waiting 10 ms between
+#          `wrk` 4.1: closed loop, so the rate comes from 11 connections each waiting 10 ms between
 #          requests, tests/bench/wrk_pace.lua); wrk's p50/p99 and the achieved rate are reported.
 #  fixed   the same A/B at a fixed 1,000,000 readings/s (scenario fixed): does the aggregator still
 #          carry the rate with the HTTP load, and what do the acks' latencies do.
@@ -34,7 +34,7 @@ export OUTPOST_BUILD_DIR=$BUILD
 
 # The HTTP load of the "with" runs: wait until the device has readings, then 1,000 requests/s.
 WRK_CMD='for i in $(seq 1 50); do curl -sf -o /dev/null "http://127.0.0.1:$AGG_HTTP_PORT/api/devices/bench-000/sensors" && break; sleep 0.1; done
-exec wrk -t1 -c10 -d"$(printf %.0f "$WINDOW_S")"s --latency -s '"$HERE"'/wrk_pace.lua "http://127.0.0.1:$AGG_HTTP_PORT/api/devices/bench-000/sensors"'
+exec wrk -t1 -c11 -d"$(printf %.0f "$WINDOW_S")"s --latency -s '"$HERE"'/wrk_pace.lua "http://127.0.0.1:$AGG_HTTP_PORT/api/devices/bench-000/sensors"'
 
 agg_run() {  # agg_run LABEL [run_aggregator_bench options...]
   local label=$1 scenario=max

@@ -6,7 +6,8 @@
 // Threads: transports call submit() from their own threads (it blocks while the worker queue is
 // full: back-pressure to the broker); N workers verify, dedup and produce (each device is pinned to
 // one worker); the Kafka poll thread turns delivery reports into acks; a flusher persists the
-// dedup store.
+// dedup store. Workers also update the latest-state store (latest_store.h) once per new batch; a
+// publisher thread sends the sensors that changed to the latest topic once per interval.
 
 #include <atomic>
 #include <memory>
