@@ -15,6 +15,7 @@ PACKAGES=(
   curl procps iproute2
   openssl
   prometheus chromium nodejs
+  wrk  # HTTP latency at a fixed request rate (tests/bench/run_latest_bench.sh)
   lintian file
   libevent-dev  # the agent's /metrics server (evhttp): unlike cpp-httplib it does not load OpenSSL
   adduser util-linux systemd  # packaging checks: the packages' Depends, unshare, systemd-analyze

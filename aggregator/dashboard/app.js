@@ -1,11 +1,14 @@
 // Outpost aggregator dashboard: live snapshot over server-sent events (/api/stream, one per
 // second), charts with uPlot (vendored, see vendor/uplot), devices paginated and searched on the
-// server (/api/devices), latest anomalies (/api/anomalies). No external network.
+// server (/api/devices), latest anomalies (/api/anomalies). A device page (#/device/<id>) shows
+// each sensor's latest value and a sparkline of its history from one request
+// (/api/devices/{id}/sensors?recent=60), and the device's anomalies. No external network.
 'use strict';
 
 // Self-check data for tests and benchmarks (tests/integration/dashboard_test.sh).
 const selfCheck = window.__outpost = {
   updates: 0, firstRenderMs: null, deviceRenders: 0, updateAgeMs: [], renderMs: [], errors: [],
+  deviceView: { id: null, renders: 0, sensors: 0, sparklines: 0, anomalies: 0 },
 };
 window.addEventListener('error', (e) => selfCheck.errors.push(String(e.message || e)));
 window.addEventListener('unhandledrejection', (e) => selfCheck.errors.push(String(e.reason)));
@@ -156,13 +159,17 @@ async function loadDevices() {
   const rows = page.items.map((d) => {
     const tr = document.createElement('tr');
     tr.title = JSON.stringify(d, null, 1);
+    tr.addEventListener('click', () => { location.hash = '#/device/' + encodeURIComponent(d.id); });
     const cells = [
-      d.id, null, fmtAge(d.last_seen_age_s), d.agent_version || '–', d.epoch,
+      null, null, fmtAge(d.last_seen_age_s), d.agent_version || '–', d.epoch,
       fmtInt(d.seq_gaps), fmtInt(d.dropped_reported), d.backlog_rows == null ? '–' : fmtInt(d.backlog_rows),
     ];
     cells.forEach((c, i) => {
       const td = document.createElement('td');
-      if (i === 1) {
+      if (i === 0) {
+        td.append(Object.assign(document.createElement('a'), {
+          href: '#/device/' + encodeURIComponent(d.id), textContent: d.id }));
+      } else if (i === 1) {
         const dot = document.createElement('span');
         dot.className = 'dot ' + (d.state === 'online' ? 'on' : 'off');
         td.append(dot, d.state + (d.state === 'offline' ? ' (' + d.reason + ')' : ''));
@@ -229,6 +236,107 @@ async function loadAnomalies() {
   }
 }
 
+// ---- device page (#/device/<id>) ----
+const SPARK_BUCKETS = 60;
+let deviceId = null, deviceTimer = null, deviceLoadSeq = 0;
+const sensorRows = new Map();  // sensor name -> { tr, cells, chart }
+function fmtValue(v) { return v == null ? '–' : Number(v).toPrecision(6).replace(/\.?0+$/, ''); }
+function clearDeviceView() {
+  for (const r of sensorRows.values()) if (r.chart) r.chart.destroy();
+  sensorRows.clear();
+  $('dv-sensors').replaceChildren();
+}
+function sensorRow(name) {
+  let r = sensorRows.get(name);
+  if (r) return r;
+  const tr = document.createElement('tr');
+  const cells = [0, 1, 2, 3, 4, 5].map(() => document.createElement('td'));
+  cells[5].className = 'spark';
+  tr.append(...cells);
+  r = { tr, cells, chart: null };
+  sensorRows.set(name, r);
+  return r;
+}
+async function loadDevice() {
+  const id = deviceId, seq = ++deviceLoadSeq;
+  const enc = encodeURIComponent(id);
+  let info = null, sensors = null, anomalies = null;
+  const [a, b, c] = await Promise.allSettled([
+    getJson('/api/devices/' + enc),
+    fetch('/api/devices/' + enc + '/sensors?recent=' + SPARK_BUCKETS, { cache: 'no-store' }),
+    getJson('/api/anomalies?device=' + enc),
+  ]);
+  if (seq !== deviceLoadSeq || id !== deviceId) return;
+  if (a.status === 'fulfilled') info = a.value;
+  if (b.status === 'fulfilled' && b.value.ok) sensors = await b.value.json();
+  else if (b.status === 'fulfilled') await b.value.text();  // 404: no readings yet
+  if (c.status === 'fulfilled') anomalies = c.value;
+  if (seq !== deviceLoadSeq || id !== deviceId) return;
+  setText('dv-title', id);
+  setText('dv-state', info ? info.state + ', last seen ' + fmtAge(info.last_seen_age_s) +
+    ', epoch ' + info.epoch + ', seq ' + fmtInt(info.last_seq) : 'not in the device registry');
+  const list = sensors ? sensors.sensors : [];
+  $('dv-empty').hidden = list.length > 0;
+  const seen = new Set();
+  const rows = list.map((s) => {
+    seen.add(s.name);
+    const r = sensorRow(s.name);
+    const text = [s.name, fmtValue(s.value), s.unit || '–', s.quality,
+      new Date(s.ts_us / 1000).toLocaleTimeString()];
+    text.forEach((t, i) => { if (r.cells[i].textContent !== t) r.cells[i].textContent = t; });
+    r.cells[3].className = s.quality === 'good' ? '' : 'warn';
+    const xs = s.recent.map((p) => p[0] / 1000), ys = s.recent.map((p) => p[1]);
+    if (!r.chart) {
+      r.chart = new uPlot({
+        width: 300, height: 46, legend: { show: false }, cursor: { show: false },
+        scales: { x: { time: true } }, axes: [{ show: false }, { show: false }],
+        series: [{}, { stroke: '#58a6ff', width: 1.5, spanGaps: true }],
+      }, [xs, ys], r.cells[5]);
+    } else {
+      r.chart.setData([xs, ys]);
+    }
+    return r.tr;
+  });
+  for (const [name, r] of sensorRows) {
+    if (!seen.has(name)) { if (r.chart) r.chart.destroy(); sensorRows.delete(name); }
+  }
+  $('dv-sensors').replaceChildren(...rows);
+  const items = anomalies ? anomalies.items : [];
+  $('dv-anomalies').replaceChildren(...(items.length ? items.map((x) => {
+    const box = Object.assign(document.createElement('div'), { className: 'anom' });
+    const head = Object.assign(document.createElement('div'), { className: 'head' });
+    head.append(Object.assign(document.createElement('span'), { className: 'kind', textContent: x.kind }),
+      Object.assign(document.createElement('span'), { textContent: x.sensor }),
+      Object.assign(document.createElement('span'), { className: 'muted',
+        textContent: 'value ' + fmtValue(x.value) + ', ' + new Date(x.ts_us / 1000).toLocaleTimeString() }));
+    box.append(head);
+    return box;
+  }) : [Object.assign(document.createElement('div'), { className: 'muted', textContent: 'none' })]));
+  const dv = selfCheck.deviceView;
+  dv.id = id; dv.renders++; dv.sensors = list.length; dv.sparklines = sensorRows.size;
+  dv.anomalies = items.length;
+}
+function route() {
+  const m = /^#\/device\/(.+)$/.exec(location.hash);
+  const id = m ? decodeURIComponent(m[1]) : null;
+  document.querySelectorAll('.overview').forEach((el) => { el.hidden = id != null; });
+  $('device-view').hidden = id == null;
+  clearInterval(deviceTimer);
+  deviceTimer = null;
+  if (id !== deviceId) clearDeviceView();
+  deviceId = id;
+  if (id != null) {
+    setText('dv-title', id);
+    loadDevice();
+    deviceTimer = setInterval(loadDevice, 2000);
+  } else {
+    loadDevices();
+    rateChart.setSize({ width: chartWidth($('chart-rate')), height: 220 });
+    latChart.setSize({ width: chartWidth($('chart-lat')), height: 220 });
+  }
+}
+window.addEventListener('hashchange', route);
+
 // ---- start ----
 (async function start() {
   try {
@@ -239,5 +347,7 @@ async function loadAnomalies() {
   connect();
   loadDevices();
   loadAnomalies();
-  setInterval(loadDevices, 2000);
+  // The overview's device list refreshes only while it is shown (one page, never per device).
+  setInterval(() => { if (deviceId == null) loadDevices(); }, 2000);
+  if (location.hash) route();
 })();

@@ -1,5 +1,7 @@
 #include "outpost/aggregator/aggregator.h"
 
+#include <algorithm>
+#include <chrono>
 #include <functional>
 #include <stdexcept>
 
@@ -43,6 +45,8 @@ AggregatorOptions aggregatorOptionsFrom(const config::Config& cfg) {
   o.readings_topic = cfg.getString("kafka.readings_topic");
   o.deadletter_topic = cfg.getString("kafka.deadletter_topic");
   o.items_per_message = static_cast<size_t>(cfg.getInt("kafka.readings_per_message"));
+  o.readings_format = cfg.getString("kafka.readings_format") == "reading" ? ReadingsFormat::kReading
+                                                                          : ReadingsFormat::kBatch;
   o.workers = static_cast<size_t>(cfg.getInt("ingest.workers"));
   o.queue_capacity = static_cast<size_t>(cfg.getInt("ingest.queue_capacity"));
   o.dedup_path = cfg.getString("dedup.path");
@@ -57,6 +61,7 @@ AggregatorOptions aggregatorOptionsFrom(const config::Config& cfg) {
   o.kafka.queue_max_messages = static_cast<int>(cfg.getInt("kafka.queue_max_messages"));
   o.kafka.queue_max_kbytes = cfg.getInt("kafka.queue_max_kbytes");
   o.anomalies = anomalyOptionsFrom(cfg);
+  o.latest = latestOptionsFrom(cfg);
   return o;
 }
 
@@ -95,7 +100,16 @@ Aggregator::Aggregator(AggregatorOptions options, metrics::Registry& registry, c
           "Readings agents reported as dropped (outbox full, ...), from batch headers")),
       ack_latency_(registry.histogram("outpost_aggregator_batch_latency_seconds",
                                       "From receiving a batch to sending its ack",
-                                      metrics::exponentialBuckets(0.0005, 2, 16))) {}
+                                      metrics::exponentialBuckets(0.0005, 2, 16))),
+      latest_published_(registry.counter("outpost_aggregator_latest_published_total",
+                                         "Latest-value records delivered to the latest topic")),
+      latest_failed_(registry.counter(
+          "outpost_aggregator_latest_publish_failed_total",
+          "Latest-value records not queued or not delivered (the next change is sent again)")) {
+  if (opt_.latest.enabled) {
+    latest_ = std::make_unique<LatestStore>(opt_.latest, opt_.workers, registry);
+  }
+}
 
 Aggregator::~Aggregator() { stop(); }
 
@@ -158,7 +172,29 @@ void Aggregator::start() {
       }
     }
   });
+  if (latest_ && opt_.latest.publish_interval_ms > 0) {
+    latest_publisher_ = std::thread([this] {
+      setThreadName("op-latest-pub");
+      const auto interval = std::chrono::milliseconds(opt_.latest.publish_interval_ms);
+      auto next = std::chrono::steady_clock::now() + interval;
+      while (!stopping_.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(
+            std::min<int>(100, opt_.latest.publish_interval_ms)));
+        if (std::chrono::steady_clock::now() < next) continue;
+        next += interval;
+        publishLatest();
+      }
+    });
+  }
   started_.store(true);
+}
+
+void Aggregator::publishLatest() {
+  for (const auto& c : latest_->collectChanged()) {
+    auto st = producer_->produce(opt_.latest.topic, c.key, c.value,
+                                 {{"content-type", "application/json"}}, &latest_tag_);
+    if (!st) latest_failed_.inc();
+  }
 }
 
 bool Aggregator::submit(Inbound in) {
@@ -173,6 +209,10 @@ void Aggregator::stop() {
   for (auto& w : workers_) w->queue.close();
   for (auto& w : workers_) {
     if (w->thread.joinable()) w->thread.join();
+  }
+  if (latest_publisher_.joinable()) {
+    latest_publisher_.join();
+    publishLatest();  // the last changes, before the producer drains
   }
   producer_->stop(5000);
   if (flusher_.joinable()) flusher_.join();
@@ -257,10 +297,11 @@ void Aggregator::process(Inbound& in, Worker& w) {
     case DedupStore::State::kNew: break;
   }
   dropped_by_agents_.inc(batch.dropped());
+  if (latest_) latest_->update(in.device, batch, clock_.nowUs());
 
   w.events.clear();
   if (w.stage) w.stage->onBatch(in.device, batch, clock_.monotonicUs(), w.events);
-  const BatchJson rendered(batch, opt_.items_per_message);
+  const BatchJson rendered(batch, opt_.items_per_message, opt_.readings_format);
   const size_t parts = rendered.parts();
   const size_t total = parts + w.events.size();  // anomaly events gate the ack too
   auto* p = new Pending();
@@ -351,6 +392,7 @@ void Aggregator::deadLetter(Inbound& in, const codec::DecodeError& why, const Ba
 
 void Aggregator::onDelivery(const Delivery& d) {
   if (d.opaque == &unbatched_tag_) return anomaly_.onUnbatchedDelivery(d.ok);
+  if (d.opaque == &latest_tag_) return (d.ok ? latest_published_ : latest_failed_).inc();
   auto* p = static_cast<Pending*>(d.opaque);
   if (!p) {  // an ops event (publishEvent)
     if (!d.ok) events_failed_.inc();

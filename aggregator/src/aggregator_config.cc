@@ -1,6 +1,7 @@
 #include "outpost/aggregator/aggregator_config.h"
 
 #include "outpost/aggregator/anomaly_stage.h"
+#include "outpost/aggregator/latest_store.h"
 #include "outpost/common/cli.h"
 #include "outpost/common/mqtt_security.h"
 
@@ -67,7 +68,13 @@ config::Schema buildSchema() {
       .string("kafka.deadletter_topic", "outpost.deadletter",
               "Topic for rejected batches (raw payload, reason in headers)")
       .integer("kafka.readings_per_message", 1000, 1, 100000,
-               "A batch is split into Kafka messages of at most this many readings + windows")
+               "A batch is split into Kafka messages of at most this many readings + windows "
+               "(batch format)")
+      .oneOf("kafka.readings_format", "batch", {"batch", "reading"},
+             "batch: one JSON object per batch part (readings in an array); reading: one flat "
+             "JSON object per reading (device, sensor, unit, ts, value, quality, epoch, seq, "
+             "dropped), keyed by device, for generic sinks. Dedup, recovery and acks work the "
+             "same for both (docs/kafka.md)")
       .integer("kafka.linger_ms", 5, 0, 60000, "librdkafka linger.ms (batching delay)")
       .oneOf("kafka.compression", "lz4", {"none", "gzip", "snappy", "lz4", "zstd"},
              "librdkafka compression.type")
@@ -103,6 +110,7 @@ config::Schema buildSchema() {
       .boolean("alerts.on_online", true,
                "Also alert when a device that was offline comes back online");
   addDetectSettings(s);
+  addLatestSettings(s);
   return s;
 }
 

@@ -100,9 +100,9 @@ size_t jsonPartCount(const wire::Batch& batch, size_t items_per_part) {
   return items == 0 ? 1 : (items + items_per_part - 1) / items_per_part;
 }
 
-BatchJson::BatchJson(const wire::Batch& batch, size_t items_per_part)
-    : batch_(batch), items_per_part_(items_per_part),
-      parts_(jsonPartCount(batch, items_per_part)) {
+BatchJson::BatchJson(const wire::Batch& batch, size_t items_per_part, ReadingsFormat format)
+    : format_(format), batch_(batch), items_per_part_(items_per_part),
+      parts_(jsonPartCount(batch, format == ReadingsFormat::kReading ? 1 : items_per_part)) {
   if (const auto* sensors = batch.sensors()) {
     uint16_t max_id = 0;
     for (const auto* s : *sensors) max_id = std::max(max_id, s->id());
@@ -122,7 +122,54 @@ void appendBatchJson(const wire::Batch& batch, size_t part, size_t items_per_par
   BatchJson(batch, items_per_part).appendPart(part, received_us, out);
 }
 
+void BatchJson::appendFlat(size_t item, std::string& out) const {
+  const wire::Batch& batch = batch_;
+  const size_t n_readings = batch.readings() ? batch.readings()->size() : 0;
+  const size_t n_windows = batch.windows() ? batch.windows()->size() : 0;
+  out += "{\"device\":";
+  appendJsonString(out, batch.device_id()->string_view());
+  if (item < n_readings) {
+    const wire::Reading* r = batch.readings()->Get(static_cast<flatbuffers::uoffset_t>(item));
+    out += ',';
+    out += fragments_[r->sensor()];
+    out += ",\"ts\":";
+    appendInt(out, r->ts_us());
+    out += ",\"value\":";
+    appendJsonNumber(out, r->value());
+    out += ",\"quality\":\"";
+    out += qualityName(r->quality());
+    out += '"';
+  } else if (item < n_readings + n_windows) {
+    // A window statistic: its end as ts, its mean as value, the rest flat beside them.
+    const wire::WindowStat* w =
+        batch.windows()->Get(static_cast<flatbuffers::uoffset_t>(item - n_readings));
+    out += ',';
+    out += fragments_[w->sensor()];
+    out += ",\"ts\":";
+    appendInt(out, w->end_us());
+    out += ",\"value\":";
+    appendJsonNumber(out, w->mean());
+    out += ",\"quality\":\"good\",\"window_start\":";
+    appendInt(out, w->start_us());
+    out += ",\"count\":";
+    appendUint(out, w->count());
+    for (auto [name, v] : {std::pair{",\"min\":", w->min()}, {",\"max\":", w->max()},
+                           {",\"stddev\":", w->stddev()}}) {
+      out += name;
+      appendJsonNumber(out, v);
+    }
+  }  // else: a batch without items; one record still carries its (epoch, seq) and drop count
+  out += ",\"epoch\":\"";
+  appendUint(out, batch.epoch());
+  out += "\",\"seq\":";
+  appendUint(out, batch.seq());
+  out += ",\"dropped\":";
+  appendUint(out, item == 0 ? batch.dropped() : 0);  // counted once per batch
+  out += '}';
+}
+
 void BatchJson::appendPart(size_t part, int64_t received_us, std::string& out) const {
+  if (format_ == ReadingsFormat::kReading) return appendFlat(part, out);
   const wire::Batch& batch = batch_;
   const size_t items_per_part = items_per_part_;
   const auto& fragments = fragments_;

@@ -208,6 +208,7 @@ int main(int argc, char** argv) {
         },
         readiness, ops ? cfg.getInt("dashboard.max_stream_clients") + 4 : 2);
     if (ops) ops->addRoutes(http);
+    if (aggregator.latest()) aggregator.latest()->addRoutes(http, SystemClock::instance());
     if (auto st = cli::serveOps(http, cfg); !st) {
       spdlog::error("http: {}", st.error().toString());
       aggregator.stop();

@@ -400,12 +400,15 @@ std::string OpsCenter::snapshot() const {
   return snapshot_;
 }
 
-std::string OpsCenter::anomaliesJson() const {
+std::string OpsCenter::anomaliesJson(const std::string& device) const {
   std::lock_guard lock(anomalies_mu_);
   std::string o = "{\"items\":[";
-  for (size_t i = 0; i < latest_anomalies_.size(); ++i) {
-    if (i) o += ',';
-    o += anomalyJson(latest_anomalies_[i]);
+  bool first = true;
+  for (const AnomalyEvent& e : latest_anomalies_) {
+    if (!device.empty() && e.device != device) continue;
+    if (!first) o += ',';
+    first = false;
+    o += anomalyJson(e);
   }
   return o + "]}";
 }
@@ -486,7 +489,9 @@ void OpsCenter::addRoutes(HttpServer& http) {
     }
     return json(200, o + "]}");
   });
-  http.addHandler("/api/anomalies", [this] { return json(200, anomaliesJson()); });
+  http.addRequestHandler("/api/anomalies", [this](const HttpServer::Request& r) {
+    return json(200, anomaliesJson(r.param("device")));  // ?device=: only that device's
+  });
   http.addRequestHandler("/api/devices",
                          [this](const HttpServer::Request& r) { return devicesPage(r); });
   http.addRequestHandler(R"(/api/devices/([^/]+))", [this](const HttpServer::Request& r) {

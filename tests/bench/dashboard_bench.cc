@@ -4,6 +4,8 @@
 // and latency histograms as the aggregator updates them, a synthetic anomaly every 5 s), so the
 // dashboard can be measured with 10,000 devices known without 10,000 agents. Bounded: exits after
 // --duration seconds or on SIGTERM. Used by run_dashboard_bench.sh (docs/benchmarks.md).
+// The latest-state store (issue 15) is seeded too: 4 sensors per online device with an hour of
+// one-minute history, updated by the synthetic batches, so the device pages work at that scale.
 
 #include <CLI/CLI.hpp>
 #include <cmath>
@@ -11,9 +13,12 @@
 #include <fstream>
 #include <iostream>
 #include <random>
+#include <span>
 #include <thread>
 
+#include "outpost/aggregator/latest_store.h"
 #include "outpost/aggregator/ops.h"
+#include "outpost/common/codec.h"
 #include "outpost/common/http_server.h"
 #include "outpost/common/signals.h"
 
@@ -53,6 +58,32 @@ int main(int argc, char** argv) {
       [](const std::string&, const std::string&, const std::string&) { return true; },
       [] { return std::vector<std::string>{}; });
 
+  // Latest state: a small ring (60 buckets) so 36,000 sensors stay ~60 MB.
+  LatestOptions lo;
+  lo.history_bytes = 60 * LatestStore::kBucketBytes;
+  LatestStore latest(lo, 2, reg);
+  auto feedLatest = [&](const std::string& id, int64_t from_us, int minutes, double phase) {
+    codec::BatchContent c;
+    c.device_id = id;
+    c.epoch = 1;
+    c.seq = 1;
+    c.created_us = from_us;
+    c.sensors = {{0, "temperature", "C"}, {1, "humidity", "%"}, {2, "pressure", "hPa"},
+                 {3, "battery", "V"}};
+    for (int m = 0; m < minutes; ++m) {
+      const int64_t ts = from_us + int64_t{m} * 60'000'000;
+      const double x = phase + m / 9.0;
+      c.readings.emplace_back(ts, 21 + 3 * std::sin(x), 0, wire::Quality::Good);
+      c.readings.emplace_back(ts, 45 + 10 * std::cos(x), 1, wire::Quality::Good);
+      c.readings.emplace_back(ts, 1013 + std::sin(x / 3), 2, wire::Quality::Good);
+      c.readings.emplace_back(ts, 3.7 - 0.001 * m, 3, wire::Quality::Good);
+    }
+    const auto bytes = codec::encodeBatch(c);
+    auto v = codec::verifyBatch(std::span<const uint8_t>(bytes.data(), bytes.size()),
+                                codec::VerifyLimits{});
+    if (v) latest.update(id, **v, from_us);
+  };
+
   // Seed: 90% online (a live status and a first batch), 10% offline by their last will.
   std::vector<uint64_t> seq(devices, 1);
   std::vector<std::string> ids(devices);
@@ -66,11 +97,13 @@ int main(int argc, char** argv) {
     } else {
       ops.onStatus(ids[i], R"({"state":"online","version":"0.1.0","backlog_rows":0})", false);
       ops.onBatch({ids[i], 1000 + i, 1, 0, readings_per_batch, t0});
+      feedLatest(ids[i], t0 - 3'600'000'000, 60, static_cast<double>(i));
     }
   }
   ops.start();
   HttpServer http(reg, {}, {}, 8 + 4);
   ops.addRoutes(http);
+  latest.addRoutes(http, clock);
   if (auto st = http.start(listen); !st) {
     std::cerr << "outpost-bench-dashboard: " << st.error().toString() << "\n";
     return 1;
@@ -91,6 +124,7 @@ int main(int argc, char** argv) {
       const size_t i = pick(rng);
       if (i % 10 == 0) continue;  // the offline ones stay offline
       ops.onBatch({ids[i], 1000 + i, ++seq[i], 0, readings_per_batch, now});
+      if (b < 20) feedLatest(ids[i], now, 1, static_cast<double>(tick));
       batches_in.with("mqtt").inc();
       readings_in.with("mqtt").inc(readings_per_batch);
       published.inc(readings_per_batch);

@@ -41,6 +41,10 @@
 #                         lib.sh's `set_tcp_nodelay true`, and the bench's device connections
 #                         (as agents before they set TCP_NODELAY). The aggregator always sets it.
 #                         Default: Nagle off on all three, as shipped (--tcp-nodelay, accepted)
+#   --during CMD          run `bash -c CMD` in the background from the start of the measured window
+#                         (after the warm-up) with AGG_HTTP_PORT, WINDOW_S and RUN_NAME in its
+#                         environment, e.g. an HTTP load (run_latest_bench.sh); its output goes to
+#                         OUT/RUN_NAME.during.txt and it is stopped by pid after the run
 #   --aggregator-preload SO  diagnostics: run the aggregator with LD_PRELOAD=SO and
 #                         OUTPOST_BENCH_BROKER_PORT=<Mosquitto's port> (docs/benchmarks.md)
 # Exit: 0 all runs correct; 1 a correctness check failed (details printed); 2 usage.
@@ -56,7 +60,7 @@ if [[ $# -gt 0 && "$1" != -* ]]; then
 fi
 SMOKE=0 RUNS=3 DURATION=20 WARMUP=3 SCENARIOS=max,fixed FIXED_RATE=100000 DEVICES=8
 BATCH_READINGS=500 INFLIGHT=16 LABEL="" OUT="" CPU_THREADS=0 TCP_NODELAY=1 AGG_PRELOAD=""
-MAX_MEMORY_MB=3072 AGG_SET=() METRICS_OFF=0 KAFKA_MODES=dev
+MAX_MEMORY_MB=3072 AGG_SET=() METRICS_OFF=0 KAFKA_MODES=dev DURING=""
 need() { [[ $# -ge 2 && -n "$2" ]] || { echo "option $1 needs a value" >&2; exit 2; }; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -87,6 +91,7 @@ while [[ $# -gt 0 ]]; do
     --tcp-nodelay) TCP_NODELAY=1; shift ;;
     --no-tcp-nodelay) TCP_NODELAY=0; shift ;;
     --aggregator-preload) need "$@"; AGG_PRELOAD=$2; shift 2 ;;
+    --during) need "$@"; DURING=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -131,7 +136,9 @@ RESULTS="$OUT/results.jsonl"
 PER_MESSAGE=1000
 for ((i = 1; i < ${#AGG_SET[@]}; i += 2)); do
   [[ "${AGG_SET[$i]}" == kafka.readings_per_message=* ]] && PER_MESSAGE=${AGG_SET[$i]#*=}
+  [[ "${AGG_SET[$i]}" == kafka.readings_format=reading ]] && READING_FORMAT=1
 done
+[[ "${READING_FORMAT:-0}" == 1 ]] && PER_MESSAGE=1  # one flat record per reading
 PARTS=$(((BATCH_READINGS + PER_MESSAGE - 1) / PER_MESSAGE))
 
 # Sum of the end offsets of every partition of a topic (messages ever appended; the dev broker
@@ -198,7 +205,15 @@ run_one() {
   log "run $name: load $(cut -d' ' -f1-3 /proc/loadavg); outpost-bench-aggregator ${args[*]}"
   local rc=0 limit
   limit=$(python3 -c "print(int($WARMUP + $DURATION + 90))")
+  if [[ -n "$DURING" ]]; then
+    (sleep "$WARMUP" && AGG_HTTP_PORT=$AGG_HTTP_PORT WINDOW_S=$DURATION RUN_NAME=$name \
+      exec bash -c "$DURING") >"$OUT/$name.during.txt" 2>&1 &
+    PIDS[during]=$!
+  fi
   timeout "$limit" "$BENCH_BIN" "${args[@]}" >"$OUT/$name.txt" 2>&1 || rc=$?
+  if [[ -n "$DURING" ]]; then
+    stop_proc during
+  fi
   sed -n '/^=== /,/^RESULT/p' "$OUT/$name.txt"
   local json
   json=$(tail -n 1 "$OUT/$name.txt")

@@ -8,6 +8,10 @@
 // Usage: node --experimental-websocket dashboard_check.mjs --url URL [--chromium BIN]
 //          [--min-devices N] [--screenshot FILE] [--width 1600 --height 1000]
 //          [--measure SECONDS] [--timeout SECONDS] [--no-change-check]
+//          [--device ID [--min-sensors N] [--device-screenshot FILE]]
+// With --device: the device page (#/device/ID, opened by clicking the device's row) must show at
+// least N sensors with a value and a sparkline each, refresh, and cost a bounded number of
+// requests (3 per 2 s refresh, whatever the fleet size); "back" returns to the overview.
 // Prints one JSON line with the results; exit 0 when every check passed, 1 otherwise.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -172,6 +176,56 @@ try {
       renderMs: { median: median(lat.render), p95: pct(lat.render, 0.95) },
       devicesPageMs: { median: median(api.page) }, devicesSearchMs: { median: median(api.search) },
     };
+  }
+  if (args.device) {
+    const id = args.device, minSensors = Number(args['min-sensors'] || 1);
+    // Open it the way a user does: the row's link in the devices table (search narrows to it).
+    await evaluate(`(() => { const q = document.getElementById('q'); q.value = ${JSON.stringify(id)};
+      q.dispatchEvent(new Event('input')); return 0; })()`);
+    let clicked = false;
+    while (Date.now() < deadline && !clicked) {
+      await sleep(200);
+      clicked = await evaluate(`(() => { const a = [...document.querySelectorAll('#devices a')]
+        .find((x) => x.textContent === ${JSON.stringify(id)}); if (a) a.click(); return !!a; })()`);
+    }
+    if (!clicked) failures.push(`device ${id} not found in the devices table`);
+    const dv = () => evaluate(`(() => ({ ...window.__outpost.deviceView,
+      overviewHidden: [...document.querySelectorAll('.overview')].every((e) => getComputedStyle(e).display === 'none'),
+      rows: document.querySelectorAll('#dv-sensors tr').length,
+      canvases: document.querySelectorAll('#dv-sensors td.spark canvas').length,
+      values: [...document.querySelectorAll('#dv-sensors tr')].map((tr) => tr.children[1].textContent),
+      requests: performance.getEntriesByType('resource').filter((e) => e.name.includes('/api/')).length }))()`);
+    let d = await dv();
+    while (Date.now() < deadline && !(d.id === id && d.renders >= 1 && d.sensors >= minSensors)) {
+      await sleep(200);
+      d = await dv();
+    }
+    const r0 = d.renders, q0 = d.requests, t0 = Date.now();
+    await sleep(4500);
+    d = await dv();
+    const reqPerRefresh = (d.requests - q0) / Math.max(1, d.renders - r0);
+    result.devicePage = { id, sensors: d.sensors, sparklines: d.canvases, rows: d.rows,
+      refreshes: d.renders - r0, seconds: (Date.now() - t0) / 1000, apiRequests: d.requests - q0,
+      requestsPerRefresh: reqPerRefresh, anomalies: d.anomalies, values: d.values };
+    if (d.id !== id) failures.push(`device page shows ${d.id}, wanted ${id}`);
+    if (!d.overviewHidden) failures.push('device page: the overview is still shown');
+    if (d.sensors < minSensors || d.rows !== d.sensors) failures.push(`device page: ${d.sensors} sensors, ${d.rows} rows (want >= ${minSensors})`);
+    if (d.canvases < d.sensors) failures.push(`device page: ${d.canvases} sparklines for ${d.sensors} sensors`);
+    if (d.values.some((v) => v === '–' || v === '')) failures.push(`device page: a sensor without a value: ${d.values}`);
+    if (d.renders - r0 < 1) failures.push('device page did not refresh');
+    // 3 requests per refresh (device, sensors, its anomalies) plus the live snapshot stream.
+    if (reqPerRefresh > 4) failures.push(`device page: ${reqPerRefresh} API requests per refresh`);
+    if (args['device-screenshot']) {
+      const shot = await send('Page.captureScreenshot', { format: 'png' });
+      writeFileSync(args['device-screenshot'], Buffer.from(shot.data, 'base64'));
+    }
+    await evaluate(`(() => { document.getElementById('dv-back').click(); return 0; })()`);
+    await sleep(500);
+    const back = await evaluate(`(() => ({ overview: [...document.querySelectorAll('.overview')].every((e) => getComputedStyle(e).display !== 'none'),
+      device: getComputedStyle(document.getElementById('device-view')).display !== 'none' }))()`);
+    if (!back.overview || back.device) failures.push('back link did not return to the overview');
+    await evaluate(`(() => { const q = document.getElementById('q'); q.value = '';
+      q.dispatchEvent(new Event('input')); return 0; })()`);
   }
   if (args.screenshot) {
     const shot = await send('Page.captureScreenshot', { format: 'png' });

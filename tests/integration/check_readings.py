@@ -3,6 +3,9 @@
 
 Usage: check_readings.py DUMP DEVICE=LAST_SEQ[:READINGS] ...
 
+DUMP lines are JSON messages (kafka.readings_format = "batch"), or for the flat "reading" format
+`HEADERS<TAB>JSON` as printed by kcat -f '%h\t%s\n' (part and parts come from the headers).
+
 For each DEVICE: the batches on Kafka must be exactly seqs 1..LAST_SEQ of one epoch, each exactly
 once (all parts present once), and no (sensor, ts_us) reading may appear twice. With READINGS, the
 device's reading count must equal it. Devices not named must not appear. Prints a summary line;
@@ -31,16 +34,29 @@ def main() -> int:
             line = line.strip()
             if not line:
                 continue
+            headers = {}
+            if not line.startswith("{") and "\t" in line:
+                hdr, line = line.split("\t", 1)
+                headers = dict(h.split("=", 1) for h in hdr.split(",") if "=" in h)
             try:
                 m = json.loads(line)
             except json.JSONDecodeError as e:
                 errors.append(f"line {lineno}: not JSON: {e}")
                 continue
             key = (m["device"], m["epoch"], m["seq"])
-            parts[key].append(m["part"])
-            nparts[key] = m["parts"]
-            for r in m["readings"]:
-                readings[(m["device"], r["sensor"], r["ts_us"])] += 1
+            if "readings" in m:  # batch format
+                parts[key].append(m["part"])
+                nparts[key] = m["parts"]
+                flat = [(r["sensor"], r["ts_us"]) for r in m["readings"]]
+            else:  # reading format: one record per reading (none for an empty batch)
+                if "outpost-part" not in headers:
+                    errors.append(f"line {lineno}: flat record without outpost-part header")
+                    continue
+                parts[key].append(int(headers["outpost-part"]))
+                nparts[key] = int(headers["outpost-parts"])
+                flat = [(m["sensor"], m["ts"])] if "sensor" in m and "window_start" not in m else []
+            for sensor, ts in flat:
+                readings[(m["device"], sensor, ts)] += 1
                 per_device[m["device"]] += 1
 
     devices = {k[0] for k in parts}

@@ -29,6 +29,7 @@ done
 
 log "headless chromium on $AGG/"
 node --experimental-websocket "$CHECK" --url "$AGG/" --min-devices 3 \
+  --device dash-b --min-sensors 2 --device-screenshot "$WORK/device.png" \
   --screenshot "$WORK/dashboard.png" --timeout 60 >"$WORK/check.json" 2>"$WORK/check.err" ||
   fail "dashboard check: $(cat "$WORK/check.json" "$WORK/check.err")"
 cat "$WORK/check.json"

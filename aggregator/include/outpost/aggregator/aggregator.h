@@ -6,7 +6,8 @@
 // Threads: transports call submit() from their own threads (it blocks while the worker queue is
 // full: back-pressure to the broker); N workers verify, dedup and produce (each device is pinned to
 // one worker); the Kafka poll thread turns delivery reports into acks; a flusher persists the
-// dedup store.
+// dedup store. Workers also update the latest-state store (latest_store.h) once per new batch; a
+// publisher thread sends the sensors that changed to the latest topic once per interval.
 
 #include <atomic>
 #include <memory>
@@ -16,7 +17,9 @@
 
 #include "outpost/aggregator/anomaly_stage.h"
 #include "outpost/aggregator/dedup_store.h"
+#include "outpost/aggregator/json.h"
 #include "outpost/aggregator/kafka.h"
+#include "outpost/aggregator/latest_store.h"
 #include "outpost/aggregator/ops_hooks.h"
 #include "outpost/common/bounded_queue.h"
 #include "outpost/common/clock.h"
@@ -49,6 +52,7 @@ struct AggregatorOptions {
   std::string readings_topic = "outpost.readings";
   std::string deadletter_topic = "outpost.deadletter";
   size_t items_per_message = 1000;
+  ReadingsFormat readings_format = ReadingsFormat::kBatch;  // kafka.readings_format
   size_t workers = 2;
   size_t queue_capacity = 256;  // per worker, in batches
   std::string dedup_path;
@@ -57,6 +61,7 @@ struct AggregatorOptions {
   int recovery_timeout_ms = 60000;
   KafkaOptions kafka;
   AnomalyOptions anomalies;  // [detect]
+  LatestOptions latest;      // [latest]
 };
 
 AggregatorOptions aggregatorOptionsFrom(const config::Config& cfg);
@@ -78,6 +83,8 @@ class Aggregator {
   bool healthy(std::string& detail) const;
   // Live anomaly detection: add observers (AnomalyDetection::addObserver) before start().
   AnomalyDetection& anomalies() { return anomaly_; }
+  // The latest-state store (latest_store.h); nullptr with latest.enabled = false.
+  LatestStore* latest() { return latest_.get(); }
 
   // Why the aggregator should not get traffic now (empty: ready): not started, Kafka unreachable,
   // a worker queue or the Kafka queue near full. May block up to ~0.5 s (Kafka probe).
@@ -98,6 +105,7 @@ class Aggregator {
   void onDelivery(const Delivery& d);
   void finish(Pending* p);
   void sendAck(Pending* p);
+  void publishLatest();  // changed sensors to the latest topic (publisher thread, stop())
 
   AggregatorOptions opt_;
   metrics::Registry& registry_;
@@ -108,6 +116,9 @@ class Aggregator {
   std::unique_ptr<KafkaProducer> producer_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::thread flusher_;
+  std::unique_ptr<LatestStore> latest_;
+  std::thread latest_publisher_;
+  char latest_tag_ = 0;  // delivery-report opaque of outpost.latest records
   std::atomic<bool> stopping_{false};
   std::atomic<bool> started_{false};
 
@@ -126,6 +137,8 @@ class Aggregator {
   metrics::Counter& dedup_flush_errors_;
   metrics::Counter& dropped_by_agents_;
   metrics::Histogram& ack_latency_;
+  metrics::Counter& latest_published_;
+  metrics::Counter& latest_failed_;
 };
 
 }  // namespace outpost::aggregator

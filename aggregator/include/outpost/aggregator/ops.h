@@ -8,7 +8,9 @@
 //   GET /api/snapshot          the same snapshot, once
 //   GET /api/devices           ?offset=&limit=(<=500)&q=<id substring>&state=online|offline
 //   GET /api/devices/{id}      one device
-//   GET /api/anomalies         the latest anomalies with their sensor's recent values
+//   GET /api/anomalies         ?device=<id>: the latest anomalies with their sensor's recent values
+//   GET /api/openapi.json      the OpenAPI document of the whole HTTP API (aggregator/api/)
+//   (latest_store.h adds /api/devices/{id}/sensors and /api/devices/{id}/sensors/{name}/history)
 //
 // Threads: the BatchObserver / AnomalySink / onStatus entry points are called from the data path
 // (workers, Kafka poll thread, MQTT callback thread) and only update memory; one ops thread
@@ -84,7 +86,8 @@ class OpsCenter final : public BatchObserver, public AnomalySink {
   // HTTP API bodies (exposed for tests).
   HttpServer::Response devicesPage(const HttpServer::Request& req) const;
   HttpServer::Response deviceById(const std::string& id) const;
-  std::string anomaliesJson() const;
+  // The latest anomalies, newest first; only `device`'s when not empty.
+  std::string anomaliesJson(const std::string& device = "") const;
 
  private:
   void onDeviceChange(const DeviceInfo& d);
