@@ -59,7 +59,7 @@ const std::string kTo = std::to_string((kT0 + 10 * kMinute) / 1000);
 
 }  // namespace
 
-TEST_CASE("latest value, unit and quality per sensor; an older reading does not replace it",
+TEST_CASE("latest value, unit and quality per sensor, an older reading does not replace it",
           "[aggregator][latest]") {
   outpost::metrics::Registry reg;
   agg::LatestStore store({}, 2, reg);
@@ -116,7 +116,7 @@ TEST_CASE("history: min/mean/max/count per bucket, re-binned by step", "[aggrega
   CHECK(h3.body.find("\"points\":[" + p3 + "]") != std::string::npos);
 }
 
-TEST_CASE("history: bad parameters are 400 naming the parameter; unknown names 404",
+TEST_CASE("history: bad parameters are 400 naming the parameter, unknown names 404",
           "[aggregator][latest]") {
   outpost::metrics::Registry reg;
   agg::LatestStore store({}, 1, reg);
@@ -163,7 +163,7 @@ TEST_CASE("history ring is bounded by history_bytes_per_sensor", "[aggregator][l
   CHECK(store.sensorsJson("d").body.find("\"value\":4,") != std::string::npos);
 }
 
-TEST_CASE("the memory cap refuses new sensors (counted); tracked ones keep updating",
+TEST_CASE("the memory cap refuses new sensors (counted), tracked ones keep updating",
           "[aggregator][latest]") {
   outpost::metrics::Registry reg;
   agg::LatestOptions o;
