@@ -35,7 +35,63 @@ float median(const float* v, uint32_t n) {
   return n % 2 ? tmp[n / 2] : 0.5f * (tmp[n / 2 - 1] + tmp[n / 2]);
 }
 
+constexpr double kLearnOff = 0.3;  // raw score below which a reading teaches the baseline
+constexpr double kScoreHalf = 4.0;   // surprise at which the calibrated score is 0.5
+constexpr double kScorePower = 11.0;  // 0.99 at S = 6
+
 }  // namespace
+
+double scoreFromSurprise(double s) {
+  if (!(s > 0.0)) return 0.0;
+  const double r = std::pow(kScoreHalf / s, kScorePower);
+  return 1.0 / (1.0 + r);
+}
+
+double surpriseFromScore(double score) {
+  if (!(score > 0.0)) return 0.0;
+  if (score >= 1.0) return 1e3;
+  return kScoreHalf * std::pow(score / (1.0 - score), 1.0 / kScorePower);
+}
+
+double SensorDetector::calibSurprise(double x) const {
+  if (calib_total_ <= 0.0) return 0.0;
+  const double u = x / kCalibBinWidth;
+  int b = static_cast<int>(u);
+  if (b >= kCalibBins) b = kCalibBins - 1;
+  const double frac = std::min(u - b, 1.0);
+  double tail = (1.0 - frac) * calib_[b];
+  int top = -1;
+  for (int i = kCalibBins - 1; i >= 0; --i) {
+    if (calib_[i] >= 0.25 * calib_w_) {
+      top = i;
+      break;
+    }
+  }
+  for (int i = b + 1; i < kCalibBins; ++i) tail += calib_[i];
+  // Beyond the largest evidence seen the tail decays exponentially; half a reading's weight
+  // stands for "not seen yet".
+  const double x_top = (top + 1) * kCalibBinWidth;
+  const double beyond = 0.5 * calib_w_ * std::exp(-std::max(0.0, x - x_top) / kCalibTail);
+  const double p = std::min(1.0, (tail + beyond) / (calib_total_ + 0.5 * calib_w_));
+  return -std::log10(std::max(p, 1e-300));
+}
+
+void SensorDetector::learnCalib(double x, double factor) {
+  int b = static_cast<int>(x / kCalibBinWidth);
+  if (b >= kCalibBins || b < 0) b = kCalibBins - 1;
+  const double w = calib_w_ * factor;
+  calib_[b] += static_cast<float>(w);
+  calib_total_ += w;
+  calib_w_ *= 1.0 + 1.0 / cfg_->calib_samples;
+  if (calib_w_ > 1e4) {
+    calib_total_ = 0.0;
+    for (float& c : calib_) {
+      c = static_cast<float>(c / calib_w_);
+      calib_total_ += c;
+    }
+    calib_w_ = 1.0;
+  }
+}
 
 const char* kindName(AnomalyKind kind) {
   switch (kind) {
@@ -298,7 +354,10 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   double f;
   const double prof = seasonal(ts_ms, &i0, &i1, &f);
   const double y = x - off_ - prof;  // deseasonalised value, relative to the accepted level
-  const double sigma_floor = std::max(std::abs(off_) * 1e-12, 1e-300);
+  // Floors: the sensor's resolution (configured, or the smallest change seen) and its level, so
+  // flat, quantised and integer series do not collapse the scale.
+  const double res = c.resolution > 0.0 ? c.resolution : res_;
+  const double sigma_floor = std::max(std::max(std::abs(off_ + base_) * 1e-9, res), 1e-300);
   const double sigma = std::max(mad_ * kSigmaPerMad, sigma_floor);
   const double resid = y - base_;
   const double z = resid / sigma;
@@ -360,11 +419,16 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   double s_stuck = 0.0;
   const bool repeat = std::abs(x - last_x_) <= c.stuck_tolerance;
   if (repeat) {
+    if (stuck_len_ == 0) stuck_p0_ = p_repeat_;
     ++stuck_len_;
-    stuck_surprise_ -= std::log(std::clamp(p_repeat_, 0.02, 0.999));
+    // A sensor that usually repeats its value (a flat line, a slow counter) is not stuck when it
+    // repeats: only a run that the repeat rate before it makes improbable counts.
+    // A sensor that never varied (fewer than warmup_samples changes) is not stuck either.
+    if (stuck_p0_ < 0.5 && changes_ >= c.warmup_samples) stuck_surprise_ -= std::log(std::max(stuck_p0_, 0.02));
   } else {
     stuck_len_ = 0;
     stuck_surprise_ = 0.0;
+    if (changes_ < UINT32_MAX) ++changes_;
   }
   if (c.enable_stuck && stuck_len_ >= c.stuck_min_samples)
     s_stuck = evidenceScore(stuck_surprise_ / c.stuck_surprise);
@@ -398,8 +462,21 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
                        std::max(s_stuck, s_silence));
     }
   }
-  if (score < c.alarm_off && kind != AnomalyKind::kRange && kind != AnomalyKind::kRate)
-    kind = AnomalyKind::kNone;
+  // --- Calibration: the raw evidence against this sensor's own evidence history.
+  const double raw = score;
+  const bool hard_kind = kind == AnomalyKind::kRange || kind == AnomalyKind::kRate;
+  double surprise = 0.0;
+  double x_ev = 0.0;
+  if (warm) {
+    const double q = raw >= 1.0 ? 1e12 : std::sqrt(raw / (1.0 - raw));
+    x_ev = std::log1p(q);
+    if (!hard_kind)
+      surprise = std::min(calibSurprise(x_ev), c.evidence_surprise * q * q);
+  }
+  if (hard_kind) surprise = std::max(surprise, surpriseFromScore(raw));
+  score = hard_kind ? raw : scoreFromSurprise(surprise);
+  if (score < c.alarm_off && !hard_kind) kind = AnomalyKind::kNone;
+  const bool was_alarm = alarm_;
 
   // --- Alarm state machine.
   const bool hard = kind == AnomalyKind::kRange || kind == AnomalyKind::kRate;
@@ -427,6 +504,14 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   }
 
   // --- Learning (after scoring: the score of a reading never depends on itself or later ones).
+  // Surprising evidence (S >= 2) and readings during an alarm teach the evidence history slowly:
+  // rising evidence does not raise its own reference, and a long anomaly does not become the
+  // norm within the event, while a sensor's recurring bursts still become its norm.
+  if (warm) learnCalib(x_ev, was_alarm || surprise >= 2.0 ? 0.1 : 1.0);
+  {
+    const double d = std::abs(x - last_x_);
+    if (d > 0.0 && (res_ == 0.0 || d < res_)) res_ = d;
+  }
   const bool shift_event = alarm_ && event_.kind == AnomalyKind::kLevelShift;
   if (run_shift) {
     // Re-seat the level on the run of outliers; the alarm carries on as a level shift.
@@ -446,7 +531,7 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
       warm ? std::max(std::max(std::max(s_spike, s_level), std::max(s_stuck, s_silence)),
                       std::max(s_rate, s_range))
            : std::max(s_rate, s_range);
-  if (other < c.alarm_off) {
+  if (other < kLearnOff) {
     const double nn = static_cast<double>(n_);
     const double la = std::max(c.level_alpha, 1.0 / nn);
     const double sa = std::max(c.scale_alpha, 1.0 / nn);
@@ -454,7 +539,7 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     // Early on sigma is unknown: do not clip the scale's own input until warm.
     const double ar =
         warm ? std::min(std::abs(resid), kClipSigmas * sigma / kSigmaPerMad) : std::abs(resid);
-    if (n_ >= 2 && score < c.alarm_off) mad_ += sa * (ar - mad_);
+    if (n_ >= 2 && raw < kLearnOff) mad_ += sa * (ar - mad_);
     if (n_ >= 3 && warm) {
       const double zc = clampAbs(z, 3.0);
       rho_ += 0.01 * (std::clamp(zc * last_z_, -9.0, 9.0) - rho_);
@@ -464,7 +549,7 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     base_ += la * (warm ? rc : resid);
     p_repeat_ += kRepeatAlpha * ((repeat ? 1.0 : 0.0) - p_repeat_);
   }
-  if (score < c.alarm_off) {
+  if (raw < kLearnOff) {
     if (armed) {
       ++learn_n_;
       learn_s_ += dt;
@@ -501,7 +586,7 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     slow_ -= prof_new - prof;
     last_profile_ = prof_new;
   }
-  if (dt > 0.0 && s_silence < c.alarm_off) {
+  if (dt > 0.0 && s_silence < kLearnOff) {
     if (n_ <= 10) {
       cadence_s_ += (dt - cadence_s_) / static_cast<double>(n_);
       cadence_dev_s_ += (std::abs(dt - cadence_s_) - cadence_dev_s_) / static_cast<double>(n_);
@@ -516,6 +601,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   last_x_ = x;
   ++n_;
   r.score = score;
+  r.surprise = surprise;
+  r.raw_score = raw;
   r.kind = kind;
   r.alarm = alarm_;
   return r;

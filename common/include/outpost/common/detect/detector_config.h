@@ -17,14 +17,27 @@ namespace outpost::detect {
 inline constexpr uint32_t kMaxSeasonBins = 96;
 
 struct DetectorConfig {
-  // --- Alarm logic (hysteresis and hold-off) ---
+  // --- Alarm logic (hysteresis and hold-off), on the calibrated score ---
+  // The calibrated score is scoreFromSurprise(S), S = -log10 of the reading's tail probability
+  // (sensor_detector.h): 0.5 at S = 4 (p = 1e-4), 0.99 at S = 6.
   double alarm_on = 0.5;        // combined score that raises an alarm
-  double alarm_off = 0.3;       // an active alarm counts readings below this score ...
+  double alarm_off = 0.01;      // an active alarm counts readings below this score (S ~ 2.7) ...
   uint32_t clear_samples = 10;  // ... and ends after this many consecutive ones (hold-off)
   uint32_t warmup_samples = 30; // no alarm (except range/rate) before this many valid readings
   // An alarm of kind level_shift or drift that lasts longer than this many readings is ended and
   // its level accepted as the new normal, so a permanent change does not alarm forever.
   uint32_t accept_after_samples = 2000;
+
+  // --- Calibration: each reading's raw evidence against this sensor's own recent evidence ---
+  // Effective length (readings) of the evidence history the tail probability is taken from.
+  double calib_samples = 2000.0;
+  // Absolute guard: raw evidence q (1 = at a detector's own threshold) gives at most
+  // S = evidence_surprise * q^2, so evidence far below every threshold never alarms however
+  // quiet the sensor's history was.
+  double evidence_surprise = 6.0;
+  // Smallest step of the sensor's values (its resolution); 0 = learned (smallest change seen).
+  // The robust sigma never falls below it, so integer and quantised sensors do not collapse.
+  double resolution = 0.0;
 
   // --- Baseline, spikes and dips (robust EWMA of the deseasonalised value) ---
   double level_alpha = 0.05;   // EWMA weight of the local level
