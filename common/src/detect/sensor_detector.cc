@@ -55,24 +55,29 @@ double surpriseFromScore(double score) {
 
 double SensorDetector::calibSurprise(double x) const {
   if (calib_total_ <= 0.0) return 0.0;
-  const double u = x / kCalibBinWidth;
-  int b = static_cast<int>(u);
-  if (b >= kCalibBins) b = kCalibBins - 1;
-  const double frac = std::min(u - b, 1.0);
-  double tail = (1.0 - frac) * calib_[b];
+  // The dense part of the history: bins up to the highest holding >= 2 readings' weight. Above
+  // it the sparse tail's mass (plus half a reading for "not seen yet") decays exponentially
+  // with the distance beyond the dense part.
   int top = -1;
+  double sparse = 0.5 * calib_w_;
   for (int i = kCalibBins - 1; i >= 0; --i) {
-    if (calib_[i] >= 0.25 * calib_w_) {
+    if (calib_[i] >= 2.0 * calib_w_) {
       top = i;
       break;
     }
+    sparse += calib_[i];
   }
-  for (int i = b + 1; i < kCalibBins; ++i) tail += calib_[i];
-  // Beyond the largest evidence seen the tail decays exponentially; half a reading's weight
-  // stands for "not seen yet".
   const double x_top = (top + 1) * kCalibBinWidth;
-  const double beyond = 0.5 * calib_w_ * std::exp(-std::max(0.0, x - x_top) / kCalibTail);
-  const double p = std::min(1.0, (tail + beyond) / (calib_total_ + 0.5 * calib_w_));
+  double mass;
+  if (x >= x_top) {
+    mass = sparse * std::exp(-(x - x_top) / kCalibTail);
+  } else {
+    const double u = x / kCalibBinWidth;
+    const int b = static_cast<int>(u);
+    mass = sparse + (1.0 - (u - b)) * calib_[b];
+    for (int i = b + 1; i <= top; ++i) mass += calib_[i];
+  }
+  const double p = std::min(1.0, mass / (calib_total_ + 0.5 * calib_w_));
   return -std::log10(std::max(p, 1e-300));
 }
 
@@ -470,7 +475,11 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   if (warm) {
     const double q = raw >= 1.0 ? 1e12 : std::sqrt(raw / (1.0 - raw));
     x_ev = std::log1p(q);
-    if (!hard_kind)
+    // Drift is measured against the level's own learned normal spread already, and grows too
+    // slowly for an evidence history (it would learn the drift): 0.5 at its threshold.
+    if (kind == AnomalyKind::kDrift)
+      surprise = kScoreHalf * q * q;
+    else if (!hard_kind)
       surprise = std::min(calibSurprise(x_ev), c.evidence_surprise * q * q);
   }
   if (hard_kind) surprise = std::max(surprise, surpriseFromScore(raw));
@@ -504,10 +513,18 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   }
 
   // --- Learning (after scoring: the score of a reading never depends on itself or later ones).
-  // Surprising evidence (S >= 2) and readings during an alarm teach the evidence history slowly:
-  // rising evidence does not raise its own reference, and a long anomaly does not become the
-  // norm within the event, while a sensor's recurring bursts still become its norm.
-  if (warm) learnCalib(x_ev, was_alarm || surprise >= 2.0 ? 0.1 : 1.0);
+  // Surprising evidence (S >= 2) teaches the evidence history slowly (rising evidence does not
+  // raise its own reference, while a sensor's recurring bursts still become its norm); readings
+  // during an alarm and beyond hard limits not at all (an anomaly is not the norm).
+  if (armed && !calib_armed_) {
+    // The evidence of the learning period (before the seasonal profile was learned) is not
+    // the sensor's normal evidence: start the history afresh.
+    calib_armed_ = true;
+    std::fill(std::begin(calib_), std::end(calib_), 0.0f);
+    calib_total_ = 0.0;
+    calib_w_ = 1.0;
+  }
+  if (warm && !was_alarm && !hard_kind) learnCalib(x_ev, surprise >= 2.0 ? 0.1 : 1.0);
   {
     const double d = std::abs(x - last_x_);
     if (d > 0.0 && (res_ == 0.0 || d < res_)) res_ = d;

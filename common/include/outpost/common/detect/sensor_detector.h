@@ -91,7 +91,7 @@ double surpriseFromScore(double score);
 
 inline constexpr int kCalibBins = 48;
 inline constexpr double kCalibBinWidth = 0.125;  // in x = ln(1 + q)
-inline constexpr double kCalibTail = 0.08;       // e-folding of p beyond the largest x seen
+inline constexpr double kCalibTail = 0.1;       // e-folding of p beyond the largest x seen
 
 class SensorDetector {
  public:
@@ -174,6 +174,7 @@ class SensorDetector {
   uint32_t alarm_len_ = 0;
   int8_t run_sign_ = 0;
   bool alarm_ = false;
+  bool calib_armed_ = false;  // the history was restarted when the detectors were armed
   float run_y_[8] = {};
   AnomalyEvent event_;
   AnomalyEvent prev_event_;
