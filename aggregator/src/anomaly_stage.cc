@@ -32,9 +32,18 @@ constexpr double kNoLimit = 1e300;  // |range_min|, |range_max| at or beyond thi
 const std::vector<Field>& fields() {
   static const std::vector<Field> f = {
       {"alarm_on", &DetectorConfig::alarm_on, nullptr, nullptr, 0.01, 1,
-       "Combined score that raises an alarm"},
+       "Calibrated score that raises an alarm (0.5: tail probability 1e-4 for this sensor)"},
       {"alarm_off", &DetectorConfig::alarm_off, nullptr, nullptr, 0, 1,
        "An open alarm counts readings below this score (hysteresis; <= alarm_on)"},
+      {"calib_samples", &DetectorConfig::calib_samples, nullptr, nullptr, 10, 1e9,
+       "Effective length, in readings, of the sensor's evidence history that scores are "
+       "calibrated against"},
+      {"evidence_surprise", &DetectorConfig::evidence_surprise, nullptr, nullptr, 0.01, 1e6,
+       "Cap on the calibrated surprise (-log10 p): this x q^2, q = raw evidence in units of the "
+       "detector's threshold"},
+      {"resolution", &DetectorConfig::resolution, nullptr, nullptr, 0, 1e300,
+       "Smallest step of the sensor's values, a floor of its robust sigma (0: the smallest "
+       "change seen)"},
       {"clear_samples", nullptr, &DetectorConfig::clear_samples, nullptr, 1, 100000,
        "An alarm ends after this many consecutive readings below alarm_off (hold-off)"},
       {"warmup_samples", nullptr, &DetectorConfig::warmup_samples, nullptr, 3, 1000000,

@@ -34,7 +34,7 @@ struct DetectorConfig {
   // Absolute guard: raw evidence q (1 = at a detector's own threshold) gives at most
   // S = evidence_surprise * q^2, so evidence far below every threshold never alarms however
   // quiet the sensor's history was.
-  double evidence_surprise = 6.0;
+  double evidence_surprise = 4.5;
   // Smallest step of the sensor's values (its resolution); 0 = learned (smallest change seen).
   // The robust sigma never falls below it, so integer and quantised sensors do not collapse.
   double resolution = 0.0;
