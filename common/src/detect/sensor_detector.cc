@@ -479,8 +479,11 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     // slowly for an evidence history (it would learn the drift): 0.5 at its threshold.
     if (kind == AnomalyKind::kDrift)
       surprise = kScoreHalf * q * q;
-    else if (!hard_kind)
-      surprise = std::min(calibSurprise(x_ev), c.evidence_surprise * q * q);
+    else if (!hard_kind) {
+      // Below S = 1 the cap decides (and the score is < 1e-6): no histogram walk.
+      const double cap = c.evidence_surprise * q * q;
+      surprise = cap < 1.0 ? cap : std::min(calibSurprise(x_ev), cap);
+    }
   }
   if (hard_kind) surprise = std::max(surprise, surpriseFromScore(raw));
   score = hard_kind ? raw : scoreFromSurprise(surprise);
