@@ -118,6 +118,8 @@ const char* kindName(AnomalyKind kind) {
       return "range";
     case AnomalyKind::kSilence:
       return "silence";
+    case AnomalyKind::kCombined:
+      return "combined";
   }
   return "";
 }
@@ -141,6 +143,8 @@ const char* detectorName(AnomalyKind kind) {
       return "range_limit";
     case AnomalyKind::kSilence:
       return "cadence_silence";
+    case AnomalyKind::kCombined:
+      return "device_combined";
   }
   return "";
 }

@@ -49,11 +49,13 @@ enum class AnomalyKind : uint8_t {
   kRate,
   kRange,
   kSilence,
+  kCombined,  // device level: the evidence of several sensors together (device_detector.h)
 };
-// "spike", "dip", "level_shift", "drift", "stuck", "rate", "range", "silence"; "" for kNone.
+// "spike", "dip", "level_shift", "drift", "stuck", "rate", "range", "silence", "combined"; ""
+// for kNone.
 const char* kindName(AnomalyKind kind);
 // Name of the detector that reports a kind: "robust_ewma_z", "cusum", "seasonal_level_drift",
-// "stuck_run", "rate_limit", "range_limit", "cadence_silence"; "" for kNone.
+// "stuck_run", "rate_limit", "range_limit", "cadence_silence", "device_combined"; "" for kNone.
 const char* detectorName(AnomalyKind kind);
 
 // One alarm. Published when raised (end_ms == 0, the event is still open) and again when ended.
