@@ -365,7 +365,9 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   const double y = x - off_ - prof;  // deseasonalised value, relative to the accepted level
   // Floors: the sensor's resolution (configured, or the smallest change seen) and its level, so
   // flat, quantised and integer series do not collapse the scale.
-  const double res = c.resolution > 0.0 ? c.resolution : res_;
+  // Learned: half the typical step, up to the whole step for a sensor that mostly repeats its
+  // value (counts, coarse quantisation), where one step is the usual noise.
+  const double res = c.resolution > 0.0 ? c.resolution : (0.5 + 0.5 * p_repeat_) * res_;
   const double sigma_floor = std::max(std::max(std::abs(off_ + base_) * 1e-9, res), 1e-300);
   const double sigma = std::max(mad_ * kSigmaPerMad, sigma_floor);
   const double resid = y - base_;
@@ -533,8 +535,10 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   }
   if (warm && !was_alarm && !hard_kind) learnCalib(x_ev, surprise >= 2.0 ? 0.1 : 1.0);
   {
+    // Resolution: half the typical non-zero step (EWMA of |change|, each step clipped at 4x the
+    // estimate), so jitter around quantised values does not pass for resolution.
     const double d = std::abs(x - last_x_);
-    if (d > 0.0 && (res_ == 0.0 || d < res_)) res_ = d;
+    if (d > 0.0) res_ = res_ == 0.0 ? d : res_ + 0.01 * (std::min(d, 4.0 * res_) - res_);
   }
   const bool shift_event = alarm_ && event_.kind == AnomalyKind::kLevelShift;
   if (run_shift) {

@@ -159,7 +159,7 @@ class SensorDetector {
   double p_repeat_ = 0.0;
   double stuck_surprise_ = 0.0;
   double stuck_p0_ = 0.0;  // repeat rate when the current run started
-  double res_ = 0.0;       // smallest non-zero change seen (learned resolution), 0 = none yet
+  double res_ = 0.0;       // typical non-zero change (learned resolution = half of it)
   // Calibration: decayed histogram of x = ln(1 + raw evidence); a new reading adds calib_w_,
   // which grows by 1/calib_samples per reading (rescaled when large) instead of decaying all.
   double calib_w_ = 1.0;
