@@ -62,6 +62,14 @@ const std::vector<Field>& fields() {
       {"cusum_k", &DetectorConfig::cusum_k, nullptr, nullptr, 0, 100, "CUSUM slack, in sigmas"},
       {"cusum_h", &DetectorConfig::cusum_h, nullptr, nullptr, 0.01, 1e6,
        "Cumulated sigmas at which the level-shift score is 0.5"},
+      {"shift_fast_samples", nullptr, &DetectorConfig::shift_fast_samples, nullptr, 2, 1000000,
+       "Sustained shift: readings in the recent mean compared with the reference"},
+      {"shift_ref_samples", nullptr, &DetectorConfig::shift_ref_samples, nullptr, 3, 1e8,
+       "Sustained shift: readings in the reference mean (> shift_fast_samples; frozen during "
+       "an alarm; the detector is armed after this many readings)"},
+      {"shift_z", &DetectorConfig::shift_z, nullptr, nullptr, 0.1, 1e6,
+       "Sustained shift: displacement / its normal spread at which the evidence reaches the "
+       "threshold"},
       {"drift_z", &DetectorConfig::drift_z, nullptr, nullptr, 0.1, 1e6,
        "Level offset / its normal spread at which the drift score is 0.5"},
       {"drift_memory_s", &DetectorConfig::drift_memory_s, nullptr, nullptr, 1, 1e9,
@@ -96,6 +104,8 @@ const std::vector<Field>& fields() {
       {"enable_level_shift", nullptr, nullptr, &DetectorConfig::enable_level_shift, 0, 0,
        "Level-shift detector (CUSUM) on"},
       {"enable_drift", nullptr, nullptr, &DetectorConfig::enable_drift, 0, 0, "Drift detector on"},
+      {"enable_shift", nullptr, nullptr, &DetectorConfig::enable_shift, 0, 0,
+       "Sustained-shift detector on (reported as level_shift)"},
       {"enable_stuck", nullptr, nullptr, &DetectorConfig::enable_stuck, 0, 0,
        "Stuck-sensor detector on"},
       {"enable_silence", nullptr, nullptr, &DetectorConfig::enable_silence, 0, 0,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <cstdlib>
 
 namespace outpost::detect {
 
@@ -53,19 +54,19 @@ double surpriseFromScore(double score) {
   return kScoreHalf * std::pow(score / (1.0 - score), 1.0 / kScorePower);
 }
 
-double SensorDetector::calibSurprise(double x) const {
-  if (calib_total_ <= 0.0) return 0.0;
+double SensorDetector::calibSurprise(const CalibHist& h, double x) const {
+  if (h.total <= 0.0) return 0.0;
   // The dense part of the history: bins up to the highest holding >= 2 readings' weight. Above
   // it the sparse tail's mass (plus half a reading for "not seen yet") decays exponentially
   // with the distance beyond the dense part.
   int top = -1;
   double sparse = 0.5 * calib_w_;
   for (int i = kCalibBins - 1; i >= 0; --i) {
-    if (calib_[i] >= 2.0 * calib_w_) {
+    if (h.bins[i] >= 2.0 * calib_w_) {
       top = i;
       break;
     }
-    sparse += calib_[i];
+    sparse += h.bins[i];
   }
   const double x_top = (top + 1) * kCalibBinWidth;
   double mass;
@@ -74,25 +75,29 @@ double SensorDetector::calibSurprise(double x) const {
   } else {
     const double u = x / kCalibBinWidth;
     const int b = static_cast<int>(u);
-    mass = sparse + (1.0 - (u - b)) * calib_[b];
-    for (int i = b + 1; i <= top; ++i) mass += calib_[i];
+    mass = sparse + (1.0 - (u - b)) * h.bins[b];
+    for (int i = b + 1; i <= top; ++i) mass += h.bins[i];
   }
-  const double p = std::min(1.0, mass / (calib_total_ + 0.5 * calib_w_));
+  const double p = std::min(1.0, mass / (h.total + 0.5 * calib_w_));
   return -std::log10(std::max(p, 1e-300));
 }
 
-void SensorDetector::learnCalib(double x, double factor) {
-  int b = static_cast<int>(x / kCalibBinWidth);
-  if (b >= kCalibBins || b < 0) b = kCalibBins - 1;
+void SensorDetector::learnCalib(double x_fast, double x_shift, double factor) {
   const double w = calib_w_ * factor;
-  calib_[b] += static_cast<float>(w);
-  calib_total_ += w;
+  for (auto [h, x] : {std::pair<CalibHist*, double>{&calib_fast_, x_fast}, {&calib_shift_, x_shift}}) {
+    int b = static_cast<int>(x / kCalibBinWidth);
+    if (b >= kCalibBins || b < 0) b = kCalibBins - 1;
+    h->bins[b] += static_cast<float>(w);
+    h->total += w;
+  }
   calib_w_ *= 1.0 + 1.0 / cfg_->calib_samples;
   if (calib_w_ > 1e4) {
-    calib_total_ = 0.0;
-    for (float& c : calib_) {
-      c = static_cast<float>(c / calib_w_);
-      calib_total_ += c;
+    for (CalibHist* h : {&calib_fast_, &calib_shift_}) {
+      h->total = 0.0;
+      for (float& c : h->bins) {
+        c = static_cast<float>(c / calib_w_);
+        h->total += c;
+      }
     }
     calib_w_ = 1.0;
   }
@@ -248,6 +253,8 @@ void SensorDetector::endAlarm(DetectResult* r) {
   g_pos_ = g_neg_ = 0.0;
   if (event_.kind == AnomalyKind::kLevelShift || event_.kind == AnomalyKind::kDrift) {
     // Accept the current level as the new normal.
+    sfast_ -= base_;
+    sref_ = sfast_;
     off_ += base_;
     slow_ = 0.0;
     base_ = 0.0;
@@ -326,6 +333,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   const double dt = static_cast<double>(ts_ms - last_ts_) * 1e-3;
   const bool warm = n_ >= c.warmup_samples;
   // Level shift and drift compare with the seasonal reference: armed after one period.
+  static const bool dbg_arm = getenv("DBG_ARM") != nullptr;
+  const bool armed_level = dbg_arm ? warm : false;
   const bool armed = warm && (c.season_period_s <= 0.0 ||
                               static_cast<double>(ts_ms - first_ts_) >= c.season_period_s * 1e3);
 
@@ -353,6 +362,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   }
 
   if (settle_until_ms_ != 0 && ts_ms >= settle_until_ms_) {
+    sfast_ -= slow_;
+    sref_ -= slow_;
     off_ += slow_;
     base_ -= slow_;
     slow_ = 0.0;
@@ -387,7 +398,7 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     run_sign_ = sign;
     run_y_[run_len_ & 7] = static_cast<float>(y);
     ++run_len_;
-    if (run_len_ > c.spike_max_len && c.enable_level_shift && armed) run_shift = true;
+    if (run_len_ > c.spike_max_len && c.enable_level_shift && (armed || armed_level)) run_shift = true;
   } else {
     run_len_ = 0;
     run_sign_ = 0;
@@ -402,7 +413,37 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
       g_pos_ = std::max(0.0, g_pos_ + zc - c.cusum_k);
       g_neg_ = std::max(0.0, g_neg_ - zc - c.cusum_k);
     }
-    if (armed) s_level = evidenceScore(std::max(g_pos_, g_neg_) / c.cusum_h);
+    if (armed || armed_level) s_level = evidenceScore(std::max(g_pos_, g_neg_) / c.cusum_h);
+  }
+
+  // --- Sustained shift: recent mean against the reference mean (both in readings).
+  double s_shift = 0.0;
+  double q_shift = 0.0;
+  double shift_y = 0.0;
+  const double af = 1.0 / c.shift_fast_samples, ar_ref = 1.0 / c.shift_ref_samples;
+  {
+    const double yc = base_ + clampAbs(resid, 2.0 * kClipSigmas * sigma);
+    shift_y = yc;
+    sfast_ += std::max(af, 1.0 / static_cast<double>(n_)) * (yc - sfast_);
+    const double dv = sfast_ - sref_;
+    if (c.enable_shift && n_ >= c.shift_ref_samples && warm) {
+      const double corr = (1.0 + rho_) / (1.0 - rho_);
+      const double floor_var =
+          sigma * sigma * corr * (af / (2.0 - af) + ar_ref / (2.0 - ar_ref));
+      const double var = std::max(svar_, floor_var);
+      q_shift = std::abs(dv) / (c.shift_z * std::sqrt(var));
+      s_shift = evidenceScore(q_shift);
+    }
+    // The reference learns slowly while the shift evidence is high and not at all during an
+    // alarm; the spread learns from normal operation only (winsorised at 2 sd).
+    if (!alarm_) {
+      const double w = q_shift >= 0.5 ? 0.1 : 1.0;
+      sref_ += w * std::max(ar_ref, 1.0 / static_cast<double>(n_)) * (yc - sref_);
+      if (q_shift < 1.0 && n_ >= 2 * c.shift_fast_samples) {
+        const double l2 = n_ > c.shift_ref_samples ? std::min(dv * dv, 4.0 * svar_) / 0.9 : dv * dv;
+        svar_ += std::max(ar_ref, 1.0 / static_cast<double>(n_)) * (l2 - svar_);
+      }
+    }
   }
 
   // --- Drift: the slow level (drift_tau_s) against the seasonal reference, in units of the slow
@@ -444,7 +485,9 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   if (c.enable_stuck && stuck_len_ >= c.stuck_min_samples)
     s_stuck = evidenceScore(stuck_surprise_ / c.stuck_surprise);
 
-  // --- Combine: hard limits first, then the strongest evidence.
+  // --- Combine: hard limits first, then the strongest calibrated evidence of three families:
+  // fast (spike/dip, CUSUM level shift, stuck, silence) and sustained shift, each calibrated
+  // against its own evidence history, and drift (already relative to its own learned spread).
   double score = 0.0;
   AnomalyKind kind = AnomalyKind::kNone;
   if (s_range > 0.0) {
@@ -454,45 +497,59 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     score = s_rate;
     kind = AnomalyKind::kRate;
   }
+  double fast = 0.0;
+  AnomalyKind fast_kind = AnomalyKind::kNone;
   if (warm) {
     auto take = [&](double s, AnomalyKind k) {
-      if (s > score) {
-        score = s;
-        kind = k;
+      if (s > fast) {
+        fast = s;
+        fast_kind = k;
       }
     };
-    if (kind == AnomalyKind::kNone) {
-      take(s_spike, run_shift ? AnomalyKind::kLevelShift
-                              : (z > 0 ? AnomalyKind::kSpike : AnomalyKind::kDip));
-      take(s_level, AnomalyKind::kLevelShift);
-      take(s_drift, AnomalyKind::kDrift);
-      take(s_stuck, AnomalyKind::kStuck);
-      take(s_silence, AnomalyKind::kSilence);
-    } else {
-      score = std::max(std::max(std::max(score, s_spike), std::max(s_level, s_drift)),
-                       std::max(s_stuck, s_silence));
-    }
+    take(s_spike, run_shift ? AnomalyKind::kLevelShift
+                            : (z > 0 ? AnomalyKind::kSpike : AnomalyKind::kDip));
+    take(s_level, AnomalyKind::kLevelShift);
+    take(s_stuck, AnomalyKind::kStuck);
+    take(s_silence, AnomalyKind::kSilence);
   }
-  // --- Calibration: the raw evidence against this sensor's own evidence history.
-  const double raw = score;
+  const double raw = std::max(std::max(score, fast), std::max(s_shift, s_drift));
   const bool hard_kind = kind == AnomalyKind::kRange || kind == AnomalyKind::kRate;
   double surprise = 0.0;
-  double x_ev = 0.0;
+  auto qOf = [](double sc) { return sc >= 1.0 ? 1e12 : std::sqrt(sc / (1.0 - sc)); };
+  const double q_fast = qOf(fast), q_sh = qOf(s_shift);
+  const double x_fast = std::log1p(q_fast), x_shift = std::log1p(q_sh);
   if (warm) {
-    const double q = raw >= 1.0 ? 1e12 : std::sqrt(raw / (1.0 - raw));
-    x_ev = std::log1p(q);
+    // Below S = 1 the cap decides (and the score is < 1e-6): no histogram walk.
+    auto calibrated = [&](const CalibHist& h, double q, double x) {
+      const double cap = c.evidence_surprise * q * q;
+      return cap < 1.0 ? cap : std::min(calibSurprise(h, x), cap);
+    };
+    const double s_f = calibrated(calib_fast_, q_fast, x_fast);
+    const double s_s = calibrated(calib_shift_, q_sh, x_shift);
     // Drift is measured against the level's own learned normal spread already, and grows too
     // slowly for an evidence history (it would learn the drift): 0.5 at its threshold.
-    if (kind == AnomalyKind::kDrift)
-      surprise = kScoreHalf * q * q;
-    else if (!hard_kind) {
-      // Below S = 1 the cap decides (and the score is < 1e-6): no histogram walk.
-      const double cap = c.evidence_surprise * q * q;
-      surprise = cap < 1.0 ? cap : std::min(calibSurprise(x_ev), cap);
+    const double q_dr = qOf(s_drift);
+    const double s_d = kScoreHalf * q_dr * q_dr;
+    if (!hard_kind) {
+      surprise = s_f;
+      kind = fast_kind;
+      if (s_s > surprise) {
+        surprise = s_s;
+        // Abrupt (the current value well beyond the recent mean, which still lags): a level
+        // shift; otherwise a drift.
+        kind = std::abs(shift_y - sref_) > 1.5 * std::abs(sfast_ - sref_) ? AnomalyKind::kLevelShift
+                                                                         : AnomalyKind::kDrift;
+      }
+      if (s_d > surprise) {
+        surprise = s_d;
+        kind = AnomalyKind::kDrift;
+      }
+    } else {
+      surprise = std::max(std::max(s_f, s_s), s_d);
     }
   }
-  if (hard_kind) surprise = std::max(surprise, surpriseFromScore(raw));
-  score = hard_kind ? raw : scoreFromSurprise(surprise);
+  if (hard_kind) surprise = std::max(surprise, surpriseFromScore(score));
+  score = hard_kind ? score : scoreFromSurprise(surprise);
   if (score < c.alarm_off && !hard_kind) kind = AnomalyKind::kNone;
   const bool was_alarm = alarm_;
 
@@ -529,11 +586,13 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     // The evidence of the learning period (before the seasonal profile was learned) is not
     // the sensor's normal evidence: start the history afresh.
     calib_armed_ = true;
-    std::fill(std::begin(calib_), std::end(calib_), 0.0f);
-    calib_total_ = 0.0;
+    calib_fast_ = CalibHist{};
+    calib_shift_ = CalibHist{};
     calib_w_ = 1.0;
   }
-  if (warm && !was_alarm && !hard_kind) learnCalib(x_ev, surprise >= 2.0 ? 0.1 : 1.0);
+  if (warm && !was_alarm && !hard_kind) {
+    learnCalib(x_fast, x_shift, surprise >= 2.0 ? 0.1 : 1.0);
+  }
   {
     // Resolution: half the typical non-zero step (EWMA of |change|, each step clipped at 4x the
     // estimate), so jitter around quantised values does not pass for resolution.
@@ -612,6 +671,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     // What the profile learned moves out of the local level: the prediction stays continuous.
     base_ -= prof_new - prof;
     slow_ -= prof_new - prof;
+    sfast_ -= prof_new - prof;
+    sref_ -= prof_new - prof;
     last_profile_ = prof_new;
   }
   if (dt > 0.0 && s_silence < kLearnOff) {

@@ -49,6 +49,15 @@ struct DetectorConfig {
   double cusum_k = 1.0;   // slack, in sigmas
   double cusum_h = 8.0;   // cumulated sigmas at which the level-shift score is 0.5
 
+  // --- Sustained shift: the recent level against a long reference level, in readings ---
+  // The mean of the last ~shift_fast_samples deseasonalised readings against the mean of the last
+  // ~shift_ref_samples (frozen during an alarm), in units of that difference's own normal spread.
+  // Catches a level that moves within minutes and stays (a valve closing), which the CUSUM on
+  // the residual from the fast-following local level misses; armed after shift_ref_samples.
+  uint32_t shift_fast_samples = 20;
+  uint32_t shift_ref_samples = 300;
+  double shift_z = 4.0;  // displacement / its normal spread at which the evidence is 1
+
   // --- Drift: local level vs. the long-term seasonal reference ---
   double drift_z = 5.0;         // level offset / its own normal spread at which the score is 0.5
   // Time constant (seconds) of the level's normal spread. In time, not readings, so a densely
@@ -80,6 +89,7 @@ struct DetectorConfig {
   // --- Detector switches ---
   bool enable_spike = true;
   bool enable_level_shift = true;
+  bool enable_shift = true;  // the sustained-shift detector (reported as level_shift)
   bool enable_drift = true;
   bool enable_stuck = true;
   bool enable_silence = true;

@@ -2,8 +2,11 @@
 
 // `outpost-aggregator score`: runs the device detector over labelled multi-sensor CSV files and
 // scores its own alarms (scoring.h): NAB on the changepoint label (windows to the right of each
-// changepoint) with the device alarm's onsets as detections, and point-wise metrics on the
-// anomaly label with the device alarm state of every row. Files are grouped by their directory.
+// changepoint) with the device alarm's transitions as detections - the row where an alarm is
+// raised and the row where it ends are both the detector saying "the state changed here" (the
+// open and the ended event on Kafka); the raise-only figure is reported beside it - and
+// point-wise metrics on the anomaly label with the device alarm state of every row. Files are
+// grouped by their directory.
 
 #include <cstdint>
 #include <ostream>
@@ -31,6 +34,7 @@ struct EvalGroup {
   uint64_t device_alarms = 0;
   uint64_t normal_alarms = 0;  // device alarms raised on a row labelled normal (or unlabelled)
   NabScore nab[3];             // standard, reward_low_FP_rate, reward_low_FN_rate
+  NabScore nab_onsets;         // standard, alarm raises only
   PointCounts points;          // files with an anomaly label only
 };
 

@@ -91,7 +91,7 @@ double scoreFromSurprise(double surprise);
 // Its inverse (score in [0, 1); 1 gives a large finite surprise).
 double surpriseFromScore(double score);
 
-inline constexpr int kCalibBins = 48;
+inline constexpr int kCalibBins = 40;
 inline constexpr double kCalibBinWidth = 0.125;  // in x = ln(1 + q)
 inline constexpr double kCalibTail = 0.1;       // e-folding of p beyond the largest x seen
 
@@ -125,8 +125,9 @@ class SensorDetector {
   void endAlarm(DetectResult* r);
   double seasonal(int64_t ts_ms, int* i0, int* i1, double* f);
   // Surprise -log10 P(X >= x) under the evidence history; learnCalib adds x with weight factor.
-  double calibSurprise(double x) const;
-  void learnCalib(double x, double factor);
+  struct CalibHist;
+  double calibSurprise(const CalibHist& h, double x) const;
+  void learnCalib(double x_fast, double x_shift, double factor);
   double interpolate(int i0, int i1, double f) const;
 
   const DetectorConfig* cfg_;
@@ -150,6 +151,11 @@ class SensorDetector {
   double slow_ = 0.0;      // slow level (time constant drift_tau_s) of the deseasonalised value
   double base_var_ = 0.0;  // EWMA of slow_^2 in normal operation (drift reference spread)
   double last_profile_ = 0.0;
+  // Sustained shift: fast and reference means of the deseasonalised value, normal spread of
+  // their difference.
+  double sfast_ = 0.0;
+  double sref_ = 0.0;
+  double svar_ = 0.0;
   // CUSUM.
   double g_pos_ = 0.0;
   double g_neg_ = 0.0;
@@ -162,9 +168,13 @@ class SensorDetector {
   double res_ = 0.0;       // typical non-zero change (learned resolution = half of it)
   // Calibration: decayed histogram of x = ln(1 + raw evidence); a new reading adds calib_w_,
   // which grows by 1/calib_samples per reading (rescaled when large) instead of decaying all.
+  struct CalibHist {
+    double total = 0.0;
+    float bins[kCalibBins] = {};
+  };
   double calib_w_ = 1.0;
-  double calib_total_ = 0.0;
-  float calib_[kCalibBins] = {};
+  CalibHist calib_fast_;   // spike/dip, CUSUM, stuck, silence
+  CalibHist calib_shift_;  // sustained shift
   uint64_t n_ = 0;  // valid readings
   uint32_t learn_n_ = 0;  // readings the drift spread has learned from
   double learn_s_ = 0.0;  // seconds of data it has learned from
