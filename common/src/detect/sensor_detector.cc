@@ -55,7 +55,7 @@ double surpriseFromScore(double score) {
 }
 
 double SensorDetector::calibSurprise(const CalibHist& h, double x) const {
-  if (h.total <= 0.0) return 0.0;
+  if (h.total <= 0.0 || !(x >= 0.0)) return 0.0;
   // The dense part of the history: bins up to the highest holding >= 2 readings' weight. Above
   // it the sparse tail's mass (plus half a reading for "not seen yet") decays exponentially
   // with the distance beyond the dense part.
@@ -73,9 +73,9 @@ double SensorDetector::calibSurprise(const CalibHist& h, double x) const {
   if (x >= x_top) {
     mass = sparse * std::exp(-(x - x_top) / kCalibTail);
   } else {
-    const double u = x / kCalibBinWidth;
-    const int b = static_cast<int>(u);
-    mass = sparse + (1.0 - (u - b)) * h.bins[b];
+    const double u = std::max(0.0, x / kCalibBinWidth);
+    const int b = std::min(static_cast<int>(u), kCalibBins - 1);
+    mass = sparse + (1.0 - std::min(u - b, 1.0)) * h.bins[b];
     for (int i = b + 1; i <= top; ++i) mass += h.bins[i];
   }
   const double p = std::min(1.0, mass / (h.total + 0.5 * calib_w_));
@@ -85,8 +85,9 @@ double SensorDetector::calibSurprise(const CalibHist& h, double x) const {
 void SensorDetector::learnCalib(double x_fast, double x_shift, double factor) {
   const double w = calib_w_ * factor;
   for (auto [h, x] : {std::pair<CalibHist*, double>{&calib_fast_, x_fast}, {&calib_shift_, x_shift}}) {
-    int b = static_cast<int>(x / kCalibBinWidth);
-    if (b >= kCalibBins || b < 0) b = kCalibBins - 1;
+    // x >= 0 by construction; NaN (never expected) lands in bin 0, beyond the range in the last.
+    const double u = x / kCalibBinWidth;
+    const int b = u >= kCalibBins ? kCalibBins - 1 : (u >= 0.0 ? static_cast<int>(u) : 0);
     h->bins[b] += static_cast<float>(w);
     h->total += w;
   }
@@ -431,7 +432,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
       const double floor_var =
           sigma * sigma * corr * (af / (2.0 - af) + ar_ref / (2.0 - ar_ref));
       const double var = std::max(svar_, floor_var);
-      q_shift = std::abs(dv) / (c.shift_z * std::sqrt(var));
+      const double sd = std::sqrt(var);
+      q_shift = dv == 0.0 ? 0.0 : std::abs(dv) / (c.shift_z * std::max(sd, 1e-300));
       s_shift = evidenceScore(q_shift);
     }
     // The reference learns slowly while the shift evidence is high and not at all during an
