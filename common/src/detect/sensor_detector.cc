@@ -539,7 +539,7 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
         surprise = s_s;
         // Abrupt (the current value well beyond the recent mean, which still lags): a level
         // shift; otherwise a drift.
-        kind = std::abs(shift_y - sref_) > 1.5 * std::abs(sfast_ - sref_) ? AnomalyKind::kLevelShift
+        kind = std::abs(shift_y - sref_) > 2.0 * std::abs(sfast_ - sref_) ? AnomalyKind::kLevelShift
                                                                          : AnomalyKind::kDrift;
       }
       if (s_d > surprise) {

@@ -143,7 +143,8 @@ TEST_CASE("AnomalyStage: a step gives one level_shift event, opened and ended",
   agg::AnomalyDetection d(optionsFrom(kNoSeason), reg);
   auto stage = d.newStage(1);
   Feeder f{*stage};
-  for (int b = 0; b < 10; ++b) f.batch(20, [](int i, size_t k) { return 20.0 + noise(i, k); });
+  // Issue 13: 240 readings of history first (warmup_samples = 200, was 200 readings).
+  for (int b = 0; b < 12; ++b) f.batch(20, [](int i, size_t k) { return 20.0 + noise(i, k); });
   CHECK(f.events.empty());
   for (int b = 0; b < 10; ++b) f.batch(20, [](int i, size_t k) { return 60.0 + noise(i, k); });
   REQUIRE(f.events.size() == 2);
@@ -152,7 +153,7 @@ TEST_CASE("AnomalyStage: a step gives one level_shift event, opened and ended",
   CHECK(open.sensor == "temp");
   CHECK(open.kind == detect::AnomalyKind::kLevelShift);  // not "spike": the open event waits
   CHECK_FALSE(open.ended);
-  CHECK(open.timestamp_us == kT0 + 200 * kStepUs);  // the first reading after the step
+  CHECK(open.timestamp_us == kT0 + 240 * kStepUs);  // the first reading after the step
   CHECK(open.value > 50);
   CHECK(open.expected_hi < 30);
   CHECK(open.score >= 0.5);
@@ -206,7 +207,8 @@ TEST_CASE("AnomalyStage: silence is raised by the timer, relative to the batches
   agg::AnomalyDetection d(optionsFrom("[detect]\npoll_interval_ms = 1000\n"), reg);
   auto stage = d.newStage(1);
   Feeder f{*stage};
-  for (int b = 0; b < 10; ++b)
+  // Issue 13: 250 readings (warmup_samples = 200, was 100 readings).
+  for (int b = 0; b < 25; ++b)
     f.batch(
         10, [](int i, size_t k) { return noise(i, k); }, 10'000'000);
   // Batches arrive every 10 s: 30 s without one is not silence yet (factor 4), 45 s is.

@@ -23,7 +23,7 @@ struct DetectorConfig {
   double alarm_on = 0.5;        // combined score that raises an alarm
   double alarm_off = 0.01;      // an active alarm counts readings below this score (S ~ 2.7) ...
   uint32_t clear_samples = 10;  // ... and ends after this many consecutive ones (hold-off)
-  uint32_t warmup_samples = 30; // no alarm (except range/rate) before this many valid readings
+  uint32_t warmup_samples = 200; // no alarm (except range/rate) before this many valid readings
   // An alarm of kind level_shift or drift that lasts longer than this many readings is ended and
   // its level accepted as the new normal, so a permanent change does not alarm forever.
   uint32_t accept_after_samples = 2000;
@@ -56,7 +56,7 @@ struct DetectorConfig {
   // the residual from the fast-following local level misses; armed after shift_ref_samples.
   uint32_t shift_fast_samples = 20;
   uint32_t shift_ref_samples = 300;
-  double shift_z = 4.0;  // displacement / its normal spread at which the evidence is 1
+  double shift_z = 5.0;  // displacement / its normal spread at which the evidence is 1
 
   // --- Drift: local level vs. the long-term seasonal reference ---
   double drift_z = 5.0;         // level offset / its own normal spread at which the score is 0.5
