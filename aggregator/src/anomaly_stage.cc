@@ -473,7 +473,8 @@ void AnomalyStage::onBatch(std::string_view device, const wire::Batch& batch, in
       continue;
     }
     // Device level: the readings of one timestamp are evaluated together.
-    if (ds.pending_ts_ms != INT64_MIN && ts_ms != ds.pending_ts_ms) evaluateDevice(device, ds, out);
+    if (ds.pending_ts_ms != INT64_MIN && ts_ms != ds.pending_ts_ms)
+      evaluateDevice(device, ds, out);
     if (e.device_index == UINT32_MAX || e.device_index >= ds.names.size() ||
         ds.names[e.device_index] != sensors->Get(s.dict)->name()->string_view()) {
       const std::string_view name = sensors->Get(s.dict)->name()->string_view();
@@ -528,7 +529,8 @@ AnomalyStage::DeviceState& AnomalyStage::deviceState(std::string_view device) {
       }
     }
   }
-  auto [it, _] = devices_.emplace(key_scratch_, std::make_unique<DeviceState>(&shared_.opt_.defaults));
+  auto [it, _] =
+      devices_.emplace(key_scratch_, std::make_unique<DeviceState>(&shared_.opt_.defaults));
   return *it->second;
 }
 

@@ -49,9 +49,9 @@ int runDetect(const std::string& input, const std::string& output,
     }
     std::string low;
     for (char ch : first) low += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    const char sep = std::count(low.begin(), low.end(), ';') > std::count(low.begin(), low.end(), ',')
-                         ? ';'
-                         : ',';
+    const char sep =
+        std::count(low.begin(), low.end(), ';') > std::count(low.begin(), low.end(), ',') ? ';'
+                                                                                          : ',';
     bool has_value = false;
     size_t cols = 1;
     std::stringstream ss(low);

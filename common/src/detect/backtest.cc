@@ -251,7 +251,8 @@ Result<DeviceCsvStats> runDeviceCsv(std::istream& in, const DetectorConfig& devi
     sensor_cols.push_back(i);
     stats.sensors.emplace_back(trim(cols[i]));
   }
-  for (size_t k = 0; k < opt.labels.size(); ++k) stats.label_present.push_back(label_cols[k] != SIZE_MAX);
+  for (size_t k = 0; k < opt.labels.size(); ++k)
+    stats.label_present.push_back(label_cols[k] != SIZE_MAX);
   if (sensor_cols.empty())
     return fail(ErrorCode::kInvalidArgument,
                 "CSV header '" + header +

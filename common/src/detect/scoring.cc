@@ -90,7 +90,9 @@ PointCounts& PointCounts::operator+=(const PointCounts& o) {
 }
 
 namespace {
-double ratio(uint64_t a, uint64_t b) { return b ? static_cast<double>(a) / static_cast<double>(b) : 0.0; }
+double ratio(uint64_t a, uint64_t b) {
+  return b ? static_cast<double>(a) / static_cast<double>(b) : 0.0;
+}
 }  // namespace
 
 double PointCounts::precision() const { return ratio(tp, tp + fp); }

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <cstdlib>
 
 namespace outpost::detect {
 
@@ -84,7 +83,8 @@ double SensorDetector::calibSurprise(const CalibHist& h, double x) const {
 
 void SensorDetector::learnCalib(double x_fast, double x_shift, double factor) {
   const double w = calib_w_ * factor;
-  for (auto [h, x] : {std::pair<CalibHist*, double>{&calib_fast_, x_fast}, {&calib_shift_, x_shift}}) {
+  const std::pair<CalibHist*, double> hx[2] = {{&calib_fast_, x_fast}, {&calib_shift_, x_shift}};
+  for (auto [h, x] : hx) {
     // x >= 0 by construction; NaN (never expected) lands in bin 0, beyond the range in the last.
     const double u = x / kCalibBinWidth;
     const int b = u >= kCalibBins ? kCalibBins - 1 : (u >= 0.0 ? static_cast<int>(u) : 0);
@@ -334,8 +334,6 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   const double dt = static_cast<double>(ts_ms - last_ts_) * 1e-3;
   const bool warm = n_ >= c.warmup_samples;
   // Level shift and drift compare with the seasonal reference: armed after one period.
-  static const bool dbg_arm = getenv("DBG_ARM") != nullptr;
-  const bool armed_level = dbg_arm ? warm : false;
   const bool armed = warm && (c.season_period_s <= 0.0 ||
                               static_cast<double>(ts_ms - first_ts_) >= c.season_period_s * 1e3);
 
@@ -399,7 +397,7 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     run_sign_ = sign;
     run_y_[run_len_ & 7] = static_cast<float>(y);
     ++run_len_;
-    if (run_len_ > c.spike_max_len && c.enable_level_shift && (armed || armed_level)) run_shift = true;
+    if (run_len_ > c.spike_max_len && c.enable_level_shift && armed) run_shift = true;
   } else {
     run_len_ = 0;
     run_sign_ = 0;
@@ -414,7 +412,7 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
       g_pos_ = std::max(0.0, g_pos_ + zc - c.cusum_k);
       g_neg_ = std::max(0.0, g_neg_ - zc - c.cusum_k);
     }
-    if (armed || armed_level) s_level = evidenceScore(std::max(g_pos_, g_neg_) / c.cusum_h);
+    if (armed) s_level = evidenceScore(std::max(g_pos_, g_neg_) / c.cusum_h);
   }
 
   // --- Sustained shift: recent mean against the reference mean (both in readings).
@@ -478,7 +476,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     // A sensor that usually repeats its value (a flat line, a slow counter) is not stuck when it
     // repeats: only a run that the repeat rate before it makes improbable counts.
     // A sensor that never varied (fewer than warmup_samples changes) is not stuck either.
-    if (stuck_p0_ < 0.5 && changes_ >= c.warmup_samples) stuck_surprise_ -= std::log(std::max(stuck_p0_, 0.02));
+    if (stuck_p0_ < 0.5 && changes_ >= c.warmup_samples)
+      stuck_surprise_ -= std::log(std::max(stuck_p0_, 0.02));
   } else {
     stuck_len_ = 0;
     stuck_surprise_ = 0.0;

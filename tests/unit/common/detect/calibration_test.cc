@@ -73,7 +73,8 @@ TEST_CASE("integer and quantised series", "[common][detect][calibration]") {
   }
   SECTION("a value quantised to 0.5 that mostly repeats") {
     std::normal_distribution<double> n(0.0, 0.15);
-    const auto s = regular(20000, 60000, [&](size_t) { return std::round((7.0 + n(rng)) * 2) / 2; });
+    const auto s =
+        regular(20000, 60000, [&](size_t) { return std::round((7.0 + n(rng)) * 2) / 2; });
     const Outcome o = run(s, 2000);
     CHECK(o.alarms == 0);
     CHECK_FALSE(o.stuck);
