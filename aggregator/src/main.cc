@@ -144,7 +144,9 @@ int main(int argc, char** argv) {
   CLI::App* detect_cmd = app.add_subcommand(
       "detect",
       "Backtest the anomaly detectors on a CSV file with columns timestamp,value (extra columns "
-      "ignored); writes timestamp,value,anomaly_score,alarm,kind, one row per input row");
+      "ignored; writes timestamp,value,anomaly_score,alarm,kind), or on one device's CSV (',' or "
+      "';', a time column and one column per sensor; writes per-sensor scores and the device "
+      "score); one row per input row");
   detect_cmd->add_option("-i,--input", detect_input, "Input CSV file, or - for stdin")->required();
   detect_cmd->add_option("-o,--output", detect_output, "Output CSV file (default: stdout)");
   std::string detect_sensor, detect_device;
