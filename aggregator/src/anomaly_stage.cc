@@ -32,9 +32,18 @@ constexpr double kNoLimit = 1e300;  // |range_min|, |range_max| at or beyond thi
 const std::vector<Field>& fields() {
   static const std::vector<Field> f = {
       {"alarm_on", &DetectorConfig::alarm_on, nullptr, nullptr, 0.01, 1,
-       "Combined score that raises an alarm"},
+       "Calibrated score that raises an alarm (0.5: tail probability 1e-4 for this sensor)"},
       {"alarm_off", &DetectorConfig::alarm_off, nullptr, nullptr, 0, 1,
        "An open alarm counts readings below this score (hysteresis; <= alarm_on)"},
+      {"calib_samples", &DetectorConfig::calib_samples, nullptr, nullptr, 10, 1e9,
+       "Effective length, in readings, of the sensor's evidence history that scores are "
+       "calibrated against"},
+      {"evidence_surprise", &DetectorConfig::evidence_surprise, nullptr, nullptr, 0.01, 1e6,
+       "Cap on the calibrated surprise (-log10 p): this x q^2, q = raw evidence in units of the "
+       "detector's threshold"},
+      {"resolution", &DetectorConfig::resolution, nullptr, nullptr, 0, 1e300,
+       "Smallest step of the sensor's values, a floor of its robust sigma (0: the smallest "
+       "change seen)"},
       {"clear_samples", nullptr, &DetectorConfig::clear_samples, nullptr, 1, 100000,
        "An alarm ends after this many consecutive readings below alarm_off (hold-off)"},
       {"warmup_samples", nullptr, &DetectorConfig::warmup_samples, nullptr, 3, 1000000,
@@ -53,6 +62,14 @@ const std::vector<Field>& fields() {
       {"cusum_k", &DetectorConfig::cusum_k, nullptr, nullptr, 0, 100, "CUSUM slack, in sigmas"},
       {"cusum_h", &DetectorConfig::cusum_h, nullptr, nullptr, 0.01, 1e6,
        "Cumulated sigmas at which the level-shift score is 0.5"},
+      {"shift_fast_samples", nullptr, &DetectorConfig::shift_fast_samples, nullptr, 2, 1000000,
+       "Sustained shift: readings in the recent mean compared with the reference"},
+      {"shift_ref_samples", nullptr, &DetectorConfig::shift_ref_samples, nullptr, 3, 1e8,
+       "Sustained shift: readings in the reference mean (> shift_fast_samples; frozen during "
+       "an alarm; the detector is armed after this many readings)"},
+      {"shift_z", &DetectorConfig::shift_z, nullptr, nullptr, 0.1, 1e6,
+       "Sustained shift: displacement / its normal spread at which the evidence reaches the "
+       "threshold"},
       {"drift_z", &DetectorConfig::drift_z, nullptr, nullptr, 0.1, 1e6,
        "Level offset / its normal spread at which the drift score is 0.5"},
       {"drift_memory_s", &DetectorConfig::drift_memory_s, nullptr, nullptr, 1, 1e9,
@@ -87,6 +104,8 @@ const std::vector<Field>& fields() {
       {"enable_level_shift", nullptr, nullptr, &DetectorConfig::enable_level_shift, 0, 0,
        "Level-shift detector (CUSUM) on"},
       {"enable_drift", nullptr, nullptr, &DetectorConfig::enable_drift, 0, 0, "Drift detector on"},
+      {"enable_shift", nullptr, nullptr, &DetectorConfig::enable_shift, 0, 0,
+       "Sustained-shift detector on (reported as level_shift)"},
       {"enable_stuck", nullptr, nullptr, &DetectorConfig::enable_stuck, 0, 0,
        "Stuck-sensor detector on"},
       {"enable_silence", nullptr, nullptr, &DetectorConfig::enable_silence, 0, 0,
@@ -215,6 +234,14 @@ void appendAnomalyJson(const AnomalyRecord& r, std::string& out) {
   appendJsonNumber(out, r.expected_hi);
   out += ",\"ended_us\":";
   out += r.ended ? std::to_string(r.ended_us) : std::string("null");
+  if (r.device_level) {
+    out += ",\"scope\":\"device\",\"sensors\":[";
+    for (size_t i = 0; i < r.sensors.size(); ++i) {
+      if (i) out += ',';
+      appendJsonString(out, r.sensors[i]);
+    }
+    out += ']';
+  }
   out += "}";
 }
 
@@ -245,7 +272,8 @@ AnomalyDetection::AnomalyDetection(AnomalyOptions options, metrics::Registry& re
                                           metrics::exponentialBuckets(2.5e-8, 2, 14))) {
   for (AnomalyKind k :
        {AnomalyKind::kSpike, AnomalyKind::kDip, AnomalyKind::kLevelShift, AnomalyKind::kDrift,
-        AnomalyKind::kStuck, AnomalyKind::kRate, AnomalyKind::kRange, AnomalyKind::kSilence}) {
+        AnomalyKind::kStuck, AnomalyKind::kRate, AnomalyKind::kRange, AnomalyKind::kSilence,
+        AnomalyKind::kCombined}) {
     by_kind_[kindIndex(k)] = &registry.counter("outpost_aggregator_anomalies_total",
                                                "Anomaly alarms raised, by kind at the start",
                                                {{"kind", detect::kindName(k)}});
@@ -395,6 +423,7 @@ void AnomalyStage::onBatch(std::string_view device, const wire::Batch& batch, in
   if (!readings || readings->size() == 0 || !sensors) return;
   const auto t0 = std::chrono::steady_clock::now();
   ++batch_no_;
+  DeviceState& ds = deviceState(device);
   // Sensor id -> dictionary position, for this batch.
   for (uint32_t k = 0; k < sensors->size(); ++k) {
     const uint16_t id = sensors->Get(k)->id();
@@ -443,6 +472,22 @@ void AnomalyStage::onBatch(std::string_view device, const wire::Batch& batch, in
       ++invalid;
       continue;
     }
+    // Device level: the readings of one timestamp are evaluated together.
+    if (ds.pending_ts_ms != INT64_MIN && ts_ms != ds.pending_ts_ms)
+      evaluateDevice(device, ds, out);
+    if (e.device_index == UINT32_MAX || e.device_index >= ds.names.size() ||
+        ds.names[e.device_index] != sensors->Get(s.dict)->name()->string_view()) {
+      const std::string_view name = sensors->Get(s.dict)->name()->string_view();
+      const auto it = std::find(ds.names.begin(), ds.names.end(), name);
+      if (it != ds.names.end()) {
+        e.device_index = static_cast<uint32_t>(it - ds.names.begin());
+      } else {
+        e.device_index = ds.det.addSensor();
+        ds.names.emplace_back(name);
+      }
+    }
+    ds.det.set(e.device_index, res.surprise, res.kind);
+    ds.pending_ts_ms = ts_ms;
     e.last_ts_ms = ts_ms;
     if (res.transition == detect::AlarmTransition::kRaised) {
       e.start_ts_us = ts_us;
@@ -464,11 +509,62 @@ void AnomalyStage::onBatch(std::string_view device, const wire::Batch& batch, in
       emit(e, e.det.event(), true, e.start_ts_us, out);
     }
   }
+  if (ds.pending_ts_ms != INT64_MIN) evaluateDevice(device, ds, out);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   shared_.readings_.inc(readings->size());
   if (invalid) shared_.invalid_.inc(invalid);
   shared_.batch_seconds_.observe(secs);
   shared_.reading_seconds_.observe(secs / static_cast<double>(readings->size()));
+}
+
+AnomalyStage::DeviceState& AnomalyStage::deviceState(std::string_view device) {
+  key_scratch_.assign(device);
+  if (auto it = devices_.find(key_scratch_); it != devices_.end()) return *it->second;
+  if (devices_.size() >= capacity_) {
+    // Make room: drop a device without an open alarm (its sensors keep their own detectors).
+    for (auto it = devices_.begin(); it != devices_.end(); ++it) {
+      if (!it->second->det.alarmActive()) {
+        devices_.erase(it);
+        break;
+      }
+    }
+  }
+  auto [it, _] =
+      devices_.emplace(key_scratch_, std::make_unique<DeviceState>(&shared_.opt_.defaults));
+  return *it->second;
+}
+
+void AnomalyStage::evaluateDevice(std::string_view device, DeviceState& ds,
+                                  std::vector<AnomalyRecord>& out) {
+  const int64_t ts_ms = ds.pending_ts_ms;
+  ds.pending_ts_ms = INT64_MIN;
+  // One sensor: its own events say it all.
+  if (ds.det.sensors() < 2) return;
+  const detect::DeviceResult r = ds.det.evaluate(ts_ms);
+  if (r.transition == detect::AlarmTransition::kNone) return;
+  const bool ended = r.transition == detect::AlarmTransition::kEnded;
+  const detect::DeviceEvent& ev = ds.det.event();
+  AnomalyRecord& rec = out.emplace_back();
+  rec.device.assign(device);
+  rec.device_level = true;
+  for (uint32_t i : ev.sensors) {
+    if (i >= ds.names.size()) continue;
+    if (!rec.sensor.empty()) rec.sensor += '+';
+    rec.sensor += ds.names[i];
+    rec.sensors.push_back(ds.names[i]);
+  }
+  rec.kind = ev.kind;
+  rec.ended = ended;
+  rec.timestamp_us = ev.start_ms * 1000;
+  rec.ended_us = ended ? ev.end_ms * 1000 : 0;
+  rec.value = std::numeric_limits<double>::quiet_NaN();
+  rec.score = ended ? ev.peak_score : r.score;
+  rec.expected_lo = rec.expected_hi = std::numeric_limits<double>::quiet_NaN();
+  if (ended) {
+    shared_.ended_.inc();
+  } else if (metrics::Counter* c = shared_.by_kind_[kindIndex(ev.kind)]) {
+    c->inc();
+  }
 }
 
 bool AnomalyStage::poll(int64_t now_mono_us, std::vector<AnomalyRecord>& out) {

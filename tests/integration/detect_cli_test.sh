@@ -76,4 +76,36 @@ if "$BIN" --config "$WORK/badcfg.toml" detect --input "$WORK/in.csv" >/dev/null 
   exit 1
 fi
 grep -q "detect.classes\[0\]" "$WORK/err.txt" || { echo "FAIL: error does not name the key: $(cat "$WORK/err.txt")" >&2; exit 1; }
+# Issue 13: a multi-sensor CSV (';', a label column ignored) is one device: per-sensor scores and
+# the device score; a step on two sensors opens a device alarm that lists both.
+python3 - "$WORK/dev.csv" <<'PY'
+import random, sys
+random.seed(5)
+with open(sys.argv[1], "w") as f:
+    f.write("datetime;current;pressure;label;flow\n")
+    for i in range(900):
+        step = 8.0 if i >= 700 else 0.0
+        f.write(f"2024-05-01 {i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d};{5 + random.gauss(0, 0.2) + step * 0.2:.4f};"
+                f"{2 + random.gauss(0, 0.05):.4f};{int(i >= 700)};{30 + random.gauss(0, 0.5) - step:.4f}\n")
+PY
+"$BIN" detect --input "$WORK/dev.csv" --ignore label --output "$WORK/dev_out.csv" 2>"$WORK/err.txt"
+python3 - "$WORK/dev_out.csv" <<'PY'
+import csv, sys
+out = list(csv.DictReader(open(sys.argv[1])))
+assert list(out[0].keys()) == ["timestamp", "current_score", "pressure_score", "flow_score",
+                               "device_score", "device_alarm", "device_kind", "device_sensors"], out[0].keys()
+assert len(out) == 900, len(out)
+before = sum(1 for r in out[250:700] if r["device_alarm"] == "1")
+assert before == 0, f"{before} device alarm rows before the step"
+hit = [r for r in out[700:760] if r["device_alarm"] == "1"]
+assert hit, "no device alarm within 60 s of the step"
+assert "flow" in hit[-1]["device_sensors"], hit[-1]
+print(f"multi-sensor CSV: device alarm {hit[0]['timestamp']} kind {hit[-1]['device_kind']} sensors {hit[-1]['device_sensors']}")
+PY
+# The scorer names a file it cannot read.
+if "$BIN" score "$WORK/missing.csv" >/dev/null 2>"$WORK/err.txt"; then
+  echo "FAIL: score accepted a missing file" >&2
+  exit 1
+fi
+grep -q "missing.csv" "$WORK/err.txt" || { echo "FAIL: unclear error: $(cat "$WORK/err.txt")" >&2; exit 1; }
 echo "PASS: detect CLI"

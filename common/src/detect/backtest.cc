@@ -4,6 +4,8 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -48,13 +50,13 @@ std::unexpected<Error> badTs(std::string_view t) {
                                    "' (expected ISO-8601 date-time or epoch seconds/ms)"));
 }
 
-std::vector<std::string_view> splitCsv(std::string_view line) {
+std::vector<std::string_view> splitCsv(std::string_view line, char sep = ',') {
   std::vector<std::string_view> out;
   size_t start = 0;
   bool quoted = false;
   for (size_t i = 0; i < line.size(); ++i) {
     if (line[i] == '"') quoted = !quoted;
-    if (line[i] == ',' && !quoted) {
+    if (line[i] == sep && !quoted) {
       out.push_back(line.substr(start, i - start));
       start = i + 1;
     }
@@ -202,6 +204,153 @@ Result<BacktestStats> backtestCsv(std::istream& in, std::ostream& out,
   }
   if (first) return fail(ErrorCode::kInvalidArgument, "CSV input is empty");
   return stats;
+}
+
+Result<DeviceCsvStats> runDeviceCsv(std::istream& in, const DetectorConfig& device_cfg,
+                                    const DeviceCsvOptions& opt,
+                                    const std::function<void(const DeviceRow&)>& row) {
+  if (auto st = validateDetectorConfig(device_cfg); !st) return std::unexpected(st.error());
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!trim(line).empty()) break;
+  }
+  if (trim(line).empty()) return fail(ErrorCode::kInvalidArgument, "CSV input is empty");
+  const char sep = std::count(line.begin(), line.end(), ';') >
+                           std::count(line.begin(), line.end(), ',')
+                       ? ';'
+                       : ',';
+  const std::string header = line;
+  const auto cols = splitCsv(header, sep);
+  auto listed = [](const std::vector<std::string>& names, const std::string& n) {
+    for (const auto& x : names)
+      if (lower(x) == n) return true;
+    return false;
+  };
+  size_t ts_col = SIZE_MAX;
+  for (size_t i = 0; i < cols.size() && ts_col == SIZE_MAX; ++i) {
+    const std::string n = lower(cols[i]);
+    if (n == "timestamp" || n == "time" || n == "ts" || n == "datetime" || n == "date")
+      ts_col = i;
+  }
+  if (ts_col == SIZE_MAX) ts_col = 0;
+  DeviceCsvStats stats;
+  std::vector<size_t> sensor_cols;
+  std::vector<size_t> label_cols(opt.labels.size(), SIZE_MAX);
+  for (size_t i = 0; i < cols.size(); ++i) {
+    if (i == ts_col) continue;
+    const std::string n = lower(cols[i]);
+    bool is_label = false;
+    for (size_t k = 0; k < opt.labels.size(); ++k) {
+      if (lower(opt.labels[k]) == n) {
+        label_cols[k] = i;
+        is_label = true;
+      }
+    }
+    if (is_label || listed(opt.ignore, n)) continue;
+    sensor_cols.push_back(i);
+    stats.sensors.emplace_back(trim(cols[i]));
+  }
+  for (size_t k = 0; k < opt.labels.size(); ++k)
+    stats.label_present.push_back(label_cols[k] != SIZE_MAX);
+  if (sensor_cols.empty())
+    return fail(ErrorCode::kInvalidArgument,
+                "CSV header '" + header +
+                    "' has no sensor column (one time column, then value columns not ignored)");
+  std::vector<const DetectorConfig*> cfgs;
+  for (const auto& name : stats.sensors) {
+    const DetectorConfig* c = opt.sensor_cfg ? opt.sensor_cfg(name) : nullptr;
+    if (!c) c = &device_cfg;
+    if (auto st = validateDetectorConfig(*c); !st) return std::unexpected(st.error());
+    cfgs.push_back(c);
+  }
+  std::vector<SensorDetector> dets;
+  dets.reserve(cfgs.size());
+  for (const DetectorConfig* c : cfgs) dets.emplace_back(c);
+  DeviceDetector device(&device_cfg, static_cast<uint32_t>(dets.size()));
+  std::vector<DetectResult> res(dets.size());
+  std::vector<double> labels(opt.labels.size());
+  int64_t last_ts = INT64_MIN;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (trim(line).empty()) continue;
+    const auto cells = splitCsv(line, sep);
+    ++stats.rows;
+    DeviceRow r;
+    r.ts_text = ts_col < cells.size() ? trim(cells[ts_col]) : std::string_view();
+    for (size_t k = 0; k < label_cols.size(); ++k) {
+      double v = std::numeric_limits<double>::quiet_NaN();
+      if (label_cols[k] < cells.size()) parseValue(cells[label_cols[k]], &v);
+      labels[k] = v;
+    }
+    r.labels = &labels;
+    auto ts = parseTimestampMs(r.ts_text);
+    if (!ts || *ts < last_ts) {
+      ++stats.bad_rows;
+      r.valid = false;
+      for (auto& x : res) x = DetectResult{};
+      r.device.alarm = device.alarmActive();
+    } else {
+      last_ts = *ts;
+      r.ts_ms = *ts;
+      for (size_t j = 0; j < dets.size(); ++j) {
+        double v = 0;
+        const size_t c = sensor_cols[j];
+        if (c < cells.size() && parseValue(cells[c], &v)) {
+          res[j] = dets[j].update(*ts, v);
+          device.set(static_cast<uint32_t>(j), res[j].surprise, res[j].kind);
+        } else {
+          ++stats.bad_values;
+          res[j] = DetectResult{};
+          res[j].valid = false;
+        }
+      }
+      r.device = device.evaluate(*ts);
+      if (r.device.transition == AlarmTransition::kRaised) ++stats.device_alarms;
+    }
+    r.sensor = &res;
+    r.detector = &device;
+    r.names = &stats.sensors;
+    row(r);
+  }
+  return stats;
+}
+
+Result<DeviceCsvStats> backtestDeviceCsv(std::istream& in, std::ostream& out,
+                                         const DetectorConfig& device_cfg,
+                                         const DeviceCsvOptions& opt) {
+  bool header = false;
+  char buf[64];
+  auto writeHeader = [&](const std::vector<std::string>& names) {
+    header = true;
+    out << "timestamp";
+    for (const auto& n : names) out << ',' << n << "_score";
+    out << ",device_score,device_alarm,device_kind,device_sensors\n";
+  };
+  auto st = runDeviceCsv(in, device_cfg, opt, [&](const DeviceRow& r) {
+    if (!header) writeHeader(*r.names);
+    out << r.ts_text;
+    for (const DetectResult& s : *r.sensor) {
+      std::snprintf(buf, sizeof buf, ",%.6f", s.score);
+      out << buf;
+    }
+    std::snprintf(buf, sizeof buf, ",%.6f,%d,", r.device.score, r.device.alarm ? 1 : 0);
+    out << buf;
+    if (r.device.alarm) {
+      out << kindName(r.detector->event().kind) << ',';
+      bool first = true;
+      for (uint32_t i : r.detector->event().sensors) {
+        if (!first) out << '|';
+        first = false;
+        out << (*r.names)[i];
+      }
+    } else {
+      out << ',';
+    }
+    out << '\n';
+  });
+  if (st && !header) writeHeader(st->sensors);
+  return st;
 }
 
 }  // namespace outpost::detect

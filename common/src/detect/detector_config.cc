@@ -27,6 +27,11 @@ Status validateDetectorConfig(const DetectorConfig& c) {
   if (c.warmup_samples < 3 || c.warmup_samples > 1000000)
     return bad("warmup_samples", c.warmup_samples, "3..1000000");
   if (c.accept_after_samples < 1) return bad("accept_after_samples", 0, ">= 1");
+  if (!in(c.calib_samples, 10.0, 1e9)) return bad("calib_samples", c.calib_samples, "10..1e9");
+  if (!in(c.evidence_surprise, 0.01, 1e6))
+    return bad("evidence_surprise", c.evidence_surprise, "0.01..1e6");
+  if (!(c.resolution >= 0.0) || !std::isfinite(c.resolution))
+    return bad("resolution", c.resolution, "0 (learned) or a positive step, finite");
   if (!in(c.level_alpha, 1e-6, 1.0)) return bad("level_alpha", c.level_alpha, "(0, 1]");
   if (!in(c.scale_alpha, 1e-6, 1.0)) return bad("scale_alpha", c.scale_alpha, "(0, 1]");
   if (!in(c.spike_z, 0.5, 1e6)) return bad("spike_z", c.spike_z, "0.5..1e6");
@@ -34,6 +39,11 @@ Status validateDetectorConfig(const DetectorConfig& c) {
     return bad("spike_max_len", c.spike_max_len, "1..7");
   if (!in(c.cusum_k, 0.0, 100.0)) return bad("cusum_k", c.cusum_k, "0..100");
   if (!in(c.cusum_h, 0.01, 1e6)) return bad("cusum_h", c.cusum_h, "0.01..1e6");
+  if (c.shift_fast_samples < 2 || c.shift_fast_samples > 1000000)
+    return bad("shift_fast_samples", c.shift_fast_samples, "2..1000000");
+  if (c.shift_ref_samples <= c.shift_fast_samples || c.shift_ref_samples > 100000000)
+    return bad("shift_ref_samples", c.shift_ref_samples, "> shift_fast_samples, <= 1e8");
+  if (!in(c.shift_z, 0.1, 1e6)) return bad("shift_z", c.shift_z, "0.1..1e6");
   if (!in(c.drift_z, 0.1, 1e6)) return bad("drift_z", c.drift_z, "0.1..1e6");
   if (!in(c.drift_memory_s, 1.0, 1e9))
     return bad("drift_memory_s", c.drift_memory_s, "1..1e9 seconds");

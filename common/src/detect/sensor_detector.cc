@@ -35,7 +35,74 @@ float median(const float* v, uint32_t n) {
   return n % 2 ? tmp[n / 2] : 0.5f * (tmp[n / 2 - 1] + tmp[n / 2]);
 }
 
+constexpr double kLearnOff = 0.3;  // raw score below which a reading teaches the baseline
+constexpr double kScoreHalf = 4.0;   // surprise at which the calibrated score is 0.5
+constexpr double kScorePower = 11.0;  // 0.99 at S = 6
+
 }  // namespace
+
+double scoreFromSurprise(double s) {
+  if (!(s > 0.0)) return 0.0;
+  const double r = std::pow(kScoreHalf / s, kScorePower);
+  return 1.0 / (1.0 + r);
+}
+
+double surpriseFromScore(double score) {
+  if (!(score > 0.0)) return 0.0;
+  if (score >= 1.0) return 1e3;
+  return kScoreHalf * std::pow(score / (1.0 - score), 1.0 / kScorePower);
+}
+
+double SensorDetector::calibSurprise(const CalibHist& h, double x) const {
+  if (h.total <= 0.0 || !(x >= 0.0)) return 0.0;
+  // The dense part of the history: bins up to the highest holding >= 2 readings' weight. Above
+  // it the sparse tail's mass (plus half a reading for "not seen yet") decays exponentially
+  // with the distance beyond the dense part.
+  int top = -1;
+  double sparse = 0.5 * calib_w_;
+  for (int i = kCalibBins - 1; i >= 0; --i) {
+    if (h.bins[i] >= 2.0 * calib_w_) {
+      top = i;
+      break;
+    }
+    sparse += h.bins[i];
+  }
+  const double x_top = (top + 1) * kCalibBinWidth;
+  double mass;
+  if (x >= x_top) {
+    mass = sparse * std::exp(-(x - x_top) / kCalibTail);
+  } else {
+    const double u = std::max(0.0, x / kCalibBinWidth);
+    const int b = std::min(static_cast<int>(u), kCalibBins - 1);
+    mass = sparse + (1.0 - std::min(u - b, 1.0)) * h.bins[b];
+    for (int i = b + 1; i <= top; ++i) mass += h.bins[i];
+  }
+  const double p = std::min(1.0, mass / (h.total + 0.5 * calib_w_));
+  return -std::log10(std::max(p, 1e-300));
+}
+
+void SensorDetector::learnCalib(double x_fast, double x_shift, double factor) {
+  const double w = calib_w_ * factor;
+  const std::pair<CalibHist*, double> hx[2] = {{&calib_fast_, x_fast}, {&calib_shift_, x_shift}};
+  for (auto [h, x] : hx) {
+    // x >= 0 by construction; NaN (never expected) lands in bin 0, beyond the range in the last.
+    const double u = x / kCalibBinWidth;
+    const int b = u >= kCalibBins ? kCalibBins - 1 : (u >= 0.0 ? static_cast<int>(u) : 0);
+    h->bins[b] += static_cast<float>(w);
+    h->total += w;
+  }
+  calib_w_ *= 1.0 + 1.0 / cfg_->calib_samples;
+  if (calib_w_ > 1e4) {
+    for (CalibHist* h : {&calib_fast_, &calib_shift_}) {
+      h->total = 0.0;
+      for (float& c : h->bins) {
+        c = static_cast<float>(c / calib_w_);
+        h->total += c;
+      }
+    }
+    calib_w_ = 1.0;
+  }
+}
 
 const char* kindName(AnomalyKind kind) {
   switch (kind) {
@@ -57,6 +124,8 @@ const char* kindName(AnomalyKind kind) {
       return "range";
     case AnomalyKind::kSilence:
       return "silence";
+    case AnomalyKind::kCombined:
+      return "combined";
   }
   return "";
 }
@@ -80,6 +149,8 @@ const char* detectorName(AnomalyKind kind) {
       return "range_limit";
     case AnomalyKind::kSilence:
       return "cadence_silence";
+    case AnomalyKind::kCombined:
+      return "device_combined";
   }
   return "";
 }
@@ -183,6 +254,8 @@ void SensorDetector::endAlarm(DetectResult* r) {
   g_pos_ = g_neg_ = 0.0;
   if (event_.kind == AnomalyKind::kLevelShift || event_.kind == AnomalyKind::kDrift) {
     // Accept the current level as the new normal.
+    sfast_ -= base_;
+    sref_ = sfast_;
     off_ += base_;
     slow_ = 0.0;
     base_ = 0.0;
@@ -288,6 +361,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   }
 
   if (settle_until_ms_ != 0 && ts_ms >= settle_until_ms_) {
+    sfast_ -= slow_;
+    sref_ -= slow_;
     off_ += slow_;
     base_ -= slow_;
     slow_ = 0.0;
@@ -298,7 +373,12 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   double f;
   const double prof = seasonal(ts_ms, &i0, &i1, &f);
   const double y = x - off_ - prof;  // deseasonalised value, relative to the accepted level
-  const double sigma_floor = std::max(std::abs(off_) * 1e-12, 1e-300);
+  // Floors: the sensor's resolution (configured, or the smallest change seen) and its level, so
+  // flat, quantised and integer series do not collapse the scale.
+  // Learned: half the typical step, up to the whole step for a sensor that mostly repeats its
+  // value (counts, coarse quantisation), where one step is the usual noise.
+  const double res = c.resolution > 0.0 ? c.resolution : (0.5 + 0.5 * p_repeat_) * res_;
+  const double sigma_floor = std::max(std::max(std::abs(off_ + base_) * 1e-9, res), 1e-300);
   const double sigma = std::max(mad_ * kSigmaPerMad, sigma_floor);
   const double resid = y - base_;
   const double z = resid / sigma;
@@ -335,6 +415,37 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     if (armed) s_level = evidenceScore(std::max(g_pos_, g_neg_) / c.cusum_h);
   }
 
+  // --- Sustained shift: recent mean against the reference mean (both in readings).
+  double s_shift = 0.0;
+  double q_shift = 0.0;
+  double shift_y = 0.0;
+  const double af = 1.0 / c.shift_fast_samples, ar_ref = 1.0 / c.shift_ref_samples;
+  {
+    const double yc = base_ + clampAbs(resid, 2.0 * kClipSigmas * sigma);
+    shift_y = yc;
+    sfast_ += std::max(af, 1.0 / static_cast<double>(n_)) * (yc - sfast_);
+    const double dv = sfast_ - sref_;
+    if (c.enable_shift && n_ >= c.shift_ref_samples && warm) {
+      const double corr = (1.0 + rho_) / (1.0 - rho_);
+      const double floor_var =
+          sigma * sigma * corr * (af / (2.0 - af) + ar_ref / (2.0 - ar_ref));
+      const double var = std::max(svar_, floor_var);
+      const double sd = std::sqrt(var);
+      q_shift = dv == 0.0 ? 0.0 : std::abs(dv) / (c.shift_z * std::max(sd, 1e-300));
+      s_shift = evidenceScore(q_shift);
+    }
+    // The reference learns slowly while the shift evidence is high and not at all during an
+    // alarm; the spread learns from normal operation only (winsorised at 2 sd).
+    if (!alarm_) {
+      const double w = q_shift >= 0.5 ? 0.1 : 1.0;
+      sref_ += w * std::max(ar_ref, 1.0 / static_cast<double>(n_)) * (yc - sref_);
+      if (q_shift < 1.0 && n_ >= 2 * c.shift_fast_samples) {
+        const double l2 = n_ > c.shift_ref_samples ? std::min(dv * dv, 4.0 * svar_) / 0.9 : dv * dv;
+        svar_ += std::max(ar_ref, 1.0 / static_cast<double>(n_)) * (l2 - svar_);
+      }
+    }
+  }
+
   // --- Drift: the slow level (drift_tau_s) against the seasonal reference, in units of the slow
   // level's normal spread (learned in time, drift_memory_s, winsorised).
   double s_drift = 0.0;
@@ -360,16 +471,24 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   double s_stuck = 0.0;
   const bool repeat = std::abs(x - last_x_) <= c.stuck_tolerance;
   if (repeat) {
+    if (stuck_len_ == 0) stuck_p0_ = p_repeat_;
     ++stuck_len_;
-    stuck_surprise_ -= std::log(std::clamp(p_repeat_, 0.02, 0.999));
+    // A sensor that usually repeats its value (a flat line, a slow counter) is not stuck when it
+    // repeats: only a run that the repeat rate before it makes improbable counts.
+    // A sensor that never varied (fewer than warmup_samples changes) is not stuck either.
+    if (stuck_p0_ < 0.5 && changes_ >= c.warmup_samples)
+      stuck_surprise_ -= std::log(std::max(stuck_p0_, 0.02));
   } else {
     stuck_len_ = 0;
     stuck_surprise_ = 0.0;
+    if (changes_ < UINT32_MAX) ++changes_;
   }
   if (c.enable_stuck && stuck_len_ >= c.stuck_min_samples)
     s_stuck = evidenceScore(stuck_surprise_ / c.stuck_surprise);
 
-  // --- Combine: hard limits first, then the strongest evidence.
+  // --- Combine: hard limits first, then the strongest calibrated evidence of three families:
+  // fast (spike/dip, CUSUM level shift, stuck, silence) and sustained shift, each calibrated
+  // against its own evidence history, and drift (already relative to its own learned spread).
   double score = 0.0;
   AnomalyKind kind = AnomalyKind::kNone;
   if (s_range > 0.0) {
@@ -379,27 +498,61 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     score = s_rate;
     kind = AnomalyKind::kRate;
   }
+  double fast = 0.0;
+  AnomalyKind fast_kind = AnomalyKind::kNone;
   if (warm) {
     auto take = [&](double s, AnomalyKind k) {
-      if (s > score) {
-        score = s;
-        kind = k;
+      if (s > fast) {
+        fast = s;
+        fast_kind = k;
       }
     };
-    if (kind == AnomalyKind::kNone) {
-      take(s_spike, run_shift ? AnomalyKind::kLevelShift
-                              : (z > 0 ? AnomalyKind::kSpike : AnomalyKind::kDip));
-      take(s_level, AnomalyKind::kLevelShift);
-      take(s_drift, AnomalyKind::kDrift);
-      take(s_stuck, AnomalyKind::kStuck);
-      take(s_silence, AnomalyKind::kSilence);
+    take(s_spike, run_shift ? AnomalyKind::kLevelShift
+                            : (z > 0 ? AnomalyKind::kSpike : AnomalyKind::kDip));
+    take(s_level, AnomalyKind::kLevelShift);
+    take(s_stuck, AnomalyKind::kStuck);
+    take(s_silence, AnomalyKind::kSilence);
+  }
+  const double raw = std::max(std::max(score, fast), std::max(s_shift, s_drift));
+  const bool hard_kind = kind == AnomalyKind::kRange || kind == AnomalyKind::kRate;
+  double surprise = 0.0;
+  auto qOf = [](double sc) { return sc >= 1.0 ? 1e12 : std::sqrt(sc / (1.0 - sc)); };
+  const double q_fast = qOf(fast), q_sh = qOf(s_shift);
+  const double x_fast = std::log1p(q_fast), x_shift = std::log1p(q_sh);
+  if (warm) {
+    // Below S = 1 the cap decides (and the score is < 1e-6): no histogram walk.
+    auto calibrated = [&](const CalibHist& h, double q, double x) {
+      const double cap = c.evidence_surprise * q * q;
+      return cap < 1.0 ? cap : std::min(calibSurprise(h, x), cap);
+    };
+    const double s_f = calibrated(calib_fast_, q_fast, x_fast);
+    const double s_s = calibrated(calib_shift_, q_sh, x_shift);
+    // Drift is measured against the level's own learned normal spread already, and grows too
+    // slowly for an evidence history (it would learn the drift): 0.5 at its threshold.
+    const double q_dr = qOf(s_drift);
+    const double s_d = kScoreHalf * q_dr * q_dr;
+    if (!hard_kind) {
+      surprise = s_f;
+      kind = fast_kind;
+      if (s_s > surprise) {
+        surprise = s_s;
+        // Abrupt (the current value well beyond the recent mean, which still lags): a level
+        // shift; otherwise a drift.
+        kind = std::abs(shift_y - sref_) > 2.0 * std::abs(sfast_ - sref_) ? AnomalyKind::kLevelShift
+                                                                         : AnomalyKind::kDrift;
+      }
+      if (s_d > surprise) {
+        surprise = s_d;
+        kind = AnomalyKind::kDrift;
+      }
     } else {
-      score = std::max(std::max(std::max(score, s_spike), std::max(s_level, s_drift)),
-                       std::max(s_stuck, s_silence));
+      surprise = std::max(std::max(s_f, s_s), s_d);
     }
   }
-  if (score < c.alarm_off && kind != AnomalyKind::kRange && kind != AnomalyKind::kRate)
-    kind = AnomalyKind::kNone;
+  if (hard_kind) surprise = std::max(surprise, surpriseFromScore(score));
+  score = hard_kind ? score : scoreFromSurprise(surprise);
+  if (score < c.alarm_off && !hard_kind) kind = AnomalyKind::kNone;
+  const bool was_alarm = alarm_;
 
   // --- Alarm state machine.
   const bool hard = kind == AnomalyKind::kRange || kind == AnomalyKind::kRate;
@@ -427,6 +580,26 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   }
 
   // --- Learning (after scoring: the score of a reading never depends on itself or later ones).
+  // Surprising evidence (S >= 2) teaches the evidence history slowly (rising evidence does not
+  // raise its own reference, while a sensor's recurring bursts still become its norm); readings
+  // during an alarm and beyond hard limits not at all (an anomaly is not the norm).
+  if (armed && !calib_armed_) {
+    // The evidence of the learning period (before the seasonal profile was learned) is not
+    // the sensor's normal evidence: start the history afresh.
+    calib_armed_ = true;
+    calib_fast_ = CalibHist{};
+    calib_shift_ = CalibHist{};
+    calib_w_ = 1.0;
+  }
+  if (warm && !was_alarm && !hard_kind) {
+    learnCalib(x_fast, x_shift, surprise >= 2.0 ? 0.1 : 1.0);
+  }
+  {
+    // Resolution: half the typical non-zero step (EWMA of |change|, each step clipped at 4x the
+    // estimate), so jitter around quantised values does not pass for resolution.
+    const double d = std::abs(x - last_x_);
+    if (d > 0.0) res_ = res_ == 0.0 ? d : res_ + 0.01 * (std::min(d, 4.0 * res_) - res_);
+  }
   const bool shift_event = alarm_ && event_.kind == AnomalyKind::kLevelShift;
   if (run_shift) {
     // Re-seat the level on the run of outliers; the alarm carries on as a level shift.
@@ -446,7 +619,7 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
       warm ? std::max(std::max(std::max(s_spike, s_level), std::max(s_stuck, s_silence)),
                       std::max(s_rate, s_range))
            : std::max(s_rate, s_range);
-  if (other < c.alarm_off) {
+  if (other < kLearnOff) {
     const double nn = static_cast<double>(n_);
     const double la = std::max(c.level_alpha, 1.0 / nn);
     const double sa = std::max(c.scale_alpha, 1.0 / nn);
@@ -454,7 +627,7 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     // Early on sigma is unknown: do not clip the scale's own input until warm.
     const double ar =
         warm ? std::min(std::abs(resid), kClipSigmas * sigma / kSigmaPerMad) : std::abs(resid);
-    if (n_ >= 2 && score < c.alarm_off) mad_ += sa * (ar - mad_);
+    if (n_ >= 2 && raw < kLearnOff) mad_ += sa * (ar - mad_);
     if (n_ >= 3 && warm) {
       const double zc = clampAbs(z, 3.0);
       rho_ += 0.01 * (std::clamp(zc * last_z_, -9.0, 9.0) - rho_);
@@ -464,7 +637,7 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     base_ += la * (warm ? rc : resid);
     p_repeat_ += kRepeatAlpha * ((repeat ? 1.0 : 0.0) - p_repeat_);
   }
-  if (score < c.alarm_off) {
+  if (raw < kLearnOff) {
     if (armed) {
       ++learn_n_;
       learn_s_ += dt;
@@ -499,9 +672,11 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     // What the profile learned moves out of the local level: the prediction stays continuous.
     base_ -= prof_new - prof;
     slow_ -= prof_new - prof;
+    sfast_ -= prof_new - prof;
+    sref_ -= prof_new - prof;
     last_profile_ = prof_new;
   }
-  if (dt > 0.0 && s_silence < c.alarm_off) {
+  if (dt > 0.0 && s_silence < kLearnOff) {
     if (n_ <= 10) {
       cadence_s_ += (dt - cadence_s_) / static_cast<double>(n_);
       cadence_dev_s_ += (std::abs(dt - cadence_s_) - cadence_dev_s_) / static_cast<double>(n_);
@@ -516,6 +691,8 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   last_x_ = x;
   ++n_;
   r.score = score;
+  r.surprise = surprise;
+  r.raw_score = raw;
   r.kind = kind;
   r.alarm = alarm_;
   return r;

@@ -143,7 +143,8 @@ TEST_CASE("AnomalyStage: a step gives one level_shift event, opened and ended",
   agg::AnomalyDetection d(optionsFrom(kNoSeason), reg);
   auto stage = d.newStage(1);
   Feeder f{*stage};
-  for (int b = 0; b < 10; ++b) f.batch(20, [](int i, size_t k) { return 20.0 + noise(i, k); });
+  // Issue 13: 240 readings of history first (warmup_samples = 200, was 200 readings).
+  for (int b = 0; b < 12; ++b) f.batch(20, [](int i, size_t k) { return 20.0 + noise(i, k); });
   CHECK(f.events.empty());
   for (int b = 0; b < 10; ++b) f.batch(20, [](int i, size_t k) { return 60.0 + noise(i, k); });
   REQUIRE(f.events.size() == 2);
@@ -152,7 +153,7 @@ TEST_CASE("AnomalyStage: a step gives one level_shift event, opened and ended",
   CHECK(open.sensor == "temp");
   CHECK(open.kind == detect::AnomalyKind::kLevelShift);  // not "spike": the open event waits
   CHECK_FALSE(open.ended);
-  CHECK(open.timestamp_us == kT0 + 200 * kStepUs);  // the first reading after the step
+  CHECK(open.timestamp_us == kT0 + 240 * kStepUs);  // the first reading after the step
   CHECK(open.value > 50);
   CHECK(open.expected_hi < 30);
   CHECK(open.score >= 0.5);
@@ -206,7 +207,8 @@ TEST_CASE("AnomalyStage: silence is raised by the timer, relative to the batches
   agg::AnomalyDetection d(optionsFrom("[detect]\npoll_interval_ms = 1000\n"), reg);
   auto stage = d.newStage(1);
   Feeder f{*stage};
-  for (int b = 0; b < 10; ++b)
+  // Issue 13: 250 readings (warmup_samples = 200, was 100 readings).
+  for (int b = 0; b < 25; ++b)
     f.batch(
         10, [](int i, size_t k) { return noise(i, k); }, 10'000'000);
   // Batches arrive every 10 s: 30 s without one is not silence yet (factor 4), 45 s is.
@@ -252,4 +254,40 @@ TEST_CASE("AnomalyStage: bounded, least recently seen evicted and counted",
   metrics::Registry reg2;
   agg::AnomalyDetection d2(optionsFrom("[detect]\nmax_sensors = 100\n"), reg2);
   CHECK(d2.newStage(2)->capacity() == 50);
+}
+
+// Issue 13: a device with several sensors also gets device-level events (scope "device"), kind
+// `combined` when more than one sensor contributed, listing them; none while all is quiet.
+TEST_CASE("AnomalyStage: device-level events combine the sensors of a device",
+          "[aggregator][anomaly]") {
+  metrics::Registry reg;
+  agg::AnomalyDetection d(optionsFrom(kNoSeason), reg);
+  auto stage = d.newStage(1);
+  Feeder f{*stage};
+  f.sensors = {"current", "pressure", "flow"};
+  for (int b = 0; b < 20; ++b) f.batch(20, [](int i, size_t k) { return 10.0 * k + noise(i, k); });
+  CHECK(f.events.empty());
+  // Current and flow step together; pressure stays.
+  for (int b = 0; b < 3; ++b)
+    f.batch(20, [](int i, size_t k) { return 10.0 * k + noise(i, k) + (k != 1 ? 30.0 : 0.0); });
+  const auto dev = std::find_if(f.events.begin(), f.events.end(),
+                                [](const agg::AnomalyRecord& r) { return r.device_level; });
+  REQUIRE(dev != f.events.end());
+  CHECK(dev->device == "dev-1");
+  CHECK_FALSE(dev->ended);
+  CHECK(dev->kind == detect::AnomalyKind::kCombined);
+  CHECK(dev->sensors == std::vector<std::string>{"current", "flow"});
+  CHECK(dev->sensor == "current+flow");
+  CHECK(dev->score >= 0.5);
+  CHECK(dev->timestamp_us == kT0 + 400 * kStepUs);
+  std::string json;
+  agg::appendAnomalyJson(*dev, json);
+  CHECK_THAT(json, Catch::Contains("\"kind\":\"combined\",\"detector\":\"device_combined\""));
+  CHECK_THAT(json, Catch::EndsWith(",\"scope\":\"device\",\"sensors\":[\"current\",\"flow\"]}"));
+  // Sensor-level events are still there, one per stepped sensor.
+  CHECK(std::count_if(f.events.begin(), f.events.end(), [](const agg::AnomalyRecord& r) {
+          return !r.device_level && !r.ended;
+        }) == 2);
+  CHECK_THAT(reg.render(),
+             Catch::Contains("outpost_aggregator_anomalies_total{kind=\"combined\"} 1"));
 }

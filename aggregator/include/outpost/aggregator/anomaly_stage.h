@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "outpost/common/config.h"
+#include "outpost/common/detect/device_detector.h"
 #include "outpost/common/detect/sensor_detector.h"
 #include "outpost/common/metrics.h"
 #include "outpost/common/status.h"
@@ -71,6 +72,10 @@ struct AnomalyRecord {
   // Opened events raised by a batch: that batch's readings of the sensor up to the one that opened
   // the event (ts_us, value), oldest first, at most kRecentValues (the dashboard's sparkline).
   std::vector<std::pair<int64_t, double>> recent;
+  // Device-level events (docs/detection.md, "Device-level detection"): the contributing sensors;
+  // `sensor` is then their names joined by '+', value and expected range NaN.
+  bool device_level = false;
+  std::vector<std::string> sensors;
 };
 
 inline constexpr size_t kRecentValues = 60;
@@ -115,7 +120,7 @@ class AnomalyDetection {
   friend class AnomalyStage;
   AnomalyOptions opt_;
   std::vector<AnomalyObserver> observers_;
-  metrics::Counter* by_kind_[9] = {};
+  metrics::Counter* by_kind_[10] = {};
   metrics::Counter& ended_;
   metrics::Counter& readings_;
   metrics::Counter& invalid_;
@@ -158,7 +163,18 @@ class AnomalyStage {
     int64_t last_ts_ms = 0;       // event time of the last reading
     int64_t start_ts_us = 0;      // exact timestamp of the reading that raised the open alarm
     bool open_pending = false;    // raised as spike/dip, open event not produced yet
+    uint32_t device_index = UINT32_MAX;  // this sensor in its device's DeviceDetector
   };
+  // Device-level detection of one device: its sensors' latest evidence, evaluated once per
+  // reading timestamp (and at the end of each batch).
+  struct DeviceState {
+    explicit DeviceState(const detect::DetectorConfig* cfg) : det(cfg, 0) {}
+    detect::DeviceDetector det;
+    std::vector<std::string> names;  // by sensor index
+    int64_t pending_ts_ms = INT64_MIN;
+  };
+  DeviceState& deviceState(std::string_view device);
+  void evaluateDevice(std::string_view device, DeviceState& ds, std::vector<AnomalyRecord>& out);
   uint32_t lookup(std::string_view device, std::string_view sensor);
   void touch(uint32_t i);
   void unlink(uint32_t i);
@@ -181,6 +197,8 @@ class AnomalyStage {
     uint32_t dict = 0;   // position in that batch's sensor dictionary
   };
   std::vector<Slot> slots_;  // by sensor id, valid when batch == batch_no_
+  // Bounded by capacity_ devices (a device not in alarm is dropped to make room).
+  std::unordered_map<std::string, std::unique_ptr<DeviceState>> devices_;
   uint32_t batch_no_ = 0;
 };
 

@@ -32,24 +32,25 @@ TEST_CASE("backtestCsv writes one row per input row", "[common][detect][backtest
   DetectorConfig cfg;
   std::ostringstream csv;
   csv << "sensor,value,timestamp,unit\n";
-  for (int i = 0; i < 200; ++i) {
-    const double v = 10.0 + ((i * 7919) % 13) * 0.1 + (i == 150 ? 50.0 : 0.0);
+  // Issue 13: calibrated scores need a history (warmup_samples = 200): the spike comes after it.
+  for (int i = 0; i < 400; ++i) {
+    const double v = 10.0 + ((i * 7919) % 13) * 0.1 + (i == 350 ? 50.0 : 0.0);
     csv << "s1," << v << ',' << 1714571100 + i * 60 << ",C\n";
   }
-  csv << "s1,oops,1714583100,C\n";
+  csv << "s1,oops,1714595100,C\n";
   std::istringstream in(csv.str());
   std::ostringstream out;
   auto st = backtestCsv(in, out, cfg);
   REQUIRE(st.has_value());
-  CHECK(st->rows == 201);
+  CHECK(st->rows == 401);
   CHECK(st->bad_rows == 1);
   CHECK(st->alarms == 1);
   std::istringstream lines(out.str());
   std::vector<std::string> rows;
   for (std::string l; std::getline(lines, l);) rows.push_back(l);
-  REQUIRE(rows.size() == 202);
+  REQUIRE(rows.size() == 402);
   CHECK(rows[0] == "timestamp,value,anomaly_score,alarm,kind");
-  CHECK(rows[151].find(",1,spike") != std::string::npos);
+  CHECK(rows[351].find(",1,spike") != std::string::npos);
   CHECK(rows[1].rfind("1714571100,10,", 0) == 0);
 
   SECTION("no header: timestamp then value; ISO timestamps") {

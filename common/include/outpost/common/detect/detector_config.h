@@ -17,14 +17,27 @@ namespace outpost::detect {
 inline constexpr uint32_t kMaxSeasonBins = 96;
 
 struct DetectorConfig {
-  // --- Alarm logic (hysteresis and hold-off) ---
+  // --- Alarm logic (hysteresis and hold-off), on the calibrated score ---
+  // The calibrated score is scoreFromSurprise(S), S = -log10 of the reading's tail probability
+  // (sensor_detector.h): 0.5 at S = 4 (p = 1e-4), 0.99 at S = 6.
   double alarm_on = 0.5;        // combined score that raises an alarm
-  double alarm_off = 0.3;       // an active alarm counts readings below this score ...
+  double alarm_off = 0.01;      // an active alarm counts readings below this score (S ~ 2.7) ...
   uint32_t clear_samples = 10;  // ... and ends after this many consecutive ones (hold-off)
-  uint32_t warmup_samples = 30; // no alarm (except range/rate) before this many valid readings
+  uint32_t warmup_samples = 200; // no alarm (except range/rate) before this many valid readings
   // An alarm of kind level_shift or drift that lasts longer than this many readings is ended and
   // its level accepted as the new normal, so a permanent change does not alarm forever.
   uint32_t accept_after_samples = 2000;
+
+  // --- Calibration: each reading's raw evidence against this sensor's own recent evidence ---
+  // Effective length (readings) of the evidence history the tail probability is taken from.
+  double calib_samples = 2000.0;
+  // Absolute guard: raw evidence q (1 = at a detector's own threshold) gives at most
+  // S = evidence_surprise * q^2, so evidence far below every threshold never alarms however
+  // quiet the sensor's history was.
+  double evidence_surprise = 4.5;
+  // Smallest step of the sensor's values (its resolution); 0 = learned (smallest change seen).
+  // The robust sigma never falls below it, so integer and quantised sensors do not collapse.
+  double resolution = 0.0;
 
   // --- Baseline, spikes and dips (robust EWMA of the deseasonalised value) ---
   double level_alpha = 0.05;   // EWMA weight of the local level
@@ -35,6 +48,15 @@ struct DetectorConfig {
   // --- Level shifts: two-sided CUSUM on the standardised residual ---
   double cusum_k = 1.0;   // slack, in sigmas
   double cusum_h = 8.0;   // cumulated sigmas at which the level-shift score is 0.5
+
+  // --- Sustained shift: the recent level against a long reference level, in readings ---
+  // The mean of the last ~shift_fast_samples deseasonalised readings against the mean of the last
+  // ~shift_ref_samples (frozen during an alarm), in units of that difference's own normal spread.
+  // Catches a level that moves within minutes and stays (a valve closing), which the CUSUM on
+  // the residual from the fast-following local level misses; armed after shift_ref_samples.
+  uint32_t shift_fast_samples = 20;
+  uint32_t shift_ref_samples = 300;
+  double shift_z = 5.0;  // displacement / its normal spread at which the evidence is 1
 
   // --- Drift: local level vs. the long-term seasonal reference ---
   double drift_z = 5.0;         // level offset / its own normal spread at which the score is 0.5
@@ -67,6 +89,7 @@ struct DetectorConfig {
   // --- Detector switches ---
   bool enable_spike = true;
   bool enable_level_shift = true;
+  bool enable_shift = true;  // the sustained-shift detector (reported as level_shift)
   bool enable_drift = true;
   bool enable_stuck = true;
   bool enable_silence = true;

@@ -10,11 +10,19 @@
 // constant (no loop over history); the state is a fixed-size object (static_assert <= 2 KB) that
 // never allocates.
 //
-// Scores: every detector maps its evidence e (>= 0, in units of its own threshold) to
-// q^2 / (1 + q^2) with q = e: 0.5 exactly at the threshold, strictly increasing, and slow to
-// saturate (q = 10 gives 0.990, q = 100 gives 0.9999), so ranking by score stays meaningful.
-// Range and rate (hard physical limits) give 0 inside the limit and 0.5 + 0.5 * q^2/(1+q^2) with
-// q = relative excess outside it. The combined score of a reading is the maximum.
+// Raw evidence: every detector measures its evidence q >= 0 in units of its own threshold (q = 1
+// at the threshold). The raw evidence of a reading is the largest.
+//
+// Calibrated score (Ahmad et al. 2017, "anomaly likelihood"): the raw evidence x = ln(1 + q) is
+// compared with the recent distribution of the same sensor's evidence, a decayed histogram of
+// its past x (kCalibBins bins, effective length calib_samples readings). The tail probability
+// p = P(X >= x) is read from the histogram (linear within a bin) and beyond the largest evidence
+// seen it decays exponentially (a factor e per kCalibTail of x), so a sensor whose history is
+// full of bursts does not alarm on a burst, and a flat sensor alarms on its first real change.
+// The surprise S = -log10 p is capped by evidence_surprise * q^2 (evidence far below every
+// threshold never alarms). score = scoreFromSurprise(S): 0.5 at S = 4, 0.99 at S = 6, and 1.0
+// only in double rounding for astronomic evidence. Range and rate (hard physical limits) give 0
+// inside the limit and 0.5 + 0.5 * q^2/(1+q^2) with q = relative excess outside it.
 //
 // Alarm: raised when the combined score reaches alarm_on (after warm-up), ended after
 // clear_samples consecutive readings below alarm_off; readings in between belong to the same
@@ -41,11 +49,13 @@ enum class AnomalyKind : uint8_t {
   kRate,
   kRange,
   kSilence,
+  kCombined,  // device level: the evidence of several sensors together (device_detector.h)
 };
-// "spike", "dip", "level_shift", "drift", "stuck", "rate", "range", "silence"; "" for kNone.
+// "spike", "dip", "level_shift", "drift", "stuck", "rate", "range", "silence", "combined"; ""
+// for kNone.
 const char* kindName(AnomalyKind kind);
 // Name of the detector that reports a kind: "robust_ewma_z", "cusum", "seasonal_level_drift",
-// "stuck_run", "rate_limit", "range_limit", "cadence_silence"; "" for kNone.
+// "stuck_run", "rate_limit", "range_limit", "cadence_silence", "device_combined"; "" for kNone.
 const char* detectorName(AnomalyKind kind);
 
 // One alarm. Published when raised (end_ms == 0, the event is still open) and again when ended.
@@ -62,7 +72,9 @@ struct AnomalyEvent {
 enum class AlarmTransition : uint8_t { kNone, kRaised, kEnded };
 
 struct DetectResult {
-  double score = 0.0;  // combined score of this reading, [0, 1]
+  double score = 0.0;  // calibrated score of this reading, [0, 1]
+  double surprise = 0.0;   // -log10 of its tail probability (0: nothing unusual)
+  double raw_score = 0.0;  // raw evidence as q^2 / (1 + q^2), before calibration
   AnomalyKind kind = AnomalyKind::kNone;  // strongest evidence of this reading (kNone if < off)
   bool alarm = false;                     // an alarm is active after this reading
   AlarmTransition transition = AlarmTransition::kNone;  // what this reading did to the alarm
@@ -73,6 +85,15 @@ struct DetectResult {
   // alarm was raised - a device going offline is its own event.
   bool replaced = false;
 };
+
+// Calibrated score of a surprise S = -log10(p): S^11 / (S^11 + 4^11).
+double scoreFromSurprise(double surprise);
+// Its inverse (score in [0, 1); 1 gives a large finite surprise).
+double surpriseFromScore(double score);
+
+inline constexpr int kCalibBins = 40;
+inline constexpr double kCalibBinWidth = 0.125;  // in x = ln(1 + q)
+inline constexpr double kCalibTail = 0.1;       // e-folding of p beyond the largest x seen
 
 class SensorDetector {
  public:
@@ -103,6 +124,10 @@ class SensorDetector {
                      double hi, DetectResult* r);
   void endAlarm(DetectResult* r);
   double seasonal(int64_t ts_ms, int* i0, int* i1, double* f);
+  // Surprise -log10 P(X >= x) under the evidence history; learnCalib adds x with weight factor.
+  struct CalibHist;
+  double calibSurprise(const CalibHist& h, double x) const;
+  void learnCalib(double x_fast, double x_shift, double factor);
   double interpolate(int i0, int i1, double f) const;
 
   const DetectorConfig* cfg_;
@@ -126,6 +151,11 @@ class SensorDetector {
   double slow_ = 0.0;      // slow level (time constant drift_tau_s) of the deseasonalised value
   double base_var_ = 0.0;  // EWMA of slow_^2 in normal operation (drift reference spread)
   double last_profile_ = 0.0;
+  // Sustained shift: fast and reference means of the deseasonalised value, normal spread of
+  // their difference.
+  double sfast_ = 0.0;
+  double sref_ = 0.0;
+  double svar_ = 0.0;
   // CUSUM.
   double g_pos_ = 0.0;
   double g_neg_ = 0.0;
@@ -134,16 +164,29 @@ class SensorDetector {
   // Stuck.
   double p_repeat_ = 0.0;
   double stuck_surprise_ = 0.0;
+  double stuck_p0_ = 0.0;  // repeat rate when the current run started
+  double res_ = 0.0;       // typical non-zero change (learned resolution = half of it)
+  // Calibration: decayed histogram of x = ln(1 + raw evidence); a new reading adds calib_w_,
+  // which grows by 1/calib_samples per reading (rescaled when large) instead of decaying all.
+  struct CalibHist {
+    double total = 0.0;
+    float bins[kCalibBins] = {};
+  };
+  double calib_w_ = 1.0;
+  CalibHist calib_fast_;   // spike/dip, CUSUM, stuck, silence
+  CalibHist calib_shift_;  // sustained shift
   uint64_t n_ = 0;  // valid readings
   uint32_t learn_n_ = 0;  // readings the drift spread has learned from
   double learn_s_ = 0.0;  // seconds of data it has learned from
   int64_t settle_until_ms_ = 0;  // after an accepted level: drift off, then the level re-accepted
   uint32_t stuck_len_ = 0;
+  uint32_t changes_ = 0;  // readings that differed from the previous one (saturating)
   uint32_t run_len_ = 0;  // consecutive outliers on one side
   uint32_t below_ = 0;    // consecutive readings below alarm_off while the alarm is active
   uint32_t alarm_len_ = 0;
   int8_t run_sign_ = 0;
   bool alarm_ = false;
+  bool calib_armed_ = false;  // the history was restarted when the detectors were armed
   float run_y_[8] = {};
   AnomalyEvent event_;
   AnomalyEvent prev_event_;

@@ -1,0 +1,108 @@
+#include "outpost/common/detect/device_detector.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace outpost::detect {
+
+namespace {
+constexpr double kLn10 = 2.302585092994046;
+}
+
+DeviceDetector::DeviceDetector(const DetectorConfig* cfg, uint32_t sensors)
+    : cfg_(cfg), s_(sensors, 0.0), kind_(sensors, AnomalyKind::kNone), contrib_(sensors, 0) {}
+
+uint32_t DeviceDetector::addSensor() {
+  s_.push_back(0.0);
+  kind_.push_back(AnomalyKind::kNone);
+  contrib_.push_back(0);
+  return static_cast<uint32_t>(s_.size() - 1);
+}
+
+void DeviceDetector::set(uint32_t i, double surprise, AnomalyKind kind) {
+  if (i >= s_.size()) return;
+  s_[i] = std::isfinite(surprise) ? std::max(0.0, surprise) : 1e3;
+  kind_[i] = kind;
+}
+
+double DeviceDetector::combine(const double* s, uint32_t n) {
+  if (n == 0) return 0.0;
+  double smax = 0.0, x_half = 0.0;  // x_half = X / 2 = -sum ln p_i over the truncated set
+  const double s_fisher = -std::log10(kFisherPMax);
+  for (uint32_t i = 0; i < n; ++i) {
+    smax = std::max(smax, s[i]);
+    if (s[i] >= s_fisher) x_half += s[i] * kLn10;
+  }
+  // Bonferroni, in -log10.
+  const double s_b = smax - std::log10(static_cast<double>(n));
+  // Fisher: ln p_F = -x + ln sum_{k<n} x^k / k!, summed in the log domain.
+  double s_f = 0.0;
+  if (x_half > 0.0) {
+    double term = 0.0, lse = 0.0;  // log of the running sum
+    for (uint32_t k = 0; k < n; ++k) {
+      term = k == 0 ? 0.0 : term + std::log(x_half) - std::log(static_cast<double>(k));
+      lse = k == 0 ? term : std::max(lse, term) + std::log1p(std::exp(-std::abs(lse - term)));
+    }
+    s_f = (x_half - lse) / kLn10;
+  }
+  return std::max(0.0, std::max(s_b, s_f) - std::log10(2.0));
+}
+
+DeviceResult DeviceDetector::evaluate(int64_t ts_ms) {
+  DeviceResult r;
+  r.surprise = combine(s_.data(), static_cast<uint32_t>(s_.size()));
+  r.score = scoreFromSurprise(r.surprise);
+  const DetectorConfig& c = *cfg_;
+  auto note = [&] {
+    for (size_t i = 0; i < s_.size(); ++i)
+      if (s_[i] >= kContribSurprise) contrib_[i] = 1;
+  };
+  if (r.score >= c.alarm_on) {
+    if (!alarm_) {
+      alarm_ = true;
+      event_ = DeviceEvent{};
+      event_.start_ms = ts_ms;
+      std::fill(contrib_.begin(), contrib_.end(), 0);
+      r.transition = AlarmTransition::kRaised;
+    }
+    event_.peak_score = std::max(event_.peak_score, r.score);
+    below_ = 0;
+    last_high_ts_ = ts_ms;
+    note();
+  } else if (alarm_) {
+    if (r.score >= c.alarm_off) {
+      below_ = 0;
+      last_high_ts_ = ts_ms;
+      note();
+    } else if (++below_ >= c.clear_samples) {
+      alarm_ = false;
+      event_.end_ms = last_high_ts_;
+      r.transition = AlarmTransition::kEnded;
+    }
+  }
+  if (alarm_ || r.transition == AlarmTransition::kEnded) {
+    // Contributors and kind (refreshed while open, final when ended).
+    event_.sensors.clear();
+    AnomalyKind one = AnomalyKind::kNone;
+    double best = -1.0;
+    for (size_t i = 0; i < contrib_.size(); ++i) {
+      if (!contrib_[i]) continue;
+      event_.sensors.push_back(static_cast<uint32_t>(i));
+      if (s_[i] > best) {
+        best = s_[i];
+        one = kind_[i];
+      }
+    }
+    if (event_.sensors.size() > 1) {
+      event_.kind = AnomalyKind::kCombined;
+    } else if (event_.sensors.size() == 1 && one != AnomalyKind::kNone) {
+      event_.kind = one;
+    } else if (event_.kind == AnomalyKind::kNone) {
+      event_.kind = AnomalyKind::kCombined;  // no single sensor strong: the sum of weak ones
+    }
+  }
+  r.alarm = alarm_;
+  return r;
+}
+
+}  // namespace outpost::detect

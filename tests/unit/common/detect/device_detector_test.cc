@@ -1,0 +1,120 @@
+// Issue 13: the device combines its sensors' calibrated evidence correctly for their number.
+
+#include "outpost/common/detect/device_detector.h"
+
+#include <cmath>
+#include <random>
+#include <sstream>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "outpost/common/detect/backtest.h"
+
+using namespace outpost::detect;
+
+TEST_CASE("device combination: Bonferroni and truncated Fisher", "[common][detect][device]") {
+  const double log2 = std::log10(2.0);
+  SECTION("no evidence: 0") {
+    std::vector<double> s(8, 0.0);
+    CHECK(DeviceDetector::combine(s.data(), 8) == 0.0);
+  }
+  SECTION("one sensor far out: its surprise less log10(N), less log10(2) for the two tests") {
+    std::vector<double> s(8, 0.0);
+    s[3] = 6.0;
+    CHECK(DeviceDetector::combine(s.data(), 8) == Approx(6.0 - std::log10(8.0) - log2));
+    CHECK(DeviceDetector::combine(s.data(), 1 + 3) == Approx(6.0 - std::log10(4.0) - log2));
+  }
+  SECTION("four sensors at S = 3 of 8: Fisher, stronger than any one of them") {
+    std::vector<double> s = {3, 3, 3, 3, 0, 0, 0, 0};
+    // x = 12 ln 10; p = e^-x sum_{k<8} x^k / k!  (computed by hand: S = 5.191 after log10(2))
+    CHECK(DeviceDetector::combine(s.data(), 8) == Approx(5.191076).epsilon(1e-4));
+  }
+  SECTION("independent uniform p-values: the combination is not anti-conservative") {
+    std::mt19937_64 rng(1);
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    int hits = 0;
+    const int trials = 200000;
+    std::vector<double> s(8);
+    for (int t = 0; t < trials; ++t) {
+      for (double& x : s) x = -std::log10(u(rng));
+      if (DeviceDetector::combine(s.data(), 8) >= 3.0) ++hits;  // p <= 1e-3
+    }
+    CHECK(hits <= trials / 1000);
+  }
+}
+
+TEST_CASE("device alarm, kind and contributing sensors", "[common][detect][device]") {
+  DetectorConfig c;
+  DeviceDetector d(&c, 4);
+  int64_t t = 0;
+  CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+  SECTION("one sensor: the event has its kind and lists it") {
+    d.set(2, 8.0, AnomalyKind::kSpike);
+    const DeviceResult r = d.evaluate(t += 1000);
+    CHECK(r.transition == AlarmTransition::kRaised);
+    CHECK(d.event().kind == AnomalyKind::kSpike);
+    CHECK(d.event().sensors == std::vector<uint32_t>{2});
+  }
+  SECTION("several sensors: kind combined") {
+    d.set(0, 4.0, AnomalyKind::kLevelShift);
+    d.set(3, 4.0, AnomalyKind::kDip);
+    d.set(1, 3.5, AnomalyKind::kSpike);
+    CHECK(d.evaluate(t += 1000).alarm);
+    CHECK(d.event().kind == AnomalyKind::kCombined);
+    CHECK(d.event().sensors == std::vector<uint32_t>{0, 1, 3});
+    for (uint32_t i = 0; i < 4; ++i) d.set(i, 0.0, AnomalyKind::kNone);
+    int ended = 0;
+    for (uint32_t k = 0; k < c.clear_samples; ++k)
+      ended += d.evaluate(t += 1000).transition == AlarmTransition::kEnded;
+    CHECK(ended == 1);
+    CHECK_FALSE(d.alarmActive());
+    CHECK(d.event().end_ms == d.event().start_ms);  // the last evaluation above alarm_off
+    CHECK(d.event().sensors.size() == 3);
+  }
+}
+
+TEST_CASE("multi-sensor CSV backtest", "[common][detect][device][backtest]") {
+  std::ostringstream csv;
+  csv << "datetime;a;b;label;c\n";
+  std::mt19937_64 rng(4);
+  std::normal_distribution<double> n(0.0, 1.0);
+  for (int i = 0; i < 600; ++i) {
+    const double jump = i >= 500 ? 30.0 : 0.0;
+    csv << "2024-05-01 00:" << (i / 60 < 10 ? "0" : "") << i / 60 << ':' << (i % 60 < 10 ? "0" : "")
+        << i % 60 << ';' << 10 + n(rng) << ';' << 20 + n(rng) + jump << ';' << (i >= 500) << ';'
+        << 5 + 0.1 * n(rng) << '\n';
+  }
+  DetectorConfig c;
+  DeviceCsvOptions opt;
+  opt.ignore = {"LABEL"};
+  std::istringstream in(csv.str());
+  std::ostringstream out;
+  auto st = backtestDeviceCsv(in, out, c, opt);
+  REQUIRE(st.has_value());
+  CHECK(st->rows == 600);
+  CHECK(st->sensors == std::vector<std::string>{"a", "b", "c"});
+  std::istringstream lines(out.str());
+  std::string header, line;
+  std::getline(lines, header);
+  CHECK(header == "timestamp,a_score,b_score,c_score,device_score,device_alarm,device_kind,"
+                  "device_sensors");
+  int rows = 0, alarm_at_jump = 0, alarms_before = 0;
+  while (std::getline(lines, line)) {
+    if (rows == 500 && line.find(",1,") != std::string::npos &&
+        line.find(",b") != std::string::npos)
+      alarm_at_jump = 1;
+    if (rows >= 100 && rows < 500 && line.find(",1,") != std::string::npos) ++alarms_before;
+    ++rows;
+  }
+  CHECK(rows == 600);
+  CHECK(alarm_at_jump == 1);
+  CHECK(alarms_before == 0);
+  SECTION("bad input names the problem") {
+    std::istringstream only_time("time;label\n2024-05-01 00:00:00;1\n");
+    std::ostringstream o;
+    auto e = backtestDeviceCsv(only_time, o, c, opt);
+    REQUIRE_FALSE(e.has_value());
+    CHECK(e.error().message().find("no sensor column") != std::string::npos);
+  }
+}
