@@ -7,7 +7,7 @@
 #   --quick      a few kills per scenario, about 3 minutes (part of scripts/test.sh)   [default]
 #   --full       the published counts (see docs/reliability.md); by hand, tens of minutes
 #   --only NAME  one scenario (repeatable); names: agent-kill agent-kill-normal aggregator-kill
-#                aggregator-kill-noflush mosquitto-kill mosquitto-kill-persist
+#                aggregator-kill-noflush mosquitto-kill mosquitto-kill-persist outbox-damage
 #   --seed N     the seed of the first scenario (each next one uses N+1, ...); default: random.
 #                A failing scenario prints its seed: rerun it with --only NAME --seed N.
 #   --build-dir  the CMake build directory with the agent, aggregator and devkafka (default: build)
@@ -15,8 +15,8 @@
 #
 # Every scenario injects its faults, lets every agent drain, and ends in an exact accounting of
 # what an outside client (kcat) reads on Kafka: every accepted batch on Kafka or still waiting,
-# 0 lost, 0 duplicated (reordering is measured and reported). One progress line per scenario; one row per scenario in the
-# results file (tab-separated: date, scenario, iterations, readings, batches, drops, lost,
+# 0 lost, 0 duplicated (reordering is measured and reported). One progress line per scenario; one
+# row per scenario in the results file (tab-separated: date, scenario, iterations, readings, batches, drops, lost,
 # duplicated, reordered, recovery_s, seed, command, commit). Exit status 1 if any scenario failed.
 # KAFKA=dev (default) selects the development broker; see tests/torture/scenario.sh.
 set -euo pipefail
@@ -48,10 +48,11 @@ git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT+dirty"
 
 # Scenario name and its iteration counts: quick, full.
 declare -A QUICK=([agent-kill]=6 [agent-kill-normal]=4 [aggregator-kill]=3 [aggregator-kill-noflush]=3
-  [mosquitto-kill]=3 [mosquitto-kill-persist]=2)
+  [mosquitto-kill]=3 [mosquitto-kill-persist]=2 [outbox-damage]=6)
 declare -A FULL=([agent-kill]=100 [agent-kill-normal]=50 [aggregator-kill]=30 [aggregator-kill-noflush]=30
-  [mosquitto-kill]=30 [mosquitto-kill-persist]=20)
-ORDER=(agent-kill agent-kill-normal aggregator-kill aggregator-kill-noflush mosquitto-kill mosquitto-kill-persist)
+  [mosquitto-kill]=30 [mosquitto-kill-persist]=20 [outbox-damage]=50)
+ORDER=(agent-kill agent-kill-normal aggregator-kill aggregator-kill-noflush mosquitto-kill
+  mosquitto-kill-persist outbox-damage)
 ((${#ONLY[@]})) || ONLY=("${ORDER[@]}")
 for name in "${ONLY[@]}"; do
   [[ -n "${QUICK[$name]:-}" ]] || { echo "torture.sh: unknown scenario '$name'; one of: ${ORDER[*]}" >&2; exit 2; }

@@ -140,6 +140,76 @@ case "$NAME" in
     finish tort-m1 tort-m2
     ;;
 
+  outbox-damage)
+    # Storage faults before start-up: run the agent 0.3..1.5 s, stop it, then damage its store
+    # (the database or its WAL) at a random offset — truncate there, or overwrite 1..512 random
+    # bytes — and start it again. It must start every time (no crash loop), move an unreadable
+    # store aside under a new epoch by itself, and lose nothing but batches that were waiting in
+    # a damaged store (tests/torture/account_damaged.py).
+    start_mosquitto
+    start_devkafka
+    start_aggregator
+    dev=tort-d
+    write_agent_config "$dev" 500
+    db="$WORK/$dev.outbox.db"
+    : >"$WORK/accepted" && : >"$WORK/exposed"
+    snapshot() {  # the store's epoch, last seq and waiting seqs, read from a copy (no checkpoint)
+      rm -rf "$WORK/snap" && mkdir "$WORK/snap"
+      cp "$db"* "$WORK/snap/" 2>/dev/null || true
+      local e
+      e=$(sqlite3 "$WORK/snap/$dev.outbox.db" "SELECT value FROM meta WHERE key='epoch'" 2>/dev/null) || return 0
+      [[ -n "$e" ]] || return 0
+      echo "$e $(sqlite3 "$WORK/snap/$dev.outbox.db" \
+        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name='batches'),0)")" >>"$WORK/accepted"
+      sqlite3 "$WORK/snap/$dev.outbox.db" "SELECT seq FROM batches" | sed "s/^/$e /" >>"$WORK/$1"
+    }
+    for i in $(seq 1 "$ITER"); do
+      start_agent "$dev"
+      sleep_ms "$(rand_ms 300 1500)"
+      kill -0 "${PIDS[$dev]}" 2>/dev/null || fail "iteration $i: the agent exited on a damaged store (crash loop)"
+      # Half the stops are clean (SIGTERM checkpoints the WAL into the database file), half
+      # SIGKILL (the recent commits stay in the WAL), so damage lands in both.
+      if ((RANDOM % 2)); then stop_proc "$dev"; else kill9_proc "$dev"; fi
+      snapshot exposed
+      target=$db
+      [[ -s "$db-wal" ]] && ((RANDOM % 2)) && target="$db-wal"
+      size=$(stat -c %s "$target")
+      off=$(((RANDOM * 32768 + RANDOM) % (size > 0 ? size : 1)))
+      if ((RANDOM % 2)); then
+        truncate -s "$off" "$target"
+        what="truncated to $off bytes"
+      else
+        len=$((1 + RANDOM % 512))
+        head -c "$len" /dev/urandom | dd of="$target" bs=1 seek="$off" conv=notrunc status=none
+        what="$len random bytes at offset $off"
+      fi
+      echo "  damage $i/$ITER: $(basename "$target") ($size bytes) $what"
+    done
+    start_agent "$dev"
+    sleep 1
+    kill -0 "${PIDS[$dev]}" 2>/dev/null || fail "the agent exited on the last damaged store"
+    stop_proc "$dev"
+    t0=$(now_ms)
+    drain_agent "$dev" 180
+    note_recovery $(($(now_ms) - t0))
+    snapshot final
+    kafka_dump outpost.readings "$WORK/readings.jsonl"
+    rc=0
+    python3 "$TORTURE/account_damaged.py" "$WORK/readings.jsonl" "$dev" "$WORK/accepted" \
+      "$WORK/exposed" "$(outbox_rows "$dev")" >"$WORK/account.json" || rc=$?
+    python3 - "$WORK/account.json" "$RESULT" "$ITER" "$RECOVERY_MS" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1]))
+a["iterations"] = int(sys.argv[3])
+a["recovery_s"] = round(int(sys.argv[4]) / 1000, 1)
+json.dump(a, open(sys.argv[2], "w"))
+PY
+    cat "$WORK/account.json"
+    moved=$(grep -c 'moved it to' "$WORK/$dev.log" || true)
+    echo "  the agent moved $moved unreadable stores aside"
+    exit $rc
+    ;;
+
   *)
     fail "unknown scenario '$NAME'"
     ;;
