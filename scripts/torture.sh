@@ -8,6 +8,7 @@
 #   --full       the published counts (see docs/reliability.md); by hand, tens of minutes
 #   --only NAME  one scenario (repeatable); names: agent-kill agent-kill-normal aggregator-kill
 #                aggregator-kill-noflush mosquitto-kill mosquitto-kill-persist outbox-damage
+#                disk-full (needs root: a tmpfs in a private mount namespace, unshare -m)
 #   --seed N     the seed of the first scenario (each next one uses N+1, ...); default: random.
 #                A failing scenario prints its seed: rerun it with --only NAME --seed N.
 #   --build-dir  the CMake build directory with the agent, aggregator and devkafka (default: build)
@@ -48,11 +49,13 @@ git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT+dirty"
 
 # Scenario name and its iteration counts: quick, full.
 declare -A QUICK=([agent-kill]=6 [agent-kill-normal]=4 [aggregator-kill]=3 [aggregator-kill-noflush]=3
-  [mosquitto-kill]=3 [mosquitto-kill-persist]=2 [outbox-damage]=6)
+  [mosquitto-kill]=3 [mosquitto-kill-persist]=2 [outbox-damage]=6
+  [disk-full]=1)
 declare -A FULL=([agent-kill]=100 [agent-kill-normal]=50 [aggregator-kill]=30 [aggregator-kill-noflush]=30
-  [mosquitto-kill]=30 [mosquitto-kill-persist]=20 [outbox-damage]=50)
+  [mosquitto-kill]=30 [mosquitto-kill-persist]=20 [outbox-damage]=50
+  [disk-full]=10)
 ORDER=(agent-kill agent-kill-normal aggregator-kill aggregator-kill-noflush mosquitto-kill
-  mosquitto-kill-persist outbox-damage)
+  mosquitto-kill-persist outbox-damage disk-full)
 ((${#ONLY[@]})) || ONLY=("${ORDER[@]}")
 for name in "${ONLY[@]}"; do
   [[ -n "${QUICK[$name]:-}" ]] || { echo "torture.sh: unknown scenario '$name'; one of: ${ORDER[*]}" >&2; exit 2; }
@@ -65,8 +68,10 @@ for name in "${ONLY[@]}"; do
   if [[ $MODE == full ]]; then n=${FULL[$name]}; else n=${QUICK[$name]}; fi
   t=$SECONDS
   rc=0
-  OUTPOST_BUILD_DIR="$BUILD_DIR" timeout $((120 + n * 20)) \
-    bash tests/torture/scenario.sh "$name" "$n" "$seed" "$LOGDIR/$name.json" >"$LOGDIR/$name.log" 2>&1 || rc=$?
+  ns=()
+  [[ $name == disk-full ]] && ns=(unshare -m --propagation private)
+  OUTPOST_BUILD_DIR="$BUILD_DIR" TORTURE_PRIVATE_MOUNTS=1 timeout $((120 + n * 20)) \
+    "${ns[@]}" bash tests/torture/scenario.sh "$name" "$n" "$seed" "$LOGDIR/$name.json" >"$LOGDIR/$name.log" 2>&1 || rc=$?
   cmd="scripts/torture.sh --only $name --seed $seed"
   [[ $MODE == full ]] && cmd="scripts/torture.sh --full --only $name --seed $seed"
   if [[ -s "$LOGDIR/$name.json" ]]; then

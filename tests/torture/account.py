@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Exact accounting of one torture scenario, from what an outside Kafka client (kcat) read.
 
-Usage: account.py DUMP DEVICE=LAST_SEQ:WAITING ...
+Usage: account.py DUMP DEVICE=LAST_SEQ:WAITING[:PRODUCED] ...
 
 DUMP is outpost.readings read from the beginning with kcat (one JSON message a line, in offset
 order per partition; a device's messages all share one partition, so its subsequence is in
 Kafka's order). For each DEVICE, LAST_SEQ is the highest batch seq its outbox ever assigned (every
-seq 1..LAST_SEQ was accepted) and WAITING the batches still in its outbox.
+seq 1..LAST_SEQ was accepted) and WAITING the batches still in its outbox. With PRODUCED (the
+readings the agent read, known when it ran with --max-readings) and nothing waiting, every reading
+must be on Kafka or counted as dropped in a batch's "dropped" field.
 
 Per device, every accepted batch must be either on Kafka (all its parts) or still waiting:
   lost       = accepted batches neither on Kafka nor waiting
@@ -27,8 +29,8 @@ def main() -> int:
     expect = {}
     for spec in specs:
         dev, rest = spec.split("=", 1)
-        last, waiting = rest.split(":")
-        expect[dev] = (int(last), int(waiting))
+        last, waiting, *produced = rest.split(":")
+        expect[dev] = (int(last), int(waiting), int(produced[0]) if produced else None)
 
     parts = collections.Counter()          # (dev, epoch, seq, part) -> times seen
     nparts = {}
@@ -59,10 +61,10 @@ def main() -> int:
                 readings[(dev, r["sensor"], r["ts_us"])] += 1
                 per_device[dev] += 1
 
-    lost = duplicated = reordered = 0
+    lost = duplicated = reordered = evicted = 0
     for dev in sorted(set(epochs) - expect.keys()):
         errors.append(f"unexpected device {dev} on Kafka")
-    for dev, (last, waiting) in expect.items():
+    for dev, (last, waiting, produced) in expect.items():
         if len(epochs[dev]) > 1:
             errors.append(f"{dev}: {len(epochs[dev])} epochs on Kafka, expected 1")
         complete = set()
@@ -74,11 +76,22 @@ def main() -> int:
         if unexpected:
             errors.append(f"{dev}: seqs on Kafka above the outbox's last seq {last}: {unexpected[:10]}")
         dev_lost = last - on_kafka - waiting
+        if produced is not None and waiting == 0:
+            # Batches evicted under drop_oldest never reach Kafka; their readings are in the
+            # drop counts, so the readings' balance below is the exact check.
+            evicted += max(dev_lost, 0)
+            dev_lost = 0
         if dev_lost != 0:
             missing = sorted(set(range(1, last + 1)) - complete)
             errors.append(f"{dev}: {last} accepted, {on_kafka} on Kafka, {waiting} waiting: "
                           f"lost {dev_lost}, missing seqs {missing[:20]}")
         lost += max(dev_lost, 0)
+        if produced is not None and waiting == 0:
+            unaccounted = produced - per_device[dev] - drops[dev]
+            if unaccounted != 0:
+                errors.append(f"{dev}: produced {produced} readings, {per_device[dev]} on Kafka, "
+                              f"{drops[dev]} counted as dropped: {unaccounted} unaccounted for")
+                lost += max(unaccounted, 0)
         high = 0
         for seq in order[dev]:
             if seq < high:
@@ -101,6 +114,7 @@ def main() -> int:
         "batches": sum(expect[d][0] for d in expect),
         "waiting": sum(expect[d][1] for d in expect),
         "drops": sum(drops.values()),
+        "evicted_batches": evicted,
         "lost": lost,
         "duplicated": duplicated,
         "reordered": reordered,

@@ -210,6 +210,62 @@ PY
     exit $rc
     ;;
 
+  disk-full)
+    # The outbox on a 12 MiB tmpfs (DISK_KB; a private mount namespace: torture.sh runs this
+    # scenario under unshare -m) while Mosquitto is down 6..9 s and up 2..4 s, ITERATIONS times,
+    # with the agent reading 40,000 readings/s: the disk fills, the agent counts each reading it
+    # cannot store as dropped (reason write_error) and keeps running, and when the broker is
+    # back it drains and stores again by itself. Produced = on Kafka + counted drops, exactly.
+    [[ "${TORTURE_PRIVATE_MOUNTS:-0}" == 1 ]] || fail "disk-full must run in a private mount namespace (scripts/torture.sh does)"
+    mkdir -p "$WORK/disk"
+    mount -t tmpfs -o "size=${DISK_KB:-12288}k" tmpfs "$WORK/disk" || fail "cannot mount a tmpfs at $WORK/disk"
+    trap 'umount -l "$WORK/disk" 2>/dev/null || true; cleanup' EXIT
+    start_mosquitto
+    start_devkafka
+    start_aggregator
+    dev=tort-f
+    write_agent_config "$dev" 20000
+    sed -i "s#^path = .*outbox.db\"\$#path = \"$WORK/disk/$dev.outbox.db\"#" "$WORK/$dev.toml"
+    produced=$((ITER * 400000))
+    stop_proc mosquitto
+    start_draining_agent "$dev" "$produced"
+    for i in $(seq 1 "$ITER"); do
+      down=$(rand_ms 6000 9000)
+      sleep_ms "$down"
+      mosquitto -c "$WORK/mosquitto.conf" >>"$WORK/mosquitto.log" 2>&1 &
+      PIDS[mosquitto]=$!
+      wait_for 10 "mosquitto back on $MQTT_PORT" port_open "$MQTT_PORT"
+      sleep_ms "$(rand_ms 2000 4000)"
+      kill -0 "${PIDS[$dev]}" 2>/dev/null || break
+      stop_proc mosquitto
+      echo "  outage $i/$ITER: broker down ${down} ms; disk $(df --output=pcent "$WORK/disk" | tail -1)"
+    done
+    [[ -n "${PIDS[mosquitto]:-}" ]] || {
+      mosquitto -c "$WORK/mosquitto.conf" >>"$WORK/mosquitto.log" 2>&1 &
+      PIDS[mosquitto]=$!
+    }
+    t0=$(now_ms)
+    wait_agents_drained 180 "$dev"
+    note_recovery $(($(now_ms) - t0))
+    grep -q 'disk is full' "$WORK/$dev.log" || fail "the disk never filled; the scenario did not exercise a full disk"
+    WORK_OUTBOX_DB="$WORK/disk/$dev.outbox.db"
+    last=$(sqlite3 "$WORK_OUTBOX_DB" "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name='batches'),0)")
+    rows=$(sqlite3 "$WORK_OUTBOX_DB" "SELECT COUNT(*) FROM batches")
+    kafka_dump outpost.readings "$WORK/readings.jsonl"
+    rc=0
+    python3 "$TORTURE/account.py" "$WORK/readings.jsonl" "$dev=$last:$rows:$produced" \
+      >"$WORK/account.json" || rc=$?
+    python3 - "$WORK/account.json" "$RESULT" "$ITER" "$RECOVERY_MS" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1]))
+a["iterations"] = int(sys.argv[3])
+a["recovery_s"] = round(int(sys.argv[4]) / 1000, 1)
+json.dump(a, open(sys.argv[2], "w"))
+PY
+    cat "$WORK/account.json"
+    exit $rc
+    ;;
+
   *)
     fail "unknown scenario '$NAME'"
     ;;
