@@ -4,7 +4,7 @@
 # Usage: scripts/torture.sh [--quick|--full] [--only NAME] [--seed N] [--build-dir DIR]
 #                           [--results FILE]
 #
-#   --quick      a few kills per scenario, about 3 minutes (part of scripts/test.sh)   [default]
+#   --quick      a few faults per scenario, about 2 minutes (part of scripts/test.sh)  [default]
 #   --full       the published counts (see docs/reliability.md); by hand, tens of minutes
 #   --only NAME  one scenario (repeatable); names: agent-kill agent-kill-normal aggregator-kill
 #                aggregator-kill-noflush mosquitto-kill mosquitto-kill-persist outbox-damage
@@ -13,13 +13,14 @@
 #                A failing scenario prints its seed: rerun it with --only NAME --seed N.
 #   --build-dir  the CMake build directory with the agent, aggregator and devkafka (default: build)
 #   --results    the results file rows are appended to (default: <build-dir>/torture-results.tsv)
+# Env: KAFKA=dev (the only broker today), OUTPOST_COMMIT (the commit named in the rows).
 #
 # Every scenario injects its faults, lets every agent drain, and ends in an exact accounting of
 # what an outside client (kcat) reads on Kafka: every accepted batch on Kafka or still waiting,
 # 0 lost, 0 duplicated (reordering is measured and reported). One progress line per scenario; one
-# row per scenario in the results file (tab-separated: date, scenario, iterations, readings, batches, drops, lost,
-# duplicated, reordered, recovery_s, seed, command, commit). Exit status 1 if any scenario failed.
-# KAFKA=dev (default) selects the development broker; see tests/torture/scenario.sh.
+# row per scenario in the results file (tab-separated: date, scenario, iterations, readings,
+# batches, drops, lost, duplicated, reordered, recovery_s, seed, command, commit). Exit status 1
+# if any scenario failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,28 +38,41 @@ while (($#)); do
   esac
   shift
 done
-[[ -z "$SEED" || "$SEED" =~ ^[0-9]+$ ]] || { echo "torture.sh: --seed must be a non-negative integer, got '$SEED'" >&2; exit 2; }
+if [[ -n "$SEED" && ! "$SEED" =~ ^[0-9]+$ ]]; then
+  echo "torture.sh: --seed must be a non-negative integer, got '$SEED'" >&2
+  exit 2
+fi
 BUILD_DIR=$(cd "$BUILD_DIR" && pwd)
 for bin in agent/outpost-agent aggregator/outpost-aggregator aggregator/outpost-devkafka; do
   [[ -x "$BUILD_DIR/$bin" ]] || { echo "torture.sh: $BUILD_DIR/$bin is not built" >&2; exit 2; }
 done
 RESULTS=${RESULTS:-$BUILD_DIR/torture-results.tsv}
 SEED=${SEED:-$((RANDOM * 32768 + RANDOM))}
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT+dirty"
+# The commit the rows name (OUTPOST_COMMIT when run from an exported tree); "+dirty" if edited.
+if [[ -n "${OUTPOST_COMMIT:-}" ]]; then
+  COMMIT=$OUTPOST_COMMIT
+else
+  COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT+dirty"
+fi
 
 # Scenario name and its iteration counts: quick, full.
-declare -A QUICK=([agent-kill]=6 [agent-kill-normal]=4 [aggregator-kill]=3 [aggregator-kill-noflush]=3
+declare -A QUICK=([agent-kill]=6 [agent-kill-normal]=4 [aggregator-kill]=3
+  [aggregator-kill-noflush]=3
   [mosquitto-kill]=3 [mosquitto-kill-persist]=2 [outbox-damage]=6
   [disk-full]=1)
-declare -A FULL=([agent-kill]=100 [agent-kill-normal]=50 [aggregator-kill]=30 [aggregator-kill-noflush]=30
+declare -A FULL=([agent-kill]=100 [agent-kill-normal]=50 [aggregator-kill]=30
+  [aggregator-kill-noflush]=30
   [mosquitto-kill]=30 [mosquitto-kill-persist]=20 [outbox-damage]=50
   [disk-full]=10)
 ORDER=(agent-kill agent-kill-normal aggregator-kill aggregator-kill-noflush mosquitto-kill
   mosquitto-kill-persist outbox-damage disk-full)
 ((${#ONLY[@]})) || ONLY=("${ORDER[@]}")
 for name in "${ONLY[@]}"; do
-  [[ -n "${QUICK[$name]:-}" ]] || { echo "torture.sh: unknown scenario '$name'; one of: ${ORDER[*]}" >&2; exit 2; }
+  if [[ -z "${QUICK[$name]:-}" ]]; then
+    echo "torture.sh: unknown scenario '$name'; one of: ${ORDER[*]}" >&2
+    exit 2
+  fi
 done
 
 [[ -f "$RESULTS" ]] || printf 'date\tscenario\titerations\treadings\tbatches\tdrops\tlost\tduplicated\treordered\trecovery_s\tseed\tcommand\tcommit\n' >"$RESULTS"
@@ -69,7 +83,13 @@ for name in "${ONLY[@]}"; do
   t=$SECONDS
   rc=0
   ns=()
-  [[ $name == disk-full ]] && ns=(unshare -m --propagation private)
+  if [[ $name == disk-full ]]; then
+    if [[ $EUID -ne 0 ]]; then
+      echo "torture: $name: NOT RUN: needs root (a tmpfs mounted in a private mount namespace)"
+      continue
+    fi
+    ns=(unshare -m --propagation private)
+  fi
   OUTPOST_BUILD_DIR="$BUILD_DIR" TORTURE_PRIVATE_MOUNTS=1 timeout $((120 + n * 20)) \
     "${ns[@]}" bash tests/torture/scenario.sh "$name" "$n" "$seed" "$LOGDIR/$name.json" >"$LOGDIR/$name.log" 2>&1 || rc=$?
   cmd="scripts/torture.sh --only $name --seed $seed"
