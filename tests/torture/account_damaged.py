@@ -2,11 +2,15 @@
 """Accounting of the outbox-damage scenario: a store may lose what was waiting in it when it was
 damaged, and nothing else.
 
-Usage: account_damaged.py DUMP DEVICE ACCEPTED EXPOSED WAITING
+Usage: account_damaged.py DUMP DEVICE ACCEPTED EXPOSED WAITING UNREADABLE AGENT_LOG
 
 ACCEPTED: lines "EPOCH LAST_SEQ" (every seq 1..LAST_SEQ of EPOCH was accepted; the highest per
 epoch counts). EXPOSED: lines "EPOCH SEQ", the batches waiting in the store at a moment it was
-damaged. WAITING: batches still in the outbox at the end.
+damaged. WAITING: batches still in the outbox at the end. UNREADABLE: epochs whose damaged store
+the harness could not read: every seq of them on Kafka counts as accepted, every missing one below
+the highest as exposed to damage. AGENT_LOG: where each epoch's first seq is read ("new store,
+epoch E" then "epoch E, ... next seq N"): a store whose metadata was damaged gets a new epoch but
+may keep its seq counter, so that epoch starts at N, not 1.
   lost         = accepted batches not on Kafka, minus WAITING
   lost_exposed = of those, the ones that were waiting in a damaged store (the loss damage may cause)
 Exits 1 if a batch is lost that was never exposed to damage, a reading or batch part is on Kafka
@@ -14,6 +18,7 @@ twice, or a batch not accepted is on Kafka. Reordering is reported, not a failur
 """
 import collections
 import json
+import re
 import sys
 
 
@@ -29,6 +34,9 @@ def main() -> int:
         if line.strip():
             e, s = line.split()
             exposed.add((e, int(s)))
+    unreadable = set()
+    if len(sys.argv) > 6:
+        unreadable = {line.strip() for line in open(sys.argv[6]) if line.strip()}
     parts = collections.Counter()
     nparts = {}
     readings = collections.Counter()
@@ -51,8 +59,20 @@ def main() -> int:
             n_readings += 1
     complete = {k for k, n in nparts.items()
                 if all(parts[(k[0], k[1], p)] >= 1 for p in range(1, n + 1))}
+    first = {}
+    if len(sys.argv) > 7:
+        text = open(sys.argv[7], encoding="utf-8", errors="replace").read()
+        for m in re.finditer(r"new store, epoch (\d+)\n.*?epoch \1, \d+ batches .*? next seq (\d+)",
+                             text):
+            first.setdefault(m.group(1), int(m.group(2)))
+    # An epoch on Kafka the harness never read (its store was damaged before any snapshot).
+    unreadable |= {ep for (ep, _s) in nparts} - accepted.keys()
+    for e in unreadable:
+        high = max([s for (ep, s) in nparts if ep == e] + [accepted.get(e, 0)])
+        accepted[e] = high
+        exposed.update((e, s) for s in range(1, high + 1))
     errors, notes = [], []
-    missing = [(e, s) for e, last in accepted.items() for s in range(1, last + 1)
+    missing = [(e, s) for e, last in accepted.items() for s in range(first.get(e, 1), last + 1)
                if (e, s) not in complete]
     unexpected = [k for k in complete if k[1] > accepted.get(k[0], 0)]
     if unexpected:

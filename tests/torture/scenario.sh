@@ -152,16 +152,24 @@ case "$NAME" in
     dev=tort-d
     write_agent_config "$dev" 500
     db="$WORK/$dev.outbox.db"
-    : >"$WORK/accepted" && : >"$WORK/exposed"
+    : >"$WORK/accepted" && : >"$WORK/exposed" && : >"$WORK/unreadable"
     snapshot() {  # the store's epoch, last seq and waiting seqs, read from a copy (no checkpoint)
       rm -rf "$WORK/snap" && mkdir "$WORK/snap"
       cp "$db"* "$WORK/snap/" 2>/dev/null || true
       local e
       e=$(sqlite3 "$WORK/snap/$dev.outbox.db" "SELECT value FROM meta WHERE key='epoch'" 2>/dev/null) || return 0
       [[ -n "$e" ]] || return 0
-      echo "$e $(sqlite3 "$WORK/snap/$dev.outbox.db" \
-        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name='batches'),0)")" >>"$WORK/accepted"
-      sqlite3 "$WORK/snap/$dev.outbox.db" "SELECT seq FROM batches" | sed "s/^/$e /" >>"$WORK/$1"
+      local last
+      last=$(sqlite3 "$WORK/snap/$dev.outbox.db" \
+        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name='batches'),0)" 2>/dev/null) ||
+        last=""
+      # A store the harness cannot read either (damaged by an earlier iteration and not yet
+      # reopened): its epoch is marked, and account_damaged.py takes every seq of it on Kafka as
+      # accepted and every missing one as lost to damage.
+      if [[ -z "$last" ]]; then echo "$e" >>"$WORK/unreadable"; return 0; fi
+      echo "$e $last" >>"$WORK/accepted"
+      { sqlite3 "$WORK/snap/$dev.outbox.db" "SELECT seq FROM batches" 2>/dev/null || echo "$e" >>"$WORK/unreadable"; } |
+        sed "s/^/$e /" >>"$WORK/$1"
     }
     for i in $(seq 1 "$ITER"); do
       start_agent "$dev"
@@ -196,7 +204,8 @@ case "$NAME" in
     kafka_dump outpost.readings "$WORK/readings.jsonl"
     rc=0
     python3 "$TORTURE/account_damaged.py" "$WORK/readings.jsonl" "$dev" "$WORK/accepted" \
-      "$WORK/exposed" "$(outbox_rows "$dev")" >"$WORK/account.json" || rc=$?
+      "$WORK/exposed" "$(outbox_rows "$dev")" "$WORK/unreadable" "$WORK/$dev.log" \
+      >"$WORK/account.json" || rc=$?
     python3 - "$WORK/account.json" "$RESULT" "$ITER" "$RECOVERY_MS" <<'PY'
 import json, sys
 a = json.load(open(sys.argv[1]))
