@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Outpost's reliability torture suite (issue 16; docs/reliability.md).
+#
+# Usage: scripts/torture.sh [--quick|--full] [--only NAME] [--seed N] [--build-dir DIR]
+#                           [--results FILE]
+#
+#   --quick      a few faults per scenario, about 2 minutes (part of scripts/test.sh)  [default]
+#   --full       the published counts (see docs/reliability.md); by hand, tens of minutes
+#   --only NAME  one scenario (repeatable); names: agent-kill agent-kill-normal aggregator-kill
+#                aggregator-kill-noflush mosquitto-kill mosquitto-kill-persist outbox-damage
+#                disk-full (needs root: a tmpfs in a private mount namespace, unshare -m)
+#   --seed N     the seed of the first scenario (each next one uses N+1, ...); default: random.
+#                A failing scenario prints its seed: rerun it with --only NAME --seed N.
+#   --build-dir  the CMake build directory with the agent, aggregator and devkafka (default: build)
+#   --results    the results file rows are appended to (default: <build-dir>/torture-results.tsv)
+# Env: KAFKA=dev (the only broker today), OUTPOST_COMMIT (the commit named in the rows).
+#
+# Every scenario injects its faults, lets every agent drain, and ends in an exact accounting of
+# what an outside client (kcat) reads on Kafka: every accepted batch on Kafka or still waiting,
+# 0 lost, 0 duplicated (reordering is measured and reported). One progress line per scenario; one
+# row per scenario in the results file (tab-separated: date, scenario, iterations, readings,
+# batches, drops, lost, duplicated, reordered, recovery_s, seed, command, commit). Exit status 1
+# if any scenario failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODE=quick BUILD_DIR=build RESULTS="" SEED="" ONLY=()
+while (($#)); do
+  case "$1" in
+    --quick) MODE=quick ;;
+    --full) MODE=full ;;
+    --only) ONLY+=("${2:?--only needs a scenario name}"); shift ;;
+    --seed) SEED=${2:?--seed needs a number}; shift ;;
+    --build-dir) BUILD_DIR=${2:?--build-dir needs a directory}; shift ;;
+    --results) RESULTS=${2:?--results needs a file}; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "torture.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [[ -n "$SEED" && ! "$SEED" =~ ^[0-9]+$ ]]; then
+  echo "torture.sh: --seed must be a non-negative integer, got '$SEED'" >&2
+  exit 2
+fi
+BUILD_DIR=$(cd "$BUILD_DIR" && pwd)
+for bin in agent/outpost-agent aggregator/outpost-aggregator aggregator/outpost-devkafka; do
+  [[ -x "$BUILD_DIR/$bin" ]] || { echo "torture.sh: $BUILD_DIR/$bin is not built" >&2; exit 2; }
+done
+RESULTS=${RESULTS:-$BUILD_DIR/torture-results.tsv}
+SEED=${SEED:-$((RANDOM * 32768 + RANDOM))}
+# The commit the rows name (OUTPOST_COMMIT when run from an exported tree); "+dirty" if edited.
+if [[ -n "${OUTPOST_COMMIT:-}" ]]; then
+  COMMIT=$OUTPOST_COMMIT
+else
+  COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT+dirty"
+fi
+
+# Scenario name and its iteration counts: quick, full.
+declare -A QUICK=([agent-kill]=6 [agent-kill-normal]=4 [aggregator-kill]=3
+  [aggregator-kill-noflush]=3
+  [mosquitto-kill]=3 [mosquitto-kill-persist]=2 [outbox-damage]=6
+  [disk-full]=1)
+declare -A FULL=([agent-kill]=100 [agent-kill-normal]=50 [aggregator-kill]=30
+  [aggregator-kill-noflush]=30
+  [mosquitto-kill]=30 [mosquitto-kill-persist]=20 [outbox-damage]=50
+  [disk-full]=10)
+ORDER=(agent-kill agent-kill-normal aggregator-kill aggregator-kill-noflush mosquitto-kill
+  mosquitto-kill-persist outbox-damage disk-full)
+((${#ONLY[@]})) || ONLY=("${ORDER[@]}")
+for name in "${ONLY[@]}"; do
+  if [[ -z "${QUICK[$name]:-}" ]]; then
+    echo "torture.sh: unknown scenario '$name'; one of: ${ORDER[*]}" >&2
+    exit 2
+  fi
+done
+
+[[ -f "$RESULTS" ]] || printf 'date\tscenario\titerations\treadings\tbatches\tdrops\tlost\tduplicated\treordered\trecovery_s\tseed\tcommand\tcommit\n' >"$RESULTS"
+LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/outpost_torture.XXXXXX")
+status=0 seed=$SEED
+for name in "${ONLY[@]}"; do
+  if [[ $MODE == full ]]; then n=${FULL[$name]}; else n=${QUICK[$name]}; fi
+  t=$SECONDS
+  rc=0
+  ns=()
+  if [[ $name == disk-full ]]; then
+    if [[ $EUID -ne 0 ]]; then
+      echo "torture: $name: NOT RUN: needs root (a tmpfs mounted in a private mount namespace)"
+      continue
+    fi
+    ns=(unshare -m --propagation private)
+  fi
+  OUTPOST_BUILD_DIR="$BUILD_DIR" TORTURE_PRIVATE_MOUNTS=1 timeout $((120 + n * 20)) \
+    "${ns[@]}" bash tests/torture/scenario.sh "$name" "$n" "$seed" "$LOGDIR/$name.json" >"$LOGDIR/$name.log" 2>&1 || rc=$?
+  cmd="scripts/torture.sh --only $name --seed $seed"
+  [[ $MODE == full ]] && cmd="scripts/torture.sh --full --only $name --seed $seed"
+  if [[ -s "$LOGDIR/$name.json" ]]; then
+    row=$(python3 - "$LOGDIR/$name.json" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1]))
+print("\t".join(str(a[k]) for k in ("iterations", "readings", "batches", "drops", "lost",
+                                    "duplicated", "reordered", "recovery_s")))
+PY
+)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$name" "$row" "$seed" "$cmd" "$COMMIT" >>"$RESULTS"
+    IFS=$'\t' read -r it rd bt dr lo du re rs <<<"$row"
+    summary="$it faults, $rd readings in $bt batches, lost $lo, duplicated $du, reordered $re, recovery ${rs}s"
+  else
+    summary="no accounting (the scenario stopped early)"
+  fi
+  if ((rc == 0)); then
+    echo "torture: $name: PASS ($((SECONDS - t)) s): $summary"
+  else
+    status=1
+    echo "torture: $name: FAIL ($((SECONDS - t)) s, seed $seed): $summary; rerun: $cmd"
+    tail -n 40 "$LOGDIR/$name.log" | sed 's/^/    /'
+  fi
+  seed=$((seed + 1))
+done
+rm -rf "$LOGDIR"
+echo "torture: results appended to $RESULTS"
+exit $status
