@@ -2,6 +2,7 @@
 #include <sqlite3.h>
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -30,6 +31,14 @@ class Used {
 };
 
 bool isDiskError(const Error& e) { return e.code() == ErrorCode::kIoError; }
+
+// The reserve file beside the store (see takeReserve).
+constexpr uint64_t kReserveBytes = 5ull << 20;  // > the largest WAL (1000 pages of 4 KB) + margin
+// On a small file system (a 400 KB tmpfs, a tiny SD-card partition) 5 MB does not fit, and with no
+// reserve a full disk blocks the deletion of acknowledged batches for good: take a sixteenth of
+// the file system instead, at least 32 pages (the WAL is then kept to half of it, see init).
+constexpr uint64_t kMinReserveBytes = 128ull << 10;
+constexpr uint64_t kPageBytes = 4096;  // SQLite's default page size, which the store uses
 
 }  // namespace
 
@@ -123,8 +132,18 @@ Result<std::unique_ptr<Outbox>> Outbox::open(const OutboxOptions& options, const
 }
 
 Status Outbox::init() {
-  const std::string pragmas = std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
-                              (options_.synchronous == "full" ? "FULL" : "NORMAL") + ";";
+  // The WAL is what a full disk blocks first: every commit appends frames to it until the
+  // checkpoint (1000 pages by default), and deleting acknowledged batches writes frames too. Keep
+  // it within half the reserve, so that releasing the reserve always leaves room to checkpoint it
+  // into the database (a small file system gets a small reserve, hence a small WAL).
+  const uint64_t reserve = reserveTarget();
+  const uint64_t wal_pages =
+      reserve >= kReserveBytes ? 1000 : std::max<uint64_t>(8, reserve / 2 / kPageBytes);
+  const std::string pragmas =
+      std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
+      (options_.synchronous == "full" ? "FULL" : "NORMAL") +
+      "; PRAGMA wal_autocheckpoint=" + std::to_string(wal_pages) +
+      "; PRAGMA journal_size_limit=" + std::to_string(wal_pages * kPageBytes) + ";";
   if (auto st = sqlite::exec(db_, pragmas.c_str(), "outbox"); !st) return st;
   if (auto st = sqlite::exec(db_, sql::kSchema, "outbox schema"); !st) return st;
   {
@@ -188,26 +207,35 @@ Status Outbox::init() {
   return {};
 }
 
-// A file of kReserveBytes beside the store, deleted when the disk is full so that drop_oldest can
-// still evict (SQLite must write WAL frames to delete rows and grow the database file to
-// checkpoint). Best effort: without it drop_oldest degrades to dropping the new batches.
-namespace {
-constexpr uint64_t kReserveBytes = 5ull << 20;  // > the largest WAL (1000 pages of 4 KB) + margin
+// A file beside the store, deleted when the disk is full so that drop_oldest can still evict and
+// acknowledged batches can still be deleted (SQLite must write WAL frames to delete rows and grow
+// the database file to checkpoint). Best effort: without it drop_oldest degrades to dropping the
+// new batches, and a delete waits for a checkpoint to free the WAL's space.
+
+uint64_t Outbox::reserveTarget() const {
+  struct statvfs vfs {};
+  const std::string dir = std::filesystem::path(options_.path).parent_path().string();
+  if (::statvfs(dir.empty() ? "." : dir.c_str(), &vfs) != 0) return kReserveBytes;
+  const uint64_t total = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize;
+  return std::clamp<uint64_t>(total / 16 / kPageBytes * kPageBytes, kMinReserveBytes, kReserveBytes);
 }
 
 void Outbox::takeReserve() {
   const std::string path = options_.path + "-reserve";
+  const uint64_t target = reserveTarget();
   std::error_code ec;
-  if (std::filesystem::exists(path, ec) && std::filesystem::file_size(path, ec) == kReserveBytes) {
+  if (std::filesystem::exists(path, ec) && std::filesystem::file_size(path, ec) == target) {
     reserve_held_ = true;
+    reserve_bytes_ = target;
     return;
   }
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (f == nullptr) return;
   static const std::vector<char> zeros(64 * 1024, 0);
   bool ok = true;
-  for (uint64_t w = 0; ok && w < kReserveBytes; w += zeros.size()) {
-    ok = std::fwrite(zeros.data(), 1, zeros.size(), f) == zeros.size();
+  for (uint64_t w = 0; ok && w < target; w += zeros.size()) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), target - w));
+    ok = std::fwrite(zeros.data(), 1, n, f) == n;
   }
   ok = (std::fflush(f) == 0) && ok;
   std::fclose(f);
@@ -216,6 +244,7 @@ void Outbox::takeReserve() {
     return;
   }
   reserve_held_ = true;
+  reserve_bytes_ = target;
 }
 
 void Outbox::releaseReserve() {
@@ -223,8 +252,8 @@ void Outbox::releaseReserve() {
   std::error_code ec;
   std::filesystem::remove(options_.path + "-reserve", ec);
   reserve_held_ = false;
-  spdlog::warn("outbox: disk full; released the {} MB reserve beside the store to make room",
-               kReserveBytes >> 20);
+  spdlog::warn("outbox: disk full; released the {} KB reserve beside the store to make room",
+               reserve_bytes_ >> 10);
 }
 
 Result<int64_t> Outbox::getMeta(const char* key, int64_t fallback) {
@@ -492,7 +521,7 @@ Result<AppendOutcome> Outbox::appendMany(std::span<codec::BatchContent> batches)
     struct statvfs vfs {};
     const std::string dir = std::filesystem::path(options_.path).parent_path().string();
     if (::statvfs(dir.empty() ? "." : dir.c_str(), &vfs) == 0 &&
-        static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize > 2 * kReserveBytes) {
+        static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize > 2 * reserveTarget()) {
       takeReserve();
       if (reserve_held_ && disk_cap_ != 0) {
         disk_cap_ = 0;
@@ -526,11 +555,21 @@ Result<AppendOutcome> Outbox::appendMany(std::span<codec::BatchContent> batches)
     spdlog::info("outbox has room again: storing new batches");
   }
   dropped_by_full_before_ = stats_.dropped_by_reason[static_cast<size_t>(DropReason::kOutboxFull)];
+  // drop_oldest: one line when evicting starts and one when a batch fits without it, not one per
+  // batch (a full store evicts for every new batch, hundreds a second).
   const uint64_t evicted = stats_.dropped_batches_total - evicted_before;
   if (evicted > 0) {
-    spdlog::warn("outbox full ({} bytes limit{}): dropped the {} oldest stored batches",
-                 disk_cap_ != 0 ? std::min(disk_cap_, options_.max_bytes) : options_.max_bytes,
-                 disk_cap_ != 0 ? ", capped because the disk is full" : "", evicted);
+    if (evicting_ == 0) {
+      spdlog::warn(
+          "outbox full ({} bytes limit{}): dropping the oldest stored batches to make room "
+          "(counted as dropped)",
+          disk_cap_ != 0 ? std::min(disk_cap_, options_.max_bytes) : options_.max_bytes,
+          disk_cap_ != 0 ? ", capped because the disk is full" : "");
+    }
+    evicting_ += evicted;
+  } else if (evicting_ > 0 && result->stored > 0) {
+    spdlog::info("outbox has room again: {} oldest batches were dropped to make room", evicting_);
+    evicting_ = 0;
   }
   return result;
 }
@@ -576,6 +615,27 @@ Status Outbox::ack(uint64_t seq) { return ackMany(std::span<const uint64_t>(&seq
 Status Outbox::ackMany(std::span<const uint64_t> seqs) {
   if (seqs.empty()) return {};
   std::lock_guard lock(mu_);
+  Status st = ackLocked(seqs);
+  if (!st && isDiskError(st.error())) {
+    // A delete writes WAL frames, so on a full disk it fails like an insert; if nothing frees
+    // space, acknowledged batches would stay stored for good and the outbox never drain. Give up
+    // the reserve and move the WAL into the database (truncating it), then delete again.
+    // RESTART, not TRUNCATE: the next frames then reuse the WAL file's space from its start
+    // instead of needing new space the database may have taken meanwhile.
+    releaseReserve();
+    sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+    st = ackLocked(seqs);
+    if (st) {
+      spdlog::warn("outbox: deleting acknowledged batches needed room on a full disk; done after "
+                   "releasing the reserve and checkpointing");
+    } else {
+      ++stats_.write_errors_total;
+    }
+  }
+  return st;
+}
+
+Status Outbox::ackLocked(std::span<const uint64_t> seqs) {
   std::optional<Transaction> tx;
   if (seqs.size() > 1) {
     tx.emplace(db_);

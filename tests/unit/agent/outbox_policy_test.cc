@@ -382,6 +382,49 @@ TEST_CASE("Disk full: the policy applies and writes recover when space returns",
   }
 }
 
+// A disk smaller than the 5 MB reserve (issue 16's torture suite found this): the WAL used to grow
+// until it filled the disk, after which not even the deletion of acknowledged batches could be
+// written, and the outbox never drained. The reserve now shrinks to the file system and the WAL
+// is kept within half of it.
+TEST_CASE("Disk smaller than the reserve: acknowledged batches are still deleted",
+          "[agent][outbox][policy][diskfull]") {
+  outpost::testing::TempDir dir("outpost-tinydisk-test");
+  const std::string mnt = dir.file("mnt");
+  fs::create_directory(mnt);
+  SmallTmpfs tmpfs(mnt, "400k");
+  FakeClock clock;
+  OutboxOptions o;
+  o.path = mnt + "/outbox.db";
+  o.max_bytes = 1ull << 30;  // never the limit: the disk is
+  o.full_policy = FullPolicy::kDropNewest;  // no eviction: only acks can make room
+  auto box = openBox(o, clock);
+  CHECK(fs::file_size(o.path + "-reserve") < (5u << 20));  // shrunk to fit the small disk
+  int failures = 0;
+  for (int i = 0; i < 2000 && failures < 3; ++i) {
+    auto b = makeBatch(kReadings);
+    if (!box->append(b)) ++failures;
+  }
+  REQUIRE(failures == 3);  // the disk did fill
+  const uint64_t stored = box->stats().rows;
+  REQUIRE(stored > 0);
+  // The uplink delivers everything: every acknowledged batch is deleted.
+  std::vector<uint64_t> seqs;
+  auto all = box->readAfter(0, 100000);
+  REQUIRE(all.has_value());
+  for (const auto& sb : *all) seqs.push_back(sb.seq);
+  REQUIRE(seqs.size() == stored);
+  for (size_t i = 0; i < seqs.size(); i += 8) {
+    const size_t n = std::min<size_t>(8, seqs.size() - i);
+    REQUIRE(box->ackMany(std::span<const uint64_t>(seqs.data() + i, n)).has_value());
+  }
+  CHECK(box->stats().rows == 0);
+  // And new batches are stored again.
+  for (int i = 0; i < 10; ++i) {
+    auto b = makeBatch(kReadings);
+    REQUIRE(box->append(b).has_value());
+  }
+}
+
 // A store whose header is intact but whose pages are damaged (e.g. a torn write on a bad card):
 // open() must not fail over and over (a crash loop under systemd); it moves the file aside.
 TEST_CASE("A store with damaged pages is moved aside at open", "[agent][outbox][corrupt]") {

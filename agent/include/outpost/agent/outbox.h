@@ -103,9 +103,10 @@ class Outbox {
  public:
   // Opens or creates the store. A file that is not a readable SQLite database is renamed to
   // "<path>.corrupt-<unix time>" (logged) and a fresh store with a new epoch is created.
-  // A 5 MB "<path>-reserve" file is kept beside the store (when there is room): on a full disk it
-  // is deleted so that SQLite can record evictions (drop_oldest), and the store is then capped at
-  // the size that fit until the disk has room again (checked every 64 appends).
+  // A "<path>-reserve" file is kept beside the store (when there is room): 5 MB, or a sixteenth
+  // of a smaller file system (at least 128 KB; the WAL is then kept to half of it). On a full disk it is deleted so that SQLite can
+  // record evictions (drop_oldest) and deletions of acknowledged batches, and the store is then
+  // capped at the size that fit until the disk has room again (checked every 64 appends).
   static Result<std::unique_ptr<Outbox>> open(const OutboxOptions& options, const Clock& clock);
   ~Outbox();
   Outbox(const Outbox&) = delete;
@@ -164,6 +165,8 @@ class Outbox {
   Status refreshOldestLocked();
   void countDropLocked(uint64_t readings, DropReason reason);
   Result<AppendOutcome> appendGroupLocked(std::span<codec::BatchContent> batches);
+  Status ackLocked(std::span<const uint64_t> seqs);
+  uint64_t reserveTarget() const;
   void takeReserve();
   void releaseReserve();
 
@@ -181,8 +184,10 @@ class Outbox {
   bool failing_ = false;            // GUARDED_BY(mu_): the last write failed
   bool reserve_held_ = false;       // GUARDED_BY(mu_): "<path>-reserve" exists (disk-full room)
   uint64_t reserve_retry_ = 0;      // GUARDED_BY(mu_)
+  uint64_t reserve_bytes_ = 0;      // GUARDED_BY(mu_): size of the reserve file when held
   uint64_t disk_cap_ = 0;           // GUARDED_BY(mu_): store size that fit when the disk filled
   bool refusing_ = false;           // GUARDED_BY(mu_): drop_newest is refusing batches
+  uint64_t evicting_ = 0;           // GUARDED_BY(mu_): batches drop_oldest evicted in this run
   uint64_t dropped_by_full_before_ = 0;  // GUARDED_BY(mu_): for the refusing_ log lines
   OutboxStats stats_;                    // GUARDED_BY(mu_)
 };
