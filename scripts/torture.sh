@@ -8,7 +8,8 @@
 #   --full       the published counts (see docs/reliability.md); by hand, tens of minutes
 #   --only NAME  one scenario (repeatable); names: agent-kill agent-kill-normal aggregator-kill
 #                aggregator-kill-noflush mosquitto-kill mosquitto-kill-persist outbox-damage
-#                disk-full (needs root: a tmpfs in a private mount namespace, unshare -m)
+#                disk-full disk-tiny (these two need root: a tmpfs in a private mount
+#                namespace, unshare -m; disk-tiny's is smaller than the outbox's 5 MB reserve)
 #   --seed N     the seed of the first scenario (each next one uses N+1, ...); default: random.
 #                A failing scenario prints its seed: rerun it with --only NAME --seed N.
 #   --build-dir  the CMake build directory with the agent, aggregator and devkafka (default: build)
@@ -60,13 +61,13 @@ fi
 declare -A QUICK=([agent-kill]=6 [agent-kill-normal]=4 [aggregator-kill]=3
   [aggregator-kill-noflush]=3
   [mosquitto-kill]=3 [mosquitto-kill-persist]=2 [outbox-damage]=6
-  [disk-full]=1)
+  [disk-full]=1 [disk-tiny]=1)
 declare -A FULL=([agent-kill]=100 [agent-kill-normal]=50 [aggregator-kill]=30
   [aggregator-kill-noflush]=30
   [mosquitto-kill]=30 [mosquitto-kill-persist]=20 [outbox-damage]=50
-  [disk-full]=10)
+  [disk-full]=10 [disk-tiny]=10)
 ORDER=(agent-kill agent-kill-normal aggregator-kill aggregator-kill-noflush mosquitto-kill
-  mosquitto-kill-persist outbox-damage disk-full)
+  mosquitto-kill-persist outbox-damage disk-full disk-tiny)
 ((${#ONLY[@]})) || ONLY=("${ORDER[@]}")
 for name in "${ONLY[@]}"; do
   if [[ -z "${QUICK[$name]:-}" ]]; then
@@ -83,7 +84,7 @@ for name in "${ONLY[@]}"; do
   t=$SECONDS
   rc=0
   ns=()
-  if [[ $name == disk-full ]]; then
+  if [[ $name == disk-full || $name == disk-tiny ]]; then
     if [[ $EUID -ne 0 ]]; then
       echo "torture: $name: NOT RUN: needs root (a tmpfs mounted in a private mount namespace)"
       continue
@@ -107,6 +108,7 @@ PY
     summary="$it faults, $rd readings in $bt batches, lost $lo, duplicated $du, reordered $re, recovery ${rs}s"
   else
     summary="no accounting (the scenario stopped early)"
+    ((rc != 0)) || rc=1  # a scenario that ends without its accounting has not passed
   fi
   if ((rc == 0)); then
     echo "torture: $name: PASS ($((SECONDS - t)) s): $summary"

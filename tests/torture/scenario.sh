@@ -219,7 +219,10 @@ PY
     exit $rc
     ;;
 
-  disk-full)
+  disk-full | disk-tiny)
+    # disk-tiny: the same on a 400 KiB tmpfs, smaller than the outbox's 5 MB reserve file (the
+    # reserve shrinks to fit; before, acknowledged batches could never be deleted on such a disk
+    # and the outbox never drained).
     # The outbox on a 12 MiB tmpfs (DISK_KB; a private mount namespace: torture.sh runs this
     # scenario under unshare -m) while Mosquitto is down 6..9 s and up 2..4 s, ITERATIONS times,
     # with the agent reading 40,000 readings/s: the disk fills, the agent counts each reading it
@@ -227,8 +230,11 @@ PY
     # back it drains and stores again by itself. Produced = on Kafka + counted drops, exactly.
     [[ "${TORTURE_PRIVATE_MOUNTS:-0}" == 1 ]] || fail "disk-full must run in a private mount namespace (scripts/torture.sh does)"
     mkdir -p "$WORK/disk"
-    mount -t tmpfs -o "size=${DISK_KB:-12288}k" tmpfs "$WORK/disk" || fail "cannot mount a tmpfs at $WORK/disk"
-    trap 'umount -l "$WORK/disk" 2>/dev/null || true; cleanup' EXIT
+    disk_kb=${DISK_KB:-12288}
+    [[ $NAME == disk-tiny ]] && disk_kb=${DISK_KB:-400}
+    mount -t tmpfs -o "size=${disk_kb}k" tmpfs "$WORK/disk" || fail "cannot mount a tmpfs at $WORK/disk"
+    # cleanup takes the exit status from $?: keep the scenario's, not umount's.
+    trap 'st=$?; umount -l "$WORK/disk" 2>/dev/null; (exit $st); cleanup' EXIT
     start_mosquitto
     start_devkafka
     start_aggregator
