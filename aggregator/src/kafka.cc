@@ -126,7 +126,7 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const KafkaOptions&
   p->queue_full_ = &registry.counter("outpost_aggregator_kafka_queue_full_total",
                                      "Times produce found librdkafka's queue full (intake paused)");
   p->paused_ = &registry.gauge("outpost_aggregator_intake_paused",
-                               "1 while intake waits for room in the Kafka producer queue");
+                               "Ingest workers waiting for room in the Kafka producer queue (0: intake flows)");
   p->delivered_ = &registry.counter("outpost_aggregator_kafka_messages_delivered_total",
                                     "Kafka messages with a successful delivery report");
   p->failed_ = &registry.counter("outpost_aggregator_kafka_messages_failed_total",

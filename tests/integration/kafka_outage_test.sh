@@ -21,7 +21,12 @@ sleep 2
 stop_real_kafka
 log "Kafka broker stopped under load"
 
-paused() { [[ $(metric "$AGG_HTTP_PORT" outpost_aggregator_intake_paused) == 1 ]]; }
+# The gauge counts the ingest workers waiting for room in the producer queue (1 or more).
+paused() {
+  local v
+  v=$(metric "$AGG_HTTP_PORT" outpost_aggregator_intake_paused)
+  [[ -n "$v" ]] && awk -v v="$v" 'BEGIN { exit !(v >= 1) }'
+}
 wait_for 20 "the aggregator's intake to pause" paused
 rows_then=$(( $(outbox_rows ko-1) + $(outbox_rows ko-2) ))
 acked=$(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_delivered_total)
