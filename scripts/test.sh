@@ -23,12 +23,18 @@ FUZZ_BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 JOBS=${JOBS:-$(nproc)}
 start=$SECONDS
 
-# The aarch64 dependencies (apt, mostly download) install while the native build compiles.
+# The aarch64 dependencies (apt, mostly download) install while the native build compiles: the
+# cross compiler and qemu-user on this machine, the target libraries in a sysroot
+# (scripts/cross-sysroot.sh, build-sysroot-arm64/). Not multiarch: Debian 12's libevent-dev
+# conflicts with its own other-architecture copy, so libevent-dev:arm64 cannot be installed beside
+# the native libevent-dev the agent builds with (docs/packaging.md).
 cross_deps_pid=""
 CROSS_ARCHES=${OUTPOST_CROSS_ARCHES:-arm64}
-if [[ "${OUTPOST_SKIP_CROSS:-0}" != 1 && $# -eq 0 && " $CROSS_ARCHES " == *" arm64 "* ]]; then
+if [[ "${OUTPOST_SKIP_CROSS:-0}" != 1 && $# -eq 0 ]]; then
   mkdir -p "$BUILD_DIR"
-  ./scripts/cross-deps.sh arm64 >"$BUILD_DIR/cross-deps.log" 2>&1 &
+  (for arch in $CROSS_ARCHES; do
+    ./scripts/cross-deps.sh "$arch" --host-only && ./scripts/cross-sysroot.sh "$arch" || exit 1
+  done) >"$BUILD_DIR/cross-deps.log" 2>&1 &
   cross_deps_pid=$!
 fi
 
@@ -77,7 +83,7 @@ if [[ "${OUTPOST_SKIP_CROSS:-0}" != 1 && $# -eq 0 ]]; then
   fi
   for arch in $CROSS_ARCHES; do
     OUTPOST_HOST_BUILD_DIR="$BUILD_DIR" OUTPOST_CROSS_OPT_FLAGS="$OPT_FLAGS" \
-      ./scripts/cross-build.sh "$arch" --agent-only --e2e || exit 1
+      ./scripts/cross-build.sh "$arch" --sysroot --agent-only --e2e || exit 1
   done >"$CROSS_LOG" 2>&1 &
   cross_pid=$!
 fi
