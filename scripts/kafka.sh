@@ -14,7 +14,8 @@
 #       --heap SIZE        JVM heap, as for -Xmx (default 256m)
 #       --partitions N     partitions of each created topic (default 6)
 #       --topics LIST      topics to create, comma-separated, NAME or NAME:compact (default: the
-#                          aggregator's readings, anomalies, deadletter and device-status:compact)
+#                          aggregator's readings, anomalies, deadletter, device-status:compact
+#                          and latest:compact)
 #       --no-topics        create no topic
 #       --timeout SECONDS  how long to wait for the broker (default 90)
 #       --set KEY=VALUE    a broker setting added to (or replacing one of) the generated config
@@ -36,7 +37,7 @@ KAFKA_VERSION=${OUTPOST_KAFKA_VERSION:-4.4.0}
 CACHE=${OUTPOST_CACHE:-$HOME/.cache/outpost}
 LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
 LAST_DIR_FILE="$CACHE/kafka-last-dir"
-DEFAULT_TOPICS="outpost.readings,outpost.anomalies,outpost.deadletter,outpost.device-status:compact"
+DEFAULT_TOPICS="outpost.readings,outpost.anomalies,outpost.deadletter,outpost.device-status:compact,outpost.latest:compact"
 
 die() {
   echo "kafka.sh: $*" >&2

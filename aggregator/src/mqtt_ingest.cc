@@ -1,5 +1,9 @@
 #include "outpost/aggregator/mqtt_ingest.h"
 
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <thread>
 
 #include <mqtt/async_client.h>
@@ -7,6 +11,7 @@
 
 #include "outpost/common/mqtt_security_paho.h"
 #include "outpost/common/net.h"
+#include "outpost/common/thread_name.h"
 
 namespace outpost::aggregator {
 namespace {
@@ -29,6 +34,47 @@ struct MqttIngest::Impl {
   metrics::Counter& bad_topic;
   metrics::Counter& ack_failures;
   metrics::Counter& reconnects;
+  std::atomic<bool> is_connected{false};  // read without Paho's lock (see connected())
+
+  // Acks are published by their own thread. sendAck() is called from librdkafka's delivery
+  // callback and from the workers; Paho's publish takes the client's global lock, which Paho's
+  // receive thread holds while onMessage() waits for room in a worker queue (back-pressure).
+  // Publishing there would close a cycle: the callback waits for Paho, Paho for a worker, the
+  // worker for room in the Kafka queue, and the Kafka queue for the delivery callback. Seen as a
+  // stall of the whole pipeline after a Kafka outage (realkafka.kafka_outage).
+  std::mutex ack_mu;
+  std::condition_variable ack_cv;
+  std::deque<std::pair<std::string, std::vector<uint8_t>>> acks;  // GUARDED_BY(ack_mu)
+  bool ack_stop = false;                                          // GUARDED_BY(ack_mu)
+  std::thread ack_thread;
+
+  void publishAcks() {
+    std::deque<std::pair<std::string, std::vector<uint8_t>>> batch;
+    for (;;) {
+      {
+        std::unique_lock lock(ack_mu);
+        ack_cv.wait(lock, [&] { return ack_stop || !acks.empty(); });
+        if (acks.empty()) return;  // stopping, and everything queued went out
+        batch.swap(acks);
+      }
+      for (auto& [device, ack] : batch) publishAck(device, ack);
+      batch.clear();
+    }
+  }
+
+  void publishAck(const std::string& device, const std::vector<uint8_t>& ack) {
+    try {
+      cli->publish(opt.topic_prefix + "/" + device + "/ack", ack.data(), ack.size(), 1, false);
+    } catch (const mqtt::exception& e) {
+      // The agent resends after its ack timeout and dedup acks again: nothing is lost, but the
+      // agent stalls, so this is worth a warning (rate-limited).
+      const uint64_t n = ack_failures.value();
+      ack_failures.inc();
+      if (n % 1000 == 0) {
+        spdlog::warn("ack to {} not published ({} so far): {}", device, n + 1, e.what());
+      }
+    }
+  }
 
   Impl(MqttIngestOptions o, Aggregator& a, metrics::Registry& reg, const Clock& c)
       : opt(std::move(o)), aggregator(a), clock(c), subscription(opt.topic_prefix + "/+/batch"),
@@ -95,6 +141,7 @@ bool MqttIngest::start(const std::function<bool()>& stop_requested) {
   Impl* impl = impl_.get();
   cli->set_message_callback([impl](mqtt::const_message_ptr m) { impl->onMessage(m); });
   cli->set_connected_handler([impl, cli](const std::string&) {
+    impl->is_connected.store(true);
     impl->reconnects.inc();
     net::setTcpNoDelayToPeer(impl->opt.broker);  // acks must not wait 40 ms for a delayed ACK
     // Subscribe on every (re)connect: a broker that lost our session lost the subscription too.
@@ -108,6 +155,7 @@ bool MqttIngest::start(const std::function<bool()>& stop_requested) {
     }
   });
   cli->set_connection_lost_handler([impl](const std::string& cause) {
+    impl->is_connected.store(false);
     spdlog::warn("MQTT ingest lost its connection to {} ({}); reconnecting", impl->opt.broker,
                  cause);
   });
@@ -123,6 +171,10 @@ bool MqttIngest::start(const std::function<bool()>& stop_requested) {
   while (!stop_requested()) {
     try {
       cli->connect(opts)->wait();
+      impl->ack_thread = std::thread([impl] {
+        setThreadName("op-mqtt-ack");
+        impl->publishAcks();
+      });
       return true;
     } catch (const mqtt::exception& e) {
       if (attempt++ % 10 == 0) {
@@ -137,6 +189,14 @@ bool MqttIngest::start(const std::function<bool()>& stop_requested) {
 
 void MqttIngest::stop() {
   if (!impl_->cli) return;
+  if (impl_->ack_thread.joinable()) {
+    {
+      std::lock_guard lock(impl_->ack_mu);
+      impl_->ack_stop = true;
+    }
+    impl_->ack_cv.notify_one();
+    impl_->ack_thread.join();  // publishes what is queued first
+  }
   try {
     if (impl_->cli->is_connected()) {
       impl_->cli->disconnect(std::chrono::milliseconds(500))->wait_for(std::chrono::seconds(2));
@@ -144,30 +204,25 @@ void MqttIngest::stop() {
   } catch (const mqtt::exception& e) {
     spdlog::debug("MQTT ingest disconnect: {}", e.what());
   }
+  impl_->is_connected.store(false);
   impl_->cli.reset();
 }
 
-bool MqttIngest::connected() const { return impl_->cli && impl_->cli->is_connected(); }
+// Not cli->is_connected(): that takes Paho's lock, held by its receive thread while intake is
+// paused, and /metrics and the ops tick must answer then above all.
+bool MqttIngest::connected() const { return impl_->cli && impl_->is_connected.load(); }
 
 bool MqttIngest::sendAck(const std::string& device, std::vector<uint8_t> ack) {
-  auto* cli = impl_->cli.get();
-  if (!cli) {
+  if (!impl_->cli || !impl_->ack_thread.joinable()) {
     impl_->ack_failures.inc();
     return false;
   }
-  try {
-    cli->publish(impl_->opt.topic_prefix + "/" + device + "/ack", ack.data(), ack.size(), 1, false);
-    return true;
-  } catch (const mqtt::exception& e) {
-    // The agent resends after its ack timeout and dedup acks again: nothing is lost, but the
-    // agent stalls, so this is worth a warning (rate-limited).
-    const uint64_t n = impl_->ack_failures.value();
-    impl_->ack_failures.inc();
-    if (n % 1000 == 0) {
-      spdlog::warn("ack to {} not published ({} so far): {}", device, n + 1, e.what());
-    }
-    return false;
+  {
+    std::lock_guard lock(impl_->ack_mu);
+    impl_->acks.emplace_back(device, std::move(ack));
   }
+  impl_->ack_cv.notify_one();
+  return true;
 }
 
 }  // namespace outpost::aggregator

@@ -30,7 +30,9 @@
 namespace outpost::aggregator {
 
 // Where acknowledgements for a device go (the transport the batch came in on).
-// Thread-safety: sendAck may be called from any thread.
+// Thread-safety: sendAck may be called from any thread. It must not wait for the transport: it
+// is called from librdkafka's delivery callback, which must keep serving delivery reports for
+// the producer queue to drain (MqttIngest hands acks to its own publishing thread).
 class AckSink {
  public:
   virtual ~AckSink() = default;
