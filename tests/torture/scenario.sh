@@ -339,7 +339,6 @@ PY
     read -r _ _ t_write _ t_fsync _ t_open _ _ < <(grep '^counts' "$report" | tail -1)
     echo "  counting run: ${base_ms} ms; outbox writes $t_write, fsyncs $t_fsync, opens $t_open"
     ((t_write > 0 && t_fsync > 0 && t_open > 0)) || fail "the counting run saw no outbox I/O: the shim is not working"
-    declare -A total=([write]=$t_write [fsync]=$t_fsync [open]=$t_open)
     kinds=(write fsync open) errnos=(EIO ENOSPC)
     declare -A done_kind=([write]=0 [fsync]=0 [open]=0)
     per_kind=$(((ITER + 2) / 3))
@@ -347,7 +346,10 @@ PY
     for i in $(seq 0 $((ITER - 1))); do
       kind=${kinds[i % 3]} err=${errnos[i % 2]} for_ms=0
       (((i / 2) % 2)) && for_ms=$(rand_ms 200 1500)
-      # N spread evenly over 1..T of this kind (jittered within its slot), over the whole run.
+      # N spread evenly over 1..T of this kind (jittered within its slot), over the whole run; T
+      # is what the previous run counted (every run counts; the first one also creates the store).
+      read -r _ _ t_write _ t_fsync _ t_open _ _ < <(grep '^counts' "$report" | tail -1)
+      declare -A total=([write]=$t_write [fsync]=$t_fsync [open]=$t_open)
       j=${done_kind[$kind]} t=${total[$kind]}
       done_kind[$kind]=$((j + 1))
       n=$((1 + (j * t + RANDOM % (t > per_kind ? t / per_kind : 1) ) / per_kind))
