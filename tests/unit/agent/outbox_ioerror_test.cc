@@ -1,9 +1,16 @@
 // The outbox on I/O errors that are not a full disk (issue 16's io-error torture scenario found
 // these): an EIO, a failed fsync or a spurious ENOSPC on a disk with room must not evict waiting
 // batches; an acknowledged batch whose delete failed must still be deleted; drop counts whose
-// write failed must not be lost with the next stop. Faults come from a SQLite VFS that wraps the
-// default one (support/faulty_vfs.h).
+// write failed must not be lost with the next stop; a store SQLite could open only read-only is
+// not an open store. Faults come from a SQLite VFS that wraps the default one
+// (support/faulty_vfs.h) and from a tmpfs remounted read-only.
+#include <sched.h>
+#include <sys/mount.h>
+
 #include <catch2/catch.hpp>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <memory>
 #include <vector>
 
@@ -162,4 +169,43 @@ TEST_CASE("Drop counts whose write failed are kept for the next start", "[agent]
   REQUIRE(box->append(next).has_value());
   CHECK(next.dropped == kReadings);
   box.reset();
+}
+
+TEST_CASE("A store that opens only read-only is refused, not run read-only",
+          "[agent][outbox][ioerror]") {
+  // SQLite falls back to a read-only open when the read-write one fails (the io-error scenario's
+  // ENOSPC on open; here a file system remounted read-only, as ext4's errors=remount-ro does):
+  // the agent then ran with every append and delete failing, and never drained.
+  TempDir dir("outpost-ioerror-test");
+  const std::string mnt = dir.file("mnt");
+  std::filesystem::create_directory(mnt);
+  if (::unshare(CLONE_NEWNS) != 0) FAIL("unshare(CLONE_NEWNS): " << std::strerror(errno));
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    FAIL("make / private: " << std::strerror(errno));
+  }
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=16m") != 0) {
+    FAIL("mount tmpfs: " << std::strerror(errno));
+  }
+  FakeClock clock;
+  const std::string path = mnt + "/outbox.db";
+  {
+    auto box = openBox(path, clock);
+    auto b = makeBatch();
+    REQUIRE(box->append(b).has_value());
+  }
+  REQUIRE(::mount(nullptr, mnt.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr) == 0);
+  OutboxOptions o;
+  o.path = path;
+  auto refused = Outbox::open(o, clock);
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error().code() == outpost::ErrorCode::kIoError);
+  CHECK_THAT(refused.error().message(), Catch::Contains("read-only"));
+  REQUIRE(::mount(nullptr, mnt.c_str(), nullptr, MS_REMOUNT, nullptr) == 0);  // writable again
+  {
+    auto box = openBox(path, clock);
+    CHECK(box->stats().rows == 1);
+    auto b = makeBatch();
+    CHECK(box->append(b).has_value());
+  }
+  ::umount2(mnt.c_str(), MNT_DETACH);
 }
