@@ -1,25 +1,27 @@
 /* LD_PRELOAD I/O-fault shim for the torture suite's io-error scenario (docs/reliability.md).
  *
- * Counts, and on request fails, the file operations the agent's SQLite outbox makes through the
- * dynamic linker — open64/open/openat, write/pwrite64/pwrite, fsync/fdatasync — but only on files
- * whose path contains $OUTPOST_IOFAULT_MATCH (the outbox's "<device>.outbox.db", which also
+ * Counts, and on request fails, the file operations the agent's SQLite outbox makes through
+ * the dynamic linker — open64/open/openat, write/pwrite64/pwrite, fsync/fdatasync — but only on
+ * files whose path contains $OUTPOST_IOFAULT_MATCH (the outbox's "<device>.outbox.db", which also
  * matches its -wal, -shm and -reserve files). Every other file (logs, Mosquitto's client, the
- * metrics server) is passed through untouched. The path is taken from open's argument and cached
- * per fd until close, so a later write or fsync on that fd knows whether it is the outbox's.
+ * metrics server) is passed through untouched. Whether open's path matched is kept per fd until
+ * close, so a later write or fsync on that fd knows whether it is the outbox's. Not seen: reads,
+ * ftruncate, writes through mmap (the -shm file) and glibc's own stdio.
  *
  * Environment:
  *   OUTPOST_IOFAULT_MATCH   substring of the path to act on (required; unset = shim inactive)
  *   OUTPOST_IOFAULT_OP      the kind counted and failed: write, fsync or open (default write)
  *   OUTPOST_IOFAULT_N       fail the Nth operation of that kind (1-based); 0 or unset = count only
  *   OUTPOST_IOFAULT_ERRNO   EIO (default) or ENOSPC
- *   OUTPOST_IOFAULT_FOR_MS  0 (default): fail only the Nth; > 0: fail every operation of that kind
- *                           from the Nth on for this many milliseconds (a failing disk that returns)
+ *   OUTPOST_IOFAULT_FOR_MS  0 (default): fail only the Nth; > 0: fail every operation of that
+ *                           kind from the Nth on for this many milliseconds (a disk failing for a
+ *                           while)
  *   OUTPOST_IOFAULT_REPORT  file to which the counts are written at exit, and one line per failed
- *                           operation as it fails ("fail <op> <n> <path>")
+ *                           operation as it fails ("fail <op> <n> <errno> <path>")
  *
  * What SQLite sees is what a failing SD card or a full disk returns: -1 with errno set. Only
- * calls through the PLT are seen (libsqlite3.so's; glibc's own stdio writes are not), which is
- * every read-write path SQLite's unix VFS takes. Thread-safe (atomics; the fd table is written
+ * calls through the PLT are seen (libsqlite3.so's; glibc's own stdio writes are not), which covers
+ * the writes, syncs and opens of SQLite's unix VFS. Thread-safe (atomics; the fd table is written
  * only at open/close of the fd, which the owner of the fd serialises). */
 #define _GNU_SOURCE
 #include <dlfcn.h>

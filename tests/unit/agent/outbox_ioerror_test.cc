@@ -110,7 +110,8 @@ TEST_CASE("An I/O error on a disk with room evicts nothing", "[agent][outbox][io
   box.reset();  // before the VFS goes
 }
 
-TEST_CASE("An acknowledged batch whose delete failed is deleted later", "[agent][outbox][ioerror]") {
+TEST_CASE("An acknowledged batch whose delete failed is deleted later",
+          "[agent][outbox][ioerror]") {
   TempDir dir("outpost-ioerror-test");
   FakeClock clock;
   FaultyVfs vfs;
@@ -149,7 +150,8 @@ TEST_CASE("An acknowledged batch whose delete failed is deleted later", "[agent]
   box.reset();
 }
 
-TEST_CASE("Drop counts whose write failed are kept for the next start", "[agent][outbox][ioerror]") {
+TEST_CASE("Drop counts whose write failed are kept for the next start",
+          "[agent][outbox][ioerror]") {
   TempDir dir("outpost-ioerror-test");
   FakeClock clock;
   FaultyVfs vfs;

@@ -28,17 +28,23 @@ class FaultyVfs {
     vfs_.zName = "outpost-faulty";
     vfs_.pAppData = this;
     vfs_.xOpen = &FaultyVfs::open;
-    vfs_.xDelete = [](sqlite3_vfs* v, const char* n, int s) { return self(v)->real_->xDelete(self(v)->real_, n, s); };
-    vfs_.xAccess = [](sqlite3_vfs* v, const char* n, int f, int* o) { return self(v)->real_->xAccess(self(v)->real_, n, f, o); };
-    vfs_.xFullPathname = [](sqlite3_vfs* v, const char* n, int sz, char* o) { return self(v)->real_->xFullPathname(self(v)->real_, n, sz, o); };
-    vfs_.xDlOpen = [](sqlite3_vfs* v, const char* n) { return self(v)->real_->xDlOpen(self(v)->real_, n); };
-    vfs_.xDlError = [](sqlite3_vfs* v, int n, char* m) { self(v)->real_->xDlError(self(v)->real_, n, m); };
-    vfs_.xDlSym = [](sqlite3_vfs* v, void* h, const char* s) { return self(v)->real_->xDlSym(self(v)->real_, h, s); };
-    vfs_.xDlClose = [](sqlite3_vfs* v, void* h) { self(v)->real_->xDlClose(self(v)->real_, h); };
-    vfs_.xRandomness = [](sqlite3_vfs* v, int n, char* o) { return self(v)->real_->xRandomness(self(v)->real_, n, o); };
-    vfs_.xSleep = [](sqlite3_vfs* v, int us) { return self(v)->real_->xSleep(self(v)->real_, us); };
-    vfs_.xCurrentTime = [](sqlite3_vfs* v, double* t) { return self(v)->real_->xCurrentTime(self(v)->real_, t); };
-    vfs_.xGetLastError = [](sqlite3_vfs* v, int n, char* m) { return self(v)->real_->xGetLastError(self(v)->real_, n, m); };
+    vfs_.xDelete = [](sqlite3_vfs* v, const char* n, int s) { return R(v)->xDelete(R(v), n, s); };
+    vfs_.xAccess = [](sqlite3_vfs* v, const char* n, int f, int* o) {
+      return R(v)->xAccess(R(v), n, f, o);
+    };
+    vfs_.xFullPathname = [](sqlite3_vfs* v, const char* n, int sz, char* o) {
+      return R(v)->xFullPathname(R(v), n, sz, o);
+    };
+    vfs_.xDlOpen = [](sqlite3_vfs* v, const char* n) { return R(v)->xDlOpen(R(v), n); };
+    vfs_.xDlError = [](sqlite3_vfs* v, int n, char* m) { R(v)->xDlError(R(v), n, m); };
+    vfs_.xDlSym = [](sqlite3_vfs* v, void* h, const char* s) { return R(v)->xDlSym(R(v), h, s); };
+    vfs_.xDlClose = [](sqlite3_vfs* v, void* h) { R(v)->xDlClose(R(v), h); };
+    vfs_.xRandomness = [](sqlite3_vfs* v, int n, char* o) { return R(v)->xRandomness(R(v), n, o); };
+    vfs_.xSleep = [](sqlite3_vfs* v, int us) { return R(v)->xSleep(R(v), us); };
+    vfs_.xCurrentTime = [](sqlite3_vfs* v, double* t) { return R(v)->xCurrentTime(R(v), t); };
+    vfs_.xGetLastError = [](sqlite3_vfs* v, int n, char* m) {
+      return R(v)->xGetLastError(R(v), n, m);
+    };
     sqlite3_vfs_register(&vfs_, 1);
   }
   ~FaultyVfs() { sqlite3_vfs_unregister(&vfs_); }
@@ -62,8 +68,10 @@ class FaultyVfs {
   };
 
   static FaultyVfs* self(sqlite3_vfs* v) { return static_cast<FaultyVfs*>(v->pAppData); }
+  static sqlite3_vfs* R(sqlite3_vfs* v) { return self(v)->real_; }  // the wrapped VFS
   static File* file(sqlite3_file* f) { return reinterpret_cast<File*>(f); }
-  static sqlite3_file* real(sqlite3_file* f) { return file(f)->real; }
+  static sqlite3_file* F(sqlite3_file* f) { return file(f)->real; }  // the wrapped file
+  static const sqlite3_io_methods* M(sqlite3_file* f) { return F(f)->pMethods; }
 
   // True if this call must fail (consumes one of a counted budget).
   static bool take(std::atomic<int>& budget, std::atomic<int>& failed) {
@@ -92,32 +100,48 @@ class FaultyVfs {
     static sqlite3_io_methods m = [] {
       sqlite3_io_methods x{};
       x.iVersion = 3;
-      x.xClose = [](sqlite3_file* f) { return real(f)->pMethods->xClose(real(f)); };
-      x.xRead = [](sqlite3_file* f, void* b, int n, sqlite3_int64 o) { return real(f)->pMethods->xRead(real(f), b, n, o); };
+      x.xClose = [](sqlite3_file* f) { return M(f)->xClose(F(f)); };
+      x.xRead = [](sqlite3_file* f, void* b, int n, sqlite3_int64 o) {
+        return M(f)->xRead(F(f), b, n, o);
+      };
       x.xWrite = [](sqlite3_file* f, const void* b, int n, sqlite3_int64 o) {
         FaultyVfs* me = file(f)->owner;
         if (take(me->fail_writes_, me->failed_)) return me->write_code_.load();
-        return real(f)->pMethods->xWrite(real(f), b, n, o);
+        return M(f)->xWrite(F(f), b, n, o);
       };
-      x.xTruncate = [](sqlite3_file* f, sqlite3_int64 s) { return real(f)->pMethods->xTruncate(real(f), s); };
+      x.xTruncate = [](sqlite3_file* f, sqlite3_int64 s) { return M(f)->xTruncate(F(f), s); };
       x.xSync = [](sqlite3_file* f, int fl) {
         FaultyVfs* me = file(f)->owner;
         if (take(me->fail_syncs_, me->failed_)) return SQLITE_IOERR_FSYNC;
-        return real(f)->pMethods->xSync(real(f), fl);
+        return M(f)->xSync(F(f), fl);
       };
-      x.xFileSize = [](sqlite3_file* f, sqlite3_int64* s) { return real(f)->pMethods->xFileSize(real(f), s); };
-      x.xLock = [](sqlite3_file* f, int l) { return real(f)->pMethods->xLock(real(f), l); };
-      x.xUnlock = [](sqlite3_file* f, int l) { return real(f)->pMethods->xUnlock(real(f), l); };
-      x.xCheckReservedLock = [](sqlite3_file* f, int* o) { return real(f)->pMethods->xCheckReservedLock(real(f), o); };
-      x.xFileControl = [](sqlite3_file* f, int op, void* a) { return real(f)->pMethods->xFileControl(real(f), op, a); };
-      x.xSectorSize = [](sqlite3_file* f) { return real(f)->pMethods->xSectorSize(real(f)); };
-      x.xDeviceCharacteristics = [](sqlite3_file* f) { return real(f)->pMethods->xDeviceCharacteristics(real(f)); };
-      x.xShmMap = [](sqlite3_file* f, int i, int sz, int e, void volatile** p) { return real(f)->pMethods->xShmMap(real(f), i, sz, e, p); };
-      x.xShmLock = [](sqlite3_file* f, int o, int n, int fl) { return real(f)->pMethods->xShmLock(real(f), o, n, fl); };
-      x.xShmBarrier = [](sqlite3_file* f) { real(f)->pMethods->xShmBarrier(real(f)); };
-      x.xShmUnmap = [](sqlite3_file* f, int d) { return real(f)->pMethods->xShmUnmap(real(f), d); };
-      x.xFetch = [](sqlite3_file* f, sqlite3_int64 o, int n, void** p) { return real(f)->pMethods->xFetch(real(f), o, n, p); };
-      x.xUnfetch = [](sqlite3_file* f, sqlite3_int64 o, void* p) { return real(f)->pMethods->xUnfetch(real(f), o, p); };
+      x.xFileSize = [](sqlite3_file* f, sqlite3_int64* s) { return M(f)->xFileSize(F(f), s); };
+      x.xLock = [](sqlite3_file* f, int l) { return M(f)->xLock(F(f), l); };
+      x.xUnlock = [](sqlite3_file* f, int l) { return M(f)->xUnlock(F(f), l); };
+      x.xCheckReservedLock = [](sqlite3_file* f, int* o) {
+        return M(f)->xCheckReservedLock(F(f), o);
+      };
+      x.xFileControl = [](sqlite3_file* f, int op, void* a) {
+        return M(f)->xFileControl(F(f), op, a);
+      };
+      x.xSectorSize = [](sqlite3_file* f) { return M(f)->xSectorSize(F(f)); };
+      x.xDeviceCharacteristics = [](sqlite3_file* f) {
+        return M(f)->xDeviceCharacteristics(F(f));
+      };
+      x.xShmMap = [](sqlite3_file* f, int i, int sz, int e, void volatile** p) {
+        return M(f)->xShmMap(F(f), i, sz, e, p);
+      };
+      x.xShmLock = [](sqlite3_file* f, int o, int n, int fl) {
+        return M(f)->xShmLock(F(f), o, n, fl);
+      };
+      x.xShmBarrier = [](sqlite3_file* f) { M(f)->xShmBarrier(F(f)); };
+      x.xShmUnmap = [](sqlite3_file* f, int d) { return M(f)->xShmUnmap(F(f), d); };
+      x.xFetch = [](sqlite3_file* f, sqlite3_int64 o, int n, void** p) {
+        return M(f)->xFetch(F(f), o, n, p);
+      };
+      x.xUnfetch = [](sqlite3_file* f, sqlite3_int64 o, void* p) {
+        return M(f)->xUnfetch(F(f), o, p);
+      };
       return x;
     }();
     return m;
