@@ -24,6 +24,7 @@
  * the writes, syncs and opens of SQLite's unix VFS. Thread-safe (atomics; the fd table is written
  * only at open/close of the fd, which the owner of the fd serialises). */
 #define _GNU_SOURCE
+#undef _FILE_OFFSET_BITS /* this file defines both open and open64, pwrite and pwrite64 */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +43,7 @@ typedef int (*close_fn)(int);
 typedef int (*fsync_fn)(int);
 typedef ssize_t (*write_fn)(int, const void *, size_t);
 typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
+typedef ssize_t (*pwrite64_fn)(int, const void *, size_t, off64_t);
 
 enum { kWrite, kFsync, kOpen, kKinds };
 static const char *const kKindName[kKinds] = {"write", "fsync", "open"};
@@ -206,9 +208,9 @@ ssize_t write(int fd, const void *buf, size_t n) {
   return real_write(fd, buf, n);
 }
 
-ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) {
+ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off) {
   MAYBE_FAIL(kWrite, fd);
-  NEXT(pwrite_fn, pwrite64);
+  NEXT(pwrite64_fn, pwrite64);
   return real_pwrite64(fd, buf, n, off);
 }
 
