@@ -8,7 +8,7 @@
 #   --full       the published counts (see docs/reliability.md); by hand, tens of minutes
 #   --only NAME  one scenario (repeatable); names: agent-kill agent-kill-normal aggregator-kill
 #                aggregator-kill-noflush mosquitto-kill mosquitto-kill-persist outbox-damage
-#                disk-full disk-tiny (these two need root: a tmpfs in a private mount
+#                io-error disk-full disk-tiny (the last two need root: a tmpfs in a private mount
 #                namespace, unshare -m; disk-tiny's is smaller than the outbox's 5 MB reserve)
 #   --seed N     the seed of the first scenario (each next one uses N+1, ...); default: random.
 #                A failing scenario prints its seed: rerun it with --only NAME --seed N.
@@ -61,13 +61,13 @@ fi
 declare -A QUICK=([agent-kill]=6 [agent-kill-normal]=4 [aggregator-kill]=3
   [aggregator-kill-noflush]=3
   [mosquitto-kill]=3 [mosquitto-kill-persist]=2 [outbox-damage]=6
-  [disk-full]=1 [disk-tiny]=1)
+  [io-error]=3 [disk-full]=1 [disk-tiny]=1)
 declare -A FULL=([agent-kill]=100 [agent-kill-normal]=50 [aggregator-kill]=30
   [aggregator-kill-noflush]=30
   [mosquitto-kill]=30 [mosquitto-kill-persist]=20 [outbox-damage]=50
-  [disk-full]=10 [disk-tiny]=10)
+  [io-error]=48 [disk-full]=10 [disk-tiny]=10)
 ORDER=(agent-kill agent-kill-normal aggregator-kill aggregator-kill-noflush mosquitto-kill
-  mosquitto-kill-persist outbox-damage disk-full disk-tiny)
+  mosquitto-kill-persist outbox-damage io-error disk-full disk-tiny)
 ((${#ONLY[@]})) || ONLY=("${ORDER[@]}")
 for name in "${ONLY[@]}"; do
   if [[ -z "${QUICK[$name]:-}" ]]; then

@@ -1,6 +1,8 @@
 #include "outpost/agent/agent.h"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -180,10 +182,13 @@ int Agent::run(const RunLimits& limits) {
     if (mono >= next_expire_us) {
       next_expire_us = mono + 1000000;
       (void)outbox_->expire();  // max_age also applies while nothing is appended
+      // Drop counts whose write failed (an I/O error) are written again, not only with the next
+      // batch, which may never come (--max-readings, a stop).
+      (void)outbox_->persistDropCounts();
     }
     if (signals::takeReloadRequest()) reload();
     if (!producing && (limits.exit_when_drained || eof_stop) && b.batcher.empty() &&
-        b.writer.queued() == 0 && outbox_->stats().rows == 0) {
+        b.writer.queued() == 0 && outbox_->stats().rows == 0 && outbox_->persistDropCounts()) {
       spdlog::info("outbox drained: every accepted batch is acknowledged; exiting");
       break;
     }
@@ -205,6 +210,18 @@ int Agent::run(const RunLimits& limits) {
   flush(clock_.monotonicUs());
   b.writer.finish();
   uplink_->stop();
+  // Drop counts not yet in the store (their write failed): try for up to 3 s, else say how many
+  // dropped readings the cloud will never hear of.
+  bool counted = outbox_->persistDropCounts();
+  for (int i = 0; i < 30 && !counted; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    counted = outbox_->persistDropCounts();
+  }
+  if (!counted) {
+    spdlog::error("outbox: cannot write the drop counters ({} dropped readings not yet reported); "
+                  "they are lost with this stop",
+                  outbox_->pendingDropped());
+  }
   const auto st = outbox_->stats();
   spdlog::info("agent stopped: {} readings produced, {} batches waiting in the outbox", produced,
                st.rows);

@@ -30,6 +30,15 @@ Result<sqlite3*> open(const std::string& path, const std::string& what) {
     sqlite3_close_v2(db);
     return err;
   }
+  // When the read-write open fails (EIO, ENOSPC, a file system remounted read-only) SQLite's unix
+  // VFS quietly opens the file read-only instead: every later write would fail with "readonly
+  // database" while the store looked open. Refuse that here, as the failed open it is.
+  if (sqlite3_db_readonly(db, "main") == 1) {
+    sqlite3_close_v2(db);
+    return fail(ErrorCode::kIoError, "cannot open " + what + " " + path +
+                                         " for writing (only a read-only open succeeded: an I/O "
+                                         "error, or a read-only file system)");
+  }
   sqlite3_busy_timeout(db, 5000);
   return db;
 }

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Exact accounting of one torture scenario, from what an outside Kafka client (kcat) read.
 
-Usage: account.py DUMP DEVICE=LAST_SEQ:WAITING[:PRODUCED] ...
+Usage: account.py DUMP DEVICE=LAST_SEQ:WAITING[:PRODUCED[:PENDING]] ...
 
 DUMP is outpost.readings read from the beginning with kcat (one JSON message a line, in offset
 order per partition; a device's messages all share one partition, so its subsequence is in
 Kafka's order). For each DEVICE, LAST_SEQ is the highest batch seq its outbox ever assigned (every
 seq 1..LAST_SEQ was accepted) and WAITING the batches still in its outbox. With PRODUCED (the
 readings the agent read, known when it ran with --max-readings) and nothing waiting, every reading
-must be on Kafka or counted as dropped in a batch's "dropped" field.
+must be on Kafka or counted as dropped in a batch's "dropped" field, or (PENDING, read from the
+outbox's meta table) counted and waiting for the next batch to report it.
 
 Per device, every accepted batch must be either on Kafka (all its parts) or still waiting:
   lost       = accepted batches neither on Kafka nor waiting
@@ -27,10 +28,12 @@ import sys
 def main() -> int:
     dump, specs = sys.argv[1], sys.argv[2:]
     expect = {}
+    pending = {}
     for spec in specs:
         dev, rest = spec.split("=", 1)
         last, waiting, *produced = rest.split(":")
         expect[dev] = (int(last), int(waiting), int(produced[0]) if produced else None)
+        pending[dev] = int(produced[1]) if len(produced) > 1 else 0
 
     parts = collections.Counter()          # (dev, epoch, seq, part) -> times seen
     nparts = {}
@@ -87,10 +90,11 @@ def main() -> int:
                           f"lost {dev_lost}, missing seqs {missing[:20]}")
         lost += max(dev_lost, 0)
         if produced is not None and waiting == 0:
-            unaccounted = produced - per_device[dev] - drops[dev]
+            unaccounted = produced - per_device[dev] - drops[dev] - pending[dev]
             if unaccounted != 0:
                 errors.append(f"{dev}: produced {produced} readings, {per_device[dev]} on Kafka, "
-                              f"{drops[dev]} counted as dropped: {unaccounted} unaccounted for")
+                              f"{drops[dev]} counted as dropped, {pending[dev]} counted and not "
+                              f"yet reported: {unaccounted} unaccounted for")
                 lost += max(unaccounted, 0)
         high = 0
         for seq in order[dev]:
@@ -113,7 +117,7 @@ def main() -> int:
         "readings": sum(per_device.values()),
         "batches": sum(expect[d][0] for d in expect),
         "waiting": sum(expect[d][1] for d in expect),
-        "drops": sum(drops.values()),
+        "drops": sum(drops.values()) + sum(pending.values()),
         "evicted_batches": evicted,
         "lost": lost,
         "duplicated": duplicated,

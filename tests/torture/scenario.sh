@@ -281,6 +281,114 @@ PY
     exit $rc
     ;;
 
+  io-error)
+    # I/O errors in the outbox's files (tests/torture/iofault_shim.c, LD_PRELOAD): one counting run
+    # learns how many writes / fsyncs / opens of the outbox a run of RUN_READINGS readings makes
+    # (T per kind); then ITERATIONS runs on the same outbox each fail the Nth operation of one kind
+    # with EIO or ENOSPC, N spread over 1..T, once (transient) or from N on for 200..1500 ms (a
+    # disk that fails for a while). Each run reads RUN_READINGS readings and must exit 0 once
+    # drained, by itself (a bounded wait: a hang fails). A run that cannot open its outbox may
+    # exit 1 before reading anything; it is started again 2 s later without the fault (systemd's
+    # Restart=on-failure, RestartSec=2) and must then run. A transient I/O error must never be
+    # taken for corruption (no store moved aside, one epoch). At the end: produced = on Kafka +
+    # counted drops, exactly, nothing waiting.
+    shim="$OUTPOST_BUILD_DIR/tests/integration/outpost_iofault.so"
+    [[ -f "$shim" ]] || fail "$shim is not built (target outpost_iofault)"
+    start_mosquitto
+    start_devkafka
+    start_aggregator
+    dev=tort-io
+    run_readings=${RUN_READINGS:-2000}
+    write_agent_config "$dev" 500
+    report="$WORK/iofault.report"
+    : >"$WORK/$dev.log"
+    # io_run LABEL [SHIM_ENV...]: one agent run with the shim; sets RUN_MS (its duration). Exit 1
+    # before reading anything is allowed only at start-up (see above); anything else fails.
+    produced=0 injected=0 restarts=0
+    io_run() {
+      local label=$1 t0 rc=0 from
+      shift
+      from=$(($(wc -l <"$WORK/$dev.log") + 1))
+      t0=$(now_ms)
+      env LD_PRELOAD="$shim" OUTPOST_IOFAULT_MATCH="/$dev.outbox.db" OUTPOST_IOFAULT_REPORT="$report" \
+        "$@" "$AGENT_BIN" --config "$WORK/$dev.toml" --max-readings "$run_readings" \
+        --exit-when-drained >>"$WORK/$dev.log" 2>&1 &
+      PIDS[$dev]=$!
+      timeout 90 tail --pid="${PIDS[$dev]}" -f /dev/null || fail "$label: the agent did not drain within 90 s (hang)"
+      wait "${PIDS[$dev]}" || rc=$?
+      unset "PIDS[$dev]"
+      if ((rc != 0)); then
+        ((rc < 128)) || fail "$label: the agent died of signal $((rc - 128))"
+        tail -n +"$from" "$WORK/$dev.log" | grep -q ' running: ' &&
+          fail "$label: the agent exited with status $rc after it started reading (not allowed)"
+        tail -n +"$from" "$WORK/$dev.log" | grep -q 'cannot open the outbox' ||
+          fail "$label: the agent exited with status $rc without saying why"
+        ((++restarts > ITER)) && fail "$label: more restarts than faults (crash loop)"
+        echo "  $label: start-up failed ($(tail -n +"$from" "$WORK/$dev.log" | grep -m1 -o 'cannot open the outbox.*' | cut -c1-150)); restarting in 2 s without the fault"
+        t_restart=$(now_ms)
+        sleep 2
+        io_run "$label (restart)"
+        RUN_MS=$((RUN_MS + t_restart - t0))
+        return
+      fi
+      produced=$((produced + run_readings))
+      RUN_MS=$(($(now_ms) - t0))
+    }
+    io_run "counting run"
+    base_ms=$RUN_MS
+    read -r _ _ t_write _ t_fsync _ t_open _ _ < <(grep '^counts' "$report" | tail -1)
+    echo "  counting run: ${base_ms} ms; outbox writes $t_write, fsyncs $t_fsync, opens $t_open"
+    ((t_write > 0 && t_fsync > 0 && t_open > 0)) || fail "the counting run saw no outbox I/O: the shim is not working"
+    kinds=(write fsync open) errnos=(EIO ENOSPC)
+    declare -A done_kind=([write]=0 [fsync]=0 [open]=0)
+    per_kind=$(((ITER + 2) / 3))
+    slowest=0
+    for i in $(seq 0 $((ITER - 1))); do
+      kind=${kinds[i % 3]} err=${errnos[i % 2]} for_ms=0
+      (((i / 2) % 2)) && for_ms=$(rand_ms 200 1500)
+      # N spread evenly over 1..T of this kind (jittered within its slot), over the whole run; T
+      # is what the previous run counted (every run counts; the first one also creates the store).
+      read -r _ _ t_write _ t_fsync _ t_open _ _ < <(grep '^counts' "$report" | tail -1)
+      declare -A total=([write]=$t_write [fsync]=$t_fsync [open]=$t_open)
+      j=${done_kind[$kind]} t=${total[$kind]}
+      done_kind[$kind]=$((j + 1))
+      n=$((1 + (j * t + RANDOM % (t > per_kind ? t / per_kind : 1) ) / per_kind))
+      ((n > t)) && n=$t
+      before=$(grep -c '^fail' "$report" || true)
+      what="$kind #$n of ~$t $err $( ((for_ms)) && echo "for ${for_ms} ms" || echo once)"
+      io_run "fault $((i + 1))/$ITER ($what)" OUTPOST_IOFAULT_OP="$kind" OUTPOST_IOFAULT_N="$n" \
+        OUTPOST_IOFAULT_ERRNO="$err" OUTPOST_IOFAULT_FOR_MS="$for_ms"
+      ms=$RUN_MS
+      failed=$(($(grep -c '^fail' "$report" || true) - before))
+      ((failed > 0)) && injected=$((injected + 1))
+      ((ms > slowest)) && slowest=$ms
+      echo "  fault $((i + 1))/$ITER: $what: $failed operations failed; run ${ms} ms"
+    done
+    note_recovery $((slowest > base_ms ? slowest - base_ms : 0))
+    grep -iE 'corrupt|malformed|database disk image|moved it to' "$WORK/$dev.log" | head -3 | grep . &&
+      fail "an I/O error was taken for a damaged store"
+    ((injected > 0)) || fail "no fault was injected (every N was past the run's operations)"
+    echo "  $injected of $ITER runs had an injected fault; $restarts start-ups failed and were restarted"
+    last=$(outbox_last_seq "$dev")
+    rows=$(outbox_rows "$dev")
+    # Drops counted after the last stored batch wait in the store for the next one to report them.
+    pending=$(sqlite3 "$WORK/$dev.outbox.db" "SELECT COALESCE((SELECT value FROM meta WHERE key='pending_dropped'),0)")
+    echo "  $pending dropped readings counted and waiting for the next batch to report them"
+    kafka_dump outpost.readings "$WORK/readings.jsonl"
+    rc=0
+    python3 "$TORTURE/account.py" "$WORK/readings.jsonl" "$dev=$last:$rows:$produced:$pending" \
+      >"$WORK/account.json" || rc=$?
+    python3 - "$WORK/account.json" "$RESULT" "$ITER" "$RECOVERY_MS" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1]))
+a["iterations"] = int(sys.argv[3])
+a["recovery_s"] = round(int(sys.argv[4]) / 1000, 1)
+json.dump(a, open(sys.argv[2], "w"))
+PY
+    cat "$WORK/account.json"
+    exit $rc
+    ;;
+
   *)
     fail "unknown scenario '$NAME'"
     ;;

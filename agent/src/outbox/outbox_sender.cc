@@ -6,6 +6,9 @@
 #include <cmath>
 
 namespace outpost::agent {
+namespace {
+constexpr int64_t kUndeletedRetryUs = 1000000;  // retry a failed delete of acked batches after 1 s
+}  // namespace
 
 Result<ReadOrder> parseDrainOrder(const std::string& s) {
   if (s == "oldest_first") return ReadOrder::kOldestFirst;
@@ -145,6 +148,20 @@ bool OutboxSender::pump(const PublishFn& publish) {
     }
   }
 
+  // 0. Acknowledged batches whose delete failed: delete them again, once a second.
+  if (!undeleted_.empty()) {
+    if (now >= undeleted_retry_us_) {
+      if (auto st = outbox_.ackMany(undeleted_); st) {
+        spdlog::info("outbox: deleted {} acknowledged batches after an earlier failure",
+                     undeleted_.size());
+        undeleted_.clear();
+      } else {
+        undeleted_retry_us_ = now + kUndeletedRetryUs;
+      }
+    }
+    if (!undeleted_.empty()) next_due_us_ = std::min(next_due_us_, undeleted_retry_us_);
+  }
+
   // 1. Batches not acknowledged in time go again (or are forgotten if no longer stored).
   const int64_t timeout_us = options_.ack_timeout_ms * 1000;
   for (auto it = inflight_.begin(); it != inflight_.end();) {
@@ -221,8 +238,11 @@ void OutboxSender::onAcks(std::span<const AckEvent> acks) {
     }
   }
   if (auto st = outbox_.ackMany(ack_scratch_); !st) {
-    spdlog::error("outbox: cannot delete {} acknowledged batches: {}", ack_scratch_.size(),
-                  st.error().toString());
+    spdlog::error("outbox: cannot delete {} acknowledged batches (retrying every second): {}",
+                  ack_scratch_.size(), st.error().toString());
+    undeleted_.insert(undeleted_.end(), ack_scratch_.begin(), ack_scratch_.end());
+    undeleted_retry_us_ = now + kUndeletedRetryUs;
+    next_due_us_ = std::min(next_due_us_, undeleted_retry_us_);
   }
   inflight_count_.store(inflight_.size());
 }

@@ -220,6 +220,13 @@ uint64_t Outbox::reserveTarget() const {
   return std::clamp<uint64_t>(total / 16 / kPageBytes * kPageBytes, kMinReserveBytes, kReserveBytes);
 }
 
+bool Outbox::diskNearlyFull() const {
+  struct statvfs vfs {};
+  const std::string dir = std::filesystem::path(options_.path).parent_path().string();
+  if (::statvfs(dir.empty() ? "." : dir.c_str(), &vfs) != 0) return true;
+  return static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize < reserveTarget();
+}
+
 void Outbox::takeReserve() {
   const std::string path = options_.path + "-reserve";
   const uint64_t target = reserveTarget();
@@ -461,10 +468,18 @@ Result<AppendOutcome> Outbox::appendMany(std::span<codec::BatchContent> batches)
 
   auto result = appendGroupLocked(batches);
   if (!result) restore();
-  // Disk full / I/O error under drop_oldest: make room by evicting the oldest batches (their own
+  // An I/O error on a disk with room (EIO from a failing card, a failed fsync, a spurious ENOSPC)
+  // is not "disk full": evicting would drop waiting batches for nothing (and batches already in
+  // flight, which then reach the cloud while counted as dropped). Try the transaction once more.
+  const bool disk_full = !result && isDiskError(result.error()) && diskNearlyFull();
+  if (!result && isDiskError(result.error()) && !disk_full) {
+    result = appendGroupLocked(batches);
+    if (!result) restore();
+  }
+  // Disk full under drop_oldest: make room by evicting the oldest batches (their own
   // transaction; freed pages are reused by the next insert) and try again, a few times.
   for (int attempt = 0;
-       !result && isDiskError(result.error()) && options_.full_policy == FullPolicy::kDropOldest &&
+       !result && disk_full && options_.full_policy == FullPolicy::kDropOldest &&
        stats_.rows > 0 && attempt < 4;
        ++attempt) {
     const size_t evict = std::max<size_t>(1, batches.size()) << attempt;
@@ -621,14 +636,18 @@ Status Outbox::ackMany(std::span<const uint64_t> seqs) {
     // space, acknowledged batches would stay stored for good and the outbox never drain. Give up
     // the reserve and move the WAL into the database (truncating it), then delete again.
     // RESTART, not TRUNCATE: the next frames then reuse the WAL file's space from its start
-    // instead of needing new space the database may have taken meanwhile.
-    releaseReserve();
-    sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+    // instead of needing new space the database may have taken meanwhile. Any other I/O error:
+    // delete again once (the sender retries later if that fails too).
+    const bool disk_full = diskNearlyFull();
+    if (disk_full) {
+      releaseReserve();
+      sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+    }
     st = ackLocked(seqs);
-    if (st) {
+    if (st && disk_full) {
       spdlog::warn("outbox: deleting acknowledged batches needed room on a full disk; done after "
                    "releasing the reserve and checkpointing");
-    } else {
+    } else if (!st) {
       ++stats_.write_errors_total;
     }
   }
@@ -704,6 +723,26 @@ void Outbox::addDropped(uint64_t readings, DropReason reason) {
     persisted_pending_ = static_cast<int64_t>(pending_dropped_);
     persisted_dropped_ = static_cast<int64_t>(stats_.dropped_readings_total);
   }
+}
+
+bool Outbox::persistDropCounts() {
+  std::lock_guard lock(mu_);
+  if (static_cast<int64_t>(pending_dropped_) == persisted_pending_ &&
+      static_cast<int64_t>(stats_.dropped_readings_total) == persisted_dropped_ &&
+      static_cast<int64_t>(stats_.dropped_batches_total) == persisted_batches_) {
+    return true;
+  }
+  Transaction tx(db_);
+  if (tx.begun() != SQLITE_OK || !persistCounters() || tx.commit() != SQLITE_OK) return false;
+  persisted_pending_ = static_cast<int64_t>(pending_dropped_);
+  persisted_dropped_ = static_cast<int64_t>(stats_.dropped_readings_total);
+  persisted_batches_ = static_cast<int64_t>(stats_.dropped_batches_total);
+  return true;
+}
+
+uint64_t Outbox::pendingDropped() const {
+  std::lock_guard lock(mu_);
+  return pending_dropped_;
 }
 
 void Outbox::setLimits(const OutboxLimits& limits) {

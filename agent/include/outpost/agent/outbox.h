@@ -146,6 +146,14 @@ class Outbox {
   // Counts readings dropped before they reached the outbox; reported in the next batch.
   void addDropped(uint64_t readings, DropReason reason = DropReason::kUpstream);
 
+  // Writes the drop counters (pending for the next batch, totals) if they changed since they were
+  // last written. They normally go with the next append's transaction; when the write that failed
+  // was the last one (an I/O error just before a stop), this is what keeps the count. True when
+  // the store holds the current counters. Any thread.
+  bool persistDropCounts();
+  // Readings counted as dropped but not yet reported in a batch (in memory).
+  uint64_t pendingDropped() const;
+
   // Applies new limits (reload). A lower byte limit or age takes effect at the next append/expire.
   void setLimits(const OutboxLimits& limits);
   OutboxLimits limits() const;
@@ -167,6 +175,10 @@ class Outbox {
   Result<AppendOutcome> appendGroupLocked(std::span<codec::BatchContent> batches);
   Status ackLocked(std::span<const uint64_t> seqs);
   uint64_t reserveTarget() const;
+  // True if the store's file system has less than a reserve's worth of space left (or cannot be
+  // asked): only then does an I/O error mean "disk full" and justify evicting or giving up the
+  // reserve. Any other I/O error (EIO from a failing card, a failed fsync) is retried once.
+  bool diskNearlyFull() const;
   void takeReserve();
   void releaseReserve();
 

@@ -64,7 +64,8 @@ class UplinkSender {
   // Resends timed-out batches, then live batches, then backlog within the rate. False if a
   // publish failed.
   virtual bool pump(const PublishFn& publish) = 0;
-  // Deletes acknowledged batches (one transaction for the lot) and records round-trip times.
+  // Deletes acknowledged batches (one transaction for the lot) and records round-trip times. A
+  // delete that fails (an I/O error) is retried by pump() every second until it succeeds.
   virtual void onAcks(std::span<const AckEvent> acks) = 0;
   // Any thread.
   virtual size_t inFlight() const = 0;
@@ -120,6 +121,10 @@ class OutboxSender final : public UplinkSender {
   int64_t next_due_us_ = INT64_MAX;
   size_t backlog_inflight_ = 0;
   std::vector<uint64_t> ack_scratch_;
+  // Acknowledged batches whose delete failed (an I/O error): deleted again by the next pump()s
+  // until it succeeds. They are no longer in flight, so nothing else would ever delete them.
+  std::vector<uint64_t> undeleted_;
+  int64_t undeleted_retry_us_ = 0;
   std::atomic<size_t> inflight_count_{0};
 
   metrics::Counter& sent_;
