@@ -76,7 +76,7 @@ ORDER=(agent-kill agent-kill-normal aggregator-kill aggregator-kill-noflush mosq
 # The Kafka fault matrix (docs/reliability.md). A quick count of 0: --full only (with --quick,
 # --only NAME runs it once).
 QUICK+=([kafka-errors]=3 [kafka-down]=0 [kafka-leader]=0 [kafka-rtt]=0 [realkafka-kill]=0)
-FULL+=([kafka-errors]=45 [kafka-down]=6 [kafka-leader]=40 [kafka-rtt]=4 [realkafka-kill]=6)
+FULL+=([kafka-errors]=27 [kafka-down]=5 [kafka-leader]=30 [kafka-rtt]=4 [realkafka-kill]=5)
 ORDER+=(kafka-errors kafka-down kafka-leader kafka-rtt realkafka-kill)
 # Seconds each iteration may take beyond torture.sh's default 20 (outages of up to 30 s, a JVM
 # broker restart).
