@@ -9,8 +9,9 @@
 # count and the recovery time to RESULT_JSON. Exits 1 if anything accepted was lost, duplicated or
 # (reordering is reported). Every loop is bounded; every process is stopped by pid.
 #
-# KAFKA selects the broker: "dev" (the default; outpost-devkafka) is the only one supported today.
-# The broker-down cases are written against start_kafka/stop_kafka so a real broker can be added.
+# The scenarios run on the development broker (outpost-devkafka; KAFKA=dev, the only value
+# accepted), except realkafka-kill, which starts a real Apache Kafka broker itself (lib.sh's
+# start_real_kafka, scripts/kafka.sh).
 source "$(dirname "$0")/../integration/lib.sh"
 TORTURE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
