@@ -100,7 +100,8 @@ std::string errorName(rd_kafka_resp_err_t err) { return rd_kafka_err2name(err); 
 constexpr const char* kHelp =
     "ok commands: push-errors API ERROR [COUNT] | push-broker-errors BROKER API ERROR [COUNT] "
     "[RTT_MS] | pending-errors BROKER API | clear-errors API | broker-down BROKER|all | "
-    "broker-up BROKER|all | rtt BROKER|all MS | leader TOPIC PARTITION BROKER|none | brokers | help";
+    "broker-up BROKER|all | rtt BROKER|all MS | leader TOPIC PARTITION BROKER|none | brokers | "
+    "help";
 
 }  // namespace
 
@@ -144,7 +145,9 @@ std::string DevKafkaBroker::control(const std::string& line) {
     long count = 1;
     if (w.size() < 3 || w.size() > 4) return usage("push-errors API ERROR [COUNT]");
     if (!parseApiKey(w[1], api)) return "error: API '" + w[1] + "': a request type name or 0..100";
-    if (!parseErrorCode(w[2], err)) return "error: ERROR '" + w[2] + "': a Kafka error name or code";
+    if (!parseErrorCode(w[2], err)) {
+      return "error: ERROR '" + w[2] + "': a Kafka error name or code";
+    }
     if (w.size() == 4 && !parseLong(w[3], 1, kMaxErrorCount, count)) {
       return "error: COUNT '" + w[3] + "': allowed is 1.." + std::to_string(kMaxErrorCount);
     }
@@ -165,7 +168,9 @@ std::string DevKafkaBroker::control(const std::string& line) {
     }
     if (!broker(w[1], false, id)) return badBroker(w[1]);
     if (!parseApiKey(w[2], api)) return "error: API '" + w[2] + "': a request type name or 0..100";
-    if (!parseErrorCode(w[3], err)) return "error: ERROR '" + w[3] + "': a Kafka error name or code";
+    if (!parseErrorCode(w[3], err)) {
+      return "error: ERROR '" + w[3] + "': a Kafka error name or code";
+    }
     if (w.size() >= 5 && !parseLong(w[4], 1, kMaxErrorCount, count)) {
       return "error: COUNT '" + w[4] + "': allowed is 1.." + std::to_string(kMaxErrorCount);
     }
@@ -190,7 +195,9 @@ std::string DevKafkaBroker::control(const std::string& line) {
     if (!parseApiKey(w[2], api)) return "error: API '" + w[2] + "': a request type name or 0..100";
     size_t n = 0;
     const rd_kafka_resp_err_t err = rd_kafka_mock_broker_error_stack_cnt(mcluster_, id, api, &n);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return "error: pending-errors: " + std::string(rd_kafka_err2str(err));
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return "error: pending-errors: " + std::string(rd_kafka_err2str(err));
+    }
     return "ok " + std::to_string(n);
   }
   if (cmd == "clear-errors") {
@@ -198,7 +205,8 @@ std::string DevKafkaBroker::control(const std::string& line) {
     if (w.size() != 2) return usage("clear-errors API");
     if (!parseApiKey(w[1], api)) return "error: API '" + w[1] + "': a request type name or 0..100";
     rd_kafka_mock_clear_request_errors(mcluster_, api);
-    return result(RD_KAFKA_RESP_ERR_NO_ERROR, "cluster errors of API " + std::to_string(api) + " cleared");
+    return result(RD_KAFKA_RESP_ERR_NO_ERROR,
+                  "cluster errors of API " + std::to_string(api) + " cleared");
   }
   if (cmd == "broker-down" || cmd == "broker-up") {
     int32_t id = 0;
@@ -264,10 +272,13 @@ ControlServer::ControlServer(const std::string& host, uint16_t port, Handler han
                                 "': allowed is a loopback address (127.x.x.x, ::1 or localhost)");
   }
   listenFd_ = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (listenFd_ < 0) throw std::runtime_error(std::string("control socket: ") + std::strerror(errno));
+  if (listenFd_ < 0) {
+    throw std::runtime_error(std::string("control socket: ") + std::strerror(errno));
+  }
   int one = 1;
   ::setsockopt(listenFd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (::bind(listenFd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(listenFd_, 8) != 0) {
+  if (::bind(listenFd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+      ::listen(listenFd_, 8) != 0) {
     const std::string why = std::strerror(errno);
     ::close(listenFd_);
     throw std::runtime_error("cannot listen for control commands on " + host + ":" +
@@ -276,8 +287,9 @@ ControlServer::ControlServer(const std::string& host, uint16_t port, Handler han
   sockaddr_storage bound{};
   socklen_t boundLen = sizeof(bound);
   ::getsockname(listenFd_, reinterpret_cast<sockaddr*>(&bound), &boundLen);
-  boundPort_ = bound.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
-                                           : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  boundPort_ = bound.ss_family == AF_INET6
+                   ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
+                   : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wakeFd_ < 0) {
     ::close(listenFd_);

@@ -1,8 +1,8 @@
 #pragma once
 
 // Fault injection for outpost-devkafka (docs/devkafka.md, "Fault injection"): a tiny line protocol
-// over a loopback TCP port that drives librdkafka's mock cluster API — request errors, brokers down
-// and up, round-trip time, partition leaders. For tests only; off unless --control is given.
+// over a loopback TCP port that drives librdkafka's mock cluster API: request errors, brokers
+// down and up, round-trip time, partition leaders. For tests only; off unless --control is given.
 
 #include <atomic>
 #include <cstdint>
