@@ -3,6 +3,7 @@
 
 add_library(outpost_devkafka_lib STATIC
   ${CMAKE_CURRENT_LIST_DIR}/src/devkafka/dev_kafka_broker.cc
+  ${CMAKE_CURRENT_LIST_DIR}/src/devkafka/fault_control.cc
 )
 target_include_directories(outpost_devkafka_lib PUBLIC ${CMAKE_CURRENT_LIST_DIR}/src/devkafka)
 target_link_libraries(outpost_devkafka_lib

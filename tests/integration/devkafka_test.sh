@@ -7,6 +7,9 @@
 # independent Kafka client) that:
 #   - the default topics are pre-created with --partitions partitions;
 #   - 1000 produced messages come back exactly once and in order within each partition;
+#   - the fault-injection control port (--control) answers its commands, rejects bad ones naming
+#     the argument, injected Produce errors are consumed by a producer that still delivers, and a
+#     broker set down refuses clients until it is set up again; --control off loopback is refused;
 #   - SIGTERM stops the broker with exit code 0 within 5 s and nothing stays listening.
 # Everything it starts is killed on exit (trap), whatever the outcome.
 set -euo pipefail
@@ -61,11 +64,13 @@ sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)' "$1"
 
 PORT=$(free_port)
 BOOT="127.0.0.1:$PORT"
+CTL_PORT=$(free_port)
 PARTITIONS=3
 TOPIC="devkafka.test"
 N=1000
 
 "$BIN" --listen "$BOOT" --partitions "$PARTITIONS" --ready-file "$WORK/ready" \
+  --control "127.0.0.1:$CTL_PORT" \
   >"$WORK/broker.out" 2>"$WORK/broker.log" &
 BROKER_PID=$!
 
@@ -119,6 +124,51 @@ awk '{
      END { exit bad }' "$WORK/received.txt" >&2 || fail "messages out of order within a partition"
 parts=$(awk '{ print $1 }' "$WORK/received.txt" | sort -u | wc -l)
 echo "consumed $got messages over $parts partition(s), exactly once and in order"
+
+# Fault injection over the control port: one command a line, one reply a line.
+ctl() {
+  python3 - "$CTL_PORT" "$@" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+f = s.makefile("rw")
+for cmd in sys.argv[2:]:
+    f.write(cmd + "\n")
+    f.flush()
+    print(f.readline().rstrip("\n"))
+PY
+}
+expect_reply() {  # expect_reply COMMAND PATTERN
+  local r
+  r=$(ctl "$1")
+  [[ "$r" == $2 ]] || fail "control '$1' replied '$r', expected '$2'"
+}
+expect_reply "help" "ok commands: push-errors*"
+expect_reply "brokers" "ok 1"
+expect_reply "bogus" "error: unknown command 'bogus'*"
+expect_reply "rtt 7 10" "error: broker '7': allowed are 1..1 or all"
+expect_reply "push-errors Produce NO_SUCH_ERROR" "error: ERROR 'NO_SUCH_ERROR'*"
+expect_reply "leader $TOPIC 0 1" "error: topic '$TOPIC' was not pre-created*"
+expect_reply "leader outpost.readings 99 1" "error: PARTITION '99': outpost.readings has partitions 0..2"
+expect_reply "push-broker-errors 1 Produce NOT_LEADER_OR_FOLLOWER 2" "ok broker 1: the next 2 requests*"
+expect_reply "pending-errors 1 Produce" "ok 2"
+# A producer meets both errors, retries and delivers.
+echo "k:after-errors" | timeout 30 kcat -b "$BOOT" -P -t "$TOPIC" -K : 2>"$WORK/produce2.err" ||
+  fail "kcat -P after injected errors failed: $(cat "$WORK/produce2.err")"
+expect_reply "pending-errors 1 Produce" "ok 0"
+timeout 30 kcat -b "$BOOT" -C -t "$TOPIC" -e -o beginning -q -f '%s\n' >"$WORK/received2.txt" ||
+  fail "kcat -C failed"
+grep -qx "after-errors" "$WORK/received2.txt" || fail "the message produced through injected errors is missing"
+# Broker down: clients are refused (metadata fails), then served again once it is up.
+expect_reply "broker-down 1" "ok broker 1 down"
+timeout 20 kcat -b "$BOOT" -L -m 2 >/dev/null 2>&1 && fail "kcat -L succeeded while the broker was down"
+expect_reply "broker-up all" "ok broker all up"
+timeout 20 kcat -b "$BOOT" -L -m 5 >/dev/null 2>&1 || fail "kcat -L failed after the broker came back up"
+expect_reply "rtt all 0" "ok broker all round-trip time 0 ms"
+echo "control port: commands, injected errors, broker down/up checked"
+rc=0
+"$BIN" --listen 127.0.0.1:0 --control 192.0.2.1:1 >/dev/null 2>"$WORK/ctl-bad.err" || rc=$?
+[[ $rc -eq 2 ]] || fail "--control off loopback exited with $rc, expected 2"
+grep -q "allowed is a loopback address" "$WORK/ctl-bad.err" || fail "no clear error for --control off loopback: $(cat "$WORK/ctl-bad.err")"
 
 # Clean stop: SIGTERM, exit 0 within 5 s, nothing left listening, ready file removed.
 kill -TERM "$BROKER_PID"

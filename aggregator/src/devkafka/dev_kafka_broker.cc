@@ -26,6 +26,8 @@
 #include <librdkafka/rdkafka_mock.h>
 #include <spdlog/spdlog.h>
 
+#include "fault_control.h"
+
 namespace outpost::aggregator {
 
 namespace {
@@ -473,6 +475,15 @@ std::unique_ptr<DevKafkaBroker> DevKafkaBroker::start(const DevKafkaBrokerOption
   const socklen_t upstreamLen = res->ai_addrlen;
   ::freeaddrinfo(res);
 
+  self->brokers_ = options.brokers;
+  self->partitions_ = options.partitions;
+  self->topics_ = created;
+  if (options.control) {
+    DevKafkaBroker* raw = self.get();
+    self->controlServer_ = std::make_unique<ControlServer>(
+        options.controlHost, options.controlPort,
+        [raw](const std::string& line) { return raw->control(line); });
+  }
   self->forwarder_->start(upstream, upstreamLen);
   spdlog::debug("devkafka: forwarding {} -> {} (mock brokers: {})", self->bootstrapAddress_, first,
                 self->mockBootstraps_);
@@ -482,7 +493,9 @@ std::unique_ptr<DevKafkaBroker> DevKafkaBroker::start(const DevKafkaBrokerOption
 DevKafkaBroker::~DevKafkaBroker() { stop(); }
 
 void DevKafkaBroker::stop() {
-  // Forwarder first so no client reaches a half-destroyed cluster through the fixed address.
+  // Control first (it drives the cluster), then the forwarder so no client reaches a
+  // half-destroyed cluster through the fixed address.
+  controlServer_.reset();
   forwarder_.reset();
   if (mcluster_ != nullptr) {
     rd_kafka_mock_cluster_destroy(mcluster_);
@@ -495,5 +508,9 @@ void DevKafkaBroker::stop() {
 }
 
 bool DevKafkaBroker::healthy() const { return forwarder_ != nullptr && forwarder_->healthy(); }
+
+uint16_t DevKafkaBroker::controlPort() const {
+  return controlServer_ != nullptr ? controlServer_->boundPort() : 0;
+}
 
 }  // namespace outpost::aggregator

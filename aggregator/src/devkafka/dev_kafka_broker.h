@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@ struct rd_kafka_mock_cluster_s;
 namespace outpost::aggregator {
 
 class TcpForwarder;
+class ControlServer;
 
 // Settings for DevKafkaBroker::start(). Values are validated by start().
 struct DevKafkaBrokerOptions {
@@ -33,6 +35,11 @@ struct DevKafkaBrokerOptions {
   // min(brokers, 3). Other topics are auto-created by the mock on first metadata request with the
   // mock's own built-in partition count (librdkafka 2.0.2 has no API to change it).
   std::vector<std::string> topics;
+  // Fault-injection control port (docs/devkafka.md, "Fault injection"): off unless `control` is
+  // set; `controlHost` must be a loopback address; port 0 picks a free port (see controlPort()).
+  bool control = false;
+  std::string controlHost = "127.0.0.1";
+  uint16_t controlPort = 0;
 };
 
 // Parses "HOST:PORT" or "[IPV6]:PORT" into `host` and `port`. Returns false (and leaves the outputs
@@ -70,6 +77,15 @@ class DevKafkaBroker {
   const std::string& mockBootstraps() const { return mockBootstraps_; }
   // False once the forwarder thread stopped because of an unrecoverable error.
   bool healthy() const;
+  // The bound fault-injection control port, 0 when it is off.
+  uint16_t controlPort() const;
+
+  // Runs one fault-injection command on the mock cluster (docs/devkafka.md, "Fault injection":
+  // push-errors, push-broker-errors, pending-errors, clear-errors, broker-down, broker-up, rtt,
+  // leader, brokers, help) and returns its one-line reply, "ok ..." or "error: ..." naming the
+  // bad argument and what is allowed. Callable from any thread while the object is alive (the
+  // mock cluster API is thread-safe); fault_control.cc.
+  std::string control(const std::string& line);
 
  private:
   DevKafkaBroker() = default;
@@ -77,6 +93,10 @@ class DevKafkaBroker {
   rd_kafka_s* rk_ = nullptr;                     // owned; destroyed after mcluster_
   rd_kafka_mock_cluster_s* mcluster_ = nullptr;  // owned
   std::unique_ptr<TcpForwarder> forwarder_;
+  std::unique_ptr<ControlServer> controlServer_;  // stopped before the cluster is destroyed
+  int brokers_ = 1;
+  int partitions_ = 1;
+  std::set<std::string> topics_;  // pre-created
   std::string bootstrapAddress_;
   std::string mockBootstraps_;
 };

@@ -62,6 +62,7 @@ int run(int argc, char** argv) {
   outpost::aggregator::DevKafkaBrokerOptions options;
   std::vector<std::string> topics;
   std::string readyFile;
+  std::string control;
   std::string logLevel = "info";
 
   app.add_option("--listen", listen,
@@ -87,6 +88,17 @@ int run(int argc, char** argv) {
                  "outpost.deadletter, outpost.device-status)");
   app.add_option("--ready-file", readyFile,
                  "Write the bootstrap address to this file once listening (removed on clean stop)");
+  app.add_option("--control", control,
+                 "Fault injection: accept text commands (request errors, broker down/up, "
+                 "round-trip time, partition leader) on this loopback HOST:PORT, one per line; "
+                 "send 'help' for the list (docs/devkafka.md). Off by default")
+      ->check([](const std::string& v) {
+        std::string host;
+        uint16_t port = 0;
+        return outpost::aggregator::parseHostPort(v, host, port)
+                   ? std::string()
+                   : "expected HOST:PORT with PORT 0..65535, got '" + v + "'";
+      });
   app.add_option("--log-level", logLevel, "trace, debug, info, warn, error or off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
@@ -103,6 +115,10 @@ int run(int argc, char** argv) {
   if (!outpost::aggregator::parseHostPort(listen, options.listenHost, options.listenPort)) {
     std::cerr << "--listen: expected HOST:PORT\n";  // unreachable: checked by the validator
     return kExitUsage;
+  }
+  if (!control.empty()) {
+    options.control = true;
+    outpost::aggregator::parseHostPort(control, options.controlHost, options.controlPort);
   }
   options.topics = topics.empty()
                        ? std::vector<std::string>{"outpost.readings", "outpost.anomalies",
@@ -125,6 +141,10 @@ int run(int argc, char** argv) {
         "listening on {}, but the mock brokers advertise 127.0.0.1: clients on other hosts can "
         "bootstrap but cannot produce or consume",
         options.listenHost);
+  }
+  if (broker->controlPort() != 0) {
+    spdlog::warn("fault injection: control commands accepted on {}:{} (send 'help')",
+                 options.controlHost, broker->controlPort());
   }
   std::cout << broker->bootstrapAddress() << std::endl;
 
