@@ -10,6 +10,9 @@
 #                aggregator-kill-noflush mosquitto-kill mosquitto-kill-persist outbox-damage
 #                disk-full disk-tiny (these two need root: a tmpfs in a private mount
 #                namespace, unshare -m; disk-tiny's is smaller than the outbox's 5 MB reserve)
+#                net-mqtt net-zmq (root: the agent in a network namespace behind a veth pair with
+#                packet loss, delay and link cuts; --full only: not in the default --quick pass,
+#                --quick --only NAME runs one iteration)
 #   --seed N     the seed of the first scenario (each next one uses N+1, ...); default: random.
 #                A failing scenario prints its seed: rerun it with --only NAME --seed N.
 #   --build-dir  the CMake build directory with the agent, aggregator and devkafka (default: build)
@@ -61,14 +64,26 @@ fi
 declare -A QUICK=([agent-kill]=6 [agent-kill-normal]=4 [aggregator-kill]=3
   [aggregator-kill-noflush]=3
   [mosquitto-kill]=3 [mosquitto-kill-persist]=2 [outbox-damage]=6
-  [disk-full]=1 [disk-tiny]=1)
+  [disk-full]=1 [disk-tiny]=1 [net-mqtt]=1 [net-zmq]=1)
 declare -A FULL=([agent-kill]=100 [agent-kill-normal]=50 [aggregator-kill]=30
   [aggregator-kill-noflush]=30
   [mosquitto-kill]=30 [mosquitto-kill-persist]=20 [outbox-damage]=50
-  [disk-full]=10 [disk-tiny]=10)
+  [disk-full]=10 [disk-tiny]=10 [net-mqtt]=3 [net-zmq]=3)
+# Seconds one iteration may take (the scenario's timeout: 120 s + iterations x this); default 20.
+declare -A ITER_S=([net-mqtt]=120 [net-zmq]=120)
 ORDER=(agent-kill agent-kill-normal aggregator-kill aggregator-kill-noflush mosquitto-kill
-  mosquitto-kill-persist outbox-damage disk-full disk-tiny)
-((${#ONLY[@]})) || ONLY=("${ORDER[@]}")
+  mosquitto-kill-persist outbox-damage disk-full disk-tiny net-mqtt net-zmq)
+# Too long for the quick pass (one iteration: ~25-40 s of faults, then the drain).
+FULL_ONLY=(net-mqtt net-zmq)
+if ((!${#ONLY[@]})); then
+  for name in "${ORDER[@]}"; do
+    if [[ $MODE == quick && " ${FULL_ONLY[*]} " == *" $name "* ]]; then
+      echo "torture: $name: not in --quick (run: scripts/torture.sh --full --only $name)"
+      continue
+    fi
+    ONLY+=("$name")
+  done
+fi
 for name in "${ONLY[@]}"; do
   if [[ -z "${QUICK[$name]:-}" ]]; then
     echo "torture.sh: unknown scenario '$name'; one of: ${ORDER[*]}" >&2
@@ -91,7 +106,11 @@ for name in "${ONLY[@]}"; do
     fi
     ns=(unshare -m --propagation private)
   fi
-  OUTPOST_BUILD_DIR="$BUILD_DIR" TORTURE_PRIVATE_MOUNTS=1 timeout $((120 + n * 20)) \
+  if [[ $name == net-* && $EUID -ne 0 ]]; then
+    echo "torture: $name: NOT RUN: needs root (a network namespace, a veth pair, iptables)"
+    continue
+  fi
+  OUTPOST_BUILD_DIR="$BUILD_DIR" TORTURE_PRIVATE_MOUNTS=1 timeout $((120 + n * ${ITER_S[$name]:-20})) \
     "${ns[@]}" bash tests/torture/scenario.sh "$name" "$n" "$seed" "$LOGDIR/$name.json" >"$LOGDIR/$name.log" 2>&1 || rc=$?
   cmd="scripts/torture.sh --only $name --seed $seed"
   [[ $MODE == full ]] && cmd="scripts/torture.sh --full --only $name --seed $seed"
