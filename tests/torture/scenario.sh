@@ -311,11 +311,12 @@ PY
     [[ -n $NET_HOST ]] || fail "no free 10.200-249.x.x/30 subnet for the veth pair"
     net_teardown() {  # by name, always: the processes in the namespace first
       stop_proc netem
-      for d in "${!PIDS[@]}"; do [[ $d == tort-n* ]] && stop_proc "$d"; done
-      ip link del "$VETH_HOST" 2>/dev/null || true
-      ip netns del "$NS" 2>/dev/null || true
+      stop_proc tort-n
+      ip link del "$VETH_HOST" 2>/dev/null
+      ip netns del "$NS" 2>/dev/null
     }
-    trap 'st=$?; net_teardown; (exit $st); cleanup' EXIT
+    # "|| true": errexit off inside, so a step that fails does not skip the rest or cleanup.
+    trap 'st=$?; net_teardown || true; (exit $st); cleanup' EXIT
     nsx() { ip netns exec "$NS" "$@"; }
     ip netns add "$NS" || fail "cannot create the network namespace $NS"
     ip link add "$VETH_HOST" type veth peer name "$VETH_AGENT" || fail "cannot create the veth pair $VETH_HOST"
@@ -334,9 +335,12 @@ PY
       [[ -s "$WORK/netem.json" ]] && cat "$WORK/netem.json" >>"$WORK/netem.stats" && echo >>"$WORK/netem.stats"
       rm -f "$WORK/netem.json"
       ((!$#)) && return 0
-      nsx python3 "$TORTURE/netem.py" --queue "$QNUM" --seed "$RANDOM" --stats "$WORK/netem.json" \
+      # ip netns exec execs python: $! is netem.py's own pid.
+      ip netns exec "$NS" python3 "$TORTURE/netem.py" --queue "$QNUM" --seed "$RANDOM" --stats "$WORK/netem.json" \
         "$@" 2>>"$WORK/netem.log" &
       PIDS[netem]=$!
+      sleep 0.2
+      kill -0 "${PIDS[netem]}" 2>/dev/null || fail "netem.py $* did not start: $(tail -n 3 "$WORK/netem.log")"
     }
 
     start_devkafka
