@@ -233,8 +233,10 @@ PY
     disk_kb=${DISK_KB:-12288}
     [[ $NAME == disk-tiny ]] && disk_kb=${DISK_KB:-400}
     mount -t tmpfs -o "size=${disk_kb}k" tmpfs "$WORK/disk" || fail "cannot mount a tmpfs at $WORK/disk"
-    # cleanup takes the exit status from $?: keep the scenario's, not umount's.
-    trap 'st=$?; umount -l "$WORK/disk" 2>/dev/null; (exit $st); cleanup' EXIT
+    # cleanup takes the exit status from $?: keep the scenario's, not umount's. errexit off
+    # first: under set -e a failing command in the trap (umount, or "(exit 1)" itself) ended
+    # the shell before cleanup, so a failed run left its processes running.
+    trap 'st=$?; set +e; umount -l "$WORK/disk" 2>/dev/null; (exit $st); cleanup' EXIT
     start_mosquitto
     start_devkafka
     start_aggregator
@@ -315,8 +317,8 @@ PY
       ip link del "$VETH_HOST" 2>/dev/null
       ip netns del "$NS" 2>/dev/null
     }
-    # "|| true": errexit off inside, so a step that fails does not skip the rest or cleanup.
-    trap 'st=$?; net_teardown || true; (exit $st); cleanup' EXIT
+    # errexit off first, so a failing step does not skip the rest or cleanup (see disk-full).
+    trap 'st=$?; set +e; net_teardown; (exit $st); cleanup' EXIT
     nsx() { ip netns exec "$NS" "$@"; }
     ip netns add "$NS" || fail "cannot create the network namespace $NS"
     ip link add "$VETH_HOST" type veth peer name "$VETH_AGENT" || fail "cannot create the veth pair $VETH_HOST"
