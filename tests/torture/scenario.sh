@@ -19,7 +19,20 @@ RANDOM=$SEED  # every random moment below comes from bash's generator, seeded he
 KAFKA_MODE=${KAFKA:-dev}
 [[ "$KAFKA_MODE" == dev ]] || fail "KAFKA=$KAFKA_MODE: only KAFKA=dev (outpost-devkafka) is supported"
 
-rand_ms() { echo $(($1 + RANDOM % ($2 - $1 + 1))); }     # rand_ms LO HI: uniform integer in [LO, HI]
+# rand_ms LO HI: uniform integer in [LO, HI], the next draw of SEED. Called as $(rand_ms ...),
+# i.e. in a subshell, where bash (5.1 and later) reseeds RANDOM: the parent's sequence never
+# advanced and every rerun drew other moments. So each draw is numbered (the count in a file)
+# and hashed with SEED (splitmix64's finaliser; 64-bit wrapping arithmetic, logical shifts).
+rand_ms() {
+  local n=0 z
+  [[ -s "$WORK/rand.n" ]] && read -r n <"$WORK/rand.n"
+  echo $((n + 1)) >"$WORK/rand.n"
+  z=$((SEED * -7046029254386353131 + (n + 1) * -4658895280553007687))
+  z=$(((z ^ ((z >> 30) & 0x3FFFFFFFF)) * -4658895280553007687))
+  z=$(((z ^ ((z >> 27) & 0x1FFFFFFFFF)) * -7723592293110705685))
+  z=$(((z ^ ((z >> 31) & 0x1FFFFFFFF)) & 0x3FFFFFFF))
+  echo $(($1 + z % ($2 - $1 + 1)))
+}
 sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
 now_ms() { date +%s%3N; }
 
