@@ -303,7 +303,8 @@ PY
     # address, and only the agent's traffic crosses it. Each iteration: packet loss 10..30 % for
     # 4..8 s, then 200 ± 50 ms delay each way (400 ms RTT) for 4..8 s, then a link cut for
     # 5..20 s — alternately the agent's veth set down and a black hole (every packet dropped) —
-    # then 2..4 s of a clean link. In a run of 3 or more iterations the last cut lasts 60..120 s.
+    # then 2..4 s of a clean link. In a run of 3 or more iterations the last cut is a black hole
+    # of 60..120 s (longer than MQTT's keep-alive timeout, 1.5 x 30 s).
     # The kernel here has no sch_netem (tc netem), so loss and delay come from the netfilter
     # queue: an iptables rule in the namespace queues every packet on the veth, both ways, to
     # tests/torture/netem.py. The agent's uplink timing is left at its defaults (ack_timeout_ms
@@ -386,9 +387,9 @@ PY
     for i in $(seq 1 "$ITER"); do
       loss=$(rand_ms 10 30) t_loss=$(rand_ms 4000 8000) t_delay=$(rand_ms 4000 8000)
       t_cut=$(rand_ms 5000 20000) t_clean=$(rand_ms 2000 4000)
-      ((ITER >= 3 && i == ITER)) && t_cut=$(rand_ms 60000 120000)
       cut=down
       ((i % 2)) || cut=blackhole
+      ((ITER >= 3 && i == ITER)) && t_cut=$(rand_ms 60000 120000) cut=blackhole
       plan+=("$loss $t_loss $t_delay $cut $t_cut $t_clean")
       total_ms=$((total_ms + t_loss + t_delay + t_cut + t_clean))
     done
