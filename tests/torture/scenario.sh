@@ -335,7 +335,8 @@ PY
     trap 'st=$?; set +e; net_teardown; (exit $st); cleanup' EXIT
     nsx() { ip netns exec "$NS" "$@"; }
     ip netns add "$NS" || fail "cannot create the network namespace $NS"
-    ip link add "$VETH_HOST" type veth peer name "$VETH_AGENT" || fail "cannot create the veth pair $VETH_HOST"
+    ip link add "$VETH_HOST" type veth peer name "$VETH_AGENT" ||
+      fail "cannot create the veth pair $VETH_HOST"
     ip link set "$VETH_AGENT" netns "$NS"
     ip addr add "$NET_HOST/30" dev "$VETH_HOST"
     ip link set "$VETH_HOST" up
