@@ -79,7 +79,8 @@ class Queue:
         raise OSError(f"netfilter queue {self.num}: no answer to a config message")
 
     def verdict(self, packet_id: int, verdict: int) -> None:
-        self.send(NFQNL_MSG_VERDICT, 0, attr(NFQA_VERDICT_HDR, struct.pack("!II", verdict, packet_id)))
+        body = attr(NFQA_VERDICT_HDR, struct.pack("!II", verdict, packet_id))
+        self.send(NFQNL_MSG_VERDICT, 0, body)
 
     def read(self):
         """Messages of one read: ("packet", id, 0) or ("ack", error, seq)."""
