@@ -13,6 +13,7 @@ PACKAGES=(
   librdkafka-dev kcat
   catch2 libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
   curl procps iproute2
+  iptables  # torture net-* scenarios: NFQUEUE rules feeding tests/torture/netem.py (no sch_netem here)
   openssl
   prometheus chromium nodejs
   wrk  # HTTP latency at a fixed request rate (tests/bench/run_latest_bench.sh)

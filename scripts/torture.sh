@@ -14,6 +14,9 @@
 #                injection; kafka-down, -leader and -rtt in --full only) realkafka-kill (SIGKILL of
 #                a real Apache Kafka broker, scripts/kafka.sh; --full only; not run when
 #                OUTPOST_SKIP_REALKAFKA=1, said so)
+#                net-mqtt net-zmq (root: the agent in a network namespace behind a veth pair with
+#                packet loss, delay and link cuts; --full only: not in the default --quick pass,
+#                --quick --only NAME runs one iteration)
 #   --seed N     the seed of the first scenario (each next one uses N+1, ...); default: random.
 #                A failing scenario prints its seed: rerun it with --only NAME --seed N.
 #   --build-dir  the CMake build directory with the agent, aggregator and devkafka (default: build)
@@ -81,6 +84,12 @@ ORDER+=(kafka-errors kafka-down kafka-leader kafka-rtt realkafka-kill)
 # Seconds each iteration may take beyond torture.sh's default 20 (outages of up to 30 s, a JVM
 # broker restart).
 declare -A ITER_SECS=([kafka-down]=60 [kafka-rtt]=40 [realkafka-kill]=90)
+# Network faults (root: a network namespace, veth, iptables NFQUEUE); --full only: one iteration
+# is ~25-40 s of faults, then the drain.
+QUICK+=([net-mqtt]=0 [net-zmq]=0)
+FULL+=([net-mqtt]=3 [net-zmq]=3)
+ORDER+=(net-mqtt net-zmq)
+ITER_SECS+=([net-mqtt]=120 [net-zmq]=120)
 EXPLICIT=${#ONLY[@]}
 ((${#ONLY[@]})) || ONLY=("${ORDER[@]}")
 for name in "${ONLY[@]}"; do
@@ -96,7 +105,10 @@ status=0 seed=$SEED
 for name in "${ONLY[@]}"; do
   if [[ $MODE == full ]]; then n=${FULL[$name]}; else n=${QUICK[$name]}; fi
   if ((n == 0)); then
-    ((EXPLICIT)) || continue  # a --full-only scenario, left out of the default quick pass
+    if ((!EXPLICIT)); then  # a --full-only scenario, left out of the default quick pass
+      echo "torture: $name: --full only (one iteration: scripts/torture.sh --only $name)"
+      continue
+    fi
     n=1
   fi
   if [[ $name == realkafka-* && "${OUTPOST_SKIP_REALKAFKA:-0}" == 1 ]]; then
@@ -112,6 +124,10 @@ for name in "${ONLY[@]}"; do
       continue
     fi
     ns=(unshare -m --propagation private)
+  fi
+  if [[ $name == net-* && $EUID -ne 0 ]]; then
+    echo "torture: $name: NOT RUN: needs root (a network namespace, a veth pair, iptables)"
+    continue
   fi
   OUTPOST_BUILD_DIR="$BUILD_DIR" TORTURE_PRIVATE_MOUNTS=1 timeout $((120 + n * ${ITER_SECS[$name]:-20})) \
     "${ns[@]}" bash tests/torture/scenario.sh "$name" "$n" "$seed" "$LOGDIR/$name.json" >"$LOGDIR/$name.log" 2>&1 || rc=$?

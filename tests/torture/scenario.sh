@@ -20,7 +20,20 @@ RANDOM=$SEED  # every random moment below comes from bash's generator, seeded he
 KAFKA_MODE=${KAFKA:-dev}
 [[ "$KAFKA_MODE" == dev ]] || fail "KAFKA=$KAFKA_MODE: only KAFKA=dev (outpost-devkafka) is supported"
 
-rand_ms() { echo $(($1 + RANDOM % ($2 - $1 + 1))); }     # rand_ms LO HI: uniform integer in [LO, HI]
+# rand_ms LO HI: uniform integer in [LO, HI], the next draw of SEED. Called as $(rand_ms ...),
+# i.e. in a subshell, where bash (5.1 and later) reseeds RANDOM: the parent's sequence never
+# advanced and every rerun drew other moments. So each draw is numbered (the count in a file)
+# and hashed with SEED (splitmix64's finaliser; 64-bit wrapping arithmetic, logical shifts).
+rand_ms() {
+  local n=0 z
+  [[ -s "$WORK/rand.n" ]] && read -r n <"$WORK/rand.n"
+  echo $((n + 1)) >"$WORK/rand.n"
+  z=$((SEED * -7046029254386353131 + (n + 1) * -4658895280553007687))
+  z=$(((z ^ ((z >> 30) & 0x3FFFFFFFF)) * -4658895280553007687))
+  z=$(((z ^ ((z >> 27) & 0x1FFFFFFFFF)) * -7723592293110705685))
+  z=$(((z ^ ((z >> 31) & 0x1FFFFFFFF)) & 0x3FFFFFFF))
+  echo $(($1 + z % ($2 - $1 + 1)))
+}
 sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
 now_ms() { date +%s%3N; }
 
@@ -234,8 +247,10 @@ PY
     disk_kb=${DISK_KB:-12288}
     [[ $NAME == disk-tiny ]] && disk_kb=${DISK_KB:-400}
     mount -t tmpfs -o "size=${disk_kb}k" tmpfs "$WORK/disk" || fail "cannot mount a tmpfs at $WORK/disk"
-    # cleanup takes the exit status from $?: keep the scenario's, not umount's.
-    trap 'st=$?; umount -l "$WORK/disk" 2>/dev/null; (exit $st); cleanup' EXIT
+    # cleanup takes the exit status from $?: keep the scenario's, not umount's. errexit off
+    # first: under set -e a failing command in the trap (umount, or "(exit 1)" itself) ended
+    # the shell before cleanup, so a failed run left its processes running.
+    trap 'st=$?; set +e; umount -l "$WORK/disk" 2>/dev/null; (exit $st); cleanup' EXIT
     start_mosquitto
     start_devkafka
     start_aggregator
@@ -622,6 +637,173 @@ PY
     ((unclean >= ITER)) || fail "the broker recovered from an unclean shutdown $unclean times, expected $ITER"
     echo "  the broker recovered its logs after an unclean shutdown $unclean times"
     finish tort-r1 tort-r2
+    ;;
+
+  net-mqtt | net-zmq)
+    # Network faults between the agent and its broker (net-mqtt: Mosquitto) or the aggregator
+    # (net-zmq: its ZeroMQ ROUTER). The agent runs in a network namespace made here, joined to
+    # this one by a veth pair on a private /30; Mosquitto and the aggregator listen on the veth's
+    # address, and only the agent's traffic crosses it. Each iteration: packet loss 10..30 % for
+    # 4..8 s, then 200 ± 50 ms delay each way (400 ms RTT) for 4..8 s, then a link cut for
+    # 5..20 s — alternately the agent's veth set down and a black hole (every packet dropped) —
+    # then 2..4 s of a clean link. In a run of 3 or more iterations the last cut is a black hole
+    # of 60..120 s (longer than MQTT's keep-alive timeout, 1.5 x 30 s).
+    # The kernel here has no sch_netem (tc netem), so loss and delay come from the netfilter
+    # queue: an iptables rule in the namespace queues every packet on the veth, both ways, to
+    # tests/torture/netem.py. The agent's uplink timing is left at its defaults (ack_timeout_ms
+    # 10000, keepalive_s 30 / heartbeat_ms 1000, reconnect 500..30000 ms). The agent reads a fixed
+    # number of readings over the fault schedule and exits when drained: produced = on Kafka +
+    # counted drops, exactly; the recovery time runs from the last fault's end to that exit.
+    [[ $EUID -eq 0 ]] || fail "$NAME needs root (a network namespace, a veth pair, iptables)"
+    command -v iptables-legacy >/dev/null ||
+      fail "$NAME needs iptables-legacy (Debian package iptables; scripts/deps.sh installs it)"
+    NS=outpost-net$$ VETH_HOST=opn$$h VETH_AGENT=opn$$a QNUM=$((1000 + $$ % 60000))
+    # A private /30 not already in use here: 10.<200..249>.<x>.<4k>/30, drawn from the pid.
+    NET_HOST=""
+    for try in $(seq 0 49); do
+      net="10.$((200 + ($$ + try) % 50)).$(($$ / 50 % 256)).$(($$ % 64 * 4))"
+      ip -4 addr | grep -q "inet ${net%.*}\." && continue
+      ip -4 route | grep -q "^${net%.*}\." && continue
+      NET_HOST="${net%.*}.$((${net##*.} + 1))" NET_AGENT="${net%.*}.$((${net##*.} + 2))"
+      break
+    done
+    [[ -n $NET_HOST ]] || fail "no free 10.200-249.x.x/30 subnet for the veth pair"
+    net_teardown() {  # by name, always: the processes in the namespace first
+      stop_proc netem
+      stop_proc tort-n
+      ip link del "$VETH_HOST" 2>/dev/null
+      ip netns del "$NS" 2>/dev/null
+    }
+    # errexit off first, so a failing step does not skip the rest or cleanup (see disk-full).
+    trap 'st=$?; set +e; net_teardown; (exit $st); cleanup' EXIT
+    nsx() { ip netns exec "$NS" "$@"; }
+    ip netns add "$NS" || fail "cannot create the network namespace $NS"
+    ip link add "$VETH_HOST" type veth peer name "$VETH_AGENT" ||
+      fail "cannot create the veth pair $VETH_HOST"
+    ip link set "$VETH_AGENT" netns "$NS"
+    ip addr add "$NET_HOST/30" dev "$VETH_HOST"
+    ip link set "$VETH_HOST" up
+    nsx ip addr add "$NET_AGENT/30" dev "$VETH_AGENT"
+    nsx ip link set "$VETH_AGENT" up
+    nsx ip link set lo up
+    nsx iptables-legacy -A OUTPUT -o "$VETH_AGENT" -j NFQUEUE --queue-num "$QNUM" --queue-bypass
+    nsx iptables-legacy -A INPUT -i "$VETH_AGENT" -j NFQUEUE --queue-num "$QNUM" --queue-bypass
+    log "namespace $NS: agent $NET_AGENT ($VETH_AGENT) <-> $NET_HOST ($VETH_HOST), queue $QNUM"
+    : >"$WORK/netem.stats"
+    netem() {  # netem ARGS...: (re)start the queue's loss/delay with these settings
+      stop_proc netem
+      [[ -s "$WORK/netem.json" ]] && { cat "$WORK/netem.json"; echo; } >>"$WORK/netem.stats"
+      rm -f "$WORK/netem.json"
+      ((!$#)) && return 0
+      # ip netns exec execs python: $! is netem.py's own pid.
+      ip netns exec "$NS" python3 "$TORTURE/netem.py" --queue "$QNUM" --seed "$RANDOM" \
+        --stats "$WORK/netem.json" "$@" 2>>"$WORK/netem.log" &
+      PIDS[netem]=$!
+      sleep 0.2
+      kill -0 "${PIDS[netem]}" 2>/dev/null ||
+        fail "netem.py $* did not start: $(tail -n 3 "$WORK/netem.log")"
+    }
+
+    start_devkafka
+    dev=tort-n
+    rate=500  # two sensors: 1,000 readings/s, 10 batches/s
+    if [[ $NAME == net-mqtt ]]; then
+      start_mosquitto
+      stop_proc mosquitto
+      echo "listener $MQTT_PORT $NET_HOST" >>"$WORK/mosquitto.conf"
+      mosquitto -c "$WORK/mosquitto.conf" >>"$WORK/mosquitto.log" 2>&1 &
+      PIDS[mosquitto]=$!
+      wait_for 10 "mosquitto on $MQTT_PORT" port_open "$MQTT_PORT"
+      start_aggregator
+      MQTT_URI="tcp://$NET_HOST:$MQTT_PORT"
+      write_agent_config "$dev" "$rate"
+    else
+      ZMQ_HEARTBEAT_MS=1000 make_zmq_keys "$dev"
+      ZMQ_ENDPOINT="tcp://$NET_HOST:$ZMQ_PORT"
+      ZMQ_AGG_ARGS=("${ZMQ_AGG_ARGS[@]/#zmq.listen=*/zmq.listen=$ZMQ_ENDPOINT}")
+      start_aggregator "${ZMQ_AGG_ARGS[@]}"
+      ZMQ_HEARTBEAT_MS=1000 write_zmq_agent_config "$dev" "$rate"
+    fi
+    # The uplink's timing at its defaults (the harness's shorter ones removed).
+    sed -i -E '/^(ack_timeout_ms|reconnect_min_ms|reconnect_max_ms|heartbeat_ms) = /d' "$WORK/$dev.toml"
+
+    # The schedule, drawn first: it fixes how many readings the agent reads (all of it at rate).
+    plan=() total_ms=0
+    for i in $(seq 1 "$ITER"); do
+      loss=$(rand_ms 10 30) t_loss=$(rand_ms 4000 8000) t_delay=$(rand_ms 4000 8000)
+      t_cut=$(rand_ms 5000 20000) t_clean=$(rand_ms 2000 4000)
+      cut=down
+      ((i % 2)) || cut=blackhole
+      ((ITER >= 3 && i == ITER)) && t_cut=$(rand_ms 60000 120000) cut=blackhole
+      plan+=("$loss $t_loss $t_delay $cut $t_cut $t_clean")
+      total_ms=$((total_ms + t_loss + t_delay + t_cut + t_clean))
+    done
+    produced=$((total_ms * 2 * rate / 1000))
+    log "schedule: ${plan[*]}; $produced readings over $((total_ms / 1000)) s"
+    ip netns exec "$NS" "$AGENT_BIN" --config "$WORK/$dev.toml" \
+      --max-readings "$produced" --exit-when-drained >>"$WORK/$dev.log" 2>&1 &
+    PIDS[$dev]=$!
+    sleep 2  # connected and sending before the first fault
+    for i in $(seq 1 "$ITER"); do
+      read -r loss t_loss t_delay cut t_cut t_clean <<<"${plan[$((i - 1))]}"
+      netem --loss "$loss"
+      sleep_ms "$t_loss"
+      netem --delay-ms 200 --jitter-ms 50
+      sleep_ms "$t_delay"
+      if [[ $cut == down ]]; then
+        netem
+        nsx ip link set "$VETH_AGENT" down
+        sleep_ms "$t_cut"
+        nsx ip link set "$VETH_AGENT" up
+        wait_for 10 "a route to $NET_HOST after the link came back" nsx ip -4 route get "$NET_HOST"
+      else
+        netem --loss 100
+        sleep_ms "$t_cut"
+        netem
+      fi
+      if ! kill -0 "${PIDS[$dev]}" 2>/dev/null; then
+        st=0
+        wait "${PIDS[$dev]}" || st=$?
+        fail "the agent exited (status $st) during iteration $i"
+      fi
+      echo "  faults $i/$ITER: loss ${loss} % ${t_loss} ms, delay 200±50 ms ${t_delay} ms," \
+        "cut ($cut) ${t_cut} ms; outbox $(outbox_rows "$dev") batches waiting"
+      t_end=$(now_ms)
+      sleep_ms "$t_clean"
+    done
+    wait_agents_drained 300 "$dev"
+    note_recovery $(($(now_ms) - t_end))
+    netem  # collects the last counts
+    kill -0 "${PIDS[aggregator]}" || fail "the aggregator died"
+    python3 - "$WORK/netem.stats" >"$WORK/netem.sum" <<'PY' || nofault=1
+import json, sys
+t = {"seen": 0, "dropped": 0, "delayed": 0}
+for line in open(sys.argv[1]):
+    if line.strip():
+        for k in t:
+            t[k] += json.loads(line)[k]
+print(f"  netem: {t['seen']} packets queued, {t['dropped']} dropped, {t['delayed']} delayed")
+sys.exit(0 if t["dropped"] and t["delayed"] else 1)
+PY
+    cat "$WORK/netem.sum"
+    [[ -z ${nofault:-} ]] ||
+      fail "the faults dropped or delayed no packet: the scenario did not exercise the link"
+    n=$(grep -ciE 'reconnect|connection .* lost|no reply' "$WORK/$dev.log" || true)
+    echo "  agent log lines about the link: $n"
+    last=$(outbox_last_seq "$dev") rows=$(outbox_rows "$dev")
+    kafka_dump outpost.readings "$WORK/readings.jsonl"
+    rc=0
+    python3 "$TORTURE/account.py" "$WORK/readings.jsonl" "$dev=$last:$rows:$produced" \
+      >"$WORK/account.json" || rc=$?
+    python3 - "$WORK/account.json" "$RESULT" "$ITER" "$RECOVERY_MS" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1]))
+a["iterations"] = int(sys.argv[3])
+a["recovery_s"] = round(int(sys.argv[4]) / 1000, 1)
+json.dump(a, open(sys.argv[2], "w"))
+PY
+    cat "$WORK/account.json"
+    exit $rc
     ;;
 
   *)
