@@ -171,6 +171,8 @@ bool MqttIngest::start(const std::function<bool()>& stop_requested) {
   while (!stop_requested()) {
     try {
       cli->connect(opts)->wait();
+      // The connected handler runs on Paho's thread, maybe after wait() returns: up now.
+      impl->is_connected.store(true);
       impl->ack_thread = std::thread([impl] {
         setThreadName("op-mqtt-ack");
         impl->publishAcks();

@@ -39,4 +39,8 @@ void addProcessSettings(config::Schema& schema, const std::string& default_liste
               "host:port of /metrics and /healthz; port 0 picks a free port; empty disables");
 }
 
+void logOpsUrl(const std::string& listen, int port) {
+  spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, listen.rfind(':')), port);
+}
+
 }  // namespace outpost::cli

@@ -141,14 +141,4 @@ void HttpServer::stop() {
   }
 }
 
-namespace cli {
-Status serveOps(HttpServer& http, const config::Config& cfg) {
-  const std::string& listen = cfg.getString("http.listen");
-  if (listen.empty()) return {};
-  if (auto st = http.start(listen); !st) return st;
-  spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, listen.rfind(':')), http.port());
-  return {};
-}
-}  // namespace cli
-
 }  // namespace outpost

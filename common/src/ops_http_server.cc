@@ -145,14 +145,4 @@ void OpsHttpServer::stop() {
   thread_.join();
 }
 
-namespace cli {
-Status serveOps(OpsHttpServer& http, const config::Config& cfg) {
-  const std::string& listen = cfg.getString("http.listen");
-  if (listen.empty()) return {};
-  if (auto st = http.start(listen); !st) return st;
-  spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, listen.rfind(':')), http.port());
-  return {};
-}
-}  // namespace cli
-
 }  // namespace outpost

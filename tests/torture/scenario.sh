@@ -40,6 +40,19 @@ now_ms() { date +%s%3N; }
 RECOVERY_MS=0
 note_recovery() { (($1 > RECOVERY_MS)) && RECOVERY_MS=$1 || true; }
 
+# write_result: the accounting ($WORK/account.json) with the iteration count and the recovery
+# time added, written to RESULT and printed.
+write_result() {
+  python3 - "$WORK/account.json" "$RESULT" "$ITER" "$RECOVERY_MS" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1]))
+a["iterations"] = int(sys.argv[3])
+a["recovery_s"] = round(int(sys.argv[4]) / 1000, 1)
+json.dump(a, open(sys.argv[2], "w"))
+PY
+  cat "$WORK/account.json"
+}
+
 # finish DEVICE...: stop the agents (SIGTERM), drain each outbox (the recovery time is the
 # slowest drain), read outpost.readings and account for every accepted batch.
 finish() {
@@ -54,14 +67,7 @@ finish() {
   kafka_dump outpost.readings "$WORK/readings.jsonl"
   local rc=0
   python3 "$TORTURE/account.py" "$WORK/readings.jsonl" "${spec[@]}" >"$WORK/account.json" || rc=$?
-  python3 - "$WORK/account.json" "$RESULT" "$ITER" "$RECOVERY_MS" <<'PY'
-import json, sys
-a = json.load(open(sys.argv[1]))
-a["iterations"] = int(sys.argv[3])
-a["recovery_s"] = round(int(sys.argv[4]) / 1000, 1)
-json.dump(a, open(sys.argv[2], "w"))
-PY
-  cat "$WORK/account.json"
+  write_result
   return $rc
 }
 
@@ -220,14 +226,7 @@ case "$NAME" in
     python3 "$TORTURE/account_damaged.py" "$WORK/readings.jsonl" "$dev" "$WORK/accepted" \
       "$WORK/exposed" "$(outbox_rows "$dev")" "$WORK/unreadable" "$WORK/$dev.log" \
       >"$WORK/account.json" || rc=$?
-    python3 - "$WORK/account.json" "$RESULT" "$ITER" "$RECOVERY_MS" <<'PY'
-import json, sys
-a = json.load(open(sys.argv[1]))
-a["iterations"] = int(sys.argv[3])
-a["recovery_s"] = round(int(sys.argv[4]) / 1000, 1)
-json.dump(a, open(sys.argv[2], "w"))
-PY
-    cat "$WORK/account.json"
+    write_result
     moved=$(grep -c 'moved it to' "$WORK/$dev.log" || true)
     echo "  the agent moved $moved unreadable stores aside"
     exit $rc
@@ -286,14 +285,7 @@ PY
     rc=0
     python3 "$TORTURE/account.py" "$WORK/readings.jsonl" "$dev=$last:$rows:$produced" \
       >"$WORK/account.json" || rc=$?
-    python3 - "$WORK/account.json" "$RESULT" "$ITER" "$RECOVERY_MS" <<'PY'
-import json, sys
-a = json.load(open(sys.argv[1]))
-a["iterations"] = int(sys.argv[3])
-a["recovery_s"] = round(int(sys.argv[4]) / 1000, 1)
-json.dump(a, open(sys.argv[2], "w"))
-PY
-    cat "$WORK/account.json"
+    write_result
     exit $rc
     ;;
 
@@ -394,14 +386,7 @@ PY
     rc=0
     python3 "$TORTURE/account.py" "$WORK/readings.jsonl" "$dev=$last:$rows:$produced:$pending" \
       >"$WORK/account.json" || rc=$?
-    python3 - "$WORK/account.json" "$RESULT" "$ITER" "$RECOVERY_MS" <<'PY'
-import json, sys
-a = json.load(open(sys.argv[1]))
-a["iterations"] = int(sys.argv[3])
-a["recovery_s"] = round(int(sys.argv[4]) / 1000, 1)
-json.dump(a, open(sys.argv[2], "w"))
-PY
-    cat "$WORK/account.json"
+    write_result
     exit $rc
     ;;
 
@@ -795,14 +780,7 @@ PY
     rc=0
     python3 "$TORTURE/account.py" "$WORK/readings.jsonl" "$dev=$last:$rows:$produced" \
       >"$WORK/account.json" || rc=$?
-    python3 - "$WORK/account.json" "$RESULT" "$ITER" "$RECOVERY_MS" <<'PY'
-import json, sys
-a = json.load(open(sys.argv[1]))
-a["iterations"] = int(sys.argv[3])
-a["recovery_s"] = round(int(sys.argv[4]) / 1000, 1)
-json.dump(a, open(sys.argv[2], "w"))
-PY
-    cat "$WORK/account.json"
+    write_result
     exit $rc
     ;;
 

@@ -9,7 +9,6 @@
 #include <CLI/CLI.hpp>
 
 #include "outpost/common/config.h"
-#include "outpost/common/http_server.h"
 #include "outpost/common/status.h"
 
 namespace outpost::cli {
@@ -35,7 +34,18 @@ std::string configReference(const ProgramOptions& options, const config::Schema&
 // Declares the settings every long-running program has: log_level and http.listen.
 void addProcessSettings(config::Schema& schema, const std::string& default_listen);
 
+// Logs where /metrics is served ("metrics on http://HOST:PORT/metrics").
+void logOpsUrl(const std::string& listen, int port);
+
 // Starts /metrics and /healthz on `http.listen` (nothing when it is empty) and logs the URL.
-Status serveOps(HttpServer& http, const config::Config& cfg);
+// `Server`: HttpServer (cpp-httplib, the aggregator) or OpsHttpServer (libevent, the agent).
+template <typename Server>
+Status serveOps(Server& http, const config::Config& cfg) {
+  const std::string& listen = cfg.getString("http.listen");
+  if (listen.empty()) return {};
+  if (auto st = http.start(listen); !st) return st;
+  logOpsUrl(listen, http.port());
+  return {};
+}
 
 }  // namespace outpost::cli

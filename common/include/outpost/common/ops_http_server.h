@@ -55,9 +55,4 @@ class OpsHttpServer {
   int port_ = 0;
 };
 
-namespace cli {
-// Starts `http` on `http.listen` unless it is empty (the agent's twin of serveOps in cli.h).
-Status serveOps(OpsHttpServer& http, const config::Config& cfg);
-}  // namespace cli
-
 }  // namespace outpost
