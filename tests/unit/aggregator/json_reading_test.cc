@@ -7,6 +7,7 @@
 
 #include "outpost/aggregator/json.h"
 #include "outpost/common/codec.h"
+#include "support/encoded_batch.h"
 
 namespace agg = outpost::aggregator;
 namespace codec = outpost::codec;
@@ -16,19 +17,9 @@ namespace {
 
 constexpr int64_t kNow = 1'700'000'000'000'000;
 
-struct Encoded {
-  std::vector<uint8_t> bytes;
-  const wire::Batch* batch = nullptr;
-};
-
+using Encoded = outpost::testing::EncodedBatch;
 Encoded encode(const codec::BatchContent& content) {
-  Encoded e;
-  e.bytes = codec::encodeBatch(content);
-  auto v = codec::verifyBatch(std::span<const uint8_t>(e.bytes.data(), e.bytes.size()),
-                              codec::VerifyLimits{});
-  REQUIRE(v);
-  e.batch = *v;
-  return e;
+  return outpost::testing::encodeVerified(content);
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include <catch2/catch.hpp>
 
 #include "outpost/common/codec.h"
+#include "support/encoded_batch.h"
 
 namespace agg = outpost::aggregator;
 namespace codec = outpost::codec;
@@ -313,19 +314,9 @@ void checkValidJson(const std::string& json) {
 
 // ---------------------------------------------------------------------------------------------
 
-struct Encoded {
-  std::vector<uint8_t> bytes;
-  const wire::Batch* batch = nullptr;
-};
-
+using Encoded = outpost::testing::EncodedBatch;
 Encoded encode(const codec::BatchContent& content) {
-  Encoded e;
-  e.bytes = codec::encodeBatch(content);
-  auto v = codec::verifyBatch(std::span<const uint8_t>(e.bytes.data(), e.bytes.size()),
-                              codec::VerifyLimits{});
-  if (!v) FAIL("verifyBatch: " << v.error().toString());
-  e.batch = *v;
-  return e;
+  return outpost::testing::encodeVerified(content);
 }
 
 std::string render(const wire::Batch& b, size_t part = 0, size_t per_part = 1000) {

@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "outpost/common/codec.h"
+#include "support/encoded_batch.h"
 
 namespace agg = outpost::aggregator;
 namespace codec = outpost::codec;
@@ -17,19 +18,9 @@ namespace {
 constexpr int64_t kMinute = 60'000'000;
 constexpr int64_t kT0 = 1'700'000'040'000'000;  // a minute boundary (28333334 min)
 
-struct Encoded {
-  std::vector<uint8_t> bytes;
-  const wire::Batch* batch = nullptr;
-};
-
+using Encoded = outpost::testing::EncodedBatch;
 Encoded encode(const codec::BatchContent& content) {
-  Encoded e;
-  e.bytes = codec::encodeBatch(content);
-  auto v = codec::verifyBatch(std::span<const uint8_t>(e.bytes.data(), e.bytes.size()),
-                              codec::VerifyLimits{});
-  REQUIRE(v);
-  e.batch = *v;
-  return e;
+  return outpost::testing::encodeVerified(content);
 }
 
 codec::BatchContent batchOf(const std::string& device, std::vector<wire::Reading> readings) {
