@@ -212,19 +212,24 @@ Status Outbox::init() {
 // the database file to checkpoint). Best effort: without it drop_oldest degrades to dropping the
 // new batches, and a delete waits for a checkpoint to free the WAL's space.
 
-uint64_t Outbox::reserveTarget() const {
+std::optional<Outbox::FsSpace> Outbox::fsSpace() const {
   struct statvfs vfs {};
   const std::string dir = std::filesystem::path(options_.path).parent_path().string();
-  if (::statvfs(dir.empty() ? "." : dir.c_str(), &vfs) != 0) return kReserveBytes;
-  const uint64_t total = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize;
-  return std::clamp<uint64_t>(total / 16 / kPageBytes * kPageBytes, kMinReserveBytes, kReserveBytes);
+  if (::statvfs(dir.empty() ? "." : dir.c_str(), &vfs) != 0) return std::nullopt;
+  return FsSpace{static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize,
+                 static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize};
+}
+
+uint64_t Outbox::reserveTarget() const {
+  const auto fs = fsSpace();
+  if (!fs) return kReserveBytes;
+  return std::clamp<uint64_t>(fs->total / 16 / kPageBytes * kPageBytes, kMinReserveBytes,
+                              kReserveBytes);
 }
 
 bool Outbox::diskNearlyFull() const {
-  struct statvfs vfs {};
-  const std::string dir = std::filesystem::path(options_.path).parent_path().string();
-  if (::statvfs(dir.empty() ? "." : dir.c_str(), &vfs) != 0) return true;
-  return static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize < reserveTarget();
+  const auto fs = fsSpace();
+  return !fs || fs->available < reserveTarget();
 }
 
 void Outbox::takeReserve() {
@@ -261,6 +266,11 @@ void Outbox::releaseReserve() {
   reserve_held_ = false;
   spdlog::warn("outbox: disk full; released the {} KB reserve beside the store to make room",
                reserve_bytes_ >> 10);
+}
+
+void Outbox::makeRoomLocked(int mode) {
+  releaseReserve();
+  sqlite3_wal_checkpoint_v2(db_, nullptr, mode, nullptr, nullptr);
 }
 
 Result<int64_t> Outbox::getMeta(const char* key, int64_t fallback) {
@@ -485,8 +495,7 @@ Result<AppendOutcome> Outbox::appendMany(std::span<codec::BatchContent> batches)
     const size_t evict = std::max<size_t>(1, batches.size()) << attempt;
     // SQLite needs free space to record the eviction and to move the WAL into the database: the
     // reserve file is given up for that, and taken again once writes succeed.
-    releaseReserve();
-    sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    makeRoomLocked(SQLITE_CHECKPOINT_TRUNCATE);
     Transaction tx(db_);
     Status st = tx.begun() == SQLITE_OK ? Status{} : sqlite::failure(db_, tx.begun(), "begin");
     for (size_t i = 0; st && i < evict && stats_.rows > 0; ++i) {
@@ -533,10 +542,7 @@ Result<AppendOutcome> Outbox::appendMany(std::span<codec::BatchContent> batches)
   committed();
   if ((!reserve_held_ || disk_cap_ != 0) && ++reserve_retry_ % 64 == 0) {
     // Space may have returned: take the reserve again and lift the disk cap if there is plenty.
-    struct statvfs vfs {};
-    const std::string dir = std::filesystem::path(options_.path).parent_path().string();
-    if (::statvfs(dir.empty() ? "." : dir.c_str(), &vfs) == 0 &&
-        static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize > 2 * reserveTarget()) {
+    if (const auto fs = fsSpace(); fs && fs->available > 2 * reserveTarget()) {
       takeReserve();
       if (reserve_held_ && disk_cap_ != 0) {
         disk_cap_ = 0;
@@ -639,10 +645,7 @@ Status Outbox::ackMany(std::span<const uint64_t> seqs) {
     // instead of needing new space the database may have taken meanwhile. Any other I/O error:
     // delete again once (the sender retries later if that fails too).
     const bool disk_full = diskNearlyFull();
-    if (disk_full) {
-      releaseReserve();
-      sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
-    }
+    if (disk_full) makeRoomLocked(SQLITE_CHECKPOINT_RESTART);
     st = ackLocked(seqs);
     if (st && disk_full) {
       spdlog::warn("outbox: deleting acknowledged batches needed room on a full disk; done after "

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -174,6 +175,11 @@ class Outbox {
   void countDropLocked(uint64_t readings, DropReason reason);
   Result<AppendOutcome> appendGroupLocked(std::span<codec::BatchContent> batches);
   Status ackLocked(std::span<const uint64_t> seqs);
+  // The store's file system: total and available bytes (nullopt if statvfs fails).
+  struct FsSpace {
+    uint64_t total, available;
+  };
+  std::optional<FsSpace> fsSpace() const;
   uint64_t reserveTarget() const;
   // True if the store's file system has less than a reserve's worth of space left (or cannot be
   // asked): only then does an I/O error mean "disk full" and justify evicting or giving up the
@@ -181,6 +187,9 @@ class Outbox {
   bool diskNearlyFull() const;
   void takeReserve();
   void releaseReserve();
+  // On a full disk: gives up the reserve and checkpoints the WAL into the database (`mode`:
+  // SQLITE_CHECKPOINT_TRUNCATE frees the WAL's space, _RESTART lets the next frames reuse it).
+  void makeRoomLocked(int mode);
 
   sqlite3* db_;
   OutboxOptions options_;  // limits GUARDED_BY(mu_); path and synchronous fixed
