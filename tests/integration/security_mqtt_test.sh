@@ -61,8 +61,10 @@ refused_agent_check() {  # refused_agent_check NAME
   [[ $(metric "$port" outpost_agent_mqtt_connected) == 0 ]] || fail "$name is connected"
   stop_proc "$name"
   [[ $(outbox_rows "$name") -gt 0 ]] || fail "$name's batches left its outbox"
-  tail -n +"$((log_mark + 1))" "$WORK/mosquitto.log" | grep -Eq "${WHY[$name]}" ||
-    fail "$name: the broker's log does not say '${WHY[$name]}'"
+  # The agent may count a failure (e.g. a socket error on its first attempt) before the broker
+  # has logged the handshake it refused: wait for the broker's line rather than reading once.
+  wait_for 10 "$name: the broker's log says '${WHY[$name]}'" bash -c \
+    "tail -n +$((log_mark + 1)) '$WORK/mosquitto.log' | grep -Eq '${WHY[$name]}'"
   log "refused and counted: $name (${WHY[$name]})"
 }
 A_CREDS=('username = "dev-a"' "password_file = \"$PKI/dev-a.pass\"")
