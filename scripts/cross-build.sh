@@ -103,7 +103,7 @@ echo "cross-build($arch): stripped outpost-agent is $size bytes (target <= 31457
 ((size <= 3145728)) || { echo "cross-build: the stripped agent is above 3 MiB" >&2; exit 1; }
 
 if [[ $e2e == 1 ]]; then
-  for b in aggregator/outpost-aggregator aggregator/outpost-devkafka; do
+  for b in aggregator/outpost-aggregator tools/devkafka/outpost-devkafka; do
     [[ -x $host_build/$b ]] || { echo "cross-build: --e2e needs $host_build/$b (native build)" >&2; exit 1; }
   done
   ctest --test-dir "$build" --output-on-failure -R '^integration\.qemu_agent$'

@@ -150,7 +150,7 @@ if [[ $kafka_mode == real ]]; then
   KAFKA_PID=$(cat "$WORK/kafka/kafka.pid")
   KAFKA_DESC="Apache Kafka ${OUTPOST_KAFKA_VERSION:-$(sed -n 's/^KAFKA_VERSION=.*:-\(.*\)}$/\1/p' scripts/kafka.sh)}, real broker (KRaft); log $WORK/kafka/server.log"
 else
-  "$BUILD_DIR/aggregator/outpost-devkafka" --listen "127.0.0.1:$KAFKA_PORT" >"$WORK/devkafka.log" 2>&1 &
+  "$BUILD_DIR/tools/devkafka/outpost-devkafka" --listen "127.0.0.1:$KAFKA_PORT" >"$WORK/devkafka.log" 2>&1 &
   PIDS+=($!)
   wait_port "$KAFKA_PORT"
   KAFKA_DESC="in-memory development broker"

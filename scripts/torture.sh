@@ -52,7 +52,7 @@ if [[ -n "$SEED" && ! "$SEED" =~ ^[0-9]+$ ]]; then
   exit 2
 fi
 BUILD_DIR=$(cd "$BUILD_DIR" && pwd)
-for bin in agent/outpost-agent aggregator/outpost-aggregator aggregator/outpost-devkafka; do
+for bin in agent/outpost-agent aggregator/outpost-aggregator tools/devkafka/outpost-devkafka; do
   [[ -x "$BUILD_DIR/$bin" ]] || { echo "torture.sh: $BUILD_DIR/$bin is not built" >&2; exit 2; }
 done
 RESULTS=${RESULTS:-$BUILD_DIR/torture-results.tsv}

@@ -1,4 +1,4 @@
-// outpost-bench-latest: the latest-state store (aggregator/src/latest_store.cc) on its own.
+// outpost-bench-latest: the latest-state store (aggregator/src/serve/latest_store.cc) on its own.
 //
 //  1. Memory per tracked sensor: RSS (from /proc/self/statm) before and after DEVICES x SENSORS
 //     sensors were created and their whole history ring filled (`--fill` minutes of one reading a

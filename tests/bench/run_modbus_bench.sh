@@ -27,7 +27,7 @@ done
 source "$(dirname "$0")/../integration/lib.sh"
 AGG_DIR=${OUTPOST_AGGREGATOR_BUILD_DIR:-$OUTPOST_BUILD_DIR}
 AGGREGATOR_BIN="$AGG_DIR/aggregator/outpost-aggregator"
-DEVKAFKA_BIN="$AGG_DIR/aggregator/outpost-devkafka"
+DEVKAFKA_BIN="$AGG_DIR/tools/devkafka/outpost-devkafka"
 SERVER_BIN="$OUTPOST_BUILD_DIR/tests/integration/outpost-modbus-testserver"
 TICKS=$(getconf CLK_TCK)
 

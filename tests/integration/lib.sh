@@ -12,7 +12,7 @@ set -euo pipefail
 : "${OUTPOST_BUILD_DIR:?set OUTPOST_BUILD_DIR to the CMake build directory}"
 AGENT_BIN="$OUTPOST_BUILD_DIR/agent/outpost-agent"
 AGGREGATOR_BIN="$OUTPOST_BUILD_DIR/aggregator/outpost-aggregator"
-DEVKAFKA_BIN="$OUTPOST_BUILD_DIR/aggregator/outpost-devkafka"
+DEVKAFKA_BIN="$OUTPOST_BUILD_DIR/tools/devkafka/outpost-devkafka"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/outpost_it.XXXXXX")

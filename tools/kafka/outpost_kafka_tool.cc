@@ -229,7 +229,7 @@ int checkBroker(const std::string& bootstrap) {
                     t_out = "outpost.check.out." + sfx, t_grp = "outpost.check.group." + sfx;
   if (createTopics(bootstrap, 6, {t_idem, t_in, t_out, t_grp}) != 0) die("could not create topics");
 
-  // (1) Idempotent producer with the aggregator's settings (aggregator/src/kafka.cc).
+  // (1) Idempotent producer with the aggregator's settings (aggregator/src/kafka/kafka.cc).
   std::pair<int, std::string> dr{0, ""};
   rd_kafka_t* p = makeClient(RD_KAFKA_PRODUCER, bootstrap,
                              {{"enable.idempotence", "true"},
