@@ -266,7 +266,9 @@ int main(int argc, char** argv) {
           [&](const std::string& t, const std::string& k, const std::string& v) {
             return aggregator.publishEvent(t, k, v);
           },
-          readiness);
+          readiness,
+          OpsSources{&aggregator, with_mqtt ? std::function<bool()>([&] { return mqtt_up(); })
+                                            : std::function<bool()>()});
       aggregator.setObserver(ops.get());
       // Alarms that open go to the dashboard and the webhook (ended ones only close them on Kafka).
       aggregator.anomalies().addObserver([&ops](const AnomalyRecord& r, std::string_view json) {

@@ -10,6 +10,7 @@
 
 #include "outpost/common/cli.h"
 #include "outpost/common/config.h"
+#include "outpost/common/json.h"
 
 #include "outpost/common/thread_name.h"
 
@@ -38,18 +39,12 @@ HttpServer::HttpServer(metrics::Registry& registry, HealthFn health, ReadyFn rea
     std::string detail;
     const bool ok = health ? health(detail) : true;
     res.status = ok ? 200 : 503;
-    res.set_content(std::string("{\"status\":") + (ok ? "\"ok\"" : "\"unhealthy\"") +
-                        ",\"detail\":" + jsonQuote(detail) + "}\n",
-                    "application/json");
+    res.set_content(healthBody(ok, detail), "application/json");
   });
   server_->Get("/readyz", [ready](const httplib::Request&, httplib::Response& res) {
     const std::vector<std::string> reasons = ready ? ready() : std::vector<std::string>{};
-    std::string body =
-        std::string("{\"ready\":") + (reasons.empty() ? "true" : "false") + ",\"reasons\":[";
-    for (size_t i = 0; i < reasons.size(); ++i) body += (i ? "," : "") + jsonQuote(reasons[i]);
-    body += "]}\n";
     res.status = reasons.empty() ? 200 : 503;
-    res.set_content(body, "application/json");
+    res.set_content(readyBody(reasons), "application/json");
   });
 }
 
@@ -83,9 +78,14 @@ void HttpServer::addEventStream(const std::string& path, std::function<std::stri
       stream_clients_.fetch_sub(1);
       res.status = 503;
       res.set_header("Retry-After", "5");
-      res.set_content("{\"error\":\"too many event-stream clients (limit " +
-                          std::to_string(max_clients) + ")\"}\n",
-                      "application/json");
+      std::string body;
+      json::Writer(body)
+          .beginObject()
+          .member("error",
+                  "too many event-stream clients (limit " + std::to_string(max_clients) + ")")
+          .endObject();
+      body += "\n";
+      res.set_content(body, "application/json");
       return;
     }
     res.set_header("Cache-Control", "no-cache");

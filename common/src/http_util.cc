@@ -1,11 +1,11 @@
-// splitHostPort and jsonQuote (http_server.h): shared by both HTTP servers, so that neither server
+// splitHostPort, healthBody and readyBody (http_server.h): shared by both HTTP servers, so that neither server
 // library is needed to use them.
 #include <charconv>
-#include <cstdio>
 #include <string>
 #include <string_view>
 
 #include "outpost/common/http_server.h"
+#include "outpost/common/json.h"
 
 namespace outpost {
 
@@ -19,41 +19,20 @@ bool splitHostPort(const std::string& s, std::string& host, int& port) {
   return ec == std::errc() && p == e && port >= 0 && port <= 65535;
 }
 
-std::string jsonQuote(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c >= 0x7f) {
-          // Bytes outside printable ASCII are escaped one by one: the output is valid JSON
-          // whatever the input (device-reported strings are untrusted).
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-  return out;
+std::string healthBody(bool ok, std::string_view detail) {
+  std::string body;
+  json::Writer w(body);
+  w.beginObject().member("status", ok ? "ok" : "unhealthy").member("detail", detail).endObject();
+  return body + "\n";
+}
+
+std::string readyBody(const std::vector<std::string>& reasons) {
+  std::string body;
+  json::Writer w(body);
+  w.beginObject().member("ready", reasons.empty()).key("reasons").beginArray();
+  for (const auto& r : reasons) w.string(r);
+  w.endArray().endObject();
+  return body + "\n";
 }
 
 }  // namespace outpost

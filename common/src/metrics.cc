@@ -241,4 +241,11 @@ Counter& CounterVec::with(std::string_view value) {
   return c;
 }
 
+uint64_t CounterVec::sum() const {
+  const size_t n = count_.load(std::memory_order_acquire);
+  uint64_t total = 0;
+  for (size_t i = 0; i < n; ++i) total += slots_[i].second->value();
+  return total;
+}
+
 }  // namespace outpost::metrics

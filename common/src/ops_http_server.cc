@@ -40,13 +40,10 @@ HttpServer::Response OpsHttpServer::respond(const std::string& path) const {
     const bool ok = health_ ? health_(detail) : true;
     r.status = ok ? 200 : 503;
     r.content_type = "application/json";
-    r.body = std::string("{\"status\":") + (ok ? "\"ok\"" : "\"unhealthy\"") +
-             ",\"detail\":" + jsonQuote(detail) + "}\n";
+    r.body = healthBody(ok, detail);
   } else if (path == "/readyz") {
     const std::vector<std::string> reasons = ready_ ? ready_() : std::vector<std::string>{};
-    r.body = std::string("{\"ready\":") + (reasons.empty() ? "true" : "false") + ",\"reasons\":[";
-    for (size_t i = 0; i < reasons.size(); ++i) r.body += (i ? "," : "") + jsonQuote(reasons[i]);
-    r.body += "]}\n";
+    r.body = readyBody(reasons);
     r.status = reasons.empty() ? 200 : 503;
     r.content_type = "application/json";
   } else {

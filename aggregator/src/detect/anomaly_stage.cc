@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "outpost/aggregator/json.h"
+#include "outpost/common/json.h"
 #include "outpost/aggregator/kafka.h"
 
 namespace outpost::aggregator {
@@ -213,36 +214,30 @@ AnomalyOptions anomalyOptionsFrom(const config::Config& cfg) {
 }
 
 void appendAnomalyJson(const AnomalyRecord& r, std::string& out) {
-  out += "{\"device\":";
-  appendJsonString(out, r.device);
-  out += ",\"sensor\":";
-  appendJsonString(out, r.sensor);
-  out += ",\"kind\":\"";
-  out += detect::kindName(r.kind);
-  out += "\",\"detector\":\"";
-  out += detect::detectorName(r.kind);
-  out += r.ended ? "\",\"state\":\"ended\"" : "\",\"state\":\"open\"";
-  out += ",\"timestamp_us\":";
-  out += std::to_string(r.timestamp_us);
-  out += ",\"value\":";
-  appendJsonNumber(out, r.value);
-  out += ",\"score\":";
-  appendJsonNumber(out, r.score);
-  out += ",\"expected_lo\":";
-  appendJsonNumber(out, r.expected_lo);
-  out += ",\"expected_hi\":";
-  appendJsonNumber(out, r.expected_hi);
-  out += ",\"ended_us\":";
-  out += r.ended ? std::to_string(r.ended_us) : std::string("null");
-  if (r.device_level) {
-    out += ",\"scope\":\"device\",\"sensors\":[";
-    for (size_t i = 0; i < r.sensors.size(); ++i) {
-      if (i) out += ',';
-      appendJsonString(out, r.sensors[i]);
-    }
-    out += ']';
+  json::Writer w(out);
+  w.beginObject()
+      .member("device", r.device)
+      .member("sensor", r.sensor)
+      .member("kind", detect::kindName(r.kind))
+      .member("detector", detect::detectorName(r.kind))
+      .member("state", r.ended ? "ended" : "open")
+      .member("timestamp_us", r.timestamp_us)
+      .member("value", r.value)
+      .member("score", r.score)
+      .member("expected_lo", r.expected_lo)
+      .member("expected_hi", r.expected_hi)
+      .key("ended_us");
+  if (r.ended) {
+    w.integer(r.ended_us);
+  } else {
+    w.null();
   }
-  out += "}";
+  if (r.device_level) {
+    w.member("scope", "device").key("sensors").beginArray();
+    for (const auto& name : r.sensors) w.string(name);
+    w.endArray();
+  }
+  w.endObject();
 }
 
 // --- AnomalyDetection ---

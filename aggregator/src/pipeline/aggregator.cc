@@ -74,6 +74,8 @@ Aggregator::Aggregator(AggregatorOptions options, metrics::Registry& registry, c
       readings_in_(registry, "outpost_aggregator_readings_received_total",
                    "Readings in verified batches (duplicates included), by transport",
                    "transport"),
+      rejected_(registry, "outpost_aggregator_rejected_batches_total",
+                "Batches that failed verification, by reason", "reason"),
       events_failed_(registry.counter("outpost_aggregator_ops_events_failed_total",
                                       "Ops events (device status) not delivered to Kafka")),
       published_batches_(registry.counter("outpost_aggregator_batches_published_total",
@@ -187,6 +189,33 @@ void Aggregator::start() {
     });
   }
   started_.store(true);
+  running_once_.store(true);
+}
+
+PipelineTotals Aggregator::totals() const {
+  PipelineTotals t;
+  t.batches_in = received_.sum();
+  t.readings_in = readings_in_.sum();
+  t.batches_published = published_batches_.value();
+  t.readings_published = published_readings_.value();
+  t.rejected = rejected_.sum();
+  t.duplicates = duplicates_.value() + duplicates_inflight_.value();
+  t.undelivered_batches = delivery_failures_.value();
+  t.anomalies = anomaly_.raised();
+  if (running_once_.load()) {  // the producer exists from then on
+    t.kafka_delivered = producer_->delivered();
+    t.kafka_failed = producer_->failed();
+  }
+  return t;
+}
+
+PipelineLevels Aggregator::levels() const {
+  PipelineLevels l;
+  if (!running_once_.load()) return l;  // workers and producer are created by start()
+  l.kafka_outstanding = producer_->outstanding();
+  l.intake_paused = producer_->pausedWorkers();
+  for (const auto& w : workers_) l.queue_depths.push_back(static_cast<double>(w->queue.size()));
+  return l;
 }
 
 void Aggregator::publishLatest() {
@@ -354,10 +383,7 @@ void Aggregator::pollAnomalies(Worker& w) {
 }
 
 void Aggregator::deadLetter(Inbound& in, const codec::DecodeError& why, const BatchKey* key) {
-  registry_
-      .counter("outpost_aggregator_rejected_batches_total",
-               "Batches that failed verification, by reason", {{"reason", codec::reasonName(why.reason)}})
-      .inc();
+  rejected_.with(codec::reasonName(why.reason)).inc();
   spdlog::warn("rejected batch from '{}' ({} bytes, {}): {}", in.device, in.payload.size(),
                in.source, why.toString());
   if (key && dedup_->begin(*key) != DedupStore::State::kNew) {

@@ -1,81 +1,12 @@
 #include "outpost/aggregator/device_registry.h"
 
-#include <charconv>
-
-#include "outpost/aggregator/json.h"
+#include "outpost/common/json.h"
 
 namespace outpost::aggregator {
 namespace {
 
 constexpr size_t kMaxStatusBytes = 1024;
 constexpr uint64_t kWindowBits = 64;
-
-// A flat JSON object of string / number / true / false / null members, the only shape a status
-// message has. Nested values, escapes other than \" \\ \/, or any syntax error: nullopt.
-using Flat = std::map<std::string, std::string, std::less<>>;
-
-std::optional<Flat> parseFlatObject(std::string_view s) {
-  Flat out;
-  size_t i = 0;
-  auto ws = [&] {
-    while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
-  };
-  auto str = [&](std::string& v) -> bool {
-    if (i >= s.size() || s[i] != '"') return false;
-    ++i;
-    while (i < s.size() && s[i] != '"') {
-      char c = s[i++];
-      if (static_cast<unsigned char>(c) < 0x20) return false;
-      if (c == '\\') {
-        if (i >= s.size()) return false;
-        c = s[i++];
-        if (c != '"' && c != '\\' && c != '/') return false;
-      }
-      v += c;
-    }
-    if (i >= s.size()) return false;
-    ++i;
-    return true;
-  };
-  ws();
-  if (i >= s.size() || s[i++] != '{') return std::nullopt;
-  ws();
-  if (i < s.size() && s[i] == '}') return out;
-  for (;;) {
-    ws();
-    std::string key, val;
-    if (!str(key)) return std::nullopt;
-    ws();
-    if (i >= s.size() || s[i++] != ':') return std::nullopt;
-    ws();
-    if (i < s.size() && s[i] == '"') {
-      if (!str(val)) return std::nullopt;
-    } else {
-      const size_t b = i;
-      while (i < s.size() && s[i] != ',' && s[i] != '}' && s[i] != ' ') ++i;
-      val.assign(s.substr(b, i - b));
-      if (val.empty() || val.front() == '{' || val.front() == '[') return std::nullopt;
-    }
-    out[key] = std::move(val);
-    ws();
-    if (i >= s.size()) return std::nullopt;
-    if (s[i] == ',') {
-      ++i;
-      continue;
-    }
-    if (s[i] == '}') {
-      ++i;
-      ws();
-      return i == s.size() ? std::optional<Flat>(std::move(out)) : std::nullopt;
-    }
-    return std::nullopt;
-  }
-}
-
-bool parseInt(std::string_view s, int64_t& v) {
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  return ec == std::errc() && p == s.data() + s.size();
-}
 
 // A version string shown on the dashboard: printable ASCII, bounded.
 bool plausibleVersion(std::string_view v) {
@@ -86,59 +17,53 @@ bool plausibleVersion(std::string_view v) {
   return true;
 }
 
-void field(std::string& o, const char* name, int64_t v) {
-  o += ",\"";
-  o += name;
-  o += "\":";
-  o += std::to_string(v);
-}
-
-void fieldU(std::string& o, const char* name, uint64_t v) {
-  o += ",\"";
-  o += name;
-  o += "\":";
-  o += std::to_string(v);
-}
-
 }  // namespace
 
 std::string deviceJson(const DeviceInfo& d, int64_t now_us) {
-  std::string o = "{\"id\":";
-  appendJsonString(o, d.id);
-  o += ",\"state\":";
-  o += d.online ? "\"online\"" : "\"offline\"";
-  o += ",\"reason\":";
-  appendJsonString(o, d.reason);
-  field(o, "state_since_us", d.state_since_us);
-  field(o, "first_seen_us", d.first_seen_us);
-  field(o, "last_seen_us", d.last_seen_us);
-  o += ",\"last_seen_age_s\":";
+  std::string o;
+  json::Writer w(o);
+  w.beginObject()
+      .member("id", d.id)
+      .member("state", d.online ? "online" : "offline")
+      .member("reason", d.reason)
+      .member("state_since_us", d.state_since_us)
+      .member("first_seen_us", d.first_seen_us)
+      .member("last_seen_us", d.last_seen_us)
+      .key("last_seen_age_s");
   if (d.last_seen_us > 0) {
-    appendJsonNumber(o, static_cast<double>(std::max<int64_t>(0, now_us - d.last_seen_us)) / 1e6);
+    w.number(static_cast<double>(std::max<int64_t>(0, now_us - d.last_seen_us)) / 1e6);
   } else {
-    o += "null";
+    w.null();
   }
-  field(o, "last_batch_us", d.last_batch_us);
-  o += ",\"agent_version\":";
-  if (d.agent_version.empty())
-    o += "null";
-  else
-    appendJsonString(o, d.agent_version);
+  w.member("last_batch_us", d.last_batch_us).key("agent_version");
+  if (d.agent_version.empty()) {
+    w.null();
+  } else {
+    w.string(d.agent_version);
+  }
   // As a string: epochs are random 64-bit numbers, beyond what a JSON number keeps exactly in
   // JavaScript (2^53).
-  o += ",\"epoch\":\"" + std::to_string(d.epoch) + "\"";
-  fieldU(o, "epoch_changes", d.epoch_changes);
-  fieldU(o, "last_seq", d.last_seq);
-  fieldU(o, "seq_gaps", d.seq_gaps);
-  fieldU(o, "batches", d.batches);
-  fieldU(o, "duplicates", d.duplicates);
-  fieldU(o, "items", d.items);
-  fieldU(o, "dropped_reported", d.dropped_reported);
-  o += ",\"backlog_rows\":";
-  o += d.backlog_rows < 0 ? "null" : std::to_string(d.backlog_rows);
-  o += ",\"backlog_bytes\":";
-  o += d.backlog_bytes < 0 ? "null" : std::to_string(d.backlog_bytes);
-  o += "}";
+  w.key("epoch").uintString(d.epoch)
+      .member("epoch_changes", d.epoch_changes)
+      .member("last_seq", d.last_seq)
+      .member("seq_gaps", d.seq_gaps)
+      .member("batches", d.batches)
+      .member("duplicates", d.duplicates)
+      .member("items", d.items)
+      .member("dropped_reported", d.dropped_reported)
+      .key("backlog_rows");
+  if (d.backlog_rows < 0) {
+    w.null();
+  } else {
+    w.integer(d.backlog_rows);
+  }
+  w.key("backlog_bytes");
+  if (d.backlog_bytes < 0) {
+    w.null();
+  } else {
+    w.integer(d.backlog_bytes);
+  }
+  w.endObject();
   return o;
 }
 
@@ -234,21 +159,28 @@ bool DeviceRegistry::onStatus(const std::string& device, std::string_view payloa
   if (payload == "online" || payload == "offline") {
     state = payload;
   } else {
-    auto obj = parseFlatObject(payload);
-    if (!obj) return false;
-    if (auto it = obj->find("state"); it != obj->end()) state = it->second;
-    if (auto it = obj->find("reason"); it != obj->end()) {
-      if (it->second == "last_will" || it->second == "shutdown") reason = it->second;
+    json::ParseLimits limits;
+    limits.max_bytes = kMaxStatusBytes;
+    limits.max_depth = 4;
+    auto doc = json::parse(payload, limits);
+    if (!doc || !doc->isObject()) return false;
+    auto text = [&](std::string_view k) -> const std::string* {
+      const json::Value* v = doc->find(k);
+      return v ? v->asString() : nullptr;
+    };
+    // A count the agent reports: a non-negative integer, else unknown (-1).
+    auto count = [&](std::string_view k) -> int64_t {
+      const json::Value* v = doc->find(k);
+      const auto n = v ? v->asInt() : std::nullopt;
+      return n && *n >= 0 ? *n : -1;
+    };
+    if (const std::string* s = text("state")) state = *s;
+    if (const std::string* r = text("reason"); r && (*r == "last_will" || *r == "shutdown")) {
+      reason = *r;
     }
-    if (auto it = obj->find("version"); it != obj->end() && plausibleVersion(it->second)) {
-      version = it->second;
-    }
-    if (auto it = obj->find("backlog_rows"); it != obj->end()) {
-      if (!parseInt(it->second, rows) || rows < 0) rows = -1;
-    }
-    if (auto it = obj->find("backlog_bytes"); it != obj->end()) {
-      if (!parseInt(it->second, bytes) || bytes < 0) bytes = -1;
-    }
+    if (const std::string* v = text("version"); v && plausibleVersion(*v)) version = *v;
+    rows = count("backlog_rows");
+    bytes = count("backlog_bytes");
   }
   if (state != "online" && state != "offline") return false;
   std::vector<DeviceInfo> changes;

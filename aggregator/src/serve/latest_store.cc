@@ -6,7 +6,7 @@
 #include <limits>
 #include <unordered_map>
 
-#include "outpost/aggregator/json.h"
+#include "outpost/common/json.h"
 
 namespace outpost::aggregator {
 namespace {
@@ -32,37 +32,29 @@ HttpServer::Response jsonResponse(int status, std::string body) {
 }
 
 HttpServer::Response badParam(const char* param, const std::string& value, const std::string& why) {
-  std::string o = "{\"error\":";
-  appendJsonString(o, std::string(param) + " " + why);
-  o += ",\"parameter\":\"";
-  o += param;
-  o += "\",\"value\":";
-  appendJsonString(o, value);
-  return jsonResponse(400, o + "}");
+  std::string o;
+  json::Writer(o)
+      .beginObject()
+      .member("error", std::string(param) + " " + why)
+      .member("parameter", param)
+      .member("value", value)
+      .endObject();
+  return jsonResponse(400, std::move(o));
 }
 
 HttpServer::Response notFound(const std::string& what, const std::string& device,
                               const std::string* sensor) {
-  std::string o = "{\"error\":";
-  appendJsonString(o, what);
-  o += ",\"device\":";
-  appendJsonString(o, device);
-  if (sensor) {
-    o += ",\"sensor\":";
-    appendJsonString(o, *sensor);
-  }
-  return jsonResponse(404, o + "}");
+  std::string o;
+  json::Writer w(o);
+  w.beginObject().member("error", what).member("device", device);
+  if (sensor) w.member("sensor", *sensor);
+  w.endObject();
+  return jsonResponse(404, std::move(o));
 }
 
 bool parseInt(const std::string& s, int64_t& v) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   return !s.empty() && ec == std::errc() && p == s.data() + s.size();
-}
-
-void appendInt(std::string& o, int64_t v) {
-  char buf[24];
-  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  o.append(buf, p);
 }
 
 }  // namespace
@@ -267,50 +259,38 @@ void LatestStore::update(const std::string& device, const wire::Batch& batch, in
 }
 
 HttpServer::Response LatestStore::sensorsJson(const std::string& device, size_t recent) const {
-  std::string o = "{\"device\":";
-  appendJsonString(o, device);
-  o += ",\"bucket_s\":";
-  appendInt(o, opt_.bucket_s);
-  o += ",\"sensors\":[";
+  std::string o;
+  json::Writer w(o);
+  w.beginObject().member("device", device).member("bucket_s", opt_.bucket_s).key("sensors");
+  w.beginArray();
   const Shard& sh = shardOf(device);
   {
     std::lock_guard lock(sh.mu);
     auto dit = sh.devices.find(device);
     if (dit == sh.devices.end()) return notFound("no readings from this device", device, nullptr);
-    bool first = true;
     for (const auto& [name, s] : dit->second.sensors) {
-      o += first ? "{\"name\":" : ",{\"name\":";
-      first = false;
-      appendJsonString(o, name);
-      o += ",\"unit\":";
-      appendJsonString(o, s.unit);
-      o += ",\"value\":";
-      appendJsonNumber(o, s.value);
-      o += ",\"ts_us\":";
-      appendInt(o, s.ts_us);
-      o += ",\"quality\":\"";
-      o += qualityText(s.quality);
-      o += "\",\"updated_us\":";
-      appendInt(o, s.updated_us);
-      o += ",\"history_buckets\":";
-      appendInt(o, static_cast<int64_t>(s.size));
+      w.beginObject()
+          .member("name", name)
+          .member("unit", s.unit)
+          .member("value", s.value)
+          .member("ts_us", s.ts_us)
+          .member("quality", qualityText(s.quality))
+          .member("updated_us", s.updated_us)
+          .member("history_buckets", static_cast<int64_t>(s.size));
       if (recent > 0) {  // [bucket start ms, mean], oldest first
-        o += ",\"recent\":[";
+        w.key("recent").beginArray();
         const size_t n = std::min(recent, s.size);
         for (size_t k = n; k-- > 0;) {
           const Bucket& b = s.ring[(s.head + history_buckets_ - k) % history_buckets_];
-          o += '[';
-          appendInt(o, b.index * opt_.bucket_s * 1000);
-          o += ',';
-          appendJsonNumber(o, b.mean);
-          o += k ? "]," : "]";
+          w.beginArray().integer(b.index * opt_.bucket_s * 1000).number(b.mean).endArray();
         }
-        o += ']';
+        w.endArray();
       }
-      o += '}';
+      w.endObject();
     }
   }
-  return jsonResponse(200, o + "]}");
+  w.endArray().endObject();
+  return jsonResponse(200, std::move(o));
 }
 
 HttpServer::Response LatestStore::historyJson(const std::string& device, const std::string& sensor,
@@ -367,21 +347,19 @@ HttpServer::Response LatestStore::historyJson(const std::string& device, const s
       if (start_ms >= from_ms && start_ms < to_ms) buckets.push_back(b);
     }
   }
-  std::string o = "{\"device\":";
-  appendJsonString(o, device);
-  o += ",\"sensor\":";
-  appendJsonString(o, sensor);
-  o += ",\"unit\":";
-  appendJsonString(o, unit);
-  o += ",\"from\":";
-  appendInt(o, from_ms);
-  o += ",\"to\":";
-  appendInt(o, to_ms);
-  o += ",\"step\":";
-  appendInt(o, step_s);
-  o += ",\"columns\":[\"ts_ms\",\"min\",\"mean\",\"max\",\"count\"],\"points\":[";
+  std::string o;
+  json::Writer w(o);
+  w.beginObject()
+      .member("device", device)
+      .member("sensor", sensor)
+      .member("unit", unit)
+      .member("from", from_ms)
+      .member("to", to_ms)
+      .member("step", step_s)
+      .key("columns").beginArray();
+  for (const char* c : {"ts_ms", "min", "mean", "max", "count"}) w.string(c);
+  w.endArray().key("points").beginArray();
   // Bins of `step` from `from`; only bins with readings are listed.
-  bool first = true;
   for (size_t i = 0; i < buckets.size();) {
     const int64_t bin = (buckets[i].index * bucket_s * 1000 - from_ms) / step_ms;
     double mn = buckets[i].min, mx = buckets[i].max, sum = 0;
@@ -393,20 +371,16 @@ HttpServer::Response LatestStore::historyJson(const std::string& device, const s
       sum += static_cast<double>(buckets[i].mean) * buckets[i].count;
       count += buckets[i].count;
     }
-    o += first ? "[" : ",[";
-    first = false;
-    appendInt(o, from_ms + bin * step_ms);
-    o += ',';
-    appendJsonNumber(o, mn);
-    o += ',';
-    appendJsonNumber(o, count ? sum / static_cast<double>(count) : std::nan(""));
-    o += ',';
-    appendJsonNumber(o, mx);
-    o += ',';
-    appendInt(o, static_cast<int64_t>(count));
-    o += ']';
+    w.beginArray()
+        .integer(from_ms + bin * step_ms)
+        .number(mn)
+        .number(count ? sum / static_cast<double>(count) : std::nan(""))
+        .number(mx)
+        .uinteger(count)
+        .endArray();
   }
-  return jsonResponse(200, o + "]}");
+  w.endArray().endObject();
+  return jsonResponse(200, std::move(o));
 }
 
 void LatestStore::addRoutes(HttpServer& http, const Clock& clock) const {
@@ -437,22 +411,16 @@ std::vector<LatestStore::Changed> LatestStore::collectChanged() {
         s.dirty = false;
         Changed c;
         c.key = id + "/" + name;
-        std::string& o = c.value;
-        o = "{\"device\":";
-        appendJsonString(o, id);
-        o += ",\"sensor\":";
-        appendJsonString(o, name);
-        o += ",\"unit\":";
-        appendJsonString(o, s.unit);
-        o += ",\"ts\":";
-        appendInt(o, s.ts_us);
-        o += ",\"value\":";
-        appendJsonNumber(o, s.value);
-        o += ",\"quality\":\"";
-        o += qualityText(s.quality);
-        o += "\",\"updated_us\":";
-        appendInt(o, s.updated_us);
-        o += '}';
+        json::Writer(c.value)
+            .beginObject()
+            .member("device", id)
+            .member("sensor", name)
+            .member("unit", s.unit)
+            .member("ts", s.ts_us)
+            .member("value", s.value)
+            .member("quality", qualityText(s.quality))
+            .member("updated_us", s.updated_us)
+            .endObject();
         out.push_back(std::move(c));
       }
     }

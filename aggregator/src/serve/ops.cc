@@ -8,7 +8,7 @@
 #include <stdexcept>
 
 #include "dashboard_assets.h"
-#include "outpost/aggregator/json.h"
+#include "outpost/common/json.h"
 #include "outpost/common/thread_name.h"
 
 namespace outpost::aggregator {
@@ -42,41 +42,35 @@ double quantile(const metrics::Histogram::Snapshot& now, const metrics::Histogra
   return now.bounds.empty() ? std::nan("") : now.bounds.back();
 }
 
-void num(std::string& o, const char* name, double v) {
-  o += '"';
-  o += name;
-  o += "\":";
-  appendJsonNumber(o, v);
-}
-
 bool parseSize(const std::string& s, size_t& v) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   return ec == std::errc() && p == s.data() + s.size();
 }
 
-HttpServer::Response json(int status, std::string body) {
+HttpServer::Response jsonResponse(int status, std::string body) {
   return {status, "application/json", std::move(body)};
 }
 
-std::string anomalyJson(const AnomalyEvent& e) {
-  std::string o = "{\"device\":";
-  appendJsonString(o, e.device);
-  o += ",\"sensor\":";
-  appendJsonString(o, e.sensor);
-  o += ",\"kind\":";
-  appendJsonString(o, e.kind);
-  o += ",";
-  num(o, "value", e.value);
-  o += ",";
-  num(o, "score", e.score);
-  o += ",\"ts_us\":" + std::to_string(e.ts_us) + ",\"recent\":[";
-  for (size_t i = 0; i < e.recent.size(); ++i) {
-    if (i) o += ',';
-    o += "[" + std::to_string(e.recent[i].first) + ",";
-    appendJsonNumber(o, e.recent[i].second);
-    o += "]";
-  }
-  return o + "]}";
+HttpServer::Response badRequest(const std::string& why) {
+  std::string o;
+  json::Writer(o).beginObject().member("error", why).endObject();
+  return jsonResponse(400, std::move(o));
+}
+
+// An anomaly as the dashboard shows it (openapi.json, "Anomaly"): the event with the sensor's
+// recent values for a sparkline.
+void writeAnomaly(json::Writer& w, const AnomalyEvent& e) {
+  w.beginObject()
+      .member("device", e.device)
+      .member("sensor", e.sensor)
+      .member("kind", e.kind)
+      .member("value", e.value)
+      .member("score", e.score)
+      .member("ts_us", e.ts_us)
+      .key("recent")
+      .beginArray();
+  for (const auto& [ts, v] : e.recent) w.beginArray().integer(ts).number(v).endArray();
+  w.endArray().endObject();
 }
 
 }  // namespace
@@ -99,46 +93,28 @@ OpsOptions opsOptionsFrom(const config::Config& cfg) {
   return o;
 }
 
-// Samples the registry once a tick: rates, latency percentiles, chart history.
+// What tick() keeps between ticks: the previous totals (for rates) and the latency histograms of
+// the last kLatencyWindow seconds (for percentiles).
 struct OpsCenter::Sampler {
-  struct Totals {
-    int64_t mono_us = 0;
-    uint64_t batches_in = 0, readings_in = 0, readings_out = 0, batches_out = 0, rejected = 0,
-             duplicates = 0, kafka_ok = 0, kafka_failed = 0, batch_failures = 0, anomalies = 0;
-  };
-  metrics::Registry& reg;
-  metrics::Histogram& ack;
+  OpsSources sources;
   metrics::Histogram& e2e;
   std::deque<metrics::Histogram::Snapshot> ack_hist, e2e_hist;  // newest last
-  Totals prev;
-  std::deque<std::string> history;  // JSON points, newest last
+  PipelineTotals prev;
+  int64_t prev_mono_us = 0;
 
-  Totals read(int64_t mono_us) const {
-    Totals t;
-    t.mono_us = mono_us;
-    t.batches_in = reg.counterSum("outpost_aggregator_batches_received_total");
-    t.readings_in = reg.counterSum("outpost_aggregator_readings_received_total");
-    t.readings_out = reg.counterSum("outpost_aggregator_readings_published_total");
-    t.batches_out = reg.counterSum("outpost_aggregator_batches_published_total");
-    t.rejected = reg.counterSum("outpost_aggregator_rejected_batches_total");
-    t.duplicates = reg.counterSum("outpost_aggregator_duplicate_batches_total") +
-                   reg.counterSum("outpost_aggregator_duplicate_inflight_batches_total");
-    t.kafka_ok = reg.counterSum("outpost_aggregator_kafka_messages_delivered_total");
-    t.kafka_failed = reg.counterSum("outpost_aggregator_kafka_messages_failed_total");
-    t.batch_failures = reg.counterSum("outpost_aggregator_kafka_delivery_failures_total");
-    t.anomalies = reg.counterSum("outpost_aggregator_anomalies_total");
-    return t;
+  PipelineTotals totals() const {
+    return sources.pipeline ? sources.pipeline->totals() : PipelineTotals{};
   }
-
-  double gauge(const std::string& name) const {
-    double sum = 0;
-    for (const auto& [labels, v] : reg.gaugeValues(name)) sum += v;
-    return sum;
+  PipelineLevels levels() const {
+    return sources.pipeline ? sources.pipeline->levels() : PipelineLevels{};
+  }
+  metrics::Histogram::Snapshot ackLatency() const {
+    return sources.pipeline ? sources.pipeline->ackLatency() : metrics::Histogram::Snapshot{};
   }
 };
 
 OpsCenter::OpsCenter(OpsOptions options, metrics::Registry& registry, const Clock& clock,
-                     PublishFn publish, ReadinessFn readiness)
+                     PublishFn publish, ReadinessFn readiness, OpsSources sources)
     : opt_(std::move(options)),
       registry_(registry),
       clock_(clock),
@@ -162,18 +138,10 @@ OpsCenter::OpsCenter(OpsOptions options, metrics::Registry& registry, const Cloc
   registry.gaugeFunction("outpost_aggregator_devices", "Known devices by state",
                          [devs] { return static_cast<double>(devs->size() - devs->onlineCount()); },
                          {{"state", "offline"}});
-  sampler_ = std::make_unique<Sampler>(
-      Sampler{registry,
-              registry.histogram("outpost_aggregator_batch_latency_seconds",
-                                 "From receiving a batch to sending its ack",
-                                 metrics::exponentialBuckets(0.0005, 2, 16)),
-              e2e_latency_,
-              {},
-              {},
-              {},
-              {}});
+  sampler_ = std::make_unique<Sampler>(Sampler{std::move(sources), e2e_latency_, {}, {}, {}, 0});
   started_us_ = clock_.nowUs();
-  sampler_->prev = sampler_->read(clock_.monotonicUs());
+  sampler_->prev = sampler_->totals();
+  sampler_->prev_mono_us = clock_.monotonicUs();
   tick();
 }
 
@@ -236,9 +204,16 @@ void OpsCenter::onAnomaly(const AnomalyEvent& e) {
     while (latest_anomalies_.size() > opt_.anomalies_kept) latest_anomalies_.pop_back();
   }
   if (webhook_) {
-    std::string body = "{\"type\":\"anomaly\",\"event\":";
-    body += e.json.empty() ? anomalyJson(e) : e.json;
-    webhook_->post(body + "}");
+    std::string body;
+    json::Writer w(body);
+    w.beginObject().member("type", "anomaly").key("event");
+    if (e.json.empty()) {
+      writeAnomaly(w, e);
+    } else {
+      w.raw(e.json);
+    }
+    w.endObject();
+    webhook_->post(std::move(body));
   }
 }
 
@@ -247,8 +222,14 @@ void OpsCenter::onStatus(const std::string& device, std::string_view payload, bo
 }
 
 void OpsCenter::onDeviceChange(const DeviceInfo& d) {
-  std::string ev = "{\"type\":\"device_status\",\"ts_us\":" + std::to_string(clock_.nowUs()) +
-                   ",\"device\":" + deviceJson(d, clock_.nowUs()) + "}";
+  std::string ev;
+  json::Writer(ev)
+      .beginObject()
+      .member("type", "device_status")
+      .member("ts_us", clock_.nowUs())
+      .key("device")
+      .raw(deviceJson(d, clock_.nowUs()))
+      .endObject();
   {
     std::lock_guard lock(events_mu_);
     if (events_.size() >= opt_.event_queue_capacity) {
@@ -278,23 +259,24 @@ void OpsCenter::publishPending() {
 void OpsCenter::tick() {
   Sampler& s = *sampler_;
   const int64_t mono = clock_.monotonicUs();
-  const Sampler::Totals t = s.read(mono);
-  const double dt = std::max(1e-3, static_cast<double>(t.mono_us - s.prev.mono_us) / 1e6);
+  const PipelineTotals t = s.totals();
+  const PipelineLevels levels = s.levels();
+  const double dt = std::max(1e-3, static_cast<double>(mono - s.prev_mono_us) / 1e6);
   auto rate = [&](uint64_t now, uint64_t then) {
     return static_cast<double>(now >= then ? now - then : 0) / dt;
   };
-  s.ack_hist.push_back(s.ack.snapshot());
+  s.ack_hist.push_back(s.ackLatency());
   s.e2e_hist.push_back(s.e2e.snapshot());
   while (s.ack_hist.size() > kLatencyWindow + 1) s.ack_hist.pop_front();
   while (s.e2e_hist.size() > kLatencyWindow + 1) s.e2e_hist.pop_front();
 
   const double in_rate = rate(t.readings_in, s.prev.readings_in);
-  const double out_rate = rate(t.readings_out, s.prev.readings_out);
+  const double out_rate = rate(t.readings_published, s.prev.readings_published);
   const double batch_rate = rate(t.batches_in, s.prev.batches_in);
   const double rej_rate = rate(t.rejected, s.prev.rejected);
   const double dup_rate = rate(t.duplicates, s.prev.duplicates);
   const double kfail_rate = rate(t.kafka_failed, s.prev.kafka_failed);
-  const double kok_rate = rate(t.kafka_ok, s.prev.kafka_ok);
+  const double kok_rate = rate(t.kafka_delivered, s.prev.kafka_delivered);
   const double e2e50 = quantile(s.e2e_hist.back(), s.e2e_hist.front(), 0.5);
   const double e2e95 = quantile(s.e2e_hist.back(), s.e2e_hist.front(), 0.95);
   const double e2e99 = quantile(s.e2e_hist.back(), s.e2e_hist.front(), 0.99);
@@ -302,84 +284,96 @@ void OpsCenter::tick() {
   const double ack95 = quantile(s.ack_hist.back(), s.ack_hist.front(), 0.95);
   const double ack99 = quantile(s.ack_hist.back(), s.ack_hist.front(), 0.99);
   s.prev = t;
+  s.prev_mono_us = mono;
 
   const int64_t now_us = clock_.nowUs();
-  std::string point = "[" + std::to_string(now_us / 1000) + ",";
-  for (double v : {in_rate, out_rate, rej_rate, e2e50, e2e95, e2e99, ack99}) {
-    appendJsonNumber(point, v);
-    point += ',';
+  std::string point;
+  {
+    json::Writer p(point);
+    p.beginArray().integer(now_us / 1000);
+    for (double v : {in_rate, out_rate, rej_rate, e2e50, e2e95, e2e99, ack99}) p.number(v);
+    p.endArray();
   }
-  point.back() = ']';
   {
     std::lock_guard lock(snapshot_mu_);  // /api/history reads it from HTTP threads
-    s.history.push_back(point);
-    while (s.history.size() > kHistoryPoints) s.history.pop_front();
+    history_.push_back(point);
+    while (history_.size() > kHistoryPoints) history_.pop_front();
   }
 
   std::vector<std::string> reasons;
   if (readiness_) reasons = readiness_();
   const size_t known = devices_.size(), online = devices_.onlineCount();
 
-  std::string o = "{\"ts_ms\":" + std::to_string(now_us / 1000) +
-                  ",\"uptime_s\":" + std::to_string((now_us - started_us_) / 1000000) +
-                  ",\"ready\":" + (reasons.empty() ? "true" : "false") + ",\"reasons\":[";
-  for (size_t i = 0; i < reasons.size(); ++i) {
-    if (i) o += ',';
-    appendJsonString(o, reasons[i]);
+  std::string o;
+  json::Writer w(o);
+  w.beginObject()
+      .member("ts_ms", now_us / 1000)
+      .member("uptime_s", (now_us - started_us_) / 1000000)
+      .member("ready", reasons.empty())
+      .key("reasons")
+      .beginArray();
+  for (const auto& r : reasons) w.string(r);
+  w.endArray()
+      .key("rates")
+      .beginObject()
+      .member("readings_in", in_rate)
+      .member("readings_published", out_rate)
+      .member("batches_in", batch_rate)
+      .member("rejected_batches", rej_rate)
+      .member("duplicate_batches", dup_rate)
+      .member("kafka_delivered", kok_rate)
+      .member("kafka_failed", kfail_rate)
+      .endObject()
+      .key("totals")
+      .beginObject()
+      .member("readings_in", t.readings_in)
+      .member("readings_published", t.readings_published)
+      .member("batches_in", t.batches_in)
+      .member("batches_published", t.batches_published)
+      .member("rejected_batches", t.rejected)
+      .member("duplicate_batches", t.duplicates)
+      .member("kafka_failed_messages", t.kafka_failed)
+      .member("undelivered_batches", t.undelivered_batches)
+      .member("anomalies", t.anomalies)
+      .endObject()
+      .key("latency_s")
+      .beginObject()
+      .key("e2e")
+      .beginObject()
+      .member("p50", e2e50)
+      .member("p95", e2e95)
+      .member("p99", e2e99)
+      .endObject()
+      .key("ack")
+      .beginObject()
+      .member("p50", ack50)
+      .member("p95", ack95)
+      .member("p99", ack99)
+      .endObject()
+      .endObject()
+      .key("kafka")
+      .beginObject()
+      .member("outstanding_messages", levels.kafka_outstanding)
+      .member("intake_paused", levels.intake_paused)
+      .endObject()
+      .key("mqtt_connected");
+  if (s.sources.mqtt_connected) {
+    w.number(s.sources.mqtt_connected() ? 1.0 : 0.0);
+  } else {
+    w.null();  // no MQTT
   }
-  o += "],\"rates\":{";
-  num(o, "readings_in", in_rate);
-  o += ',';
-  num(o, "readings_published", out_rate);
-  o += ',';
-  num(o, "batches_in", batch_rate);
-  o += ',';
-  num(o, "rejected_batches", rej_rate);
-  o += ',';
-  num(o, "duplicate_batches", dup_rate);
-  o += ',';
-  num(o, "kafka_delivered", kok_rate);
-  o += ',';
-  num(o, "kafka_failed", kfail_rate);
-  o += "},\"totals\":{\"readings_in\":" + std::to_string(t.readings_in) +
-       ",\"readings_published\":" + std::to_string(t.readings_out) +
-       ",\"batches_in\":" + std::to_string(t.batches_in) +
-       ",\"batches_published\":" + std::to_string(t.batches_out) +
-       ",\"rejected_batches\":" + std::to_string(t.rejected) +
-       ",\"duplicate_batches\":" + std::to_string(t.duplicates) +
-       ",\"kafka_failed_messages\":" + std::to_string(t.kafka_failed) +
-       ",\"undelivered_batches\":" + std::to_string(t.batch_failures) +
-       ",\"anomalies\":" + std::to_string(t.anomalies) + "},\"latency_s\":{\"e2e\":{";
-  num(o, "p50", e2e50);
-  o += ',';
-  num(o, "p95", e2e95);
-  o += ',';
-  num(o, "p99", e2e99);
-  o += "},\"ack\":{";
-  num(o, "p50", ack50);
-  o += ',';
-  num(o, "p95", ack95);
-  o += ',';
-  num(o, "p99", ack99);
-  o += "}},\"kafka\":{";
-  num(o, "outstanding_messages", s.gauge("outpost_aggregator_kafka_outstanding_messages"));
-  o += ',';
-  num(o, "intake_paused", s.gauge("outpost_aggregator_intake_paused"));
-  o += "},\"mqtt_connected\":";
-  if (registry_.gaugeValues("outpost_aggregator_mqtt_connected").empty())
-    o += "null";  // no MQTT
-  else
-    appendJsonNumber(o, s.gauge("outpost_aggregator_mqtt_connected"));
-  o += ",\"workers\":[";
-  bool first = true;
-  for (const auto& [labels, v] : registry_.gaugeValues("outpost_aggregator_queue_depth")) {
-    if (!first) o += ',';
-    first = false;
-    appendJsonNumber(o, v);
-  }
-  o += "],\"devices\":{\"known\":" + std::to_string(known) +
-       ",\"online\":" + std::to_string(online) + ",\"offline\":" + std::to_string(known - online) +
-       "},\"point\":" + point + "}";
+  w.key("workers").beginArray();
+  for (double depth : levels.queue_depths) w.number(depth);
+  w.endArray()
+      .key("devices")
+      .beginObject()
+      .member("known", known)
+      .member("online", online)
+      .member("offline", known - online)
+      .endObject()
+      .key("point")
+      .raw(point)
+      .endObject();
   {
     std::lock_guard lock(snapshot_mu_);
     snapshot_ = std::move(o);
@@ -401,54 +395,55 @@ std::string OpsCenter::snapshot() const {
 }
 
 std::string OpsCenter::anomaliesJson(const std::string& device) const {
-  std::lock_guard lock(anomalies_mu_);
-  std::string o = "{\"items\":[";
-  bool first = true;
-  for (const AnomalyEvent& e : latest_anomalies_) {
-    if (!device.empty() && e.device != device) continue;
-    if (!first) o += ',';
-    first = false;
-    o += anomalyJson(e);
+  std::string o;
+  json::Writer w(o);
+  w.beginObject().key("items").beginArray();
+  {
+    std::lock_guard lock(anomalies_mu_);
+    for (const AnomalyEvent& e : latest_anomalies_) {
+      if (device.empty() || e.device == device) writeAnomaly(w, e);
+    }
   }
-  return o + "]}";
+  w.endArray().endObject();
+  return o;
 }
 
 HttpServer::Response OpsCenter::devicesPage(const HttpServer::Request& req) const {
   size_t offset = 0, limit = 50;
   const std::string off_s = req.param("offset", "0"), lim_s = req.param("limit", "50");
-  if (!parseSize(off_s, offset)) {
-    return json(400, "{\"error\":\"offset must be a non-negative integer\"}");
-  }
+  if (!parseSize(off_s, offset)) return badRequest("offset must be a non-negative integer");
   if (!parseSize(lim_s, limit) || limit < 1 || limit > kMaxPageLimit) {
-    return json(400, "{\"error\":\"limit must be an integer from 1 to " +
-                         std::to_string(kMaxPageLimit) + "\"}");
+    return badRequest("limit must be an integer from 1 to " + std::to_string(kMaxPageLimit));
   }
   const std::string state = req.param("state");
   if (!state.empty() && state != "online" && state != "offline") {
-    return json(400, "{\"error\":\"state must be online, offline or empty\"}");
+    return badRequest("state must be online, offline or empty");
   }
   const std::string q = req.param("q");
-  if (q.size() > 256) return json(400, "{\"error\":\"q is longer than 256 bytes\"}");
+  if (q.size() > 256) return badRequest("q is longer than 256 bytes");
   const auto page = devices_.list(offset, limit, q, state);
   const int64_t now = clock_.nowUs();
-  std::string o = "{\"total\":" + std::to_string(page.total) +
-                  ",\"offset\":" + std::to_string(offset) + ",\"limit\":" + std::to_string(limit) +
-                  ",\"items\":[";
-  for (size_t i = 0; i < page.items.size(); ++i) {
-    if (i) o += ',';
-    o += deviceJson(page.items[i], now);
-  }
-  return json(200, o + "]}");
+  std::string o;
+  json::Writer w(o);
+  w.beginObject()
+      .member("total", page.total)
+      .member("offset", offset)
+      .member("limit", limit)
+      .key("items")
+      .beginArray();
+  for (const auto& d : page.items) w.raw(deviceJson(d, now));
+  w.endArray().endObject();
+  return jsonResponse(200, std::move(o));
 }
 
 HttpServer::Response OpsCenter::deviceById(const std::string& id) const {
   auto d = devices_.get(id);
   if (!d) {
-    std::string o = "{\"error\":\"unknown device\",\"id\":";
-    appendJsonString(o, id);
-    return json(404, o + "}");
+    std::string o;
+    json::Writer(o).beginObject().member("error", "unknown device").member("id", id).endObject();
+    return jsonResponse(404, std::move(o));
   }
-  return json(200, deviceJson(*d, clock_.nowUs()));
+  return jsonResponse(200, deviceJson(*d, clock_.nowUs()));
 }
 
 void OpsCenter::addRoutes(HttpServer& http) {
@@ -472,25 +467,25 @@ void OpsCenter::addRoutes(HttpServer& http) {
         return waitSnapshot(seen);
       },
       0, opt_.max_stream_clients);
-  http.addHandler("/api/snapshot", [this] { return json(200, snapshot()); });
+  http.addHandler("/api/snapshot", [this] { return jsonResponse(200, snapshot()); });
   http.addHandler("/api/history", [this] {
-    std::string o =
-        "{\"columns\":[\"ts_ms\",\"readings_in\",\"readings_published\","
-        "\"rejected_batches\",\"e2e_p50\",\"e2e_p95\",\"e2e_p99\",\"ack_p99\"],"
-        "\"points\":[";
+    std::string o;
+    json::Writer w(o);
+    w.beginObject().key("columns").beginArray();
+    for (const char* c : {"ts_ms", "readings_in", "readings_published", "rejected_batches",
+                          "e2e_p50", "e2e_p95", "e2e_p99", "ack_p99"}) {
+      w.string(c);
+    }
+    w.endArray().key("points").beginArray();
     {
       std::lock_guard lock(snapshot_mu_);
-      bool first = true;
-      for (const auto& p : sampler_->history) {
-        if (!first) o += ',';
-        first = false;
-        o += p;
-      }
+      for (const auto& p : history_) w.raw(p);
     }
-    return json(200, o + "]}");
+    w.endArray().endObject();
+    return jsonResponse(200, std::move(o));
   });
   http.addRequestHandler("/api/anomalies", [this](const HttpServer::Request& r) {
-    return json(200, anomaliesJson(r.param("device")));  // ?device=: only that device's
+    return jsonResponse(200, anomaliesJson(r.param("device")));  // ?device=: only that device's
   });
   http.addRequestHandler("/api/devices",
                          [this](const HttpServer::Request& r) { return devicesPage(r); });

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "outpost/common/http_server.h"
+#include "outpost/common/json.h"
 #include "outpost/common/thread_name.h"
 
 namespace outpost::aggregator {
@@ -125,9 +126,13 @@ void Webhook::run() {
       cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_ || !queue_.empty(); });
       if (stopping_) return;
       if (pending_suppressed_ > 0 && takeToken()) {
-        body = "{\"type\":\"alerts_suppressed\",\"count\":" + std::to_string(pending_suppressed_) +
-               ",\"since_us\":" + std::to_string(suppressed_since_us_) +
-               ",\"until_us\":" + std::to_string(wallUs()) + "}";
+        json::Writer(body)
+            .beginObject()
+            .member("type", "alerts_suppressed")
+            .key("count").uinteger(pending_suppressed_)
+            .member("since_us", suppressed_since_us_)
+            .member("until_us", wallUs())
+            .endObject();
         pending_suppressed_ = 0;
       } else if (!queue_.empty()) {
         body = std::move(queue_.front());

@@ -1,4 +1,5 @@
 #include "outpost/aggregator/json.h"
+#include "outpost/common/json.h"
 
 #include <sys/wait.h>
 
@@ -327,13 +328,13 @@ std::string render(const wire::Batch& b, size_t part = 0, size_t per_part = 1000
 
 std::string jsonString(std::string_view s) {
   std::string out;
-  agg::appendJsonString(out, s);
+  outpost::json::appendString(out, s);
   return out;
 }
 
 std::string jsonNumber(double v) {
   std::string out;
-  agg::appendJsonNumber(out, v);
+  outpost::json::appendNumber(out, v);
   return out;
 }
 
@@ -756,9 +757,9 @@ TEST_CASE("JSON: numbers round-trip exactly", "[aggregator][json]") {
 
   SECTION("appends") {
     std::string out = "[";
-    agg::appendJsonNumber(out, 1.25);
+    outpost::json::appendNumber(out, 1.25);
     out += ',';
-    agg::appendJsonNumber(out, std::nan(""));
+    outpost::json::appendNumber(out, std::nan(""));
     out += ']';
     CHECK(out == "[1.25,null]");
   }

@@ -68,10 +68,10 @@ struct AggregatorOptions {
 
 AggregatorOptions aggregatorOptionsFrom(const config::Config& cfg);
 
-class Aggregator {
+class Aggregator final : public PipelineStats {
  public:
   Aggregator(AggregatorOptions options, metrics::Registry& registry, const Clock& clock);
-  ~Aggregator();
+  ~Aggregator() override;
 
   // Opens the dedup store, recovers from Kafka's tail, starts the producer and the workers.
   // Throws std::runtime_error when it cannot.
@@ -98,6 +98,11 @@ class Aggregator {
   // counted, never acked or retried. Returns false if it could not be queued.
   bool publishEvent(const std::string& topic, const std::string& key, const std::string& value);
 
+  // PipelineStats (ops_hooks.h), for the dashboard: zeros before start().
+  PipelineTotals totals() const override;
+  PipelineLevels levels() const override;
+  metrics::Histogram::Snapshot ackLatency() const override { return ack_latency_.snapshot(); }
+
  private:
   struct Pending;
   struct Worker;
@@ -123,10 +128,12 @@ class Aggregator {
   char latest_tag_ = 0;  // delivery-report opaque of outpost.latest records
   std::atomic<bool> stopping_{false};
   std::atomic<bool> started_{false};
+  std::atomic<bool> running_once_{false};  // set when start() completes, never cleared
 
   BatchObserver* observer_ = nullptr;
   metrics::CounterVec received_;     // by transport
   metrics::CounterVec readings_in_;  // by transport
+  metrics::CounterVec rejected_;     // by reason
   metrics::Counter& events_failed_;
   metrics::Counter& published_batches_;
   metrics::Counter& published_readings_;

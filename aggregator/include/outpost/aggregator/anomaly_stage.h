@@ -115,6 +115,12 @@ class AnomalyDetection {
                  std::string& scratch);
   // Delivery reports of events produced without a batch (timer: silence).
   void onUnbatchedDelivery(bool ok);
+  // Alarms raised so far, every kind (outpost_aggregator_anomalies_total).
+  uint64_t raised() const {
+    uint64_t n = 0;
+    for (const metrics::Counter* c : by_kind_) n += c ? c->value() : 0;
+    return n;
+  }
 
  private:
   friend class AnomalyStage;

@@ -47,9 +47,4 @@ class BatchJson {
 void appendBatchJson(const wire::Batch& batch, size_t part, size_t items_per_part,
                      int64_t received_us, std::string& out);
 
-// JSON string literal (with quotes); control characters escaped, invalid UTF-8 replaced by U+FFFD.
-void appendJsonString(std::string& out, std::string_view s);
-// Shortest round-trip representation; NaN and infinities become null.
-void appendJsonNumber(std::string& out, double v);
-
 }  // namespace outpost::aggregator

@@ -70,6 +70,10 @@ class KafkaProducer {
   // False after librdkafka reported every broker down, until a delivery succeeds or a metadata
   // request (at most `timeout_ms`, only made in that state) answers. Any thread.
   bool reachable(int timeout_ms);
+  // Delivery reports so far, successful and failed; workers waiting for queue room now. Any thread.
+  uint64_t delivered() const { return delivered_->value(); }
+  uint64_t failed() const { return failed_->value(); }
+  double pausedWorkers() const { return paused_->value(); }
 
  private:
   KafkaProducer() = default;

@@ -49,6 +49,14 @@ struct OpsOptions {
 
 OpsOptions opsOptionsFrom(const config::Config& cfg);
 
+// What the dashboard reads of the other modules, handed in by whoever wires the program.
+struct OpsSources {
+  // The data path's totals, levels and ack latency; null: shown as 0 (no data path).
+  const PipelineStats* pipeline = nullptr;
+  // Whether the MQTT ingest is connected now (any thread); empty: no MQTT ingest (shown as null).
+  std::function<bool()> mqtt_connected;
+};
+
 class OpsCenter final : public BatchObserver, public AnomalySink {
  public:
   // Produces one event to Kafka (topic, key, JSON value); false if it could not be queued.
@@ -56,8 +64,9 @@ class OpsCenter final : public BatchObserver, public AnomalySink {
   // Why the process is not ready (the /readyz reasons), shown on the dashboard.
   using ReadinessFn = std::function<std::vector<std::string>()>;
 
+  // `sources` must outlive the OpsCenter (its functions are called from the ops thread).
   OpsCenter(OpsOptions options, metrics::Registry& registry, const Clock& clock, PublishFn publish,
-            ReadinessFn readiness);
+            ReadinessFn readiness, OpsSources sources = {});
   ~OpsCenter() override;
 
   // Starts the ops thread and the webhook (throws std::runtime_error on a bad webhook URL).
@@ -113,11 +122,12 @@ class OpsCenter final : public BatchObserver, public AnomalySink {
   std::deque<AnomalyEvent> latest_anomalies_;  // GUARDED_BY(anomalies_mu_), newest first
 
   struct Sampler;
-  std::unique_ptr<Sampler> sampler_;  // ops thread (and tick() callers) only
+  std::unique_ptr<Sampler> sampler_;  // tick() only: the ops thread (and the constructor, tests)
   mutable std::mutex snapshot_mu_;
   mutable std::condition_variable snapshot_cv_;
-  std::string snapshot_;         // GUARDED_BY(snapshot_mu_)
-  uint64_t generation_ = 0;      // GUARDED_BY(snapshot_mu_): snapshots computed so far
+  std::string snapshot_;                // GUARDED_BY(snapshot_mu_)
+  uint64_t generation_ = 0;             // GUARDED_BY(snapshot_mu_): snapshots computed so far
+  std::deque<std::string> history_;     // GUARDED_BY(snapshot_mu_): chart points, newest last
 
   std::mutex run_mu_;
   std::condition_variable run_cv_;

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "outpost/common/metrics.h"
 #include "outpost/wire/batch_generated.h"
 
 namespace outpost::aggregator {
@@ -64,6 +65,38 @@ class AnomalySink {
  public:
   virtual ~AnomalySink() = default;
   virtual void onAnomaly(const AnomalyEvent& e) = 0;
+};
+
+// The data path's running totals (counters: they only grow) as the dashboard shows them.
+struct PipelineTotals {
+  uint64_t batches_in = 0;           // batch messages received, every transport
+  uint64_t readings_in = 0;          // readings in verified batches (duplicates included)
+  uint64_t batches_published = 0;    // batches whose every Kafka message is delivered
+  uint64_t readings_published = 0;   // readings delivered to the readings topic
+  uint64_t rejected = 0;             // batches that failed verification, every reason
+  uint64_t duplicates = 0;           // re-sent batches (already on Kafka or still in flight)
+  uint64_t kafka_delivered = 0;      // Kafka messages with a successful delivery report
+  uint64_t kafka_failed = 0;         // Kafka messages with a failed delivery report
+  uint64_t undelivered_batches = 0;  // batches with a failed delivery report (not acked)
+  uint64_t anomalies = 0;            // anomaly alarms raised, every kind
+};
+
+// The data path's current levels.
+struct PipelineLevels {
+  double kafka_outstanding = 0;      // messages queued in or in flight from the producer
+  double intake_paused = 0;          // workers waiting for room in the producer queue
+  std::vector<double> queue_depths;  // batches waiting, one per worker
+};
+
+// What the operations side reads of the data path, from the meters the stages own (no look-up of
+// metrics by name). Thread-safety: any thread while the data path runs; cheap (atomic loads).
+class PipelineStats {
+ public:
+  virtual ~PipelineStats() = default;
+  virtual PipelineTotals totals() const = 0;
+  virtual PipelineLevels levels() const = 0;
+  // From receiving a batch to sending its ack (cumulative histogram).
+  virtual metrics::Histogram::Snapshot ackLatency() const = 0;
 };
 
 }  // namespace outpost::aggregator

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -82,7 +83,9 @@ class HttpServer {
 // Splits "host:port"; returns false if malformed.
 bool splitHostPort(const std::string& s, std::string& host, int& port);
 
-// JSON string literal of `s` (quotes included; control characters and non-UTF-8 bytes escaped).
-std::string jsonQuote(std::string_view s);
+// The /healthz body: {"status":"ok"|"unhealthy","detail":...} and a newline.
+std::string healthBody(bool ok, std::string_view detail);
+// The /readyz body: {"ready":true|false,"reasons":[...]} and a newline.
+std::string readyBody(const std::vector<std::string>& reasons);
 
 }  // namespace outpost

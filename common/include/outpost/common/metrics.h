@@ -130,6 +130,8 @@ class CounterVec {
  public:
   CounterVec(Registry& registry, std::string name, std::string help, std::string label);
   Counter& with(std::string_view value);
+  // Sum over every label value (series "other" included).
+  uint64_t sum() const;
 
  private:
   static constexpr size_t kMaxValues = 32;
