@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "outpost/common/json.h"
 #include "outpost/common/signals.h"
 #include "outpost/common/version.h"
 #include "outpost/sim/capture.h"
@@ -37,11 +38,17 @@ int runRecord(RecordCli& c) {
     return kExitUsage;
   }
   if (c.topics.empty()) c.topics.push_back(c.broker.topic_prefix + "/+/batch");
-  std::string meta = "{\"tool\":\"outpost-sim record\",\"version\":\"" + std::string(kVersion) +
-                     "\",\"broker\":\"" + c.broker.broker +
-                     "\",\"started_us\":" + std::to_string(wallUs()) + ",\"topics\":[";
-  for (size_t i = 0; i < c.topics.size(); ++i) meta += (i ? ",\"" : "\"") + c.topics[i] + "\"";
-  meta += "]}";
+  std::string meta;
+  json::Writer mw(meta);
+  mw.beginObject()
+      .member("tool", "outpost-sim record")
+      .member("version", kVersion)
+      .member("broker", c.broker.broker)
+      .member("started_us", wallUs())
+      .key("topics")
+      .beginArray();
+  for (const auto& t : c.topics) mw.string(t);
+  mw.endArray().endObject();
   auto writer = CaptureWriter::open(c.output, meta);
   if (!writer) {
     std::cerr << "outpost-sim record: " << writer.error().message() << "\n";

@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <limits>
 #include <numbers>
 #include <stdexcept>
+
+#include "outpost/common/json.h"
 
 namespace outpost::sim {
 namespace {
@@ -122,12 +125,22 @@ std::optional<AnomalyKind> parseAnomalyKind(std::string_view name) {
 }
 
 std::string labelJson(const Label& l) {
-  char mag[64];
+  char mag[64];  // 6 significant digits: a label, not a measurement
   std::snprintf(mag, sizeof mag, "%.6g", l.magnitude);
-  return "{\"device\":\"" + l.device + "\",\"sensor\":\"" + l.sensor + "\",\"kind\":\"" +
-         anomalyKindName(l.kind) + "\",\"start_us\":" + std::to_string(l.start_us) +
-         ",\"end_us\":" + std::to_string(l.end_us) + ",\"start\":\"" + isoTime(l.start_us) +
-         "\",\"end\":\"" + isoTime(l.end_us) + "\",\"magnitude\":" + mag + "}";
+  std::string o;
+  json::Writer(o)
+      .beginObject()
+      .member("device", l.device)
+      .member("sensor", l.sensor)
+      .member("kind", anomalyKindName(l.kind))
+      .member("start_us", l.start_us)
+      .member("end_us", l.end_us)
+      .member("start", isoTime(l.start_us))
+      .member("end", isoTime(l.end_us))
+      .key("magnitude")
+      .raw(std::isfinite(l.magnitude) ? std::string_view(mag) : std::string_view("null"))
+      .endObject();
+  return o;
 }
 
 uint64_t deviceEpoch(uint64_t seed, int64_t start_us, int device) {

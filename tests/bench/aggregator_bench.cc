@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "outpost/common/codec.h"
+#include "outpost/common/json.h"
 #include "outpost/common/net.h"
 #include "outpost/common/signals.h"
 #include "outpost/common/version.h"
@@ -167,31 +168,9 @@ struct CpuSnapshot {
 
 // ---- small JSON writer --------------------------------------------------------------------------
 
-std::string jsonString(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
+// Strings through the one JSON writer's escaping (outpost/common/json.h); numbers rounded for
+// reading (num), so the report is written by hand around them.
+std::string jsonString(std::string_view s) { return json::quote(s); }
 
 std::string num(double v, int precision = 3) {
   if (!std::isfinite(v)) return "null";

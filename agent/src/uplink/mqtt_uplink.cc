@@ -6,6 +6,7 @@
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
+#include "outpost/common/json.h"
 #include "outpost/common/mqtt_security_paho.h"
 #include "outpost/common/net.h"
 #include "outpost/common/thread_name.h"
@@ -115,14 +116,16 @@ struct MqttUplink::Impl {
   // version and outbox backlog (the aggregator also accepts the bare "online"/"offline" of older
   // agents).
   std::string statusJson(const char* state, const char* reason) const {
-    std::string s = std::string("{\"state\":\"") + state + "\",\"reason\":\"" + reason +
-                    "\",\"version\":\"" + kVersion + "\"";
+    std::string s;
+    json::Writer w(s);
+    w.beginObject().member("state", state).member("reason", reason).member("version", kVersion);
     if (std::string_view(reason) != "last_will") {  // a will's backlog would be stale
       const auto st = outbox.stats();
-      s += ",\"backlog_rows\":" + std::to_string(st.rows) +
-           ",\"backlog_bytes\":" + std::to_string(st.bytes);
+      w.key("backlog_rows").uinteger(st.rows);
+      w.key("backlog_bytes").uinteger(st.bytes);
     }
-    return s + "}";
+    w.endObject();
+    return s;
   }
 
   void publishStatus(const char* state, const char* reason) {

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "dashboard_assets.h"
+#include "outpost/aggregator/anomaly_stage.h"
 #include "outpost/common/json.h"
 #include "outpost/common/thread_name.h"
 
@@ -55,6 +56,25 @@ HttpServer::Response badRequest(const std::string& why) {
   std::string o;
   json::Writer(o).beginObject().member("error", why).endObject();
   return jsonResponse(400, std::move(o));
+}
+
+// The event of an AnomalyEvent that arrived without its Kafka JSON (a caller other than the
+// detection stage): rendered by the one renderer of anomaly events, appendAnomalyJson.
+std::string eventJson(const AnomalyEvent& e) {
+  AnomalyRecord r;
+  r.device = e.device;
+  r.sensor = e.sensor;
+  for (uint8_t k = 0; k <= static_cast<uint8_t>(detect::AnomalyKind::kCombined); ++k) {
+    const auto kind = static_cast<detect::AnomalyKind>(k);
+    if (e.kind == detect::kindName(kind)) r.kind = kind;
+  }
+  r.timestamp_us = e.ts_us;
+  r.value = e.value;
+  r.score = e.score;
+  r.expected_lo = r.expected_hi = std::nan("");  // not known here: null
+  std::string out;
+  appendAnomalyJson(r, out);
+  return out;
 }
 
 // An anomaly as the dashboard shows it (openapi.json, "Anomaly"): the event with the sensor's
@@ -206,13 +226,11 @@ void OpsCenter::onAnomaly(const AnomalyEvent& e) {
   if (webhook_) {
     std::string body;
     json::Writer w(body);
-    w.beginObject().member("type", "anomaly").key("event");
-    if (e.json.empty()) {
-      writeAnomaly(w, e);
-    } else {
-      w.raw(e.json);
-    }
-    w.endObject();
+    w.beginObject()
+        .member("type", "anomaly")
+        .key("event")
+        .raw(e.json.empty() ? eventJson(e) : e.json)
+        .endObject();
     webhook_->post(std::move(body));
   }
 }
