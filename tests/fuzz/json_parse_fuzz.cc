@@ -3,7 +3,8 @@
 // of bounds, recurse past the depth limit or loop, and they must agree (checked below; a
 // violation aborts):
 //   - a parsed document, written again, parses again and writes the same bytes (a fixed point);
-//   - every number read is finite; every error names the byte offset, within the input;
+//   - every number read is finite, an integer reads the same as int64 and double, find() returns
+//     the last member of a name; every error names the byte offset, within the input;
 //   - any bytes written as a JSON string parse back as a string; ASCII comes back exact, and what
 //     was read writes and reads back unchanged.
 //
@@ -30,9 +31,25 @@ void check(bool ok) {
 // Every number in the tree is finite; returns the number of values.
 size_t walk(const json::Value& v, int depth) {
   check(depth <= 64);
-  if (auto d = v.asDouble()) check(std::isfinite(*d));
-  if (v.isObject()) check(v.keys().size() == v.items().size());
-  if (!v.isObject()) check(v.keys().empty());
+  if (auto d = v.asDouble()) {
+    check(std::isfinite(*d));
+    // An integer reads the same as an int64 and as a double (both the nearest double).
+    if (auto i = v.asInt()) check(static_cast<double>(*i) == *d);
+  } else {
+    check(!v.asInt());
+  }
+  check(v.asBool().has_value() == (v.kind() == json::Value::Kind::kBool));
+  check((v.asString() != nullptr) == (v.kind() == json::Value::Kind::kString));
+  if (v.isObject()) {
+    check(v.keys().size() == v.items().size());
+    for (size_t i = 0; i < v.keys().size(); ++i) {
+      const json::Value* found = v.find(v.keys()[i]);
+      check(found != nullptr && found >= &v.items()[i]);  // the last member of that name
+    }
+  } else {
+    check(v.keys().empty());
+    check(v.find("") == nullptr);
+  }
   size_t n = 1;
   for (const json::Value& item : v.items()) n += walk(item, depth + 1);
   return n;
