@@ -52,11 +52,34 @@ int main(int argc, char** argv) {
   auto& delivered = reg.counter("outpost_aggregator_kafka_messages_delivered_total", "Delivered");
   auto& ack = reg.histogram("outpost_aggregator_batch_latency_seconds", "Ack latency",
                             metrics::exponentialBuckets(0.0005, 2, 16));
+  // What the Aggregator hands OpsCenter (PipelineStats), over the series above.
+  struct SyntheticPipeline final : PipelineStats {
+    metrics::CounterVec& batches_in;
+    metrics::CounterVec& readings_in;
+    metrics::Counter& published;
+    metrics::Counter& batches_out;
+    metrics::Counter& delivered;
+    metrics::Histogram& ack;
+    SyntheticPipeline(metrics::CounterVec& bi, metrics::CounterVec& ri, metrics::Counter& p,
+                      metrics::Counter& bo, metrics::Counter& d, metrics::Histogram& a)
+        : batches_in(bi), readings_in(ri), published(p), batches_out(bo), delivered(d), ack(a) {}
+    PipelineTotals totals() const override {
+      PipelineTotals t;
+      t.batches_in = batches_in.sum();
+      t.readings_in = readings_in.sum();
+      t.readings_published = published.value();
+      t.batches_published = batches_out.value();
+      t.kafka_delivered = delivered.value();
+      return t;
+    }
+    PipelineLevels levels() const override { return {}; }
+    metrics::Histogram::Snapshot ackLatency() const override { return ack.snapshot(); }
+  } pipeline(batches_in, readings_in, published, batches_out, delivered, ack);
   const SystemClock& clock = SystemClock::instance();
   OpsCenter ops(
       {}, reg, clock,
       [](const std::string&, const std::string&, const std::string&) { return true; },
-      [] { return std::vector<std::string>{}; });
+      [] { return std::vector<std::string>{}; }, OpsSources{&pipeline, {}});
 
   // Latest state: a small ring (60 buckets) so 36,000 sensors stay ~60 MB.
   LatestOptions lo;
