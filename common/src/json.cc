@@ -101,18 +101,6 @@ void appendNumber(std::string& out, double v) {
   out.append(buf, p);
 }
 
-void appendInt(std::string& out, int64_t v) {
-  char buf[24];
-  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, p);
-}
-
-void appendUint(std::string& out, uint64_t v) {
-  char buf[24];
-  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, p);
-}
-
 std::string quote(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 2);

@@ -5,12 +5,16 @@
 //     readings/s and MB/s of JSON;
 //  2. device registry: DeviceRegistry::onStatus over an agent's status message (the parse of
 //     untrusted bytes) and deviceJson (the device API body); calls/s.
+// Rates are per second of the thread's CPU time, so that a shared machine's scheduling noise does
+// not count (cache and memory-bandwidth contention still do: compare A/B runs interleaved).
 //
 // Only public APIs that predate the common JSON writer (issue 14) are used, so the same source
 // builds against an older tree for an A/B (docs/benchmarks.md has the commands).
 //
 // Usage: outpost-bench-json [--readings N] [--seconds S] [--runs N]
 // Prints a human summary and one JSON line (last).
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -38,18 +42,21 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[(v.size() - 1) / 2];
 }
 
-// Runs `body` (which returns the work units it did) for `seconds`; units per second.
+double threadCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+// Runs `body` (which returns the work units it did) for `seconds` of wall time; units per second
+// of this thread's CPU time (the machine is shared: time spent descheduled does not count).
 template <typename F>
 double rate(double seconds, F body) {
-  const auto start = Clock::now();
-  const auto until = start + std::chrono::duration<double>(seconds);
+  const auto until = Clock::now() + std::chrono::duration<double>(seconds);
+  const double cpu0 = threadCpuSeconds();
   double units = 0;
-  auto now = start;
-  for (int i = 0; i < 100'000'000 && now < until; ++i) {
-    units += body();
-    now = Clock::now();
-  }
-  return units / std::chrono::duration<double>(now - start).count();
+  for (int i = 0; i < 100'000'000 && Clock::now() < until; ++i) units += body();
+  return units / std::max(1e-9, threadCpuSeconds() - cpu0);
 }
 
 volatile size_t g_sink = 0;

@@ -7,13 +7,14 @@
 namespace outpost::aggregator {
 namespace {
 
-const char* qualityName(wire::Quality q) {
+// The quality as a JSON value, rendered once (Writer::raw): the readings messages are the hot path.
+std::string_view qualityJson(wire::Quality q) {
   switch (q) {
-    case wire::Quality::Good: return "good";
-    case wire::Quality::Suspect: return "suspect";
-    case wire::Quality::Bad: return "bad";
+    case wire::Quality::Good: return R"("good")";
+    case wire::Quality::Suspect: return R"("suspect")";
+    case wire::Quality::Bad: return R"("bad")";
   }
-  return "unknown";
+  return R"("unknown")";
 }
 
 }  // namespace
@@ -55,7 +56,7 @@ void BatchJson::appendFlat(size_t item, std::string& out) const {
     w.rawMembers(fragments_[r->sensor()])
         .member("ts", r->ts_us())
         .member("value", r->value())
-        .member("quality", qualityName(r->quality()));
+        .key("quality").raw(qualityJson(r->quality()));
   } else if (item < n_readings + n_windows) {
     // A window statistic: its end as ts, its mean as value, the rest flat beside them.
     const wire::WindowStat* w_stat =
@@ -63,7 +64,7 @@ void BatchJson::appendFlat(size_t item, std::string& out) const {
     w.rawMembers(fragments_[w_stat->sensor()])
         .member("ts", w_stat->end_us())
         .member("value", w_stat->mean())
-        .member("quality", "good")
+        .key("quality").raw(qualityJson(wire::Quality::Good))
         .member("window_start", w_stat->start_us())
         .key("count").uinteger(w_stat->count())
         .member("min", w_stat->min())
@@ -102,7 +103,7 @@ void BatchJson::appendPart(size_t part, int64_t received_us, std::string& out) c
         .rawMembers(fragments_[r->sensor()])
         .member("ts_us", r->ts_us())
         .member("value", r->value())
-        .member("quality", qualityName(r->quality()))
+        .key("quality").raw(qualityJson(r->quality()))
         .endObject();
   }
   w.endArray().key("windows").beginArray();
