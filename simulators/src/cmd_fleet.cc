@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "local_mqtt_output.h"
 #include "mqtt_fleet.h"
+#include "outpost/common/json.h"
 #include "outpost/common/secrets.h"
 #include "outpost/common/signals.h"
 #include "outpost/sim/fleet.h"
@@ -322,14 +323,24 @@ int runFleet(FleetCli& c) {
   getrusage(RUSAGE_SELF, &ru);
   const double cpu_s = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                        double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-  std::ostringstream js;
-  js << "{\"command\":\"fleet\",\"cpu_s\":" << cpu_s << ",\"seed\":" << fo.seed
-     << ",\"devices\":" << fo.devices << ",\"sensors\":" << fo.sensors << ",\"output\":\""
-     << c.output << "\",\"start_us\":" << fo.start_us << ",\"simulated_s\":" << sim_s
-     << ",\"steps\":" << step_count << ",\"elapsed_s\":" << gen_s << ",\"readings\":" << readings
-     << ",\"readings_per_s\":" << double(readings) / gen_s << ",\"labels\":" << label_count
-     << ",\"interrupted\":" << (interrupted ? "true" : "false")
-     << ",\"max_lag_ms\":" << double(max_lag_us) / 1e3;
+  std::string summary;
+  json::Writer js(summary);
+  js.beginObject()
+      .member("command", "fleet")
+      .member("cpu_s", cpu_s)
+      .key("seed").uinteger(static_cast<uint64_t>(fo.seed))
+      .key("devices").integer(static_cast<int64_t>(fo.devices))
+      .key("sensors").integer(static_cast<int64_t>(fo.sensors))
+      .member("output", c.output)
+      .member("start_us", static_cast<int64_t>(fo.start_us))
+      .member("simulated_s", sim_s)
+      .key("steps").uinteger(static_cast<uint64_t>(step_count))
+      .member("elapsed_s", gen_s)
+      .key("readings").uinteger(static_cast<uint64_t>(readings))
+      .member("readings_per_s", double(readings) / gen_s)
+      .key("labels").uinteger(static_cast<uint64_t>(label_count))
+      .member("interrupted", interrupted)
+      .member("max_lag_ms", double(max_lag_us) / 1e3);
   std::cerr << "\noutpost-sim fleet: " << fo.devices << " devices x " << fo.sensors
             << " sensors, seed " << fo.seed << ", simulated " << isoTimeUs(fo.start_us) << " + "
             << sim_s << " s in " << gen_s << " s (" << (sim_s / gen_s) << "x real time)"
@@ -354,26 +365,36 @@ int runFleet(FleetCli& c) {
     if (*speed > 0)
       std::cerr << "  pacing              latest step " << double(max_lag_us) / 1e3
                 << " ms behind schedule\n";
-    js << ",\"batches_acked_during_run\":" << acked_by_gen_end
-       << ",\"batches_sent\":" << ms.batches_sent << ",\"batches_resent\":" << ms.batches_resent
-       << ",\"batches_acked\":" << ms.batches_acked
-       << ",\"batches_rejected\":" << ms.batches_rejected
-       << ",\"batches_unacked\":" << ms.in_flight + ms.queued
-       << ",\"batches_dropped\":" << ms.batches_dropped << ",\"readings_sent\":" << ms.readings_sent
-       << ",\"readings_acked\":" << ms.readings_acked
-       << ",\"readings_dropped\":" << ms.readings_dropped
-       << ",\"readings_unacked\":" << mqtt->unackedReadings()
-       << ",\"publish_failures\":" << ms.publish_failures << ",\"reconnects\":" << ms.reconnects
-       << ",\"bad_acks\":" << ms.bad_acks
-       << ",\"ack_latency_ms\":{\"p50\":" << mqtt->ackLatencyMs(50)
-       << ",\"p99\":" << mqtt->ackLatencyMs(99) << ",\"max\":" << mqtt->ackLatencyMs(100) << "}";
+    auto count = [&js](const json::Name& k, auto v) {
+      js.key(k).uinteger(static_cast<uint64_t>(v));
+    };
+    count("batches_acked_during_run", acked_by_gen_end);
+    count("batches_sent", ms.batches_sent);
+    count("batches_resent", ms.batches_resent);
+    count("batches_acked", ms.batches_acked);
+    count("batches_rejected", ms.batches_rejected);
+    count("batches_unacked", ms.in_flight + ms.queued);
+    count("batches_dropped", ms.batches_dropped);
+    count("readings_sent", ms.readings_sent);
+    count("readings_acked", ms.readings_acked);
+    count("readings_dropped", ms.readings_dropped);
+    count("readings_unacked", mqtt->unackedReadings());
+    count("publish_failures", ms.publish_failures);
+    count("reconnects", ms.reconnects);
+    count("bad_acks", ms.bad_acks);
+    js.key("ack_latency_ms")
+        .beginObject()
+        .member("p50", static_cast<double>(mqtt->ackLatencyMs(50)))
+        .member("p99", static_cast<double>(mqtt->ackLatencyMs(99)))
+        .member("max", static_cast<double>(mqtt->ackLatencyMs(100)))
+        .endObject();
     mqtt->disconnect();
   }
-  js << ",\"error\":\"" << (error.empty() ? "" : "see stderr") << "\"}";
+  js.member("error", error.empty() ? "" : "see stderr").endObject();
   if (!error.empty()) std::cerr << "outpost-sim fleet: " << error << "\n";
   if (!c.summary_json.empty()) {
     std::ofstream f(c.summary_json);
-    f << js.str() << "\n";
+    f << summary << "\n";
   }
   return rc;
 }

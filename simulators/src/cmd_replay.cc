@@ -19,6 +19,7 @@
 
 #include "commands.h"
 #include "outpost/common/codec.h"
+#include "outpost/common/json.h"
 #include "outpost/common/signals.h"
 #include "outpost/sim/capture.h"
 #include "outpost/sim/fleet.h"
@@ -286,17 +287,28 @@ int runReplay(ReplayCli& c) {
     std::cerr << "  acknowledged        " << accepted << " accepted, " << rejected << " rejected, "
               << outstanding.size() << " never acked, " << resent << " resent\n";
   }
-  std::ostringstream js;
-  js << "{\"command\":\"replay\",\"records\":" << records << ",\"invalid\":" << invalid
-     << ",\"bad_crc\":" << st.bad_crc
-     << ",\"truncated_tail\":" << (st.truncated_tail ? "true" : "false")
-     << ",\"batches_published\":" << published << ",\"readings_published\":" << readings
-     << ",\"elapsed_s\":" << el << ",\"readings_per_s\":" << double(readings) / el
-     << ",\"batches_per_s\":" << double(published) / el << ",\"acked\":" << accepted
-     << ",\"rejected\":" << rejected << ",\"unacked\":" << outstanding.size()
-     << ",\"resent\":" << resent << ",\"publish_failures\":" << publish_failures
-     << ",\"interrupted\":" << (interrupted ? "true" : "false") << "}";
-  if (!c.summary_json.empty()) std::ofstream(c.summary_json) << js.str() << "\n";
+  std::string summary;
+  json::Writer js(summary);
+  auto count = [&js](const json::Name& k, auto v) {
+    js.key(k).uinteger(static_cast<uint64_t>(v));
+  };
+  js.beginObject().member("command", "replay");
+  count("records", records);
+  count("invalid", invalid);
+  count("bad_crc", st.bad_crc);
+  js.member("truncated_tail", static_cast<bool>(st.truncated_tail));
+  count("batches_published", published);
+  count("readings_published", readings);
+  js.member("elapsed_s", el)
+      .member("readings_per_s", double(readings) / el)
+      .member("batches_per_s", double(published) / el);
+  count("acked", accepted);
+  count("rejected", rejected);
+  count("unacked", outstanding.size());
+  count("resent", resent);
+  count("publish_failures", publish_failures);
+  js.member("interrupted", static_cast<bool>(interrupted)).endObject();
+  if (!c.summary_json.empty()) std::ofstream(c.summary_json) << summary << "\n";
   if (!error.empty()) {
     std::cerr << "outpost-sim replay: " << error << "\n";
     return kExitFailure;
