@@ -115,7 +115,8 @@ if [[ "${OUTPOST_FUZZ:-0}" == 1 && $# -eq 0 ]]; then
   cmake -S . -B "$FUZZ_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_C_COMPILER=clang-16 -DCMAKE_CXX_COMPILER=clang++-16 -DOUTPOST_BUILD_FUZZERS=ON >/dev/null
   cmake --build "$FUZZ_BUILD_DIR" -j "$JOBS" --target outpost_batch_decode_fuzz \
-    outpost_batch_decode_replay outpost_make_seed_corpus
+    outpost_batch_decode_replay outpost_make_seed_corpus outpost_line_parse_fuzz \
+    outpost_line_parse_replay outpost_json_parse_fuzz outpost_json_parse_replay
   ctest --test-dir "$FUZZ_BUILD_DIR" --output-on-failure -L fuzz || status=1
 fi
 
