@@ -17,6 +17,8 @@
 #                net-mqtt net-zmq (root: the agent in a network namespace behind a veth pair with
 #                packet loss, delay and link cuts; --full only: not in the default --quick pass,
 #                --quick --only NAME runs one iteration)
+#                soak (--full only: 30 minutes of a fleet at 20x speed on a real Apache Kafka
+#                broker; memory, file descriptors and threads sampled every 10 s, must stay flat)
 #   --seed N     the seed of the first scenario (each next one uses N+1, ...); default: random.
 #                A failing scenario prints its seed: rerun it with --only NAME --seed N.
 #   --build-dir  the CMake build directory with the agent, aggregator and devkafka (default: build)
@@ -90,6 +92,11 @@ QUICK+=([net-mqtt]=0 [net-zmq]=0)
 FULL+=([net-mqtt]=3 [net-zmq]=3)
 ORDER+=(net-mqtt net-zmq)
 ITER_SECS+=([net-mqtt]=120 [net-zmq]=120)
+# The soak: ITERATIONS are minutes (--full: 30); --full only. Needs a real Apache Kafka broker.
+QUICK+=([soak]=0)
+FULL+=([soak]=30)
+ORDER+=(soak)
+ITER_SECS+=([soak]=75)
 EXPLICIT=${#ONLY[@]}
 ((${#ONLY[@]})) || ONLY=("${ORDER[@]}")
 for name in "${ONLY[@]}"; do
@@ -111,7 +118,7 @@ for name in "${ONLY[@]}"; do
     fi
     n=1
   fi
-  if [[ $name == realkafka-* && "${OUTPOST_SKIP_REALKAFKA:-0}" == 1 ]]; then
+  if [[ ( $name == realkafka-* || $name == soak ) && "${OUTPOST_SKIP_REALKAFKA:-0}" == 1 ]]; then
     echo "torture: $name: NOT RUN: OUTPOST_SKIP_REALKAFKA=1 (it needs a real Apache Kafka broker)"
     continue
   fi

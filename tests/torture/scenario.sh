@@ -66,10 +66,13 @@ finish() {
   done
   kafka_dump outpost.readings "$WORK/readings.jsonl"
   local rc=0
-  python3 "$TORTURE/account.py" "$WORK/readings.jsonl" "${spec[@]}" >"$WORK/account.json" || rc=$?
+  python3 "$TORTURE/account.py" "$WORK/readings.jsonl" "${spec[@]}" "${FINISH_EXTRA[@]}" \
+    >"$WORK/account.json" || rc=$?
   write_result
   return $rc
 }
+
+FINISH_EXTRA=()  # more account.py specs (a simulated fleet's PREFIX*=ACKED:SENT)
 
 add_outbox_setting() {  # add_outbox_setting DEVICE 'key = value'
   sed -i "/^path = .*outbox.db\"\$/a $2" "$WORK/$1.toml"
@@ -781,6 +784,97 @@ PY
     python3 "$TORTURE/account.py" "$WORK/readings.jsonl" "$dev=$last:$rows:$produced" \
       >"$WORK/account.json" || rc=$?
     write_result
+    exit $rc
+    ;;
+
+  soak)
+    # A bounded soak (ITER minutes; --full: 30): ~10 hours of a simulated fleet compressed 20x
+    # into the run — 20 virtual devices x 7 sensors (outpost-sim, anomalies and offline episodes
+    # on, so detectors, the latest store and reconnects all work), plus two real agents at 250
+    # readings/s each, on a real Apache Kafka broker (the development broker keeps only ~5 MB a
+    # partition; the accounting reads the whole topic). Every 2 s the aggregator's HTTP API is
+    # read (device list, a device's sensors and history, /metrics); every 5 minutes both agents
+    # get SIGHUP (a reload). Every 10 s the resident memory, open file descriptors and threads
+    # of every process are sampled; after a warm-up (a fifth of the run; at least 2 minutes in runs
+    # of 10 minutes or more) our
+    # processes must stay flat (tests/torture/soak_check.py), and the agents' readings are
+    # accounted exactly at the end.
+    KAFKA_MODE=real
+    start_mosquitto
+    start_real_kafka
+    AGG_HTTP_PORT=$(free_port)
+    start_aggregator
+    declare -A APORT=()
+    for dev in soak-a1 soak-a2; do
+      write_agent_config "$dev" 250
+      APORT[$dev]=$(free_port)
+      start_agent "$dev" --set "http.listen=127.0.0.1:${APORT[$dev]}"
+    done
+    SIM_BIN="$OUTPOST_BUILD_DIR/simulators/outpost-sim"
+    sim_secs=$(((ITER * 60 + 120) * 20))  # outlasts the run; stopped before the accounting
+    "$SIM_BIN" fleet --devices 20 --seed "$SEED" --rate 1 --interval 10s --speed 20 \
+      --duration "${sim_secs}s" --output mqtt --broker "$MQTT_URI" --anomaly-rate 2 \
+      --offline-rate 0.5 --labels "$WORK/labels.jsonl" --summary-json "$WORK/sim.json" -q \
+      >"$WORK/sim.log" 2>&1 &
+    PIDS[sim]=$!
+    t_start=$SECONDS
+    warmup=$((ITER * 60 / 5))
+    ((warmup >= 120 || ITER < 10)) || warmup=120  # a short trial run (--only soak): a fifth
+    : >"$WORK/soak.csv"
+    sample() {  # one line per process: t_s,name,rss_kb,fds,threads
+      local name pid rss thr fds
+      for name in aggregator soak-a1 soak-a2 sim mosquitto kafka; do
+        pid=${PIDS[$name]:-}
+        [[ -n $pid && -r /proc/$pid/status ]] || continue
+        rss=$(awk '$1 == "VmRSS:" {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
+        thr=$(awk '$1 == "Threads:" {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
+        fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+        [[ -n $rss && -n $thr ]] && echo "$((SECONDS - t_start)),$name,$rss,$fds,$thr" >>"$WORK/soak.csv"
+      done
+    }
+    api_reads=0 api_errors=0
+    for minute in $(seq 1 "$ITER"); do
+      for tick in $(seq 1 30); do  # 30 x 2 s
+        ((tick % 5 == 1)) && sample
+        dev_id=$(printf 'sim-%04d' $(((tick % 20) + 1)))
+        for path in "/api/devices" "/api/devices/$dev_id/sensors" \
+          "/api/devices/$dev_id/sensors/temperature/history?step=60" "/metrics"; do
+          code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
+            "http://127.0.0.1:$AGG_HTTP_PORT$path" || true)
+          api_reads=$((api_reads + 1))
+          [[ $code == 200 || $code == 404 ]] || api_errors=$((api_errors + 1))
+        done
+        sleep 2
+      done
+      for name in aggregator soak-a1 soak-a2 sim mosquitto; do
+        kill -0 "${PIDS[$name]}" 2>/dev/null || fail "$name died at minute $minute (see its log)"
+      done
+      if ((minute % 5 == 0)); then
+        for dev in soak-a1 soak-a2; do kill -HUP "${PIDS[$dev]}"; done
+      fi
+      agg_rss=$(awk '$1 == "VmRSS:" {print $2}' "/proc/${PIDS[aggregator]}/status")
+      echo "  minute $minute/$ITER: aggregator RSS ${agg_rss} kB, $(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_delivered_total) Kafka messages delivered, $api_reads API reads ($api_errors errors)"
+    done
+    sample
+    ((api_errors == 0)) || fail "$api_errors of $api_reads API reads answered neither 200 nor 404"
+    python3 "$TORTURE/soak_check.py" "$WORK/soak.csv" "$warmup" aggregator,soak-a1,soak-a2,sim \
+      "$WORK/soak.json" || soak_rc=$?
+    stop_proc sim
+    [[ -s "$WORK/sim.json" ]] || fail "outpost-sim wrote no summary"
+    acked=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["readings_acked"])' "$WORK/sim.json")
+    sent=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["readings_sent"])' "$WORK/sim.json")
+    FINISH_EXTRA=("sim-*=$acked:$sent")
+    rc=0
+    finish soak-a1 soak-a2 || rc=$?
+    python3 - "$RESULT" "$WORK/soak.json" "$api_reads" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1]))
+a["soak"] = json.load(open(sys.argv[2]))
+a["api_reads"] = int(sys.argv[3])
+json.dump(a, open(sys.argv[1], "w"))
+PY
+    cp "$WORK/soak.csv" "$(dirname "$RESULT")/soak-samples.csv" 2>/dev/null || true
+    [[ -z ${soak_rc:-} ]] || fail "resources grew during the soak (see the table above)"
     exit $rc
     ;;
 
