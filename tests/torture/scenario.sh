@@ -72,6 +72,87 @@ finish() {
   return $rc
 }
 
+# net_namespace MATCH_OUT MATCH_IN: a network namespace ($NS) joined to this one by a veth pair
+# on a private /30 ($NET_HOST here, $NET_AGENT inside, on $VETH_HOST / $VETH_AGENT); the packets
+# on the inner veth that iptables matches (MATCH_OUT leaving, MATCH_IN arriving: e.g.
+# "-p tcp --dport 9092" / "-p tcp --sport 9092"; empty = all) go to netfilter queue $QNUM, where
+# `netem ARGS` (tests/torture/netem.py) drops or delays them. `nsx CMD` runs CMD inside. Torn down
+# on exit (net_teardown, which also stops the processes named in NET_PROCS).
+NET_PROCS=()
+net_namespace() {
+  local match_out=$1 match_in=$2
+  [[ $EUID -eq 0 ]] || fail "$NAME needs root (a network namespace, a veth pair, iptables)"
+  command -v iptables-legacy >/dev/null ||
+    fail "$NAME needs iptables-legacy (Debian package iptables; scripts/deps.sh installs it)"
+  NS=outpost-net$$ VETH_HOST=opn$$h VETH_AGENT=opn$$a QNUM=$((1000 + $$ % 60000))
+  # A private /30 not already in use here: 10.<200..249>.<x>.<4k>/30, drawn from the pid.
+  NET_HOST=""
+  for try in $(seq 0 49); do
+    net="10.$((200 + ($$ + try) % 50)).$(($$ / 50 % 256)).$(($$ % 64 * 4))"
+    ip -4 addr | grep -q "inet ${net%.*}\." && continue
+    ip -4 route | grep -q "^${net%.*}\." && continue
+    NET_HOST="${net%.*}.$((${net##*.} + 1))" NET_AGENT="${net%.*}.$((${net##*.} + 2))"
+    break
+  done
+  [[ -n $NET_HOST ]] || fail "no free 10.200-249.x.x/30 subnet for the veth pair"
+  net_teardown() {  # by name, always: the processes in the namespace first
+    local p
+    stop_proc netem
+    for p in "${NET_PROCS[@]}"; do stop_proc "$p"; done
+    ip link del "$VETH_HOST" 2>/dev/null
+    ip netns del "$NS" 2>/dev/null
+  }
+  # errexit off first, so a failing step does not skip the rest or cleanup (see disk-full).
+  trap 'st=$?; set +e; net_teardown; (exit $st); cleanup' EXIT
+  nsx() { ip netns exec "$NS" "$@"; }
+  ip netns add "$NS" || fail "cannot create the network namespace $NS"
+  ip link add "$VETH_HOST" type veth peer name "$VETH_AGENT" ||
+    fail "cannot create the veth pair $VETH_HOST"
+  ip link set "$VETH_AGENT" netns "$NS"
+  ip addr add "$NET_HOST/30" dev "$VETH_HOST"
+  ip link set "$VETH_HOST" up
+  nsx ip addr add "$NET_AGENT/30" dev "$VETH_AGENT"
+  nsx ip link set "$VETH_AGENT" up
+  nsx ip link set lo up
+  # shellcheck disable=SC2086  # the matches are word lists
+  nsx iptables-legacy -A OUTPUT -o "$VETH_AGENT" $match_out -j NFQUEUE --queue-num "$QNUM" --queue-bypass
+  # shellcheck disable=SC2086
+  nsx iptables-legacy -A INPUT -i "$VETH_AGENT" $match_in -j NFQUEUE --queue-num "$QNUM" --queue-bypass
+  log "namespace $NS: $NET_AGENT ($VETH_AGENT) <-> $NET_HOST ($VETH_HOST), queue $QNUM${match_out:+ ($match_out)}"
+  : >"$WORK/netem.stats"
+  netem() {  # netem ARGS...: (re)start the queue's loss/delay with these settings
+    stop_proc netem
+    [[ -s "$WORK/netem.json" ]] && { cat "$WORK/netem.json"; echo; } >>"$WORK/netem.stats"
+    rm -f "$WORK/netem.json"
+    ((!$#)) && return 0
+    # ip netns exec execs python: $! is netem.py's own pid.
+    ip netns exec "$NS" python3 "$TORTURE/netem.py" --queue "$QNUM" --seed "$RANDOM" \
+      --stats "$WORK/netem.json" "$@" 2>>"$WORK/netem.log" &
+    PIDS[netem]=$!
+    sleep 0.2
+    kill -0 "${PIDS[netem]}" 2>/dev/null ||
+      fail "netem.py $* did not start: $(tail -n 3 "$WORK/netem.log")"
+  }
+}
+
+# netem_summary: the packets netem.py saw, dropped and delayed over the run; fails if it dropped
+# or delayed none (the scenario did not exercise the link).
+netem_summary() {
+  python3 - "$WORK/netem.stats" >"$WORK/netem.sum" <<'PY' || nofault=1
+import json, sys
+t = {"seen": 0, "dropped": 0, "delayed": 0}
+for line in open(sys.argv[1]):
+    if line.strip():
+        for k in t:
+            t[k] += json.loads(line)[k]
+print(f"  netem: {t['seen']} packets queued, {t['dropped']} dropped, {t['delayed']} delayed")
+sys.exit(0 if t["dropped"] and t["delayed"] else 1)
+PY
+  cat "$WORK/netem.sum"
+  [[ -z ${nofault:-} ]] ||
+    fail "the faults dropped or delayed no packet: the scenario did not exercise the link"
+}
+
 FINISH_EXTRA=()  # more account.py specs (a simulated fleet's PREFIX*=ACKED:SENT)
 
 add_outbox_setting() {  # add_outbox_setting DEVICE 'key = value'
@@ -642,55 +723,8 @@ PY
     # 10000, keepalive_s 30 / heartbeat_ms 1000, reconnect 500..30000 ms). The agent reads a fixed
     # number of readings over the fault schedule and exits when drained: produced = on Kafka +
     # counted drops, exactly; the recovery time runs from the last fault's end to that exit.
-    [[ $EUID -eq 0 ]] || fail "$NAME needs root (a network namespace, a veth pair, iptables)"
-    command -v iptables-legacy >/dev/null ||
-      fail "$NAME needs iptables-legacy (Debian package iptables; scripts/deps.sh installs it)"
-    NS=outpost-net$$ VETH_HOST=opn$$h VETH_AGENT=opn$$a QNUM=$((1000 + $$ % 60000))
-    # A private /30 not already in use here: 10.<200..249>.<x>.<4k>/30, drawn from the pid.
-    NET_HOST=""
-    for try in $(seq 0 49); do
-      net="10.$((200 + ($$ + try) % 50)).$(($$ / 50 % 256)).$(($$ % 64 * 4))"
-      ip -4 addr | grep -q "inet ${net%.*}\." && continue
-      ip -4 route | grep -q "^${net%.*}\." && continue
-      NET_HOST="${net%.*}.$((${net##*.} + 1))" NET_AGENT="${net%.*}.$((${net##*.} + 2))"
-      break
-    done
-    [[ -n $NET_HOST ]] || fail "no free 10.200-249.x.x/30 subnet for the veth pair"
-    net_teardown() {  # by name, always: the processes in the namespace first
-      stop_proc netem
-      stop_proc tort-n
-      ip link del "$VETH_HOST" 2>/dev/null
-      ip netns del "$NS" 2>/dev/null
-    }
-    # errexit off first, so a failing step does not skip the rest or cleanup (see disk-full).
-    trap 'st=$?; set +e; net_teardown; (exit $st); cleanup' EXIT
-    nsx() { ip netns exec "$NS" "$@"; }
-    ip netns add "$NS" || fail "cannot create the network namespace $NS"
-    ip link add "$VETH_HOST" type veth peer name "$VETH_AGENT" ||
-      fail "cannot create the veth pair $VETH_HOST"
-    ip link set "$VETH_AGENT" netns "$NS"
-    ip addr add "$NET_HOST/30" dev "$VETH_HOST"
-    ip link set "$VETH_HOST" up
-    nsx ip addr add "$NET_AGENT/30" dev "$VETH_AGENT"
-    nsx ip link set "$VETH_AGENT" up
-    nsx ip link set lo up
-    nsx iptables-legacy -A OUTPUT -o "$VETH_AGENT" -j NFQUEUE --queue-num "$QNUM" --queue-bypass
-    nsx iptables-legacy -A INPUT -i "$VETH_AGENT" -j NFQUEUE --queue-num "$QNUM" --queue-bypass
-    log "namespace $NS: agent $NET_AGENT ($VETH_AGENT) <-> $NET_HOST ($VETH_HOST), queue $QNUM"
-    : >"$WORK/netem.stats"
-    netem() {  # netem ARGS...: (re)start the queue's loss/delay with these settings
-      stop_proc netem
-      [[ -s "$WORK/netem.json" ]] && { cat "$WORK/netem.json"; echo; } >>"$WORK/netem.stats"
-      rm -f "$WORK/netem.json"
-      ((!$#)) && return 0
-      # ip netns exec execs python: $! is netem.py's own pid.
-      ip netns exec "$NS" python3 "$TORTURE/netem.py" --queue "$QNUM" --seed "$RANDOM" \
-        --stats "$WORK/netem.json" "$@" 2>>"$WORK/netem.log" &
-      PIDS[netem]=$!
-      sleep 0.2
-      kill -0 "${PIDS[netem]}" 2>/dev/null ||
-        fail "netem.py $* did not start: $(tail -n 3 "$WORK/netem.log")"
-    }
+    NET_PROCS=(tort-n)
+    net_namespace "" ""
 
     start_devkafka
     dev=tort-n
@@ -763,19 +797,7 @@ PY
     note_recovery $(($(now_ms) - t_end))
     netem  # collects the last counts
     kill -0 "${PIDS[aggregator]}" || fail "the aggregator died"
-    python3 - "$WORK/netem.stats" >"$WORK/netem.sum" <<'PY' || nofault=1
-import json, sys
-t = {"seen": 0, "dropped": 0, "delayed": 0}
-for line in open(sys.argv[1]):
-    if line.strip():
-        for k in t:
-            t[k] += json.loads(line)[k]
-print(f"  netem: {t['seen']} packets queued, {t['dropped']} dropped, {t['delayed']} delayed")
-sys.exit(0 if t["dropped"] and t["delayed"] else 1)
-PY
-    cat "$WORK/netem.sum"
-    [[ -z ${nofault:-} ]] ||
-      fail "the faults dropped or delayed no packet: the scenario did not exercise the link"
+    netem_summary
     n=$(grep -ciE 'reconnect|connection .* lost|no reply' "$WORK/$dev.log" || true)
     echo "  agent log lines about the link: $n"
     last=$(outbox_last_seq "$dev") rows=$(outbox_rows "$dev")
@@ -785,6 +807,66 @@ PY
       >"$WORK/account.json" || rc=$?
     write_result
     exit $rc
+    ;;
+
+  net-agg-mqtt | net-agg-kafka)
+    # Network faults on the aggregator's own links: net-agg-mqtt between the aggregator and
+    # Mosquitto, net-agg-kafka between the aggregator and Kafka. The aggregator runs in a network
+    # namespace made here (net_namespace); Mosquitto and a real Apache Kafka broker listen on the
+    # veth's host address too (the development broker's mock brokers listen on loopback only).
+    # Only the packets of the link under test (its TCP port) go through netem.py; the agents (two,
+    # 500 readings/s each) stay on loopback and are never faulted themselves. Each iteration:
+    # loss 10..30 % for 4..8 s, 200 ± 50 ms delay each way for 4..8 s, a black hole (every packet
+    # of the link dropped) for 5..20 s — in a run of 3 or more the last one 60..120 s, past MQTT's
+    # keep-alive and librdkafka's request timeouts — then 2..4 s clean. Then the agents stop and
+    # drain, and every accepted batch must be on Kafka exactly once.
+    KAFKA_MODE=real
+    start_mosquitto
+    if [[ $NAME == net-agg-mqtt ]]; then port=$MQTT_PORT; else port=$(free_port); fi
+    NET_PROCS=(aggregator)
+    net_namespace "-p tcp --dport $port" "-p tcp --sport $port"
+    stop_proc mosquitto
+    echo "listener $MQTT_PORT $NET_HOST" >>"$WORK/mosquitto.conf"
+    mosquitto -c "$WORK/mosquitto.conf" >>"$WORK/mosquitto.log" 2>&1 &
+    PIDS[mosquitto]=$!
+    wait_for 10 "mosquitto on $MQTT_PORT" port_open "$MQTT_PORT"
+    [[ $NAME == net-agg-kafka ]] && KAFKA_FIXED_PORT=$port
+    KAFKA_HOST=$NET_HOST start_real_kafka
+    AGG_HTTP_PORT=$(free_port)
+    nsx "$AGGREGATOR_BIN" --set "mqtt.broker=tcp://$NET_HOST:$MQTT_PORT" \
+      --set "kafka.bootstrap_servers=$KAFKA" --set "dedup.path=$WORK/dedup.db" \
+      --set "http.listen=$NET_AGENT:$AGG_HTTP_PORT" --set "mqtt.client_id=it-aggregator" \
+      >>"$WORK/aggregator.log" 2>&1 &
+    PIDS[aggregator]=$!
+    wait_for 30 "aggregator /healthz" curl -sf "http://$NET_AGENT:$AGG_HTTP_PORT/healthz"
+    log "aggregator pid ${PIDS[aggregator]} in $NS: MQTT tcp://$NET_HOST:$MQTT_PORT, Kafka $KAFKA; faults on port $port"
+    for dev in tort-g1 tort-g2; do
+      write_agent_config "$dev" 250
+      start_agent "$dev"
+    done
+    agg_metric() { curl -sf "http://$NET_AGENT:$AGG_HTTP_PORT/metrics" | awk -v n="$1" '$1 == n {print $2}'; }
+    sleep 3  # delivering before the first fault
+    for i in $(seq 1 "$ITER"); do
+      loss=$(rand_ms 10 30) t_loss=$(rand_ms 4000 8000) t_delay=$(rand_ms 4000 8000)
+      t_cut=$(rand_ms 5000 20000) t_clean=$(rand_ms 2000 4000)
+      ((ITER >= 3 && i == ITER)) && t_cut=$(rand_ms 60000 120000)
+      netem --loss "$loss"
+      sleep_ms "$t_loss"
+      netem --delay-ms 200 --jitter-ms 50
+      sleep_ms "$t_delay"
+      netem --loss 100
+      sleep_ms "$t_cut"
+      netem
+      for p in aggregator tort-g1 tort-g2 mosquitto; do
+        kill -0 "${PIDS[$p]}" 2>/dev/null || fail "$p died during iteration $i"
+      done
+      echo "  faults $i/$ITER on port $port: loss ${loss} % ${t_loss} ms, delay 200±50 ms" \
+        "${t_delay} ms, black hole ${t_cut} ms; outboxes $(outbox_rows tort-g1) + $(outbox_rows tort-g2) batches waiting"
+      sleep_ms "$t_clean"
+    done
+    netem_summary
+    echo "  aggregator: $(agg_metric outpost_aggregator_kafka_messages_delivered_total) Kafka messages delivered, $(agg_metric outpost_aggregator_kafka_messages_failed_total) failed (their batches unacked, resent by the agents)"
+    finish tort-g1 tort-g2
     ;;
 
   soak)
