@@ -124,8 +124,11 @@ if [[ "${OUTPOST_FUZZ:-0}" == 1 && $# -eq 0 ]]; then
   ./scripts/deps.sh --with-fuzz
   cmake -S . -B "$FUZZ_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_C_COMPILER=clang-16 -DCMAKE_CXX_COMPILER=clang++-16 -DOUTPOST_BUILD_FUZZERS=ON >/dev/null
-  cmake --build "$FUZZ_BUILD_DIR" -j "$JOBS" --target outpost_batch_decode_fuzz \
-    outpost_batch_decode_replay outpost_make_seed_corpus
+  fuzz_targets=(outpost_make_seed_corpus)
+  for t in batch_decode line_parse modbus_decode capture_read history_query config_load; do
+    fuzz_targets+=("outpost_${t}_fuzz" "outpost_${t}_replay")
+  done
+  cmake --build "$FUZZ_BUILD_DIR" -j "$JOBS" --target "${fuzz_targets[@]}"
   ctest --test-dir "$FUZZ_BUILD_DIR" --output-on-failure -L fuzz || status=1
 fi
 

@@ -17,15 +17,30 @@ if ! command -v "$CLANGXX" >/dev/null; then
   exit 2
 fi
 if [[ ! -f "$BUILD_DIR/compile_commands.json" || ! -d "$BUILD_DIR/generated" ]]; then
-  echo "thread-safety: $BUILD_DIR has no compile_commands.json or generated headers; build it first" >&2
+  echo "thread-safety: $BUILD_DIR has no compile_commands.json or generated headers;" \
+    "build it first" >&2
   exit 2
+fi
+
+# First, that the analysis is on at all: an unlocked read of a guarded member must be refused, the
+# same read under a MutexLock accepted (a broken macro would otherwise pass every file below).
+probe() {
+  printf '%s\n' '#include "outpost/common/thread_annotations.h"' \
+    'struct S { outpost::Mutex mu; int x GUARDED_BY(mu) = 0; int get(); };' "int S::get() { $1 }" |
+    "$CLANGXX" -std=c++2b -fsyntax-only -Wthread-safety -Werror -Icommon/include -x c++ - \
+      2>/dev/null
+}
+if probe "return x;" || ! probe "outpost::MutexLock l(mu); return x;"; then
+  echo "thread-safety: the analysis does not work (thread_annotations.h under $CLANGXX)" >&2
+  exit 1
 fi
 
 # One line per translation unit: the g++ command with clang in its place, no output file, and the
 # flags clang needs: libstdc++ 12 hides <expected> unless __cpp_concepts >= 202002L, which clang 16
 # supports but does not claim (docs/fuzzing.md); g++-only warning options are ignored; librdkafka's
 # RD_KAFKA_V_* macros are GNU statement expressions, which -Wpedantic flags in clang only.
-python3 - "$BUILD_DIR/compile_commands.json" "$PWD" "$CLANGXX" >"$BUILD_DIR/thread-safety.cmds" <<'EOF'
+cmds="$BUILD_DIR/thread-safety.cmds"
+python3 - "$BUILD_DIR/compile_commands.json" "$PWD" "$CLANGXX" >"$cmds" <<'EOF'
 import json, shlex, sys
 db, root, clangxx = sys.argv[1], sys.argv[2] + "/", sys.argv[3]
 seen = set()
@@ -52,15 +67,16 @@ for e in json.load(open(db)):
     print("cd " + shlex.quote(e["directory"]) + " && " + shlex.join(out))
 EOF
 
-n=$(wc -l <"$BUILD_DIR/thread-safety.cmds")
+n=$(wc -l <"$cmds")
 t=$SECONDS
 log="$BUILD_DIR/thread-safety.log"
 # A unit's diagnostics are printed in one piece; xargs fails if any unit failed.
-if ! tr '\n' '\0' <"$BUILD_DIR/thread-safety.cmds" |
+if ! tr '\n' '\0' <"$cmds" |
   xargs -0 -P "$JOBS" -n 1 sh -c 'out=$(eval "$1" 2>&1) || { printf "%s\n" "$out"; exit 1; }' sh \
     >"$log" 2>&1; then
   cat "$log" >&2
   echo "thread-safety: FAILED ($n translation units, $((SECONDS - t)) s; log $log)" >&2
   exit 1
 fi
-echo "thread-safety: $n translation units clean under $CLANGXX -Wthread-safety -Werror ($((SECONDS - t)) s)"
+echo "thread-safety: $n translation units clean under $CLANGXX -Wthread-safety -Werror" \
+  "($((SECONDS - t)) s)"

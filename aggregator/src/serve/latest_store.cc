@@ -14,6 +14,7 @@ namespace {
 
 constexpr int64_t kMaxStepS = 86400;
 constexpr int64_t kMaxPoints = 10000;
+constexpr int64_t kMaxTimeMs = 253402300799999;  // 9999-12-31T23:59:59.999Z
 constexpr size_t kMaxRecent = 1440;
 constexpr size_t kLateSearch = 16;  // buckets searched backwards for an out-of-order reading
 
@@ -321,12 +322,16 @@ HttpServer::Response LatestStore::historyJson(const std::string& device, const s
   int64_t to_ms = now_us / 1000, from_ms = 0, step_s = bucket_s;
   const std::string to_s = req.param("to"), from_s = req.param("from"),
                     step_str = req.param("step");
-  if (!to_s.empty() && !parseInt(to_s, to_ms)) {
-    return badParam("to", to_s, "must be an integer: Unix time in milliseconds");
+  // Bounded so that the arithmetic below cannot overflow (found by fuzz.history_query).
+  const auto badTime = [](int64_t ms) { return ms < 0 || ms > kMaxTimeMs; };
+  const std::string time_rule =
+      "must be an integer: Unix time in milliseconds, 0 to " + std::to_string(kMaxTimeMs);
+  if (!to_s.empty() && (!parseInt(to_s, to_ms) || badTime(to_ms))) {
+    return badParam("to", to_s, time_rule);
   }
   from_ms = to_ms - 3'600'000;
-  if (!from_s.empty() && !parseInt(from_s, from_ms)) {
-    return badParam("from", from_s, "must be an integer: Unix time in milliseconds");
+  if (!from_s.empty() && (!parseInt(from_s, from_ms) || badTime(from_ms))) {
+    return badParam("from", from_s, time_rule);
   }
   if (from_ms >= to_ms) {
     return badParam("from", from_s, "must be before to (" + std::to_string(to_ms) + ")");

@@ -179,12 +179,12 @@ class Outbox {
   struct FsSpace {
     uint64_t total, available;
   };
-  std::optional<FsSpace> fsSpace() const;
-  uint64_t reserveTarget() const;
+  std::optional<FsSpace> fsSpace() const REQUIRES(mu_);
+  uint64_t reserveTarget() const REQUIRES(mu_);
   // True if the store's file system has less than a reserve's worth of space left (or cannot be
   // asked): only then does an I/O error mean "disk full" and justify evicting or giving up the
   // reserve. Any other I/O error (EIO from a failing card, a failed fsync) is retried once.
-  bool diskNearlyFull() const;
+  bool diskNearlyFull() const REQUIRES(mu_);
   void takeReserve() REQUIRES(mu_);
   void releaseReserve() REQUIRES(mu_);
   // On a full disk: gives up the reserve and checkpoints the WAL into the database (`mode`:
@@ -192,7 +192,7 @@ class Outbox {
   void makeRoomLocked(int mode) REQUIRES(mu_);
 
   sqlite3* db_;
-  OutboxOptions options_;  // limits GUARDED_BY(mu_); path and synchronous fixed
+  OutboxOptions options_ GUARDED_BY(mu_);  // path and synchronous never change
   const Clock& clock_;
   std::unique_ptr<Stmts> stmts_;
   mutable Mutex mu_;
