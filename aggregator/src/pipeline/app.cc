@@ -133,8 +133,9 @@ bool AggregatorApp::start() {
 
 void AggregatorApp::run() {
   if (mqtt_ingest_ && !mqtt_ingest_->start([] { return signals::stopRequested(); })) return;
-  spdlog::info("aggregator running: {}{}{} -> kafka {} ({})", with_mqtt_ ? mqtt_options_.broker : "",
-               with_mqtt_ && with_zmq_ ? " + " : "", with_zmq_ ? zmq_options_.listen : "",
+  spdlog::info("aggregator running: {}{}{} -> kafka {} ({})",
+               with_mqtt_ ? mqtt_options_.broker : "", with_mqtt_ && with_zmq_ ? " + " : "",
+               with_zmq_ ? zmq_options_.listen : "",
                options_.kafka.bootstrap_servers, options_.readings_topic);
   while (!signals::waitForStop(std::chrono::seconds(1))) {
     if (signals::takeReloadRequest()) {
