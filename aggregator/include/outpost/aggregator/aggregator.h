@@ -19,6 +19,7 @@
 #include "outpost/aggregator/anomaly_stage.h"
 #include "outpost/aggregator/dedup_store.h"
 #include "outpost/aggregator/delivery_tracker.h"
+#include "outpost/aggregator/intake.h"
 #include "outpost/aggregator/json.h"
 #include "outpost/aggregator/kafka.h"
 #include "outpost/aggregator/publisher.h"
@@ -31,15 +32,6 @@
 #include "outpost/common/metrics.h"
 
 namespace outpost::aggregator {
-
-struct Inbound {
-  std::string device;   // identity the transport vouches for (MQTT topic segment)
-  std::string payload;  // untrusted bytes
-  std::string source;   // where it came from, e.g. the MQTT topic (dead-letter header)
-  int64_t received_us = 0;
-  AckSink* reply = nullptr;
-  const char* transport = "mqtt";  // metrics label: "mqtt", "zmq"
-};
 
 struct AggregatorOptions {
   codec::VerifyLimits limits;
@@ -60,20 +52,20 @@ struct AggregatorOptions {
 
 AggregatorOptions aggregatorOptionsFrom(const config::Config& cfg);
 
-class Aggregator {
+class Aggregator final : public Intake {
  public:
   // Publishes through `sink`.
   Aggregator(AggregatorOptions options, metrics::Registry& registry, const Clock& clock,
              std::unique_ptr<Sink> sink);
   // Publishes to Kafka: makeKafkaSink(options.kafka, options.recovery_*).
   Aggregator(AggregatorOptions options, metrics::Registry& registry, const Clock& clock);
-  ~Aggregator();
+  ~Aggregator() override;
 
   // Opens the dedup store, recovers what the sink already has (Kafka's tail), opens the
   // publisher and starts the workers. Throws std::runtime_error when it cannot.
   void start();
   // Blocks while the owning worker's queue is full. Returns false once stopping.
-  bool submit(Inbound in);
+  bool submit(Inbound in) override;
   // Stops intake, drains the workers, waits for outstanding deliveries (acking what completes),
   // flushes the dedup store.
   void stop();
