@@ -214,8 +214,8 @@ void KafkaProducer::stop(int timeout_ms) {
 }
 
 Result<uint64_t> recoverFromKafka(const KafkaOptions& options,
-                                  const std::vector<std::string>& topics, DedupStore& store, int64_t max_messages_per_partition,
-                                  int timeout_ms) {
+                                  const std::vector<std::string>& topics, DedupStore& store,
+                                  int64_t max_messages_per_partition, int timeout_ms) {
   auto conf = baseConf(options);
   if (!conf) return std::unexpected(conf.error());
   for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{

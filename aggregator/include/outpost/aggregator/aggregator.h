@@ -7,7 +7,8 @@
 // full: back-pressure to the broker); N workers verify, dedup and produce (each device is pinned to
 // one worker); the publisher's delivery thread turns delivery reports into acks (through the
 // DeliveryTracker); a flusher persists the dedup store. Workers also update the latest-state store
-// (latest_store.h) once per new batch; a publisher thread sends the sensors that changed to the latest topic once per interval.
+// (latest_store.h) once per new batch; a publisher thread sends the sensors that changed to the
+// latest topic once per interval.
 
 #include <atomic>
 #include <memory>

@@ -114,7 +114,7 @@ class RecoveryScan {
 // done in `store` (multi-part batches only when every part is present). Bounded by
 // `max_messages_per_partition` from the end. Returns the number of batches recovered.
 Result<uint64_t> recoverFromKafka(const KafkaOptions& options,
-                                  const std::vector<std::string>& topics, DedupStore& store, int64_t max_messages_per_partition,
-                                  int timeout_ms);
+                                  const std::vector<std::string>& topics, DedupStore& store,
+                                  int64_t max_messages_per_partition, int timeout_ms);
 
 }  // namespace outpost::aggregator
