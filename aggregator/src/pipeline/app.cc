@@ -64,7 +64,9 @@ bool AggregatorApp::healthy(std::string& d) {
 bool AggregatorApp::start() {
   const config::Config& cfg = cfg_;
   metrics::setCollectionEnabled(cfg.getBool("metrics.collect"));
-  aggregator_ = std::make_unique<Aggregator>(options_, registry_, SystemClock::instance());
+  aggregator_ = std::make_unique<Aggregator>(
+      options_, registry_, SystemClock::instance(),
+      makeKafkaSink(options_.kafka, options_.recovery_max_messages, options_.recovery_timeout_ms));
   Aggregator& aggregator = *aggregator_;
   if (metrics::collectionEnabled()) {
     ops_ = std::make_unique<OpsCenter>(
