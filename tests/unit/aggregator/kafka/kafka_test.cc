@@ -59,7 +59,7 @@ TEST_CASE("RecoveryScan: where to start reading a partition", "[aggregator][kafk
   }
 }
 
-TEST_CASE("RecoveryScan: complete batches are marked done, incomplete ones hold the checkpoint",
+TEST_CASE("RecoveryScan: complete batches are marked done and incomplete ones hold the checkpoint",
           "[aggregator][kafka]") {
   outpost::testing::TempDir dir("outpost-recovery-test");
   auto store = openStore(dir);
@@ -190,7 +190,8 @@ TEST_CASE("KafkaProducer: a full queue pauses the producing thread instead of dr
   CHECK(paused.value() == 1);
   CHECK(queue_full.value() == 1);  // counted once per pause, not per retry
   CHECK_FALSE(returned.load());
-  CHECK(producer.outstanding() == 1);
+  // rd_kafka_outq_len also counts events not yet served (e.g. the connection error): at least 1.
+  CHECK(producer.outstanding() >= 1);
 
   // Stopping releases the waiting producer with an error: nothing is silently dropped.
   producer.stop(0);

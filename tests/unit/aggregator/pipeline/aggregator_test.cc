@@ -239,7 +239,7 @@ TEST_CASE("Aggregator: the anomaly events of a batch gate its ack too", "[aggreg
   CHECK(f.acks.acks()[10].status == wire::AckStatus::Accepted);
 }
 
-TEST_CASE("Aggregator: no ack when any part fails; the resend is produced again",
+TEST_CASE("Aggregator: no ack when any part fails and the resend is produced again",
           "[aggregator][pipeline]") {
   Fixture f;
   SECTION("a failed delivery report") {
