@@ -315,15 +315,15 @@ const DetectorConfig* AnomalyDetection::configFor(std::string_view device,
   return detectorConfigFor(opt_, device, sensor);
 }
 
-Status AnomalyDetection::produce(KafkaProducer& producer, const AnomalyRecord& record, void* opaque,
-                                 std::string& scratch) {
+Status AnomalyDetection::produce(Publisher& publisher, const AnomalyRecord& record,
+                                 DeliveryListener* listener, std::string& scratch) {
   scratch.clear();
   appendAnomalyJson(record, scratch);
-  auto st = producer.produce(opt_.topic, record.device, scratch,
-                             {{kHeaderDevice, record.device},
-                              {"outpost-anomaly", record.ended ? "ended" : "open"},
-                              {"content-type", "application/json"}},
-                             opaque);
+  auto st = publisher.produce(opt_.topic, record.device, scratch,
+                              {{kHeaderDevice, record.device},
+                               {"outpost-anomaly", record.ended ? "ended" : "open"},
+                               {"content-type", "application/json"}},
+                              listener);
   if (!st) return st;
   for (const auto& obs : observers_) obs(record, scratch);
   return {};

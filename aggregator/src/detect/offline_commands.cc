@@ -130,7 +130,8 @@ OfflineCommands::OfflineCommands(CLI::App& app) {
       "ignored; writes timestamp,value,anomaly_score,alarm,kind), or on one device's CSV (',' or "
       "';', a time column and one column per sensor; writes per-sensor scores and the device "
       "score); one row per input row");
-  detect_cmd_->add_option("-i,--input", detect_input_, "Input CSV file, or - for stdin")->required();
+  detect_cmd_->add_option("-i,--input", detect_input_, "Input CSV file, or - for stdin")
+      ->required();
   detect_cmd_->add_option("-o,--output", detect_output_, "Output CSV file (default: stdout)");
   detect_cmd_->add_option("--sensor", detect_sensor_,
                           "Sensor name: selects the [[detect.classes]] entry of --config that the "

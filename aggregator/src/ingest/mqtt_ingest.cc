@@ -9,6 +9,7 @@
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
+#include "outpost/common/codec.h"
 #include "outpost/common/mqtt_security_paho.h"
 #include "outpost/common/net.h"
 #include "outpost/common/thread_annotations.h"
@@ -28,7 +29,7 @@ constexpr int kMaxBufferedAcks = 1 << 16;
 
 struct MqttIngest::Impl {
   MqttIngestOptions opt;
-  Aggregator& aggregator;
+  Intake& intake;
   const Clock& clock;
   std::unique_ptr<mqtt::async_client> cli;
   std::string subscription;
@@ -77,8 +78,8 @@ struct MqttIngest::Impl {
     }
   }
 
-  Impl(MqttIngestOptions o, Aggregator& a, metrics::Registry& reg, const Clock& c)
-      : opt(std::move(o)), aggregator(a), clock(c), subscription(opt.topic_prefix + "/+/batch"),
+  Impl(MqttIngestOptions o, Intake& a, metrics::Registry& reg, const Clock& c)
+      : opt(std::move(o)), intake(a), clock(c), subscription(opt.topic_prefix + "/+/batch"),
         bad_topic(reg.counter("outpost_aggregator_mqtt_bad_topic_total",
                               "Messages on a topic without a valid device segment")),
         ack_failures(reg.counter("outpost_aggregator_ack_publish_failures_total",
@@ -113,7 +114,7 @@ struct MqttIngest::Impl {
     in.payload = msg->get_payload_str();
     in.received_us = clock.nowUs();
     in.reply = owner;
-    aggregator.submit(std::move(in));
+    intake.submit(std::move(in));
   }
 
   MqttIngest* owner = nullptr;
@@ -124,9 +125,9 @@ void MqttIngest::setStatusHandler(StatusHandler handler) {
   impl_->status_handler = std::move(handler);
 }
 
-MqttIngest::MqttIngest(MqttIngestOptions options, Aggregator& aggregator,
+MqttIngest::MqttIngest(MqttIngestOptions options, Intake& intake,
                        metrics::Registry& registry, const Clock& clock)
-    : impl_(std::make_unique<Impl>(std::move(options), aggregator, registry, clock)) {
+    : impl_(std::make_unique<Impl>(std::move(options), intake, registry, clock)) {
   impl_->owner = this;
   registry.gaugeFunction("outpost_aggregator_mqtt_connected", "1 while the ingest client is connected",
                          [this] { return connected() ? 1.0 : 0.0; });

@@ -9,6 +9,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <zmq.hpp>
 
@@ -50,9 +51,9 @@ std::optional<std::string> property(zmq::message_t& m, const char* name) {
 }  // namespace
 
 struct ZmqIngest::Impl {
-  Impl(ZmqIngestOptions o, Aggregator& a, metrics::Registry& reg, const Clock& c)
+  Impl(ZmqIngestOptions o, Intake& a, metrics::Registry& reg, const Clock& c)
       : opt(std::move(o)),
-        aggregator(a),
+        intake(a),
         registry(reg),
         clock(c),
         zap_unknown_key(reg.counter("outpost_aggregator_zmq_auth_rejected_total",
@@ -90,7 +91,7 @@ struct ZmqIngest::Impl {
                                   {{"result", "error"}})) {}
 
   ZmqIngestOptions opt;
-  Aggregator& aggregator;
+  Intake& intake;
   metrics::Registry& registry;
   const Clock& clock;
   ZmqIngest* owner = nullptr;
@@ -287,7 +288,7 @@ struct ZmqIngest::Impl {
       in.transport = "zmq";
       in.received_us = clock.nowUs();
       in.reply = owner;
-      aggregator.submit(std::move(in));
+      intake.submit(std::move(in));
       return true;
     }
     bad_messages.inc();
@@ -354,9 +355,9 @@ struct ZmqIngest::Impl {
   }
 };
 
-ZmqIngest::ZmqIngest(ZmqIngestOptions options, Aggregator& aggregator, metrics::Registry& registry,
+ZmqIngest::ZmqIngest(ZmqIngestOptions options, Intake& intake, metrics::Registry& registry,
                      const Clock& clock)
-    : impl_(std::make_unique<Impl>(std::move(options), aggregator, registry, clock)) {
+    : impl_(std::make_unique<Impl>(std::move(options), intake, registry, clock)) {
   impl_->owner = this;
   Impl* impl = impl_.get();
   registry.gaugeFunction("outpost_aggregator_zmq_peers",

@@ -64,7 +64,9 @@ bool AggregatorApp::healthy(std::string& d) {
 bool AggregatorApp::start() {
   const config::Config& cfg = cfg_;
   metrics::setCollectionEnabled(cfg.getBool("metrics.collect"));
-  aggregator_ = std::make_unique<Aggregator>(options_, registry_, SystemClock::instance());
+  aggregator_ = std::make_unique<Aggregator>(
+      options_, registry_, SystemClock::instance(),
+      makeKafkaSink(options_.kafka, options_.recovery_max_messages, options_.recovery_timeout_ms));
   Aggregator& aggregator = *aggregator_;
   if (metrics::collectionEnabled()) {
     ops_ = std::make_unique<OpsCenter>(
@@ -133,8 +135,9 @@ bool AggregatorApp::start() {
 
 void AggregatorApp::run() {
   if (mqtt_ingest_ && !mqtt_ingest_->start([] { return signals::stopRequested(); })) return;
-  spdlog::info("aggregator running: {}{}{} -> kafka {} ({})", with_mqtt_ ? mqtt_options_.broker : "",
-               with_mqtt_ && with_zmq_ ? " + " : "", with_zmq_ ? zmq_options_.listen : "",
+  spdlog::info("aggregator running: {}{}{} -> kafka {} ({})",
+               with_mqtt_ ? mqtt_options_.broker : "", with_mqtt_ && with_zmq_ ? " + " : "",
+               with_zmq_ ? zmq_options_.listen : "",
                options_.kafka.bootstrap_servers, options_.readings_topic);
   while (!signals::waitForStop(std::chrono::seconds(1))) {
     if (signals::takeReloadRequest()) {

@@ -31,7 +31,8 @@
 
 namespace outpost::aggregator {
 
-class KafkaProducer;
+class DeliveryListener;
+class Publisher;
 
 // Detector settings for the sensors whose name matches `match` (and device `device`), both
 // fnmatch(3) globs. The first matching class wins; no match: the [detect] defaults.
@@ -109,9 +110,9 @@ class AnomalyDetection {
   // The detector configuration for one sensor (first matching class, else the defaults).
   const detect::DetectorConfig* configFor(std::string_view device, std::string_view sensor) const;
 
-  // Produces one event on the anomalies topic (key = device) with `opaque` for the delivery
-  // report, and tells the observers. Errors are the producer's.
-  Status produce(KafkaProducer& producer, const AnomalyRecord& record, void* opaque,
+  // Produces one event on the anomalies topic (key = device), reported to `listener`, and tells
+  // the observers. Errors are the publisher's.
+  Status produce(Publisher& publisher, const AnomalyRecord& record, DeliveryListener* listener,
                  std::string& scratch);
   // Delivery reports of events produced without a batch (timer: silence).
   void onUnbatchedDelivery(bool ok);
