@@ -7,7 +7,7 @@
 #include <mutex>
 #include <vector>
 
-#include "outpost/agent/agent_ops.h"
+#include "outpost/agent/config_reload.h"
 #include "outpost/agent/outbox_sender.h"
 #include "outpost/agent/zmq_module.h"
 
