@@ -4,11 +4,14 @@
 #    and a running agent does not map it;
 #  - with a tcp:// broker, OPENSSL_init_ssl is never called (an LD_PRELOAD probe records each call)
 #    while /metrics, /healthz and /readyz answer;
-#  - with an ssl:// broker it is called (Paho initialises OpenSSL): the probe itself works.
+#  - and it maps neither libssl nor libcrypto: plain MQTT runs on Paho's non-SSL library, and the
+#    TLS client is a module (outpost-agent-mqtt-tls.so) loaded only for an ssl:// broker;
+#  - with an ssl:// broker it is called (Paho initialises OpenSSL) and the module and OpenSSL are
+#    mapped: the probe itself works.
 source "$(dirname "$0")/lib.sh"
 : "${OUTPOST_OPENSSL_PROBE:?set OUTPOST_OPENSSL_PROBE to the probe library}"
 
-if readelf -d "$AGENT_BIN" | grep -E 'NEEDED.*(cpp-httplib|libssl)'; then
+if readelf -d "$AGENT_BIN" | grep -E 'NEEDED.*(cpp-httplib|libssl|libcrypto|paho-mqtt3as|paho-mqttpp)'; then
   fail "$AGENT_BIN links the libraries above"
 fi
 
@@ -25,8 +28,11 @@ curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || fail "/readyz not ready"
 grep -q 'openssl_init_probe' "/proc/${PIDS[ns-plain]}/maps" || fail "the probe was not preloaded"
 if grep -E 'cpp-httplib' "/proc/${PIDS[ns-plain]}/maps"; then fail "the agent mapped cpp-httplib"; fi
 [[ ! -s $WORK/plain.probe ]] || fail "OPENSSL_init_ssl called without TLS: $(wc -l <"$WORK/plain.probe") calls"
+if grep -E 'libssl|libcrypto|paho-mqtt3as|mqtt-tls' "/proc/${PIDS[ns-plain]}/maps"; then
+  fail "the agent mapped TLS code without a TLS broker"
+fi
 stop_proc ns-plain
-log "tcp:// broker: no OPENSSL_init_ssl call, no cpp-httplib mapped"
+log "tcp:// broker: no OPENSSL_init_ssl call, no cpp-httplib, libssl, libcrypto or TLS module mapped"
 
 # Positive control: an ssl:// broker (nothing listens there; the agent keeps retrying).
 write_agent_config ns-tls 10
@@ -37,5 +43,7 @@ LD_PRELOAD=$OUTPOST_OPENSSL_PROBE OUTPOST_OPENSSL_PROBE_LOG=$WORK/tls.probe \
   start_agent ns-tls --set "http.listen=127.0.0.1:$port"
 wait_for 20 "agent metrics" curl -sf "http://127.0.0.1:$port/metrics"
 wait_for 20 "OPENSSL_init_ssl with an ssl:// broker" test -s "$WORK/tls.probe"
+grep -q 'outpost-agent-mqtt-tls.so' "/proc/${PIDS[ns-tls]}/maps" || fail "TLS module not mapped"
+grep -q 'libssl' "/proc/${PIDS[ns-tls]}/maps" || fail "libssl not mapped with an ssl:// broker"
 stop_proc ns-tls
-echo "PASS: no cpp-httplib and no OpenSSL initialisation without TLS; OpenSSL initialised with ssl://"
+echo "PASS: no cpp-httplib and no OpenSSL mapped without TLS; TLS module and OpenSSL with ssl://"

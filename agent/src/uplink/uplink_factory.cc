@@ -1,6 +1,7 @@
 #include "outpost/agent/uplink_factory.h"
 
 #include "outpost/agent/config_reload.h"
+#include "outpost/agent/mqtt_client.h"
 #include "outpost/agent/mqtt_uplink.h"
 #include "outpost/agent/zmq_module_loader.h"
 #include "outpost/common/mqtt_security.h"
@@ -33,7 +34,11 @@ void checkUplinkConfig(const config::Config& cfg) {
   if (cfg.getString("uplink.transport") == "zmq") {
     checkZmqUplinkConfig(cfg, device);  // loads the ZeroMQ module (zmq_module_loader.h)
   } else {
-    (void)mqttOptionsFrom(cfg, device);
+    // The broker URI as Paho reads it and, for ssl://, the TLS module found and loadable
+    // (mqtt_client.h). Creating a client opens no connection.
+    const auto mo = mqttOptionsFrom(cfg, device);
+    auto c = makeMqttClient({mo.broker, "outpost-agent-check", 1}, mo.security.tls, {});
+    if (!c) throw config::ConfigError("uplink.mqtt.broker: " + c.error().message());
   }
 }
 
