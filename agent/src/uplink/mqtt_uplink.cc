@@ -198,7 +198,9 @@ struct MqttUplink::Impl {
           spdlog::debug("status publish: {}", st.error().message());
         }
       }
-      if (!sender.pump([this](const StoredBatch& b) { return publish(b); })) {
+      const bool sent = sender.pump([this](const StoredBatch& b) { return publish(b); });
+      owner.inflight_count_.store(sender.inFlight());  // not only when the next ack comes
+      if (!sent) {
         owner.connected_.store(false);
         disconnect(false);
         next_connect_us = now + backoff_ms * 1000;

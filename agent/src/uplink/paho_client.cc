@@ -81,12 +81,10 @@ class PahoClient final : public MqttClient {
     const int rc = MQTTAsync_connect(handle_, &opts);
     if (rc != MQTTASYNC_SUCCESS) {
       dropOp(op.get());
-      return failWith(rc, "connect to " + options_.broker);
+      return failWith(rc, "connect");
     }
-    auto st = wait(op, c.timeout + std::chrono::seconds(1), "connect to " + options_.broker);
-    if (st && !connected()) {
-      return fail(ErrorCode::kUnavailable, "connect to " + options_.broker + ": not connected");
-    }
+    auto st = wait(op, c.timeout + std::chrono::seconds(1), "connect");
+    if (st && !connected()) return fail(ErrorCode::kUnavailable, "not connected after CONNACK");
     return st;
   }
 
