@@ -30,7 +30,7 @@ Loaded loadOnce() {
                          std::to_string(m ? m->abi_version : 0) + ", this agent " +
                          std::to_string(OUTPOST_MQTT_TLS_MODULE_ABI) + ")"};
   }
-  spdlog::info("MQTT TLS module loaded from {}", lm.path);
+  spdlog::debug("MQTT TLS module loaded from {}", lm.path);
   return {m, ""};
 }
 

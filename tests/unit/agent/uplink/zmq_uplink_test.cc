@@ -169,7 +169,7 @@ struct Rig {
     zo.server_public_key = router.keys.pub;
     zo.public_key = mine.pub;
     zo.secret_key = mine.sec;
-    zo.heartbeat_ms = 100;
+    zo.heartbeat_ms = 200;  // liveness 3: 600 ms of silence (the suite also runs this under qemu)
     zo.liveness = 3;
     zo.reconnect_min_ms = 50;
     zo.reconnect_max_ms = 200;
