@@ -6,6 +6,7 @@
 #    while /metrics, /healthz and /readyz answer;
 #  - and it maps neither libssl nor libcrypto: plain MQTT runs on Paho's non-SSL library, and the
 #    TLS client is a module (outpost-agent-mqtt-tls.so) loaded only for an ssl:// broker;
+#  - a SIGHUP that moves the MQTT source to ssl:// loads the module then;
 #  - with an ssl:// broker it is called (Paho initialises OpenSSL) and the module and OpenSSL are
 #    mapped: the probe itself works.
 source "$(dirname "$0")/lib.sh"
@@ -17,6 +18,14 @@ fi
 
 start_mosquitto
 write_agent_config ns-plain 10
+cat >>"$WORK/ns-plain.toml" <<CONF
+[sources.mqtt]
+broker = "$MQTT_URI"  # the source's
+[[sensors]]
+name = "m"
+source = "mqtt"
+mqtt.topic = "meter/m"
+CONF
 port=$(free_port)
 LD_PRELOAD=$OUTPOST_OPENSSL_PROBE OUTPOST_OPENSSL_PROBE_LOG=$WORK/plain.probe \
   start_agent ns-plain --set "http.listen=127.0.0.1:$port"
@@ -31,8 +40,16 @@ if grep -E 'cpp-httplib' "/proc/${PIDS[ns-plain]}/maps"; then fail "the agent ma
 if grep -E 'libssl|libcrypto|paho-mqtt3as|mqtt-tls' "/proc/${PIDS[ns-plain]}/maps"; then
   fail "the agent mapped TLS code without a TLS broker"
 fi
+log "tcp:// brokers: no OPENSSL_init_ssl call, no cpp-httplib, libssl, libcrypto or TLS module mapped"
+
+# SIGHUP that moves the MQTT source to an ssl:// broker (only the source's: a changed uplink broker
+# needs a restart): the TLS module is loaded then, on demand.
+sed -i "s|^broker = .*# the source's\$|broker = \"ssl://127.0.0.1:$(free_port)\"|" "$WORK/ns-plain.toml"
+[[ $(grep -c '^broker = "ssl://' "$WORK/ns-plain.toml") == 1 ]] || fail "could not rewrite the source's broker"
+kill -HUP "${PIDS[ns-plain]}"
+wait_for 20 "TLS module mapped after the reload" grep -q 'outpost-agent-mqtt-tls.so' "/proc/${PIDS[ns-plain]}/maps"
 stop_proc ns-plain
-log "tcp:// broker: no OPENSSL_init_ssl call, no cpp-httplib, libssl, libcrypto or TLS module mapped"
+log "SIGHUP to an ssl:// MQTT source: the TLS module loaded on demand"
 
 # Positive control: an ssl:// broker (nothing listens there; the agent keeps retrying).
 write_agent_config ns-tls 10
