@@ -112,7 +112,7 @@ MqttSource::MqttSource(const std::vector<SensorSpec>& sensors, const SourcesSpec
                    },
                    [this](const std::string&) {
                      {
-                       std::lock_guard lock(mu_);
+                       MutexLock lock(mu_);
                        lost_ = true;
                      }
                      cv_.notify_one();
@@ -131,7 +131,7 @@ MqttSource::MqttSource(const std::vector<SensorSpec>& sensors, const SourcesSpec
 
 MqttSource::~MqttSource() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   cv_.notify_one();
@@ -186,9 +186,9 @@ void MqttSource::run() {
   bool need_connect = true;
   for (;;) {
     {
-      std::unique_lock lock(mu_);
+      MutexLock lock(mu_);
       if (!need_connect) {
-        cv_.wait(lock, [&] { return stopping_ || lost_; });
+        cv_.wait(lock, [&]() REQUIRES(mu_) { return stopping_ || lost_; });
       }
       if (stopping_) break;
       if (lost_) {
@@ -224,8 +224,9 @@ void MqttSource::run() {
       connected_.store(false);
       spdlog::warn("mqtt source: connect to {} failed: {}; retry in {} ms", opt_.mqtt_broker,
                    st.error().message(), backoff_ms);
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return stopping_; });
+      MutexLock lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms),
+                   [&]() REQUIRES(mu_) { return stopping_; });
       backoff_ms = std::min<int64_t>(backoff_ms * 2, 30000);
     }
   }

@@ -3,12 +3,11 @@
 // the SSL build, libpaho-mqtt3as, whose symbols stay inside the module): mqtt_client.h.
 #include <MQTTAsync.h>
 
-#include <condition_variable>
 #include <cstring>
 #include <map>
-#include <mutex>
 
 #include "outpost/agent/mqtt_client.h"
+#include "outpost/common/thread_annotations.h"
 
 namespace outpost::agent {
 namespace {
@@ -21,7 +20,7 @@ class PahoClient final : public MqttClient {
   ~PahoClient() override {
     // Completes (or fails) every pending operation; no callback of this client runs afterwards.
     MQTTAsync_destroy(&handle_);
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     pending_.clear();
   }
 
@@ -155,20 +154,21 @@ class PahoClient final : public MqttClient {
   // pending_ keeps the Op alive until Paho completes it, even when the caller stopped waiting.
   struct Op {
     PahoClient* client;
-    bool done = false;  // GUARDED_BY(client->mu_)
-    int rc = 0;         // GUARDED_BY(client->mu_)
+    // Written by complete() and read by wait(), both under client->mu_.
+    bool done = false;
+    int rc = 0;
     std::string message;
   };
 
   std::shared_ptr<Op> newOp() {
     auto op = std::make_shared<Op>();
     op->client = this;
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     pending_[op.get()] = op;
     return op;
   }
   void dropOp(Op* op) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     pending_.erase(op);
   }
   static MQTTAsync_responseOptions responseOptions(Op* op) {
@@ -181,7 +181,7 @@ class PahoClient final : public MqttClient {
   static void complete(void* ctx, int rc, const char* message) {
     auto* op = static_cast<Op*>(ctx);
     PahoClient* self = op->client;
-    std::lock_guard lock(self->mu_);
+    MutexLock lock(self->mu_);
     op->done = true;
     op->rc = rc;
     if (message) op->message = message;
@@ -198,7 +198,7 @@ class PahoClient final : public MqttClient {
 
   Status wait(const std::shared_ptr<Op>& op, std::chrono::milliseconds timeout,
               const std::string& what) {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     if (!cv_.wait_for(lock, timeout, [&] { return op->done; })) {
       return fail(ErrorCode::kUnavailable, what + ": timed out");
     }
@@ -219,9 +219,9 @@ class PahoClient final : public MqttClient {
   const MqttClientOptions options_;
   const MqttCallbacks callbacks_;
   MqttConnectOptions connect_options_;  // the last connect's (its strings outlive the call)
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<Op*, std::shared_ptr<Op>> pending_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  std::map<Op*, std::shared_ptr<Op>> pending_ GUARDED_BY(mu_);
 };
 
 }  // namespace
