@@ -3,10 +3,9 @@
 #include <algorithm>
 #include <random>
 
-#include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
-#include "outpost/common/mqtt_security_paho.h"
+#include "outpost/agent/mqtt_client.h"
 #include "outpost/common/net.h"
 #include "outpost/common/thread_annotations.h"
 #include "outpost/common/thread_name.h"
@@ -36,13 +35,13 @@ struct MqttUplink::Impl {
     if (opt.client_id.empty()) opt.client_id = "outpost-agent-" + opt.device_id;
   }
 
-  void onMessage(mqtt::const_message_ptr msg) {
-    const std::string& p = msg->get_payload_ref().str();
+  // Paho's receive thread.
+  void onMessage(std::string_view topic, std::string_view p) {
     std::vector<uint8_t> buf(p.begin(), p.end());  // aligned copy
     auto ack = codec::verifyAck(buf);
     if (!ack) {
       bad_acks.inc();
-      spdlog::warn("ignoring malformed ack on {}: {}", msg->get_topic(), ack.error().toString());
+      spdlog::warn("ignoring malformed ack on {}: {}", topic, ack.error().toString());
       return;
     }
     const wire::Ack* a = *ack;
@@ -59,7 +58,7 @@ struct MqttUplink::Impl {
     cv.notify_one();
   }
 
-  void onConnectionLost(const std::string& cause) {
+  void onConnectionLost(const std::string& /*cause*/) {
     {
       MutexLock lock(mu);
       lost = true;
@@ -68,46 +67,47 @@ struct MqttUplink::Impl {
   }
 
   bool connect() {
-    try {
-      // Paho refuses publishes beyond its buffer (default 100) even while connected: room for the
-      // whole in-flight window plus status messages.
-      // Not queued while disconnected: the outbox is the buffer, and a publish that fails tells
-      // the sender thread to reconnect.
-      mqtt::create_options create(MQTTVERSION_DEFAULT, static_cast<int>(opt.max_inflight) + 16);
-      create.set_send_while_disconnected(false);
-      cli = std::make_unique<mqtt::async_client>(opt.broker, opt.client_id, create);
-      cli->set_message_callback([this](mqtt::const_message_ptr m) { onMessage(std::move(m)); });
-      cli->set_connection_lost_handler([this](const std::string& c) { onConnectionLost(c); });
-      auto builder = mqtt::connect_options_builder()
-                         .clean_session(true)
-                         .keep_alive_interval(std::chrono::seconds(opt.keepalive_s))
-                         .connect_timeout(kConnectTimeout)
-                         .will(mqtt::message(status_topic, statusJson("offline", "last_will"), 1,
-                                             true));
-      mqttsec::apply(opt.security, builder);
-      cli->connect(builder.finalize())->wait_for(kConnectTimeout + std::chrono::seconds(1));
-      if (!cli->is_connected()) throw mqtt::exception(-1, "connect timed out");
+    // Paho refuses publishes beyond its buffer even while connected: room for the whole
+    // in-flight window plus status messages. Not queued while disconnected: the outbox is the
+    // buffer, and a publish that fails tells the sender thread to reconnect.
+    MqttClientOptions co{opt.broker, opt.client_id, static_cast<int>(opt.max_inflight) + 16};
+    MqttCallbacks cb{[this](std::string_view t, std::string_view p) { onMessage(t, p); },
+                     [this](const std::string& c) { onConnectionLost(c); }};
+    auto made = makeMqttClient(co, opt.security.tls, std::move(cb));
+    if (!made) {
+      spdlog::warn("MQTT connect to {} failed: {}", opt.broker, made.error().message());
+      return false;
+    }
+    cli = std::move(*made);
+    MqttConnectOptions c;
+    c.clean_session = true;
+    c.keepalive_s = opt.keepalive_s;
+    c.timeout = kConnectTimeout;
+    c.will = {status_topic, statusJson("offline", "last_will"), 1, true};
+    c.security = opt.security;
+    Status st = cli->connect(c);
+    if (st) {
       net::setTcpNoDelayToPeer(opt.broker);  // batches must not wait for a delayed ACK
-      cli->subscribe(ack_topic, 1)->wait_for(kConnectTimeout);
-      publishStatus("online", "status");
-      return true;
-    } catch (const mqtt::exception& e) {
-      spdlog::warn("MQTT connect to {} failed: {}", opt.broker, e.what());
+      st = cli->subscribe(ack_topic, 1, kConnectTimeout);
+    }
+    if (st) st = publishStatus("online", "status");
+    if (!st) {
+      spdlog::warn("MQTT connect to {} failed: {}", opt.broker, st.error().message());
       cli.reset();
       return false;
     }
+    return true;
   }
 
   void disconnect(bool graceful) {
     if (!cli) return;
-    try {
-      if (graceful && cli->is_connected()) {
-        const std::string s = statusJson("offline", "shutdown");
-        cli->publish(status_topic, s.data(), s.size(), 1, true)->wait_for(std::chrono::seconds(1));
-        cli->disconnect(std::chrono::milliseconds(500))->wait_for(std::chrono::seconds(2));
+    if (graceful && cli->connected()) {
+      const std::string s = statusJson("offline", "shutdown");
+      if (auto st = cli->publish(status_topic, s.data(), s.size(), 1, true, std::chrono::seconds(1));
+          !st) {
+        spdlog::debug("MQTT status on shutdown: {}", st.error().message());
       }
-    } catch (const mqtt::exception& e) {
-      spdlog::debug("MQTT disconnect: {}", e.what());
+      cli->disconnect(std::chrono::milliseconds(500), std::chrono::seconds(2));
     }
     cli.reset();
   }
@@ -126,21 +126,18 @@ struct MqttUplink::Impl {
     return s + "}";
   }
 
-  void publishStatus(const char* state, const char* reason) {
+  Status publishStatus(const char* state, const char* reason) {
     const std::string s = statusJson(state, reason);
-    cli->publish(status_topic, s.data(), s.size(), 1, true);
-    last_status_us = clock.monotonicUs();
+    auto st = cli->publish(status_topic, s.data(), s.size(), 1, true);
+    if (st) last_status_us = clock.monotonicUs();
+    return st;
   }
 
   // Publishes one stored batch; false if the connection is gone.
   bool publish(const StoredBatch& b) {
-    try {
-      cli->publish(batch_topic, b.payload.data(), b.payload.size(), 1, false);
-      return true;
-    } catch (const mqtt::exception& e) {
-      spdlog::warn("MQTT publish of batch {} failed: {}", b.seq, e.what());
-      return false;
-    }
+    auto st = cli->publish(batch_topic, b.payload.data(), b.payload.size(), 1, false);
+    if (!st) spdlog::warn("MQTT publish of batch {} failed: {}", b.seq, st.error().message());
+    return st.has_value();
   }
 
   void handleAcks(std::vector<AckEvent>& events) {
@@ -199,13 +196,13 @@ struct MqttUplink::Impl {
         }
       }
       if (now - last_status_us > kStatusEveryUs) {
-        try {
-          publishStatus("online", "status");
-        } catch (const mqtt::exception& e) {
-          spdlog::debug("status publish: {}", e.what());
+        if (auto st = publishStatus("online", "status"); !st) {
+          spdlog::debug("status publish: {}", st.error().message());
         }
       }
-      if (!sender.pump([this](const StoredBatch& b) { return publish(b); })) {
+      const bool sent = sender.pump([this](const StoredBatch& b) { return publish(b); });
+      owner.inflight_count_.store(sender.inFlight());  // not only when the next ack comes
+      if (!sent) {
         owner.connected_.store(false);
         disconnect(false);
         next_connect_us = now + backoff_ms * 1000;
@@ -243,7 +240,7 @@ struct MqttUplink::Impl {
   const Clock& clock;
   MqttUplink& owner;
   const std::string batch_topic, ack_topic, status_topic;
-  std::unique_ptr<mqtt::async_client> cli;  // sender thread only
+  std::unique_ptr<MqttClient> cli;  // sender thread only
   std::thread thread;
 
   Mutex mu;

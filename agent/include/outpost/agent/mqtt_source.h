@@ -68,7 +68,7 @@ class MqttSource final : public Source {
     uint16_t id;
   };
   struct Client;
-  void onMessage(const std::string& topic, std::string_view payload);
+  void onMessage(std::string_view topic, std::string_view payload);
   void countError(MqttPayloadError e);
   void run();
 

@@ -1,5 +1,5 @@
 // SIGHUP reload: which settings changed, which apply live, which need a restart.
-#include "outpost/agent/agent_ops.h"
+#include "outpost/agent/config_reload.h"
 
 #include <catch2/catch.hpp>
 #include <memory>
@@ -94,22 +94,4 @@ TEST_CASE("changedSettings compares sensors entry by entry", "[agent][reload]") 
   CHECK_FALSE(isReloadable("sources.stdin.format"));
   CHECK_FALSE(isReloadable("uplink.mqtt.broker"));
   CHECK(isReloadable("uplink.drain.rate"));
-}
-
-TEST_CASE("Outbox metrics follow Prometheus conventions", "[agent][metrics]") {
-  testing::TempDir dir("outpost-metrics-test");
-  OutboxOptions o;
-  o.path = dir.file("o.db");
-  auto box = std::move(*Outbox::open(o, SystemClock::instance()));
-  metrics::Registry reg;
-  registerOutboxMetrics(reg, *box, SystemClock::instance());
-  box->addDropped(7);
-  const std::string text = reg.render();
-  CHECK(text.find("# TYPE outpost_agent_readings_dropped_total counter") != std::string::npos);
-  CHECK(text.find("outpost_agent_readings_dropped_total{reason=\"upstream\"} 7") !=
-        std::string::npos);
-  CHECK(text.find("outpost_agent_readings_dropped_total{reason=\"outbox_full\"} 0") !=
-        std::string::npos);
-  CHECK(text.find("outpost_agent_outbox_oldest_age_seconds 0") != std::string::npos);
-  CHECK(text.find("outpost_agent_outbox_bytes 0") != std::string::npos);
 }

@@ -1,10 +1,11 @@
+#include "outpost/agent/input_set.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <limits>
 #include <set>
 
-#include "outpost/agent/input_set.h"
 #include "outpost/agent/inputs.h"
 #include "outpost/agent/modbus_source.h"
 #include "outpost/agent/mqtt_source.h"

@@ -1,7 +1,7 @@
 #pragma once
 
-// Operations of the agent that are not the data path: typed settings read from the config, the
-// outbox/uplink metrics, and SIGHUP reload (which settings apply live, which need a restart).
+// SIGHUP reload of the agent (which settings apply live, which need a restart) and the typed
+// outbox and drain settings it re-reads from the config.
 
 #include <string>
 #include <string_view>
@@ -10,18 +10,12 @@
 #include "outpost/agent/outbox.h"
 #include "outpost/agent/outbox_sender.h"
 #include "outpost/agent/uplink.h"
-#include "outpost/common/clock.h"
 #include "outpost/common/config.h"
-#include "outpost/common/metrics.h"
 
 namespace outpost::agent {
 
 OutboxOptions outboxOptionsFrom(const config::Config& cfg);
 DrainSettings drainSettingsFrom(const config::Config& cfg);
-
-// Gauges and counters read from the outbox at scrape time: rows, bytes, oldest age, limit,
-// dropped readings by reason, write errors. Thread-safe (Outbox::stats()).
-void registerOutboxMetrics(metrics::Registry& registry, const Outbox& outbox, const Clock& clock);
 
 // Keys of `schema` whose values differ between `a` and `b` (a table array counts as one key).
 std::vector<std::string> changedSettings(const config::Schema& schema, const config::Config& a,
