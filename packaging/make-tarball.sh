@@ -4,6 +4,7 @@
 #     bin/outpost-agent        wrapper: runs libexec/outpost-agent with the bundled libraries
 #     libexec/outpost-agent    the stripped binary
 #     libexec/outpost-agent-zmq.so  its ZeroMQ uplink module (loaded only with uplink.transport = "zmq")
+#     libexec/outpost-agent-mqtt-tls.so  its MQTT TLS client (loaded only for an ssl:// broker)
 #     lib/                     every shared library it needs except glibc's (libc, libm, ld.so, ...)
 #     etc/agent.toml           default configuration
 #     outpost-agent.service    systemd unit for /opt/outpost-agent
@@ -11,7 +12,7 @@
 # The board needs only glibc >= the build's (2.36, Debian 12 / Raspberry Pi OS bookworm).
 #
 # Usage: packaging/make-tarball.sh BUILD_DIR DEB_ARCH   (BUILD_DIR holds agent/outpost-agent and
-#        agent/outpost-agent-zmq.so)
+#        agent/outpost-agent-zmq.so, agent/outpost-agent-mqtt-tls.so)
 # Prints the path of the tarball it wrote (BUILD_DIR/packages/...tar.gz).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,9 +34,10 @@ mkdir -p "$stage/bin" "$stage/libexec" "$stage/lib" "$stage/etc"
 strip_tool=strip
 [[ $arch == amd64 ]] || strip_tool=$triple-strip
 "$strip_tool" --strip-unneeded -o "$stage/libexec/outpost-agent" "$build/agent/outpost-agent"
-"$strip_tool" --strip-unneeded -o "$stage/libexec/outpost-agent-zmq.so" \
-  "$build/agent/outpost-agent-zmq.so"
-chmod 0644 "$stage/libexec/outpost-agent-zmq.so"
+for m in outpost-agent-zmq.so outpost-agent-mqtt-tls.so; do
+  "$strip_tool" --strip-unneeded -o "$stage/libexec/$m" "$build/agent/$m"
+  chmod 0644 "$stage/libexec/$m"
+done
 
 # Bundle the NEEDED closure, glibc excepted (it must match the board's kernel interface and is
 # always present). readelf reads ELF files of any architecture.
@@ -55,7 +57,8 @@ find_lib() {
   return 1
 }
 declare -A seen=()
-queue=("$stage/libexec/outpost-agent" "$stage/libexec/outpost-agent-zmq.so")
+queue=("$stage/libexec/outpost-agent" "$stage/libexec/outpost-agent-zmq.so"
+  "$stage/libexec/outpost-agent-mqtt-tls.so")
 while ((${#queue[@]})); do
   f=${queue[0]}
   queue=("${queue[@]:1}")

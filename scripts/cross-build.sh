@@ -94,6 +94,11 @@ keys=$(mktemp -d)
   { rm -rf "$keys"; echo "cross-build: keygen (ZeroMQ module) failed under $qemu" >&2; exit 1; }
 rm -rf "$keys"
 stamp "ZeroMQ module loads under qemu"
+# The MQTT TLS module (outpost-agent-mqtt-tls.so, dlopened for an ssl:// broker) loads under qemu-user.
+"$qemu" -L "$qemu_prefix" "$build/agent/outpost-agent" --config packaging/config/agent.toml \
+  --check-config --set uplink.mqtt.broker=ssl://127.0.0.1:8883 >/dev/null ||
+  { echo "cross-build: the MQTT TLS module failed to load under $qemu" >&2; exit 1; }
+stamp "MQTT TLS module loads under qemu"
 
 # Size target (docs/benchmarks.md): the stripped agent, shared system libraries aside.
 case "$arch" in arm64) strip_tool=aarch64-linux-gnu-strip ;; armhf) strip_tool=arm-linux-gnueabihf-strip ;; esac

@@ -8,4 +8,5 @@ CROSS_TARGET_PACKAGES=(
   cppzmq-dev libzmq3-dev librdkafka-dev
   libevent-dev  # the agent's /metrics server (issue 17)
   libmodbus-dev  # the agent's Modbus source
+  libssl-dev  # the agent's MQTT TLS module (Paho's SSL build, linked statically, needs OpenSSL)
 )

@@ -7,12 +7,13 @@
 #include <spdlog/spdlog.h>
 
 #include "outpost/agent/agent_config.h"
-#include "outpost/agent/agent_ops.h"
+#include "outpost/agent/config_reload.h"
 #include "outpost/agent/batcher.h"
 #include "outpost/agent/input_reload.h"
 #include "outpost/agent/input_set.h"
 #include "outpost/agent/inputs.h"
 #include "outpost/agent/outbox.h"
+#include "outpost/agent/outbox_metrics.h"
 #include "outpost/agent/outbox_writer.h"
 #include "outpost/agent/sensor_pipeline.h"
 #include "outpost/agent/source.h"
@@ -82,9 +83,13 @@ bool Agent::healthy(std::string& detail) const {
 
 std::vector<std::string> Agent::notReadyReasons() const {
   std::vector<std::string> why;
-  if (!uplink_->connected()) why.push_back("mqtt: not connected to the broker");
+  if (!uplink_->connected()) {
+    why.push_back(cfg_.getString("uplink.transport") == "zmq"
+                      ? "zmq: not connected to the aggregator"
+                      : "mqtt: not connected to the broker");
+  }
   const auto st = outbox_->stats();
-  const auto limit = static_cast<uint64_t>(cfg_.getInt("outbox.max_bytes"));
+  const uint64_t limit = outbox_->limits().max_bytes;  // in effect: SIGHUP may have changed it
   if (st.bytes * 10 > limit * 9) {
     why.push_back("outbox: " + std::to_string(st.bytes) + " of " + std::to_string(limit) +
                   " bytes used (" + std::to_string(st.rows) + " batches)");

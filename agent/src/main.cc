@@ -1,7 +1,6 @@
 // outpost-agent: reads sensors, batches readings into a crash-safe outbox and forwards them to the
 // aggregator.
 
-#include <MQTTAsync.h>
 #include <malloc.h>
 
 #include <cstdlib>
@@ -17,28 +16,12 @@
 #include "outpost/common/signals.h"
 #include "outpost/common/version.h"
 
-namespace {
-
-// Memory (issue 17, docs/benchmarks.md). Called before any thread or Paho client exists.
-// - glibc gives each thread that contends on malloc an arena of its own (up to 8 per core), each
-//   keeping freed memory: two are plenty for the agent's few threads. MALLOC_ARENA_MAX, if set,
-//   still wins.
-// - Paho initialises OpenSSL (error strings, algorithm tables: ~1.4 MB resident, rss_floor.cc)
-//   unless told not to. Without a TLS broker nothing needs it; OpenSSL >= 1.1 initialises itself
-//   on first use if a reload later switches a broker to ssl://, so this only defers the cost.
-void reduceFootprint(const outpost::config::Config& cfg) {
-  const auto tls = [&cfg](const char* key) {
-    const std::string& b = cfg.getString(key);
-    return b.starts_with("ssl://") || b.starts_with("mqtts://");
-  };
-  MQTTAsync_init_options init = MQTTAsync_init_options_initializer;
-  init.do_openssl_init = tls("uplink.mqtt.broker") || tls("sources.mqtt.broker") ? 1 : 0;
-  MQTTAsync_global_init(&init);
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
+  // Memory (issue 17, docs/benchmarks.md), before any thread exists: glibc gives each thread that
+  // contends on malloc an arena of its own (up to 8 per core), each keeping freed memory; two are
+  // plenty for the agent's few threads. MALLOC_ARENA_MAX, if set, still wins. (OpenSSL is not
+  // mapped at all without a TLS broker: mqtt_client.h.)
   if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
   using namespace outpost;
   CLI::App app{"outpost-agent " + std::string(kVersion) +
@@ -88,7 +71,6 @@ int main(int argc, char** argv) {
     config::Config cfg = cli::loadConfig(po, schema);
     if (!device_id.empty()) cfg.applyOverride(schema, "device_id=" + device_id);
     initLogging(cfg.getString("log_level"), "outpost-agent");
-    reduceFootprint(cfg);
 
     if (po.check_only) {
       agent::validateConfig(cfg);

@@ -9,7 +9,7 @@
 // not count (cache and memory-bandwidth contention still do: compare A/B runs interleaved).
 //
 // Only public APIs that predate the common JSON writer (issue 14) are used, so the same source
-// builds against an older tree for an A/B (docs/benchmarks.md has the commands).
+// builds against an older tree for an A/B (docs/bench-notes/json.md has the commands).
 //
 // Usage: outpost-bench-json [--readings N] [--seconds S] [--runs N]
 // Prints a human summary and one JSON line (last).

@@ -43,11 +43,15 @@ for prog in "${programs[@]}"; do
   dep_names=" $(sed 's/ *([^)]*)//g; s/,/ /g' <<<"$depends") "
   needed=(adduser libc6 libstdc++6 libsqlite3-0 libspdlog1.10-fmt9 libfmt9)
   # The agent's libzmq5 comes from its ZeroMQ module (outpost-agent-zmq.so), not the executable;
-  # its HTTP server is libevent's (libevent-2.1-7), the aggregator's cpp-httplib.
+  # its HTTP server is libevent's (libevent-2.1-7), the aggregator's cpp-httplib. Its MQTT is Paho C
+  # (libpaho-mqtt1.3: the non-SSL library in the executable); libssl3 comes from its MQTT TLS
+  # module (outpost-agent-mqtt-tls.so, Paho's SSL build linked in statically); no Paho C++.
   if [[ $prog == agent ]]; then
-    needed+=(libpaho-mqttpp3-1 libzmq5 libevent-2.1-7)
+    needed+=(libpaho-mqtt1.3 libssl3 libzmq5 libevent-2.1-7)
     [[ $dep_names != *" libcpp-httplib"* ]] ||
       fail "$deb: the agent must not depend on cpp-httplib: $depends"
+    [[ $dep_names != *" libpaho-mqttpp3"* ]] ||
+      fail "$deb: the agent must not depend on Paho C++: $depends"
   else
     needed+=(librdkafka1 libpaho-mqttpp3-1 libcpp-httplib0.11)
   fi
@@ -90,6 +94,15 @@ for prog in "${programs[@]}"; do
     fi
     readelf -d "$work/$pkg.x/$mod" | grep -q 'NEEDED.*libzmq' || fail "$deb: $mod does not link libzmq"
     ok "$pkg: ZeroMQ module ${mod#.}, executable without libzmq"
+    # MQTT over TLS is a module too; the executable maps no SSL library.
+    tls=$(grep -o ' \./usr/lib/\(.*/\)\?outpost/outpost-agent-mqtt-tls\.so$' "$work/$pkg.contents" | tr -d ' ') ||
+      fail "$deb lacks the MQTT TLS module <libdir>/outpost/outpost-agent-mqtt-tls.so"
+    file "$work/$pkg.x/$tls" | grep -q ', stripped' || fail "$deb: $tls not stripped"
+    if readelf -d "$work/$pkg.x/usr/bin/$pkg" | grep -Eq 'NEEDED.*(libssl|libcrypto|paho-mqtt3as)'; then
+      fail "$deb: /usr/bin/$pkg links an SSL library (it belongs in the TLS module only)"
+    fi
+    readelf -d "$work/$pkg.x/$tls" | grep -q 'NEEDED.*libssl' || fail "$deb: $tls does not link libssl"
+    ok "$pkg: MQTT TLS module ${tls#.}, executable without libssl"
   fi
   ok "$pkg: contents ($(wc -l <"$work/$pkg.contents") entries, binary stripped)"
 
@@ -177,13 +190,14 @@ fi
 tarball=$pkgdir/outpost-agent-$version-linux-$arch.tar.gz
 [[ -f $tarball ]] || fail "$tarball missing"
 tar -tzf "$tarball" >"$work/tar.list"
-for f in bin/outpost-agent libexec/outpost-agent libexec/outpost-agent-zmq.so etc/agent.toml \
-         outpost-agent.service install.sh; do
+for f in bin/outpost-agent libexec/outpost-agent libexec/outpost-agent-zmq.so \
+         libexec/outpost-agent-mqtt-tls.so etc/agent.toml outpost-agent.service install.sh; do
   grep -qx "outpost-agent-$version-linux-$arch/$f" "$work/tar.list" || fail "$tarball lacks $f"
 done
 tar -C "$work" -xzf "$tarball"
 t=$work/outpost-agent-$version-linux-$arch
-for lib in $(readelf -d "$t/libexec/outpost-agent" "$t/libexec/outpost-agent-zmq.so" |
+for lib in $(readelf -d "$t/libexec/outpost-agent" "$t/libexec/outpost-agent-zmq.so" \
+               "$t/libexec/outpost-agent-mqtt-tls.so" |
              sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort -u); do
   case "$lib" in libc.so.*|libm.so.*|ld-linux*) continue ;; esac
   [[ -f $t/lib/$lib ]] || fail "$tarball does not bundle $lib"

@@ -1,12 +1,11 @@
 #include "outpost/agent/mqtt_source.h"
 
-#include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
 #include "outpost/agent/line_parser.h"
-#include "outpost/common/mqtt_security_paho.h"
+#include "outpost/agent/mqtt_client.h"
 #include "outpost/common/thread_name.h"
 
 namespace outpost::agent {
@@ -76,7 +75,7 @@ MqttPayloadError decodeMqttPayload(std::string_view payload, std::string_view fi
 }
 
 struct MqttSource::Client {
-  std::unique_ptr<mqtt::async_client> cli;
+  std::unique_ptr<MqttClient> cli;
 };
 
 MqttSource::MqttSource(const std::vector<SensorSpec>& sensors, const SourcesSpec& opt,
@@ -108,32 +107,31 @@ MqttSource::MqttSource(const std::vector<SensorSpec>& sensors, const SourcesSpec
     messages_ = &registry->counter("outpost_agent_mqtt_source_messages_total",
                                    "Messages received by the MQTT source");
   }
-  try {
-    mqtt::create_options create(MQTTVERSION_DEFAULT, 16);
-    create.set_send_while_disconnected(false);
-    client_->cli =
-        std::make_unique<mqtt::async_client>(opt_.mqtt_broker, opt_.mqtt_client_id, create);
-  } catch (const mqtt::exception& e) {
-    throw config::ConfigError(
-        "sources.mqtt.broker = \"" + opt_.mqtt_broker + "\" is not usable: " + e.what() +
-        "; allowed: tcp://host:port, mqtt://host:port or (TLS) ssl://host:port");
+  MqttCallbacks cb{[this](std::string_view topic, std::string_view payload) {
+                     onMessage(topic, payload);
+                   },
+                   [this](const std::string&) {
+                     {
+                       MutexLock lock(mu_);
+                       lost_ = true;
+                     }
+                     cv_.notify_one();
+                   }};
+  auto made = makeMqttClient({opt_.mqtt_broker, opt_.mqtt_client_id, 16},
+                             opt_.mqtt_security.tls, std::move(cb));
+  if (!made) {
+    throw config::ConfigError("sources.mqtt.broker = \"" + opt_.mqtt_broker +
+                              "\" is not usable: " + made.error().message() +
+                              "; allowed: tcp://host:port, mqtt://host:port or (TLS) "
+                              "ssl://host:port");
   }
-  client_->cli->set_message_callback([this](mqtt::const_message_ptr m) {
-    onMessage(m->get_topic(), std::string_view(m->get_payload_ref().str()));
-  });
-  client_->cli->set_connection_lost_handler([this](const std::string&) {
-    {
-      std::lock_guard lock(mu_);
-      lost_ = true;
-    }
-    cv_.notify_one();
-  });
+  client_->cli = std::move(*made);
   thread_ = std::thread([this] { run(); });
 }
 
 MqttSource::~MqttSource() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   cv_.notify_one();
@@ -151,7 +149,7 @@ void MqttSource::countError(MqttPayloadError e) {
 }
 
 // Paho's callback thread.
-void MqttSource::onMessage(const std::string& topic, std::string_view payload) {
+void MqttSource::onMessage(std::string_view topic, std::string_view payload) {
   if (messages_) messages_->inc();
   if (payload.size() > opt_.mqtt_max_payload_bytes) {
     countError(MqttPayloadError::kTooLarge);
@@ -188,9 +186,9 @@ void MqttSource::run() {
   bool need_connect = true;
   for (;;) {
     {
-      std::unique_lock lock(mu_);
+      MutexLock lock(mu_);
       if (!need_connect) {
-        cv_.wait(lock, [&] { return stopping_ || lost_; });
+        cv_.wait(lock, [&]() REQUIRES(mu_) { return stopping_ || lost_; });
       }
       if (stopping_) break;
       if (lost_) {
@@ -201,45 +199,46 @@ void MqttSource::run() {
         spdlog::warn("mqtt source: connection to {} lost; reconnecting", opt_.mqtt_broker);
       }
     }
-    try {
-      auto builder = mqtt::connect_options_builder()
-                         .clean_session(opt_.mqtt_clean_session)
-                         .keep_alive_interval(std::chrono::seconds(30))
-                         .connect_timeout(kConnectTimeout);
-      mqttsec::apply(opt_.mqtt_security, builder);
-      if (client_->cli->is_connected()) client_->cli->disconnect()->wait_for(kConnectTimeout);
-      client_->cli->connect(builder.finalize())
-          ->wait_for(kConnectTimeout + std::chrono::seconds(1));
-      if (!client_->cli->is_connected()) throw mqtt::exception(-1, "connect timed out");
+    MqttConnectOptions co;
+    co.clean_session = opt_.mqtt_clean_session;
+    co.keepalive_s = 30;
+    co.timeout = kConnectTimeout;
+    co.security = opt_.mqtt_security;
+    if (client_->cli->connected()) {
+      client_->cli->disconnect(std::chrono::milliseconds(0), kConnectTimeout);
+    }
+    Status st = client_->cli->connect(co);
+    if (st) {
       connected_.store(true);
       for (const auto& f : filters_) {
-        client_->cli->subscribe(f, opt_.mqtt_qos)->wait_for(kConnectTimeout);
+        if (st = client_->cli->subscribe(f, opt_.mqtt_qos, kConnectTimeout); !st) break;
       }
+    }
+    if (st) {
       subscribed_.store(true);
       need_connect = false;
       backoff_ms = 250;
       spdlog::info("mqtt source: subscribed to {} topic filters on {}", filters_.size(),
                    opt_.mqtt_broker);
-    } catch (const mqtt::exception& e) {
+    } else {
       connected_.store(false);
       spdlog::warn("mqtt source: connect to {} failed: {}; retry in {} ms", opt_.mqtt_broker,
-                   e.what(), backoff_ms);
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return stopping_; });
+                   st.error().message(), backoff_ms);
+      MutexLock lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms),
+                   [&]() REQUIRES(mu_) { return stopping_; });
       backoff_ms = std::min<int64_t>(backoff_ms * 2, 30000);
     }
   }
-  try {
-    if (client_->cli->is_connected() && unsubscribe_on_stop_.load()) {
-      for (const auto& f : filters_) {
-        client_->cli->unsubscribe(f)->wait_for(std::chrono::milliseconds(500));
+  if (client_->cli->connected() && unsubscribe_on_stop_.load()) {
+    for (const auto& f : filters_) {
+      if (auto st = client_->cli->unsubscribe(f, std::chrono::milliseconds(500)); !st) {
+        spdlog::debug("mqtt source: {}", st.error().message());
       }
     }
-    if (client_->cli->is_connected()) {
-      client_->cli->disconnect(std::chrono::milliseconds(200))->wait_for(std::chrono::seconds(1));
-    }
-  } catch (const mqtt::exception& e) {
-    spdlog::debug("mqtt source: disconnect: {}", e.what());
+  }
+  if (client_->cli->connected()) {
+    client_->cli->disconnect(std::chrono::milliseconds(200), std::chrono::seconds(1));
   }
   connected_.store(false);
 }

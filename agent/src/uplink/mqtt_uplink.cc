@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <random>
 
-#include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
+#include "outpost/agent/mqtt_client.h"
 #include "outpost/common/json.h"
-#include "outpost/common/mqtt_security_paho.h"
 #include "outpost/common/net.h"
+#include "outpost/common/thread_annotations.h"
 #include "outpost/common/thread_name.h"
 #include "outpost/common/version.h"
 
@@ -36,13 +36,13 @@ struct MqttUplink::Impl {
     if (opt.client_id.empty()) opt.client_id = "outpost-agent-" + opt.device_id;
   }
 
-  void onMessage(mqtt::const_message_ptr msg) {
-    const std::string& p = msg->get_payload_ref().str();
+  // Paho's receive thread.
+  void onMessage(std::string_view topic, std::string_view p) {
     std::vector<uint8_t> buf(p.begin(), p.end());  // aligned copy
     auto ack = codec::verifyAck(buf);
     if (!ack) {
       bad_acks.inc();
-      spdlog::warn("ignoring malformed ack on {}: {}", msg->get_topic(), ack.error().toString());
+      spdlog::warn("ignoring malformed ack on {}: {}", topic, ack.error().toString());
       return;
     }
     const wire::Ack* a = *ack;
@@ -53,61 +53,62 @@ struct MqttUplink::Impl {
     AckEvent ev{a->epoch(), a->seq(), a->status() == wire::AckStatus::Accepted,
                 a->reason() ? a->reason()->str() : ""};
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       acks.push_back(std::move(ev));
     }
     cv.notify_one();
   }
 
-  void onConnectionLost(const std::string& cause) {
+  void onConnectionLost(const std::string& /*cause*/) {
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       lost = true;
     }
     cv.notify_one();
   }
 
   bool connect() {
-    try {
-      // Paho refuses publishes beyond its buffer (default 100) even while connected: room for the
-      // whole in-flight window plus status messages.
-      // Not queued while disconnected: the outbox is the buffer, and a publish that fails tells
-      // the sender thread to reconnect.
-      mqtt::create_options create(MQTTVERSION_DEFAULT, static_cast<int>(opt.max_inflight) + 16);
-      create.set_send_while_disconnected(false);
-      cli = std::make_unique<mqtt::async_client>(opt.broker, opt.client_id, create);
-      cli->set_message_callback([this](mqtt::const_message_ptr m) { onMessage(std::move(m)); });
-      cli->set_connection_lost_handler([this](const std::string& c) { onConnectionLost(c); });
-      auto builder = mqtt::connect_options_builder()
-                         .clean_session(true)
-                         .keep_alive_interval(std::chrono::seconds(opt.keepalive_s))
-                         .connect_timeout(kConnectTimeout)
-                         .will(mqtt::message(status_topic, statusJson("offline", "last_will"), 1,
-                                             true));
-      mqttsec::apply(opt.security, builder);
-      cli->connect(builder.finalize())->wait_for(kConnectTimeout + std::chrono::seconds(1));
-      if (!cli->is_connected()) throw mqtt::exception(-1, "connect timed out");
+    // Paho refuses publishes beyond its buffer even while connected: room for the whole
+    // in-flight window plus status messages. Not queued while disconnected: the outbox is the
+    // buffer, and a publish that fails tells the sender thread to reconnect.
+    MqttClientOptions co{opt.broker, opt.client_id, static_cast<int>(opt.max_inflight) + 16};
+    MqttCallbacks cb{[this](std::string_view t, std::string_view p) { onMessage(t, p); },
+                     [this](const std::string& c) { onConnectionLost(c); }};
+    auto made = makeMqttClient(co, opt.security.tls, std::move(cb));
+    if (!made) {
+      spdlog::warn("MQTT connect to {} failed: {}", opt.broker, made.error().message());
+      return false;
+    }
+    cli = std::move(*made);
+    MqttConnectOptions c;
+    c.clean_session = true;
+    c.keepalive_s = opt.keepalive_s;
+    c.timeout = kConnectTimeout;
+    c.will = {status_topic, statusJson("offline", "last_will"), 1, true};
+    c.security = opt.security;
+    Status st = cli->connect(c);
+    if (st) {
       net::setTcpNoDelayToPeer(opt.broker);  // batches must not wait for a delayed ACK
-      cli->subscribe(ack_topic, 1)->wait_for(kConnectTimeout);
-      publishStatus("online", "status");
-      return true;
-    } catch (const mqtt::exception& e) {
-      spdlog::warn("MQTT connect to {} failed: {}", opt.broker, e.what());
+      st = cli->subscribe(ack_topic, 1, kConnectTimeout);
+    }
+    if (st) st = publishStatus("online", "status");
+    if (!st) {
+      spdlog::warn("MQTT connect to {} failed: {}", opt.broker, st.error().message());
       cli.reset();
       return false;
     }
+    return true;
   }
 
   void disconnect(bool graceful) {
     if (!cli) return;
-    try {
-      if (graceful && cli->is_connected()) {
-        const std::string s = statusJson("offline", "shutdown");
-        cli->publish(status_topic, s.data(), s.size(), 1, true)->wait_for(std::chrono::seconds(1));
-        cli->disconnect(std::chrono::milliseconds(500))->wait_for(std::chrono::seconds(2));
+    if (graceful && cli->connected()) {
+      const std::string s = statusJson("offline", "shutdown");
+      if (auto st = cli->publish(status_topic, s.data(), s.size(), 1, true, std::chrono::seconds(1));
+          !st) {
+        spdlog::debug("MQTT status on shutdown: {}", st.error().message());
       }
-    } catch (const mqtt::exception& e) {
-      spdlog::debug("MQTT disconnect: {}", e.what());
+      cli->disconnect(std::chrono::milliseconds(500), std::chrono::seconds(2));
     }
     cli.reset();
   }
@@ -128,21 +129,18 @@ struct MqttUplink::Impl {
     return s;
   }
 
-  void publishStatus(const char* state, const char* reason) {
+  Status publishStatus(const char* state, const char* reason) {
     const std::string s = statusJson(state, reason);
-    cli->publish(status_topic, s.data(), s.size(), 1, true);
-    last_status_us = clock.monotonicUs();
+    auto st = cli->publish(status_topic, s.data(), s.size(), 1, true);
+    if (st) last_status_us = clock.monotonicUs();
+    return st;
   }
 
   // Publishes one stored batch; false if the connection is gone.
   bool publish(const StoredBatch& b) {
-    try {
-      cli->publish(batch_topic, b.payload.data(), b.payload.size(), 1, false);
-      return true;
-    } catch (const mqtt::exception& e) {
-      spdlog::warn("MQTT publish of batch {} failed: {}", b.seq, e.what());
-      return false;
-    }
+    auto st = cli->publish(batch_topic, b.payload.data(), b.payload.size(), 1, false);
+    if (!st) spdlog::warn("MQTT publish of batch {} failed: {}", b.seq, st.error().message());
+    return st.has_value();
   }
 
   void handleAcks(std::vector<AckEvent>& events) {
@@ -159,11 +157,12 @@ struct MqttUplink::Impl {
     for (;;) {
       bool lost_now = false;
       {
-        std::unique_lock lock(mu);
+        MutexLock lock(mu);
         // At most 50 ms, less when the drain rate or an ack timeout says so.
         const int64_t due_us = sender.nextDueUs() - clock.monotonicUs();
         const auto wait = std::chrono::microseconds(std::clamp<int64_t>(due_us, 0, 50000));
-        cv.wait_for(lock, wait, [&] { return stopping || wake || lost || !acks.empty(); });
+        cv.wait_for(lock, wait,
+                    [&]() REQUIRES(mu) { return stopping || wake || lost || !acks.empty(); });
         if (stopping) break;
         wake = false;
         events.swap(acks);
@@ -200,13 +199,13 @@ struct MqttUplink::Impl {
         }
       }
       if (now - last_status_us > kStatusEveryUs) {
-        try {
-          publishStatus("online", "status");
-        } catch (const mqtt::exception& e) {
-          spdlog::debug("status publish: {}", e.what());
+        if (auto st = publishStatus("online", "status"); !st) {
+          spdlog::debug("status publish: {}", st.error().message());
         }
       }
-      if (!sender.pump([this](const StoredBatch& b) { return publish(b); })) {
+      const bool sent = sender.pump([this](const StoredBatch& b) { return publish(b); });
+      owner.inflight_count_.store(sender.inFlight());  // not only when the next ack comes
+      if (!sent) {
         owner.connected_.store(false);
         disconnect(false);
         next_connect_us = now + backoff_ms * 1000;
@@ -225,8 +224,9 @@ struct MqttUplink::Impl {
     std::vector<AckEvent> events;
     while (sender.inFlight() > 0 && clock.monotonicUs() < deadline) {
       {
-        std::unique_lock lock(mu);
-        cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return !acks.empty(); });
+        MutexLock lock(mu);
+        cv.wait_for(lock, std::chrono::milliseconds(20),
+                    [&]() REQUIRES(mu) { return !acks.empty(); });
         events.swap(acks);
       }
       handleAcks(events);
@@ -243,15 +243,15 @@ struct MqttUplink::Impl {
   const Clock& clock;
   MqttUplink& owner;
   const std::string batch_topic, ack_topic, status_topic;
-  std::unique_ptr<mqtt::async_client> cli;  // sender thread only
+  std::unique_ptr<MqttClient> cli;  // sender thread only
   std::thread thread;
 
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stopping = false;          // GUARDED_BY(mu)
-  bool wake = false;              // GUARDED_BY(mu)
-  bool lost = false;              // GUARDED_BY(mu)
-  std::vector<AckEvent> acks;     // GUARDED_BY(mu)
+  Mutex mu;
+  CondVar cv;
+  bool stopping GUARDED_BY(mu) = false;
+  bool wake GUARDED_BY(mu) = false;
+  bool lost GUARDED_BY(mu) = false;
+  std::vector<AckEvent> acks GUARDED_BY(mu);
 
   int64_t last_status_us = 0;  // sender thread only
   OutboxSender sender;  // sender thread only (setDrain: any thread)
@@ -280,7 +280,7 @@ void MqttUplink::setDrain(const DrainSettings& drain) { impl_->sender.setDrain(d
 
 void MqttUplink::notify() {
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     impl_->wake = true;
   }
   impl_->cv.notify_one();
@@ -288,7 +288,7 @@ void MqttUplink::notify() {
 
 void MqttUplink::stop() {
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     impl_->stopping = true;
   }
   impl_->cv.notify_one();

@@ -1,6 +1,7 @@
 #include "outpost/agent/uplink_factory.h"
 
-#include "outpost/agent/agent_ops.h"
+#include "outpost/agent/config_reload.h"
+#include "outpost/agent/mqtt_client.h"
 #include "outpost/agent/mqtt_uplink.h"
 #include "outpost/agent/zmq_module_loader.h"
 #include "outpost/common/mqtt_security.h"
@@ -19,7 +20,7 @@ MqttUplinkOptions mqttOptionsFrom(const config::Config& cfg, const std::string& 
   mo.keepalive_s = static_cast<int>(cfg.getInt("uplink.mqtt.keepalive_s"));
   mo.reconnect_min_ms = cfg.getInt("uplink.mqtt.reconnect_min_ms");
   mo.reconnect_max_ms = std::max(mo.reconnect_min_ms, cfg.getInt("uplink.mqtt.reconnect_max_ms"));
-  mo.drain = drainSettingsFrom(cfg);  // backlog order and rate after an outage (agent_ops.h)
+  mo.drain = drainSettingsFrom(cfg);  // backlog order and rate after an outage (config_reload.h)
   auto sec = mqttsec::load(cfg, "uplink.mqtt.", mo.broker);
   if (!sec) throw config::ConfigError(sec.error().message());
   mo.security = std::move(*sec);
@@ -33,7 +34,11 @@ void checkUplinkConfig(const config::Config& cfg) {
   if (cfg.getString("uplink.transport") == "zmq") {
     checkZmqUplinkConfig(cfg, device);  // loads the ZeroMQ module (zmq_module_loader.h)
   } else {
-    (void)mqttOptionsFrom(cfg, device);
+    // The broker URI as Paho reads it and, for ssl://, the TLS module found and loadable
+    // (mqtt_client.h). Creating a client opens no connection.
+    const auto mo = mqttOptionsFrom(cfg, device);
+    auto c = makeMqttClient({mo.broker, "outpost-agent-check", 1}, mo.security.tls, {});
+    if (!c) throw config::ConfigError("uplink.mqtt.broker: " + c.error().message());
   }
 }
 

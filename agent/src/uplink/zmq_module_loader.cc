@@ -1,45 +1,18 @@
 #include "outpost/agent/zmq_module_loader.h"
 
-#include <dlfcn.h>
 #include <spdlog/spdlog.h>
 
-#include <filesystem>
 #include <mutex>
-#include <vector>
 
-#include "outpost/agent/agent_ops.h"
+#include "outpost/agent/agent_module.h"
+#include "outpost/agent/config_reload.h"
 #include "outpost/agent/outbox_sender.h"
 #include "outpost/agent/zmq_module.h"
-
-#ifndef OUTPOST_ZMQ_MODULE_RELDIR
-#define OUTPOST_ZMQ_MODULE_RELDIR "../lib/outpost"
-#endif
 
 namespace outpost::agent {
 namespace {
 
 constexpr const char* kModuleFile = "outpost-agent-zmq.so";
-
-std::vector<std::string> candidatePaths() {
-  namespace fs = std::filesystem;
-  std::vector<std::string> paths;
-  if (const char* dir = std::getenv("OUTPOST_AGENT_MODULE_DIR"); dir && *dir) {
-    paths.push_back((fs::path(dir) / kModuleFile).string());
-    return paths;
-  }
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  const fs::path rel = OUTPOST_ZMQ_MODULE_RELDIR;
-  if (!ec) {
-    paths.push_back((exe.parent_path() / kModuleFile).string());  // build tree, tarball
-    paths.push_back(((rel.is_absolute() ? rel : exe.parent_path() / rel) / kModuleFile)
-                        .lexically_normal()
-                        .string());
-  } else if (rel.is_absolute()) {
-    paths.push_back((rel / kModuleFile).string());
-  }
-  return paths;
-}
 
 struct Loaded {
   const OutpostZmqModule* module = nullptr;
@@ -47,34 +20,19 @@ struct Loaded {
 };
 
 Loaded loadOnce() {
-  std::string tried;
-  for (const auto& path : candidatePaths()) {
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) {
-      tried += (tried.empty() ? "" : ", ") + path + " (not found)";
-      continue;
-    }
-    // Never closed: the uplink's code and the metric callbacks stay in use until exit.
-    void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!handle) {
-      const char* e = ::dlerror();
-      return {nullptr, path + ": " + (e ? e : "dlopen failed")};
-    }
-    using EntryFn = const OutpostZmqModule* (*)();
-    auto entry = reinterpret_cast<EntryFn>(::dlsym(handle, OUTPOST_ZMQ_MODULE_SYMBOL));
-    const OutpostZmqModule* m = entry ? entry() : nullptr;
-    if (!m)
-      return {nullptr, path + ": not an outpost ZeroMQ module (no " OUTPOST_ZMQ_MODULE_SYMBOL ")"};
-    if (m->abi_version != OUTPOST_ZMQ_MODULE_ABI ||
-        m->settings_size != sizeof(OutpostZmqSettings) || m->host_size != sizeof(OutpostZmqHost)) {
-      return {nullptr, path + ": built for another outpost-agent version (module ABI " +
-                           std::to_string(m->abi_version) + ", this agent " +
-                           std::to_string(OUTPOST_ZMQ_MODULE_ABI) + ")"};
-    }
-    spdlog::debug("ZeroMQ module loaded from {}", path);
-    return {m, ""};
+  const LoadedModule lm = loadAgentModule(kModuleFile, OUTPOST_ZMQ_MODULE_SYMBOL);
+  if (!lm.entry) return {nullptr, lm.error};
+  using EntryFn = const OutpostZmqModule* (*)();
+  const OutpostZmqModule* m = reinterpret_cast<EntryFn>(lm.entry)();
+  if (!m) return {nullptr, lm.path + ": not an outpost ZeroMQ module"};
+  if (m->abi_version != OUTPOST_ZMQ_MODULE_ABI || m->settings_size != sizeof(OutpostZmqSettings) ||
+      m->host_size != sizeof(OutpostZmqHost)) {
+    return {nullptr, lm.path + ": built for another outpost-agent version (module ABI " +
+                         std::to_string(m->abi_version) + ", this agent " +
+                         std::to_string(OUTPOST_ZMQ_MODULE_ABI) + ")"};
   }
-  return {nullptr, "not found (tried " + tried + ")"};
+  spdlog::debug("ZeroMQ module loaded from {}", lm.path);
+  return {m, ""};
 }
 
 Result<const OutpostZmqModule*> loadFor(const std::string& why) {

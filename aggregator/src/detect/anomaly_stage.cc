@@ -275,7 +275,7 @@ AnomalyDetection::AnomalyDetection(AnomalyOptions options, metrics::Registry& re
   }
   registry.gaugeFunction("outpost_aggregator_detect_sensors",
                          "(device, sensor) detectors tracked, all workers", [this] {
-                           std::lock_guard lock(stages_mu_);
+                           MutexLock lock(stages_mu_);
                            size_t n = 0;
                            for (const AnomalyStage* s : stages_) n += s->tracked();
                            return static_cast<double>(n);
@@ -292,7 +292,7 @@ std::unique_ptr<AnomalyStage> AnomalyDetection::newStage(size_t workers) {
   const size_t cap =
       std::max<size_t>(16, (opt_.max_sensors + workers - 1) / std::max<size_t>(1, workers));
   auto stage = std::make_unique<AnomalyStage>(*this, cap);
-  std::lock_guard lock(stages_mu_);
+  MutexLock lock(stages_mu_);
   stages_.push_back(stage.get());
   return stage;
 }
@@ -310,15 +310,15 @@ const DetectorConfig* AnomalyDetection::configFor(std::string_view device,
   return detectorConfigFor(opt_, device, sensor);
 }
 
-Status AnomalyDetection::produce(KafkaProducer& producer, const AnomalyRecord& record, void* opaque,
-                                 std::string& scratch) {
+Status AnomalyDetection::produce(Publisher& publisher, const AnomalyRecord& record,
+                                 DeliveryListener* listener, std::string& scratch) {
   scratch.clear();
   appendAnomalyJson(record, scratch);
-  auto st = producer.produce(opt_.topic, record.device, scratch,
-                             {{kHeaderDevice, record.device},
-                              {"outpost-anomaly", record.ended ? "ended" : "open"},
-                              {"content-type", "application/json"}},
-                             opaque);
+  auto st = publisher.produce(opt_.topic, record.device, scratch,
+                              {{kHeaderDevice, record.device},
+                               {"outpost-anomaly", record.ended ? "ended" : "open"},
+                               {"content-type", "application/json"}},
+                              listener);
   if (!st) return st;
   for (const auto& obs : observers_) obs(record, scratch);
   return {};

@@ -9,8 +9,10 @@
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
+#include "outpost/common/codec.h"
 #include "outpost/common/mqtt_security_paho.h"
 #include "outpost/common/net.h"
+#include "outpost/common/thread_annotations.h"
 #include "outpost/common/thread_name.h"
 
 namespace outpost::aggregator {
@@ -27,7 +29,7 @@ constexpr int kMaxBufferedAcks = 1 << 16;
 
 struct MqttIngest::Impl {
   MqttIngestOptions opt;
-  Aggregator& aggregator;
+  Intake& intake;
   const Clock& clock;
   std::unique_ptr<mqtt::async_client> cli;
   std::string subscription;
@@ -42,18 +44,18 @@ struct MqttIngest::Impl {
   // Publishing there would close a cycle: the callback waits for Paho, Paho for a worker, the
   // worker for room in the Kafka queue, and the Kafka queue for the delivery callback. Seen as a
   // stall of the whole pipeline after a Kafka outage (realkafka.kafka_outage).
-  std::mutex ack_mu;
-  std::condition_variable ack_cv;
-  std::deque<std::pair<std::string, std::vector<uint8_t>>> acks;  // GUARDED_BY(ack_mu)
-  bool ack_stop = false;                                          // GUARDED_BY(ack_mu)
+  Mutex ack_mu;
+  CondVar ack_cv;
+  std::deque<std::pair<std::string, std::vector<uint8_t>>> acks GUARDED_BY(ack_mu);
+  bool ack_stop GUARDED_BY(ack_mu) = false;
   std::thread ack_thread;
 
   void publishAcks() {
     std::deque<std::pair<std::string, std::vector<uint8_t>>> batch;
     for (;;) {
       {
-        std::unique_lock lock(ack_mu);
-        ack_cv.wait(lock, [&] { return ack_stop || !acks.empty(); });
+        MutexLock lock(ack_mu);
+        ack_cv.wait(lock, [&]() REQUIRES(ack_mu) { return ack_stop || !acks.empty(); });
         if (acks.empty()) return;  // stopping, and everything queued went out
         batch.swap(acks);
       }
@@ -76,8 +78,8 @@ struct MqttIngest::Impl {
     }
   }
 
-  Impl(MqttIngestOptions o, Aggregator& a, metrics::Registry& reg, const Clock& c)
-      : opt(std::move(o)), aggregator(a), clock(c), subscription(opt.topic_prefix + "/+/batch"),
+  Impl(MqttIngestOptions o, Intake& a, metrics::Registry& reg, const Clock& c)
+      : opt(std::move(o)), intake(a), clock(c), subscription(opt.topic_prefix + "/+/batch"),
         bad_topic(reg.counter("outpost_aggregator_mqtt_bad_topic_total",
                               "Messages on a topic without a valid device segment")),
         ack_failures(reg.counter("outpost_aggregator_ack_publish_failures_total",
@@ -112,7 +114,7 @@ struct MqttIngest::Impl {
     in.payload = msg->get_payload_str();
     in.received_us = clock.nowUs();
     in.reply = owner;
-    aggregator.submit(std::move(in));
+    intake.submit(std::move(in));
   }
 
   MqttIngest* owner = nullptr;
@@ -123,9 +125,9 @@ void MqttIngest::setStatusHandler(StatusHandler handler) {
   impl_->status_handler = std::move(handler);
 }
 
-MqttIngest::MqttIngest(MqttIngestOptions options, Aggregator& aggregator,
+MqttIngest::MqttIngest(MqttIngestOptions options, Intake& intake,
                        metrics::Registry& registry, const Clock& clock)
-    : impl_(std::make_unique<Impl>(std::move(options), aggregator, registry, clock)) {
+    : impl_(std::make_unique<Impl>(std::move(options), intake, registry, clock)) {
   impl_->owner = this;
   registry.gaugeFunction("outpost_aggregator_mqtt_connected", "1 while the ingest client is connected",
                          [this] { return connected() ? 1.0 : 0.0; });
@@ -193,7 +195,7 @@ void MqttIngest::stop() {
   if (!impl_->cli) return;
   if (impl_->ack_thread.joinable()) {
     {
-      std::lock_guard lock(impl_->ack_mu);
+      MutexLock lock(impl_->ack_mu);
       impl_->ack_stop = true;
     }
     impl_->ack_cv.notify_one();
@@ -220,7 +222,7 @@ bool MqttIngest::sendAck(const std::string& device, std::vector<uint8_t> ack) {
     return false;
   }
   {
-    std::lock_guard lock(impl_->ack_mu);
+    MutexLock lock(impl_->ack_mu);
     impl_->acks.emplace_back(device, std::move(ack));
   }
   impl_->ack_cv.notify_one();

@@ -9,9 +9,11 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <zmq.hpp>
 
+#include "outpost/common/thread_annotations.h"
 #include "outpost/common/thread_name.h"
 #include "outpost/common/zmq_monitor.h"
 #include "outpost/common/zmq_protocol.h"
@@ -49,9 +51,9 @@ std::optional<std::string> property(zmq::message_t& m, const char* name) {
 }  // namespace
 
 struct ZmqIngest::Impl {
-  Impl(ZmqIngestOptions o, Aggregator& a, metrics::Registry& reg, const Clock& c)
+  Impl(ZmqIngestOptions o, Intake& a, metrics::Registry& reg, const Clock& c)
       : opt(std::move(o)),
-        aggregator(a),
+        intake(a),
         registry(reg),
         clock(c),
         zap_unknown_key(reg.counter("outpost_aggregator_zmq_auth_rejected_total",
@@ -89,7 +91,7 @@ struct ZmqIngest::Impl {
                                   {{"result", "error"}})) {}
 
   ZmqIngestOptions opt;
-  Aggregator& aggregator;
+  Intake& intake;
   metrics::Registry& registry;
   const Clock& clock;
   ZmqIngest* owner = nullptr;
@@ -103,12 +105,12 @@ struct ZmqIngest::Impl {
   std::thread socket_thread, zap_thread;
   std::atomic<bool> stopping{false};
 
-  std::mutex list_mu;
-  std::shared_ptr<const secrets::AllowList> allow;  // GUARDED_BY(list_mu)
+  Mutex list_mu;
+  std::shared_ptr<const secrets::AllowList> allow GUARDED_BY(list_mu);
   std::atomic<size_t> allow_size{0};
 
-  std::mutex ack_mu;
-  std::deque<std::pair<std::string, std::vector<uint8_t>>> acks;  // GUARDED_BY(ack_mu)
+  Mutex ack_mu;
+  std::deque<std::pair<std::string, std::vector<uint8_t>>> acks GUARDED_BY(ack_mu);
 
   struct Peer {
     std::string routing_id;
@@ -130,7 +132,7 @@ struct ZmqIngest::Impl {
   metrics::Counter& reload_failed;
 
   std::shared_ptr<const secrets::AllowList> currentList() {
-    std::lock_guard lock(list_mu);
+    MutexLock lock(list_mu);
     return allow;
   }
 
@@ -286,7 +288,7 @@ struct ZmqIngest::Impl {
       in.transport = "zmq";
       in.received_us = clock.nowUs();
       in.reply = owner;
-      aggregator.submit(std::move(in));
+      intake.submit(std::move(in));
       return true;
     }
     bad_messages.inc();
@@ -313,7 +315,7 @@ struct ZmqIngest::Impl {
   void sendQueuedAcks() {
     std::deque<std::pair<std::string, std::vector<uint8_t>>> batch;
     {
-      std::lock_guard lock(ack_mu);
+      MutexLock lock(ack_mu);
       batch.swap(acks);
     }
     for (auto& [device, ack] : batch) {
@@ -353,9 +355,9 @@ struct ZmqIngest::Impl {
   }
 };
 
-ZmqIngest::ZmqIngest(ZmqIngestOptions options, Aggregator& aggregator, metrics::Registry& registry,
+ZmqIngest::ZmqIngest(ZmqIngestOptions options, Intake& intake, metrics::Registry& registry,
                      const Clock& clock)
-    : impl_(std::make_unique<Impl>(std::move(options), aggregator, registry, clock)) {
+    : impl_(std::make_unique<Impl>(std::move(options), intake, registry, clock)) {
   impl_->owner = this;
   Impl* impl = impl_.get();
   registry.gaugeFunction("outpost_aggregator_zmq_peers",
@@ -379,7 +381,7 @@ Status ZmqIngest::start() {
                  im.opt.allow_list_file);
   }
   {
-    std::lock_guard lock(im.list_mu);
+    MutexLock lock(im.list_mu);
     im.allow_size.store(list->device_by_key.size());
     im.allow = std::make_shared<const secrets::AllowList>(std::move(*list));
   }
@@ -458,7 +460,7 @@ Status ZmqIngest::reloadAllowList() {
   }
   const size_t n = list->device_by_key.size();
   {
-    std::lock_guard lock(im.list_mu);
+    MutexLock lock(im.list_mu);
     im.allow = std::make_shared<const secrets::AllowList>(std::move(*list));
   }
   im.allow_size.store(n);
@@ -470,7 +472,7 @@ Status ZmqIngest::reloadAllowList() {
 bool ZmqIngest::sendAck(const std::string& device, std::vector<uint8_t> ack) {
   auto& im = *impl_;
   {
-    std::lock_guard lock(im.ack_mu);
+    MutexLock lock(im.ack_mu);
     if (im.acks.size() >= im.opt.max_queued_acks || im.wake_fd < 0) {
       im.ack_failures.inc();
       return false;

@@ -71,19 +71,19 @@ void deliveryCallback(rd_kafka_t*, const void* msg_ptr, void* opaque) {
   } else {
     self->failed_->inc();
   }
-  Delivery d{msg->_private, msg->err == RD_KAFKA_RESP_ERR_NO_ERROR,
-             msg->err ? rd_kafka_err2str(msg->err) : "",
-             msg->rkt ? rd_kafka_topic_name(msg->rkt) : "", msg->partition, msg->offset};
-  self->handler_(d);
+  auto* listener = static_cast<DeliveryListener*>(msg->_private);
+  if (!listener) return;
+  listener->onDelivery(Delivery{msg->err == RD_KAFKA_RESP_ERR_NO_ERROR,
+                                msg->err ? rd_kafka_err2str(msg->err) : "",
+                                msg->rkt ? rd_kafka_topic_name(msg->rkt) : "", msg->partition,
+                                msg->offset});
 }
 
 Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const KafkaOptions& o,
-                                                             DeliveryHandler handler,
                                                              metrics::Registry& registry) {
   auto conf = baseConf(o);
   if (!conf) return std::unexpected(conf.error());
   std::unique_ptr<KafkaProducer> p(new KafkaProducer());
-  p->handler_ = std::move(handler);
   for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
            // The delivery guarantee (design.md): a delivery report means every in-sync replica
            // has the message, retries cannot duplicate or reorder it. Idempotence implies both
@@ -125,8 +125,9 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const KafkaOptions&
                o.compression, o.linger_ms, o.bootstrap_servers);
   p->queue_full_ = &registry.counter("outpost_aggregator_kafka_queue_full_total",
                                      "Times produce found librdkafka's queue full (intake paused)");
-  p->paused_ = &registry.gauge("outpost_aggregator_intake_paused",
-                               "Ingest workers waiting for room in the Kafka producer queue (0: intake flows)");
+  p->paused_ = &registry.gauge(
+      "outpost_aggregator_intake_paused",
+      "Ingest workers waiting for room in the Kafka producer queue (0: intake flows)");
   p->delivered_ = &registry.counter("outpost_aggregator_kafka_messages_delivered_total",
                                     "Kafka messages with a successful delivery report");
   p->failed_ = &registry.counter("outpost_aggregator_kafka_messages_failed_total",
@@ -163,9 +164,8 @@ bool KafkaProducer::reachable(int timeout_ms) {
 }
 
 Status KafkaProducer::produce(const std::string& topic, std::string_view key,
-                              std::string_view value,
-                              const std::vector<std::pair<std::string, std::string>>& headers,
-                              void* opaque) {
+                              std::string_view value, const Headers& headers,
+                              DeliveryListener* listener) {
   bool paused = false;
   for (;;) {
     rd_kafka_headers_t* hdrs = rd_kafka_headers_new(headers.size());
@@ -178,7 +178,7 @@ Status KafkaProducer::produce(const std::string& topic, std::string_view key,
         RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
         RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        RD_KAFKA_V_OPAQUE(listener), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;  // headers now owned by the message
     rd_kafka_headers_destroy(hdrs);
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -213,9 +213,9 @@ void KafkaProducer::stop(int timeout_ms) {
   }
 }
 
-Result<uint64_t> recoverFromKafka(const KafkaOptions& options, const std::vector<std::string>& topics,
-                                  DedupStore& store, int64_t max_messages_per_partition,
-                                  int timeout_ms) {
+Result<uint64_t> recoverFromKafka(const KafkaOptions& options,
+                                  const std::vector<std::string>& topics, DedupStore& store,
+                                  int64_t max_messages_per_partition, int timeout_ms) {
   auto conf = baseConf(options);
   if (!conf) return std::unexpected(conf.error());
   for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
@@ -281,12 +281,11 @@ Result<uint64_t> recoverFromKafka(const KafkaOptions& options, const std::vector
         return fail(ErrorCode::kUnavailable, "kafka recovery: watermarks of " + topic + "/" +
                                                  std::to_string(p) + ": " + rd_kafka_err2str(werr));
       }
-      int64_t start = std::max(low, high - max_messages_per_partition);
-      if (auto it = checkpoints.find({topic, p}); it != checkpoints.end()) {
-        if (it->second + 1 < low) lost_messages += static_cast<uint64_t>(low - it->second - 1);
-        start = std::max(it->second + 1, low);
-      }
-      if (start >= high) continue;
+      const auto it = checkpoints.find({topic, p});
+      const int64_t start = RecoveryScan::startOffset(
+          low, high, it != checkpoints.end() ? &it->second : nullptr, max_messages_per_partition,
+          lost_messages);
+      if (start < 0) continue;
       rd_kafka_topic_partition_list_add(assignment, topic.c_str(), p)->offset = start;
       end_offsets[{topic, p}] = high;
     }
@@ -301,15 +300,11 @@ Result<uint64_t> recoverFromKafka(const KafkaOptions& options, const std::vector
     return 0;
   }
   if (auto aerr = rd_kafka_assign(rk, assignment); aerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return fail(ErrorCode::kUnavailable, std::string("kafka recovery: assign: ") + rd_kafka_err2str(aerr));
+    return fail(ErrorCode::kUnavailable,
+                std::string("kafka recovery: assign: ") + rd_kafka_err2str(aerr));
   }
 
-  // Parts seen per batch; a batch counts as delivered only when all its parts are present.
-  std::map<BatchKey, std::set<uint32_t>> parts_seen;
-  std::map<BatchKey, uint32_t> parts_total;
-  std::map<BatchKey, std::pair<TopicPartition, int64_t>> first_offset;  // lowest message per batch
-  std::map<TopicPartition, int64_t> last_scanned;
-  uint64_t scanned = 0;
+  RecoveryScan scan;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (!end_offsets.empty()) {
     if (std::chrono::steady_clock::now() > deadline) {
@@ -317,7 +312,8 @@ Result<uint64_t> recoverFromKafka(const KafkaOptions& options, const std::vector
     }
     rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 200);
     if (!m) continue;
-    std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> mg(m, rd_kafka_message_destroy);
+    std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> mg(
+        m, rd_kafka_message_destroy);
     const TopicPartition tp{m->rkt ? rd_kafka_topic_name(m->rkt) : "", m->partition};
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       end_offsets.erase(tp);
@@ -327,44 +323,99 @@ Result<uint64_t> recoverFromKafka(const KafkaOptions& options, const std::vector
       spdlog::warn("kafka recovery: {}", rd_kafka_message_errstr(m));
       continue;
     }
-    ++scanned;
     rd_kafka_headers_t* hdrs = nullptr;
     rd_kafka_message_headers(m, &hdrs);
-    BatchKey key;
-    key.device = headerValue(hdrs, kHeaderDevice);
-    uint32_t part = 1, parts = 1;
-    const std::string part_s = headerValue(hdrs, kHeaderPart), parts_s = headerValue(hdrs, kHeaderParts);
-    if (!key.device.empty() && parseNum(headerValue(hdrs, kHeaderEpoch), key.epoch) &&
-        parseNum(headerValue(hdrs, kHeaderSeq), key.seq) &&
-        (part_s.empty() || parseNum(part_s, part)) && (parts_s.empty() || parseNum(parts_s, parts))) {
-      parts_seen[key].insert(part);
-      parts_total[key] = parts;
-      first_offset.try_emplace(key, tp, m->offset);
-    }
-    last_scanned[tp] = std::max(last_scanned[tp], m->offset);
+    scan.add(tp, m->offset, headerValue(hdrs, kHeaderDevice), headerValue(hdrs, kHeaderEpoch),
+             headerValue(hdrs, kHeaderSeq), headerValue(hdrs, kHeaderPart),
+             headerValue(hdrs, kHeaderParts));
     if (auto it = end_offsets.find(tp); it != end_offsets.end() && m->offset + 1 >= it->second) {
       end_offsets.erase(it);
     }
   }
-  uint64_t recovered = 0, partial = 0;
+  const RecoveryScan::Outcome out = scan.apply(store);
+  spdlog::info("kafka recovery: scanned {} messages after the checkpoints, {} batches recovered "
+               "as delivered, {} incomplete (will be produced again when resent)",
+               out.scanned, out.recovered, out.partial);
+  return out.recovered;
+}
+
+int64_t RecoveryScan::startOffset(int64_t low, int64_t high, const int64_t* checkpoint,
+                                  int64_t max_messages, uint64_t& lost) {
+  int64_t start = std::max(low, high - max_messages);
+  if (checkpoint) {
+    if (*checkpoint + 1 < low) lost += static_cast<uint64_t>(low - *checkpoint - 1);
+    start = std::max(*checkpoint + 1, low);
+  }
+  return start >= high ? -1 : start;
+}
+
+void RecoveryScan::add(const TopicPartition& tp, int64_t offset, const std::string& device,
+                       const std::string& epoch, const std::string& seq, const std::string& part_s,
+                       const std::string& parts_s) {
+  ++scanned_;
+  BatchKey key;
+  key.device = device;
+  uint32_t part = 1, parts = 1;
+  if (!key.device.empty() && parseNum(epoch, key.epoch) && parseNum(seq, key.seq) &&
+      (part_s.empty() || parseNum(part_s, part)) && (parts_s.empty() || parseNum(parts_s, parts))) {
+    parts_seen_[key].insert(part);
+    parts_total_[key] = parts;
+    first_offset_.try_emplace(key, tp, offset);
+  }
+  auto [it, fresh] = last_scanned_.try_emplace(tp, offset);
+  if (!fresh) it->second = std::max(it->second, offset);
+}
+
+RecoveryScan::Outcome RecoveryScan::apply(DedupStore& store) const {
+  Outcome out;
+  out.scanned = scanned_;
   // The checkpoint may move to the end of what was scanned, but not past an incomplete batch.
-  std::map<TopicPartition, int64_t> new_checkpoint = last_scanned;
-  for (const auto& [key, seen] : parts_seen) {
-    if (seen.size() >= parts_total[key]) {
+  std::map<TopicPartition, int64_t> new_checkpoint = last_scanned_;
+  for (const auto& [key, seen] : parts_seen_) {
+    if (seen.size() >= parts_total_.at(key)) {
       store.markDone(key);
-      ++recovered;
+      ++out.recovered;
     } else {
-      ++partial;
-      const auto& [tp, off] = first_offset[key];
+      ++out.partial;
+      const auto& [tp, off] = first_offset_.at(key);
       auto& cp = new_checkpoint[tp];
       cp = std::min(cp, off - 1);
     }
   }
   for (const auto& [tp, off] : new_checkpoint) store.raiseCheckpoint(tp, off);
-  spdlog::info("kafka recovery: scanned {} messages after the checkpoints, {} batches recovered "
-               "as delivered, {} incomplete (will be produced again when resent)",
-               scanned, recovered, partial);
-  return recovered;
+  return out;
 }
+
+namespace {
+
+class KafkaSink final : public Sink {
+ public:
+  KafkaSink(KafkaOptions options, int64_t recovery_max_messages, int recovery_timeout_ms)
+      : opt_(std::move(options)),
+        max_messages_(recovery_max_messages),
+        timeout_ms_(recovery_timeout_ms) {}
+
+  Result<uint64_t> recover(const std::vector<std::string>& topics, DedupStore& store) override {
+    return recoverFromKafka(opt_, topics, store, max_messages_, timeout_ms_);
+  }
+  Result<std::unique_ptr<Publisher>> openPublisher(metrics::Registry& registry) override {
+    auto p = KafkaProducer::create(opt_, registry);
+    if (!p) return std::unexpected(p.error());
+    return std::unique_ptr<Publisher>(std::move(*p));
+  }
+
+ private:
+  KafkaOptions opt_;
+  int64_t max_messages_;
+  int timeout_ms_;
+};
+
+}  // namespace
+
+std::unique_ptr<Sink> makeKafkaSink(const KafkaOptions& options, int64_t recovery_max_messages,
+                                    int recovery_timeout_ms) {
+  return std::make_unique<KafkaSink>(options, recovery_max_messages, recovery_timeout_ms);
+}
+
 
 }  // namespace outpost::aggregator

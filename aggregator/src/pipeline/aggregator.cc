@@ -12,22 +12,6 @@
 
 namespace outpost::aggregator {
 
-// One batch between produce and its last delivery report. Owned by the in-flight messages: the
-// one whose report (or failed produce) brings `remaining` to zero finishes and deletes it.
-struct Aggregator::Pending {
-  BatchKey key;            // device empty: unidentifiable dead letter (nothing to ack)
-  AckSink* reply = nullptr;
-  bool dead_letter = false;
-  std::string reason;
-  uint64_t readings = 0;
-  int64_t oldest_item_us = 0;
-  int64_t received_mono_us = 0;
-  std::atomic<int> remaining{0};
-  std::atomic<bool> failed{false};
-  DedupStore::Parts parts;  // poll thread only, until finished
-  std::string first_error;  // poll thread only
-};
-
 struct Aggregator::Worker {
   explicit Worker(size_t capacity) : queue(capacity) {}
   BoundedQueue<Inbound> queue;
@@ -66,8 +50,25 @@ AggregatorOptions aggregatorOptionsFrom(const config::Config& cfg) {
 }
 
 Aggregator::Aggregator(AggregatorOptions options, metrics::Registry& registry, const Clock& clock)
-    : opt_(std::move(options)), registry_(registry), clock_(clock),
+    : Aggregator(options, registry, clock,
+                 makeKafkaSink(options.kafka, options.recovery_max_messages,
+                               options.recovery_timeout_ms)) {}
+
+Aggregator::Aggregator(AggregatorOptions options, metrics::Registry& registry, const Clock& clock,
+                       std::unique_ptr<Sink> sink)
+    : opt_(std::move(options)), registry_(registry), clock_(clock), sink_(std::move(sink)),
       anomaly_(opt_.anomalies, registry),
+      unbatched_events_([this](bool ok) { anomaly_.onUnbatchedDelivery(ok); }),
+      latest_reports_([this](bool ok) { (ok ? latest_published_ : latest_failed_).inc(); }),
+      ops_event_reports_([this](bool ok) {
+        if (!ok) events_failed_.inc();
+      }),
+      tracker_(opt_.anomalies.topic,
+               {.delivered =
+                    [this](const BatchDelivery& d, const TopicPartition& tp, int64_t offset) {
+                      if (!d.batch().key.device.empty()) dedup_->delivered(tp, offset);
+                    },
+                .finished = [this](const BatchDelivery& d) { finished(d); }}),
       received_(registry, "outpost_aggregator_batches_received_total",
                 "Batch messages received from agents (before verification), by transport",
                 "transport"),
@@ -120,8 +121,7 @@ void Aggregator::start() {
   if (!store) throw std::runtime_error("dedup store: " + store.error().toString());
   dedup_ = std::move(*store);
 
-  auto recovered = recoverFromKafka(opt_.kafka, {opt_.readings_topic, opt_.deadletter_topic},
-                                    *dedup_, opt_.recovery_max_messages, opt_.recovery_timeout_ms);
+  auto recovered = sink_->recover({opt_.readings_topic, opt_.deadletter_topic}, *dedup_);
   if (!recovered) {
     throw std::runtime_error("cannot read the tail of the Kafka topics to recover delivered "
                              "batches (" + recovered.error().toString() +
@@ -129,8 +129,7 @@ void Aggregator::start() {
   }
   if (auto st = dedup_->flush(); !st) throw std::runtime_error(st.error().toString());
 
-  auto producer = KafkaProducer::create(
-      opt_.kafka, [this](const Delivery& d) { onDelivery(d); }, registry_);
+  auto producer = sink_->openPublisher(registry_);
   if (!producer) throw std::runtime_error(producer.error().toString());
   producer_ = std::move(*producer);
 
@@ -221,7 +220,7 @@ PipelineLevels Aggregator::levels() const {
 void Aggregator::publishLatest() {
   for (const auto& c : latest_->collectChanged()) {
     auto st = producer_->produce(opt_.latest.topic, c.key, c.value,
-                                 {{"content-type", "application/json"}}, &latest_tag_);
+                                 {{"content-type", "application/json"}}, &latest_reports_);
     if (!st) latest_failed_.inc();
   }
 }
@@ -277,69 +276,87 @@ std::vector<std::string> Aggregator::notReadyReasons() {
 bool Aggregator::publishEvent(const std::string& topic, const std::string& key,
                               const std::string& value) {
   if (!producer_ || stopping_.load()) return false;
-  auto st = producer_->produce(topic, key, value, {{"content-type", "application/json"}}, nullptr);
+  auto st = producer_->produce(topic, key, value, {{"content-type", "application/json"}},
+                              &ops_event_reports_);
   if (!st) events_failed_.inc();
   return st.has_value();
 }
 
 void Aggregator::process(Inbound& in, Worker& w) {
   received_.with(in.transport).inc();
+  BatchKey key;
+  const wire::Batch* batch = verify(in, key);
+  if (!batch) return;
+  const uint64_t n_items = (batch->readings() ? batch->readings()->size() : 0) +
+                           (batch->windows() ? batch->windows()->size() : 0);
+  readings_in_.with(in.transport).inc(n_items);
+  if (observer_) {
+    observer_->onBatch({key.device, key.epoch, key.seq, batch->dropped(), n_items, clock_.nowUs()});
+  }
+  if (!claim(in, key)) return;
+  dropped_by_agents_.inc(batch->dropped());
+  detect(in, *batch, w);
+  publish(in, *batch, key, n_items, w);
+}
+
+const wire::Batch* Aggregator::verify(Inbound& in, BatchKey& key) {
   // Every key, ack and Kafka message is per device: without an identity from the transport
   // (e.g. the MQTT topic outpost/v1//batch) a batch cannot be accepted, whatever it says.
   if (!codec::isValidDeviceId(in.device)) {
     deadLetter(in, {codec::Reason::kBadDeviceId, "no valid device id in " + in.source}, nullptr);
-    return;
+    return nullptr;
   }
   const auto bytes = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(in.payload.data()),
                                               in.payload.size());
   auto verified = codec::verifyBatch(bytes, opt_.limits);
   if (!verified) {
     deadLetter(in, verified.error(), nullptr);
-    return;
+    return nullptr;
   }
   const wire::Batch& batch = **verified;
   // The key uses the transport's identity: a batch claiming another device is still acked (as
   // rejected) only to the device it came from.
-  BatchKey key{in.device, batch.epoch(), batch.seq()};
+  key = BatchKey{in.device, batch.epoch(), batch.seq()};
   if (auto sem = codec::checkBatchSemantics(batch, opt_.limits, clock_.nowUs(), in.device); !sem) {
     const bool ackable = key.epoch != 0 && key.seq != 0;
     deadLetter(in, sem.error(), ackable ? &key : nullptr);
-    return;
+    return nullptr;
   }
-  const uint64_t n_items = (batch.readings() ? batch.readings()->size() : 0) +
-                           (batch.windows() ? batch.windows()->size() : 0);
-  readings_in_.with(in.transport).inc(n_items);
-  if (observer_) {
-    observer_->onBatch({key.device, key.epoch, key.seq, batch.dropped(), n_items, clock_.nowUs()});
-  }
+  return &batch;
+}
 
+bool Aggregator::claim(const Inbound& in, const BatchKey& key) {
   switch (dedup_->begin(key)) {
     case DedupStore::State::kDone: {
       duplicates_.inc();
-      if (in.reply && in.reply->sendAck(in.device, codec::encodeAck({key.device, key.epoch, key.seq,
-                                                                     wire::AckStatus::Accepted, ""}))) {
-        acks_accepted_.inc();
-      }
-      return;
+      const codec::AckContent ack{key.device, key.epoch, key.seq, wire::AckStatus::Accepted, ""};
+      if (in.reply && in.reply->sendAck(in.device, codec::encodeAck(ack))) acks_accepted_.inc();
+      return false;
     }
-    case DedupStore::State::kInProgress: duplicates_inflight_.inc(); return;
-    case DedupStore::State::kNew: break;
+    case DedupStore::State::kInProgress: duplicates_inflight_.inc(); return false;
+    case DedupStore::State::kNew: return true;
   }
-  dropped_by_agents_.inc(batch.dropped());
-  if (latest_) latest_->update(in.device, batch, clock_.nowUs());
+  return false;
+}
 
+void Aggregator::detect(const Inbound& in, const wire::Batch& batch, Worker& w) {
+  if (latest_) latest_->update(in.device, batch, clock_.nowUs());
   w.events.clear();
   if (w.stage) w.stage->onBatch(in.device, batch, clock_.monotonicUs(), w.events);
+}
+
+void Aggregator::publish(const Inbound& in, const wire::Batch& batch, const BatchKey& key,
+                         uint64_t n_items, Worker& w) {
   const BatchJson rendered(batch, opt_.items_per_message, opt_.readings_format);
   const size_t parts = rendered.parts();
   const size_t total = parts + w.events.size();  // anomaly events gate the ack too
-  auto* p = new Pending();
-  p->key = key;
-  p->reply = in.reply;
-  p->readings = n_items;
-  if (observer_) p->oldest_item_us = oldestItemUs(batch);
-  p->received_mono_us = clock_.monotonicUs();
-  p->remaining.store(static_cast<int>(total));
+  BatchDelivery& delivery = tracker_.begin(
+      {.key = key,
+       .reply = in.reply,
+       .readings = n_items,
+       .oldest_item_us = observer_ ? oldestItemUs(batch) : 0,
+       .received_mono_us = clock_.monotonicUs()},
+      total);
   const std::string epoch_s = std::to_string(key.epoch), seq_s = std::to_string(key.seq),
                     parts_s = std::to_string(parts);
   std::string& json = w.scratch;
@@ -355,16 +372,15 @@ void Aggregator::process(Inbound& in, Worker& w) {
                                {kHeaderPart, std::to_string(i + 1)},
                                {kHeaderParts, parts_s},
                                {"content-type", "application/json"}},
-                              p);
+                              &delivery);
     } else {
-      st = anomaly_.produce(*producer_, w.events[i - parts], p, json);
+      st = anomaly_.produce(*producer_, w.events[i - parts], &delivery, json);
     }
     if (!st) {
       spdlog::warn("batch {}/{}/{}: {}", key.device, key.epoch, key.seq, st.error().toString());
-      p->failed.store(true);
-      // Parts never produced will never report: account for them here.
-      const int unproduced = static_cast<int>(total - i);
-      if (p->remaining.fetch_sub(unproduced, std::memory_order_acq_rel) == unproduced) finish(p);
+      // Messages never produced will never report: account for them here. This may finish (and
+      // destroy) `delivery`, so it is the last use.
+      delivery.notProduced(total - i);
       return;
     }
   }
@@ -374,7 +390,7 @@ void Aggregator::pollAnomalies(Worker& w) {
   w.events.clear();
   if (!w.stage->poll(clock_.monotonicUs(), w.events)) return;
   for (const AnomalyRecord& r : w.events) {
-    if (auto st = anomaly_.produce(*producer_, r, &unbatched_tag_, w.scratch); !st) {
+    if (auto st = anomaly_.produce(*producer_, r, &unbatched_events_, w.scratch); !st) {
       anomaly_.onUnbatchedDelivery(false);
       spdlog::warn("anomaly event {}/{} not produced: {}", r.device, r.sensor,
                    st.error().toString());
@@ -390,13 +406,6 @@ void Aggregator::deadLetter(Inbound& in, const codec::DecodeError& why, const Ba
     duplicates_.inc();  // already dead-lettered (or in progress): do not repeat it
     return;
   }
-  auto* p = new Pending();
-  if (key) p->key = *key;
-  p->reply = key ? in.reply : nullptr;
-  p->dead_letter = true;
-  p->reason = why.toString();
-  p->received_mono_us = clock_.monotonicUs();
-  p->remaining.store(1);
   std::vector<std::pair<std::string, std::string>> headers = {
       {kHeaderReason, codec::reasonName(why.reason)},
       {"outpost-reason-detail", why.detail},
@@ -408,69 +417,53 @@ void Aggregator::deadLetter(Inbound& in, const codec::DecodeError& why, const Ba
     headers.push_back({kHeaderEpoch, std::to_string(key->epoch)});
     headers.push_back({kHeaderSeq, std::to_string(key->seq)});
   }
-  auto st = producer_->produce(opt_.deadletter_topic, in.device, in.payload, headers, p);
+  BatchDelivery& delivery = tracker_.begin({.key = key ? *key : BatchKey{},
+                                            .reply = key ? in.reply : nullptr,
+                                            .dead_letter = true,
+                                            .reason = why.toString(),
+                                            .received_mono_us = clock_.monotonicUs()},
+                                           1);
+  auto st = producer_->produce(opt_.deadletter_topic, in.device, in.payload, headers, &delivery);
   if (!st) {
     spdlog::error("dead letter not produced: {}", st.error().toString());
-    p->failed.store(true);
-    if (p->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) finish(p);
+    delivery.notProduced(1);
   }
 }
 
-void Aggregator::onDelivery(const Delivery& d) {
-  if (d.opaque == &unbatched_tag_) return anomaly_.onUnbatchedDelivery(d.ok);
-  if (d.opaque == &latest_tag_) return (d.ok ? latest_published_ : latest_failed_).inc();
-  auto* p = static_cast<Pending*>(d.opaque);
-  if (!p) {  // an ops event (publishEvent)
-    if (!d.ok) events_failed_.inc();
-    return;
-  }
-  if (d.ok && d.topic == anomaly_.options().topic) {
-    // An anomaly event of the batch: gates the ack, but is no part of the readings' dedup.
-  } else if (d.ok) {
-    const TopicPartition tp{d.topic, d.partition};
-    p->parts.emplace_back(tp, d.offset);
-    if (!p->key.device.empty()) dedup_->delivered(tp, d.offset);
-  } else {
-    if (p->first_error.empty()) p->first_error = d.error;
-    p->failed.store(true);
-  }
-  if (p->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) finish(p);
-}
-
-void Aggregator::finish(Pending* p) {
-  std::unique_ptr<Pending> owned(p);
-  if (p->failed.load()) {
+void Aggregator::finished(const BatchDelivery& d) {
+  const BatchDelivery::Batch& b = d.batch();
+  if (d.failed()) {
     delivery_failures_.inc();
-    if (!p->key.device.empty()) dedup_->abort(p->key, p->parts);
+    if (!b.key.device.empty()) dedup_->abort(b.key, d.parts());
     spdlog::warn("batch {}/{}/{} not delivered to Kafka ({}); not acked, the agent will resend",
-                 p->key.device, p->key.epoch, p->key.seq, p->first_error);
+                 b.key.device, b.key.epoch, b.key.seq, d.firstError());
     return;
   }
-  if (p->key.device.empty()) {
+  if (b.key.device.empty()) {
     deadlettered_.inc();
     return;
   }
-  dedup_->complete(p->key, p->parts);
-  if (p->dead_letter) {
+  dedup_->complete(b.key, d.parts());
+  if (b.dead_letter) {
     deadlettered_.inc();
   } else {
     published_batches_.inc();
-    published_readings_.inc(p->readings);
+    published_readings_.inc(b.readings);
     if (observer_) {
-      observer_->onDelivered({p->key.device, p->readings, p->oldest_item_us, clock_.nowUs()});
+      observer_->onDelivered({b.key.device, b.readings, b.oldest_item_us, clock_.nowUs()});
     }
   }
-  sendAck(p);
+  sendAck(b);
 }
 
-void Aggregator::sendAck(Pending* p) {
-  if (!p->reply) return;
-  codec::AckContent ack{p->key.device, p->key.epoch, p->key.seq,
-                        p->dead_letter ? wire::AckStatus::Rejected : wire::AckStatus::Accepted,
-                        p->dead_letter ? p->reason : ""};
-  if (!p->reply->sendAck(p->key.device, codec::encodeAck(ack))) return;
-  (p->dead_letter ? acks_rejected_ : acks_accepted_).inc();
-  ack_latency_.observe(static_cast<double>(clock_.monotonicUs() - p->received_mono_us) / 1e6);
+void Aggregator::sendAck(const BatchDelivery::Batch& b) {
+  if (!b.reply) return;
+  codec::AckContent ack{b.key.device, b.key.epoch, b.key.seq,
+                        b.dead_letter ? wire::AckStatus::Rejected : wire::AckStatus::Accepted,
+                        b.dead_letter ? b.reason : ""};
+  if (!b.reply->sendAck(b.key.device, codec::encodeAck(ack))) return;
+  (b.dead_letter ? acks_rejected_ : acks_accepted_).inc();
+  ack_latency_.observe(static_cast<double>(clock_.monotonicUs() - b.received_mono_us) / 1e6);
 }
 
 }  // namespace outpost::aggregator

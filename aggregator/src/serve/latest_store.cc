@@ -7,12 +7,14 @@
 #include <unordered_map>
 
 #include "outpost/common/json.h"
+#include "outpost/common/thread_annotations.h"
 
 namespace outpost::aggregator {
 namespace {
 
 constexpr int64_t kMaxStepS = 86400;
 constexpr int64_t kMaxPoints = 10000;
+constexpr int64_t kMaxTimeMs = 253402300799999;  // 9999-12-31T23:59:59.999Z
 constexpr size_t kMaxRecent = 1440;
 constexpr size_t kLateSearch = 16;  // buckets searched backwards for an out-of-order reading
 
@@ -76,9 +78,9 @@ struct LatestStore::Device {
 };
 
 struct LatestStore::Shard {
-  mutable std::mutex mu;
-  std::unordered_map<std::string, Device> devices;  // GUARDED_BY(mu)
-  std::vector<Sensor*> by_id;                       // GUARDED_BY(mu): scratch of update()
+  mutable Mutex mu;
+  std::unordered_map<std::string, Device> devices GUARDED_BY(mu);
+  std::vector<Sensor*> by_id GUARDED_BY(mu);  // scratch of update()
 };
 
 void addLatestSettings(config::Schema& s) {
@@ -195,7 +197,7 @@ void LatestStore::update(const std::string& device, const wire::Batch& batch, in
   };
 
   Shard& sh = shardOf(device);
-  std::lock_guard lock(sh.mu);
+  MutexLock lock(sh.mu);
   auto dit = sh.devices.find(device);
   if (dit == sh.devices.end()) {
     if (!charge(kDeviceOverheadBytes + device.size())) {
@@ -265,7 +267,7 @@ HttpServer::Response LatestStore::sensorsJson(const std::string& device, size_t 
   w.beginArray();
   const Shard& sh = shardOf(device);
   {
-    std::lock_guard lock(sh.mu);
+    MutexLock lock(sh.mu);
     auto dit = sh.devices.find(device);
     if (dit == sh.devices.end()) return notFound("no readings from this device", device, nullptr);
     for (const auto& [name, s] : dit->second.sensors) {
@@ -300,12 +302,16 @@ HttpServer::Response LatestStore::historyJson(const std::string& device, const s
   int64_t to_ms = now_us / 1000, from_ms = 0, step_s = bucket_s;
   const std::string to_s = req.param("to"), from_s = req.param("from"),
                     step_str = req.param("step");
-  if (!to_s.empty() && !parseInt(to_s, to_ms)) {
-    return badParam("to", to_s, "must be an integer: Unix time in milliseconds");
+  // Bounded so that the arithmetic below cannot overflow (found by fuzz.history_query).
+  const auto badTime = [](int64_t ms) { return ms < 0 || ms > kMaxTimeMs; };
+  const std::string time_rule =
+      "must be an integer: Unix time in milliseconds, 0 to " + std::to_string(kMaxTimeMs);
+  if (!to_s.empty() && (!parseInt(to_s, to_ms) || badTime(to_ms))) {
+    return badParam("to", to_s, time_rule);
   }
   from_ms = to_ms - 3'600'000;
-  if (!from_s.empty() && !parseInt(from_s, from_ms)) {
-    return badParam("from", from_s, "must be an integer: Unix time in milliseconds");
+  if (!from_s.empty() && (!parseInt(from_s, from_ms) || badTime(from_ms))) {
+    return badParam("from", from_s, time_rule);
   }
   if (from_ms >= to_ms) {
     return badParam("from", from_s, "must be before to (" + std::to_string(to_ms) + ")");
@@ -332,7 +338,7 @@ HttpServer::Response LatestStore::historyJson(const std::string& device, const s
   std::string unit;
   {
     const Shard& sh = shardOf(device);
-    std::lock_guard lock(sh.mu);
+    MutexLock lock(sh.mu);
     auto dit = sh.devices.find(device);
     if (dit == sh.devices.end()) return notFound("no readings from this device", device, nullptr);
     auto sit = dit->second.sensors.find(sensor);
@@ -404,7 +410,7 @@ void LatestStore::addRoutes(HttpServer& http, const Clock& clock) const {
 std::vector<LatestStore::Changed> LatestStore::collectChanged() {
   std::vector<Changed> out;
   for (auto& shp : shards_) {
-    std::lock_guard lock(shp->mu);
+    MutexLock lock(shp->mu);
     for (auto& [id, dev] : shp->devices) {
       for (auto& [name, s] : dev.sensors) {
         if (!s.dirty) continue;

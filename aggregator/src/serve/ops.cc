@@ -181,7 +181,7 @@ void OpsCenter::start() {
 
 void OpsCenter::stop() {
   {
-    std::lock_guard lock(run_mu_);
+    MutexLock lock(run_mu_);
     if (stopping_) return;
     stopping_ = true;
   }
@@ -194,8 +194,11 @@ void OpsCenter::stop() {
 void OpsCenter::run() {
   for (;;) {
     {
-      std::unique_lock lock(run_mu_);
-      if (run_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) return;
+      MutexLock lock(run_mu_);
+      if (run_cv_.wait_for(lock, std::chrono::seconds(1),
+                           [this]() REQUIRES(run_mu_) { return stopping_; })) {
+        return;
+      }
     }
     devices_.sweep(clock_.nowUs());
     publishPending();
@@ -214,7 +217,7 @@ void OpsCenter::onDelivered(const BatchDelivered& d) {
 void OpsCenter::onAnomaly(const AnomalyEvent& e) {
   // Counted by the detection stage (outpost_aggregator_anomalies_total{kind}), not here.
   {
-    std::lock_guard lock(anomalies_mu_);
+    MutexLock lock(anomalies_mu_);
     AnomalyEvent& kept = latest_anomalies_.emplace_front(e);
     if (kept.recent.size() > kMaxRecentValues) {
       kept.recent.erase(kept.recent.begin(),
@@ -249,7 +252,7 @@ void OpsCenter::onDeviceChange(const DeviceInfo& d) {
       .raw(deviceJson(d, clock_.nowUs()))
       .endObject();
   {
-    std::lock_guard lock(events_mu_);
+    MutexLock lock(events_mu_);
     if (events_.size() >= opt_.event_queue_capacity) {
       status_events_dropped_.inc();
     } else {
@@ -266,7 +269,7 @@ void OpsCenter::onDeviceChange(const DeviceInfo& d) {
 void OpsCenter::publishPending() {
   std::deque<std::pair<std::string, std::string>> batch;
   {
-    std::lock_guard lock(events_mu_);
+    MutexLock lock(events_mu_);
     batch.swap(events_);
   }
   for (const auto& [key, value] : batch) {
@@ -313,7 +316,7 @@ void OpsCenter::tick() {
     p.endArray();
   }
   {
-    std::lock_guard lock(snapshot_mu_);  // /api/history reads it from HTTP threads
+    MutexLock lock(snapshot_mu_);  // /api/history reads it from HTTP threads
     history_.push_back(point);
     while (history_.size() > kHistoryPoints) history_.pop_front();
   }
@@ -393,7 +396,7 @@ void OpsCenter::tick() {
       .raw(point)
       .endObject();
   {
-    std::lock_guard lock(snapshot_mu_);
+    MutexLock lock(snapshot_mu_);
     snapshot_ = std::move(o);
     ++generation_;
   }
@@ -401,14 +404,15 @@ void OpsCenter::tick() {
 }
 
 std::string OpsCenter::waitSnapshot(uint64_t& seen) const {
-  std::unique_lock lock(snapshot_mu_);
-  snapshot_cv_.wait_for(lock, std::chrono::milliseconds(1100), [&] { return generation_ > seen; });
+  MutexLock lock(snapshot_mu_);
+  snapshot_cv_.wait_for(lock, std::chrono::milliseconds(1100),
+                        [&]() REQUIRES(snapshot_mu_) { return generation_ > seen; });
   seen = generation_;
   return snapshot_;
 }
 
 std::string OpsCenter::snapshot() const {
-  std::lock_guard lock(snapshot_mu_);
+  MutexLock lock(snapshot_mu_);
   return snapshot_;
 }
 
@@ -417,7 +421,7 @@ std::string OpsCenter::anomaliesJson(const std::string& device) const {
   json::Writer w(o);
   w.beginObject().key("items").beginArray();
   {
-    std::lock_guard lock(anomalies_mu_);
+    MutexLock lock(anomalies_mu_);
     for (const AnomalyEvent& e : latest_anomalies_) {
       if (device.empty() || e.device == device) writeAnomaly(w, e);
     }
@@ -496,7 +500,7 @@ void OpsCenter::addRoutes(HttpServer& http) {
     }
     w.endArray().key("points").beginArray();
     {
-      std::lock_guard lock(snapshot_mu_);
+      MutexLock lock(snapshot_mu_);
       for (const auto& p : history_) w.raw(p);
     }
     w.endArray().endObject();

@@ -192,3 +192,30 @@ TEST_CASE("changed sensors are collected once per change for outpost.latest",
                             wire::Reading(kT0 + 1, 3, 2, wire::Quality::Good)}));
   CHECK(store.collectChanged().size() == 2);
 }
+
+// Regression (fuzz.history_query, tests/fuzz/regressions/history_query/): to=INT64_MIN made the
+// default `from = to - 1 h` overflow (undefined behaviour); from/to are now bounded.
+TEST_CASE("history: from and to outside 0..year 9999 are 400, not an overflow",
+          "[aggregator][latest]") {
+  outpost::metrics::Registry reg;
+  agg::LatestStore store({}, 1, reg);
+  feed(store, batchOf("d", {wire::Reading(kT0, 1, 1, wire::Quality::Good)}));
+  auto get = [&](std::initializer_list<std::pair<std::string, std::string>> kv) {
+    return store.historyJson("d", "temp", query(kv), kT0);
+  };
+  for (const char* to : {"-9223372036854775808", "-1", "253402300800000", "9223372036854775807"}) {
+    const auto r = get({{"to", to}});
+    CHECK(r.status == 400);
+    CHECK(r.body.find("\"parameter\":\"to\"") != std::string::npos);
+    CHECK(r.body.find("0 to 253402300799999") != std::string::npos);
+  }
+  CHECK(get({{"from", "-9223372036854775808"}, {"to", "1000"}}).status == 400);
+  CHECK(get({{"from", "-1"}}).body.find("\"parameter\":\"from\"") != std::string::npos);
+  // The bounds themselves are accepted (a far range answers 400 for too many points, at `step`).
+  CHECK(get({{"from", "0"}, {"to", "3600000"}}).status == 200);
+  const auto far = get({{"from", "0"}, {"to", "253402300799999"}});
+  CHECK(far.status == 400);
+  CHECK(far.body.find("\"parameter\":\"step\"") != std::string::npos);
+  // to < 1 h: the default from is negative, which is fine (nothing is read before 0).
+  CHECK(get({{"to", "1000"}}).status == 200);
+}

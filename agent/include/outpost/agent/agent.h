@@ -40,8 +40,8 @@ class Agent {
   // Without one, SIGHUP is logged and ignored.
   void setConfigLoader(std::function<config::Config()> loader);
   bool healthy(std::string& detail) const;
-  // /readyz: why the agent cannot deliver now (empty: ready): broker not connected, outbox over
-  // 90% of outbox.max_bytes.
+  // /readyz: why the agent cannot deliver now (empty: ready): uplink not connected, outbox over
+  // 90% of the outbox byte limit in effect (outbox.max_bytes as last applied by SIGHUP).
   std::vector<std::string> notReadyReasons() const;
 
  private:

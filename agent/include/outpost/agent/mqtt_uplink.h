@@ -32,7 +32,7 @@ struct MqttUplinkOptions {
   DrainSettings drain;  // backlog order and rate after an outage
 };
 
-// The MQTT uplink (Paho C++). QoS 1 publishes to {prefix}/{device}/batch; acks arrive on
+// The MQTT uplink (Paho C through MqttClient, mqtt_client.h: TLS brokers load the TLS module). QoS 1 publishes to {prefix}/{device}/batch; acks arrive on
 // {prefix}/{device}/ack; a retained {prefix}/{device}/status says online/offline (last will).
 // A batch leaves the outbox only on the aggregator's ack; after a reconnect every un-acknowledged
 // batch is sent again (OutboxSender: live batches first, the backlog in the drain order and rate).

@@ -3,9 +3,7 @@
 // Loads the agent's ZeroMQ module (outpost-agent-zmq.so, zmq_module.h) on first use: only an agent
 // with uplink.transport = "zmq" (or `outpost-agent keygen`) ever maps libzmq.
 //
-// Where: $OUTPOST_AGENT_MODULE_DIR if set, else beside the executable (build tree, tarball), else
-// <executable dir>/<bindir-to-libdir>/outpost (installed: /usr/bin -> /usr/lib/outpost).
-// The module is never unloaded. Thread-safety: any thread.
+// Where: see agent_module.h. The module is never unloaded. Thread-safety: any thread.
 
 #include <memory>
 #include <string>

@@ -5,9 +5,10 @@
 //
 // Threads: transports call submit() from their own threads (it blocks while the worker queue is
 // full: back-pressure to the broker); N workers verify, dedup and produce (each device is pinned to
-// one worker); the Kafka poll thread turns delivery reports into acks; a flusher persists the
-// dedup store. Workers also update the latest-state store (latest_store.h) once per new batch; a
-// publisher thread sends the sensors that changed to the latest topic once per interval.
+// one worker); the publisher's delivery thread turns delivery reports into acks (through the
+// DeliveryTracker); a flusher persists the dedup store. Workers also update the latest-state store
+// (latest_store.h) once per new batch; a publisher thread sends the sensors that changed to the
+// latest topic once per interval.
 
 #include <atomic>
 #include <memory>
@@ -15,10 +16,14 @@
 #include <thread>
 #include <vector>
 
+#include "outpost/aggregator/ack_sink.h"
 #include "outpost/aggregator/anomaly_stage.h"
 #include "outpost/aggregator/dedup_store.h"
+#include "outpost/aggregator/delivery_tracker.h"
+#include "outpost/aggregator/intake.h"
 #include "outpost/aggregator/json.h"
 #include "outpost/aggregator/kafka.h"
+#include "outpost/aggregator/publisher.h"
 #include "outpost/aggregator/latest_store.h"
 #include "outpost/aggregator/ops_hooks.h"
 #include "outpost/common/bounded_queue.h"
@@ -28,26 +33,6 @@
 #include "outpost/common/metrics.h"
 
 namespace outpost::aggregator {
-
-// Where acknowledgements for a device go (the transport the batch came in on).
-// Thread-safety: sendAck may be called from any thread. It must not wait for the transport: it
-// is called from librdkafka's delivery callback, which must keep serving delivery reports for
-// the producer queue to drain (MqttIngest hands acks to its own publishing thread).
-class AckSink {
- public:
-  virtual ~AckSink() = default;
-  // Returns false if the ack could not be handed to the transport (the agent will resend).
-  virtual bool sendAck(const std::string& device, std::vector<uint8_t> ack) = 0;
-};
-
-struct Inbound {
-  std::string device;   // identity the transport vouches for (MQTT topic segment)
-  std::string payload;  // untrusted bytes
-  std::string source;   // where it came from, e.g. the MQTT topic (dead-letter header)
-  int64_t received_us = 0;
-  AckSink* reply = nullptr;
-  const char* transport = "mqtt";  // metrics label: "mqtt", "zmq"
-};
 
 struct AggregatorOptions {
   codec::VerifyLimits limits;
@@ -68,16 +53,20 @@ struct AggregatorOptions {
 
 AggregatorOptions aggregatorOptionsFrom(const config::Config& cfg);
 
-class Aggregator final : public PipelineStats {
+class Aggregator final : public Intake, public PipelineStats {
  public:
+  // Publishes through `sink`.
+  Aggregator(AggregatorOptions options, metrics::Registry& registry, const Clock& clock,
+             std::unique_ptr<Sink> sink);
+  // Publishes to Kafka: makeKafkaSink(options.kafka, options.recovery_*).
   Aggregator(AggregatorOptions options, metrics::Registry& registry, const Clock& clock);
   ~Aggregator() override;
 
-  // Opens the dedup store, recovers from Kafka's tail, starts the producer and the workers.
-  // Throws std::runtime_error when it cannot.
+  // Opens the dedup store, recovers what the sink already has (Kafka's tail), opens the
+  // publisher and starts the workers. Throws std::runtime_error when it cannot.
   void start();
   // Blocks while the owning worker's queue is full. Returns false once stopping.
-  bool submit(Inbound in);
+  bool submit(Inbound in) override;
   // Stops intake, drains the workers, waits for outstanding deliveries (acking what completes),
   // flushes the dedup store.
   void stop();
@@ -104,28 +93,41 @@ class Aggregator final : public PipelineStats {
   metrics::Histogram::Snapshot ackLatency() const override { return ack_latency_.snapshot(); }
 
  private:
-  struct Pending;
   struct Worker;
+  // The steps of one inbound batch, in order (worker thread). Each step that ends the batch's
+  // way (rejected, duplicate) says so by its return value and has done what that case needs.
   void process(Inbound& in, Worker& w);
-  void pollAnomalies(Worker& w);  // silence timer
+  // Identity, size, FlatBuffers Verifier, semantics; a failure is dead-lettered (nullptr).
+  const wire::Batch* verify(Inbound& in, BatchKey& key);
+  // Dedup: false for a batch already on Kafka (acked again) or being produced now.
+  bool claim(const Inbound& in, const BatchKey& key);
+  // The latest-state store and the worker's detectors (events into w.events).
+  void detect(const Inbound& in, const wire::Batch& batch, Worker& w);
+  // The readings parts and the events, all reporting to one BatchDelivery.
+  void publish(const Inbound& in, const wire::Batch& batch, const BatchKey& key,
+               uint64_t n_items, Worker& w);
   void deadLetter(Inbound& in, const codec::DecodeError& why, const BatchKey* key);
-  void onDelivery(const Delivery& d);
-  void finish(Pending* p);
-  void sendAck(Pending* p);
+  void pollAnomalies(Worker& w);  // silence timer
+  void finished(const BatchDelivery& d);  // the tracker's hook: ack or not
+  void sendAck(const BatchDelivery::Batch& b);
   void publishLatest();  // changed sensors to the latest topic (publisher thread, stop())
 
   AggregatorOptions opt_;
   metrics::Registry& registry_;
   const Clock& clock_;
+  std::unique_ptr<Sink> sink_;
   AnomalyDetection anomaly_;
-  char unbatched_tag_ = 0;  // delivery-report opaque of events produced without a batch
   std::unique_ptr<DedupStore> dedup_;
-  std::unique_ptr<KafkaProducer> producer_;
+  // Reports of messages without a batch: silence events, latest values, ops events.
+  OutcomeListener unbatched_events_;
+  OutcomeListener latest_reports_;
+  OutcomeListener ops_event_reports_;
+  DeliveryTracker tracker_;
+  std::unique_ptr<Publisher> producer_;  // after tracker_: stopped and destroyed before it
   std::vector<std::unique_ptr<Worker>> workers_;
   std::thread flusher_;
   std::unique_ptr<LatestStore> latest_;
   std::thread latest_publisher_;
-  char latest_tag_ = 0;  // delivery-report opaque of outpost.latest records
   std::atomic<bool> stopping_{false};
   std::atomic<bool> started_{false};
   std::atomic<bool> running_once_{false};  // set when start() completes, never cleared

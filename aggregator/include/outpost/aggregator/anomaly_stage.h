@@ -15,7 +15,6 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -27,11 +26,13 @@
 #include "outpost/common/detect/sensor_detector.h"
 #include "outpost/common/metrics.h"
 #include "outpost/common/status.h"
+#include "outpost/common/thread_annotations.h"
 #include "outpost/wire/batch_generated.h"
 
 namespace outpost::aggregator {
 
-class KafkaProducer;
+class DeliveryListener;
+class Publisher;
 
 // Detector settings for the sensors whose name matches `match` (and device `device`), both
 // fnmatch(3) globs. The first matching class wins; no match: the [detect] defaults.
@@ -109,9 +110,9 @@ class AnomalyDetection {
   // The detector configuration for one sensor (first matching class, else the defaults).
   const detect::DetectorConfig* configFor(std::string_view device, std::string_view sensor) const;
 
-  // Produces one event on the anomalies topic (key = device) with `opaque` for the delivery
-  // report, and tells the observers. Errors are the producer's.
-  Status produce(KafkaProducer& producer, const AnomalyRecord& record, void* opaque,
+  // Produces one event on the anomalies topic (key = device), reported to `listener`, and tells
+  // the observers. Errors are the publisher's.
+  Status produce(Publisher& publisher, const AnomalyRecord& record, DeliveryListener* listener,
                  std::string& scratch);
   // Delivery reports of events produced without a batch (timer: silence).
   void onUnbatchedDelivery(bool ok);
@@ -134,8 +135,8 @@ class AnomalyDetection {
   metrics::Counter& unbatched_failed_;
   metrics::Histogram& batch_seconds_;
   metrics::Histogram& reading_seconds_;
-  std::mutex stages_mu_;
-  std::vector<const AnomalyStage*> stages_;  // GUARDED_BY(stages_mu_), for the sensors gauge
+  Mutex stages_mu_;
+  std::vector<const AnomalyStage*> stages_ GUARDED_BY(stages_mu_);  // for the sensors gauge
 };
 
 // The detectors of one worker. Thread-safety: none; owned and called by one worker thread.

@@ -6,7 +6,8 @@
 #include <memory>
 #include <string>
 
-#include "outpost/aggregator/aggregator.h"
+#include "outpost/aggregator/ack_sink.h"
+#include "outpost/aggregator/intake.h"
 #include "outpost/common/clock.h"
 #include "outpost/common/metrics.h"
 #include "outpost/common/mqtt_security.h"
@@ -30,7 +31,7 @@ struct MqttIngestOptions {
 // Thread-safety: sendAck from any thread; start/stop from one thread.
 class MqttIngest final : public AckSink {
  public:
-  MqttIngest(MqttIngestOptions options, Aggregator& aggregator, metrics::Registry& registry,
+  MqttIngest(MqttIngestOptions options, Intake& intake, metrics::Registry& registry,
              const Clock& clock);
   ~MqttIngest() override;
 

@@ -3,7 +3,8 @@
 #include <memory>
 #include <string>
 
-#include "outpost/aggregator/aggregator.h"
+#include "outpost/aggregator/ack_sink.h"
+#include "outpost/aggregator/intake.h"
 #include "outpost/common/clock.h"
 #include "outpost/common/metrics.h"
 #include "outpost/common/secrets.h"
@@ -26,13 +27,13 @@ struct ZmqIngestOptions {
 // the ROUTER to the connection the device last spoke on. There is no way to run it without the
 // ZAP handler: CURVE without ZAP encrypts but admits any key.
 //
-// Threads: one socket thread owns the ROUTER (it alone touches it) and calls Aggregator::submit;
+// Threads: one socket thread owns the ROUTER (it alone touches it) and calls Intake::submit;
 // one ZAP thread answers authentication requests. sendAck (any thread, e.g. the Kafka poll thread)
 // queues the ack and wakes the socket thread through an eventfd. reloadAllowList may be called
 // from any thread.
 class ZmqIngest final : public AckSink {
  public:
-  ZmqIngest(ZmqIngestOptions options, Aggregator& aggregator, metrics::Registry& registry,
+  ZmqIngest(ZmqIngestOptions options, Intake& intake, metrics::Registry& registry,
             const Clock& clock);
   ~ZmqIngest() override;
 

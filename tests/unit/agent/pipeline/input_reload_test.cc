@@ -3,7 +3,6 @@
 #include "outpost/agent/input_reload.h"
 
 #include <fcntl.h>
-#include <mqtt/async_client.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -21,6 +20,7 @@
 #include "outpost/common/config.h"
 #include "outpost/common/metrics.h"
 #include "support/mosquitto.h"
+#include "support/mqtt_publisher.h"
 #include "support/temp_dir.h"
 
 using namespace outpost;
@@ -385,11 +385,10 @@ TEST_CASE("InputSet: the MQTT source is kept for other changes, restarted for it
   auto sensor = [](const std::string& topic) {
     return "[[sensors]]\nname = \"p\"\nsource = \"mqtt\"\nmqtt.topic = \"" + topic + "\"\n";
   };
-  mqtt::async_client pub(broker.uri(), outpost::testing::clientId("reload-pub"));
-  pub.connect()->wait();
+  outpost::testing::MqttPublisher pub(broker.uri(), outpost::testing::clientId("reload-pub"));
   // Retained: whichever subscription comes gets it, however long the (re)connect takes.
-  pub.publish("meter/a", "1", 1, 1, true)->wait();
-  pub.publish("meter/b", "2", 1, 1, true)->wait();
+  pub.publish("meter/a", "1", 1, true);
+  pub.publish("meter/b", "2", 1, true);
 
   auto in = inputsWithIds(src + sensor("meter/a"), ids);
   auto set = buildInputSet(in, clock, &reg);
@@ -411,12 +410,12 @@ TEST_CASE("InputSet: the MQTT source is kept for other changes, restarted for it
   CHECK(got[0].value() == 2);
   // The old subscription went with the old source: meter/a is not delivered any more (the
   // persistent session would otherwise keep it), so nothing counts as an unmatched topic.
-  pub.publish("meter/a", "3", 1, 1, false)->wait();
-  pub.publish("meter/b", "4", 1, 1, false)->wait();
+  pub.publish("meter/a", "3", 1, false);
+  pub.publish("meter/b", "4", 1, false);
   got = collect(*set, clock, 1);
   REQUIRE(got.size() == 1);
   CHECK(got[0].value() == 4);
   CHECK(reg.render().find("reason=\"unmatched_topic\"} 0") != std::string::npos);
-  for (const char* t : {"meter/a", "meter/b"}) pub.publish(t, "", 0, 1, true)->wait();
-  pub.disconnect()->wait();
+  for (const char* t : {"meter/a", "meter/b"}) pub.publish(t, "", 1, true);
+  pub.disconnect();
 }

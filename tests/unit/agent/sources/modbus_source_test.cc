@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "outpost/agent/agent_config.h"
-#include "outpost/agent/agent_ops.h"
+#include "outpost/agent/config_reload.h"
 #include "outpost/common/clock.h"
 #include "outpost/common/config.h"
 

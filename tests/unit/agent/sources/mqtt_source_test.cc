@@ -1,6 +1,5 @@
 #include "outpost/agent/mqtt_source.h"
 
-#include <mqtt/async_client.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -11,6 +10,7 @@
 #include "outpost/common/clock.h"
 #include "outpost/common/metrics.h"
 #include "support/mosquitto.h"
+#include "support/mqtt_publisher.h"
 
 using namespace outpost;
 using namespace outpost::agent;
@@ -82,10 +82,9 @@ TEST_CASE("MqttSource subscribes to a real Mosquitto and maps topics to sensors"
   MqttSource src(specs, opt, SystemClock::instance(), &reg);
   REQUIRE(waitFor([&] { return src.subscribed(); }));
 
-  mqtt::async_client pub(broker.uri(), outpost::testing::clientId("pub"));
-  pub.connect()->wait();
+  outpost::testing::MqttPublisher pub(broker.uri(), outpost::testing::clientId("pub"));
   auto send = [&](const std::string& topic, const std::string& payload) {
-    pub.publish(topic, payload.data(), payload.size(), 1, false)->wait();
+    pub.publish(topic, payload, 1, false);
   };
   send("home/kitchen/env", R"({"temp": 21.5, "hum": 40, "ts": 1714564800000})");
   send("meter/power", "1234.5");
@@ -117,7 +116,7 @@ TEST_CASE("MqttSource subscribes to a real Mosquitto and maps topics to sensors"
   CHECK(src.errors(MqttPayloadError::kTooLarge) == 1);
   CHECK(reg.render().find("outpost_agent_mqtt_source_messages_total 6") != std::string::npos);
 
-  pub.disconnect()->wait();
+  pub.disconnect();
 }
 
 TEST_CASE("MqttSource never blocks Paho: a full queue drops and counts", "[agent][source][mqtt]") {
@@ -129,11 +128,10 @@ TEST_CASE("MqttSource never blocks Paho: a full queue drops and counts", "[agent
   opt.queue_chunks = 2;
   MqttSource src({mqttSensor(0, "power", "meter/power")}, opt, SystemClock::instance(), &reg);
   REQUIRE(waitFor([&] { return src.subscribed(); }));
-  mqtt::async_client pub(broker.uri(), outpost::testing::clientId("pub"));
-  pub.connect()->wait();
+  outpost::testing::MqttPublisher pub(broker.uri(), outpost::testing::clientId("pub"));
   for (int i = 0; i < 20; ++i) {
     const std::string v = std::to_string(i);
-    pub.publish("meter/power", v.data(), v.size(), 1, false)->wait();
+    pub.publish("meter/power", v, 1, false);
   }
   REQUIRE(waitFor([&] { return src.dropped() + 2 >= 20; }));
   std::vector<wire::Reading> got;
@@ -143,7 +141,7 @@ TEST_CASE("MqttSource never blocks Paho: a full queue drops and counts", "[agent
   CHECK(got[0].value() == 0);
   CHECK(reg.render().find("outpost_agent_source_dropped_total{source=\"mqtt\"} 18") !=
         std::string::npos);
-  pub.disconnect()->wait();
+  pub.disconnect();
 }
 
 TEST_CASE("MqttSource reconnects and resubscribes after the broker restarts",
@@ -159,16 +157,15 @@ TEST_CASE("MqttSource reconnects and resubscribes after the broker restarts",
   REQUIRE(broker.restart());
   // Clean session: the subscription is gone with the old broker; the source must make it again.
   REQUIRE(waitFor([&] { return src.subscribed(); }, 30s));
-  mqtt::async_client pub(broker.uri(), outpost::testing::clientId("pub"));
-  pub.connect()->wait();
-  pub.publish("meter/power", "42", 2, 1, false)->wait();
+  outpost::testing::MqttPublisher pub(broker.uri(), outpost::testing::clientId("pub"));
+  pub.publish("meter/power", "42", 1, false);
   std::vector<wire::Reading> got;
   REQUIRE(waitFor([&] {
     src.poll(SystemClock::instance().nowUs(), got);
     return !got.empty();
   }));
   CHECK(got[0].value() == 42);
-  pub.disconnect()->wait();
+  pub.disconnect();
 }
 
 TEST_CASE("MqttSource keeps a persistent session: QoS 1 messages sent while it is down arrive",
@@ -182,9 +179,8 @@ TEST_CASE("MqttSource keeps a persistent session: QoS 1 messages sent while it i
     MqttSource src({mqttSensor(0, "power", "meter/power")}, opt, SystemClock::instance(), nullptr);
     REQUIRE(waitFor([&] { return src.subscribed(); }));
   }  // the agent stops: the broker keeps the session and queues QoS 1 messages for it
-  mqtt::async_client pub(broker.uri(), outpost::testing::clientId("pub"));
-  pub.connect()->wait();
-  for (const char* v : {"1", "2", "3"}) pub.publish("meter/power", v, 1, 1, false)->wait();
+  outpost::testing::MqttPublisher pub(broker.uri(), outpost::testing::clientId("pub"));
+  for (const char* v : {"1", "2", "3"}) pub.publish("meter/power", v, 1, false);
 
   MqttSource again({mqttSensor(0, "power", "meter/power")}, opt, SystemClock::instance(), nullptr);
   std::vector<wire::Reading> got;
@@ -202,15 +198,15 @@ TEST_CASE("MqttSource keeps a persistent session: QoS 1 messages sent while it i
     MqttSource src({mqttSensor(0, "power", "meter/power")}, opt, SystemClock::instance(), nullptr);
     REQUIRE(waitFor([&] { return src.subscribed(); }));
   }
-  pub.publish("meter/power", "9", 1, 1, false)->wait();
+  pub.publish("meter/power", "9", 1, false);
   MqttSource fresh({mqttSensor(0, "power", "meter/power")}, opt, SystemClock::instance(), nullptr);
   REQUIRE(waitFor([&] { return fresh.subscribed(); }));
-  pub.publish("meter/power", "10", 2, 1, false)->wait();
+  pub.publish("meter/power", "10", 1, false);
   std::vector<wire::Reading> fresh_got;
   REQUIRE(waitFor([&] {
     fresh.poll(SystemClock::instance().nowUs(), fresh_got);
     return !fresh_got.empty();
   }));
   CHECK(fresh_got[0].value() == 10);
-  pub.disconnect()->wait();
+  pub.disconnect();
 }

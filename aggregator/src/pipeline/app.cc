@@ -1,0 +1,168 @@
+#include "outpost/aggregator/app.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include <spdlog/spdlog.h>
+
+#include "outpost/aggregator/ops.h"
+#include "outpost/common/cli.h"
+#include "outpost/common/http_server.h"
+#include "outpost/common/mqtt_security.h"
+#include "outpost/common/signals.h"
+
+namespace outpost::aggregator {
+
+AggregatorApp::AggregatorApp(config::Config settings) : cfg_(std::move(settings)) {
+  const config::Config& cfg = cfg_;
+  options_ = aggregatorOptionsFrom(cfg);
+  with_mqtt_ = cfg.getBool("mqtt.enabled");
+  with_zmq_ = !cfg.getString("zmq.listen").empty();
+  if (!with_mqtt_ && !with_zmq_) {
+    throw config::ConfigError("mqtt.enabled = false and zmq.listen is empty: no way for agents "
+                              "to reach the aggregator; enable at least one");
+  }
+  MqttIngestOptions& mo = mqtt_options_;
+  if (with_mqtt_) {
+    mo.broker = cfg.getString("mqtt.broker");
+    mo.client_id = cfg.getString("mqtt.client_id");
+    mo.topic_prefix = cfg.getString("mqtt.topic_prefix");
+    mo.clean_session = cfg.getBool("mqtt.clean_session");
+    mo.keepalive_s = static_cast<int>(cfg.getInt("mqtt.keepalive_s"));
+    mo.reconnect_min_ms = cfg.getInt("mqtt.reconnect_min_ms");
+    mo.reconnect_max_ms = std::max(mo.reconnect_min_ms, cfg.getInt("mqtt.reconnect_max_ms"));
+    auto sec = mqttsec::load(cfg, "mqtt.", mo.broker);
+    if (!sec) throw config::ConfigError(sec.error().message());
+    mo.security = std::move(*sec);
+  }
+  ZmqIngestOptions& zo = zmq_options_;
+  zo.listen = cfg.getString("zmq.listen");
+  zo.secret_key_file = cfg.getString("zmq.secret_key_file");
+  zo.allow_list_file = cfg.getString("zmq.allow_list_file");
+  zo.heartbeat_ms = static_cast<int>(cfg.getInt("zmq.heartbeat_ms"));
+}
+
+AggregatorApp::~AggregatorApp() { stop(); }
+
+std::vector<std::string> AggregatorApp::notReadyReasons() {
+  auto why = aggregator_->notReadyReasons();
+  if (!mqtt_up_()) why.push_back("mqtt: not connected to the broker");
+  return why;
+}
+
+// /healthz: started and connected to the broker (if any); /readyz adds Kafka and backlog.
+bool AggregatorApp::healthy(std::string& d) {
+  bool ok = aggregator_->healthy(d);
+  if (mqtt_ingest_) {
+    ok = ok && mqtt_ingest_->connected();
+    d += mqtt_ingest_->connected() ? ", mqtt connected" : ", mqtt disconnected";
+  }
+  if (zmq_ingest_) d += ", zmq listening";
+  return ok;
+}
+
+bool AggregatorApp::start() {
+  const config::Config& cfg = cfg_;
+  metrics::setCollectionEnabled(cfg.getBool("metrics.collect"));
+  aggregator_ = std::make_unique<Aggregator>(
+      options_, registry_, SystemClock::instance(),
+      makeKafkaSink(options_.kafka, options_.recovery_max_messages, options_.recovery_timeout_ms));
+  Aggregator& aggregator = *aggregator_;
+  if (metrics::collectionEnabled()) {
+    ops_ = std::make_unique<OpsCenter>(
+        opsOptionsFrom(cfg), registry_, SystemClock::instance(),
+        [&aggregator](const std::string& t, const std::string& k, const std::string& v) {
+          return aggregator.publishEvent(t, k, v);
+        },
+        [this] { return notReadyReasons(); },
+        // mqtt_up_ is set below, before ops_->start() starts the ops thread.
+        OpsSources{&aggregator, with_mqtt_ ? std::function<bool()>([this] { return mqtt_up_(); })
+                                           : std::function<bool()>()});
+    aggregator.setObserver(ops_.get());
+    // Alarms that open go to the dashboard and the webhook (ended ones only close them on Kafka).
+    OpsCenter* ops = ops_.get();
+    aggregator.anomalies().addObserver([ops](const AnomalyRecord& r, std::string_view json) {
+      if (r.ended) return;
+      AnomalyEvent e;
+      e.device = r.device;
+      e.sensor = r.sensor;
+      e.kind = detect::kindName(r.kind);
+      e.value = r.value;
+      e.score = r.score;
+      e.ts_us = r.timestamp_us;
+      e.recent = r.recent;
+      e.json.assign(json);
+      ops->onAnomaly(e);
+    });
+  }
+  aggregator.start();
+  if (with_zmq_) {
+    zmq_ingest_ =
+        std::make_unique<ZmqIngest>(zmq_options_, aggregator, registry_, SystemClock::instance());
+    if (auto st = zmq_ingest_->start(); !st) {
+      spdlog::error("ZeroMQ ingest: {}", st.error().message());
+      aggregator.stop();
+      return false;
+    }
+  }
+  if (with_mqtt_) {
+    mqtt_ingest_ =
+        std::make_unique<MqttIngest>(mqtt_options_, aggregator, registry_, SystemClock::instance());
+    MqttIngest* ingest = mqtt_ingest_.get();
+    mqtt_up_ = [ingest] { return ingest->connected(); };
+  } else {
+    mqtt_up_ = [] { return true; };  // no broker configured: nothing to be connected to
+  }
+  if (ops_) {
+    if (mqtt_ingest_) {
+      OpsCenter* ops = ops_.get();
+      mqtt_ingest_->setStatusHandler([ops](const std::string& d, std::string_view p,
+                                           bool retained) { ops->onStatus(d, p, retained); });
+    }
+    ops_->start();
+  }
+
+  http_ = std::make_unique<HttpServer>(
+      registry_, [this](std::string& d) { return healthy(d); },
+      [this] { return notReadyReasons(); },
+      ops_ ? cfg.getInt("dashboard.max_stream_clients") + 4 : 2);
+  if (ops_) ops_->addRoutes(*http_);
+  if (aggregator.latest()) aggregator.latest()->addRoutes(*http_, SystemClock::instance());
+  if (auto st = cli::serveOps(*http_, cfg); !st) {
+    spdlog::error("http: {}", st.error().toString());
+    aggregator.stop();
+    return false;
+  }
+  return true;
+}
+
+void AggregatorApp::run() {
+  if (mqtt_ingest_ && !mqtt_ingest_->start([] { return signals::stopRequested(); })) return;
+  spdlog::info("aggregator running: {}{}{} -> kafka {} ({})",
+               with_mqtt_ ? mqtt_options_.broker : "", with_mqtt_ && with_zmq_ ? " + " : "",
+               with_zmq_ ? zmq_options_.listen : "",
+               options_.kafka.bootstrap_servers, options_.readings_topic);
+  while (!signals::waitForStop(std::chrono::seconds(1))) {
+    if (signals::takeReloadRequest()) {
+      if (zmq_ingest_) {
+        (void)zmq_ingest_->reloadAllowList();  // logs and counts its outcome
+      } else {
+        spdlog::warn("configuration reload (SIGHUP) is not implemented; restart to apply a "
+                     "new configuration");
+      }
+    }
+  }
+}
+
+void AggregatorApp::stop() {
+  if (stopped_ || !aggregator_) return;
+  stopped_ = true;
+  // Drain first (acks still go out), then disconnect.
+  if (ops_) ops_->stop();  // last status events go out before the producer stops
+  aggregator_->stop();
+  if (zmq_ingest_) zmq_ingest_->stop();
+  if (mqtt_ingest_) mqtt_ingest_->stop();
+  if (http_) http_->stop();
+}
+
+}  // namespace outpost::aggregator
