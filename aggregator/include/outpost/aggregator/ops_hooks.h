@@ -45,9 +45,9 @@ class BatchObserver {
 // Earliest timestamp of any reading (ts_us) or window (start_us) in a verified batch; 0 if empty.
 int64_t oldestItemUs(const wire::Batch& batch);
 
-// One anomaly raised by a detector (AggregatorApp, pipeline/app.cc, fills it from the detection stage's AnomalyRecord);
-// `json` is the event exactly as published on outpost.anomalies, forwarded to webhooks as is (when
-// empty, the same renderer, appendAnomalyJson, makes it from these fields).
+// One anomaly raised by a detector (AggregatorApp in pipeline/app.cc fills it from the detection
+// stage's AnomalyRecord); `json` is the event exactly as published on outpost.anomalies, forwarded
+// to webhooks as is (when empty, the same renderer, appendAnomalyJson, makes it from these fields).
 struct AnomalyEvent {
   std::string device;
   std::string sensor;
