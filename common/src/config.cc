@@ -156,6 +156,23 @@ Setting& Schema::add(Setting s) {
   return settings_.back();
 }
 
+Schema& Schema::markReloadable(std::string_view key) {
+  bool any = false;
+  for (auto& s : settings_) {
+    if (s.key == key || (key.ends_with('.') && s.key.starts_with(key))) {
+      s.reloadable = true;
+      any = true;
+    }
+  }
+  if (!any) throw std::logic_error("markReloadable: no setting " + std::string(key));
+  return *this;
+}
+
+bool Schema::isReloadable(std::string_view key) const {
+  const Setting* s = find(key);
+  return s && s->reloadable;
+}
+
 Schema& Schema::boolean(std::string key, bool def, std::string description) {
   add({.key = std::move(key), .type = Type::kBool, .default_value = def,
        .description = std::move(description)});
@@ -385,13 +402,14 @@ std::string renderMarkdown(const Schema& schema, std::string_view title, std::st
   std::ostringstream os;
   os << "## " << title << "\n\n" << intro << "\n\n";
   auto table = [&](const Schema& sc, const std::string& prefix) {
-    os << "| key | type | default | allowed | description |\n|---|---|---|---|---|\n";
+    os << "| key | type | default | allowed | SIGHUP | description |\n|---|---|---|---|---|---|\n";
     for (const auto& s : sc.settings()) {
       std::string def = s.type == Type::kTableArray ? "" : valueToString(s.default_value);
       if (s.required) def = "(required)";
       std::string allowed = allowedText(s);
       os << "| `" << prefix << s.key << "` | " << typeName(s.type) << " | " << (def.empty() ? "" : "`" + def + "`")
-         << " | " << allowed << " | " << s.description << " |\n";
+         << " | " << allowed << " | " << (s.reloadable ? "applied" : "restart") << " | "
+         << s.description << " |\n";
     }
     os << "\n";
   };

@@ -352,10 +352,14 @@ struct JsonScanner {
 
 }  // namespace
 
+const config::EnumNames<LineFormat>& lineFormatNames() {
+  static const config::EnumNames<LineFormat> names{
+      {LineFormat::kLine, "line"}, {LineFormat::kJson, "json"}, {LineFormat::kCsv, "csv"}};
+  return names;
+}
+
 LineFormat parseLineFormat(std::string_view name) {
-  if (name == "line") return LineFormat::kLine;
-  if (name == "json") return LineFormat::kJson;
-  if (name == "csv") return LineFormat::kCsv;
+  if (auto f = lineFormatNames().find(name)) return *f;
   throw std::invalid_argument("unknown line format '" + std::string(name) + "'");
 }
 

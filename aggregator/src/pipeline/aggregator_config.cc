@@ -22,8 +22,6 @@ config::Schema buildSchema() {
       .boolean("mqtt.clean_session", false,
                "false: the broker keeps the subscription and queues batches while the aggregator "
                "restarts (within its queue limits)")
-      .string("mqtt.username", "", "MQTT user name (empty: anonymous)")
-      .string("mqtt.password", "", "MQTT password; never logged (prefer mqtt.password_file)")
       .integer("mqtt.keepalive_s", 30, 2, 3600, "MQTT keep-alive interval")
       .integer("mqtt.reconnect_min_ms", 1000, 100, 600000,
                "First reconnect delay after the broker connection is lost; doubles up to "

@@ -16,11 +16,13 @@
 #include <cstdint>
 #include <string_view>
 
+#include "outpost/common/settings.h"
+
 namespace outpost::agent {
 
 enum class LineFormat { kLine, kJson, kCsv };
-LineFormat parseLineFormat(
-    std::string_view name);  // "line", "json", "csv"; throws invalid_argument
+const config::EnumNames<LineFormat>& lineFormatNames();  // "line", "json", "csv"
+LineFormat parseLineFormat(std::string_view name);       // throws invalid_argument
 
 // Why a line was rejected; names are stable metric labels.
 enum class LineError {
