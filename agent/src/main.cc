@@ -9,6 +9,7 @@
 
 #include "outpost/agent/agent.h"
 #include "outpost/agent/agent_config.h"
+#include "outpost/agent/inputs.h"
 #include "outpost/agent/outbox.h"
 #include "outpost/agent/zmq_module_loader.h"
 #include "outpost/common/cli.h"
@@ -27,12 +28,14 @@ namespace {
 //   unless told not to. Without a TLS broker nothing needs it; OpenSSL >= 1.1 initialises itself
 //   on first use if a reload later switches a broker to ssl://, so this only defers the cost.
 void reduceFootprint(const outpost::config::Config& cfg) {
-  const auto tls = [&cfg](const char* key) {
-    const std::string& b = cfg.getString(key);
+  const auto tls = [](const std::string& b) {
     return b.starts_with("ssl://") || b.starts_with("mqtts://");
   };
   MQTTAsync_init_options init = MQTTAsync_init_options_initializer;
-  init.do_openssl_init = tls("uplink.mqtt.broker") || tls("sources.mqtt.broker") ? 1 : 0;
+  init.do_openssl_init = tls(outpost::agent::readAgentSettings(cfg).mqtt.broker) ||
+                                 tls(outpost::agent::readSourcesSpec(cfg).mqtt_broker)
+                             ? 1
+                             : 0;
   MQTTAsync_global_init(&init);
 }
 

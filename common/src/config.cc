@@ -401,31 +401,33 @@ void Config::applyOverride(const Schema& schema, std::string_view assignment) {
 std::string renderMarkdown(const Schema& schema, std::string_view title, std::string_view intro) {
   std::ostringstream os;
   os << "## " << title << "\n\n" << intro << "\n\n";
-  auto table = [&](const Schema& sc, const std::string& prefix) {
+  // Entries of a reloadable table array are reloaded with it (`live`).
+  auto table = [&](const Schema& sc, const std::string& prefix, bool live) {
     os << "| key | type | default | allowed | SIGHUP | description |\n|---|---|---|---|---|---|\n";
     for (const auto& s : sc.settings()) {
       std::string def = s.type == Type::kTableArray ? "" : valueToString(s.default_value);
       if (s.required) def = "(required)";
       std::string allowed = allowedText(s);
       os << "| `" << prefix << s.key << "` | " << typeName(s.type) << " | " << (def.empty() ? "" : "`" + def + "`")
-         << " | " << allowed << " | " << (s.reloadable ? "applied" : "restart") << " | "
+         << " | " << allowed << " | " << (s.reloadable || live ? "applied" : "restart") << " | "
          << s.description << " |\n";
     }
     os << "\n";
   };
-  table(schema, "");
+  table(schema, "", false);
   // Table arrays, and table arrays inside their entries ([[sensors.filters]]), one section each.
   auto arrays = [&](auto&& self, const Schema& sc, const std::string& prefix,
-                    const std::string& toml_prefix) -> void {
+                    const std::string& toml_prefix, bool live) -> void {
     for (const auto& s : sc.settings()) {
       if (s.type == Type::kTableArray && s.item_schema) {
         os << "### `[[" << toml_prefix << s.key << "]]` entries\n\n" << s.description << "\n\n";
-        table(*s.item_schema, prefix + s.key + "[].");
-        self(self, *s.item_schema, prefix + s.key + "[].", toml_prefix + s.key + ".");
+        const bool entry_live = live || s.reloadable;
+        table(*s.item_schema, prefix + s.key + "[].", entry_live);
+        self(self, *s.item_schema, prefix + s.key + "[].", toml_prefix + s.key + ".", entry_live);
       }
     }
   };
-  arrays(arrays, schema, "", "");
+  arrays(arrays, schema, "", "", false);
   return os.str();
 }
 

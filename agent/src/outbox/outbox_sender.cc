@@ -19,7 +19,7 @@ const config::EnumNames<ReadOrder>& drainOrderNames() {
 Result<ReadOrder> parseDrainOrder(const std::string& s) {
   if (auto o = drainOrderNames().find(s)) return *o;
   return fail(ErrorCode::kInvalidArgument,
-              "drain order \"" + s + "\"; allowed: " + drainOrderNames().allowedText());
+              "drain order \"" + s + "\"; allowed: " + drainOrderNames().joinedNames());
 }
 
 OutboxSender::OutboxSender(Outbox& outbox, SenderOptions options, metrics::Registry& reg,

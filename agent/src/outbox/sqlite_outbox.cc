@@ -52,7 +52,7 @@ const config::EnumNames<FullPolicy>& fullPolicyNames() {
 Result<FullPolicy> parseFullPolicy(const std::string& s) {
   if (auto p = fullPolicyNames().find(s)) return *p;
   return fail(ErrorCode::kInvalidArgument,
-              "full policy \"" + s + "\"; allowed: " + fullPolicyNames().allowedText());
+              "full policy \"" + s + "\"; allowed: " + fullPolicyNames().joinedNames());
 }
 
 const char* fullPolicyName(FullPolicy p) { return fullPolicyNames().name(p); }

@@ -683,6 +683,8 @@ bool AgentInputs::uses(SourceKind kind) const {
 
 void addInputSettings(config::Schema& s) { sourcesTable().declare(s); }
 
+SourcesSpec readSourcesSpec(const config::Config& cfg) { return sourcesTable().read(cfg); }
+
 AgentInputs parseInputs(const config::Config& cfg) {
   AgentInputs in;
   auto& so = in.sources;

@@ -137,6 +137,8 @@ void addInputSettings(config::Schema& schema);
 
 // Typed view of the input settings; throws config::ConfigError naming the key. No side effects.
 AgentInputs parseInputs(const config::Config& cfg);
+// Only the [sources.*] scalars (no sensors, no modbus slaves, no credential files read).
+SourcesSpec readSourcesSpec(const config::Config& cfg);
 
 // Builds every source the sensors need (threads of stdin/socket/MQTT sources start here; sysfs
 // paths are resolved here and a missing device is a ConfigError naming the key). The returned

@@ -69,6 +69,14 @@ class EnumNames {
     for (const auto& e : entries_) out.emplace_back(e.name);
     return out;
   }
+  // `a, b, c`
+  std::string joinedNames() const {
+    std::string t;
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      t += (i ? ", " : "") + std::string(entries_[i].name);
+    }
+    return t;
+  }
   // `one of "a", "b", "c"`
   std::string allowedText() const {
     std::string t = "one of";
@@ -172,6 +180,24 @@ class SettingsTable {
                [set = std::move(set), &names](T& t, const Config& c, const std::string& k) {
                  set(t, names.parse(k, c.getString(k)));
                });
+  }
+  // Another stage's table under this one, read into the member `m` (its keys are under this
+  // table's prefix + the nested table's own prefix).
+  template <class U>
+  SettingsTable& nested(U T::*m, const SettingsTable<U>& table) {
+    rows_.push_back({.set = [m, &table](T& t, const Config& c,
+                                        const std::string& p) { table.read(c, t.*m, p); },
+                     .declare = [&table](Schema& s, const std::string& p) {
+                       table.declare(s, p);
+                     }});
+    return *this;
+  }
+  // One of `allowed` into a string member (values used as they are spelled, e.g. SQLite's).
+  SettingsTable& oneOf(std::string key, std::string T::*m, std::vector<std::string> allowed,
+                       std::string def, std::string doc) {
+    return add({.key = std::move(key), .type = Type::kString, .default_value = std::move(def),
+                .allowed = std::move(allowed), .description = std::move(doc)},
+               [m](T& t, const Config& c, const std::string& k) { t.*m = c.getString(k); });
   }
   // Declared here (so it is validated and documented with the stage); the entries are read by
   // the stage's code (they need checks across entries).
