@@ -182,13 +182,14 @@ class SettingsTable {
                });
   }
   // Another stage's table under this one, read into the member `m` (its keys are under this
-  // table's prefix + the nested table's own prefix).
+  // table's prefix + `sub` + the nested table's own prefix).
   template <class U>
-  SettingsTable& nested(U T::*m, const SettingsTable<U>& table) {
-    rows_.push_back({.set = [m, &table](T& t, const Config& c,
+  SettingsTable& nested(U T::*m, const SettingsTable<U>& table, std::string sub = "") {
+    rows_.push_back({.setting = {.key = sub},
+                     .set = [m, &table](T& t, const Config& c,
                                         const std::string& p) { table.read(c, t.*m, p); },
-                     .declare = [&table](Schema& s, const std::string& p) {
-                       table.declare(s, p);
+                     .declare = [&table, sub](Schema& s, const std::string& p) {
+                       table.declare(s, p + sub);
                      }});
     return *this;
   }
@@ -228,8 +229,10 @@ class SettingsTable {
   const std::string& prefix() const { return prefix_; }
   const std::vector<Row>& rows() const { return rows_; }
 
-  // Adds every row to `schema` under `outer` + prefix().
-  void declare(Schema& schema, const std::string& outer = "") const {
+  // Adds every row to `schema` under `outer` + prefix(); `doc_prefix` goes before each
+  // description (e.g. "Override: " for per-class copies of a table).
+  void declare(Schema& schema, const std::string& outer = "",
+               const std::string& doc_prefix = "") const {
     const std::string p = outer + prefix_;
     for (const auto& r : rows_) {
       if (r.declare) {
@@ -246,6 +249,7 @@ class SettingsTable {
       }
       Setting s = r.setting;
       s.key = p + s.key;
+      s.description = doc_prefix + s.description;
       schema.add(std::move(s));
     }
   }
@@ -255,13 +259,14 @@ class SettingsTable {
     return s;
   }
 
-  // Fills `out` from a validated config (every row with a setter; ifSet() rows only when set).
-  void read(const Config& c, T& out, const std::string& outer = "") const {
+  // Fills `out` from a validated config (every row with a setter; ifSet() rows only when set;
+  // with `only_set` every row only when set: overrides on top of `out`).
+  void read(const Config& c, T& out, const std::string& outer = "", bool only_set = false) const {
     const std::string p = outer + prefix_;
     for (const auto& r : rows_) {
       if (!r.set) continue;
       const std::string key = p + r.setting.key;
-      if (r.only_if_set && !c.isSet(key)) continue;
+      if ((r.only_if_set || only_set) && !r.declare && !c.isSet(key)) continue;
       r.set(out, c, key);
     }
   }
