@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "outpost/agent/agent_config.h"
+#include "outpost/common/cli.h"
 
 namespace outpost::agent {
 namespace {
@@ -106,7 +107,7 @@ std::vector<std::string> applyReload(const config::Schema& schema, const config:
     if (!isReloadable(key)) continue;
     any = true;
     if (key == "log_level") {
-      spdlog::set_level(spdlog::level::from_str(next.getString("log_level")));  // cli.h's
+      spdlog::set_level(spdlog::level::from_str(cli::readProcessSettings(next).log_level));
     } else if (key.starts_with("outbox.")) {
       limits = true;
     } else {

@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
   try {
     config::Config cfg = cli::loadConfig(po, schema);
     if (!device_id.empty()) cfg.applyOverride(schema, "device_id=" + device_id);
-    initLogging(cfg.getString("log_level"), "outpost-agent");
+    initLogging(cli::readProcessSettings(cfg).log_level, "outpost-agent");
     reduceFootprint(cfg);
 
     if (po.check_only) {

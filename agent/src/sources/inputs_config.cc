@@ -1,6 +1,7 @@
 #include <cmath>
 #include <set>
 
+#include "outpost/agent/agent_config.h"
 #include "outpost/agent/inputs.h"
 #include "outpost/common/mqtt_security.h"
 
@@ -690,7 +691,7 @@ AgentInputs parseInputs(const config::Config& cfg) {
   auto& so = in.sources;
   sourcesTable().read(cfg, so);
   if (so.mqtt_client_id.empty()) {
-    so.mqtt_client_id = "outpost-agent-in-" + cfg.getString("device_id");
+    so.mqtt_client_id = "outpost-agent-in-" + readAgentSettings(cfg).device_id;
   }
   auto security = mqttsec::load(cfg, "sources.mqtt.", so.mqtt_broker);
   if (!security) throw ConfigError(security.error().message());
