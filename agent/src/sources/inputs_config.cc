@@ -45,6 +45,12 @@ const config::EnumNames<Output>& outputNames() {
   return names;
 }
 
+const config::EnumNames<LineFormat>& lineFormatNames() {
+  static const config::EnumNames<LineFormat> names{
+      {LineFormat::kLine, "line"}, {LineFormat::kJson, "json"}, {LineFormat::kCsv, "csv"}};
+  return names;
+}
+
 const config::EnumNames<OnEof>& onEofNames() {
   static const config::EnumNames<OnEof> names{{OnEof::kKeep, "keep"}, {OnEof::kStop, "stop"}};
   return names;

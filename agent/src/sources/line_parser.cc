@@ -352,17 +352,6 @@ struct JsonScanner {
 
 }  // namespace
 
-const config::EnumNames<LineFormat>& lineFormatNames() {
-  static const config::EnumNames<LineFormat> names{
-      {LineFormat::kLine, "line"}, {LineFormat::kJson, "json"}, {LineFormat::kCsv, "csv"}};
-  return names;
-}
-
-LineFormat parseLineFormat(std::string_view name) {
-  if (auto f = lineFormatNames().find(name)) return *f;
-  throw std::invalid_argument("unknown line format '" + std::string(name) + "'");
-}
-
 const char* lineErrorName(LineError e) {
   switch (e) {
     case LineError::kNone:

@@ -104,6 +104,8 @@ bool sameReading(const SensorSpec& a, const SensorSpec& b);
 enum class OnEof { kKeep, kStop };
 const config::EnumNames<OnEof>& onEofNames();
 
+const config::EnumNames<LineFormat>& lineFormatNames();  // "line", "json", "csv"
+
 struct SourcesSpec {
   size_t queue_chunks = 256;
   size_t chunk_readings = 256;

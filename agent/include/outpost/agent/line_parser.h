@@ -16,13 +16,11 @@
 #include <cstdint>
 #include <string_view>
 
-#include "outpost/common/settings.h"
-
 namespace outpost::agent {
 
+// Its names ("line", "json", "csv") are in lineFormatNames() (inputs.h): this header stays free
+// of the config library (the line-parser fuzz target builds it alone).
 enum class LineFormat { kLine, kJson, kCsv };
-const config::EnumNames<LineFormat>& lineFormatNames();  // "line", "json", "csv"
-LineFormat parseLineFormat(std::string_view name);       // throws invalid_argument
 
 // Why a line was rejected; names are stable metric labels.
 enum class LineError {
