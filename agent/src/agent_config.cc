@@ -66,7 +66,10 @@ const config::SettingsTable<MqttUplinkOptions>& mqttUplinkTable() {
                   "MQTT client id; empty: outpost-agent-<device_id>")
           .string("topic_prefix", &M::topic_prefix, "outpost/v1",
                   "Prefix of the batch/ack/status topics")
-          .declaredBy(mqttsec::addSettings)  // user, password, TLS: read by mqttsec::load
+          .string("username", [](M& m, const std::string& v) { m.security.username = v; }, "",
+                  "MQTT user name (empty: anonymous)")
+          .string("password", [](M& m, const std::string& v) { m.security.password = v; }, "",
+                  "MQTT password; never logged (prefer uplink.mqtt.password_file)")
           .integer("max_inflight", &M::max_inflight, 16, 1, 1024,
                    "Batches sent and not yet acknowledged, at most")
           .integer("ack_timeout_ms", &M::ack_timeout_ms, 10000, 100, 3600000,
@@ -77,7 +80,8 @@ const config::SettingsTable<MqttUplinkOptions>& mqttUplinkTable() {
                    "First reconnect delay; doubles up to reconnect_max_ms while the broker is "
                    "down")
           .integer("reconnect_max_ms", &M::reconnect_max_ms, 30000, 10, 3600000,
-                   "Longest reconnect delay (>= reconnect_min_ms)");
+                   "Longest reconnect delay (>= reconnect_min_ms)")
+          .declaredBy(mqttsec::addSettings);  // TLS, password_file; all read by mqttsec::load
   return t;
 }
 

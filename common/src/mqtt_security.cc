@@ -7,10 +7,7 @@
 namespace outpost::mqttsec {
 
 void addSettings(config::Schema& s, const std::string& p) {
-  s.string(p + "username", "", "MQTT user name (empty: anonymous)")
-      .string(p + "password", "",
-              "MQTT password; never logged (prefer " + p + "password_file)")
-      .string(p + "password_file", "",
+  s.string(p + "password_file", "",
            "File holding the MQTT password (mode 0600; preferred over password); never logged")
       .string(p + "ca_file", "",
               "TLS (ssl:// broker): PEM file of the CA(s) that signed the broker's certificate; "

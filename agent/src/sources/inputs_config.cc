@@ -338,9 +338,13 @@ const config::SettingsTable<SourcesSpec>& sourcesTable() {
           .string("sources.mqtt.client_id", &So::mqtt_client_id, "",
                   "MQTT client id of the subscription; empty: outpost-agent-in-<device_id>")
           .live()
-          .declaredBy([](config::Schema& s, const std::string& p) {
-            mqttsec::addSettings(s, p + "sources.mqtt.");  // user, password, TLS: mqttsec::load
-          })
+          .string("sources.mqtt.username",
+                  [](So& so, const std::string& v) { so.mqtt_security.username = v; }, "",
+                  "MQTT user name (empty: anonymous)")
+          .live()
+          .string("sources.mqtt.password",
+                  [](So& so, const std::string& v) { so.mqtt_security.password = v; }, "",
+                  "MQTT password; never logged (prefer sources.mqtt.password_file)")
           .live()
           .boolean("sources.mqtt.clean_session", &So::mqtt_clean_session, false,
                    "false: a persistent session, so the broker keeps QoS 1 messages for the "
@@ -351,6 +355,10 @@ const config::SettingsTable<SourcesSpec>& sourcesTable() {
           .live()
           .integer("sources.mqtt.max_payload_bytes", &So::mqtt_max_payload_bytes, 65536, 16,
                    16 << 20, "Larger messages are rejected (counted)")
+          .live()
+          .declaredBy([](config::Schema& s, const std::string& p) {
+            mqttsec::addSettings(s, p + "sources.mqtt.");  // TLS, password_file: mqttsec::load
+          })
           .live()
           .tableArray("sources.modbus.slaves", modbusSlaveTable().schema("modbus slave"),
                       "Modbus slaves read by sensors with source = \"modbus\" "

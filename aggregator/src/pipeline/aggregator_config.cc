@@ -27,14 +27,18 @@ const config::SettingsTable<MqttIngestOptions>& mqttIngestTable() {
           .boolean("clean_session", &M::clean_session, false,
                    "false: the broker keeps the subscription and queues batches while the "
                    "aggregator restarts (within its queue limits)")
-          .declaredBy(mqttsec::addSettings)  // user, password, TLS: read by mqttsec::load
+          .string("username", [](M& m, const std::string& v) { m.security.username = v; }, "",
+                  "MQTT user name (empty: anonymous)")
+          .string("password", [](M& m, const std::string& v) { m.security.password = v; }, "",
+                  "MQTT password; never logged (prefer mqtt.password_file)")
           .integer("keepalive_s", &M::keepalive_s, 30, 2, 3600, "MQTT keep-alive interval")
           .integer("reconnect_min_ms", &M::reconnect_min_ms, 1000, 100, 600000,
                    "First reconnect delay after the broker connection is lost; doubles up to "
                    "mqtt.reconnect_max_ms while the broker is down")
           .integer("reconnect_max_ms", &M::reconnect_max_ms, 30000, 100, 3600000,
                    "Longest reconnect delay (>= mqtt.reconnect_min_ms; how long after a broker's "
-                   "return the aggregator may take to notice it)");
+                   "return the aggregator may take to notice it)")
+          .declaredBy(mqttsec::addSettings);  // TLS, password_file; all read by mqttsec::load
   return t;
 }
 

@@ -22,8 +22,8 @@ struct MqttSecurity {
   std::string password;  // never logged
 };
 
-// Declares <prefix>username, password, password_file, ca_file, cert_file, key_file, verify (the
-// caller declares broker).
+// Declares <prefix>ca_file, cert_file, key_file, verify, password_file (the caller declares
+// broker, username and password).
 void addSettings(config::Schema& schema, const std::string& prefix);
 
 // Reads and checks the settings under `prefix` for a broker URI: files exist, private key and
