@@ -157,7 +157,8 @@ void checkBackoff(const std::string& prefix, int64_t min_ms, int64_t max_ms) {
     throw config::ConfigError(prefix + "reconnect_max_ms = " + std::to_string(max_ms) +
                               " is below " + prefix + "reconnect_min_ms = " +
                               std::to_string(min_ms) +
-                              "; allowed: reconnect_max_ms >= reconnect_min_ms");
+                              "; allowed: " + prefix + "reconnect_max_ms >= " + prefix +
+                              "reconnect_min_ms");
   }
 }
 

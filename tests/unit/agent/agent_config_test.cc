@@ -66,7 +66,8 @@ TEST_CASE("reconnect_max_ms below reconnect_min_ms is rejected, not repaired",
     CHECK_THROWS_WITH(readAgentSettings(cfg),
                       Contains("uplink.mqtt.reconnect_max_ms = 1000") &&
                           Contains("uplink.mqtt.reconnect_min_ms = 5000") &&
-                          Contains("allowed: reconnect_max_ms >= reconnect_min_ms"));
+                          Contains("allowed: uplink.mqtt.reconnect_max_ms >= "
+                                   "uplink.mqtt.reconnect_min_ms"));
     CHECK_THROWS_WITH(checkUplinkConfig(cfg), Contains("uplink.mqtt.reconnect_max_ms"));
   }
   SECTION("uplink.zmq") {
