@@ -219,39 +219,26 @@ int main(int argc, char** argv) {
   signals::installSignalHandlers();
   try {
     config::Config cfg = cli::loadConfig(po, schema);
-    AggregatorOptions options = aggregatorOptionsFrom(cfg);
-    const bool with_mqtt = cfg.getBool("mqtt.enabled");
-    const bool with_zmq = !cfg.getString("zmq.listen").empty();
-    if (!with_mqtt && !with_zmq) {
-      throw config::ConfigError("mqtt.enabled = false and zmq.listen is empty: no way for agents "
-                                "to reach the aggregator; enable at least one");
-    }
-    MqttIngestOptions mo;
+    // Typed settings; invalid combinations (no ingest at all, a maximum below its minimum) throw.
+    const AggregatorSettings settings = readAggregatorSettings(cfg);
+    AggregatorOptions options = settings.pipeline;
+    const bool with_mqtt = settings.ingest.mqtt_enabled;
+    const bool with_zmq = !settings.ingest.zmq.listen.empty();
+    MqttIngestOptions mo = settings.ingest.mqtt;
     if (with_mqtt) {
-      mo.broker = cfg.getString("mqtt.broker");
-      mo.client_id = cfg.getString("mqtt.client_id");
-      mo.topic_prefix = cfg.getString("mqtt.topic_prefix");
-      mo.clean_session = cfg.getBool("mqtt.clean_session");
-      mo.keepalive_s = static_cast<int>(cfg.getInt("mqtt.keepalive_s"));
-      mo.reconnect_min_ms = cfg.getInt("mqtt.reconnect_min_ms");
-      mo.reconnect_max_ms = std::max(mo.reconnect_min_ms, cfg.getInt("mqtt.reconnect_max_ms"));
       auto sec = mqttsec::load(cfg, "mqtt.", mo.broker);
       if (!sec) throw config::ConfigError(sec.error().message());
       mo.security = std::move(*sec);
     }
-    ZmqIngestOptions zo;
-    zo.listen = cfg.getString("zmq.listen");
-    zo.secret_key_file = cfg.getString("zmq.secret_key_file");
-    zo.allow_list_file = cfg.getString("zmq.allow_list_file");
-    zo.heartbeat_ms = static_cast<int>(cfg.getInt("zmq.heartbeat_ms"));
+    ZmqIngestOptions zo = settings.ingest.zmq;
     if (po.check_only) {
       std::cout << "configuration OK\n";
       return 0;
     }
-    initLogging(cfg.getString("log_level"), "outpost-aggregator");
+    initLogging(cli::readProcessSettings(cfg).log_level, "outpost-aggregator");
 
     metrics::Registry registry;
-    metrics::setCollectionEnabled(cfg.getBool("metrics.collect"));
+    metrics::setCollectionEnabled(settings.metrics_collect);
     Aggregator aggregator(options, registry, SystemClock::instance());
     std::function<bool()> mqtt_up = [] { return false; };
     auto readiness = [&] {
@@ -262,7 +249,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<OpsCenter> ops;  // the ops layer (ops.h); off with metrics.collect=false
     if (metrics::collectionEnabled()) {
       ops = std::make_unique<OpsCenter>(
-          opsOptionsFrom(cfg), registry, SystemClock::instance(),
+          settings.ops, registry, SystemClock::instance(),
           [&](const std::string& t, const std::string& k, const std::string& v) {
             return aggregator.publishEvent(t, k, v);
           },
@@ -321,7 +308,7 @@ int main(int argc, char** argv) {
           if (zmq_ingest) d += ", zmq listening";
           return ok;
         },
-        readiness, ops ? cfg.getInt("dashboard.max_stream_clients") + 4 : 2);
+        readiness, ops ? settings.ops.max_stream_clients + 4 : 2);
     if (ops) ops->addRoutes(http);
     if (aggregator.latest()) aggregator.latest()->addRoutes(http, SystemClock::instance());
     if (auto st = cli::serveOps(http, cfg); !st) {
