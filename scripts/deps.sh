@@ -22,9 +22,10 @@ PACKAGES=(
   adduser util-linux systemd  # packaging checks: the packages' Depends, unshare, systemd-analyze
   libmodbus-dev socat  # the agent's Modbus TCP/RTU source; socat makes the RTU test's pty pair
   openjdk-17-jre-headless maven  # the real Kafka broker (scripts/kafka.sh): Java 17 runs it, Maven fetches it
+  clang-16  # the -Wthread-safety -Werror check of common, agent, aggregator (scripts/thread-safety.sh)
 )
-# clang 16 + its sanitizer/libFuzzer runtime: only for the opt-in libFuzzer build (docs/fuzzing.md).
-[[ "${1:-}" == --with-fuzz ]] && PACKAGES+=(clang-16 libclang-rt-16-dev)
+# clang 16's sanitizer/libFuzzer runtime: only for the opt-in libFuzzer build (docs/fuzzing.md).
+[[ "${1:-}" == --with-fuzz ]] && PACKAGES+=(libclang-rt-16-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

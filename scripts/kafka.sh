@@ -11,6 +11,9 @@
 #       --dir DIR          state folder (config, data, log, pid); default a new /tmp/outpost-kafka.*
 #                          A DIR that was started before restarts on its ports with its data.
 #       --port PORT        client port (default: a free one); the controller takes another free one
+#       --host ADDR        the client listener's address (default 127.0.0.1; e.g. a veth's address
+#                          so that a network namespace reaches the broker); the controller stays
+#                          on 127.0.0.1
 #       --heap SIZE        JVM heap, as for -Xmx (default 256m)
 #       --partitions N     partitions of each created topic (default 6)
 #       --topics LIST      topics to create, comma-separated, NAME or NAME:compact (default: the
@@ -148,15 +151,15 @@ wait_leaders() {
 }
 
 # --- start / stop / status -----------------------------------------------------------------------
-write_config() {  # write_config DIR PORT CONTROLLER_PORT
-  local dir=$1 port=$2 cport=$3
+write_config() {  # write_config DIR PORT CONTROLLER_PORT HOST
+  local dir=$1 port=$2 cport=$3 host=$4
   cat >"$dir/server.properties" <<CONF
 # Single-node KRaft broker + controller for tests and the demo (scripts/kafka.sh, docs/kafka.md).
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://$host:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://$host:$port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -224,11 +227,12 @@ stop_dir() {  # stop_dir DIR
 }
 
 start() {
-  local dir="" port="" heap=256m partitions=6 topics=$DEFAULT_TOPICS timeout=90 extra=()
+  local dir="" port="" host=127.0.0.1 heap=256m partitions=6 topics=$DEFAULT_TOPICS timeout=90 extra=()
   while (($#)); do
     case $1 in
       --dir) dir=${2:?--dir needs a folder}; shift 2 ;;
       --port) port=${2:?--port needs a number}; shift 2 ;;
+      --host) host=${2:?--host needs an IPv4 address}; shift 2 ;;
       --heap) heap=${2:?--heap needs a size}; shift 2 ;;
       --partitions) partitions=${2:?--partitions needs a number}; shift 2 ;;
       --topics) topics=${2:?--topics needs a list}; shift 2 ;;
@@ -245,6 +249,7 @@ start() {
   done
   [[ -z "$port" || "$port" =~ ^[0-9]+$ && $port -ge 1 && $port -le 65535 ]] ||
     die "--port '$port': allowed is a TCP port 1-65535"
+  [[ "$host" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || die "--host '$host': allowed is an IPv4 address"
   [[ "$partitions" =~ ^[0-9]+$ && $partitions -ge 1 && $partitions -le 1000 ]] ||
     die "--partitions '$partitions': allowed is 1-1000"
   [[ "$heap" =~ ^[0-9]+[kKmMgG]$ ]] || die "--heap '$heap': allowed is a size such as 256m or 1g"
@@ -267,7 +272,7 @@ start() {
     local cport
     cport=$(free_port)
     while [[ "$cport" == "$port" ]]; do cport=$(free_port); done
-    write_config "$dir" "$port" "$cport"
+    write_config "$dir" "$port" "$cport" "$host"
     if ((${#extra[@]})); then
       printf '# --set\n' >>"$dir/server.properties"
       printf '%s\n' "${extra[@]}" >>"$dir/server.properties"  # a later key wins in Java properties

@@ -17,6 +17,10 @@
 #                net-mqtt net-zmq (root: the agent in a network namespace behind a veth pair with
 #                packet loss, delay and link cuts; --full only: not in the default --quick pass,
 #                --quick --only NAME runs one iteration)
+#                net-agg-mqtt net-agg-kafka (root, --full only: the same faults on the aggregator's
+#                links to Mosquitto and to a real Apache Kafka broker; the aggregator in the namespace)
+#                soak (--full only: 30 minutes of a fleet at 20x speed on a real Apache Kafka
+#                broker; memory, file descriptors and threads sampled every 10 s, must stay flat)
 #   --seed N     the seed of the first scenario (each next one uses N+1, ...); default: random.
 #                A failing scenario prints its seed: rerun it with --only NAME --seed N.
 #   --build-dir  the CMake build directory with the agent, aggregator and devkafka (default: build)
@@ -86,10 +90,15 @@ ORDER+=(kafka-errors kafka-down kafka-leader kafka-rtt realkafka-kill)
 declare -A ITER_SECS=([kafka-down]=60 [kafka-rtt]=40 [realkafka-kill]=90)
 # Network faults (root: a network namespace, veth, iptables NFQUEUE); --full only: one iteration
 # is ~25-40 s of faults, then the drain.
-QUICK+=([net-mqtt]=0 [net-zmq]=0)
-FULL+=([net-mqtt]=3 [net-zmq]=3)
-ORDER+=(net-mqtt net-zmq)
-ITER_SECS+=([net-mqtt]=120 [net-zmq]=120)
+QUICK+=([net-mqtt]=0 [net-zmq]=0 [net-agg-mqtt]=0 [net-agg-kafka]=0)
+FULL+=([net-mqtt]=3 [net-zmq]=3 [net-agg-mqtt]=3 [net-agg-kafka]=3)
+ORDER+=(net-mqtt net-zmq net-agg-mqtt net-agg-kafka)
+ITER_SECS+=([net-mqtt]=120 [net-zmq]=120 [net-agg-mqtt]=120 [net-agg-kafka]=120)
+# The soak: ITERATIONS are minutes (--full: 30); --full only. Needs a real Apache Kafka broker.
+QUICK+=([soak]=0)
+FULL+=([soak]=30)
+ORDER+=(soak)
+ITER_SECS+=([soak]=75)
 EXPLICIT=${#ONLY[@]}
 ((${#ONLY[@]})) || ONLY=("${ORDER[@]}")
 for name in "${ONLY[@]}"; do
@@ -111,7 +120,7 @@ for name in "${ONLY[@]}"; do
     fi
     n=1
   fi
-  if [[ $name == realkafka-* && "${OUTPOST_SKIP_REALKAFKA:-0}" == 1 ]]; then
+  if [[ ( $name == realkafka-* || $name == soak || $name == net-agg-kafka || $name == net-agg-mqtt ) && "${OUTPOST_SKIP_REALKAFKA:-0}" == 1 ]]; then
     echo "torture: $name: NOT RUN: OUTPOST_SKIP_REALKAFKA=1 (it needs a real Apache Kafka broker)"
     continue
   fi

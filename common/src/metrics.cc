@@ -111,7 +111,7 @@ Registry::Series* Registry::findSeries(Family& f, const Labels& labels) {
 }
 
 Counter& Registry::counter(const std::string& name, const std::string& help, const Labels& labels) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Family& f = family(name, help, Kind::kCounter);
   if (Series* s = findSeries(f, labels)) return *s->counter;
   Counter& c = counters_.emplace_back();
@@ -120,7 +120,7 @@ Counter& Registry::counter(const std::string& name, const std::string& help, con
 }
 
 Gauge& Registry::gauge(const std::string& name, const std::string& help, const Labels& labels) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Family& f = family(name, help, Kind::kGauge);
   if (Series* s = findSeries(f, labels); s && s->gauge) return *s->gauge;
   Gauge& g = gauges_.emplace_back();
@@ -130,7 +130,7 @@ Gauge& Registry::gauge(const std::string& name, const std::string& help, const L
 
 Histogram& Registry::histogram(const std::string& name, const std::string& help,
                                const std::vector<double>& bounds, const Labels& labels) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Family& f = family(name, help, Kind::kHistogram);
   if (Series* s = findSeries(f, labels)) return *s->histogram;
   Histogram* h = histograms_.emplace_back(std::make_unique<Histogram>(bounds)).get();
@@ -140,7 +140,7 @@ Histogram& Registry::histogram(const std::string& name, const std::string& help,
 
 void Registry::gaugeFunction(const std::string& name, const std::string& help,
                              std::function<double()> fn, const Labels& labels) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Family& f = family(name, help, Kind::kGauge);
   if (Series* s = findSeries(f, labels)) {
     s->fn = std::move(fn);
@@ -152,7 +152,7 @@ void Registry::gaugeFunction(const std::string& name, const std::string& help,
 
 void Registry::counterFunction(const std::string& name, const std::string& help,
                                std::function<double()> fn, const Labels& labels) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Family& f = family(name, help, Kind::kCounter);
   if (Series* s = findSeries(f, labels)) {
     s->fn = std::move(fn);
@@ -163,7 +163,7 @@ void Registry::counterFunction(const std::string& name, const std::string& help,
 }
 
 uint64_t Registry::counterSum(const std::string& name) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = families_.find(name);
   if (it == families_.end()) return 0;
   uint64_t sum = 0;
@@ -175,7 +175,7 @@ uint64_t Registry::counterSum(const std::string& name) const {
 }
 
 std::vector<std::pair<Labels, double>> Registry::gaugeValues(const std::string& name) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<std::pair<Labels, double>> out;
   auto it = families_.find(name);
   if (it == families_.end()) return out;
@@ -187,7 +187,7 @@ std::vector<std::pair<Labels, double>> Registry::gaugeValues(const std::string& 
 }
 
 std::string Registry::render() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::ostringstream os;
   for (const auto& [name, f] : families_) {
     const char* type = f.kind == Kind::kCounter ? "counter"
@@ -227,7 +227,7 @@ Counter& CounterVec::with(std::string_view value) {
   for (size_t i = 0; i < n; ++i) {
     if (slots_[i].first == value) return *slots_[i].second;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const size_t m = count_.load(std::memory_order_relaxed);
   for (size_t i = 0; i < m; ++i) {
     if (slots_[i].first == value) return *slots_[i].second;

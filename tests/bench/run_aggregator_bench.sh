@@ -46,7 +46,8 @@
 #                         environment, e.g. an HTTP load (run_latest_bench.sh); its output goes to
 #                         OUT/RUN_NAME.during.txt and it is stopped by pid after the run
 #   --aggregator-preload SO  diagnostics: run the aggregator with LD_PRELOAD=SO and
-#                         OUTPOST_BENCH_BROKER_PORT=<Mosquitto's port> (docs/benchmarks.md)
+#                         OUTPOST_BENCH_BROKER_PORT=<Mosquitto's port>
+#                         (docs/bench-notes/aggregator.md)
 # Exit: 0 all runs correct; 1 a correctness check failed (details printed); 2 usage.
 #
 # Load is bounded: every run is bounded in time by the bench (warm-up + duration + drain) and by
@@ -154,7 +155,7 @@ kafka_end_offsets() {
 # Mosquitto for the bench: lib.sh's config (same queue limits, see above; `set_tcp_nodelay true`).
 # With --no-tcp-nodelay, restarted without that line: Mosquitto's default is Nagle on, and a small
 # ack written soon after another small packet then waits for the peer's delayed ACK, 40 ms or more
-# (docs/benchmarks.md, "what the first campaign found").
+# (docs/bench-notes/aggregator.md, "What the first campaign found").
 start_bench_mosquitto() {
   start_mosquitto
   grep -qx 'set_tcp_nodelay true' "$WORK/mosquitto.conf" ||

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 15 figures (docs/benchmarks.md, "Issue 15"):
+# Issue 15 figures (docs/benchmarks.md; notes in docs/bench-notes/latest-serving.md):
 #  ab      the aggregator at max throughput (run_aggregator_bench.sh, scenario max), alternately
 #          without and with 1,000 requests/s of GET /api/devices/{id}/sensors from wrk (Debian
 #          `wrk` 4.1: closed loop, so the rate comes from 11 connections each waiting 10 ms between

@@ -143,12 +143,15 @@ start_kafka() {
 
 # start_real_kafka: a broker with its state in $WORK/kafka and the Outpost topics, each with
 # KAFKA_PARTITIONS partitions (default 6); KAFKA_TOPICS (kafka.sh --topics) names other topics;
-# KAFKA_HEAP is the broker's heap (default 256m).
+# KAFKA_HEAP is the broker's heap (default 256m); KAFKA_HOST the client listener's address (default
+# 127.0.0.1); KAFKA_FIXED_PORT its port on first start (default: a free one).
 # Called again after stop_real_kafka it restarts the same broker: same port, same data.
 start_real_kafka() {
   KAFKA_DIR="$WORK/kafka"
   local topics=(--partitions "${KAFKA_PARTITIONS:-6}" --heap "${KAFKA_HEAP:-256m}")
   [[ -n "${KAFKA_TOPICS:-}" ]] && topics+=(--topics "$KAFKA_TOPICS")
+  [[ -n "${KAFKA_HOST:-}" ]] && topics+=(--host "$KAFKA_HOST")
+  [[ -n "${KAFKA_FIXED_PORT:-}" && ! -f "$KAFKA_DIR/server.properties" ]] && topics+=(--port "$KAFKA_FIXED_PORT")
   local rc=0
   KAFKA=$(OUTPOST_KAFKA_TOOL="$KAFKA_TOOL_BIN" "$KAFKA_SH" start --dir "$KAFKA_DIR" "${topics[@]}" \
     2>>"$WORK/kafka-start.log") || rc=$?

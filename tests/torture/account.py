@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Exact accounting of one torture scenario, from what an outside Kafka client (kcat) read.
 
-Usage: account.py DUMP DEVICE=LAST_SEQ:WAITING[:PRODUCED[:PENDING]] ...
+Usage: account.py DUMP DEVICE=LAST_SEQ:WAITING[:PRODUCED[:PENDING]] ... [PREFIX*=ACKED:SENT]
 
 DUMP is outpost.readings read from the beginning with kcat (one JSON message a line, in offset
 order per partition; a device's messages all share one partition, so its subsequence is in
@@ -16,6 +16,9 @@ Per device, every accepted batch must be either on Kafka (all its parts) or stil
   duplicated = readings (device, sensor, ts_us) on Kafka more than once, plus repeated batch parts
   reordered  = batches that reached Kafka after a batch with a higher seq (per device; reported)
   drops      = readings the agent counted as dropped (the batches' "dropped" fields)
+A spec PREFIX*=ACKED:SENT covers the virtual devices of a simulated fleet (outpost-sim, which
+keeps no outbox but counts its readings sent and acknowledged): on Kafka their readings must
+number at least ACKED (each acknowledged after Kafka had it) and at most SENT, each once.
 Prints one JSON object with the totals and the reasons; exits 1 if lost or duplicated is not 0, a
 batch is incomplete or above the last seq, or more than one epoch of a device is on Kafka.
 Reordering is measured and reported, not a failure: delivery is exactly-once, not ordered.
@@ -29,8 +32,13 @@ def main() -> int:
     dump, specs = sys.argv[1], sys.argv[2:]
     expect = {}
     pending = {}
+    fleets = {}  # prefix -> (acked, sent)
     for spec in specs:
         dev, rest = spec.split("=", 1)
+        if dev.endswith("*"):
+            acked, sent = rest.split(":")
+            fleets[dev[:-1]] = (int(acked), int(sent))
+            continue
         last, waiting, *produced = rest.split(":")
         expect[dev] = (int(last), int(waiting), int(produced[0]) if produced else None)
         pending[dev] = int(produced[1]) if len(produced) > 1 else 0
@@ -65,8 +73,15 @@ def main() -> int:
                 per_device[dev] += 1
 
     lost = duplicated = reordered = evicted = 0
+    fleet_of = lambda dev: next((p for p in fleets if dev.startswith(p)), None)
     for dev in sorted(set(epochs) - expect.keys()):
-        errors.append(f"unexpected device {dev} on Kafka")
+        if fleet_of(dev) is None:
+            errors.append(f"unexpected device {dev} on Kafka")
+    for prefix, (acked, sent) in fleets.items():
+        n = sum(c for d, c in per_device.items() if d.startswith(prefix))
+        if not acked <= n <= sent:
+            errors.append(f"fleet {prefix}*: {n} readings on Kafka, expected between {acked} "
+                          f"(acknowledged) and {sent} (sent)")
     for dev, (last, waiting, produced) in expect.items():
         if len(epochs[dev]) > 1:
             errors.append(f"{dev}: {len(epochs[dev])} epochs on Kafka, expected 1")

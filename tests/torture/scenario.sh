@@ -66,10 +66,94 @@ finish() {
   done
   kafka_dump outpost.readings "$WORK/readings.jsonl"
   local rc=0
-  python3 "$TORTURE/account.py" "$WORK/readings.jsonl" "${spec[@]}" >"$WORK/account.json" || rc=$?
+  python3 "$TORTURE/account.py" "$WORK/readings.jsonl" "${spec[@]}" "${FINISH_EXTRA[@]}" \
+    >"$WORK/account.json" || rc=$?
   write_result
   return $rc
 }
+
+# net_namespace MATCH_OUT MATCH_IN: a network namespace ($NS) joined to this one by a veth pair
+# on a private /30 ($NET_HOST here, $NET_AGENT inside, on $VETH_HOST / $VETH_AGENT); the packets
+# on the inner veth that iptables matches (MATCH_OUT leaving, MATCH_IN arriving: e.g.
+# "-p tcp --dport 9092" / "-p tcp --sport 9092"; empty = all) go to netfilter queue $QNUM, where
+# `netem ARGS` (tests/torture/netem.py) drops or delays them. `nsx CMD` runs CMD inside. Torn down
+# on exit (net_teardown, which also stops the processes named in NET_PROCS).
+NET_PROCS=()
+net_namespace() {
+  local match_out=$1 match_in=$2
+  [[ $EUID -eq 0 ]] || fail "$NAME needs root (a network namespace, a veth pair, iptables)"
+  command -v iptables-legacy >/dev/null ||
+    fail "$NAME needs iptables-legacy (Debian package iptables; scripts/deps.sh installs it)"
+  NS=outpost-net$$ VETH_HOST=opn$$h VETH_AGENT=opn$$a QNUM=$((1000 + $$ % 60000))
+  # A private /30 not already in use here: 10.<200..249>.<x>.<4k>/30, drawn from the pid.
+  NET_HOST=""
+  for try in $(seq 0 49); do
+    net="10.$((200 + ($$ + try) % 50)).$(($$ / 50 % 256)).$(($$ % 64 * 4))"
+    ip -4 addr | grep -q "inet ${net%.*}\." && continue
+    ip -4 route | grep -q "^${net%.*}\." && continue
+    NET_HOST="${net%.*}.$((${net##*.} + 1))" NET_AGENT="${net%.*}.$((${net##*.} + 2))"
+    break
+  done
+  [[ -n $NET_HOST ]] || fail "no free 10.200-249.x.x/30 subnet for the veth pair"
+  net_teardown() {  # by name, always: the processes in the namespace first
+    local p
+    stop_proc netem
+    for p in "${NET_PROCS[@]}"; do stop_proc "$p"; done
+    ip link del "$VETH_HOST" 2>/dev/null
+    ip netns del "$NS" 2>/dev/null
+  }
+  # errexit off first, so a failing step does not skip the rest or cleanup (see disk-full).
+  trap 'st=$?; set +e; net_teardown; (exit $st); cleanup' EXIT
+  nsx() { ip netns exec "$NS" "$@"; }
+  ip netns add "$NS" || fail "cannot create the network namespace $NS"
+  ip link add "$VETH_HOST" type veth peer name "$VETH_AGENT" ||
+    fail "cannot create the veth pair $VETH_HOST"
+  ip link set "$VETH_AGENT" netns "$NS"
+  ip addr add "$NET_HOST/30" dev "$VETH_HOST"
+  ip link set "$VETH_HOST" up
+  nsx ip addr add "$NET_AGENT/30" dev "$VETH_AGENT"
+  nsx ip link set "$VETH_AGENT" up
+  nsx ip link set lo up
+  # shellcheck disable=SC2086  # the matches are word lists
+  nsx iptables-legacy -A OUTPUT -o "$VETH_AGENT" $match_out -j NFQUEUE --queue-num "$QNUM" --queue-bypass
+  # shellcheck disable=SC2086
+  nsx iptables-legacy -A INPUT -i "$VETH_AGENT" $match_in -j NFQUEUE --queue-num "$QNUM" --queue-bypass
+  log "namespace $NS: $NET_AGENT ($VETH_AGENT) <-> $NET_HOST ($VETH_HOST), queue $QNUM${match_out:+ ($match_out)}"
+  : >"$WORK/netem.stats"
+  netem() {  # netem ARGS...: (re)start the queue's loss/delay with these settings
+    stop_proc netem
+    [[ -s "$WORK/netem.json" ]] && { cat "$WORK/netem.json"; echo; } >>"$WORK/netem.stats"
+    rm -f "$WORK/netem.json"
+    ((!$#)) && return 0
+    # ip netns exec execs python: $! is netem.py's own pid.
+    ip netns exec "$NS" python3 "$TORTURE/netem.py" --queue "$QNUM" --seed "$RANDOM" \
+      --stats "$WORK/netem.json" "$@" 2>>"$WORK/netem.log" &
+    PIDS[netem]=$!
+    sleep 0.2
+    kill -0 "${PIDS[netem]}" 2>/dev/null ||
+      fail "netem.py $* did not start: $(tail -n 3 "$WORK/netem.log")"
+  }
+}
+
+# netem_summary: the packets netem.py saw, dropped and delayed over the run; fails if it dropped
+# or delayed none (the scenario did not exercise the link).
+netem_summary() {
+  python3 - "$WORK/netem.stats" >"$WORK/netem.sum" <<'PY' || nofault=1
+import json, sys
+t = {"seen": 0, "dropped": 0, "delayed": 0}
+for line in open(sys.argv[1]):
+    if line.strip():
+        for k in t:
+            t[k] += json.loads(line)[k]
+print(f"  netem: {t['seen']} packets queued, {t['dropped']} dropped, {t['delayed']} delayed")
+sys.exit(0 if t["dropped"] and t["delayed"] else 1)
+PY
+  cat "$WORK/netem.sum"
+  [[ -z ${nofault:-} ]] ||
+    fail "the faults dropped or delayed no packet: the scenario did not exercise the link"
+}
+
+FINISH_EXTRA=()  # more account.py specs (a simulated fleet's PREFIX*=ACKED:SENT)
 
 add_outbox_setting() {  # add_outbox_setting DEVICE 'key = value'
   sed -i "/^path = .*outbox.db\"\$/a $2" "$WORK/$1.toml"
@@ -639,55 +723,8 @@ PY
     # 10000, keepalive_s 30 / heartbeat_ms 1000, reconnect 500..30000 ms). The agent reads a fixed
     # number of readings over the fault schedule and exits when drained: produced = on Kafka +
     # counted drops, exactly; the recovery time runs from the last fault's end to that exit.
-    [[ $EUID -eq 0 ]] || fail "$NAME needs root (a network namespace, a veth pair, iptables)"
-    command -v iptables-legacy >/dev/null ||
-      fail "$NAME needs iptables-legacy (Debian package iptables; scripts/deps.sh installs it)"
-    NS=outpost-net$$ VETH_HOST=opn$$h VETH_AGENT=opn$$a QNUM=$((1000 + $$ % 60000))
-    # A private /30 not already in use here: 10.<200..249>.<x>.<4k>/30, drawn from the pid.
-    NET_HOST=""
-    for try in $(seq 0 49); do
-      net="10.$((200 + ($$ + try) % 50)).$(($$ / 50 % 256)).$(($$ % 64 * 4))"
-      ip -4 addr | grep -q "inet ${net%.*}\." && continue
-      ip -4 route | grep -q "^${net%.*}\." && continue
-      NET_HOST="${net%.*}.$((${net##*.} + 1))" NET_AGENT="${net%.*}.$((${net##*.} + 2))"
-      break
-    done
-    [[ -n $NET_HOST ]] || fail "no free 10.200-249.x.x/30 subnet for the veth pair"
-    net_teardown() {  # by name, always: the processes in the namespace first
-      stop_proc netem
-      stop_proc tort-n
-      ip link del "$VETH_HOST" 2>/dev/null
-      ip netns del "$NS" 2>/dev/null
-    }
-    # errexit off first, so a failing step does not skip the rest or cleanup (see disk-full).
-    trap 'st=$?; set +e; net_teardown; (exit $st); cleanup' EXIT
-    nsx() { ip netns exec "$NS" "$@"; }
-    ip netns add "$NS" || fail "cannot create the network namespace $NS"
-    ip link add "$VETH_HOST" type veth peer name "$VETH_AGENT" ||
-      fail "cannot create the veth pair $VETH_HOST"
-    ip link set "$VETH_AGENT" netns "$NS"
-    ip addr add "$NET_HOST/30" dev "$VETH_HOST"
-    ip link set "$VETH_HOST" up
-    nsx ip addr add "$NET_AGENT/30" dev "$VETH_AGENT"
-    nsx ip link set "$VETH_AGENT" up
-    nsx ip link set lo up
-    nsx iptables-legacy -A OUTPUT -o "$VETH_AGENT" -j NFQUEUE --queue-num "$QNUM" --queue-bypass
-    nsx iptables-legacy -A INPUT -i "$VETH_AGENT" -j NFQUEUE --queue-num "$QNUM" --queue-bypass
-    log "namespace $NS: agent $NET_AGENT ($VETH_AGENT) <-> $NET_HOST ($VETH_HOST), queue $QNUM"
-    : >"$WORK/netem.stats"
-    netem() {  # netem ARGS...: (re)start the queue's loss/delay with these settings
-      stop_proc netem
-      [[ -s "$WORK/netem.json" ]] && { cat "$WORK/netem.json"; echo; } >>"$WORK/netem.stats"
-      rm -f "$WORK/netem.json"
-      ((!$#)) && return 0
-      # ip netns exec execs python: $! is netem.py's own pid.
-      ip netns exec "$NS" python3 "$TORTURE/netem.py" --queue "$QNUM" --seed "$RANDOM" \
-        --stats "$WORK/netem.json" "$@" 2>>"$WORK/netem.log" &
-      PIDS[netem]=$!
-      sleep 0.2
-      kill -0 "${PIDS[netem]}" 2>/dev/null ||
-        fail "netem.py $* did not start: $(tail -n 3 "$WORK/netem.log")"
-    }
+    NET_PROCS=(tort-n)
+    net_namespace "" ""
 
     start_devkafka
     dev=tort-n
@@ -760,19 +797,7 @@ PY
     note_recovery $(($(now_ms) - t_end))
     netem  # collects the last counts
     kill -0 "${PIDS[aggregator]}" || fail "the aggregator died"
-    python3 - "$WORK/netem.stats" >"$WORK/netem.sum" <<'PY' || nofault=1
-import json, sys
-t = {"seen": 0, "dropped": 0, "delayed": 0}
-for line in open(sys.argv[1]):
-    if line.strip():
-        for k in t:
-            t[k] += json.loads(line)[k]
-print(f"  netem: {t['seen']} packets queued, {t['dropped']} dropped, {t['delayed']} delayed")
-sys.exit(0 if t["dropped"] and t["delayed"] else 1)
-PY
-    cat "$WORK/netem.sum"
-    [[ -z ${nofault:-} ]] ||
-      fail "the faults dropped or delayed no packet: the scenario did not exercise the link"
+    netem_summary
     n=$(grep -ciE 'reconnect|connection .* lost|no reply' "$WORK/$dev.log" || true)
     echo "  agent log lines about the link: $n"
     last=$(outbox_last_seq "$dev") rows=$(outbox_rows "$dev")
@@ -781,6 +806,157 @@ PY
     python3 "$TORTURE/account.py" "$WORK/readings.jsonl" "$dev=$last:$rows:$produced" \
       >"$WORK/account.json" || rc=$?
     write_result
+    exit $rc
+    ;;
+
+  net-agg-mqtt | net-agg-kafka)
+    # Network faults on the aggregator's own links: net-agg-mqtt between the aggregator and
+    # Mosquitto, net-agg-kafka between the aggregator and Kafka. The aggregator runs in a network
+    # namespace made here (net_namespace); Mosquitto and a real Apache Kafka broker listen on the
+    # veth's host address too (the development broker's mock brokers listen on loopback only).
+    # Only the packets of the link under test (its TCP port) go through netem.py; the agents (two,
+    # 500 readings/s each) stay on loopback and are never faulted themselves. Each iteration:
+    # loss 10..30 % for 4..8 s, 200 ± 50 ms delay each way for 4..8 s, a black hole (every packet
+    # of the link dropped) for 5..20 s — in a run of 3 or more the last one 60..120 s, past MQTT's
+    # keep-alive and librdkafka's request timeouts — then 2..4 s clean. Then the agents stop and
+    # drain, and every accepted batch must be on Kafka exactly once.
+    KAFKA_MODE=real
+    start_mosquitto
+    if [[ $NAME == net-agg-mqtt ]]; then port=$MQTT_PORT; else port=$(free_port); fi
+    NET_PROCS=(aggregator)
+    net_namespace "-p tcp --dport $port" "-p tcp --sport $port"
+    stop_proc mosquitto
+    echo "listener $MQTT_PORT $NET_HOST" >>"$WORK/mosquitto.conf"
+    mosquitto -c "$WORK/mosquitto.conf" >>"$WORK/mosquitto.log" 2>&1 &
+    PIDS[mosquitto]=$!
+    wait_for 10 "mosquitto on $MQTT_PORT" port_open "$MQTT_PORT"
+    [[ $NAME == net-agg-kafka ]] && KAFKA_FIXED_PORT=$port
+    KAFKA_HOST=$NET_HOST start_real_kafka
+    AGG_HTTP_PORT=$(free_port)
+    nsx "$AGGREGATOR_BIN" --set "mqtt.broker=tcp://$NET_HOST:$MQTT_PORT" \
+      --set "kafka.bootstrap_servers=$KAFKA" --set "dedup.path=$WORK/dedup.db" \
+      --set "http.listen=$NET_AGENT:$AGG_HTTP_PORT" --set "mqtt.client_id=it-aggregator" \
+      >>"$WORK/aggregator.log" 2>&1 &
+    PIDS[aggregator]=$!
+    wait_for 30 "aggregator /healthz" curl -sf "http://$NET_AGENT:$AGG_HTTP_PORT/healthz"
+    log "aggregator pid ${PIDS[aggregator]} in $NS: MQTT tcp://$NET_HOST:$MQTT_PORT, Kafka $KAFKA; faults on port $port"
+    for dev in tort-g1 tort-g2; do
+      write_agent_config "$dev" 250
+      start_agent "$dev"
+    done
+    agg_metric() { curl -sf "http://$NET_AGENT:$AGG_HTTP_PORT/metrics" | awk -v n="$1" '$1 == n {print $2}'; }
+    sleep 3  # delivering before the first fault
+    for i in $(seq 1 "$ITER"); do
+      loss=$(rand_ms 10 30) t_loss=$(rand_ms 4000 8000) t_delay=$(rand_ms 4000 8000)
+      t_cut=$(rand_ms 5000 20000) t_clean=$(rand_ms 2000 4000)
+      ((ITER >= 3 && i == ITER)) && t_cut=$(rand_ms 60000 120000)
+      netem --loss "$loss"
+      sleep_ms "$t_loss"
+      netem --delay-ms 200 --jitter-ms 50
+      sleep_ms "$t_delay"
+      netem --loss 100
+      sleep_ms "$t_cut"
+      netem
+      for p in aggregator tort-g1 tort-g2 mosquitto; do
+        kill -0 "${PIDS[$p]}" 2>/dev/null || fail "$p died during iteration $i"
+      done
+      echo "  faults $i/$ITER on port $port: loss ${loss} % ${t_loss} ms, delay 200±50 ms" \
+        "${t_delay} ms, black hole ${t_cut} ms; outboxes $(outbox_rows tort-g1) + $(outbox_rows tort-g2) batches waiting"
+      sleep_ms "$t_clean"
+    done
+    netem_summary
+    echo "  aggregator: $(agg_metric outpost_aggregator_kafka_messages_delivered_total) Kafka messages delivered, $(agg_metric outpost_aggregator_kafka_messages_failed_total) failed (their batches unacked, resent by the agents)"
+    finish tort-g1 tort-g2
+    ;;
+
+  soak)
+    # A bounded soak (ITER minutes; --full: 30): ~10 hours of a simulated fleet compressed 20x
+    # into the run — 20 virtual devices x 7 sensors (outpost-sim, anomalies and offline episodes
+    # on, so detectors, the latest store and reconnects all work), plus two real agents at 250
+    # readings/s each, on a real Apache Kafka broker (the development broker keeps only ~5 MB a
+    # partition; the accounting reads the whole topic). Every 2 s the aggregator's HTTP API is
+    # read (device list, a device's sensors and history, /metrics); every 5 minutes both agents
+    # get SIGHUP (a reload). Every 10 s the resident memory, open file descriptors and threads
+    # of every process are sampled; after a warm-up (a fifth of the run; at least 2 minutes in runs
+    # of 10 minutes or more) our
+    # processes must stay flat (tests/torture/soak_check.py), and the agents' readings are
+    # accounted exactly at the end.
+    KAFKA_MODE=real
+    start_mosquitto
+    start_real_kafka
+    AGG_HTTP_PORT=$(free_port)
+    start_aggregator
+    declare -A APORT=()
+    for dev in soak-a1 soak-a2; do
+      write_agent_config "$dev" 250
+      APORT[$dev]=$(free_port)
+      start_agent "$dev" --set "http.listen=127.0.0.1:${APORT[$dev]}"
+    done
+    SIM_BIN="$OUTPOST_BUILD_DIR/simulators/outpost-sim"
+    sim_secs=$(((ITER * 60 + 120) * 20))  # outlasts the run; stopped before the accounting
+    "$SIM_BIN" fleet --devices 20 --seed "$SEED" --rate 1 --interval 10s --speed 20 \
+      --duration "${sim_secs}s" --output mqtt --broker "$MQTT_URI" --anomaly-rate 2 \
+      --offline-rate 0.5 --labels "$WORK/labels.jsonl" --summary-json "$WORK/sim.json" -q \
+      >"$WORK/sim.log" 2>&1 &
+    PIDS[sim]=$!
+    t_start=$SECONDS
+    warmup=$((ITER * 60 / 5))
+    ((warmup >= 120 || ITER < 10)) || warmup=120  # a short trial run (--only soak): a fifth
+    : >"$WORK/soak.csv"
+    sample() {  # one line per process: t_s,name,rss_kb,fds,threads
+      local name pid rss thr fds
+      for name in aggregator soak-a1 soak-a2 sim mosquitto kafka; do
+        pid=${PIDS[$name]:-}
+        [[ -n $pid && -r /proc/$pid/status ]] || continue
+        rss=$(awk '$1 == "VmRSS:" {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
+        thr=$(awk '$1 == "Threads:" {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
+        fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+        [[ -n $rss && -n $thr ]] && echo "$((SECONDS - t_start)),$name,$rss,$fds,$thr" >>"$WORK/soak.csv"
+      done
+    }
+    api_reads=0 api_errors=0
+    for minute in $(seq 1 "$ITER"); do
+      for tick in $(seq 1 30); do  # 30 x 2 s
+        ((tick % 5 == 1)) && sample
+        dev_id=$(printf 'sim-%04d' $(((tick % 20) + 1)))
+        for path in "/api/devices" "/api/devices/$dev_id/sensors" \
+          "/api/devices/$dev_id/sensors/temperature/history?step=60" "/metrics"; do
+          code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
+            "http://127.0.0.1:$AGG_HTTP_PORT$path" || true)
+          api_reads=$((api_reads + 1))
+          [[ $code == 200 || $code == 404 ]] || api_errors=$((api_errors + 1))
+        done
+        sleep 2
+      done
+      for name in aggregator soak-a1 soak-a2 sim mosquitto; do
+        kill -0 "${PIDS[$name]}" 2>/dev/null || fail "$name died at minute $minute (see its log)"
+      done
+      if ((minute % 5 == 0)); then
+        for dev in soak-a1 soak-a2; do kill -HUP "${PIDS[$dev]}"; done
+      fi
+      agg_rss=$(awk '$1 == "VmRSS:" {print $2}' "/proc/${PIDS[aggregator]}/status")
+      echo "  minute $minute/$ITER: aggregator RSS ${agg_rss} kB, $(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_delivered_total) Kafka messages delivered, $api_reads API reads ($api_errors errors)"
+    done
+    sample
+    ((api_errors == 0)) || fail "$api_errors of $api_reads API reads answered neither 200 nor 404"
+    python3 "$TORTURE/soak_check.py" "$WORK/soak.csv" "$warmup" aggregator,soak-a1,soak-a2,sim \
+      "$WORK/soak.json" || soak_rc=$?
+    stop_proc sim
+    [[ -s "$WORK/sim.json" ]] || fail "outpost-sim wrote no summary"
+    acked=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["readings_acked"])' "$WORK/sim.json")
+    sent=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["readings_sent"])' "$WORK/sim.json")
+    FINISH_EXTRA=("sim-*=$acked:$sent")
+    rc=0
+    finish soak-a1 soak-a2 || rc=$?
+    python3 - "$RESULT" "$WORK/soak.json" "$api_reads" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1]))
+a["soak"] = json.load(open(sys.argv[2]))
+a["api_reads"] = int(sys.argv[3])
+json.dump(a, open(sys.argv[1], "w"))
+PY
+    cp "$WORK/soak.csv" "$(dirname "$RESULT")/soak-samples.csv" 2>/dev/null || true
+    [[ -z ${soak_rc:-} ]] || fail "resources grew during the soak (see the table above)"
     exit $rc
     ;;
 

@@ -53,7 +53,7 @@ OutboxSender::OutboxSender(Outbox& outbox, SenderOptions options, metrics::Regis
 }
 
 void OutboxSender::setDrain(const DrainSettings& drain) {
-  std::lock_guard lock(drain_mu_);
+  MutexLock lock(drain_mu_);
   drain_ = drain;
   drain_changed_ = true;
 }
@@ -141,7 +141,7 @@ bool OutboxSender::pump(const PublishFn& publish) {
   const int64_t now = clock_.monotonicUs();
   next_due_us_ = INT64_MAX;
   {
-    std::lock_guard lock(drain_mu_);
+    MutexLock lock(drain_mu_);
     if (drain_changed_) {
       drain_changed_ = false;
       if (drain_.order != active_drain_.order) {

@@ -127,6 +127,7 @@ Result<std::unique_ptr<Outbox>> Outbox::open(const OutboxOptions& options, const
 }
 
 Status Outbox::init() {
+  MutexLock lock(mu_);  // not shared yet: for the analysis, and uncontended
   // The WAL is what a full disk blocks first: every commit appends frames to it until the
   // checkpoint (1000 pages by default), and deleting acknowledged batches writes frames too. Keep
   // it within half the reserve, so that releasing the reserve always leaves room to checkpoint it
@@ -451,7 +452,7 @@ Result<AppendOutcome> Outbox::appendGroupLocked(std::span<codec::BatchContent> b
 }
 
 Result<AppendOutcome> Outbox::appendMany(std::span<codec::BatchContent> batches) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   // A failed transaction leaves the store as it was, and so must our counters: `base` is the last
   // committed state.
   struct Base {
@@ -459,12 +460,12 @@ Result<AppendOutcome> Outbox::appendMany(std::span<codec::BatchContent> batches)
     uint64_t next_seq, pending;
   } base{stats_, next_seq_, pending_dropped_};
   const uint64_t evicted_before = stats_.dropped_batches_total;
-  auto restore = [&] {
+  auto restore = [&]() REQUIRES(mu_) {
     stats_ = base.stats;
     next_seq_ = base.next_seq;
     pending_dropped_ = base.pending;
   };
-  auto committed = [&] {
+  auto committed = [&]() REQUIRES(mu_) {
     persisted_pending_ = static_cast<int64_t>(pending_dropped_);
     persisted_dropped_ = static_cast<int64_t>(stats_.dropped_readings_total);
     persisted_batches_ = static_cast<int64_t>(stats_.dropped_batches_total);
@@ -604,7 +605,7 @@ Result<std::vector<StoredBatch>> Outbox::readAfter(uint64_t after_seq, size_t li
 
 Result<std::vector<StoredBatch>> Outbox::readRange(uint64_t after_seq, uint64_t before_seq,
                                                    size_t limit, ReadOrder order) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Stmt& s = order == ReadOrder::kOldestFirst ? stmts_->read_asc : stmts_->read_desc;
   Used used(s);
   s.bind(1, static_cast<int64_t>(after_seq));
@@ -630,7 +631,7 @@ Status Outbox::ack(uint64_t seq) { return ackMany(std::span<const uint64_t>(&seq
 
 Status Outbox::ackMany(std::span<const uint64_t> seqs) {
   if (seqs.empty()) return {};
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Status st = ackLocked(seqs);
   if (!st && isDiskError(st.error())) {
     // A delete writes WAL frames, so on a full disk it fails like an insert; if nothing frees
@@ -682,7 +683,7 @@ Status Outbox::ackLocked(std::span<const uint64_t> seqs) {
 }
 
 Result<uint64_t> Outbox::expire() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (options_.max_age_s <= 0 || stats_.rows == 0) return uint64_t{0};
   const int64_t cutoff = clock_.nowUs() - options_.max_age_s * 1000000;
   if (stats_.oldest_created_us == 0 || stats_.oldest_created_us >= cutoff) return uint64_t{0};
@@ -714,7 +715,7 @@ Result<uint64_t> Outbox::expire() {
 
 void Outbox::addDropped(uint64_t readings, DropReason reason) {
   if (readings == 0) return;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   pending_dropped_ += readings;
   countDropLocked(readings, reason);
   if (persistCounters()) {  // best effort; retried with the next transaction
@@ -724,7 +725,7 @@ void Outbox::addDropped(uint64_t readings, DropReason reason) {
 }
 
 bool Outbox::persistDropCounts() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (static_cast<int64_t>(pending_dropped_) == persisted_pending_ &&
       static_cast<int64_t>(stats_.dropped_readings_total) == persisted_dropped_ &&
       static_cast<int64_t>(stats_.dropped_batches_total) == persisted_batches_) {
@@ -739,24 +740,24 @@ bool Outbox::persistDropCounts() {
 }
 
 uint64_t Outbox::pendingDropped() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return pending_dropped_;
 }
 
 void Outbox::setLimits(const OutboxLimits& limits) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   options_.max_bytes = limits.max_bytes;
   options_.max_age_s = limits.max_age_s;
   options_.full_policy = limits.full_policy;
 }
 
 OutboxLimits Outbox::limits() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return {options_.max_bytes, options_.max_age_s, options_.full_policy};
 }
 
 OutboxStats Outbox::stats() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return stats_;
 }
 

@@ -154,7 +154,7 @@ void ModbusSource::start() {
 
 void ModbusSource::requestStop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -212,9 +212,9 @@ void ModbusSource::count(size_t slave, ModbusError e, int code, const char* deta
 }
 
 bool ModbusSource::waitFor(int64_t us) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (us > 0) {
-    cv_.wait_for(lock, std::chrono::microseconds(us), [&] { return stopping_; });
+    cv_.wait_for(lock, std::chrono::microseconds(us), [&]() REQUIRES(mu_) { return stopping_; });
   }
   return !stopping_;
 }

@@ -123,7 +123,7 @@ MqttSource::MqttSource(const std::vector<SensorSpec>& sensors, const SourcesSpec
   });
   client_->cli->set_connection_lost_handler([this](const std::string&) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       lost_ = true;
     }
     cv_.notify_one();
@@ -133,7 +133,7 @@ MqttSource::MqttSource(const std::vector<SensorSpec>& sensors, const SourcesSpec
 
 MqttSource::~MqttSource() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   cv_.notify_one();
@@ -188,9 +188,9 @@ void MqttSource::run() {
   bool need_connect = true;
   for (;;) {
     {
-      std::unique_lock lock(mu_);
+      MutexLock lock(mu_);
       if (!need_connect) {
-        cv_.wait(lock, [&] { return stopping_ || lost_; });
+        cv_.wait(lock, [&]() REQUIRES(mu_) { return stopping_ || lost_; });
       }
       if (stopping_) break;
       if (lost_) {
@@ -224,8 +224,9 @@ void MqttSource::run() {
       connected_.store(false);
       spdlog::warn("mqtt source: connect to {} failed: {}; retry in {} ms", opt_.mqtt_broker,
                    e.what(), backoff_ms);
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return stopping_; });
+      MutexLock lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms),
+                   [&]() REQUIRES(mu_) { return stopping_; });
       backoff_ms = std::min<int64_t>(backoff_ms * 2, 30000);
     }
   }

@@ -189,7 +189,7 @@ void StreamSource::setSensors(const std::vector<SensorSpec>& sensors) {
     names->emplace(s.name, s.id);
     infos_.push_back({s.id, s.name, s.unit});
   }
-  std::lock_guard lock(names_mu_);
+  MutexLock lock(names_mu_);
   names_ = std::move(names);
   names_gen_.fetch_add(1, std::memory_order_release);
 }
@@ -197,7 +197,7 @@ void StreamSource::setSensors(const std::vector<SensorSpec>& sensors) {
 const SensorNames* StreamSource::namesIfChanged(std::shared_ptr<const SensorNames>& hold,
                                                 uint64_t& seen) {
   if (names_gen_.load(std::memory_order_acquire) == seen) return nullptr;
-  std::lock_guard lock(names_mu_);
+  MutexLock lock(names_mu_);
   hold = names_;
   seen = names_gen_.load(std::memory_order_relaxed);
   return hold.get();
@@ -215,14 +215,14 @@ void StreamSource::report(const LineDecoder::Counts& now, LineDecoder::Counts& r
   for (size_t i = 0; i < c.errors.size(); ++i) c.errors[i] -= reported.errors[i];
   reported = now;
   if (readings_counter_) readings_counter_->inc(c.readings);
-  std::lock_guard lock(counts_mu_);
+  MutexLock lock(counts_mu_);
   totals_.lines += c.lines;
   totals_.readings += c.readings;
   for (size_t i = 0; i < c.errors.size(); ++i) totals_.errors[i] += c.errors[i];
 }
 
 LineDecoder::Counts StreamSource::counts() const {
-  std::lock_guard lock(counts_mu_);
+  MutexLock lock(counts_mu_);
   return totals_;
 }
 

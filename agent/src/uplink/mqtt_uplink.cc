@@ -8,6 +8,7 @@
 
 #include "outpost/common/mqtt_security_paho.h"
 #include "outpost/common/net.h"
+#include "outpost/common/thread_annotations.h"
 #include "outpost/common/thread_name.h"
 #include "outpost/common/version.h"
 
@@ -52,7 +53,7 @@ struct MqttUplink::Impl {
     AckEvent ev{a->epoch(), a->seq(), a->status() == wire::AckStatus::Accepted,
                 a->reason() ? a->reason()->str() : ""};
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       acks.push_back(std::move(ev));
     }
     cv.notify_one();
@@ -60,7 +61,7 @@ struct MqttUplink::Impl {
 
   void onConnectionLost(const std::string& cause) {
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       lost = true;
     }
     cv.notify_one();
@@ -156,11 +157,12 @@ struct MqttUplink::Impl {
     for (;;) {
       bool lost_now = false;
       {
-        std::unique_lock lock(mu);
+        MutexLock lock(mu);
         // At most 50 ms, less when the drain rate or an ack timeout says so.
         const int64_t due_us = sender.nextDueUs() - clock.monotonicUs();
         const auto wait = std::chrono::microseconds(std::clamp<int64_t>(due_us, 0, 50000));
-        cv.wait_for(lock, wait, [&] { return stopping || wake || lost || !acks.empty(); });
+        cv.wait_for(lock, wait,
+                    [&]() REQUIRES(mu) { return stopping || wake || lost || !acks.empty(); });
         if (stopping) break;
         wake = false;
         events.swap(acks);
@@ -222,8 +224,9 @@ struct MqttUplink::Impl {
     std::vector<AckEvent> events;
     while (sender.inFlight() > 0 && clock.monotonicUs() < deadline) {
       {
-        std::unique_lock lock(mu);
-        cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return !acks.empty(); });
+        MutexLock lock(mu);
+        cv.wait_for(lock, std::chrono::milliseconds(20),
+                    [&]() REQUIRES(mu) { return !acks.empty(); });
         events.swap(acks);
       }
       handleAcks(events);
@@ -243,12 +246,12 @@ struct MqttUplink::Impl {
   std::unique_ptr<mqtt::async_client> cli;  // sender thread only
   std::thread thread;
 
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stopping = false;          // GUARDED_BY(mu)
-  bool wake = false;              // GUARDED_BY(mu)
-  bool lost = false;              // GUARDED_BY(mu)
-  std::vector<AckEvent> acks;     // GUARDED_BY(mu)
+  Mutex mu;
+  CondVar cv;
+  bool stopping GUARDED_BY(mu) = false;
+  bool wake GUARDED_BY(mu) = false;
+  bool lost GUARDED_BY(mu) = false;
+  std::vector<AckEvent> acks GUARDED_BY(mu);
 
   int64_t last_status_us = 0;  // sender thread only
   OutboxSender sender;  // sender thread only (setDrain: any thread)
@@ -277,7 +280,7 @@ void MqttUplink::setDrain(const DrainSettings& drain) { impl_->sender.setDrain(d
 
 void MqttUplink::notify() {
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     impl_->wake = true;
   }
   impl_->cv.notify_one();
@@ -285,7 +288,7 @@ void MqttUplink::notify() {
 
 void MqttUplink::stop() {
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     impl_->stopping = true;
   }
   impl_->cv.notify_one();

@@ -34,7 +34,7 @@ DedupStore::~DedupStore() {
 }
 
 Status DedupStore::load() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Stmt r(db_, sql::kLoadRanges);
   if (!r.ok()) return sqlite::failure(db_, sqlite3_errcode(db_), "dedup: load");
   int rc;
@@ -97,7 +97,7 @@ bool rangesContain(const std::map<uint64_t, uint64_t>& ranges, uint64_t seq) {
 }  // namespace
 
 bool DedupStore::isDone(const BatchKey& key) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = done_.find({key.device, key.epoch});
   return it != done_.end() && rangesContain(it->second, key.seq);
 }
@@ -105,7 +105,7 @@ bool DedupStore::isDone(const BatchKey& key) const {
 DedupStore::State DedupStore::begin(const BatchKey& key) {
   // The done check and the claim under one lock: a complete() between them would otherwise
   // make a resend kNew again and it would be produced twice.
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (auto it = done_.find({key.device, key.epoch});
       it != done_.end() && rangesContain(it->second, key.seq)) {
     return State::kDone;
@@ -115,7 +115,7 @@ DedupStore::State DedupStore::begin(const BatchKey& key) {
 }
 
 void DedupStore::delivered(const TopicPartition& tp, int64_t offset) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   open_[tp].insert(offset);
   auto& m = max_delivered_[tp];
   m = std::max(m, offset);
@@ -134,7 +134,7 @@ void DedupStore::advanceCheckpoint(const TopicPartition& tp) {
 }
 
 void DedupStore::complete(const BatchKey& key, const Parts& parts) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   in_progress_.erase(key);
   addDone(key);
   for (const auto& [tp, off] : parts) {
@@ -145,7 +145,7 @@ void DedupStore::complete(const BatchKey& key, const Parts& parts) {
 }
 
 void DedupStore::abort(const BatchKey& key, const Parts& parts) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   in_progress_.erase(key);
   for (const auto& [tp, off] : parts) {
     auto& open = open_[tp];
@@ -155,12 +155,12 @@ void DedupStore::abort(const BatchKey& key, const Parts& parts) {
 }
 
 void DedupStore::markDone(const BatchKey& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   addDone(key);
 }
 
 void DedupStore::raiseCheckpoint(const TopicPartition& tp, int64_t offset) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto [it, inserted] = offsets_.try_emplace(tp, offset);
   if (inserted || offset > it->second) {
     it->second = offset;
@@ -169,12 +169,12 @@ void DedupStore::raiseCheckpoint(const TopicPartition& tp, int64_t offset) {
 }
 
 Status DedupStore::flush() {
-  std::lock_guard flush_lock(flush_mu_);
+  MutexLock flush_lock(flush_mu_);
   // Snapshot under the lock, write without it: ingest never waits for the disk.
   std::vector<std::pair<Stream, std::map<uint64_t, uint64_t>>> streams;
   std::map<TopicPartition, int64_t> offsets;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (dirty_.empty() && !offsets_dirty_) return {};
     for (const auto& s : dirty_) streams.emplace_back(s, done_[s]);
     dirty_.clear();
@@ -182,7 +182,7 @@ Status DedupStore::flush() {
     offsets_dirty_ = false;
   }
   auto restore = [&] {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& [s, r] : streams) dirty_.insert(s);
     if (!offsets.empty()) offsets_dirty_ = true;
   };
@@ -236,12 +236,12 @@ Status DedupStore::flush() {
 }
 
 std::map<TopicPartition, int64_t> DedupStore::checkpoints() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return offsets_;
 }
 
 DedupStore::Stats DedupStore::stats() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Stats s;
   s.devices = done_.size();
   for (const auto& [k, r] : done_) s.intervals += r.size();

@@ -262,7 +262,7 @@ AnomalyDetection::AnomalyDetection(AnomalyOptions options, metrics::Registry& re
   }
   registry.gaugeFunction("outpost_aggregator_detect_sensors",
                          "(device, sensor) detectors tracked, all workers", [this] {
-                           std::lock_guard lock(stages_mu_);
+                           MutexLock lock(stages_mu_);
                            size_t n = 0;
                            for (const AnomalyStage* s : stages_) n += s->tracked();
                            return static_cast<double>(n);
@@ -279,7 +279,7 @@ std::unique_ptr<AnomalyStage> AnomalyDetection::newStage(size_t workers) {
   const size_t cap =
       std::max<size_t>(16, (opt_.max_sensors + workers - 1) / std::max<size_t>(1, workers));
   auto stage = std::make_unique<AnomalyStage>(*this, cap);
-  std::lock_guard lock(stages_mu_);
+  MutexLock lock(stages_mu_);
   stages_.push_back(stage.get());
   return stage;
 }

@@ -11,6 +11,7 @@
 
 #include "outpost/common/mqtt_security_paho.h"
 #include "outpost/common/net.h"
+#include "outpost/common/thread_annotations.h"
 #include "outpost/common/thread_name.h"
 
 namespace outpost::aggregator {
@@ -42,18 +43,18 @@ struct MqttIngest::Impl {
   // Publishing there would close a cycle: the callback waits for Paho, Paho for a worker, the
   // worker for room in the Kafka queue, and the Kafka queue for the delivery callback. Seen as a
   // stall of the whole pipeline after a Kafka outage (realkafka.kafka_outage).
-  std::mutex ack_mu;
-  std::condition_variable ack_cv;
-  std::deque<std::pair<std::string, std::vector<uint8_t>>> acks;  // GUARDED_BY(ack_mu)
-  bool ack_stop = false;                                          // GUARDED_BY(ack_mu)
+  Mutex ack_mu;
+  CondVar ack_cv;
+  std::deque<std::pair<std::string, std::vector<uint8_t>>> acks GUARDED_BY(ack_mu);
+  bool ack_stop GUARDED_BY(ack_mu) = false;
   std::thread ack_thread;
 
   void publishAcks() {
     std::deque<std::pair<std::string, std::vector<uint8_t>>> batch;
     for (;;) {
       {
-        std::unique_lock lock(ack_mu);
-        ack_cv.wait(lock, [&] { return ack_stop || !acks.empty(); });
+        MutexLock lock(ack_mu);
+        ack_cv.wait(lock, [&]() REQUIRES(ack_mu) { return ack_stop || !acks.empty(); });
         if (acks.empty()) return;  // stopping, and everything queued went out
         batch.swap(acks);
       }
@@ -193,7 +194,7 @@ void MqttIngest::stop() {
   if (!impl_->cli) return;
   if (impl_->ack_thread.joinable()) {
     {
-      std::lock_guard lock(impl_->ack_mu);
+      MutexLock lock(impl_->ack_mu);
       impl_->ack_stop = true;
     }
     impl_->ack_cv.notify_one();
@@ -220,7 +221,7 @@ bool MqttIngest::sendAck(const std::string& device, std::vector<uint8_t> ack) {
     return false;
   }
   {
-    std::lock_guard lock(impl_->ack_mu);
+    MutexLock lock(impl_->ack_mu);
     impl_->acks.emplace_back(device, std::move(ack));
   }
   impl_->ack_cv.notify_one();

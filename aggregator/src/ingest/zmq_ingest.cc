@@ -12,6 +12,7 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "outpost/common/thread_annotations.h"
 #include "outpost/common/thread_name.h"
 #include "outpost/common/zmq_monitor.h"
 #include "outpost/common/zmq_protocol.h"
@@ -103,12 +104,12 @@ struct ZmqIngest::Impl {
   std::thread socket_thread, zap_thread;
   std::atomic<bool> stopping{false};
 
-  std::mutex list_mu;
-  std::shared_ptr<const secrets::AllowList> allow;  // GUARDED_BY(list_mu)
+  Mutex list_mu;
+  std::shared_ptr<const secrets::AllowList> allow GUARDED_BY(list_mu);
   std::atomic<size_t> allow_size{0};
 
-  std::mutex ack_mu;
-  std::deque<std::pair<std::string, std::vector<uint8_t>>> acks;  // GUARDED_BY(ack_mu)
+  Mutex ack_mu;
+  std::deque<std::pair<std::string, std::vector<uint8_t>>> acks GUARDED_BY(ack_mu);
 
   struct Peer {
     std::string routing_id;
@@ -130,7 +131,7 @@ struct ZmqIngest::Impl {
   metrics::Counter& reload_failed;
 
   std::shared_ptr<const secrets::AllowList> currentList() {
-    std::lock_guard lock(list_mu);
+    MutexLock lock(list_mu);
     return allow;
   }
 
@@ -313,7 +314,7 @@ struct ZmqIngest::Impl {
   void sendQueuedAcks() {
     std::deque<std::pair<std::string, std::vector<uint8_t>>> batch;
     {
-      std::lock_guard lock(ack_mu);
+      MutexLock lock(ack_mu);
       batch.swap(acks);
     }
     for (auto& [device, ack] : batch) {
@@ -379,7 +380,7 @@ Status ZmqIngest::start() {
                  im.opt.allow_list_file);
   }
   {
-    std::lock_guard lock(im.list_mu);
+    MutexLock lock(im.list_mu);
     im.allow_size.store(list->device_by_key.size());
     im.allow = std::make_shared<const secrets::AllowList>(std::move(*list));
   }
@@ -458,7 +459,7 @@ Status ZmqIngest::reloadAllowList() {
   }
   const size_t n = list->device_by_key.size();
   {
-    std::lock_guard lock(im.list_mu);
+    MutexLock lock(im.list_mu);
     im.allow = std::make_shared<const secrets::AllowList>(std::move(*list));
   }
   im.allow_size.store(n);
@@ -470,7 +471,7 @@ Status ZmqIngest::reloadAllowList() {
 bool ZmqIngest::sendAck(const std::string& device, std::vector<uint8_t> ack) {
   auto& im = *impl_;
   {
-    std::lock_guard lock(im.ack_mu);
+    MutexLock lock(im.ack_mu);
     if (im.acks.size() >= im.opt.max_queued_acks || im.wake_fd < 0) {
       im.ack_failures.inc();
       return false;

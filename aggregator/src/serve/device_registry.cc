@@ -182,7 +182,7 @@ void DeviceRegistry::notify(const std::vector<DeviceInfo>& changes) {
 void DeviceRegistry::onBatch(const BatchSeen& b) {
   std::vector<DeviceInfo> changes;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     DeviceInfo* d = findOrAdd(b.device, b.now_us);
     if (!d) return;
     d->last_seen_us = b.now_us;
@@ -253,7 +253,7 @@ bool DeviceRegistry::onStatus(const std::string& device, std::string_view payloa
   if (state != "online" && state != "offline") return false;
   std::vector<DeviceInfo> changes;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     DeviceInfo* d = findOrAdd(device, now_us);
     if (!d) return false;
     if (!retained) d->last_seen_us = now_us;
@@ -269,7 +269,7 @@ bool DeviceRegistry::onStatus(const std::string& device, std::string_view payloa
 size_t DeviceRegistry::sweep(int64_t now_us) {
   std::vector<DeviceInfo> changes;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (online_ == 0) return 0;
     for (auto& [id, d] : devices_) {
       if (!d.online) continue;
@@ -282,7 +282,7 @@ size_t DeviceRegistry::sweep(int64_t now_us) {
 }
 
 std::optional<DeviceInfo> DeviceRegistry::get(const std::string& id) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = devices_.find(id);
   if (it == devices_.end()) return std::nullopt;
   return it->second;
@@ -291,7 +291,7 @@ std::optional<DeviceInfo> DeviceRegistry::get(const std::string& id) const {
 DeviceRegistry::Page DeviceRegistry::list(size_t offset, size_t limit, std::string_view query,
                                           std::string_view state) const {
   Page page;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& [id, d] : devices_) {
     if (!query.empty() && id.find(query) == std::string::npos) continue;
     if (state == "online" && !d.online) continue;
@@ -303,17 +303,17 @@ DeviceRegistry::Page DeviceRegistry::list(size_t offset, size_t limit, std::stri
 }
 
 size_t DeviceRegistry::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return devices_.size();
 }
 
 size_t DeviceRegistry::onlineCount() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return online_;
 }
 
 uint64_t DeviceRegistry::unrecorded() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return unrecorded_;
 }
 

@@ -8,6 +8,7 @@
 
 #include "outpost/aggregator/json.h"
 #include "outpost/common/settings.h"
+#include "outpost/common/thread_annotations.h"
 
 namespace outpost::aggregator {
 namespace {
@@ -85,9 +86,9 @@ struct LatestStore::Device {
 };
 
 struct LatestStore::Shard {
-  mutable std::mutex mu;
-  std::unordered_map<std::string, Device> devices;  // GUARDED_BY(mu)
-  std::vector<Sensor*> by_id;                       // GUARDED_BY(mu): scratch of update()
+  mutable Mutex mu;
+  std::unordered_map<std::string, Device> devices GUARDED_BY(mu);
+  std::vector<Sensor*> by_id GUARDED_BY(mu);  // scratch of update()
 };
 
 namespace {
@@ -207,7 +208,7 @@ void LatestStore::update(const std::string& device, const wire::Batch& batch, in
   };
 
   Shard& sh = shardOf(device);
-  std::lock_guard lock(sh.mu);
+  MutexLock lock(sh.mu);
   auto dit = sh.devices.find(device);
   if (dit == sh.devices.end()) {
     if (!charge(kDeviceOverheadBytes + device.size())) {
@@ -278,7 +279,7 @@ HttpServer::Response LatestStore::sensorsJson(const std::string& device, size_t 
   o += ",\"sensors\":[";
   const Shard& sh = shardOf(device);
   {
-    std::lock_guard lock(sh.mu);
+    MutexLock lock(sh.mu);
     auto dit = sh.devices.find(device);
     if (dit == sh.devices.end()) return notFound("no readings from this device", device, nullptr);
     bool first = true;
@@ -356,7 +357,7 @@ HttpServer::Response LatestStore::historyJson(const std::string& device, const s
   std::string unit;
   {
     const Shard& sh = shardOf(device);
-    std::lock_guard lock(sh.mu);
+    MutexLock lock(sh.mu);
     auto dit = sh.devices.find(device);
     if (dit == sh.devices.end()) return notFound("no readings from this device", device, nullptr);
     auto sit = dit->second.sensors.find(sensor);
@@ -434,7 +435,7 @@ void LatestStore::addRoutes(HttpServer& http, const Clock& clock) const {
 std::vector<LatestStore::Changed> LatestStore::collectChanged() {
   std::vector<Changed> out;
   for (auto& shp : shards_) {
-    std::lock_guard lock(shp->mu);
+    MutexLock lock(shp->mu);
     for (auto& [id, dev] : shp->devices) {
       for (auto& [name, s] : dev.sensors) {
         if (!s.dirty) continue;

@@ -175,7 +175,7 @@ void OpsCenter::start() {
 
 void OpsCenter::stop() {
   {
-    std::lock_guard lock(run_mu_);
+    MutexLock lock(run_mu_);
     if (stopping_) return;
     stopping_ = true;
   }
@@ -188,8 +188,11 @@ void OpsCenter::stop() {
 void OpsCenter::run() {
   for (;;) {
     {
-      std::unique_lock lock(run_mu_);
-      if (run_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) return;
+      MutexLock lock(run_mu_);
+      if (run_cv_.wait_for(lock, std::chrono::seconds(1),
+                           [this]() REQUIRES(run_mu_) { return stopping_; })) {
+        return;
+      }
     }
     devices_.sweep(clock_.nowUs());
     publishPending();
@@ -208,7 +211,7 @@ void OpsCenter::onDelivered(const BatchDelivered& d) {
 void OpsCenter::onAnomaly(const AnomalyEvent& e) {
   // Counted by the detection stage (outpost_aggregator_anomalies_total{kind}), not here.
   {
-    std::lock_guard lock(anomalies_mu_);
+    MutexLock lock(anomalies_mu_);
     AnomalyEvent& kept = latest_anomalies_.emplace_front(e);
     if (kept.recent.size() > kMaxRecentValues) {
       kept.recent.erase(kept.recent.begin(),
@@ -232,7 +235,7 @@ void OpsCenter::onDeviceChange(const DeviceInfo& d) {
   std::string ev = "{\"type\":\"device_status\",\"ts_us\":" + std::to_string(clock_.nowUs()) +
                    ",\"device\":" + deviceJson(d, clock_.nowUs()) + "}";
   {
-    std::lock_guard lock(events_mu_);
+    MutexLock lock(events_mu_);
     if (events_.size() >= opt_.event_queue_capacity) {
       status_events_dropped_.inc();
     } else {
@@ -249,7 +252,7 @@ void OpsCenter::onDeviceChange(const DeviceInfo& d) {
 void OpsCenter::publishPending() {
   std::deque<std::pair<std::string, std::string>> batch;
   {
-    std::lock_guard lock(events_mu_);
+    MutexLock lock(events_mu_);
     batch.swap(events_);
   }
   for (const auto& [key, value] : batch) {
@@ -293,7 +296,7 @@ void OpsCenter::tick() {
   }
   point.back() = ']';
   {
-    std::lock_guard lock(snapshot_mu_);  // /api/history reads it from HTTP threads
+    MutexLock lock(snapshot_mu_);  // /api/history reads it from HTTP threads
     s.history.push_back(point);
     while (s.history.size() > kHistoryPoints) s.history.pop_front();
   }
@@ -363,7 +366,7 @@ void OpsCenter::tick() {
        ",\"online\":" + std::to_string(online) + ",\"offline\":" + std::to_string(known - online) +
        "},\"point\":" + point + "}";
   {
-    std::lock_guard lock(snapshot_mu_);
+    MutexLock lock(snapshot_mu_);
     snapshot_ = std::move(o);
     ++generation_;
   }
@@ -371,19 +374,20 @@ void OpsCenter::tick() {
 }
 
 std::string OpsCenter::waitSnapshot(uint64_t& seen) const {
-  std::unique_lock lock(snapshot_mu_);
-  snapshot_cv_.wait_for(lock, std::chrono::milliseconds(1100), [&] { return generation_ > seen; });
+  MutexLock lock(snapshot_mu_);
+  snapshot_cv_.wait_for(lock, std::chrono::milliseconds(1100),
+                        [&]() REQUIRES(snapshot_mu_) { return generation_ > seen; });
   seen = generation_;
   return snapshot_;
 }
 
 std::string OpsCenter::snapshot() const {
-  std::lock_guard lock(snapshot_mu_);
+  MutexLock lock(snapshot_mu_);
   return snapshot_;
 }
 
 std::string OpsCenter::anomaliesJson(const std::string& device) const {
-  std::lock_guard lock(anomalies_mu_);
+  MutexLock lock(anomalies_mu_);
   std::string o = "{\"items\":[";
   bool first = true;
   for (const AnomalyEvent& e : latest_anomalies_) {
@@ -461,7 +465,7 @@ void OpsCenter::addRoutes(HttpServer& http) {
         "\"rejected_batches\",\"e2e_p50\",\"e2e_p95\",\"e2e_p99\",\"ack_p99\"],"
         "\"points\":[";
     {
-      std::lock_guard lock(snapshot_mu_);
+      MutexLock lock(snapshot_mu_);
       bool first = true;
       for (const auto& p : sampler_->history) {
         if (!first) o += ',';

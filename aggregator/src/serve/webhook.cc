@@ -82,7 +82,7 @@ bool Webhook::takeToken() {
 }
 
 bool Webhook::post(std::string json) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (stopping_) return false;
   if (!takeToken()) {
     if (pending_suppressed_++ == 0) suppressed_since_us_ = wallUs();
@@ -101,13 +101,13 @@ bool Webhook::post(std::string json) {
 
 void Webhook::stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return;
     stopping_ = true;
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   failed_.inc(queue_.size());
   queue_.clear();
 }
@@ -120,9 +120,10 @@ void Webhook::run() {
   for (;;) {
     std::string body;
     {
-      std::unique_lock lock(mu_);
+      MutexLock lock(mu_);
       // Wake at least every second: a rate-limited burst owes a summary once a token is back.
-      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_ || !queue_.empty(); });
+      cv_.wait_for(lock, std::chrono::seconds(1),
+                   [&]() REQUIRES(mu_) { return stopping_ || !queue_.empty(); });
       if (stopping_) return;
       if (pending_suppressed_ > 0 && takeToken()) {
         body = "{\"type\":\"alerts_suppressed\",\"count\":" + std::to_string(pending_suppressed_) +
@@ -173,8 +174,8 @@ bool Webhook::deliver(const std::string& body) {
     const auto until =
         std::chrono::steady_clock::now() + std::chrono::milliseconds(backoff_ms + j(jitter));
     {
-      std::unique_lock lock(mu_);
-      if (cv_.wait_until(lock, until, [&] { return stopping_; })) return false;
+      MutexLock lock(mu_);
+      if (cv_.wait_until(lock, until, [&]() REQUIRES(mu_) { return stopping_; })) return false;
     }
     backoff_ms = std::min<int64_t>(backoff_ms * 2, opt_.backoff_max_ms);
   }

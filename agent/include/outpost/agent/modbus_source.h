@@ -23,9 +23,7 @@
 
 #include <array>
 #include <atomic>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,6 +34,7 @@
 #include "outpost/agent/source.h"
 #include "outpost/common/clock.h"
 #include "outpost/common/metrics.h"
+#include "outpost/common/thread_annotations.h"
 
 namespace outpost::agent {
 
@@ -119,9 +118,9 @@ class ModbusSource final : public Source {
   uint64_t opens_ = 0;   // link thread only
   uint64_t closes_ = 0;  // link thread only
   std::unique_ptr<Ctx> ctx_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

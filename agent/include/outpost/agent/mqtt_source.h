@@ -8,9 +8,7 @@
 
 #include <array>
 #include <atomic>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -21,6 +19,7 @@
 #include "outpost/agent/source.h"
 #include "outpost/common/clock.h"
 #include "outpost/common/metrics.h"
+#include "outpost/common/thread_annotations.h"
 
 namespace outpost::agent {
 
@@ -85,10 +84,10 @@ class MqttSource final : public Source {
   std::atomic<bool> connected_{false};
   std::atomic<bool> subscribed_{false};
   std::atomic<bool> unsubscribe_on_stop_{false};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;  // GUARDED_BY(mu_)
-  bool lost_ = false;      // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  bool lost_ GUARDED_BY(mu_) = false;
   std::unique_ptr<Client> client_;
   std::thread thread_;
 };

@@ -11,7 +11,6 @@
 #include <array>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -21,6 +20,7 @@
 #include "outpost/common/codec.h"
 #include "outpost/common/settings.h"
 #include "outpost/common/status.h"
+#include "outpost/common/thread_annotations.h"
 
 struct sqlite3;
 
@@ -167,17 +167,17 @@ class Outbox {
  private:
   struct Stmts;
   Outbox(sqlite3* db, OutboxOptions options, const Clock& clock);
-  Status init();
+  Status init() EXCLUDES(mu_);
   Status setMeta(const char* key, int64_t value);
   Result<int64_t> getMeta(const char* key, int64_t fallback);
-  Status persistCounters();
+  Status persistCounters() REQUIRES(mu_);
   // Deletes the oldest stored batch inside the current transaction.
-  Status evictOldestLocked(DropReason reason);
-  Status expireLocked(int64_t now_us, uint64_t& dropped);
-  Status refreshOldestLocked();
-  void countDropLocked(uint64_t readings, DropReason reason);
-  Result<AppendOutcome> appendGroupLocked(std::span<codec::BatchContent> batches);
-  Status ackLocked(std::span<const uint64_t> seqs);
+  Status evictOldestLocked(DropReason reason) REQUIRES(mu_);
+  Status expireLocked(int64_t now_us, uint64_t& dropped) REQUIRES(mu_);
+  Status refreshOldestLocked() REQUIRES(mu_);
+  void countDropLocked(uint64_t readings, DropReason reason) REQUIRES(mu_);
+  Result<AppendOutcome> appendGroupLocked(std::span<codec::BatchContent> batches) REQUIRES(mu_);
+  Status ackLocked(std::span<const uint64_t> seqs) REQUIRES(mu_);
   // The store's file system: total and available bytes (nullopt if statvfs fails).
   struct FsSpace {
     uint64_t total, available;
@@ -188,32 +188,32 @@ class Outbox {
   // asked): only then does an I/O error mean "disk full" and justify evicting or giving up the
   // reserve. Any other I/O error (EIO from a failing card, a failed fsync) is retried once.
   bool diskNearlyFull() const;
-  void takeReserve();
-  void releaseReserve();
+  void takeReserve() REQUIRES(mu_);
+  void releaseReserve() REQUIRES(mu_);
   // On a full disk: gives up the reserve and checkpoints the WAL into the database (`mode`:
   // SQLITE_CHECKPOINT_TRUNCATE frees the WAL's space, _RESTART lets the next frames reuse it).
-  void makeRoomLocked(int mode);
+  void makeRoomLocked(int mode) REQUIRES(mu_);
 
   sqlite3* db_;
   OutboxOptions options_;  // limits GUARDED_BY(mu_); path and synchronous fixed
   const Clock& clock_;
   std::unique_ptr<Stmts> stmts_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   uint64_t epoch_ = 0;
-  uint64_t next_seq_ = 1;           // GUARDED_BY(mu_)
-  uint64_t pending_dropped_ = 0;    // GUARDED_BY(mu_), mirrored in meta
-  int64_t persisted_pending_ = -1;  // GUARDED_BY(mu_): what meta holds (-1 unknown)
-  int64_t persisted_dropped_ = -1;  // GUARDED_BY(mu_)
-  int64_t persisted_batches_ = -1;  // GUARDED_BY(mu_)
-  bool failing_ = false;            // GUARDED_BY(mu_): the last write failed
-  bool reserve_held_ = false;       // GUARDED_BY(mu_): "<path>-reserve" exists (disk-full room)
-  uint64_t reserve_retry_ = 0;      // GUARDED_BY(mu_)
-  uint64_t reserve_bytes_ = 0;      // GUARDED_BY(mu_): size of the reserve file when held
-  uint64_t disk_cap_ = 0;           // GUARDED_BY(mu_): store size that fit when the disk filled
-  bool refusing_ = false;           // GUARDED_BY(mu_): drop_newest is refusing batches
-  uint64_t evicting_ = 0;           // GUARDED_BY(mu_): batches drop_oldest evicted in this run
-  uint64_t dropped_by_full_before_ = 0;  // GUARDED_BY(mu_): for the refusing_ log lines
-  OutboxStats stats_;                    // GUARDED_BY(mu_)
+  uint64_t next_seq_ GUARDED_BY(mu_) = 1;
+  uint64_t pending_dropped_ GUARDED_BY(mu_) = 0;  // mirrored in meta
+  int64_t persisted_pending_ GUARDED_BY(mu_) = -1;  // what meta holds (-1 unknown)
+  int64_t persisted_dropped_ GUARDED_BY(mu_) = -1;
+  int64_t persisted_batches_ GUARDED_BY(mu_) = -1;
+  bool failing_ GUARDED_BY(mu_) = false;  // the last write failed
+  bool reserve_held_ GUARDED_BY(mu_) = false;  // "<path>-reserve" exists (disk-full room)
+  uint64_t reserve_retry_ GUARDED_BY(mu_) = 0;
+  uint64_t reserve_bytes_ GUARDED_BY(mu_) = 0;  // size of the reserve file when held
+  uint64_t disk_cap_ GUARDED_BY(mu_) = 0;  // store size that fit when the disk filled
+  bool refusing_ GUARDED_BY(mu_) = false;  // drop_newest is refusing batches
+  uint64_t evicting_ GUARDED_BY(mu_) = 0;  // batches drop_oldest evicted in this run
+  uint64_t dropped_by_full_before_ GUARDED_BY(mu_) = 0;  // for the refusing_ log lines
+  OutboxStats stats_ GUARDED_BY(mu_);
 };
 
 }  // namespace outpost::agent

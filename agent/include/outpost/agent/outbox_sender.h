@@ -17,7 +17,6 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -25,6 +24,7 @@
 #include "outpost/agent/outbox.h"
 #include "outpost/common/clock.h"
 #include "outpost/common/metrics.h"
+#include "outpost/common/thread_annotations.h"
 
 namespace outpost::agent {
 
@@ -103,9 +103,9 @@ class OutboxSender final : public UplinkSender {
   const SenderOptions options_;
   const Clock& clock_;
 
-  std::mutex drain_mu_;
-  DrainSettings drain_;         // GUARDED_BY(drain_mu_)
-  bool drain_changed_ = false;  // GUARDED_BY(drain_mu_)
+  Mutex drain_mu_;
+  DrainSettings drain_ GUARDED_BY(drain_mu_);
+  bool drain_changed_ GUARDED_BY(drain_mu_) = false;
 
   // Sender thread only.
   DrainSettings active_drain_;

@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +20,7 @@
 #include "outpost/agent/source.h"
 #include "outpost/common/clock.h"
 #include "outpost/common/metrics.h"
+#include "outpost/common/thread_annotations.h"
 
 namespace outpost::agent {
 
@@ -104,8 +104,8 @@ class StreamSource : public Source {
   SourcesSpec opt_;
   const Clock& clock_;
   SourceKind kind_;
-  std::shared_ptr<const SensorNames> names_;  // GUARDED_BY(names_mu_); replaced, never changed
-  std::mutex names_mu_;
+  std::shared_ptr<const SensorNames> names_ GUARDED_BY(names_mu_);  // replaced, never changed
+  Mutex names_mu_;
   std::atomic<uint64_t> names_gen_{0};
   std::vector<codec::SensorInfo> infos_;  // pipeline thread
   std::array<metrics::Counter*, static_cast<size_t>(LineError::kCount)> error_counters_{};
@@ -113,8 +113,8 @@ class StreamSource : public Source {
   ReadingHandoff handoff_;
   int stop_fd_ = -1;  // eventfd: wakes the reader thread's poll()
   std::atomic<bool> finished_{false};
-  mutable std::mutex counts_mu_;
-  LineDecoder::Counts totals_;  // GUARDED_BY(counts_mu_)
+  mutable Mutex counts_mu_;
+  LineDecoder::Counts totals_ GUARDED_BY(counts_mu_);
   std::thread thread_;
 };
 

@@ -15,7 +15,6 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -27,6 +26,7 @@
 #include "outpost/common/detect/sensor_detector.h"
 #include "outpost/common/metrics.h"
 #include "outpost/common/status.h"
+#include "outpost/common/thread_annotations.h"
 #include "outpost/wire/batch_generated.h"
 
 namespace outpost::aggregator {
@@ -128,8 +128,8 @@ class AnomalyDetection {
   metrics::Counter& unbatched_failed_;
   metrics::Histogram& batch_seconds_;
   metrics::Histogram& reading_seconds_;
-  std::mutex stages_mu_;
-  std::vector<const AnomalyStage*> stages_;  // GUARDED_BY(stages_mu_), for the sensors gauge
+  Mutex stages_mu_;
+  std::vector<const AnomalyStage*> stages_ GUARDED_BY(stages_mu_);  // for the sensors gauge
 };
 
 // The detectors of one worker. Thread-safety: none; owned and called by one worker thread.

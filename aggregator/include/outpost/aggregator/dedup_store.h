@@ -15,13 +15,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "outpost/common/status.h"
+#include "outpost/common/thread_annotations.h"
 
 struct sqlite3;
 
@@ -81,21 +81,21 @@ class DedupStore {
 
  private:
   explicit DedupStore(sqlite3* db) : db_(db) {}
-  Status load();
-  void addDone(const BatchKey& key);  // REQUIRES(mu_)
+  Status load() EXCLUDES(mu_);
+  void addDone(const BatchKey& key) REQUIRES(mu_);
 
   sqlite3* db_;
-  mutable std::mutex mu_;
-  using Stream = std::pair<std::string, uint64_t>;          // (device, epoch)
-  std::map<Stream, std::map<uint64_t, uint64_t>> done_;     // GUARDED_BY(mu_) lo -> hi
-  std::set<Stream> dirty_;                                  // GUARDED_BY(mu_)
-  std::set<BatchKey> in_progress_;                          // GUARDED_BY(mu_)
-  std::map<TopicPartition, int64_t> offsets_;               // GUARDED_BY(mu_) checkpoints
-  std::map<TopicPartition, int64_t> max_delivered_;         // GUARDED_BY(mu_)
-  std::map<TopicPartition, std::multiset<int64_t>> open_;   // GUARDED_BY(mu_) delivered, batch open
-  bool offsets_dirty_ = false;                              // GUARDED_BY(mu_)
-  void advanceCheckpoint(const TopicPartition& tp);         // REQUIRES(mu_)
-  std::mutex flush_mu_;                                     // serialises flush()
+  mutable Mutex mu_;
+  using Stream = std::pair<std::string, uint64_t>;  // (device, epoch)
+  std::map<Stream, std::map<uint64_t, uint64_t>> done_ GUARDED_BY(mu_);  // lo -> hi
+  std::set<Stream> dirty_ GUARDED_BY(mu_);
+  std::set<BatchKey> in_progress_ GUARDED_BY(mu_);
+  std::map<TopicPartition, int64_t> offsets_ GUARDED_BY(mu_);  // checkpoints
+  std::map<TopicPartition, int64_t> max_delivered_ GUARDED_BY(mu_);
+  std::map<TopicPartition, std::multiset<int64_t>> open_ GUARDED_BY(mu_);  // delivered, batch open
+  bool offsets_dirty_ GUARDED_BY(mu_) = false;
+  void advanceCheckpoint(const TopicPartition& tp) REQUIRES(mu_);
+  Mutex flush_mu_;  // serialises flush()
 };
 
 }  // namespace outpost::aggregator

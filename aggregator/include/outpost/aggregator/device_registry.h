@@ -14,13 +14,13 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "outpost/aggregator/ops_hooks.h"
+#include "outpost/common/thread_annotations.h"
 
 namespace outpost::aggregator {
 
@@ -84,17 +84,17 @@ class DeviceRegistry {
   uint64_t unrecorded() const;  // devices not recorded because of max_devices
 
  private:
-  DeviceInfo* findOrAdd(std::string_view id, int64_t now_us);  // REQUIRES(mu_); null when full
+  DeviceInfo* findOrAdd(std::string_view id, int64_t now_us) REQUIRES(mu_);  // null when full
   void setState(DeviceInfo& d, bool online, std::string reason, int64_t now_us,
-                std::vector<DeviceInfo>& changes);  // REQUIRES(mu_)
+                std::vector<DeviceInfo>& changes) REQUIRES(mu_);
   void notify(const std::vector<DeviceInfo>& changes);
 
   const DeviceRegistryOptions opt_;
   const ChangeFn on_change_;
-  mutable std::mutex mu_;
-  std::map<std::string, DeviceInfo, std::less<>> devices_;  // GUARDED_BY(mu_)
-  size_t online_ = 0;                                       // GUARDED_BY(mu_)
-  uint64_t unrecorded_ = 0;                                 // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::string, DeviceInfo, std::less<>> devices_ GUARDED_BY(mu_);
+  size_t online_ GUARDED_BY(mu_) = 0;
+  uint64_t unrecorded_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace outpost::aggregator

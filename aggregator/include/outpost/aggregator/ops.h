@@ -18,11 +18,9 @@
 // computes the dashboard snapshot once a second; HTTP threads read the cached snapshot.
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,6 +32,7 @@
 #include "outpost/common/config.h"
 #include "outpost/common/http_server.h"
 #include "outpost/common/metrics.h"
+#include "outpost/common/thread_annotations.h"
 
 namespace outpost::aggregator {
 
@@ -106,22 +105,22 @@ class OpsCenter final : public BatchObserver, public AnomalySink {
   metrics::CounterVec status_events_;
   metrics::Counter& status_events_dropped_;
 
-  std::mutex events_mu_;
-  std::deque<std::pair<std::string, std::string>> events_;  // GUARDED_BY(events_mu_): key, json
+  Mutex events_mu_;
+  std::deque<std::pair<std::string, std::string>> events_ GUARDED_BY(events_mu_);  // key, json
 
-  mutable std::mutex anomalies_mu_;
-  std::deque<AnomalyEvent> latest_anomalies_;  // GUARDED_BY(anomalies_mu_), newest first
+  mutable Mutex anomalies_mu_;
+  std::deque<AnomalyEvent> latest_anomalies_ GUARDED_BY(anomalies_mu_);  // newest first
 
   struct Sampler;
   std::unique_ptr<Sampler> sampler_;  // ops thread (and tick() callers) only
-  mutable std::mutex snapshot_mu_;
-  mutable std::condition_variable snapshot_cv_;
-  std::string snapshot_;         // GUARDED_BY(snapshot_mu_)
-  uint64_t generation_ = 0;      // GUARDED_BY(snapshot_mu_): snapshots computed so far
+  mutable Mutex snapshot_mu_;
+  mutable CondVar snapshot_cv_;
+  std::string snapshot_ GUARDED_BY(snapshot_mu_);
+  uint64_t generation_ GUARDED_BY(snapshot_mu_) = 0;  // snapshots computed so far
 
-  std::mutex run_mu_;
-  std::condition_variable run_cv_;
-  bool stopping_ = false;  // GUARDED_BY(run_mu_)
+  Mutex run_mu_;
+  CondVar run_cv_;
+  bool stopping_ GUARDED_BY(run_mu_) = false;
   std::thread thread_;
   int64_t started_us_ = 0;
 };

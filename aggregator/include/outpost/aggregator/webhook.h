@@ -10,16 +10,15 @@
 // the HTTP work in order.
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "outpost/common/metrics.h"
 #include "outpost/common/status.h"
+#include "outpost/common/thread_annotations.h"
 
 namespace outpost::aggregator {
 
@@ -57,20 +56,20 @@ class Webhook {
   Webhook(WebhookOptions options, metrics::Registry& registry);
   void run();
   bool deliver(const std::string& body);  // with retries; false when given up
-  bool takeToken();                       // REQUIRES(mu_)
+  bool takeToken() REQUIRES(mu_);
 
   const WebhookOptions opt_;
   std::string host_;  // scheme://host:port
   std::string path_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::string> queue_;                   // GUARDED_BY(mu_)
-  bool stopping_ = false;                           // GUARDED_BY(mu_)
-  double tokens_;                                   // GUARDED_BY(mu_)
-  std::chrono::steady_clock::time_point refilled_;  // GUARDED_BY(mu_)
-  uint64_t pending_suppressed_ = 0;  // GUARDED_BY(mu_): not yet reported in a summary
-  int64_t suppressed_since_us_ = 0;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::deque<std::string> queue_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
+  double tokens_ GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point refilled_ GUARDED_BY(mu_);
+  uint64_t pending_suppressed_ GUARDED_BY(mu_) = 0;  // not yet reported in a summary
+  int64_t suppressed_since_us_ GUARDED_BY(mu_) = 0;
   std::thread thread_;
 
   metrics::Counter& sent_;

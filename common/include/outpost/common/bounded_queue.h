@@ -5,10 +5,10 @@
 // fails and pop drains what is left, then returns nullopt.
 
 #include <chrono>
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <optional>
+
+#include "outpost/common/thread_annotations.h"
 
 namespace outpost {
 
@@ -19,8 +19,8 @@ class BoundedQueue {
 
   // Blocks while full. Returns false if the queue was closed.
   bool push(T item) {
-    std::unique_lock lock(mu_);
-    not_full_.wait(lock, [&] { return closed_ || items_.size() < capacity_; });
+    MutexLock lock(mu_);
+    not_full_.wait(lock, [&]() REQUIRES(mu_) { return closed_ || items_.size() < capacity_; });
     if (closed_) return false;
     items_.push_back(std::move(item));
     not_empty_.notify_one();
@@ -28,7 +28,7 @@ class BoundedQueue {
   }
 
   bool tryPush(T item) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (closed_ || items_.size() >= capacity_) return false;
     items_.push_back(std::move(item));
     not_empty_.notify_one();
@@ -38,8 +38,9 @@ class BoundedQueue {
   // Waits up to `timeout` for an item.
   template <typename Rep, typename Period>
   std::optional<T> pop(std::chrono::duration<Rep, Period> timeout) {
-    std::unique_lock lock(mu_);
-    if (!not_empty_.wait_for(lock, timeout, [&] { return closed_ || !items_.empty(); })) {
+    MutexLock lock(mu_);
+    if (!not_empty_.wait_for(lock, timeout,
+                             [&]() REQUIRES(mu_) { return closed_ || !items_.empty(); })) {
       return std::nullopt;
     }
     if (items_.empty()) return std::nullopt;
@@ -50,25 +51,25 @@ class BoundedQueue {
   }
 
   void close() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     closed_ = true;
     not_empty_.notify_all();
     not_full_.notify_all();
   }
 
   size_t size() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return items_.size();
   }
   size_t capacity() const { return capacity_; }
 
  private:
   const size_t capacity_;
-  mutable std::mutex mu_;
-  std::condition_variable not_empty_;
-  std::condition_variable not_full_;
-  std::deque<T> items_;  // GUARDED_BY(mu_)
-  bool closed_ = false;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar not_empty_;
+  CondVar not_full_;
+  std::deque<T> items_ GUARDED_BY(mu_);
+  bool closed_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace outpost

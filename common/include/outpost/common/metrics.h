@@ -12,11 +12,12 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "outpost/common/thread_annotations.h"
 
 namespace outpost::metrics {
 
@@ -112,14 +113,14 @@ class Registry {
     Kind kind;
     std::vector<Series> series;
   };
-  Family& family(const std::string& name, const std::string& help, Kind kind);
+  Family& family(const std::string& name, const std::string& help, Kind kind) REQUIRES(mu_);
   Series* findSeries(Family& f, const Labels& labels);
 
-  mutable std::mutex mu_;
-  std::map<std::string, Family> families_;  // GUARDED_BY(mu_)
-  std::deque<Counter> counters_;            // GUARDED_BY(mu_); deque: stable addresses
-  std::deque<Gauge> gauges_;                // GUARDED_BY(mu_)
-  std::deque<std::unique_ptr<Histogram>> histograms_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::string, Family> families_ GUARDED_BY(mu_);
+  std::deque<Counter> counters_ GUARDED_BY(mu_);  // deque: stable addresses
+  std::deque<Gauge> gauges_ GUARDED_BY(mu_);
+  std::deque<std::unique_ptr<Histogram>> histograms_ GUARDED_BY(mu_);
 };
 
 // A counter family with one label whose few values are known only at run time (transport, kind):
@@ -135,7 +136,7 @@ class CounterVec {
   static constexpr size_t kMaxValues = 32;
   Registry& registry_;
   const std::string name_, help_, label_;
-  std::mutex mu_;  // serialises registration only
+  Mutex mu_;  // serialises registration only
   std::array<std::pair<std::string, Counter*>, kMaxValues> slots_;  // written before count_ grows
   std::atomic<size_t> count_{0};
 };

@@ -4,7 +4,7 @@
 // responses as HttpServer (http_server.h), served by libevent's evhttp on one thread. The agent
 // uses this one and not HttpServer because Debian's cpp-httplib initialises OpenSSL from a static
 // constructor when it is loaded (~1.3 MB resident even without TLS); libevent's core library needs
-// only libc and initialises nothing at load (docs/benchmarks.md, issue 17).
+// only libc and initialises nothing at load (docs/bench-notes/agent-footprint.md).
 
 #include <atomic>
 #include <string>

@@ -5,7 +5,7 @@
 // threads, no locks, no per-message allocation (publishes are encoded straight into the send
 // buffer). QoS 0 and 1 publish, subscribe, keep-alive, clean sessions only, no TLS.
 //
-// Why not Paho: profiled at 10,000 virtual devices (docs/benchmarks.md, "Simulator"), ~97 % of
+// Why not Paho: profiled at 10,000 virtual devices (docs/bench-notes/simulator.md), ~97 % of
 // the fleet's CPU was inside Paho C/C++ (its receive and send threads, mutex hand-offs, a malloc
 // per message and list walks), against ~3 % for generating and encoding the batches. The agent
 // keeps Paho; this client is only for the simulator's load paths.
