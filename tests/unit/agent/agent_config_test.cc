@@ -58,7 +58,7 @@ TEST_CASE("readAgentSettings reads every stage's table into its struct", "[agent
   }
 }
 
-TEST_CASE("reconnect_max_ms below reconnect_min_ms is rejected, not repaired",
+TEST_CASE("reconnect_max_ms below reconnect_min_ms is rejected and not repaired",
           "[agent][config]") {
   SECTION("uplink.mqtt") {
     const auto cfg = load("[uplink.mqtt]\nreconnect_min_ms = 5000\nreconnect_max_ms = 1000\n");
@@ -90,7 +90,7 @@ TEST_CASE("reconnect_max_ms below reconnect_min_ms is rejected, not repaired",
   }
 }
 
-TEST_CASE("source kinds are spelled once; an unknown kind is an error naming the allowed ones",
+TEST_CASE("source kinds are spelled once and an unknown kind is an error naming the allowed ones",
           "[agent][config]") {
   const std::vector<std::string> kinds = {"simulated", "stdin", "socket", "mqtt",
                                           "hwmon",     "thermal", "iio",  "modbus"};

@@ -58,7 +58,7 @@ TEST_CASE("readAggregatorSettings reads every stage's table", "[aggregator][conf
   CHECK(std::string(agg::readingsFormatNames().name(agg::ReadingsFormat::kReading)) == "reading");
 }
 
-TEST_CASE("invalid combinations are rejected with the key names, not repaired",
+TEST_CASE("invalid combinations are rejected with the key names and not repaired",
           "[aggregator][config]") {
   SECTION("mqtt.reconnect_max_ms below mqtt.reconnect_min_ms") {
     const auto cfg = load("[mqtt]\nreconnect_min_ms = 5000\nreconnect_max_ms = 1000\n");

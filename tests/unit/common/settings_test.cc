@@ -69,7 +69,7 @@ config::Schema schema() {
 
 }  // namespace
 
-TEST_CASE("a settings table declares its rows with defaults, ranges and allowed values",
+TEST_CASE("a settings table declares its rows with defaults and ranges and allowed values",
           "[common][settings]") {
   const config::Schema s = schema();
   REQUIRE(s.find("s.name") != nullptr);
@@ -138,7 +138,7 @@ TEST_CASE("EnumNames spells each value once and names the key on a bad name",
                     Contains("paint.color = \"blue\"") && Contains("one of \"red\", \"green\""));
 }
 
-TEST_CASE("the reference marks reloadable settings, and table-array entries with their array",
+TEST_CASE("the reference marks reloadable settings and table-array entries with their array",
           "[common][settings]") {
   config::Schema s = schema();
   auto item = std::make_shared<config::Schema>("item");
