@@ -18,6 +18,8 @@ Both programs read one TOML file (`--config FILE`); any scalar key can be overri
 line with `--set key=value`. Unknown keys, wrong types and out-of-range values stop start-up with a
 message that names the key, the value and what is allowed. `--check-config` validates and exits.
 Durations are in the unit their name says (`_ms`, `_s`); sizes are bytes unless named otherwise.
+The SIGHUP column says what `kill -HUP` does with a changed value: `applied` to the running
+process, or `restart` (logged as needing a restart, not applied).
 
 HEAD
   "$build/agent/outpost-agent" --print-config-reference

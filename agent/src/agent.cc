@@ -32,7 +32,7 @@ struct Agent::Batching {
 };
 
 void validateConfig(const config::Config& cfg) {
-  const std::string& id = cfg.getString("device_id");
+  const std::string id = readAgentSettings(cfg).device_id;  // also rejects invalid combinations
   if (!codec::isValidDeviceId(id)) {
     throw config::ConfigError("device_id = \"" + id +
                               "\" is not allowed; allowed: 1..64 of [A-Za-z0-9._-], not starting "
@@ -43,9 +43,10 @@ void validateConfig(const config::Config& cfg) {
 }
 
 Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock& clock)
-    : cfg_(cfg), registry_(registry), clock_(clock), device_id_(cfg.getString("device_id")) {
+    : cfg_(cfg), registry_(registry), clock_(clock), device_id_(readAgentSettings(cfg).device_id) {
   validateConfig(cfg);
-  auto box = Outbox::open(outboxOptionsFrom(cfg), clock);
+  const AgentSettings settings = readAgentSettings(cfg);
+  auto box = Outbox::open(settings.outbox, clock);
   if (!box) throw std::runtime_error("cannot open the outbox: " + box.error().toString());
   outbox_ = std::move(*box);
 
@@ -54,11 +55,10 @@ Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock
   ids.assign(inputs);
   source_ = buildInputSet(inputs, clock, &registry);
   batching_.reset(new Batching{
-      Batcher(static_cast<size_t>(cfg.getInt("batch.max_readings")),
-              cfg.getInt("batch.linger_ms") * 1000, source_->sensors()),
+      Batcher(settings.batch.max_readings, settings.batch.linger_us, source_->sensors()),
       {},
       registry.counter("outpost_agent_readings_produced_total", "Readings read from sources"),
-      OutboxWriter(*outbox_, static_cast<size_t>(cfg.getInt("outbox.group_max_batches")), registry,
+      OutboxWriter(*outbox_, settings.outbox.group_max_batches, registry,
                    [this] { uplink_->notify(); }),
       std::make_unique<SensorPipeline>(inputs.sensors, &registry),
       std::move(ids)});
@@ -75,7 +75,7 @@ Agent::~Agent() {
 
 bool Agent::healthy(std::string& detail) const {
   const auto st = outbox_->stats();
-  detail = cfg_.getString("uplink.transport") +
+  detail = std::string(uplinkTransportNames().name(readAgentSettings(cfg_).transport)) +
            (uplink_->connected() ? " connected" : " disconnected") +
            ", outbox " + std::to_string(st.rows) + " batches";
   return true;  // disconnected is a state the agent is built to survive, not a failure
@@ -84,7 +84,7 @@ bool Agent::healthy(std::string& detail) const {
 std::vector<std::string> Agent::notReadyReasons() const {
   std::vector<std::string> why;
   if (!uplink_->connected()) {
-    why.push_back(cfg_.getString("uplink.transport") == "zmq"
+    why.push_back(readAgentSettings(cfg_).transport == UplinkTransport::kZmq
                       ? "zmq: not connected to the aggregator"
                       : "mqtt: not connected to the broker");
   }
@@ -115,7 +115,7 @@ void Agent::reload() {
   try {
     config::Config next = loader_();
     validateConfig(next);
-    if (next.getString("device_id") != cfg_.getString("device_id")) {
+    if (readAgentSettings(next).device_id != device_id_) {
       throw config::ConfigError("device_id cannot change without a restart (the outbox epoch "
                                 "and seqs belong to the device)");
     }
@@ -131,7 +131,7 @@ void Agent::reload() {
 }
 
 static bool stdinStops(const config::Config& cfg) {
-  return cfg.getString("sources.stdin.on_eof") == "stop";
+  return readSourcesSpec(cfg).stdin_on_eof == OnEof::kStop;
 }
 
 int Agent::run(const RunLimits& limits) {
@@ -175,11 +175,12 @@ int Agent::run(const RunLimits& limits) {
       eof_stop = true;
       b.pipeline->closeAll(mono, b.batcher);
       flush(mono);
-      eof_deadline_us = mono + applied_.getInt("sources.stdin.eof_drain_timeout_s") * 1000000;
+      const int64_t drain_us = readSourcesSpec(applied_).stdin_eof_drain_timeout_us;
+      eof_deadline_us = mono + drain_us;
       spdlog::info(
           "stdin ended (sources.stdin.on_eof = stop): waiting up to {} s for the outbox "
           "to drain, then exiting",
-          applied_.getInt("sources.stdin.eof_drain_timeout_s"));
+          drain_us / 1000000);
     }
     b.pipeline->closeIdle(mono, b.batcher);
     if (b.batcher.due(mono)) flush(mono);

@@ -3,31 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <array>
+
+#include "outpost/agent/agent_config.h"
+#include "outpost/common/cli.h"
 
 namespace outpost::agent {
 namespace {
-
-// The input settings are applied by reloadInputs() (input_reload.h); the sources.* settings not
-// listed here size the running readers' queues and decoders and need a restart.
-constexpr std::array<std::string_view, 14> kReloadable = {
-    "log_level",
-    "outbox.max_bytes",
-    "outbox.max_age_s",
-    "outbox.full_policy",
-    "uplink.drain.order",
-    "uplink.drain.rate",
-    "sensors",
-    "sources.stdin.on_eof",
-    "sources.stdin.eof_drain_timeout_s",
-    "sources.socket.path",
-    "sources.socket.format",
-    "sources.socket.max_clients",
-    "sources.sysfs.root",
-    "sources.modbus.slaves",
-};
-// Every sources.mqtt.* setting (broker, session, credentials, TLS): the MQTT source reconnects.
-constexpr std::string_view kReloadablePrefix = "sources.mqtt.";
 
 bool sameValue(const config::Setting& s, const config::Config& a, const config::Config& b) {
   const std::string_view k = s.key;
@@ -60,21 +41,10 @@ bool sameValue(const config::Setting& s, const config::Config& a, const config::
 }  // namespace
 
 OutboxOptions outboxOptionsFrom(const config::Config& cfg) {
-  OutboxOptions o;
-  o.path = cfg.getString("outbox.path");
-  o.max_bytes = static_cast<uint64_t>(cfg.getInt("outbox.max_bytes"));
-  o.max_age_s = cfg.getInt("outbox.max_age_s");
-  o.full_policy = parseFullPolicy(cfg.getString("outbox.full_policy")).value();
-  o.synchronous = cfg.getString("outbox.synchronous");
-  return o;
+  return readAgentSettings(cfg).outbox;
 }
 
-DrainSettings drainSettingsFrom(const config::Config& cfg) {
-  DrainSettings d;
-  d.order = parseDrainOrder(cfg.getString("uplink.drain.order")).value();
-  d.rate_readings_per_s = cfg.getDouble("uplink.drain.rate");
-  return d;
-}
+DrainSettings drainSettingsFrom(const config::Config& cfg) { return readAgentSettings(cfg).drain; }
 
 std::vector<std::string> changedSettings(const config::Schema& schema, const config::Config& a,
                                          const config::Config& b) {
@@ -85,10 +55,7 @@ std::vector<std::string> changedSettings(const config::Schema& schema, const con
   return out;
 }
 
-bool isReloadable(std::string_view key) {
-  return key.starts_with(kReloadablePrefix) ||
-         std::find(kReloadable.begin(), kReloadable.end(), key) != kReloadable.end();
-}
+bool isReloadable(std::string_view key) { return agentSchema().isReloadable(key); }
 
 std::vector<std::string> applyReload(const config::Schema& schema, const config::Config& started,
                                      const config::Config& applied, const config::Config& next,
@@ -102,7 +69,7 @@ std::vector<std::string> applyReload(const config::Schema& schema, const config:
     if (!isReloadable(key)) continue;
     any = true;
     if (key == "log_level") {
-      spdlog::set_level(spdlog::level::from_str(next.getString("log_level")));
+      spdlog::set_level(spdlog::level::from_str(cli::readProcessSettings(next).log_level));
     } else if (key.starts_with("outbox.")) {
       limits = true;
     } else {

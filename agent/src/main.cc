@@ -8,6 +8,7 @@
 
 #include "outpost/agent/agent.h"
 #include "outpost/agent/agent_config.h"
+#include "outpost/agent/inputs.h"
 #include "outpost/agent/outbox.h"
 #include "outpost/agent/zmq_module_loader.h"
 #include "outpost/common/cli.h"
@@ -70,7 +71,7 @@ int main(int argc, char** argv) {
   try {
     config::Config cfg = cli::loadConfig(po, schema);
     if (!device_id.empty()) cfg.applyOverride(schema, "device_id=" + device_id);
-    initLogging(cfg.getString("log_level"), "outpost-agent");
+    initLogging(cli::readProcessSettings(cfg).log_level, "outpost-agent");
 
     if (po.check_only) {
       agent::validateConfig(cfg);

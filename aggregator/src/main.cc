@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
       std::cout << "configuration OK\n";
       return 0;
     }
-    initLogging(cfg.getString("log_level"), "outpost-aggregator");
+    initLogging(cli::readProcessSettings(cfg).log_level, "outpost-aggregator");
     if (!service.start()) return 1;
     service.run();
     service.stop();

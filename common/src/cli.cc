@@ -31,12 +31,26 @@ std::string configReference(const ProgramOptions& o, const config::Schema& schem
                                 "also be set with `--set key=value`.");
 }
 
-void addProcessSettings(config::Schema& schema, const std::string& default_listen) {
-  schema
-      .oneOf("log_level", "info", {"trace", "debug", "info", "warn", "error", "off"},
-             "Log verbosity (stderr / journal)")
-      .string("http.listen", default_listen,
+namespace {
+
+// The listen default differs per program (it only matters for declaring).
+config::SettingsTable<ProcessSettings> processTable(const std::string& default_listen) {
+  using P = ProcessSettings;
+  return config::SettingsTable<P>()
+      .oneOf("log_level", &P::log_level, {"trace", "debug", "info", "warn", "error", "off"},
+             "info", "Log verbosity (stderr / journal)")
+      .string("http.listen", &P::http_listen, default_listen,
               "host:port of /metrics and /healthz; port 0 picks a free port; empty disables");
+}
+
+}  // namespace
+
+void addProcessSettings(config::Schema& schema, const std::string& default_listen) {
+  processTable(default_listen).declare(schema);
+}
+
+ProcessSettings readProcessSettings(const config::Config& cfg) {
+  return processTable("").read(cfg);
 }
 
 void logOpsUrl(const std::string& listen, int port) {

@@ -156,6 +156,23 @@ Setting& Schema::add(Setting s) {
   return settings_.back();
 }
 
+Schema& Schema::markReloadable(std::string_view key) {
+  bool any = false;
+  for (auto& s : settings_) {
+    if (s.key == key || (key.ends_with('.') && s.key.starts_with(key))) {
+      s.reloadable = true;
+      any = true;
+    }
+  }
+  if (!any) throw std::logic_error("markReloadable: no setting " + std::string(key));
+  return *this;
+}
+
+bool Schema::isReloadable(std::string_view key) const {
+  const Setting* s = find(key);
+  return s && s->reloadable;
+}
+
 Schema& Schema::boolean(std::string key, bool def, std::string description) {
   add({.key = std::move(key), .type = Type::kBool, .default_value = def,
        .description = std::move(description)});
@@ -384,30 +401,33 @@ void Config::applyOverride(const Schema& schema, std::string_view assignment) {
 std::string renderMarkdown(const Schema& schema, std::string_view title, std::string_view intro) {
   std::ostringstream os;
   os << "## " << title << "\n\n" << intro << "\n\n";
-  auto table = [&](const Schema& sc, const std::string& prefix) {
-    os << "| key | type | default | allowed | description |\n|---|---|---|---|---|\n";
+  // Entries of a reloadable table array are reloaded with it (`live`).
+  auto table = [&](const Schema& sc, const std::string& prefix, bool live) {
+    os << "| key | type | default | allowed | SIGHUP | description |\n|---|---|---|---|---|---|\n";
     for (const auto& s : sc.settings()) {
       std::string def = s.type == Type::kTableArray ? "" : valueToString(s.default_value);
       if (s.required) def = "(required)";
       std::string allowed = allowedText(s);
       os << "| `" << prefix << s.key << "` | " << typeName(s.type) << " | " << (def.empty() ? "" : "`" + def + "`")
-         << " | " << allowed << " | " << s.description << " |\n";
+         << " | " << allowed << " | " << (s.reloadable || live ? "applied" : "restart") << " | "
+         << s.description << " |\n";
     }
     os << "\n";
   };
-  table(schema, "");
+  table(schema, "", false);
   // Table arrays, and table arrays inside their entries ([[sensors.filters]]), one section each.
   auto arrays = [&](auto&& self, const Schema& sc, const std::string& prefix,
-                    const std::string& toml_prefix) -> void {
+                    const std::string& toml_prefix, bool live) -> void {
     for (const auto& s : sc.settings()) {
       if (s.type == Type::kTableArray && s.item_schema) {
         os << "### `[[" << toml_prefix << s.key << "]]` entries\n\n" << s.description << "\n\n";
-        table(*s.item_schema, prefix + s.key + "[].");
-        self(self, *s.item_schema, prefix + s.key + "[].", toml_prefix + s.key + ".");
+        const bool entry_live = live || s.reloadable;
+        table(*s.item_schema, prefix + s.key + "[].", entry_live);
+        self(self, *s.item_schema, prefix + s.key + "[].", toml_prefix + s.key + ".", entry_live);
       }
     }
   };
-  arrays(arrays, schema, "", "");
+  arrays(arrays, schema, "", "", false);
   return os.str();
 }
 

@@ -42,25 +42,20 @@ constexpr uint64_t kPageBytes = 4096;  // SQLite's default page size, which the 
 
 }  // namespace
 
-Result<FullPolicy> parseFullPolicy(const std::string& s) {
-  if (s == "drop_oldest") return FullPolicy::kDropOldest;
-  if (s == "drop_newest") return FullPolicy::kDropNewest;
-  if (s == "block") return FullPolicy::kBlock;
-  return fail(ErrorCode::kInvalidArgument,
-              "full policy \"" + s + "\"; allowed: drop_oldest, drop_newest, block");
+const config::EnumNames<FullPolicy>& fullPolicyNames() {
+  static const config::EnumNames<FullPolicy> names{{FullPolicy::kDropOldest, "drop_oldest"},
+                                                   {FullPolicy::kDropNewest, "drop_newest"},
+                                                   {FullPolicy::kBlock, "block"}};
+  return names;
 }
 
-const char* fullPolicyName(FullPolicy p) {
-  switch (p) {
-    case FullPolicy::kDropOldest:
-      return "drop_oldest";
-    case FullPolicy::kDropNewest:
-      return "drop_newest";
-    case FullPolicy::kBlock:
-      return "block";
-  }
-  return "?";
+Result<FullPolicy> parseFullPolicy(const std::string& s) {
+  if (auto p = fullPolicyNames().find(s)) return *p;
+  return fail(ErrorCode::kInvalidArgument,
+              "full policy \"" + s + "\"; allowed: " + fullPolicyNames().joinedNames());
 }
+
+const char* fullPolicyName(FullPolicy p) { return fullPolicyNames().name(p); }
 
 const char* dropReasonName(DropReason r) {
   switch (r) {

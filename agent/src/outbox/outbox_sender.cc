@@ -10,11 +10,16 @@ namespace {
 constexpr int64_t kUndeletedRetryUs = 1000000;  // retry a failed delete of acked batches after 1 s
 }  // namespace
 
+const config::EnumNames<ReadOrder>& drainOrderNames() {
+  static const config::EnumNames<ReadOrder> names{{ReadOrder::kOldestFirst, "oldest_first"},
+                                                  {ReadOrder::kNewestFirst, "newest_first"}};
+  return names;
+}
+
 Result<ReadOrder> parseDrainOrder(const std::string& s) {
-  if (s == "oldest_first") return ReadOrder::kOldestFirst;
-  if (s == "newest_first") return ReadOrder::kNewestFirst;
+  if (auto o = drainOrderNames().find(s)) return *o;
   return fail(ErrorCode::kInvalidArgument,
-              "drain order \"" + s + "\"; allowed: oldest_first, newest_first");
+              "drain order \"" + s + "\"; allowed: " + drainOrderNames().joinedNames());
 }
 
 OutboxSender::OutboxSender(Outbox& outbox, SenderOptions options, metrics::Registry& reg,

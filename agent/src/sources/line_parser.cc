@@ -352,13 +352,6 @@ struct JsonScanner {
 
 }  // namespace
 
-LineFormat parseLineFormat(std::string_view name) {
-  if (name == "line") return LineFormat::kLine;
-  if (name == "json") return LineFormat::kJson;
-  if (name == "csv") return LineFormat::kCsv;
-  throw std::invalid_argument("unknown line format '" + std::string(name) + "'");
-}
-
 const char* lineErrorName(LineError e) {
   switch (e) {
     case LineError::kNone:

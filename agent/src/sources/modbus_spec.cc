@@ -6,41 +6,25 @@
 
 namespace outpost::agent {
 
-const char* modbusFunctionName(ModbusFunction f) {
-  switch (f) {
-    case ModbusFunction::kCoil:
-      return "coil";
-    case ModbusFunction::kDiscreteInput:
-      return "discrete_input";
-    case ModbusFunction::kHolding:
-      return "holding";
-    case ModbusFunction::kInput:
-      return "input";
-  }
-  return "?";
+const config::EnumNames<ModbusFunction>& modbusFunctionNames() {
+  static const config::EnumNames<ModbusFunction> names{
+      {ModbusFunction::kCoil, "coil"},
+      {ModbusFunction::kDiscreteInput, "discrete_input"},
+      {ModbusFunction::kHolding, "holding"},
+      {ModbusFunction::kInput, "input"}};
+  return names;
 }
+const char* modbusFunctionName(ModbusFunction f) { return modbusFunctionNames().name(f); }
 
-const char* modbusTypeName(ModbusType t) {
-  switch (t) {
-    case ModbusType::kBool:
-      return "bool";
-    case ModbusType::kInt16:
-      return "int16";
-    case ModbusType::kUint16:
-      return "uint16";
-    case ModbusType::kInt32:
-      return "int32";
-    case ModbusType::kUint32:
-      return "uint32";
-    case ModbusType::kInt64:
-      return "int64";
-    case ModbusType::kFloat32:
-      return "float32";
-    case ModbusType::kFloat64:
-      return "float64";
-  }
-  return "?";
+const config::EnumNames<ModbusType>& modbusTypeNames() {
+  static const config::EnumNames<ModbusType> names{
+      {ModbusType::kBool, "bool"},       {ModbusType::kInt16, "int16"},
+      {ModbusType::kUint16, "uint16"},   {ModbusType::kInt32, "int32"},
+      {ModbusType::kUint32, "uint32"},   {ModbusType::kInt64, "int64"},
+      {ModbusType::kFloat32, "float32"}, {ModbusType::kFloat64, "float64"}};
+  return names;
 }
+const char* modbusTypeName(ModbusType t) { return modbusTypeNames().name(t); }
 
 size_t modbusTypeWords(ModbusType t) {
   switch (t) {
@@ -56,18 +40,24 @@ size_t modbusTypeWords(ModbusType t) {
   }
 }
 
-const char* modbusOrderName(ModbusOrder o) {
-  switch (o) {
-    case ModbusOrder::kABCD:
-      return "ABCD";
-    case ModbusOrder::kDCBA:
-      return "DCBA";
-    case ModbusOrder::kBADC:
-      return "BADC";
-    case ModbusOrder::kCDAB:
-      return "CDAB";
-  }
-  return "?";
+const config::EnumNames<ModbusOrder>& modbusOrderNames() {
+  static const config::EnumNames<ModbusOrder> names{{ModbusOrder::kABCD, "ABCD"},
+                                                    {ModbusOrder::kDCBA, "DCBA"},
+                                                    {ModbusOrder::kBADC, "BADC"},
+                                                    {ModbusOrder::kCDAB, "CDAB"}};
+  return names;
+}
+const char* modbusOrderName(ModbusOrder o) { return modbusOrderNames().name(o); }
+
+const config::EnumNames<ModbusTransport>& modbusTransportNames() {
+  static const config::EnumNames<ModbusTransport> names{{ModbusTransport::kTcp, "tcp"},
+                                                        {ModbusTransport::kRtu, "rtu"}};
+  return names;
+}
+
+const config::EnumNames<char>& modbusParityNames() {
+  static const config::EnumNames<char> names{{'N', "none"}, {'E', "even"}, {'O', "odd"}};
+  return names;
 }
 
 std::string ModbusSlaveSpec::linkKey() const {

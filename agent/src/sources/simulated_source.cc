@@ -7,14 +7,20 @@
 
 namespace outpost::agent {
 
+const config::EnumNames<Shape>& shapeNames() {
+  static const config::EnumNames<Shape> names{{Shape::kSine, "sine"},
+                                              {Shape::kSquare, "square"},
+                                              {Shape::kSawtooth, "sawtooth"},
+                                              {Shape::kRandomWalk, "random_walk"},
+                                              {Shape::kConstant, "constant"},
+                                              {Shape::kCounter, "counter"}};
+  return names;
+}
+
 Shape parseShape(const std::string& name) {
-  if (name == "sine") return Shape::kSine;
-  if (name == "square") return Shape::kSquare;
-  if (name == "sawtooth") return Shape::kSawtooth;
-  if (name == "random_walk") return Shape::kRandomWalk;
-  if (name == "constant") return Shape::kConstant;
-  if (name == "counter") return Shape::kCounter;
-  throw std::invalid_argument("unknown shape '" + name + "'");
+  if (auto s = shapeNames().find(name)) return *s;
+  throw std::invalid_argument("unknown shape '" + name + "'; allowed: " +
+                              shapeNames().allowedText());
 }
 
 SimulatedSource::SimulatedSource(std::vector<SimulatedSensorSpec> specs, int64_t start_us,

@@ -1,6 +1,6 @@
 #include "outpost/agent/uplink_factory.h"
 
-#include "outpost/agent/config_reload.h"
+#include "outpost/agent/agent_config.h"
 #include "outpost/agent/mqtt_client.h"
 #include "outpost/agent/mqtt_uplink.h"
 #include "outpost/agent/zmq_module_loader.h"
@@ -9,18 +9,10 @@
 namespace outpost::agent {
 namespace {
 
-MqttUplinkOptions mqttOptionsFrom(const config::Config& cfg, const std::string& device_id) {
-  MqttUplinkOptions mo;
-  mo.broker = cfg.getString("uplink.mqtt.broker");
-  mo.client_id = cfg.getString("uplink.mqtt.client_id");
+MqttUplinkOptions mqttOptionsFrom(const AgentSettings& settings, const config::Config& cfg,
+                                  const std::string& device_id) {
+  MqttUplinkOptions mo = settings.mqtt;  // with the drain order and rate (agent_config.h)
   mo.device_id = device_id;
-  mo.topic_prefix = cfg.getString("uplink.mqtt.topic_prefix");
-  mo.max_inflight = static_cast<size_t>(cfg.getInt("uplink.mqtt.max_inflight"));
-  mo.ack_timeout_ms = cfg.getInt("uplink.mqtt.ack_timeout_ms");
-  mo.keepalive_s = static_cast<int>(cfg.getInt("uplink.mqtt.keepalive_s"));
-  mo.reconnect_min_ms = cfg.getInt("uplink.mqtt.reconnect_min_ms");
-  mo.reconnect_max_ms = std::max(mo.reconnect_min_ms, cfg.getInt("uplink.mqtt.reconnect_max_ms"));
-  mo.drain = drainSettingsFrom(cfg);  // backlog order and rate after an outage (config_reload.h)
   auto sec = mqttsec::load(cfg, "uplink.mqtt.", mo.broker);
   if (!sec) throw config::ConfigError(sec.error().message());
   mo.security = std::move(*sec);
@@ -30,13 +22,13 @@ MqttUplinkOptions mqttOptionsFrom(const config::Config& cfg, const std::string& 
 }  // namespace
 
 void checkUplinkConfig(const config::Config& cfg) {
-  const std::string device = cfg.getString("device_id");
-  if (cfg.getString("uplink.transport") == "zmq") {
-    checkZmqUplinkConfig(cfg, device);  // loads the ZeroMQ module (zmq_module_loader.h)
+  const AgentSettings settings = readAgentSettings(cfg);
+  if (settings.transport == UplinkTransport::kZmq) {
+    checkZmqUplinkConfig(cfg, settings.device_id);  // loads the module (zmq_module_loader.h)
   } else {
     // The broker URI as Paho reads it and, for ssl://, the TLS module found and loadable
     // (mqtt_client.h). Creating a client opens no connection.
-    const auto mo = mqttOptionsFrom(cfg, device);
+    const auto mo = mqttOptionsFrom(settings, cfg, settings.device_id);
     auto c = makeMqttClient({mo.broker, "outpost-agent-check", 1}, mo.security.tls, {});
     if (!c) throw config::ConfigError("uplink.mqtt.broker: " + c.error().message());
   }
@@ -45,10 +37,12 @@ void checkUplinkConfig(const config::Config& cfg) {
 std::unique_ptr<Uplink> makeUplink(const config::Config& cfg, const std::string& device_id,
                                    Outbox& outbox, metrics::Registry& registry,
                                    const Clock& clock) {
-  if (cfg.getString("uplink.transport") == "zmq") {
+  const AgentSettings settings = readAgentSettings(cfg);
+  if (settings.transport == UplinkTransport::kZmq) {
     return makeZmqUplink(cfg, device_id, outbox, registry, clock);
   }
-  return std::make_unique<MqttUplink>(mqttOptionsFrom(cfg, device_id), outbox, registry, clock);
+  return std::make_unique<MqttUplink>(mqttOptionsFrom(settings, cfg, device_id), outbox, registry,
+                                      clock);
 }
 
 }  // namespace outpost::agent

@@ -4,6 +4,7 @@
 
 #include <mutex>
 
+#include "outpost/agent/agent_config.h"
 #include "outpost/agent/agent_module.h"
 #include "outpost/agent/config_reload.h"
 #include "outpost/agent/outbox_sender.h"
@@ -49,24 +50,22 @@ Result<const OutpostZmqModule*> loadFor(const std::string& why) {
 
 const char* const kTransportWhy = "uplink.transport = \"zmq\"";
 
-// The settings as the module wants them; the strings live in `cfg`-derived members.
+// The settings as the module wants them; `c` points into `typed` and `device_id`.
 struct Settings {
-  std::string endpoint, device_id, server_key_file, key_file;
+  ZmqUplinkSettings typed;
+  std::string device_id;
   OutpostZmqSettings c{};
   Settings(const config::Config& cfg, const std::string& device)
-      : endpoint(cfg.getString("uplink.zmq.endpoint")),
-        device_id(device),
-        server_key_file(cfg.getString("uplink.zmq.server_public_key_file")),
-        key_file(cfg.getString("uplink.zmq.key_file")) {
-    c.endpoint = endpoint.c_str();
+      : typed(readAgentSettings(cfg).zmq), device_id(device) {
+    c.endpoint = typed.endpoint.c_str();
     c.device_id = device_id.c_str();
-    c.server_public_key_file = server_key_file.c_str();
-    c.key_file = key_file.c_str();
-    c.max_inflight = static_cast<uint64_t>(cfg.getInt("uplink.zmq.max_inflight"));
-    c.heartbeat_ms = cfg.getInt("uplink.zmq.heartbeat_ms");
-    c.heartbeat_liveness = cfg.getInt("uplink.zmq.heartbeat_liveness");
-    c.reconnect_min_ms = cfg.getInt("uplink.zmq.reconnect_min_ms");
-    c.reconnect_max_ms = cfg.getInt("uplink.zmq.reconnect_max_ms");
+    c.server_public_key_file = typed.server_public_key_file.c_str();
+    c.key_file = typed.key_file.c_str();
+    c.max_inflight = static_cast<uint64_t>(typed.max_inflight);
+    c.heartbeat_ms = typed.heartbeat_ms;
+    c.heartbeat_liveness = typed.heartbeat_liveness;
+    c.reconnect_min_ms = typed.reconnect_min_ms;
+    c.reconnect_max_ms = typed.reconnect_max_ms;
   }
 };
 
@@ -148,9 +147,9 @@ std::unique_ptr<Uplink> makeZmqUplink(const config::Config& cfg, const std::stri
   if (!m) throw config::ConfigError(m.error().message());
   const Settings s(cfg, device_id);
   SenderOptions so;
-  so.max_inflight = static_cast<size_t>(cfg.getInt("uplink.zmq.max_inflight"));
-  so.ack_timeout_ms = cfg.getInt("uplink.zmq.ack_timeout_ms");
-  so.drain = drainSettingsFrom(cfg);  // the same backlog order and rate as over MQTT
+  so.max_inflight = s.typed.max_inflight;
+  so.ack_timeout_ms = s.typed.ack_timeout_ms;
+  so.drain = readAgentSettings(cfg).drain;  // the same backlog order and rate as over MQTT
   return std::make_unique<ZmqModuleUplink>(**m, s, so, outbox, registry, clock);
 }
 

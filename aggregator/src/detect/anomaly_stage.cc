@@ -10,6 +10,7 @@
 #include "outpost/aggregator/json.h"
 #include "outpost/common/json.h"
 #include "outpost/aggregator/kafka.h"
+#include "outpost/common/settings.h"
 
 namespace outpost::aggregator {
 namespace {
@@ -17,137 +18,111 @@ namespace {
 using detect::AnomalyKind;
 using detect::DetectorConfig;
 
-// One DetectorConfig field in the settings table: [detect] declares it with the built-in
-// default, [[detect.classes]] entries override it when set.
-struct Field {
-  const char* name;
-  double DetectorConfig::*d = nullptr;
-  uint32_t DetectorConfig::*u = nullptr;
-  bool DetectorConfig::*b = nullptr;
-  double min = 0, max = 0;
-  const char* description;
-};
-
+// The DetectorConfig settings: [detect] declares them with the built-in defaults,
+// [[detect.classes]] entries override the ones they set.
 constexpr double kNoLimit = 1e300;  // |range_min|, |range_max| at or beyond this: no limit
 
-const std::vector<Field>& fields() {
-  static const std::vector<Field> f = {
-      {"alarm_on", &DetectorConfig::alarm_on, nullptr, nullptr, 0.01, 1,
-       "Calibrated score that raises an alarm (0.5: tail probability 1e-4 for this sensor)"},
-      {"alarm_off", &DetectorConfig::alarm_off, nullptr, nullptr, 0, 1,
-       "An open alarm counts readings below this score (hysteresis; <= alarm_on)"},
-      {"calib_samples", &DetectorConfig::calib_samples, nullptr, nullptr, 10, 1e9,
-       "Effective length, in readings, of the sensor's evidence history that scores are "
-       "calibrated against"},
-      {"evidence_surprise", &DetectorConfig::evidence_surprise, nullptr, nullptr, 0.01, 1e6,
-       "Cap on the calibrated surprise (-log10 p): this x q^2, q = raw evidence in units of the "
-       "detector's threshold"},
-      {"resolution", &DetectorConfig::resolution, nullptr, nullptr, 0, 1e300,
-       "Smallest step of the sensor's values, a floor of its robust sigma (0: the smallest "
-       "change seen)"},
-      {"clear_samples", nullptr, &DetectorConfig::clear_samples, nullptr, 1, 100000,
-       "An alarm ends after this many consecutive readings below alarm_off (hold-off)"},
-      {"warmup_samples", nullptr, &DetectorConfig::warmup_samples, nullptr, 3, 1000000,
-       "No alarm except range/rate before this many valid readings"},
-      {"accept_after_samples", nullptr, &DetectorConfig::accept_after_samples, nullptr, 1, 1e9,
-       "A level_shift/drift alarm longer than this many readings ends; its level becomes "
-       "the norm"},
-      {"level_alpha", &DetectorConfig::level_alpha, nullptr, nullptr, 1e-6, 1,
-       "EWMA weight of the local level"},
-      {"scale_alpha", &DetectorConfig::scale_alpha, nullptr, nullptr, 1e-6, 1,
-       "EWMA weight of the robust scale (mean absolute residual)"},
-      {"spike_z", &DetectorConfig::spike_z, nullptr, nullptr, 0.5, 1e6,
-       "Residual in robust sigmas at which the spike/dip score is 0.5"},
-      {"spike_max_len", nullptr, &DetectorConfig::spike_max_len, nullptr, 1, 7,
-       "A run of outliers on one side longer than this is a level shift"},
-      {"cusum_k", &DetectorConfig::cusum_k, nullptr, nullptr, 0, 100, "CUSUM slack, in sigmas"},
-      {"cusum_h", &DetectorConfig::cusum_h, nullptr, nullptr, 0.01, 1e6,
-       "Cumulated sigmas at which the level-shift score is 0.5"},
-      {"shift_fast_samples", nullptr, &DetectorConfig::shift_fast_samples, nullptr, 2, 1000000,
-       "Sustained shift: readings in the recent mean compared with the reference"},
-      {"shift_ref_samples", nullptr, &DetectorConfig::shift_ref_samples, nullptr, 3, 1e8,
-       "Sustained shift: readings in the reference mean (> shift_fast_samples; frozen during "
-       "an alarm; the detector is armed after this many readings)"},
-      {"shift_z", &DetectorConfig::shift_z, nullptr, nullptr, 0.1, 1e6,
-       "Sustained shift: displacement / its normal spread at which the evidence reaches the "
-       "threshold"},
-      {"drift_z", &DetectorConfig::drift_z, nullptr, nullptr, 0.1, 1e6,
-       "Level offset / its normal spread at which the drift score is 0.5"},
-      {"drift_memory_s", &DetectorConfig::drift_memory_s, nullptr, nullptr, 1, 1e9,
-       "Time constant of the level's normal spread (the drift reference), seconds"},
-      {"drift_tau_s", &DetectorConfig::drift_tau_s, nullptr, nullptr, 0.001, 1e9,
-       "Time constant of the slow level the drift detector compares with the reference, seconds"},
-      {"season_period_s", &DetectorConfig::season_period_s, nullptr, nullptr, 0, 1e9,
-       "Seasonal period in seconds (a daily cycle: 86400); 0 disables the seasonal profile"},
-      {"season_bins", nullptr, &DetectorConfig::season_bins, nullptr, 1, detect::kMaxSeasonBins,
-       "Bins of the seasonal profile"},
-      {"season_memory_periods", &DetectorConfig::season_memory_periods, nullptr, nullptr, 0.1, 1e6,
-       "The seasonal profile forgets with this time constant, in periods"},
-      {"stuck_surprise", &DetectorConfig::stuck_surprise, nullptr, nullptr, 0.1, 1e6,
-       "Surprise (-ln probability) of a run of unchanged values, given the normal repeat rate, at "
-       "which the stuck score is 0.5"},
-      {"stuck_min_samples", nullptr, &DetectorConfig::stuck_min_samples, nullptr, 2, 1e9,
-       "Never stuck with fewer unchanged readings than this"},
-      {"stuck_tolerance", &DetectorConfig::stuck_tolerance, nullptr, nullptr, 0, 1e300,
-       "A change of at most this counts as unchanged (0: exactly equal)"},
-      {"silence_factor", &DetectorConfig::silence_factor, nullptr, nullptr, 1, 1e6,
-       "Silence: a gap of at least this many usual intervals ..."},
-      {"silence_dev_factor", &DetectorConfig::silence_dev_factor, nullptr, nullptr, 0, 1e6,
-       "... and at least the usual interval + this many mean interval deviations"},
-      {"range_min", &DetectorConfig::range_min, nullptr, nullptr, -kNoLimit, kNoLimit,
-       "Lowest physically valid value (-1e300: no limit)"},
-      {"range_max", &DetectorConfig::range_max, nullptr, nullptr, -kNoLimit, kNoLimit,
-       "Highest physically valid value (1e300: no limit)"},
-      {"max_rate_per_s", &DetectorConfig::max_rate_per_s, nullptr, nullptr, 0, 1e300,
-       "Absolute change per second above this is a rate anomaly (0: off)"},
-      {"enable_spike", nullptr, nullptr, &DetectorConfig::enable_spike, 0, 0,
-       "Spike and dip detector on"},
-      {"enable_level_shift", nullptr, nullptr, &DetectorConfig::enable_level_shift, 0, 0,
-       "Level-shift detector (CUSUM) on"},
-      {"enable_drift", nullptr, nullptr, &DetectorConfig::enable_drift, 0, 0, "Drift detector on"},
-      {"enable_shift", nullptr, nullptr, &DetectorConfig::enable_shift, 0, 0,
-       "Sustained-shift detector on (reported as level_shift)"},
-      {"enable_stuck", nullptr, nullptr, &DetectorConfig::enable_stuck, 0, 0,
-       "Stuck-sensor detector on"},
-      {"enable_silence", nullptr, nullptr, &DetectorConfig::enable_silence, 0, 0,
-       "Silence (device or sensor offline) detector on"},
-  };
-  return f;
-}
+double noLimit(double v) { return std::isinf(v) ? (v > 0 ? kNoLimit : -kNoLimit) : v; }
 
-void declareFields(config::Schema& s, const std::string& prefix, const std::string& what) {
-  const DetectorConfig def;
-  for (const Field& f : fields()) {
-    const std::string key = prefix + f.name;
-    const std::string desc = what + f.description;
-    if (f.d) {
-      double v = def.*f.d;
-      if (std::isinf(v)) v = v > 0 ? kNoLimit : -kNoLimit;
-      s.real(key, v, f.min, f.max, desc);
-    } else if (f.u) {
-      s.integer(key, def.*f.u, static_cast<int64_t>(f.min), static_cast<int64_t>(f.max), desc);
-    } else {
-      s.boolean(key, def.*f.b, desc);
-    }
-  }
-}
-
-// Copies the fields set in `c` (all of them when `all`) into `out`.
-void readFields(const config::Config& c, const std::string& prefix, bool all, DetectorConfig& out) {
-  for (const Field& f : fields()) {
-    const std::string key = prefix + f.name;
-    if (!all && !c.isSet(key)) continue;
-    if (f.d) {
-      double v = c.getDouble(key);
-      if (f.d == &DetectorConfig::range_min && v <= -kNoLimit) v = -HUGE_VAL;
-      if (f.d == &DetectorConfig::range_max && v >= kNoLimit) v = HUGE_VAL;
-      out.*f.d = v;
-    } else if (f.u) {
-      out.*f.u = static_cast<uint32_t>(c.getInt(key));
-    } else {
-      out.*f.b = c.getBool(key);
-    }
-  }
+const config::SettingsTable<DetectorConfig>& detectorTable() {
+  using D = DetectorConfig;
+  static const DetectorConfig def;
+  static const auto t =
+      config::SettingsTable<D>()
+          .real("alarm_on", &D::alarm_on, def.alarm_on, 0.01, 1,
+                "Calibrated score that raises an alarm (0.5: tail probability 1e-4 for this "
+                "sensor)")
+          .real("alarm_off", &D::alarm_off, def.alarm_off, 0, 1,
+                "An open alarm counts readings below this score (hysteresis; <= alarm_on)")
+          .real("calib_samples", &D::calib_samples, def.calib_samples, 10, 1e9,
+                "Effective length, in readings, of the sensor's evidence history that scores are "
+                "calibrated against")
+          .real("evidence_surprise", &D::evidence_surprise, def.evidence_surprise, 0.01, 1e6,
+                "Cap on the calibrated surprise (-log10 p): this x q^2, q = raw evidence in units "
+                "of the detector's threshold")
+          .real("resolution", &D::resolution, def.resolution, 0, 1e300,
+                "Smallest step of the sensor's values, a floor of its robust sigma (0: the "
+                "smallest change seen)")
+          .integer("clear_samples", &D::clear_samples, def.clear_samples, 1, 100000,
+                   "An alarm ends after this many consecutive readings below alarm_off (hold-off)")
+          .integer("warmup_samples", &D::warmup_samples, def.warmup_samples, 3, 1000000,
+                   "No alarm except range/rate before this many valid readings")
+          .integer("accept_after_samples",
+                   &D::accept_after_samples, def.accept_after_samples, 1, static_cast<int64_t>(1e9),
+                   "A level_shift/drift alarm longer than this many readings ends; its level "
+                   "becomes the norm")
+          .real("level_alpha", &D::level_alpha, def.level_alpha, 1e-6, 1,
+                "EWMA weight of the local level")
+          .real("scale_alpha", &D::scale_alpha, def.scale_alpha, 1e-6, 1,
+                "EWMA weight of the robust scale (mean absolute residual)")
+          .real("spike_z", &D::spike_z, def.spike_z, 0.5, 1e6,
+                "Residual in robust sigmas at which the spike/dip score is 0.5")
+          .integer("spike_max_len", &D::spike_max_len, def.spike_max_len, 1, 7,
+                   "A run of outliers on one side longer than this is a level shift")
+          .real("cusum_k", &D::cusum_k, def.cusum_k, 0, 100,
+                "CUSUM slack, in sigmas")
+          .real("cusum_h", &D::cusum_h, def.cusum_h, 0.01, 1e6,
+                "Cumulated sigmas at which the level-shift score is 0.5")
+          .integer("shift_fast_samples", &D::shift_fast_samples, def.shift_fast_samples, 2, 1000000,
+                   "Sustained shift: readings in the recent mean compared with the reference")
+          .integer("shift_ref_samples",
+                   &D::shift_ref_samples, def.shift_ref_samples, 3, static_cast<int64_t>(1e8),
+                   "Sustained shift: readings in the reference mean (> shift_fast_samples; frozen "
+                   "during an alarm; the detector is armed after this many readings)")
+          .real("shift_z", &D::shift_z, def.shift_z, 0.1, 1e6,
+                "Sustained shift: displacement / its normal spread at which the evidence reaches "
+                "the threshold")
+          .real("drift_z", &D::drift_z, def.drift_z, 0.1, 1e6,
+                "Level offset / its normal spread at which the drift score is 0.5")
+          .real("drift_memory_s", &D::drift_memory_s, def.drift_memory_s, 1, 1e9,
+                "Time constant of the level's normal spread (the drift reference), seconds")
+          .real("drift_tau_s", &D::drift_tau_s, def.drift_tau_s, 0.001, 1e9,
+                "Time constant of the slow level the drift detector compares with the reference, "
+                "seconds")
+          .real("season_period_s", &D::season_period_s, def.season_period_s, 0, 1e9,
+                "Seasonal period in seconds (a daily cycle: 86400); 0 disables the seasonal "
+                "profile")
+          .integer("season_bins", &D::season_bins, def.season_bins, 1,
+                   static_cast<int64_t>(detect::kMaxSeasonBins),
+                   "Bins of the seasonal profile")
+          .real("season_memory_periods",
+                &D::season_memory_periods, def.season_memory_periods, 0.1, 1e6,
+                "The seasonal profile forgets with this time constant, in periods")
+          .real("stuck_surprise", &D::stuck_surprise, def.stuck_surprise, 0.1, 1e6,
+                "Surprise (-ln probability) of a run of unchanged values, given the normal repeat "
+                "rate, at which the stuck score is 0.5")
+          .integer("stuck_min_samples",
+                   &D::stuck_min_samples, def.stuck_min_samples, 2, static_cast<int64_t>(1e9),
+                   "Never stuck with fewer unchanged readings than this")
+          .real("stuck_tolerance", &D::stuck_tolerance, def.stuck_tolerance, 0, 1e300,
+                "A change of at most this counts as unchanged (0: exactly equal)")
+          .real("silence_factor", &D::silence_factor, def.silence_factor, 1, 1e6,
+                "Silence: a gap of at least this many usual intervals ...")
+          .real("silence_dev_factor", &D::silence_dev_factor, def.silence_dev_factor, 0, 1e6,
+                "... and at least the usual interval + this many mean interval deviations")
+          .real(
+              "range_min", [](D& c, double v) { c.range_min = v <= -kNoLimit ? -HUGE_VAL : v; },
+              noLimit(def.range_min), -kNoLimit, kNoLimit,
+                "Lowest physically valid value (-1e300: no limit)")
+          .real(
+              "range_max", [](D& c, double v) { c.range_max = v >= kNoLimit ? HUGE_VAL : v; },
+              noLimit(def.range_max), -kNoLimit, kNoLimit,
+                "Highest physically valid value (1e300: no limit)")
+          .real("max_rate_per_s", &D::max_rate_per_s, def.max_rate_per_s, 0, 1e300,
+                "Absolute change per second above this is a rate anomaly (0: off)")
+          .boolean("enable_spike", &D::enable_spike, def.enable_spike,
+                   "Spike and dip detector on")
+          .boolean("enable_level_shift", &D::enable_level_shift, def.enable_level_shift,
+                   "Level-shift detector (CUSUM) on")
+          .boolean("enable_drift", &D::enable_drift, def.enable_drift,
+                   "Drift detector on")
+          .boolean("enable_shift", &D::enable_shift, def.enable_shift,
+                   "Sustained-shift detector on (reported as level_shift)")
+          .boolean("enable_stuck", &D::enable_stuck, def.enable_stuck,
+                   "Stuck-sensor detector on")
+          .boolean("enable_silence", &D::enable_silence, def.enable_silence,
+                   "Silence (device or sensor offline) detector on");
+  return t;
 }
 
 bool globMatch(const std::string& pattern, std::string_view s) {
@@ -158,53 +133,60 @@ bool globMatch(const std::string& pattern, std::string_view s) {
 
 int kindIndex(AnomalyKind k) { return static_cast<int>(k); }
 
-}  // namespace
-
-void addDetectSettings(config::Schema& s) {
-  s.boolean("detect.enabled", true,
-            "Run the anomaly detectors on every reading and publish alarms to "
-            "kafka.anomalies_topic")
-      .string("kafka.anomalies_topic", "outpost.anomalies",
-              "Topic for anomaly events (JSON, key = device; docs/detection.md)")
-      .integer("detect.max_sensors", 100000, 16, 100000000,
-               "Tracked (device, sensor) detectors, all workers together (~1.5 KB each); beyond "
-               "it the least recently seen is evicted (counted)")
-      .integer("detect.poll_interval_ms", 1000, 10, 600000,
-               "How often each worker checks every tracked sensor for silence");
-  declareFields(s, "detect.", "");
-  auto item = std::make_shared<config::Schema>("detect class");
-  item->requiredString("name", "Name of the sensor class (in messages)")
-      .string("match", "*", "fnmatch(3) glob on the sensor name, e.g. \"temp*\"")
-      .string("device", "*", "fnmatch(3) glob on the device id");
-  declareFields(*item, "", "Override (default: the [detect] value): ");
-  s.tableArray("detect.classes", item,
-               "Per-sensor-class detector settings: the first entry whose globs match a sensor "
-               "applies; keys not set keep the [detect] value");
+// [[detect.classes]] entries: the globs, and any DetectorConfig key as an override.
+const config::SettingsTable<SensorClass>& classTable() {
+  static const auto t =
+      config::SettingsTable<SensorClass>()
+          .requiredString("name", &SensorClass::name, "Name of the sensor class (in messages)")
+          .string("match", &SensorClass::match, "*",
+                  "fnmatch(3) glob on the sensor name, e.g. \"temp*\"")
+          .string("device", &SensorClass::device, "*", "fnmatch(3) glob on the device id")
+          .declaredBy([](config::Schema& s, const std::string& p) {
+            detectorTable().declare(s, p, "Override (default: the [detect] value): ");
+          });
+  return t;
 }
 
+const config::SettingsTable<AnomalyOptions>& anomalyTable() {
+  using A = AnomalyOptions;
+  static const auto t =
+      config::SettingsTable<A>()
+          .boolean("detect.enabled", &A::enabled, true,
+                   "Run the anomaly detectors on every reading and publish alarms to "
+                   "kafka.anomalies_topic")
+          .string("kafka.anomalies_topic", &A::topic, "outpost.anomalies",
+                  "Topic for anomaly events (JSON, key = device; docs/detection.md)")
+          .integer("detect.max_sensors", &A::max_sensors, 100000, 16, 100000000,
+                   "Tracked (device, sensor) detectors, all workers together (~1.5 KB each); "
+                   "beyond it the least recently seen is evicted (counted)")
+          .integer("detect.poll_interval_ms", &A::poll_interval_ms, 1000, 10, 600000,
+                   "How often each worker checks every tracked sensor for silence")
+          .nested(&A::defaults, detectorTable(), "detect.")
+          .tableArray("detect.classes", classTable().schema("detect class"),
+                      "Per-sensor-class detector settings: the first entry whose globs match a "
+                      "sensor applies; keys not set keep the [detect] value");
+  return t;
+}
+
+}  // namespace
+
+void addDetectSettings(config::Schema& s) { anomalyTable().declare(s); }
+
 AnomalyOptions anomalyOptionsFrom(const config::Config& cfg) {
-  AnomalyOptions o;
-  o.enabled = cfg.getBool("detect.enabled");
-  o.topic = cfg.getString("kafka.anomalies_topic");
-  o.max_sensors = static_cast<size_t>(cfg.getInt("detect.max_sensors"));
-  o.poll_interval_ms = static_cast<int>(cfg.getInt("detect.poll_interval_ms"));
-  readFields(cfg, "detect.", true, o.defaults);
+  AnomalyOptions o = anomalyTable().read(cfg);
   if (auto st = detect::validateDetectorConfig(o.defaults); !st) {
     throw config::ConfigError("[detect]: " + st.error().message());
   }
   const auto& items = cfg.items("detect.classes");
   for (size_t i = 0; i < items.size(); ++i) {
     const std::string where = "detect.classes[" + std::to_string(i) + "]";
-    SensorClass c;
-    c.name = items[i].getString("name");
-    c.match = items[i].getString("match");
-    c.device = items[i].getString("device");
+    SensorClass c = classTable().read(items[i]);
     if (c.match.empty() || c.device.empty()) {
       throw config::ConfigError(where + " ('" + c.name +
                                 "'): match and device must be non-empty globs (\"*\" = any)");
     }
     c.cfg = o.defaults;
-    readFields(items[i], "", false, c.cfg);
+    detectorTable().read(items[i], c.cfg, "", /*only_set=*/true);
     if (auto st = detect::validateDetectorConfig(c.cfg); !st) {
       throw config::ConfigError(where + " ('" + c.name + "'): " + st.error().message());
     }

@@ -21,34 +21,6 @@ struct Aggregator::Worker {
   std::vector<AnomalyRecord> events;     // reused
 };
 
-AggregatorOptions aggregatorOptionsFrom(const config::Config& cfg) {
-  AggregatorOptions o;
-  o.limits.max_bytes = static_cast<size_t>(cfg.getInt("verify.max_batch_bytes"));
-  o.limits.max_readings = static_cast<size_t>(cfg.getInt("verify.max_readings"));
-  o.limits.max_future_skew_us = cfg.getInt("verify.max_future_skew_s") * 1000000;
-  o.readings_topic = cfg.getString("kafka.readings_topic");
-  o.deadletter_topic = cfg.getString("kafka.deadletter_topic");
-  o.items_per_message = static_cast<size_t>(cfg.getInt("kafka.readings_per_message"));
-  o.readings_format = cfg.getString("kafka.readings_format") == "reading" ? ReadingsFormat::kReading
-                                                                          : ReadingsFormat::kBatch;
-  o.workers = static_cast<size_t>(cfg.getInt("ingest.workers"));
-  o.queue_capacity = static_cast<size_t>(cfg.getInt("ingest.queue_capacity"));
-  o.dedup_path = cfg.getString("dedup.path");
-  o.flush_interval_ms = static_cast<int>(cfg.getInt("dedup.flush_interval_ms"));
-  o.recovery_max_messages = cfg.getInt("dedup.recovery_max_messages");
-  o.recovery_timeout_ms = static_cast<int>(cfg.getInt("dedup.recovery_timeout_ms"));
-  o.kafka.bootstrap_servers = cfg.getString("kafka.bootstrap_servers");
-  o.kafka.client_id = cfg.getString("kafka.client_id");
-  o.kafka.linger_ms = static_cast<int>(cfg.getInt("kafka.linger_ms"));
-  o.kafka.compression = cfg.getString("kafka.compression");
-  o.kafka.message_timeout_ms = static_cast<int>(cfg.getInt("kafka.message_timeout_ms"));
-  o.kafka.queue_max_messages = static_cast<int>(cfg.getInt("kafka.queue_max_messages"));
-  o.kafka.queue_max_kbytes = cfg.getInt("kafka.queue_max_kbytes");
-  o.anomalies = anomalyOptionsFrom(cfg);
-  o.latest = latestOptionsFrom(cfg);
-  return o;
-}
-
 Aggregator::Aggregator(AggregatorOptions options, metrics::Registry& registry, const Clock& clock)
     : Aggregator(options, registry, clock,
                  makeKafkaSink(options.kafka, options.recovery_max_messages,

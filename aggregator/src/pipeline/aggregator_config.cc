@@ -6,119 +6,256 @@
 #include "outpost/common/mqtt_security.h"
 
 namespace outpost::aggregator {
+
+const config::EnumNames<ReadingsFormat>& readingsFormatNames() {
+  static const config::EnumNames<ReadingsFormat> names{{ReadingsFormat::kBatch, "batch"},
+                                                       {ReadingsFormat::kReading, "reading"}};
+  return names;
+}
+
 namespace {
 
-config::Schema buildSchema() {
-  config::Schema s("outpost-aggregator");
-  cli::addProcessSettings(s, "127.0.0.1:9100");
-  s.boolean("mqtt.enabled", true,
-            "Receive batches over MQTT (false: ZeroMQ only, no broker needed; then zmq.listen "
-            "must be set)")
-      .string("mqtt.broker", "tcp://127.0.0.1:1883",
-              "MQTT broker URI (tcp://host:port, or ssl://host:port for TLS)")
-      .string("mqtt.client_id", "outpost-aggregator",
-              "MQTT client id; must be unique per aggregator instance")
-      .string("mqtt.topic_prefix", "outpost/v1", "Prefix of the batch/ack topics")
-      .boolean("mqtt.clean_session", false,
-               "false: the broker keeps the subscription and queues batches while the aggregator "
-               "restarts (within its queue limits)")
-      .string("mqtt.username", "", "MQTT user name (empty: anonymous)")
-      .string("mqtt.password", "", "MQTT password; never logged (prefer mqtt.password_file)")
-      .integer("mqtt.keepalive_s", 30, 2, 3600, "MQTT keep-alive interval")
-      .integer("mqtt.reconnect_min_ms", 1000, 100, 600000,
-               "First reconnect delay after the broker connection is lost; doubles up to "
-               "mqtt.reconnect_max_ms while the broker is down")
-      .integer("mqtt.reconnect_max_ms", 30000, 100, 3600000,
-               "Longest reconnect delay (how long after a broker's return the aggregator may "
-               "take to notice it)");
-  mqttsec::addSettings(s, "mqtt.");
-  s.string("zmq.listen", "",
-           "ZeroMQ ROUTER endpoint for agents, e.g. tcp://0.0.0.0:7450 (empty: no ZeroMQ ingest). "
-           "Always CURVE with the allow-list")
-      .string("zmq.secret_key_file", "/etc/outpost/aggregator.key",
-              "The aggregator's CURVE key pair (outpost-agent keygen; mode 0600)")
-      .string("zmq.allow_list_file", "/etc/outpost/allow-list.toml",
-              "Agent CURVE public keys and their device ids ([devices] \"<key>\" = \"<device>\"); "
-              "re-read on SIGHUP")
-      .integer("zmq.heartbeat_ms", 1000, 50, 600000,
-               "Socket poll interval; a device silent for 3 intervals is forgotten (an ack for it "
-               "is then dropped and the agent resends). Keep agents' uplink.zmq.heartbeat_ms at "
-               "or below it")
-      .integer("verify.max_batch_bytes", 4 << 20, 1024, 256 << 20,
-               "Larger batch messages are rejected before any parsing")
-      .integer("verify.max_readings", 100000, 1, 10000000,
-               "Batches with more readings are rejected")
-      .integer("verify.max_future_skew_s", 86400, 0, 31536000,
-               "Readings stamped further than this in the future are rejected")
-      .integer("ingest.workers", 2, 1, 256,
-               "Worker threads that verify, dedup and produce; each device is pinned to one")
-      .integer("ingest.queue_capacity", 256, 1, 1000000,
-               "Batches waiting per worker; when full, intake from the broker waits")
-      .string("dedup.path", "/var/lib/outpost/dedup.db",
-              "SQLite file remembering delivered (device, epoch, seq) across restarts")
-      .integer("dedup.flush_interval_ms", 100, 1, 60000, "How often the dedup store is written")
-      .integer("dedup.recovery_max_messages", 1000000, 0, 1000000000,
-               "At start-up, read at most this many messages per partition from the tail of the "
-               "readings and dead-letter topics to recover batches delivered after the last flush")
-      .integer("dedup.recovery_timeout_ms", 60000, 1000, 3600000,
-               "Give up start-up if that recovery read takes longer")
-      .string("kafka.bootstrap_servers", "127.0.0.1:9092", "Kafka bootstrap servers (host:port,...)")
-      .string("kafka.client_id", "outpost-aggregator", "Kafka client.id")
-      .string("kafka.readings_topic", "outpost.readings", "Topic for readings (JSON, key = device)")
-      .string("kafka.deadletter_topic", "outpost.deadletter",
-              "Topic for rejected batches (raw payload, reason in headers)")
-      .integer("kafka.readings_per_message", 1000, 1, 100000,
-               "A batch is split into Kafka messages of at most this many readings + windows "
-               "(batch format)")
-      .oneOf("kafka.readings_format", "batch", {"batch", "reading"},
-             "batch: one JSON object per batch part (readings in an array); reading: one flat "
-             "JSON object per reading (device, sensor, unit, ts, value, quality, epoch, seq, "
-             "dropped), keyed by device, for generic sinks. Dedup, recovery and acks work the "
-             "same for both (docs/kafka.md)")
-      .integer("kafka.linger_ms", 5, 0, 60000, "librdkafka linger.ms (batching delay)")
-      .oneOf("kafka.compression", "lz4", {"none", "gzip", "snappy", "lz4", "zstd"},
-             "librdkafka compression.type")
-      .integer("kafka.message_timeout_ms", 30000, 1000, 3600000,
-               "A message not delivered within this time fails; its batch is not acked")
-      .integer("kafka.queue_max_messages", 100000, 100, 10000000,
-               "librdkafka queue.buffering.max.messages; when full, intake pauses")
-      .integer("kafka.queue_max_kbytes", 1048576, 1024, 2097151,
-               "librdkafka queue.buffering.max.kbytes; when full, intake pauses")
-      .string("kafka.device_status_topic", "outpost.device-status",
-              "Topic for device status events (JSON, key = device id)")
-      .boolean("metrics.collect", true,
-               "false: counters and histograms are not updated and the ops layer (device "
-               "registry, dashboard, alerts, end-to-end latency) is off; only for measuring what "
-               "metrics cost")
-      .integer("devices.offline_after_s", 90, 1, 86400,
-               "An online device silent (no batch, no status) this long is marked offline")
-      .integer("devices.max", 1000000, 1, 100000000,
-               "Devices the registry records; more are counted, not recorded")
-      .integer("dashboard.max_stream_clients", 8, 1, 256,
-               "Live dashboard connections at once (each holds an HTTP thread); more get 503")
-      .string("alerts.webhook_url", "",
-              "POST anomaly and device-offline events here as JSON (http:// only); empty: off")
-      .real("alerts.rate_per_minute", 30, 0.1, 100000,
-            "Alerts sent per minute on average (token bucket); the excess is summarised")
-      .integer("alerts.burst", 10, 1, 100000, "Alerts that may be sent at once (bucket size)")
-      .integer("alerts.max_attempts", 5, 1, 100, "Tries per alert (5xx, 429, network errors)")
-      .integer("alerts.backoff_min_ms", 500, 1, 600000, "First retry delay; doubles per retry")
-      .integer("alerts.backoff_max_ms", 30000, 1, 3600000, "Longest retry delay")
-      .integer("alerts.timeout_ms", 5000, 100, 600000, "Connect/read timeout of one attempt")
-      .integer("alerts.queue_capacity", 1000, 1, 1000000,
-               "Alerts waiting to be sent; when full, new ones are dropped (counted)")
-      .boolean("alerts.on_online", true,
-               "Also alert when a device that was offline comes back online");
-  addDetectSettings(s);
-  addLatestSettings(s);
-  return s;
+const config::SettingsTable<MqttIngestOptions>& mqttIngestTable() {
+  using M = MqttIngestOptions;
+  static const auto t =
+      config::SettingsTable<M>("mqtt.")
+          .string("broker", &M::broker, "tcp://127.0.0.1:1883",
+                  "MQTT broker URI (tcp://host:port, or ssl://host:port for TLS)")
+          .string("client_id", &M::client_id, "outpost-aggregator",
+                  "MQTT client id; must be unique per aggregator instance")
+          .string("topic_prefix", &M::topic_prefix, "outpost/v1", "Prefix of the batch/ack topics")
+          .boolean("clean_session", &M::clean_session, false,
+                   "false: the broker keeps the subscription and queues batches while the "
+                   "aggregator restarts (within its queue limits)")
+          .string("username", [](M& m, const std::string& v) { m.security.username = v; }, "",
+                  "MQTT user name (empty: anonymous)")
+          .string("password", [](M& m, const std::string& v) { m.security.password = v; }, "",
+                  "MQTT password; never logged (prefer mqtt.password_file)")
+          .integer("keepalive_s", &M::keepalive_s, 30, 2, 3600, "MQTT keep-alive interval")
+          .integer("reconnect_min_ms", &M::reconnect_min_ms, 1000, 100, 600000,
+                   "First reconnect delay after the broker connection is lost; doubles up to "
+                   "mqtt.reconnect_max_ms while the broker is down")
+          .integer("reconnect_max_ms", &M::reconnect_max_ms, 30000, 100, 3600000,
+                   "Longest reconnect delay (>= mqtt.reconnect_min_ms; how long after a broker's "
+                   "return the aggregator may take to notice it)")
+          .declaredBy(mqttsec::addSettings);  // TLS, password_file; all read by mqttsec::load
+  return t;
+}
+
+const config::SettingsTable<ZmqIngestOptions>& zmqIngestTable() {
+  using Z = ZmqIngestOptions;
+  static const auto t =
+      config::SettingsTable<Z>("zmq.")
+          .string("listen", &Z::listen, "",
+                  "ZeroMQ ROUTER endpoint for agents, e.g. tcp://0.0.0.0:7450 (empty: no ZeroMQ "
+                  "ingest). Always CURVE with the allow-list")
+          .string("secret_key_file", &Z::secret_key_file, "/etc/outpost/aggregator.key",
+                  "The aggregator's CURVE key pair (outpost-agent keygen; mode 0600)")
+          .string("allow_list_file", &Z::allow_list_file, "/etc/outpost/allow-list.toml",
+                  "Agent CURVE public keys and their device ids ([devices] \"<key>\" = "
+                  "\"<device>\"); its contents are re-read on SIGHUP (the path is not)")
+          .integer("heartbeat_ms", &Z::heartbeat_ms, 1000, 50, 600000,
+                   "Socket poll interval; a device silent for 3 intervals is forgotten (an ack "
+                   "for it is then dropped and the agent resends). Keep agents' "
+                   "uplink.zmq.heartbeat_ms at or below it");
+  return t;
+}
+
+const config::SettingsTable<IngestSettings>& ingestTable() {
+  using I = IngestSettings;
+  static const auto t =
+      config::SettingsTable<I>()
+          .boolean("mqtt.enabled", &I::mqtt_enabled, true,
+                   "Receive batches over MQTT (false: ZeroMQ only, no broker needed; then "
+                   "zmq.listen must be set)")
+          .nested(&I::mqtt, mqttIngestTable())
+          .nested(&I::zmq, zmqIngestTable());
+  return t;
+}
+
+const config::SettingsTable<KafkaOptions>& kafkaTable() {
+  using K = KafkaOptions;
+  static const auto t =
+      config::SettingsTable<K>("kafka.")
+          .string("bootstrap_servers", &K::bootstrap_servers, "127.0.0.1:9092",
+                  "Kafka bootstrap servers (host:port,...)")
+          .string("client_id", &K::client_id, "outpost-aggregator", "Kafka client.id")
+          .integer("linger_ms", &K::linger_ms, 5, 0, 60000,
+                   "librdkafka linger.ms (batching delay)")
+          .oneOf("compression", &K::compression, {"none", "gzip", "snappy", "lz4", "zstd"}, "lz4",
+                 "librdkafka compression.type")
+          .integer("message_timeout_ms", &K::message_timeout_ms, 30000, 1000, 3600000,
+                   "A message not delivered within this time fails; its batch is not acked")
+          .integer("queue_max_messages", &K::queue_max_messages, 100000, 100, 10000000,
+                   "librdkafka queue.buffering.max.messages; when full, intake pauses")
+          .integer("queue_max_kbytes", &K::queue_max_kbytes, 1048576, 1024, 2097151,
+                   "librdkafka queue.buffering.max.kbytes; when full, intake pauses");
+  return t;
+}
+
+// Verify, ingest workers, dedup and the Kafka producer ([detect] and [latest] are their stages'
+// tables: anomaly_stage.cc, latest_store.cc).
+const config::SettingsTable<AggregatorOptions>& pipelineTable() {
+  using A = AggregatorOptions;
+  static const auto t =
+      config::SettingsTable<A>()
+          .integer("verify.max_batch_bytes",
+                   [](A& a, int64_t v) { a.limits.max_bytes = static_cast<size_t>(v); }, 4 << 20,
+                   1024, 256 << 20, "Larger batch messages are rejected before any parsing")
+          .integer("verify.max_readings",
+                   [](A& a, int64_t v) { a.limits.max_readings = static_cast<size_t>(v); },
+                   100000, 1, 10000000, "Batches with more readings are rejected")
+          .integer("verify.max_future_skew_s",
+                   [](A& a, int64_t v) { a.limits.max_future_skew_us = v * 1000000; }, 86400, 0,
+                   31536000, "Readings stamped further than this in the future are rejected")
+          .integer("ingest.workers", &A::workers, 2, 1, 256,
+                   "Worker threads that verify, dedup and produce; each device is pinned to one")
+          .integer("ingest.queue_capacity", &A::queue_capacity, 256, 1, 1000000,
+                   "Batches waiting per worker; when full, intake from the broker waits")
+          .string("dedup.path", &A::dedup_path, "/var/lib/outpost/dedup.db",
+                  "SQLite file remembering delivered (device, epoch, seq) across restarts")
+          .integer("dedup.flush_interval_ms", &A::flush_interval_ms, 100, 1, 60000,
+                   "How often the dedup store is written")
+          .integer("dedup.recovery_max_messages", &A::recovery_max_messages, 1000000, 0,
+                   1000000000,
+                   "At start-up, read at most this many messages per partition from the tail of "
+                   "the readings and dead-letter topics to recover batches delivered after the "
+                   "last flush")
+          .integer("dedup.recovery_timeout_ms", &A::recovery_timeout_ms, 60000, 1000, 3600000,
+                   "Give up start-up if that recovery read takes longer")
+          .nested(&A::kafka, kafkaTable())
+          .string("kafka.readings_topic", &A::readings_topic, "outpost.readings",
+                  "Topic for readings (JSON, key = device)")
+          .string("kafka.deadletter_topic", &A::deadletter_topic, "outpost.deadletter",
+                  "Topic for rejected batches (raw payload, reason in headers)")
+          .integer("kafka.readings_per_message", &A::items_per_message, 1000, 1, 100000,
+                   "A batch is split into Kafka messages of at most this many readings + windows "
+                   "(batch format)")
+          .oneOf("kafka.readings_format", &A::readings_format, readingsFormatNames(),
+                 ReadingsFormat::kBatch,
+                 "batch: one JSON object per batch part (readings in an array); reading: one "
+                 "flat JSON object per reading (device, sensor, unit, ts, value, quality, epoch, "
+                 "seq, dropped), keyed by device, for generic sinks. Dedup, recovery and acks "
+                 "work the same for both (docs/kafka.md)");
+  return t;
+}
+
+const config::SettingsTable<DeviceRegistryOptions>& devicesTable() {
+  using D = DeviceRegistryOptions;
+  static const auto t =
+      config::SettingsTable<D>("devices.")
+          .integer("offline_after_s", &D::offline_after_us, 90, 1, 86400,
+                   "An online device silent (no batch, no status) this long is marked offline",
+                   1000000)
+          .integer("max", &D::max_devices, 1000000, 1, 100000000,
+                   "Devices the registry records; more are counted, not recorded");
+  return t;
+}
+
+const config::SettingsTable<WebhookOptions>& alertsTable() {
+  using W = WebhookOptions;
+  static const auto t =
+      config::SettingsTable<W>("alerts.")
+          .string("webhook_url", &W::url, "",
+                  "POST anomaly and device-offline events here as JSON (http:// only); empty: off")
+          .real("rate_per_minute", &W::rate_per_minute, 30, 0.1, 100000,
+                "Alerts sent per minute on average (token bucket); the excess is summarised")
+          .integer("burst", &W::burst, 10, 1, 100000,
+                   "Alerts that may be sent at once (bucket size)")
+          .integer("max_attempts", &W::max_attempts, 5, 1, 100,
+                   "Tries per alert (5xx, 429, network errors)")
+          .integer("backoff_min_ms", &W::backoff_min_ms, 500, 1, 600000,
+                   "First retry delay; doubles per retry")
+          .integer("backoff_max_ms", &W::backoff_max_ms, 30000, 1, 3600000,
+                   "Longest retry delay (>= alerts.backoff_min_ms)")
+          .integer("timeout_ms", &W::timeout_ms, 5000, 100, 600000,
+                   "Connect/read timeout of one attempt")
+          .integer("queue_capacity", &W::queue_capacity, 1000, 1, 1000000,
+                   "Alerts waiting to be sent; when full, new ones are dropped (counted)");
+  return t;
+}
+
+const config::SettingsTable<OpsOptions>& opsTable() {
+  using O = OpsOptions;
+  static const auto t =
+      config::SettingsTable<O>()
+          .string("kafka.device_status_topic", &O::status_topic, "outpost.device-status",
+                  "Topic for device status events (JSON, key = device id)")
+          .nested(&O::devices, devicesTable())
+          .integer("dashboard.max_stream_clients", &O::max_stream_clients, 8, 1, 256,
+                   "Live dashboard connections at once (each holds an HTTP thread); more get 503")
+          .nested(&O::webhook, alertsTable())
+          .boolean("alerts.on_online", &O::alert_online, true,
+                   "Also alert when a device that was offline comes back online");
+  return t;
+}
+
+const config::SettingsTable<AggregatorSettings>& aggregatorTable() {
+  using S = AggregatorSettings;
+  static const auto t =
+      config::SettingsTable<S>()
+          .declaredBy([](config::Schema& s, const std::string&) {
+            cli::addProcessSettings(s, "127.0.0.1:9100");  // log_level, http.listen
+          })
+          .nested(&S::ingest, ingestTable())
+          .nested(&S::pipeline, pipelineTable())
+          .nested(&S::ops, opsTable())
+          .boolean("metrics.collect", &S::metrics_collect, true,
+                   "false: counters and histograms are not updated and the ops layer (device "
+                   "registry, dashboard, alerts, end-to-end latency) is off; only for measuring "
+                   "what metrics cost")
+          .declaredBy([](config::Schema& s, const std::string&) {
+            addDetectSettings(s);  // [detect], [[detect.classes]]: anomaly_stage.cc
+            addLatestSettings(s);  // [latest]: latest_store.cc
+          });
+  return t;
+}
+
+// Rejects `max` below `min` (no silent repair); both are full key names.
+void checkAtLeast(const char* max_key, int64_t max, const char* min_key, int64_t min) {
+  if (max < min) {
+    throw config::ConfigError(std::string(max_key) + " = " + std::to_string(max) + " is below " +
+                              min_key + " = " + std::to_string(min) + "; allowed: " + max_key +
+                              " >= " + min_key);
+  }
 }
 
 }  // namespace
 
 const config::Schema& aggregatorSchema() {
-  static const config::Schema schema = buildSchema();
+  static const config::Schema schema = [] {
+    config::Schema s("outpost-aggregator");
+    aggregatorTable().declare(s);
+    return s;
+  }();
   return schema;
+}
+
+AggregatorOptions aggregatorOptionsFrom(const config::Config& cfg) {
+  AggregatorOptions o = pipelineTable().read(cfg);
+  o.anomalies = anomalyOptionsFrom(cfg);
+  o.latest = latestOptionsFrom(cfg);
+  return o;
+}
+
+OpsOptions opsOptionsFrom(const config::Config& cfg) { return opsTable().read(cfg); }
+
+AggregatorSettings readAggregatorSettings(const config::Config& cfg) {
+  AggregatorSettings s = aggregatorTable().read(cfg);
+  s.pipeline.anomalies = anomalyOptionsFrom(cfg);
+  s.pipeline.latest = latestOptionsFrom(cfg);
+  if (!s.ingest.mqtt_enabled && s.ingest.zmq.listen.empty()) {
+    throw config::ConfigError(
+        "mqtt.enabled = false and zmq.listen is empty: no way for agents to reach the "
+        "aggregator; enable at least one");
+  }
+  if (s.ingest.mqtt_enabled) {
+    checkAtLeast("mqtt.reconnect_max_ms", s.ingest.mqtt.reconnect_max_ms, "mqtt.reconnect_min_ms",
+                 s.ingest.mqtt.reconnect_min_ms);
+  }
+  checkAtLeast("alerts.backoff_max_ms", s.ops.webhook.backoff_max_ms, "alerts.backoff_min_ms",
+               s.ops.webhook.backoff_min_ms);
+  return s;
 }
 
 }  // namespace outpost::aggregator

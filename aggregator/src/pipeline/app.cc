@@ -15,31 +15,18 @@ namespace outpost::aggregator {
 
 AggregatorApp::AggregatorApp(config::Config settings) : cfg_(std::move(settings)) {
   const config::Config& cfg = cfg_;
-  options_ = aggregatorOptionsFrom(cfg);
-  with_mqtt_ = cfg.getBool("mqtt.enabled");
-  with_zmq_ = !cfg.getString("zmq.listen").empty();
-  if (!with_mqtt_ && !with_zmq_) {
-    throw config::ConfigError("mqtt.enabled = false and zmq.listen is empty: no way for agents "
-                              "to reach the aggregator; enable at least one");
-  }
-  MqttIngestOptions& mo = mqtt_options_;
+  // Typed settings; invalid combinations (no ingest at all, a maximum below its minimum) throw.
+  settings_ = readAggregatorSettings(cfg);
+  options_ = settings_.pipeline;
+  with_mqtt_ = settings_.ingest.mqtt_enabled;
+  with_zmq_ = !settings_.ingest.zmq.listen.empty();
+  mqtt_options_ = settings_.ingest.mqtt;
   if (with_mqtt_) {
-    mo.broker = cfg.getString("mqtt.broker");
-    mo.client_id = cfg.getString("mqtt.client_id");
-    mo.topic_prefix = cfg.getString("mqtt.topic_prefix");
-    mo.clean_session = cfg.getBool("mqtt.clean_session");
-    mo.keepalive_s = static_cast<int>(cfg.getInt("mqtt.keepalive_s"));
-    mo.reconnect_min_ms = cfg.getInt("mqtt.reconnect_min_ms");
-    mo.reconnect_max_ms = std::max(mo.reconnect_min_ms, cfg.getInt("mqtt.reconnect_max_ms"));
-    auto sec = mqttsec::load(cfg, "mqtt.", mo.broker);
+    auto sec = mqttsec::load(cfg, "mqtt.", mqtt_options_.broker);
     if (!sec) throw config::ConfigError(sec.error().message());
-    mo.security = std::move(*sec);
+    mqtt_options_.security = std::move(*sec);
   }
-  ZmqIngestOptions& zo = zmq_options_;
-  zo.listen = cfg.getString("zmq.listen");
-  zo.secret_key_file = cfg.getString("zmq.secret_key_file");
-  zo.allow_list_file = cfg.getString("zmq.allow_list_file");
-  zo.heartbeat_ms = static_cast<int>(cfg.getInt("zmq.heartbeat_ms"));
+  zmq_options_ = settings_.ingest.zmq;
 }
 
 AggregatorApp::~AggregatorApp() { stop(); }
@@ -63,14 +50,14 @@ bool AggregatorApp::healthy(std::string& d) {
 
 bool AggregatorApp::start() {
   const config::Config& cfg = cfg_;
-  metrics::setCollectionEnabled(cfg.getBool("metrics.collect"));
+  metrics::setCollectionEnabled(settings_.metrics_collect);
   aggregator_ = std::make_unique<Aggregator>(
       options_, registry_, SystemClock::instance(),
       makeKafkaSink(options_.kafka, options_.recovery_max_messages, options_.recovery_timeout_ms));
   Aggregator& aggregator = *aggregator_;
   if (metrics::collectionEnabled()) {
     ops_ = std::make_unique<OpsCenter>(
-        opsOptionsFrom(cfg), registry_, SystemClock::instance(),
+        settings_.ops, registry_, SystemClock::instance(),
         [&aggregator](const std::string& t, const std::string& k, const std::string& v) {
           return aggregator.publishEvent(t, k, v);
         },
@@ -125,7 +112,7 @@ bool AggregatorApp::start() {
   http_ = std::make_unique<HttpServer>(
       registry_, [this](std::string& d) { return healthy(d); },
       [this] { return notReadyReasons(); },
-      ops_ ? cfg.getInt("dashboard.max_stream_clients") + 4 : 2);
+      ops_ ? settings_.ops.max_stream_clients + 4 : 2);
   if (ops_) ops_->addRoutes(*http_);
   if (aggregator.latest()) aggregator.latest()->addRoutes(*http_, SystemClock::instance());
   if (auto st = cli::serveOps(*http_, cfg); !st) {

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "outpost/common/json.h"
+#include "outpost/common/settings.h"
 #include "outpost/common/thread_annotations.h"
 
 namespace outpost::aggregator {
@@ -83,37 +84,40 @@ struct LatestStore::Shard {
   std::vector<Sensor*> by_id GUARDED_BY(mu);  // scratch of update()
 };
 
-void addLatestSettings(config::Schema& s) {
-  s.boolean("latest.enabled", true,
-            "Keep the latest value and a recent history per (device, sensor) for the HTTP API "
-            "(/api/devices/{id}/sensors) and the outpost.latest topic")
-      .integer("latest.bucket_s", 60, 1, 3600,
-               "Width of one history bucket (min/mean/max/count of the readings in it)")
-      .integer("latest.history_bytes_per_sensor", 34560, 24, 16 << 20,
-               "History ring of each sensor in bytes; 24 bytes a bucket (34560 = 1440 one-minute "
-               "buckets = 24 h). Allocated when the sensor is first seen")
-      .integer("latest.max_bytes", 512 << 20, 1 << 20, int64_t{1} << 40,
-               "Memory cap of all tracked sensors together (ring + 192 bytes + name and unit per "
-               "sensor, 160 bytes + id per device); beyond it new sensors are refused (counted in "
-               "outpost_aggregator_latest_refused_total), tracked ones keep updating")
-      .string("kafka.latest_topic", "outpost.latest",
-              "Compacted topic for each sensor's latest value (JSON, key = device/sensor); create "
-              "it with cleanup.policy=compact")
-      .integer("latest.publish_interval_ms", 5000, 0, 3600000,
-               "Publish each sensor that changed to kafka.latest_topic at most once per interval "
-               "(at most tracked sensors / interval messages per second); 0: do not publish");
+namespace {
+
+const config::SettingsTable<LatestOptions>& latestTable() {
+  using L = LatestOptions;
+  static const auto t =
+      config::SettingsTable<L>()
+          .boolean("latest.enabled", &L::enabled, true,
+                   "Keep the latest value and a recent history per (device, sensor) for the HTTP "
+                   "API (/api/devices/{id}/sensors) and the outpost.latest topic")
+          .integer("latest.bucket_s", &L::bucket_s, 60, 1, 3600,
+                   "Width of one history bucket (min/mean/max/count of the readings in it)")
+          .integer("latest.history_bytes_per_sensor", &L::history_bytes, 34560, 24, 16 << 20,
+                   "History ring of each sensor in bytes; 24 bytes a bucket (34560 = 1440 "
+                   "one-minute buckets = 24 h). Allocated when the sensor is first seen")
+          .integer("latest.max_bytes", &L::max_bytes, 512 << 20, 1 << 20, int64_t{1} << 40,
+                   "Memory cap of all tracked sensors together (ring + 192 bytes + name and unit "
+                   "per sensor, 160 bytes + id per device); beyond it new sensors are refused "
+                   "(counted in outpost_aggregator_latest_refused_total), tracked ones keep "
+                   "updating")
+          .string("kafka.latest_topic", &L::topic, "outpost.latest",
+                  "Compacted topic for each sensor's latest value (JSON, key = device/sensor); "
+                  "create it with cleanup.policy=compact")
+          .integer("latest.publish_interval_ms", &L::publish_interval_ms, 5000, 0, 3600000,
+                   "Publish each sensor that changed to kafka.latest_topic at most once per "
+                   "interval (at most tracked sensors / interval messages per second); 0: do not "
+                   "publish");
+  return t;
 }
 
-LatestOptions latestOptionsFrom(const config::Config& cfg) {
-  LatestOptions o;
-  o.enabled = cfg.getBool("latest.enabled");
-  o.bucket_s = cfg.getInt("latest.bucket_s");
-  o.history_bytes = static_cast<size_t>(cfg.getInt("latest.history_bytes_per_sensor"));
-  o.max_bytes = static_cast<size_t>(cfg.getInt("latest.max_bytes"));
-  o.topic = cfg.getString("kafka.latest_topic");
-  o.publish_interval_ms = static_cast<int>(cfg.getInt("latest.publish_interval_ms"));
-  return o;
-}
+}  // namespace
+
+void addLatestSettings(config::Schema& s) { latestTable().declare(s); }
+
+LatestOptions latestOptionsFrom(const config::Config& cfg) { return latestTable().read(cfg); }
 
 LatestStore::LatestStore(LatestOptions options, size_t shards, metrics::Registry& registry)
     : opt_(std::move(options)),

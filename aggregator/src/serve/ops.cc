@@ -95,24 +95,6 @@ void writeAnomaly(json::Writer& w, const AnomalyEvent& e) {
 
 }  // namespace
 
-OpsOptions opsOptionsFrom(const config::Config& cfg) {
-  OpsOptions o;
-  o.status_topic = cfg.getString("kafka.device_status_topic");
-  o.devices.offline_after_us = cfg.getInt("devices.offline_after_s") * 1'000'000;
-  o.devices.max_devices = static_cast<size_t>(cfg.getInt("devices.max"));
-  o.webhook.url = cfg.getString("alerts.webhook_url");
-  o.webhook.rate_per_minute = cfg.getDouble("alerts.rate_per_minute");
-  o.webhook.burst = static_cast<int>(cfg.getInt("alerts.burst"));
-  o.webhook.max_attempts = static_cast<int>(cfg.getInt("alerts.max_attempts"));
-  o.webhook.backoff_min_ms = static_cast<int>(cfg.getInt("alerts.backoff_min_ms"));
-  o.webhook.backoff_max_ms = static_cast<int>(cfg.getInt("alerts.backoff_max_ms"));
-  o.webhook.timeout_ms = static_cast<int>(cfg.getInt("alerts.timeout_ms"));
-  o.webhook.queue_capacity = static_cast<size_t>(cfg.getInt("alerts.queue_capacity"));
-  o.alert_online = cfg.getBool("alerts.on_online");
-  o.max_stream_clients = static_cast<size_t>(cfg.getInt("dashboard.max_stream_clients"));
-  return o;
-}
-
 // What tick() keeps between ticks: the previous totals (for rates) and the latency histograms of
 // the last kLatencyWindow seconds (for percentiles).
 struct OpsCenter::Sampler {

@@ -21,11 +21,10 @@ DrainSettings drainSettingsFrom(const config::Config& cfg);
 std::vector<std::string> changedSettings(const config::Schema& schema, const config::Config& a,
                                          const config::Config& b);
 
-// Settings SIGHUP applies to the running agent: log_level, outbox.max_bytes, outbox.max_age_s,
-// outbox.full_policy, uplink.drain.order, uplink.drain.rate, and the inputs (sensors with their
-// filters and windows, sources.socket.*, sources.mqtt.*, sources.sysfs.root, sources.stdin.on_eof
-// and eof_drain_timeout_s; applied by reloadInputs()). Every other change is logged as needing a
-// restart (and is not applied).
+// True for the settings SIGHUP applies to the running agent: the rows marked live() in the
+// settings tables (agent_config.cc, inputs_config.cc; the SIGHUP column of
+// docs/configuration.md). The inputs are applied by reloadInputs(), the rest by applyReload().
+// Every other change is logged as needing a restart (and is not applied).
 bool isReloadable(std::string_view key);
 
 // SIGHUP: applies the reloadable settings that differ between `applied` (the last config

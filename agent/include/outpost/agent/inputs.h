@@ -19,19 +19,25 @@
 #include "outpost/common/config.h"
 #include "outpost/common/metrics.h"
 #include "outpost/common/mqtt_security.h"
+#include "outpost/common/settings.h"
 
 namespace outpost::agent {
 
 class Source;
 
+// Each enum's names are spelled once, in its EnumNames table (inputs_config.cc): the settings'
+// allowed values, parsing (an unknown name is a ConfigError naming the key) and messages use it.
 enum class SourceKind { kSimulated, kStdin, kSocket, kMqtt, kHwmon, kThermal, kIio, kModbus };
+const config::EnumNames<SourceKind>& sourceKindNames();
 const char* sourceKindName(SourceKind kind);
 
 enum class FilterKind { kRange, kDeadband, kRateLimit, kDedup };
+const config::EnumNames<FilterKind>& filterKindNames();
 const char* filterKindName(FilterKind kind);
 
 // What a validation filter does with an offending reading.
 enum class Action { kDrop, kBad, kSuspect };
+const config::EnumNames<Action>& actionNames();
 
 struct FilterSpec {
   FilterKind kind = FilterKind::kRange;
@@ -53,6 +59,7 @@ struct FilterSpec {
 };
 
 enum class WindowKind { kNone, kTumbling, kSliding };
+const config::EnumNames<WindowKind>& windowKindNames();
 
 struct WindowSpec {
   WindowKind kind = WindowKind::kNone;
@@ -63,6 +70,7 @@ struct WindowSpec {
 };
 
 enum class Output { kRaw, kWindows, kBoth };
+const config::EnumNames<Output>& outputNames();
 
 struct SensorSpec {
   uint16_t id = 0;  // index in AgentInputs::sensors
@@ -94,6 +102,9 @@ bool sameReading(const SensorSpec& a, const SensorSpec& b);
 
 // What the agent does when standard input ends.
 enum class OnEof { kKeep, kStop };
+const config::EnumNames<OnEof>& onEofNames();
+
+const config::EnumNames<LineFormat>& lineFormatNames();  // "line", "json", "csv"
 
 struct SourcesSpec {
   size_t queue_chunks = 256;
@@ -128,6 +139,8 @@ void addInputSettings(config::Schema& schema);
 
 // Typed view of the input settings; throws config::ConfigError naming the key. No side effects.
 AgentInputs parseInputs(const config::Config& cfg);
+// Only the [sources.*] scalars (no sensors, no modbus slaves, no credential files read).
+SourcesSpec readSourcesSpec(const config::Config& cfg);
 
 // Builds every source the sensors need (threads of stdin/socket/MQTT sources start here; sysfs
 // paths are resolved here and a missing device is a ConfigError naming the key). The returned

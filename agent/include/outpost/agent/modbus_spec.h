@@ -10,11 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "outpost/common/settings.h"
+
 namespace outpost::agent {
 
 // The four Modbus data tables. Coils and discrete inputs are bits; holding and input registers
 // 16-bit words.
 enum class ModbusFunction : uint8_t { kCoil, kDiscreteInput, kHolding, kInput };
+const config::EnumNames<ModbusFunction>& modbusFunctionNames();
 const char* modbusFunctionName(ModbusFunction f);
 inline bool modbusIsBits(ModbusFunction f) {
   return f == ModbusFunction::kCoil || f == ModbusFunction::kDiscreteInput;
@@ -30,6 +33,7 @@ enum class ModbusType : uint8_t {
   kFloat32,
   kFloat64
 };
+const config::EnumNames<ModbusType>& modbusTypeNames();
 const char* modbusTypeName(ModbusType t);
 // Registers the type occupies (bool: 1 register, or 1 bit of a bit table).
 size_t modbusTypeWords(ModbusType t);
@@ -41,6 +45,7 @@ size_t modbusTypeWords(ModbusType t);
 //   ABCD: big-endian (the Modbus standard); DCBA: little-endian;
 //   BADC: bytes swapped within each register; CDAB: registers in reverse order ("word swap").
 enum class ModbusOrder : uint8_t { kABCD, kDCBA, kBADC, kCDAB };
+const config::EnumNames<ModbusOrder>& modbusOrderNames();
 const char* modbusOrderName(ModbusOrder o);
 
 // One sensor's place in a slave's register map: value = decoded * scale + offset.
@@ -56,6 +61,9 @@ struct ModbusPoint {
 };
 
 enum class ModbusTransport : uint8_t { kTcp, kRtu };
+const config::EnumNames<ModbusTransport>& modbusTransportNames();  // "tcp", "rtu"
+// Serial parity as libmodbus wants it ('N', 'E', 'O') and its setting names ("none", ...).
+const config::EnumNames<char>& modbusParityNames();
 
 // One slave (server) the agent polls. Slaves on the same serial device share one bus (one
 // connection and one thread; their serial settings must agree); every TCP slave has its own

@@ -18,6 +18,7 @@
 
 #include "outpost/common/clock.h"
 #include "outpost/common/codec.h"
+#include "outpost/common/settings.h"
 #include "outpost/common/status.h"
 #include "outpost/common/thread_annotations.h"
 
@@ -36,7 +37,8 @@ enum class FullPolicy {
   kDropNewest,  // refuse the new batch
   kBlock,       // store nothing more; the caller keeps the batch and retries (the source waits)
 };
-// "drop_oldest" | "drop_newest" | "block"; nullopt-like failure for anything else.
+// "drop_oldest" | "drop_newest" | "block" (the one spelling); anything else fails.
+const config::EnumNames<FullPolicy>& fullPolicyNames();
 Result<FullPolicy> parseFullPolicy(const std::string& s);
 const char* fullPolicyName(FullPolicy p);
 
@@ -57,6 +59,7 @@ struct OutboxOptions {
   int64_t max_age_s = 0;              // drop batches older than this (0: no limit)
   FullPolicy full_policy = FullPolicy::kDropOldest;
   std::string synchronous = "full";  // "full": accepted == on disk; "normal": faster
+  size_t group_max_batches = 64;     // closed batches committed in one transaction (OutboxWriter)
 };
 
 // The settings that may change while the store is open (SIGHUP reload).

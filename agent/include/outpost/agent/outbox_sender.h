@@ -32,7 +32,8 @@ struct DrainSettings {
   ReadOrder order = ReadOrder::kOldestFirst;
   double rate_readings_per_s = 0;  // backlog drain rate; 0: unlimited
 };
-// "oldest_first" | "newest_first".
+// "oldest_first" | "newest_first" (the one spelling).
+const config::EnumNames<ReadOrder>& drainOrderNames();
 Result<ReadOrder> parseDrainOrder(const std::string& s);
 
 struct SenderOptions {

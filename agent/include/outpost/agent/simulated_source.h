@@ -6,13 +6,15 @@
 #include <vector>
 
 #include "outpost/agent/source.h"
+#include "outpost/common/settings.h"
 
 namespace outpost::agent {
 
 // Signal shapes of simulated sensors. `counter` (0, 1, 2, ... per sensor) makes every reading of a
 // run distinct and predictable, which the end-to-end tests use.
 enum class Shape { kSine, kSquare, kSawtooth, kRandomWalk, kConstant, kCounter };
-Shape parseShape(const std::string& name);  // throws std::invalid_argument
+const config::EnumNames<Shape>& shapeNames();  // "sine", "square", ... (the one spelling)
+Shape parseShape(const std::string& name);     // throws std::invalid_argument
 
 struct SimulatedSensorSpec {
   std::string name;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "outpost/aggregator/aggregator.h"
+#include "outpost/aggregator/aggregator_config.h"
 #include "outpost/aggregator/mqtt_ingest.h"
 #include "outpost/aggregator/zmq_ingest.h"
 #include "outpost/common/config.h"
@@ -50,6 +51,7 @@ class AggregatorApp {
   bool healthy(std::string& detail);
 
   config::Config cfg_;
+  AggregatorSettings settings_;  // typed view of cfg_ (aggregator_config.h)
   AggregatorOptions options_;
   bool with_mqtt_ = false;
   bool with_zmq_ = false;

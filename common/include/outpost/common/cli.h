@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "outpost/common/config.h"
+#include "outpost/common/settings.h"
 #include "outpost/common/status.h"
 
 namespace outpost::cli {
@@ -31,8 +32,14 @@ config::Config loadConfig(const ProgramOptions& options, const config::Schema& s
 // The Markdown reference of `schema` for docs/configuration.md.
 std::string configReference(const ProgramOptions& options, const config::Schema& schema);
 
-// Declares the settings every long-running program has: log_level and http.listen.
+// The settings every long-running program has.
+struct ProcessSettings {
+  std::string log_level;    // spdlog level name
+  std::string http_listen;  // empty: no /metrics endpoint
+};
+// Declares log_level and http.listen.
 void addProcessSettings(config::Schema& schema, const std::string& default_listen);
+ProcessSettings readProcessSettings(const config::Config& cfg);
 
 // Logs where /metrics is served ("metrics on http://HOST:PORT/metrics").
 void logOpsUrl(const std::string& listen, int port);
@@ -41,7 +48,7 @@ void logOpsUrl(const std::string& listen, int port);
 // `Server`: HttpServer (cpp-httplib, the aggregator) or OpsHttpServer (libevent, the agent).
 template <typename Server>
 Status serveOps(Server& http, const config::Config& cfg) {
-  const std::string& listen = cfg.getString("http.listen");
+  const std::string listen = readProcessSettings(cfg).http_listen;
   if (listen.empty()) return {};
   if (auto st = http.start(listen); !st) return st;
   logOpsUrl(listen, http.port());

@@ -41,6 +41,7 @@ struct Setting {
   std::string description;
   bool required = false;
   std::shared_ptr<const Schema> item_schema;  // kTableArray: schema of each [[key]] entry
+  bool reloadable = false;  // SIGHUP applies a change to the running process (else: restart)
 };
 
 class Schema {
@@ -57,6 +58,14 @@ class Schema {
   Schema& oneOf(std::string key, std::string def, std::vector<std::string> allowed,
                 std::string description);
   Schema& tableArray(std::string key, std::shared_ptr<const Schema> item, std::string description);
+  // Any setting (settings.h tables declare their rows through this). A key declared twice is a
+  // bug (std::logic_error).
+  Setting& add(Setting s);
+  // Marks `key`, or every key under it when it ends with '.', reloadable (SIGHUP applies it).
+  // A key that matches nothing is a bug (std::logic_error).
+  Schema& markReloadable(std::string_view key);
+  // True when `key` is declared reloadable.
+  bool isReloadable(std::string_view key) const;
 
   const std::string& name() const { return name_; }
   const std::vector<Setting>& settings() const { return settings_; }
@@ -65,7 +74,6 @@ class Schema {
   bool isTablePrefix(std::string_view prefix) const;
 
  private:
-  Setting& add(Setting s);
   std::string name_;
   std::vector<Setting> settings_;
 };
