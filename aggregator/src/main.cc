@@ -42,7 +42,10 @@ int main(int argc, char** argv) {
     if (!service.start()) return 1;
     service.run();
     service.stop();
-    return 0;
+    // A failure the aggregator cannot recover from in place (e.g. the Kafka producer's fatal
+    // error): exit non-zero so systemd restarts it, and the start-up recovery reads back what
+    // reached Kafka (docs/kafka.md).
+    return signals::failedStop() ? 1 : 0;
   } catch (const config::ConfigError& e) {
     std::cerr << "outpost-aggregator: configuration error: " << e.what() << "\n";
     return 2;

@@ -27,6 +27,17 @@ void requestStop() {
   g_cv.notify_all();
 }
 
+namespace {
+std::atomic<bool> g_failed{false};
+}  // namespace
+
+void requestFailureStop() {
+  g_failed.store(true);
+  requestStop();
+}
+
+bool failedStop() { return g_failed.load(); }
+
 void installSignalHandlers() {
   sigset_t set;
   sigemptyset(&set);

@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "outpost/common/signals.h"
 #include "outpost/common/thread_name.h"
 
 namespace outpost::aggregator {
@@ -65,18 +66,21 @@ bool parseNum(const std::string& s, T& out) {
 void deliveryCallback(rd_kafka_t*, const void* msg_ptr, void* opaque) {
   const auto* msg = static_cast<const rd_kafka_message_t*>(msg_ptr);
   auto* self = static_cast<KafkaProducer*>(opaque);
+  const bool uncertain = msg->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+                         rd_kafka_message_status(msg) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED;
   if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     self->delivered_->inc();
     self->brokers_down_.store(false);
   } else {
     self->failed_->inc();
+    if (uncertain) self->uncertain_->inc();
   }
   auto* listener = static_cast<DeliveryListener*>(msg->_private);
   if (!listener) return;
   listener->onDelivery(Delivery{msg->err == RD_KAFKA_RESP_ERR_NO_ERROR,
                                 msg->err ? rd_kafka_err2str(msg->err) : "",
                                 msg->rkt ? rd_kafka_topic_name(msg->rkt) : "", msg->partition,
-                                msg->offset});
+                                msg->offset, uncertain});
 }
 
 Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const KafkaOptions& o,
@@ -106,9 +110,21 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const KafkaOptions&
   }
   rd_kafka_conf_set_log_cb(*conf, logCallback);
   rd_kafka_conf_set_opaque(*conf, p.get());
-  rd_kafka_conf_set_error_cb(*conf, [](rd_kafka_t*, int err, const char*, void* op) {
+  rd_kafka_conf_set_error_cb(*conf, [](rd_kafka_t* rk, int err, const char* reason, void* op) {
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
       static_cast<KafkaProducer*>(op)->brokers_down_.store(true);
+    } else if (err == RD_KAFKA_RESP_ERR__FATAL) {
+      // The idempotent producer can no longer keep its guarantee (e.g. the broker lost
+      // messages it had acknowledged, or refused the producer id): every later produce fails.
+      // Stop, unacked batches are resent by the agents, and a restart recovers from the
+      // topics' tails what did reach Kafka.
+      char why[512];
+      const rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof why);
+      spdlog::critical("kafka producer: fatal error {}: {}; stopping (exit status 1) so the "
+                       "service restarts and recovers from Kafka",
+                       rd_kafka_err2name(orig), why[0] ? why : reason);
+      static_cast<KafkaProducer*>(op)->fatal_->inc();
+      signals::requestFailureStop();
     }
   });
   rd_kafka_conf_set_dr_msg_cb(*conf, [](rd_kafka_t* rk, const rd_kafka_message_t* m, void* op) {
@@ -132,6 +148,12 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const KafkaOptions&
                                     "Kafka messages with a successful delivery report");
   p->failed_ = &registry.counter("outpost_aggregator_kafka_messages_failed_total",
                                  "Kafka messages with a failed delivery report");
+  p->uncertain_ = &registry.counter(
+      "outpost_aggregator_kafka_messages_uncertain_total",
+      "Failed Kafka messages the broker may have written anyway (possibly persisted); their "
+      "batch, resent, may be on Kafka twice (docs/kafka.md)");
+  p->fatal_ = &registry.counter("outpost_aggregator_kafka_fatal_errors_total",
+                                "Fatal errors of the idempotent producer (the process stops)");
   KafkaProducer* raw = p.get();
   registry.gaugeFunction("outpost_aggregator_kafka_outstanding_messages",
                          "Messages queued in or in flight from the Kafka producer",

@@ -84,8 +84,10 @@ const config::SettingsTable<KafkaOptions>& kafkaTable() {
                    "librdkafka linger.ms (batching delay)")
           .oneOf("compression", &K::compression, {"none", "gzip", "snappy", "lz4", "zstd"}, "lz4",
                  "librdkafka compression.type")
-          .integer("message_timeout_ms", &K::message_timeout_ms, 30000, 1000, 3600000,
-                   "A message not delivered within this time fails; its batch is not acked")
+          .integer("message_timeout_ms", &K::message_timeout_ms, 0, 0, 3600000,
+                   "0: a message is retried until Kafka has it (intake pauses when the queue is "
+                   "full). N: it fails after N ms and its batch is not acked; one that timed out "
+                   "after the broker wrote it is produced again when resent (a duplicate on Kafka)")
           .integer("queue_max_messages", &K::queue_max_messages, 100000, 100, 10000000,
                    "librdkafka queue.buffering.max.messages; when full, intake pauses")
           .integer("queue_max_kbytes", &K::queue_max_kbytes, 1048576, 1024, 2097151,

@@ -27,7 +27,7 @@ struct KafkaOptions {
   std::string client_id = "outpost-aggregator";
   int linger_ms = 5;
   std::string compression = "lz4";
-  int message_timeout_ms = 30000;
+  int message_timeout_ms = 0;  // 0: never time out (docs/kafka.md, "Delivery failures")
   int queue_max_messages = 100000;
   int64_t queue_max_kbytes = 1048576;
   std::vector<std::pair<std::string, std::string>> extra;  // more librdkafka properties
@@ -72,6 +72,8 @@ class KafkaProducer final : public Publisher {
   metrics::Gauge* paused_ = nullptr;
   metrics::Counter* delivered_ = nullptr;
   metrics::Counter* failed_ = nullptr;
+  metrics::Counter* uncertain_ = nullptr;  // failed, possibly persisted
+  metrics::Counter* fatal_ = nullptr;
   std::atomic<bool> brokers_down_{false};
   friend void deliveryCallback(rd_kafka_t*, const void*, void*);
 };

@@ -27,6 +27,9 @@ struct Delivery {
   std::string topic;
   int32_t partition = -1;
   int64_t offset = -1;  // meaningful when ok
+  // A failed message the broker may still have written (its request was in flight when it timed
+  // out or the producer failed): produced again, it may be on Kafka twice.
+  bool possibly_persisted = false;
 };
 
 // Told the outcome of each message produced with it, exactly once per message that produce()

@@ -17,5 +17,10 @@ bool takeReloadRequest();
 bool waitForStop(std::chrono::milliseconds d);
 // Requests a stop from inside the program (e.g. a fatal condition, --duration elapsed).
 void requestStop();
+// Requests a stop because of a failure the process cannot recover from in place: the program
+// stops cleanly and then exits with a non-zero status (failedStop()), so that its supervisor
+// (systemd's Restart=on-failure) starts it again.
+void requestFailureStop();
+bool failedStop();
 
 }  // namespace outpost::signals
