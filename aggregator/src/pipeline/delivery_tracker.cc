@@ -34,20 +34,20 @@ DeliveryTracker::DeliveryTracker(std::string gate_only_topic, Hooks hooks)
 DeliveryTracker::~DeliveryTracker() = default;
 
 BatchDelivery& DeliveryTracker::begin(BatchDelivery::Batch batch, size_t messages) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   BatchDelivery& d = live_.emplace_front(*this, std::move(batch), messages);
   d.self_ = live_.begin();
   return d;
 }
 
 size_t DeliveryTracker::inFlight() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return live_.size();
 }
 
 void DeliveryTracker::finish(BatchDelivery& d) {
   if (hooks_.finished) hooks_.finished(d);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   live_.erase(d.self_);
 }
 

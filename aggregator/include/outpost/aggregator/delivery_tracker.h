@@ -13,13 +13,13 @@
 #include <cstdint>
 #include <functional>
 #include <list>
-#include <mutex>
 #include <string>
 #include <string_view>
 
 #include "outpost/aggregator/ack_sink.h"
 #include "outpost/aggregator/dedup_store.h"
 #include "outpost/aggregator/publisher.h"
+#include "outpost/common/thread_annotations.h"
 
 namespace outpost::aggregator {
 
@@ -99,8 +99,8 @@ class DeliveryTracker {
 
   const std::string gate_only_topic_;
   const Hooks hooks_;
-  mutable std::mutex mu_;
-  std::list<BatchDelivery> live_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::list<BatchDelivery> live_ GUARDED_BY(mu_);
 };
 
 // A listener for messages that belong to no batch (ops events, latest values, silence events):
