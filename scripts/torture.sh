@@ -75,8 +75,8 @@ declare -A QUICK=([agent-kill]=6 [agent-kill-normal]=4 [aggregator-kill]=3
   [mosquitto-kill]=3 [mosquitto-kill-persist]=2 [outbox-damage]=6
   [io-error]=3 [disk-full]=1 [disk-tiny]=1)
 declare -A FULL=([agent-kill]=500 [agent-kill-normal]=50 [aggregator-kill]=100
-  [aggregator-kill-noflush]=30
-  [mosquitto-kill]=100 [mosquitto-kill-persist]=20 [outbox-damage]=50
+  [aggregator-kill-noflush]=100
+  [mosquitto-kill]=100 [mosquitto-kill-persist]=100 [outbox-damage]=50
   [io-error]=48 [disk-full]=10 [disk-tiny]=10)
 ORDER=(agent-kill agent-kill-normal aggregator-kill aggregator-kill-noflush mosquitto-kill
   mosquitto-kill-persist outbox-damage io-error disk-full disk-tiny)
