@@ -838,7 +838,9 @@ PY
     [[ $NAME == net-agg-kafka ]] && KAFKA_FIXED_PORT=$port
     KAFKA_HOST=$NET_HOST start_real_kafka
     AGG_HTTP_PORT=$(free_port)
-    nsx "$AGGREGATOR_BIN" --set "mqtt.broker=tcp://$NET_HOST:$MQTT_PORT" \
+    # ip netns exec execs the aggregator: $! is its own pid (through the nsx function, $! would be
+    # a subshell's, and stopping it would leave the aggregator running).
+    ip netns exec "$NS" "$AGGREGATOR_BIN" --set "mqtt.broker=tcp://$NET_HOST:$MQTT_PORT" \
       --set "kafka.bootstrap_servers=$KAFKA" --set "dedup.path=$WORK/dedup.db" \
       --set "http.listen=$NET_AGENT:$AGG_HTTP_PORT" --set "mqtt.client_id=it-aggregator" \
       >>"$WORK/aggregator.log" 2>&1 &
