@@ -43,9 +43,11 @@ void validateConfig(const config::Config& cfg) {
 }
 
 Agent::Agent(const config::Config& cfg, metrics::Registry& registry, const Clock& clock)
-    : cfg_(cfg), registry_(registry), clock_(clock), device_id_(readAgentSettings(cfg).device_id) {
+    : cfg_(cfg), registry_(registry), clock_(clock) {
   validateConfig(cfg);
   const AgentSettings settings = readAgentSettings(cfg);
+  device_id_ = settings.device_id;
+  transport_ = settings.transport;
   auto box = Outbox::open(settings.outbox, clock);
   if (!box) throw std::runtime_error("cannot open the outbox: " + box.error().toString());
   outbox_ = std::move(*box);
@@ -75,7 +77,7 @@ Agent::~Agent() {
 
 bool Agent::healthy(std::string& detail) const {
   const auto st = outbox_->stats();
-  detail = std::string(uplinkTransportNames().name(readAgentSettings(cfg_).transport)) +
+  detail = std::string(uplinkTransportNames().name(transport_)) +
            (uplink_->connected() ? " connected" : " disconnected") +
            ", outbox " + std::to_string(st.rows) + " batches";
   return true;  // disconnected is a state the agent is built to survive, not a failure
@@ -84,7 +86,7 @@ bool Agent::healthy(std::string& detail) const {
 std::vector<std::string> Agent::notReadyReasons() const {
   std::vector<std::string> why;
   if (!uplink_->connected()) {
-    why.push_back(readAgentSettings(cfg_).transport == UplinkTransport::kZmq
+    why.push_back(transport_ == UplinkTransport::kZmq
                       ? "zmq: not connected to the aggregator"
                       : "mqtt: not connected to the broker");
   }

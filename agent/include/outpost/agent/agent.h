@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "outpost/agent/agent_config.h"
 #include "outpost/common/clock.h"
 #include "outpost/common/config.h"
 #include "outpost/common/metrics.h"
@@ -54,6 +55,7 @@ class Agent {
   metrics::Registry& registry_;
   const Clock& clock_;
   std::string device_id_;
+  UplinkTransport transport_ = UplinkTransport::kMqtt;  // restart-only: /healthz and /readyz name it
   std::unique_ptr<Outbox> outbox_;
   std::unique_ptr<InputSet> source_;
   std::unique_ptr<Uplink> uplink_;
