@@ -15,6 +15,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -154,6 +155,22 @@ class AnomalyStage {
 
   size_t tracked() const { return tracked_.load(std::memory_order_relaxed); }
   size_t capacity() const { return capacity_; }
+
+  // State moves between aggregator instances (issue 19, device_state.h).
+  // Appends the detector state of `device` (each tracked sensor: name, its SensorDetector, its
+  // Entry bookkeeping; and the device's DeviceDetector with its sensor names) to `out` as opaque
+  // versioned bytes. Returns false (out unchanged) when the device has no tracked sensor.
+  // Monotonic times (last_arrival_us, ...) are stored relative to `now_mono_us`, so another
+  // process can restore them.
+  bool saveDevice(std::string_view device, int64_t now_mono_us, std::string& out) const;
+  // Replaces the state of `device` with bytes from saveDevice (possibly of another instance). Each
+  // sensor's detector config comes from this stage's options (configFor). Error (and nothing
+  // changed) on malformed bytes or another format version. Respects capacity (evicts LRU like
+  // lookup does).
+  Status restoreDevice(std::string_view device, std::span<const uint8_t> bytes,
+                       int64_t now_mono_us);
+  // Forgets every sensor of `device` and its device detector (its partition moved away).
+  void dropDevice(std::string_view device);
 
  private:
   static constexpr uint32_t kNil = UINT32_MAX;
