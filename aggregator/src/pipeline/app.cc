@@ -18,8 +18,12 @@ AggregatorApp::AggregatorApp(config::Config settings) : cfg_(std::move(settings)
   // Typed settings; invalid combinations (no ingest at all, a maximum below its minimum) throw.
   settings_ = readAggregatorSettings(cfg);
   options_ = settings_.pipeline;
-  with_mqtt_ = settings_.ingest.mqtt_enabled;
-  with_zmq_ = !settings_.ingest.zmq.listen.empty();
+  // Roles all and ingest take batches from agents; process takes them from kafka.batches_topic.
+  const Role role = settings_.cluster.role;
+  const bool from_agents = role == Role::kAll || role == Role::kIngest;
+  if (role == Role::kIngest) options_.forward_topic = settings_.cluster.batches_topic;
+  with_mqtt_ = from_agents && settings_.ingest.mqtt_enabled;
+  with_zmq_ = from_agents && !settings_.ingest.zmq.listen.empty();
   mqtt_options_ = settings_.ingest.mqtt;
   if (with_mqtt_) {
     auto sec = mqttsec::load(cfg, "mqtt.", mqtt_options_.broker);
@@ -125,10 +129,11 @@ bool AggregatorApp::start() {
 
 void AggregatorApp::run() {
   if (mqtt_ingest_ && !mqtt_ingest_->start([] { return signals::stopRequested(); })) return;
-  spdlog::info("aggregator running: {}{}{} -> kafka {} ({})",
+  spdlog::info("aggregator running (role {}, instance {}): {}{}{} -> kafka {} ({})",
+               roleNames().name(settings_.cluster.role), settings_.cluster.instance_id,
                with_mqtt_ ? mqtt_options_.broker : "", with_mqtt_ && with_zmq_ ? " + " : "",
-               with_zmq_ ? zmq_options_.listen : "",
-               options_.kafka.bootstrap_servers, options_.readings_topic);
+               with_zmq_ ? zmq_options_.listen : "", options_.kafka.bootstrap_servers,
+               options_.forward_topic.empty() ? options_.readings_topic : options_.forward_topic);
   while (!signals::waitForStop(std::chrono::seconds(1))) {
     if (signals::takeReloadRequest()) {
       if (zmq_ingest_) {
