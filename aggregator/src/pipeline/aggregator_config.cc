@@ -189,6 +189,20 @@ const config::SettingsTable<ClusterOptions>& clusterTable() {
           .integer("cluster.commit_interval_ms", &C::commit_interval_ms, 100, 10, 60000,
                    "The process role's transaction interval: outputs and consumer offsets are "
                    "committed together this often")
+          .integer("cluster.session_timeout_ms", &C::session_timeout_ms, 10000, 1000, 300000,
+                   "The process role's consumer group session timeout: a member that stops "
+                   "without leaving (crash, or a clean stop: static members do not leave) keeps "
+                   "its partitions this long, so a restart within it moves nothing. The broker "
+                   "bounds it (group.min/max.session.timeout.ms, 6 s to 30 min by default)")
+          .integer("cluster.transaction_timeout_ms", &C::transaction_timeout_ms, 10000, 1000,
+                   900000,
+                   "The process role's Kafka transaction timeout: a crashed member's open "
+                   "transaction is aborted after this, and until then its partitions' next owner "
+                   "waits (failover time is about the larger of this and the session timeout)")
+          .integer("cluster.restore_timeout_ms", &C::restore_timeout_ms, 60000, 1000, 3600000,
+                   "The process role's limit for reading newly assigned partitions' device "
+                   "state from kafka.state_topic; beyond it the process stops (exit status 1) "
+                   "rather than process without state")
           .string("kafka.batches_topic", &C::batches_topic, "outpost.batches",
                   "Verified batches from ingest to process instances (FlatBuffers bytes as "
                   "received, key = device id, outpost-* headers)")
@@ -301,9 +315,11 @@ void readClusterSettings(const config::Config& cfg, AggregatorSettings& s) {
                               "\" is not allowed; allowed: letters, digits, '.', '_', '-', 1 to "
                               "249 characters (a Kafka client id)");
   }
-  if (c.role == Role::kProcess) {
-    throw config::ConfigError("cluster.role = \"process\" is not available in this build; "
-                              "allowed: \"all\", \"ingest\"");
+  if (c.commit_interval_ms >= c.transaction_timeout_ms) {
+    throw config::ConfigError("cluster.commit_interval_ms (" +
+                              std::to_string(c.commit_interval_ms) +
+                              ") must be below cluster.transaction_timeout_ms (" +
+                              std::to_string(c.transaction_timeout_ms) + ")");
   }
   MqttIngestOptions& mqtt = s.ingest.mqtt;
   if (c.role == Role::kIngest) {

@@ -52,9 +52,28 @@ bool AggregatorApp::healthy(std::string& d) {
   return ok;
 }
 
+bool AggregatorApp::startProcess() {
+  process_ = std::make_unique<ProcessRole>(options_, settings_.cluster, registry_,
+                                           SystemClock::instance());
+  process_->start();  // throws when it cannot
+  ProcessRole& process = *process_;
+  http_ = std::make_unique<HttpServer>(
+      registry_, [&process](std::string& d) { return process.healthy(d); },
+      [&process] { return process.notReadyReasons(); }, 4);
+  process.addRoutes(*http_);
+  if (process.latest()) process.latest()->addRoutes(*http_, SystemClock::instance());
+  if (auto st = cli::serveOps(*http_, cfg_); !st) {
+    spdlog::error("http: {}", st.error().toString());
+    process.stop();
+    return false;
+  }
+  return true;
+}
+
 bool AggregatorApp::start() {
   const config::Config& cfg = cfg_;
   metrics::setCollectionEnabled(settings_.metrics_collect);
+  if (settings_.cluster.role == Role::kProcess) return startProcess();
   aggregator_ = std::make_unique<Aggregator>(
       options_, registry_, SystemClock::instance(),
       makeKafkaSink(options_.kafka, options_.recovery_max_messages, options_.recovery_timeout_ms));
@@ -128,6 +147,18 @@ bool AggregatorApp::start() {
 }
 
 void AggregatorApp::run() {
+  if (process_) {
+    spdlog::info("aggregator running (role process, instance {}): {} -> kafka {} ({})",
+                 settings_.cluster.instance_id, settings_.cluster.batches_topic,
+                 options_.kafka.bootstrap_servers, options_.readings_topic);
+    while (!signals::waitForStop(std::chrono::seconds(1))) {
+      if (signals::takeReloadRequest()) {
+        spdlog::warn("configuration reload (SIGHUP) is not implemented; restart to apply a "
+                     "new configuration");
+      }
+    }
+    return;
+  }
   if (mqtt_ingest_ && !mqtt_ingest_->start([] { return signals::stopRequested(); })) return;
   spdlog::info("aggregator running (role {}, instance {}): {}{}{} -> kafka {} ({})",
                roleNames().name(settings_.cluster.role), settings_.cluster.instance_id,
@@ -147,6 +178,12 @@ void AggregatorApp::run() {
 }
 
 void AggregatorApp::stop() {
+  if (process_ && !stopped_) {
+    stopped_ = true;
+    if (http_) http_->stop();  // its handlers read the process role
+    process_->stop();          // commits what is open
+    return;
+  }
   if (stopped_ || !aggregator_) return;
   stopped_ = true;
   // Drain first (acks still go out), then disconnect.

@@ -110,7 +110,7 @@ struct ProcessRole::Impl final : public Publisher {
   void publishAssignment();
 
   ProcessRole& o;
-  const ProcessOptions& opt;
+  const ClusterOptions& opt;
   rd_kafka_t* producer = nullptr;
   rd_kafka_t* consumer = nullptr;
   rd_kafka_t* restorer = nullptr;
@@ -139,7 +139,7 @@ struct ProcessRole::Impl final : public Publisher {
   bool restoring GUARDED_BY(mu) = false;
   std::atomic<bool> brokers_down{false};
   std::atomic<bool> loop_alive{false};
-  std::atomic<bool> failed{false};  // a rebalance callback failed: leave the loop
+  std::atomic<bool> broken{false};  // a rebalance callback failed: leave the loop
 
   metrics::Counter& consumed_;
   metrics::Counter& published_batches_;
@@ -353,7 +353,7 @@ void ProcessRole::Impl::open() {
         } catch (const std::exception& e) {
           spdlog::critical("process role: rebalance failed: {}; stopping (exit status 1)",
                            e.what());
-          self->failed.store(true);
+          self->broken.store(true);
           signals::requestFailureStop();
         }
       });
@@ -376,7 +376,7 @@ void ProcessRole::Impl::open() {
 void ProcessRole::Impl::loop() {
   loop_alive.store(true);
   int64_t next_lag_us = 0;
-  while (!o.stopping_.load() && !signals::stopRequested() && !failed.load()) {
+  while (!o.stopping_.load() && !signals::stopRequested() && !broken.load()) {
     rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer, 20);
     if (m) {
       if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -870,7 +870,7 @@ void ProcessRole::Impl::updateLag() {
 
 // --- ProcessRole ---
 
-ProcessRole::ProcessRole(AggregatorOptions pipeline, ProcessOptions options,
+ProcessRole::ProcessRole(AggregatorOptions pipeline, ClusterOptions options,
                          metrics::Registry& registry, const Clock& clock)
     : pipeline_(std::move(pipeline)), opt_(std::move(options)), registry_(registry),
       clock_(clock), anomaly_(pipeline_.anomalies, registry) {

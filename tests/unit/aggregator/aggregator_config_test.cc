@@ -132,10 +132,17 @@ TEST_CASE("[cluster]: bad values name the key and what is allowed",
                       Contains("cluster.role") && Contains("worker") &&
                           Contains("\"all\", \"ingest\", \"process\""));
   }
-  SECTION("role process is not in this build") {
-    CHECK_THROWS_WITH(agg::readAggregatorSettings(load("[cluster]\nrole = \"process\"\n")),
-                      Contains("cluster.role = \"process\"") &&
-                          Contains("not available in this build"));
+  SECTION("role process needs no ingest, and its commit interval is below the transaction "
+          "timeout") {
+    const auto s = agg::readAggregatorSettings(
+        load("[cluster]\nrole = \"process\"\ninstance_id = \"p1\"\n[mqtt]\nenabled = false\n"));
+    CHECK(s.cluster.role == agg::Role::kProcess);
+    CHECK(s.cluster.session_timeout_ms == 10000);
+    CHECK(s.cluster.transaction_timeout_ms == 10000);
+    CHECK_THROWS_WITH(
+        agg::readAggregatorSettings(load("[cluster]\nrole = \"process\"\ncommit_interval_ms = "
+                                         "5000\ntransaction_timeout_ms = 5000\n")),
+        Contains("cluster.commit_interval_ms") && Contains("cluster.transaction_timeout_ms"));
   }
   SECTION("an instance id Kafka would not take") {
     for (const char* bad : {"has space", "a/b", "ünïcode", "x:y"}) {

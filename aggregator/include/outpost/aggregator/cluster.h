@@ -24,6 +24,9 @@ struct ClusterOptions {
   std::string instance_id;
   std::string group = "outpost-process";  // the process role's consumer group id
   int commit_interval_ms = 100;           // the process role's transaction interval
+  int session_timeout_ms = 10000;      // process: how long a crashed member keeps its partitions
+  int transaction_timeout_ms = 10000;  // process: how long a crashed member's transaction blocks
+  int restore_timeout_ms = 60000;      // process: reading a partition's state records
   std::string batches_topic = "outpost.batches";  // ingest -> process, key = device id
   std::string state_topic = "outpost.state";      // compacted changelog, key = device id
 };

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "outpost/aggregator/aggregator.h"
+#include "outpost/aggregator/cluster.h"
 #include "outpost/common/clock.h"
 #include "outpost/common/metrics.h"
 #include "outpost/common/thread_annotations.h"
@@ -35,22 +36,11 @@ class HttpServer;
 
 namespace outpost::aggregator {
 
-struct ProcessOptions {
-  std::string instance_id;  // group.instance.id; transactional.id = "outpost-process-" + id
-  std::string group = "outpost-process";
-  int commit_interval_ms = 100;
-  int session_timeout_ms = 10000;      // failover time after a crash
-  int transaction_timeout_ms = 10000;  // how long a crashed member's open transaction blocks
-  int restore_timeout_ms = 60000;      // reading a partition's state records at assignment
-  std::string batches_topic = "outpost.batches";
-  std::string state_topic = "outpost.state";
-};
-
 class ProcessRole {
  public:
   // `pipeline`: the verify limits, topics, readings format, Kafka client, [detect] and [latest]
   // settings of the single-process aggregator (the dedup.* settings do not apply).
-  ProcessRole(AggregatorOptions pipeline, ProcessOptions options, metrics::Registry& registry,
+  ProcessRole(AggregatorOptions pipeline, ClusterOptions options, metrics::Registry& registry,
               const Clock& clock);
   ~ProcessRole();
   ProcessRole(const ProcessRole&) = delete;
@@ -76,7 +66,7 @@ class ProcessRole {
  private:
   struct Impl;
   AggregatorOptions pipeline_;
-  ProcessOptions opt_;
+  ClusterOptions opt_;
   metrics::Registry& registry_;
   const Clock& clock_;
   AnomalyDetection anomaly_;
