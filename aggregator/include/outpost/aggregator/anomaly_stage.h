@@ -224,6 +224,15 @@ class AnomalyStage {
   // Bounded by capacity_ devices (a device not in alarm is dropped to make room).
   std::unordered_map<std::string, std::unique_ptr<DeviceState>> devices_;
   uint32_t batch_no_ = 0;
+  // Issue 19: the entries of each device (saveDevice/dropDevice), maintained when an entry is
+  // created, evicted or dropped (never on the per-reading path), and entries freed by dropDevice.
+  struct StrHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, std::vector<uint32_t>, StrHash, std::equal_to<>> by_device_;
+  std::vector<uint32_t> free_;
+  void forgetEntry(uint32_t i);  // removes entry i from by_device_
 };
 
 }  // namespace outpost::aggregator

@@ -55,6 +55,11 @@ class StateWriter {
   }
   // Semantic checks of the reader; nothing to check when writing.
   void check(bool, const char*) {}
+  // An object with its own framed image (save/restore), inside this one.
+  template <class T>
+  void nested(const T& obj) {
+    obj.save(out_);
+  }
 
   template <class T>
   void put(const T& v) {
@@ -144,6 +149,18 @@ class StateReader {
   }
   void check(bool cond, const char* what) {
     if (!cond && ok()) failWith(what_ + ": invalid " + what);
+  }
+  // An object with its own framed image (restore(span&) consumes it), inside this one.
+  template <class T>
+  void nested(T& obj) {
+    if (!ok()) return;
+    std::span<const uint8_t> rest = in_.subspan(pos_, limit() - pos_);
+    const size_t before = rest.size();
+    if (auto st = obj.restore(rest); !st) {
+      failWith(what_ + ": " + st.error().message());
+      return;
+    }
+    pos_ += before - rest.size();
   }
 
   template <class T>
