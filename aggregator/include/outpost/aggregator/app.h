@@ -14,6 +14,7 @@
 #include "outpost/aggregator/aggregator.h"
 #include "outpost/aggregator/aggregator_config.h"
 #include "outpost/aggregator/mqtt_ingest.h"
+#include "outpost/aggregator/process_role.h"
 #include "outpost/aggregator/zmq_ingest.h"
 #include "outpost/common/config.h"
 #include "outpost/common/metrics.h"
@@ -47,6 +48,8 @@ class AggregatorApp {
   void stop();
 
  private:
+  // cluster.role = process: the consumer group member and its HTTP endpoint, nothing else.
+  bool startProcess();
   std::vector<std::string> notReadyReasons();
   bool healthy(std::string& detail);
 
@@ -61,6 +64,7 @@ class AggregatorApp {
   // Declared in construction order; destroyed in reverse.
   metrics::Registry registry_;
   std::unique_ptr<Aggregator> aggregator_;
+  std::unique_ptr<ProcessRole> process_;  // role process (instead of aggregator_)
   std::function<bool()> mqtt_up_ = [] { return false; };
   std::unique_ptr<OpsCenter> ops_;  // off with metrics.collect = false
   std::unique_ptr<ZmqIngest> zmq_ingest_;
