@@ -44,7 +44,8 @@ const config::SettingsTable<MqttIngestOptions>& mqttIngestTable() {
           .string("broker", &M::broker, "tcp://127.0.0.1:1883",
                   "MQTT broker URI (tcp://host:port, or ssl://host:port for TLS)")
           .string("client_id", &M::client_id, "outpost-aggregator",
-                  "MQTT client id; must be unique per aggregator instance")
+                  "MQTT client id; must be unique per aggregator instance (cluster.role = "
+                  "ingest, when not set: outpost-ingest-<cluster.instance_id>)")
           .string("topic_prefix", &M::topic_prefix, "outpost/v1", "Prefix of the batch/ack topics")
           .string("shared_group", &M::shared_group, "",
                   "Non-empty: batches are received through the MQTT shared subscription "

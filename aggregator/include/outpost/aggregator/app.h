@@ -30,14 +30,15 @@ class OpsCenter;
 class AggregatorApp {
  public:
   // Reads and checks the settings; starts nothing. Throws config::ConfigError naming the key
-  // (e.g. neither MQTT nor ZeroMQ enabled, bad MQTT TLS files).
+  // (e.g. neither MQTT nor ZeroMQ enabled, bad MQTT TLS files, a bad cluster.instance_id).
   explicit AggregatorApp(config::Config settings);
   ~AggregatorApp();
   AggregatorApp(const AggregatorApp&) = delete;
   AggregatorApp& operator=(const AggregatorApp&) = delete;
 
-  // Builds and starts the aggregator (dedup store, Kafka recovery, producer, workers), the
-  // ZeroMQ ingest, the ops layer and the HTTP endpoint. Throws std::runtime_error when the
+  // Builds and starts the aggregator (dedup store, Kafka recovery, producer, workers; in
+  // cluster.role = ingest only the producer and the workers), the ZeroMQ ingest, the ops layer
+  // and the HTTP endpoint. Throws std::runtime_error when the
   // aggregator cannot start; returns false (logged) when the ZeroMQ ingest or HTTP cannot, with
   // the aggregator stopped again.
   bool start();

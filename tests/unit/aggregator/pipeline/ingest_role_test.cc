@@ -185,7 +185,7 @@ TEST_CASE("Ingest role: no dedup store, no detection, no latest store", "[aggreg
   CHECK(std::filesystem::is_empty(f.dir.path()));
 }
 
-TEST_CASE("Ingest role: no ack when the batch is not delivered; the resend is forwarded",
+TEST_CASE("Ingest role: no ack when the batch is not delivered, and the resend is forwarded",
           "[aggregator][ingest]") {
   IngestFixture f;
   SECTION("a failed delivery report") {
