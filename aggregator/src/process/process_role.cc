@@ -129,7 +129,7 @@ struct ProcessRole::Impl final : public Publisher {
   std::set<int32_t> txn_partitions;
   bool txn_open = false;
   int64_t txn_started_us = 0;
-  uint64_t txn_batches = 0, txn_readings = 0, txn_messages = 0;
+  uint64_t txn_batches = 0, txn_readings = 0, txn_messages = 0, txn_dropped = 0;
   std::vector<int64_t> txn_received_us;  // for the latency histogram, at commit
   std::vector<AnomalyRecord> events;
   std::string scratch, state_value;
@@ -154,6 +154,7 @@ struct ProcessRole::Impl final : public Publisher {
   metrics::Counter& state_invalid_;
   metrics::Counter& detector_restore_failed_;
   metrics::Counter& rebalances_;
+  metrics::Counter& dropped_by_agents_;
   metrics::Counter& delivered_;
   metrics::Counter& failed_;
   metrics::Gauge& assigned_gauge_;
@@ -197,6 +198,9 @@ ProcessRole::Impl::Impl(ProcessRole& owner)
           "their detectors warm up again; dedup memory is kept")),
       rebalances_(o.registry_.counter("outpost_aggregator_rebalances_total",
                                       "Consumer group assignments received")),
+      dropped_by_agents_(o.registry_.counter(
+          "outpost_aggregator_agent_dropped_readings_total",
+          "Readings agents reported as dropped (outbox full, ...), from batch headers")),
       delivered_(o.registry_.counter("outpost_aggregator_kafka_messages_delivered_total",
                                      "Kafka messages with a successful delivery report")),
       failed_(o.registry_.counter("outpost_aggregator_kafka_messages_failed_total",
@@ -512,6 +516,7 @@ void ProcessRole::Impl::handle(const rd_kafka_message_t& m) {
     }
   }
   ++txn_batches;
+  txn_dropped += batch.dropped();
   txn_readings += (batch.readings() ? batch.readings()->size() : 0) +
                   (batch.windows() ? batch.windows()->size() : 0);
   if (received_us > 0) txn_received_us.push_back(received_us);
@@ -625,6 +630,7 @@ bool ProcessRole::Impl::commit() {
   committed_.inc();
   published_batches_.inc(txn_batches);
   published_readings_.inc(txn_readings);
+  dropped_by_agents_.inc(txn_dropped);
   state_written_.inc(dirty.size());
   const int64_t now_us = o.clock_.nowUs();
   for (int64_t r : txn_received_us) {
@@ -638,7 +644,7 @@ bool ProcessRole::Impl::commit() {
   dirty.clear();
   txn_partitions.clear();
   txn_received_us.clear();
-  txn_batches = txn_readings = txn_messages = 0;
+  txn_batches = txn_readings = txn_messages = txn_dropped = 0;
   return true;
 }
 
@@ -654,7 +660,7 @@ void ProcessRole::Impl::abort() {
   dirty.clear();
   txn_partitions.clear();
   txn_received_us.clear();
-  txn_batches = txn_readings = txn_messages = 0;
+  txn_batches = txn_readings = txn_messages = txn_dropped = 0;
 }
 
 void ProcessRole::Impl::rewind() {
