@@ -37,6 +37,48 @@ rand_ms() {
 sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
 now_ms() { date +%s%3N; }
 
+# low_watermarks TOPIC OUT: each partition's low watermark (the first offset it still holds;
+# kcat -Q with offset -2) and, for a partition whose low watermark is above 0, the devices on it,
+# as JSON in OUT. The development broker keeps ~5 MB per partition and drops older messages, like
+# retention (docs/devkafka.md): account.py reads OUT (DUMP.lowwm) and reports the batches missing
+# because of it as lost to retention, not as lost. A real broker here keeps 7 days: all 0.
+low_watermarks() {
+  local topic=$1 out=$2 n p q=()
+  n=$(timeout 20 kcat -L -b "$KAFKA" -t "$topic" -m 10 2>/dev/null |
+    sed -n 's/.* with \([0-9]*\) partitions:$/\1/p')
+  [[ -n $n ]] || fail "kcat -L could not list the partitions of $topic"
+  for p in $(seq 0 $((n - 1))); do q+=(-t "$topic:$p:-2"); done
+  timeout 30 kcat -Q -b "$KAFKA" "${q[@]}" >"$out.q" 2>"$WORK/kcat.err" ||
+    fail "kcat -Q could not read the low watermarks of $topic: $(cat "$WORK/kcat.err")"
+  python3 - "$out.q" "$out" "$KAFKA" "$topic" "$n" <<'PY' || fail "low watermarks of $topic: see above"
+import json, re, subprocess, sys
+q, out, bootstrap, topic, n = sys.argv[1:6]
+low = {}
+for line in open(q):
+    m = re.match(r"\S+ \[(\d+)\] offset (-?\d+)", line)
+    if m:
+        low[int(m.group(1))] = int(m.group(2))
+if len(low) != int(n) or min(low.values()) < 0:
+    sys.exit(f"kcat -Q answered {low} for {n} partitions")
+devices = {}
+for p, off in low.items():
+    if off > 0:
+        msgs = subprocess.run(["timeout", "60", "kcat", "-b", bootstrap, "-C", "-t", topic, "-p",
+                               str(p), "-o", "beginning", "-e", "-q", "-f", "%s\n"],
+                              capture_output=True, text=True, check=True).stdout
+        devices[p] = sorted({json.loads(m)["device"] for m in msgs.splitlines() if m.strip()})
+json.dump({"low_watermarks": low, "truncated_devices": devices}, open(out, "w"))
+if devices:
+    print(f"  RETENTION: the broker dropped the oldest messages of {topic}: low watermarks {low}")
+PY
+}
+# kafka_dump TOPIC FILE: lib.sh's, plus the low watermarks in FILE.lowwm (above).
+eval "lib_$(declare -f kafka_dump)"
+kafka_dump() {
+  lib_kafka_dump "$@"
+  low_watermarks "$1" "$2.lowwm"
+}
+
 RECOVERY_MS=0
 note_recovery() { (($1 > RECOVERY_MS)) && RECOVERY_MS=$1 || true; }
 
@@ -645,6 +687,7 @@ with open(sys.argv[1], encoding="utf-8") as src, open(sys.argv[2], "w", encoding
 open(sys.argv[3], "w").write(str(removed))
 PY
       echo "  broker duplicates (one produce call appended twice by the mock): $(cat "$WORK/broker_duplicates") messages"
+      low_watermarks "$1" "$2.lowwm"
     }
     rc=0
     finish tort-k1 tort-k2 || rc=$?
