@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A real Apache Kafka broker (KRaft, one node that is broker and controller) on free loopback ports,
-# for the real-Kafka tests, the demo (demo.sh --kafka real) and benchmarks. docs/kafka.md explains
+# A real Apache Kafka broker (KRaft, one node that is broker and controller; or a cluster of them,
+# start --nodes N) on free loopback ports, for the real-Kafka tests, the demo (demo.sh --kafka
+# real), the torture suite and benchmarks. docs/kafka.md explains
 # the version and the settings; tools/kafka/README.md how the jars are fetched.
 #
 # Usage: scripts/kafka.sh COMMAND [options]
