@@ -489,8 +489,8 @@ start_cluster() {  # uses start's options (dynamic scope)
   dir=$(cd "$dir" && pwd)
   local fresh=0 i
   if [[ ! -f "$dir/cluster" ]]; then
-    [[ -n "$nodes" ]] || die "$dir is not a cluster started before: give --nodes N"
     [[ -z "$node" ]] || die "--node $node: $dir is not a cluster started before"
+    [[ -n "$nodes" ]] || die "$dir is not a cluster started before: give --nodes N"
     fresh=1
     local rf=$((nodes < 3 ? nodes : 3)) total=$((nodes + controllers)) voters="" cluster_id
     local isr=$((rf - 1)) ports=() cports=() p
@@ -530,6 +530,9 @@ while True:
       echo "$i $roles" >>"$dir/cluster.tmp"
     done
     mv "$dir/cluster.tmp" "$dir/cluster"
+  elif [[ -n "$nodes" && $(awk '$2 ~ /broker/' "$dir/cluster" | wc -l) != "$nodes" ]]; then
+    die "--nodes $nodes: the cluster in $dir was made with $(awk '$2 ~ /broker/' "$dir/cluster" | wc -l)" \
+      "brokers; start it without --nodes or use a new --dir"
   fi
   local ids
   if [[ -n "$node" ]]; then
