@@ -862,7 +862,7 @@ PY
     : >"$WORK/rounds.txt"
     for i in $(seq 1 "$ITER"); do
       sleep_ms "$(rand_ms 2000 4000)"
-      isr_full || fail "round $i: not every replica is in sync before the round: $(partitions | tr '\n' ';')"
+      wait_for 60 "every replica in sync before round $i" isr_full
       declare -A lead=()
       while read -r p l _; do lead[$p]=$l; done < <(partitions)
       cands=()
