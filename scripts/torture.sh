@@ -29,7 +29,8 @@
 #   --results    the results file rows are appended to (default: <build-dir>/torture-results.tsv);
 #                each scenario's log (one line per fault) is kept in <results>.logs/NAME.log
 # Env: OUTPOST_COMMIT (the commit named in the rows). The scenarios run on the development broker
-#      (outpost-devkafka) except realkafka-kill, which runs on a real Apache Kafka broker.
+#      (outpost-devkafka) except realkafka-kill, soak and net-agg-* (a real Apache Kafka broker)
+#      and realkafka-leader (a real 3-broker cluster, scripts/kafka.sh start --nodes 3).
 #
 # Every scenario injects its faults, lets every agent drain, and ends in an exact accounting of
 # what an outside client (kcat) reads on Kafka: every accepted batch on Kafka or still waiting,

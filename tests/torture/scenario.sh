@@ -10,8 +10,9 @@
 # (reordering is reported). Every loop is bounded; every process is stopped by pid.
 #
 # The scenarios run on the development broker (outpost-devkafka; KAFKA=dev, the only value
-# accepted), except realkafka-kill, which starts a real Apache Kafka broker itself (lib.sh's
-# start_real_kafka, scripts/kafka.sh).
+# accepted), except realkafka-kill, soak and net-agg-*, which start a real Apache Kafka broker
+# themselves (lib.sh's start_real_kafka, scripts/kafka.sh), and realkafka-leader, which starts a
+# real 3-broker cluster (scripts/kafka.sh start --nodes 3 --controllers 2).
 source "$(dirname "$0")/../integration/lib.sh"
 TORTURE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
