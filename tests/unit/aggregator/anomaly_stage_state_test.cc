@@ -199,9 +199,10 @@ TEST_CASE("AnomalyStage: an anomaly open across a move raises one alarm, no warm
   if (move_after == 13) CHECK(countOf(m.after, false, step_us) == 1);  // was pending
   // No warm-up after the move: the step back (reading 440 + 3) alarms on stage two as on the
   // unmoved stage, and so does the final silence.
-  const auto later = std::count_if(m.after.begin(), m.after.end(), [&](const agg::AnomalyRecord& r) {
-    return !r.ended && r.timestamp_us > step_us;
-  });
+  const auto later =
+      std::count_if(m.after.begin(), m.after.end(), [&](const agg::AnomalyRecord& r) {
+        return !r.ended && r.timestamp_us > step_us;
+      });
   CHECK(later >= 2);
   CHECK(std::any_of(m.after.begin(), m.after.end(), [](const agg::AnomalyRecord& r) {
     return !r.ended && r.kind == detect::AnomalyKind::kSilence;

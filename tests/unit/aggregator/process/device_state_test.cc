@@ -98,7 +98,8 @@ TEST_CASE("DeviceDedup: intervals per epoch, bounded", "[aggregator][state]") {
     CHECK_FALSE(d.assign({{1, {{1, 5}, {6, 9}}}}));  // adjacent: not canonical
     CHECK_FALSE(d.assign({{1, {{5, 1}}}}));          // lo > hi
     CHECK_FALSE(d.assign({{1, {}}}));                // empty epoch
-    CHECK_FALSE(d.assign({{1, {{1, 1}}}, {2, {{1, 1}}}, {3, {{1, 1}}}, {4, {{1, 1}}}, {5, {{1, 1}}}}));
+    CHECK_FALSE(
+        d.assign({{1, {{1, 1}}}, {2, {{1, 1}}}, {3, {{1, 1}}}, {4, {{1, 1}}}, {5, {{1, 1}}}}));
     CHECK(d.contains(1, 8));  // unchanged by the failures
   }
 }

@@ -74,7 +74,8 @@ class StateWriter {
     } else if constexpr (std::is_integral_v<T>) {
       using U = std::make_unsigned_t<T>;
       const U u = static_cast<U>(v);
-      for (size_t i = 0; i < sizeof(T); ++i) out_.push_back(static_cast<char>((u >> (8 * i)) & 0xff));
+      for (size_t i = 0; i < sizeof(T); ++i)
+        out_.push_back(static_cast<char>((u >> (8 * i)) & 0xff));
     } else if constexpr (std::is_array_v<T>) {
       uint32_t n = static_cast<uint32_t>(std::extent_v<T>);
       while (n > 0 && isZeroBits(v[n - 1])) --n;
@@ -190,7 +191,8 @@ class StateReader {
       }
       using U = std::make_unsigned_t<T>;
       U u = 0;
-      for (size_t i = 0; i < sizeof(T); ++i) u |= static_cast<U>(static_cast<U>(in_[pos_ + i]) << (8 * i));
+      for (size_t i = 0; i < sizeof(T); ++i)
+        u |= static_cast<U>(static_cast<U>(in_[pos_ + i]) << (8 * i));
       pos_ += sizeof(T);
       v = static_cast<T>(u);
     } else if constexpr (std::is_array_v<T>) {
