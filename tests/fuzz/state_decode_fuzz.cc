@@ -37,6 +37,16 @@ std::span<const uint8_t> bytesOf(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
+void run(detect::SensorDetector& d) {
+  for (int i = 0; i < 3; ++i) d.update(1'700'000'000'000 + i * 1000, 20.0 + i);
+  d.poll(1'700'000'100'000);
+}
+void run(detect::DeviceDetector& d) {
+  for (uint32_t i = 0; i < d.sensors() && i < 4; ++i) d.set(i, 4.0, detect::AnomalyKind::kSpike);
+  d.evaluate(1'700'000'000'000);
+  d.evaluate(1'700'000'001'000);
+}
+
 template <class D>
 void fuzzImage(D& fresh, D& other, std::span<const uint8_t> bytes) {
   std::string before;
@@ -58,6 +68,7 @@ void fuzzImage(D& fresh, D& other, std::span<const uint8_t> bytes) {
   std::string twice;
   other.save(twice);
   check(twice == after, "save -> restore -> save differs");
+  run(fresh);  // whatever state an accepted image gives, the detector must run (UBSan watches)
 }
 
 void fuzzDetectors(std::span<const uint8_t> bytes) {

@@ -620,6 +620,7 @@ void stateFields(Ar& ar, SensorBook& b) {
      b.open_pending, b.device_index);
   ar.check(b.last_arrival_rel_us > -kMaxRelativeUs && b.last_arrival_rel_us < kMaxRelativeUs,
            "last arrival time");
+  ar.check(detect::saneStateMs(b.last_ts_ms) && detect::saneStateUs(b.start_ts_us), "timestamp");
 }
 
 bool validSensorName(std::string_view name) {
@@ -695,6 +696,7 @@ Status AnomalyStage::restoreDevice(std::string_view device, std::span<const uint
     rd(names, pending_ts_ms);
     rd.nested(ddet);
     rd.check(names.size() == ddet.sensors(), "device sensor names");
+    rd.check(pending_ts_ms == INT64_MIN || detect::saneStateMs(pending_ts_ms), "device time");
     for (const std::string& s : names) rd.check(validSensorName(s), "device sensor name");
   }
   if (!rd.end()) return rd.status();

@@ -32,6 +32,11 @@
 
 namespace outpost::detect {
 
+// Timestamps read from an image are bounded so that the detectors' arithmetic on them (differences,
+// ms -> us) cannot overflow: |t| < 2^52 ms (about 142,000 years) and 2^62 us.
+inline bool saneStateMs(int64_t t) { return t > -(int64_t{1} << 52) && t < (int64_t{1} << 52); }
+inline bool saneStateUs(int64_t t) { return t > -(int64_t{1} << 62) && t < (int64_t{1} << 62); }
+
 class StateWriter {
  public:
   explicit StateWriter(std::string& out) : out_(out) {}
