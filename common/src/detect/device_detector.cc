@@ -128,7 +128,17 @@ void DeviceDetector::fields(Ar& ar) {
              "event sensor index");
 }
 
-// A member added to DeviceDetector must be added to fields() too (LP64 size check).
+std::string DeviceDetector::unlistedStateBytes() {
+  static const DetectorConfig cfg;
+  DeviceDetector d(&cfg, 0);
+  StateLayoutProbe p(&d, sizeof d, alignof(DeviceDetector));
+  p(d.cfg_);
+  d.fields(p);
+  return p.gaps();
+}
+
+// A member added to DeviceDetector must be added to fields() too (LP64 size check; the unit test
+// of unlistedStateBytes() finds one that fits into padding).
 static_assert(sizeof(void*) != 8 || sizeof(DeviceDetector) == 152,
               "DeviceDetector changed: list the new member in DeviceDetector::fields()");
 

@@ -14,6 +14,7 @@
 
 #include "outpost/common/detect/device_detector.h"
 #include "outpost/common/detect/sensor_detector.h"
+#include "outpost/common/detect/state_io.h"
 
 using namespace outpost::detect;
 
@@ -58,6 +59,32 @@ void requireSame(const DetectResult& a, const DetectResult& b) {
 }
 
 }  // namespace
+
+namespace {
+struct Probed {  // a class whose field list forgot `b` (it fits into padding before `c`)
+  int64_t a = 0;
+  uint8_t b = 0;
+  uint16_t c = 0;
+  double d = 0;
+};
+template <class Ar>
+void stateFields(Ar& ar, Probed& p) {
+  ar(p.a, p.c, p.d);
+}
+}  // namespace
+
+TEST_CASE("the field lists name every member of the detectors' state", "[common][detect][state]") {
+  CHECK(SensorDetector::unlistedStateBytes() == "");
+  CHECK(DeviceDetector::unlistedStateBytes() == "");
+  // The probe finds a forgotten member even when the class size does not change.
+  Probed p;
+  StateLayoutProbe probe(&p, sizeof p, alignof(Probed));
+  probe(p);
+  CHECK(probe.gaps() == "bytes 8..9 are not in the field list");
+  StateLayoutProbe tail(&p, sizeof p, alignof(Probed));
+  tail(p.a, p.b, p.c);  // `d` forgotten at the end
+  CHECK(tail.gaps() == "bytes 12..23 are not in the field list");
+}
 
 TEST_CASE("SensorDetector: a restored copy continues bit-exactly (one alarm across a move)",
           "[common][detect][state]") {
