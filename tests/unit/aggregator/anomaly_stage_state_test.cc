@@ -310,7 +310,7 @@ TEST_CASE("AnomalyStage: restoreDevice rejects bad bytes and changes nothing",
   }
 }
 
-TEST_CASE("AnomalyStage: restoreDevice respects capacity; dropDevice frees entries",
+TEST_CASE("AnomalyStage: restoreDevice respects capacity, dropDevice frees entries",
           "[aggregator][anomaly][state]") {
   metrics::Registry reg;
   agg::AnomalyDetection d(optionsFrom(kNoSeason), reg);
