@@ -113,12 +113,14 @@ template <class Ar>
 void stateFields(Ar& ar, DeviceEvent& e) {
   ar(e.start_ms, e.end_ms, e.peak_score, e.kind, e.sensors);
   ar.check(e.kind <= AnomalyKind::kCombined, "device event kind");
+  ar.check(saneStateMs(e.start_ms) && saneStateMs(e.end_ms), "device event time");
 }
 
 template <class Ar>
 void DeviceDetector::fields(Ar& ar) {
   ar(s_, kind_, contrib_, event_, last_high_ts_, below_, alarm_);
   ar.check(s_.size() <= kMaxStateSensors, "sensor count");
+  ar.check(saneStateMs(last_high_ts_), "timestamp");
   ar.check(kind_.size() == s_.size() && contrib_.size() == s_.size(), "per-sensor vector sizes");
   for (size_t i = 0; i < kind_.size(); ++i) ar.check(kind_[i] <= AnomalyKind::kCombined, "kind");
   for (size_t i = 0; i < event_.sensors.size(); ++i)
@@ -126,7 +128,17 @@ void DeviceDetector::fields(Ar& ar) {
              "event sensor index");
 }
 
-// A member added to DeviceDetector must be added to fields() too (LP64 size check).
+std::string DeviceDetector::unlistedStateBytes() {
+  static const DetectorConfig cfg;
+  DeviceDetector d(&cfg, 0);
+  StateLayoutProbe p(&d, sizeof d, alignof(DeviceDetector));
+  p(d.cfg_);
+  d.fields(p);
+  return p.gaps();
+}
+
+// A member added to DeviceDetector must be added to fields() too (LP64 size check; the unit test
+// of unlistedStateBytes() finds one that fits into padding).
 static_assert(sizeof(void*) != 8 || sizeof(DeviceDetector) == 152,
               "DeviceDetector changed: list the new member in DeviceDetector::fields()");
 

@@ -706,6 +706,7 @@ template <class Ar>
 void stateFields(Ar& ar, AnomalyEvent& e) {
   ar(e.start_ms, e.end_ms, e.value, e.peak_score, e.expected_lo, e.expected_hi, e.kind);
   ar.check(e.kind <= AnomalyKind::kCombined, "event kind");
+  ar.check(saneStateMs(e.start_ms) && saneStateMs(e.end_ms), "event time");
 }
 
 template <class Ar>
@@ -717,11 +718,24 @@ void SensorDetector::fields(Ar& ar) {
      learn_s_, settle_until_ms_, stuck_len_, changes_, run_len_, below_, alarm_len_, run_sign_,
      alarm_, calib_armed_, run_y_, event_, prev_event_, profile_, profile_w_);
   ar.check(phase_ms_ >= -1, "season phase");
+  ar.check(saneStateMs(phase_ts_) && saneStateMs(first_ts_) && saneStateMs(last_ts_) &&
+               saneStateMs(last_high_ts_) && saneStateMs(settle_until_ms_),
+           "timestamp");
   ar.check(run_sign_ >= -1 && run_sign_ <= 1, "outlier run sign");
 }
 
+std::string SensorDetector::unlistedStateBytes() {
+  static const DetectorConfig cfg;
+  SensorDetector d(&cfg);
+  StateLayoutProbe p(&d, sizeof d, alignof(SensorDetector));
+  p(d.cfg_, d.period_ms_, d.bins_per_ms_);
+  d.fields(p);
+  return p.gaps();
+}
+
 // A member added to SensorDetector must be added to fields() too; this size check (LP64 hosts)
-// fails to remind you. Update the number after adding the member to the list.
+// fails to remind you (and the unit test of unlistedStateBytes() finds a member that fits into
+// padding). Update the number after adding the member to the list.
 static_assert(sizeof(void*) != 8 || sizeof(SensorDetector) == 1920,
               "SensorDetector changed: list the new member in SensorDetector::fields()");
 

@@ -78,6 +78,8 @@ class DeviceDetector {
   // Every member of the state (not cfg_), for both directions; a new member is added here.
   template <class Ar>
   void fields(Ar& ar);
+  // Bytes of this class that are neither in fields(), cfg_ nor padding (unit test: empty).
+  static std::string unlistedStateBytes();
 
  private:
   const DetectorConfig* cfg_;
