@@ -57,18 +57,27 @@ DeviceResult DeviceDetector::evaluate(int64_t ts_ms) {
     for (size_t i = 0; i < s_.size(); ++i)
       if (s_[i] >= kContribSurprise) contrib_[i] = 1;
   };
-  if (r.score >= c.alarm_on) {
+  const bool high = r.score >= c.alarm_on;
+  if (!high || alarm_) {
+    above_ = 0;
+  } else if (above_++ == 0) {
+    above_since_ms_ = ts_ms;
+    std::fill(contrib_.begin(), contrib_.end(), 0);
+  }
+  if (high && (alarm_ || above_ >= c.device_min_samples)) {
     if (!alarm_) {
       alarm_ = true;
       event_ = DeviceEvent{};
-      event_.start_ms = ts_ms;
-      std::fill(contrib_.begin(), contrib_.end(), 0);
+      event_.start_ms = above_since_ms_;  // where the evidence began
       r.transition = AlarmTransition::kRaised;
+      above_ = 0;
     }
     event_.peak_score = std::max(event_.peak_score, r.score);
     below_ = 0;
     last_high_ts_ = ts_ms;
     note();
+  } else if (high) {
+    note();  // not raised yet: collect the contributors from the first evaluation on
   } else if (alarm_) {
     if (r.score >= c.alarm_off) {
       below_ = 0;

@@ -46,6 +46,7 @@ TEST_CASE("device combination: Bonferroni and truncated Fisher", "[common][detec
 
 TEST_CASE("device alarm, kind and contributing sensors", "[common][detect][device]") {
   DetectorConfig c;
+  c.device_min_samples = 1;  // raised at the first evaluation (persistence: next test)
   DeviceDetector d(&c, 4);
   int64_t t = 0;
   CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
@@ -71,6 +72,35 @@ TEST_CASE("device alarm, kind and contributing sensors", "[common][detect][devic
     CHECK_FALSE(d.alarmActive());
     CHECK(d.event().end_ms == d.event().start_ms);  // the last evaluation above alarm_off
     CHECK(d.event().sensors.size() == 3);
+  }
+}
+
+TEST_CASE("device alarm needs device_min_samples evaluations in a row",
+          "[common][detect][device]") {
+  DetectorConfig c;
+  REQUIRE(c.device_min_samples == 5);  // the shipped default (docs/detection.md)
+  DeviceDetector d(&c, 3);
+  int64_t t = 0;
+  SECTION("a short burst (4 evaluations) raises nothing") {
+    for (int k = 0; k < 4; ++k) {
+      d.set(1, 8.0, AnomalyKind::kSpike);
+      CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+    }
+    d.set(1, 0.0, AnomalyKind::kNone);
+    CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+    d.set(1, 8.0, AnomalyKind::kSpike);  // the count starts again
+    CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+    CHECK_FALSE(d.alarmActive());
+  }
+  SECTION("raised at the fifth; the event starts where the evidence began") {
+    d.set(0, 8.0, AnomalyKind::kLevelShift);
+    for (int k = 0; k < 4; ++k) CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+    const int64_t first = t - 3000;
+    d.set(2, 6.0, AnomalyKind::kDip);
+    CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kRaised);
+    CHECK(d.event().start_ms == first);
+    CHECK(d.event().sensors == std::vector<uint32_t>{0, 2});
+    CHECK(d.event().kind == AnomalyKind::kCombined);
   }
 }
 
@@ -101,7 +131,9 @@ TEST_CASE("multi-sensor CSV backtest", "[common][detect][device][backtest]") {
                   "device_sensors");
   int rows = 0, alarm_at_jump = 0, alarms_before = 0;
   while (std::getline(lines, line)) {
-    if (rows == 500 && line.find(",1,") != std::string::npos &&
+    // Raised once the device evidence has lasted device_min_samples readings.
+    if (rows == 500 + static_cast<int>(c.device_min_samples) - 1 &&
+        line.find(",1,") != std::string::npos &&
         line.find(",b") != std::string::npos)
       alarm_at_jump = 1;
     if (rows >= 100 && rows < 500 && line.find(",1,") != std::string::npos) ++alarms_before;

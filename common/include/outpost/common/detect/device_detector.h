@@ -76,6 +76,8 @@ class DeviceDetector {
   DeviceEvent event_;
   int64_t last_high_ts_ = 0;
   uint32_t below_ = 0;
+  uint32_t above_ = 0;  // consecutive evaluations >= alarm_on while no alarm is open
+  int64_t above_since_ms_ = 0;
   bool alarm_ = false;
 };
 
