@@ -64,7 +64,15 @@ DeviceResult DeviceDetector::evaluate(int64_t ts_ms) {
     above_since_ms_ = ts_ms;
     std::fill(contrib_.begin(), contrib_.end(), 0);
   }
-  if (high && (alarm_ || above_ >= c.device_min_samples)) {
+  // A gap is one reading long by nature: when every contributing sensor reports silence (the
+  // device went quiet), the device alarm does not wait for more evaluations.
+  bool silent = false;
+  if (high && !alarm_) {
+    silent = true;
+    for (size_t i = 0; i < s_.size(); ++i)
+      if (s_[i] >= kContribSurprise && kind_[i] != AnomalyKind::kSilence) silent = false;
+  }
+  if (high && (alarm_ || silent || above_ >= c.device_min_samples)) {
     if (!alarm_) {
       alarm_ = true;
       event_ = DeviceEvent{};

@@ -92,6 +92,17 @@ TEST_CASE("device alarm needs device_min_samples evaluations in a row",
     CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
     CHECK_FALSE(d.alarmActive());
   }
+  SECTION("a gap (every contributing sensor silent) raises at once") {
+    d.set(0, 9.0, AnomalyKind::kSilence);
+    d.set(2, 9.0, AnomalyKind::kSilence);
+    CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kRaised);
+    CHECK(d.event().kind == AnomalyKind::kCombined);
+  }
+  SECTION("silence beside other evidence waits like any other") {
+    d.set(0, 9.0, AnomalyKind::kSilence);
+    d.set(1, 9.0, AnomalyKind::kSpike);
+    CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+  }
   SECTION("raised at the fifth; the event starts where the evidence began") {
     d.set(0, 8.0, AnomalyKind::kLevelShift);
     for (int k = 0; k < 4; ++k) CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
