@@ -91,7 +91,7 @@ DeviceResult DeviceDetector::evaluate(int64_t ts_ms) {
       below_ = 0;
       last_high_ts_ = ts_ms;
       note();
-    } else if (++below_ >= c.clear_samples) {
+    } else if (++below_ >= c.device_clear_samples) {
       alarm_ = false;
       event_.end_ms = last_high_ts_;
       r.transition = AlarmTransition::kEnded;

@@ -66,7 +66,7 @@ TEST_CASE("device alarm, kind and contributing sensors", "[common][detect][devic
     CHECK(d.event().sensors == std::vector<uint32_t>{0, 1, 3});
     for (uint32_t i = 0; i < 4; ++i) d.set(i, 0.0, AnomalyKind::kNone);
     int ended = 0;
-    for (uint32_t k = 0; k < c.clear_samples; ++k)
+    for (uint32_t k = 0; k < c.device_clear_samples; ++k)
       ended += d.evaluate(t += 1000).transition == AlarmTransition::kEnded;
     CHECK(ended == 1);
     CHECK_FALSE(d.alarmActive());
