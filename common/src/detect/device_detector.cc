@@ -134,7 +134,7 @@ void stateFields(Ar& ar, DeviceEvent& e) {
 
 template <class Ar>
 void DeviceDetector::fields(Ar& ar) {
-  ar(s_, kind_, contrib_, event_, last_high_ts_, below_, alarm_);
+  ar(s_, kind_, contrib_, event_, last_high_ts_, below_, above_, above_since_ms_, alarm_);
   ar.check(s_.size() <= kMaxStateSensors, "sensor count");
   ar.check(kind_.size() == s_.size() && contrib_.size() == s_.size(), "per-sensor vector sizes");
   for (size_t i = 0; i < kind_.size(); ++i) ar.check(kind_[i] <= AnomalyKind::kCombined, "kind");
@@ -144,7 +144,7 @@ void DeviceDetector::fields(Ar& ar) {
 }
 
 // A member added to DeviceDetector must be added to fields() too (LP64 size check).
-static_assert(sizeof(void*) != 8 || sizeof(DeviceDetector) == 152,
+static_assert(sizeof(void*) != 8 || sizeof(DeviceDetector) == 168,
               "DeviceDetector changed: list the new member in DeviceDetector::fields()");
 
 namespace {

@@ -733,15 +733,16 @@ void SensorDetector::fields(Ar& ar) {
      cadence_dev_s_, off_, base_, mad_, slow_, base_var_, last_profile_, sfast_, sref_, svar_,
      g_pos_, g_neg_, rho_, last_z_, p_repeat_, stuck_surprise_, stuck_p0_, res_, calib_w_,
      calib_fast_.total, calib_fast_.bins, calib_shift_.total, calib_shift_.bins, n_, learn_n_,
-     learn_s_, settle_until_ms_, stuck_len_, changes_, run_len_, below_, alarm_len_, run_sign_,
-     alarm_, calib_armed_, run_y_, event_, prev_event_, profile_, profile_w_);
+     learn_s_, settle_until_ms_, stuck_len_, changes_, run_len_, below_, alarm_len_, hot_fast_,
+     hot_shift_, run_sign_, alarm_, calib_armed_, run_y_, event_, prev_event_, profile_,
+     profile_w_);
   ar.check(phase_ms_ >= -1, "season phase");
   ar.check(run_sign_ >= -1 && run_sign_ <= 1, "outlier run sign");
 }
 
 // A member added to SensorDetector must be added to fields() too; this size check (LP64 hosts)
 // fails to remind you. Update the number after adding the member to the list.
-static_assert(sizeof(void*) != 8 || sizeof(SensorDetector) == 1920,
+static_assert(sizeof(void*) != 8 || sizeof(SensorDetector) == 1928,
               "SensorDetector changed: list the new member in SensorDetector::fields()");
 
 namespace {

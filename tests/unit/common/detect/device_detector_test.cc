@@ -161,3 +161,48 @@ TEST_CASE("multi-sensor CSV backtest", "[common][detect][device][backtest]") {
     CHECK(e.error().message().find("no sensor column") != std::string::npos);
   }
 }
+
+// Issue 13 second pass + issue 19: the members added for SKAB (calibration episode counters,
+// device persistence) are part of the state image - a restored pair of detectors continues
+// exactly like the originals, also in the middle of a sustained shift and a pending device raise.
+TEST_CASE("save/restore mid-shift and mid-persistence continues identically",
+          "[common][detect][device]") {
+  DetectorConfig c;
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> n(0.0, 1.0);
+  SensorDetector a(&c), b(&c);
+  DeviceDetector da(&c, 2), db(&c, 2);
+  auto value = [&](int i, double noise) { return 10.0 + (i >= 700 ? 6.0 : 0.0) + noise; };
+  int64_t t = 0;
+  int i = 0;
+  // Up to the second evaluation of a raise that needs five.
+  for (; i < 2000; ++i) {
+    const DetectResult r = a.update(t += 1000, value(i, n(rng)));
+    da.set(0, r.surprise, r.kind);
+    da.set(1, 0.0, AnomalyKind::kNone);
+    const DeviceResult d = da.evaluate(t);
+    if (i > 700 && d.score >= c.alarm_on && !da.alarmActive()) break;
+  }
+  REQUIRE(i < 2000);
+  std::string img;
+  a.save(img);
+  da.save(img);
+  std::span<const uint8_t> in(reinterpret_cast<const uint8_t*>(img.data()), img.size());
+  REQUIRE(b.restore(in).has_value());
+  REQUIRE(db.restore(in).has_value());
+  CHECK(in.empty());
+  bool raised = false;
+  for (int k = 0; k < 400; ++k, ++i) {
+    const double x = value(i, n(rng));
+    const DetectResult ra = a.update(t += 1000, x), rb = b.update(t, x);
+    CHECK(ra.score == rb.score);
+    CHECK(ra.surprise == rb.surprise);
+    da.set(0, ra.surprise, ra.kind);
+    db.set(0, rb.surprise, rb.kind);
+    const DeviceResult x1 = da.evaluate(t), x2 = db.evaluate(t);
+    CHECK(x1.transition == x2.transition);
+    raised = raised || x1.transition == AlarmTransition::kRaised;
+  }
+  CHECK(raised);
+  CHECK(da.event().start_ms == db.event().start_ms);
+}
