@@ -53,6 +53,13 @@ const config::SettingsTable<DetectorConfig>& detectorTable() {
                    &D::accept_after_samples, def.accept_after_samples, 1, static_cast<int64_t>(1e9),
                    "A level_shift/drift alarm longer than this many readings ends; its level "
                    "becomes the norm")
+          .integer("device_min_samples", &D::device_min_samples, def.device_min_samples, 1,
+                   100000,
+                   "A device alarm is raised when the device score stayed >= alarm_on for this "
+                   "many consecutive evaluations")
+          .integer("device_clear_samples", &D::device_clear_samples, def.device_clear_samples, 1,
+                   100000,
+                   "A device alarm ends after this many consecutive evaluations below alarm_off")
           .real("level_alpha", &D::level_alpha, def.level_alpha, 1e-6, 1,
                 "EWMA weight of the local level")
           .real("scale_alpha", &D::scale_alpha, def.scale_alpha, 1e-6, 1,
