@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "kafka/conf.h"
+#include "outpost/aggregator/cluster_view.h"
 #include "outpost/aggregator/device_state.h"
 #include "outpost/aggregator/json.h"
 #include "outpost/common/codec.h"
@@ -929,8 +930,8 @@ bool ProcessRole::healthy(std::string& detail) const {
   return alive;
 }
 
-void ProcessRole::addRoutes(HttpServer& http) {
-  http.addHandler("/api/cluster", [this] {
+void ProcessRole::addRoutes(HttpServer& http, const ClusterView* view) {
+  http.addHandler("/api/cluster", [this, view] {
     std::string body;
     json::Writer w(body);
     w.beginObject()
@@ -945,6 +946,7 @@ void ProcessRole::addRoutes(HttpServer& http) {
     }
     w.endArray();
     w.member("partition_count", static_cast<int64_t>(impl_ ? impl_->partition_count : 0));
+    if (view) view->writeMembers(w);
     w.endObject();
     return HttpServer::Response{200, "application/json", std::move(body)};
   });

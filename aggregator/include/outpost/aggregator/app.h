@@ -26,6 +26,8 @@ class HttpServer;
 namespace outpost::aggregator {
 
 class OpsCenter;
+class ClusterView;
+class DeviceStatusView;
 
 class AggregatorApp {
  public:
@@ -70,6 +72,8 @@ class AggregatorApp {
   std::unique_ptr<OpsCenter> ops_;  // off with metrics.collect = false
   std::unique_ptr<ZmqIngest> zmq_ingest_;
   std::unique_ptr<MqttIngest> mqtt_ingest_;
+  std::unique_ptr<DeviceStatusView> device_view_;  // role process: /api/devices
+  std::unique_ptr<ClusterView> cluster_view_;      // /api/cluster's "members"
   std::unique_ptr<HttpServer> http_;
   bool stopped_ = false;
 };

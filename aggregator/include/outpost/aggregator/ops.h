@@ -48,6 +48,14 @@ struct OpsOptions {
 
 OpsOptions opsOptionsFrom(const config::Config& cfg);
 
+// GET /api/devices (?offset=&limit=&q=&state=) and GET /api/devices/{id} over any registry: the
+// ops layer's own, or the process role's replica of the device-status topic
+// (device_status_view.h). Bad parameters: 400 naming them; an unknown device: 404.
+HttpServer::Response devicesPageResponse(const DeviceRegistry& devices,
+                                         const HttpServer::Request& req, int64_t now_us);
+HttpServer::Response deviceByIdResponse(const DeviceRegistry& devices, const std::string& id,
+                                        int64_t now_us);
+
 // What the dashboard reads of the other modules, handed in by whoever wires the program.
 struct OpsSources {
   // The data path's totals, levels and ack latency; null: shown as 0 (no data path).
