@@ -61,9 +61,9 @@ bool AggregatorApp::startProcess() {
   ProcessRole& process = *process_;
   // Operations in a cluster (docs/scaling.md): the fleet from the device-status topic and the
   // group's members, from any process instance.
-  device_view_ = std::make_unique<DeviceStatusView>(options_.kafka, settings_.ops.status_topic,
-                                                    settings_.ops.devices, registry_,
-                                                    SystemClock::instance());
+  device_view_ = std::make_unique<DeviceStatusView>(
+      options_.kafka, settings_.ops.status_topic, settings_.cluster.group + "-device-view",
+      settings_.ops.devices, registry_, SystemClock::instance());
   cluster_view_ = std::make_unique<ClusterView>(options_.kafka, settings_.cluster,
                                                 SystemClock::instance());
   try {

@@ -50,7 +50,9 @@ Result<DeviceInfo> parseDeviceStatusRecord(std::string_view key, std::string_vie
     const json::Value* v = dev->find(k);
     if (v && v->isNull() && nullable) return nullptr;
     const std::string* s = v ? v->asString() : nullptr;
-    if (!s && missing.empty()) missing = std::string(k) + (nullable ? " (a string or null)" : " (a string)");
+    if (!s && missing.empty()) {
+      missing = std::string(k) + (nullable ? " (a string or null)" : " (a string)");
+    }
     return s;
   };
   auto num = [&](std::string_view k, bool nullable, int64_t fallback) -> int64_t {
@@ -64,7 +66,9 @@ Result<DeviceInfo> parseDeviceStatusRecord(std::string_view key, std::string_vie
   };
   if (const std::string* id = str("id", false)) d.id = *id;
   if (const std::string* st = str("state", false)) {
-    if (*st != "online" && *st != "offline" && missing.empty()) missing = "state (online or offline)";
+    if (*st != "online" && *st != "offline" && missing.empty()) {
+      missing = "state (online or offline)";
+    }
     d.online = *st == "online";
   }
   if (const std::string* r = str("reason", false)) {
@@ -111,10 +115,11 @@ struct DeviceStatusView::Consumer {
   }
 };
 
-DeviceStatusView::DeviceStatusView(KafkaOptions kafka, std::string topic,
+DeviceStatusView::DeviceStatusView(KafkaOptions kafka, std::string topic, std::string group_id,
                                    DeviceRegistryOptions devices, metrics::Registry& registry,
                                    const Clock& clock)
-    : kafka_(std::move(kafka)), topic_(std::move(topic)), clock_(clock), devices_(devices),
+    : kafka_(std::move(kafka)), topic_(std::move(topic)), group_id_(std::move(group_id)),
+      clock_(clock), devices_(devices),
       applied_(registry.counter("outpost_aggregator_device_status_records_total",
                                 "Device-status topic records read by the process role's device "
                                 "view, by result",
@@ -142,8 +147,10 @@ DeviceStatusView::~DeviceStatusView() { stop(); }
 void DeviceStatusView::start() {
   auto conf = baseConf(kafka_);
   if (!conf) throw std::runtime_error(conf.error().toString());
-  // No group.id: assign-only, nothing committed. The topic is produced without transactions.
+  // Assign-only: the group id (librdkafka's assign() wants one) is never joined and nothing is
+  // committed. The topic is produced without transactions.
   for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
+           {"group.id", group_id_},
            {"enable.auto.commit", "false"},
            {"enable.auto.offset.store", "false"},
            {"enable.partition.eof", "true"},
@@ -174,18 +181,24 @@ void DeviceStatusView::stop() {
   consumer_.reset();
 }
 
-bool DeviceStatusView::assign() {
+bool DeviceStatusView::assign(std::string& why) {
   rd_kafka_t* rk = consumer_->rk;
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic_.c_str(), nullptr);
   const rd_kafka_metadata_t* md = nullptr;
   const rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
   rd_kafka_topic_destroy(rkt);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return false;
-  const int32_t n = md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR
-                        ? md->topics[0].partition_cnt
-                        : 0;
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    why = std::string("metadata: ") + rd_kafka_err2str(err);
+    return false;
+  }
+  const rd_kafka_resp_err_t terr =
+      md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+  const int32_t n = terr == RD_KAFKA_RESP_ERR_NO_ERROR ? md->topics[0].partition_cnt : 0;
   rd_kafka_metadata_destroy(md);
-  if (n <= 0) return false;
+  if (n <= 0) {
+    why = rd_kafka_err2str(terr);
+    return false;
+  }
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(n);
   for (int32_t p = 0; p < n; ++p) {
     rd_kafka_topic_partition_list_add(list, topic_.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
@@ -195,6 +208,7 @@ bool DeviceStatusView::assign() {
   rd_kafka_topic_partition_list_destroy(list);
   if (aerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
     consumer_->behind.clear();
+    why = std::string("assign: ") + rd_kafka_err2str(aerr);
     return false;
   }
   spdlog::info("device view: reading {} ({} partitions) from the beginning", topic_, n);
@@ -211,12 +225,12 @@ void DeviceStatusView::run() {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         continue;
       }
-      consumer_->assigned = assign();
+      std::string why;
+      consumer_->assigned = assign(why);
       if (!consumer_->assigned) {
         if (!warned) {
-          spdlog::warn("device view: topic {} not readable yet (missing, or no broker); "
-                       "retrying every 5 s",
-                       topic_);
+          spdlog::warn("device view: topic {} not readable yet ({}); retrying every 5 s", topic_,
+                       why);
           warned = true;
         }
         next_try = std::chrono::steady_clock::now() + std::chrono::seconds(5);

@@ -3,11 +3,11 @@
 // The device registry as any process instance can serve it (docs/scaling.md, "Operations"): a
 // replica of the compacted device-status topic (kafka.device_status_topic), where the ops layer
 // of roles all and ingest publishes each device's record at every state change ({"type":
-// "device_status", "ts_us", "device": {...}}, key = device id, ops.cc). One Kafka consumer of its
-// own, assign-only (no group, nothing committed), reads every partition from the beginning and
-// then follows it; the latest record per device is kept in a DeviceRegistry (bounded by
-// devices.max; a tombstone forgets the device), so /api/devices and /api/devices/{id} answer in
-// the same shape as in role all (ops.h).
+// "device_status", "ts_us", "device": {...}}, key = device id, ops.cc). One Kafka consumer of
+// its own, assign-only (no group membership, nothing committed), reads every partition from the
+// beginning and then follows it; the latest record per device is kept in a DeviceRegistry
+// (bounded by devices.max; a tombstone forgets the device), so /api/devices and
+// /api/devices/{id} answer in the same shape as in role all (ops.h).
 //
 // What differs from role all: a record is the device as its last state change left it (the
 // topic carries changes, not every batch), as seen by the instance that published it (with
@@ -43,8 +43,10 @@ Result<DeviceInfo> parseDeviceStatusRecord(std::string_view key, std::string_vie
 
 class DeviceStatusView {
  public:
-  DeviceStatusView(KafkaOptions kafka, std::string topic, DeviceRegistryOptions devices,
-                   metrics::Registry& registry, const Clock& clock);
+  // `group_id`: librdkafka's assign() needs one; it is never joined, nothing is committed.
+  DeviceStatusView(KafkaOptions kafka, std::string topic, std::string group_id,
+                   DeviceRegistryOptions devices, metrics::Registry& registry,
+                   const Clock& clock);
   ~DeviceStatusView();
   DeviceStatusView(const DeviceStatusView&) = delete;
   DeviceStatusView& operator=(const DeviceStatusView&) = delete;
@@ -65,10 +67,11 @@ class DeviceStatusView {
 
  private:
   void run();
-  bool assign();  // metadata, then every partition from the beginning
+  bool assign(std::string& why);  // metadata, then every partition from the beginning
 
   const KafkaOptions kafka_;
   const std::string topic_;
+  const std::string group_id_;
   const Clock& clock_;
   DeviceRegistry devices_;
   metrics::Counter& applied_;
