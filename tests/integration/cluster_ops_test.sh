@@ -7,7 +7,8 @@
 # - GET /api/cluster on each process instance lists both members (instance p1 and p2, from the
 #   group as Kafka describes it), with disjoint partitions covering all of outpost.batches, each
 #   member's partitions equal to what that instance says it owns, and the group's lag;
-#   the ingest instance's /api/cluster (the dashboard's Cluster panel) shows the same members.
+#   the ingest instance's /api/cluster shows the same members, and its dashboard (headless
+#   Chromium, tests/dashboard/dashboard_check.mjs) shows them in its Cluster panel.
 # - GET /api/devices/{id} of the agent's device answers on both process instances (from the
 #   compacted outpost.device-status topic, written by the ingest instance): state online, the
 #   agent's version; GET /api/devices lists it; an unknown device is 404; bad parameters 400.
@@ -78,6 +79,15 @@ log "group described from every instance after $((SECONDS - t0)) s: $(python3 -c
 import json, sys
 c = json.load(open(sys.argv[1]))
 print(", ".join("%s %s" % (m["instance"], m["partitions"]) for m in c["members"]), "lag", c["group_lag"]["total"])' "$WORK/cluster-p1.json")"
+
+# The ingest instance's dashboard shows the group in its Cluster panel (headless Chromium).
+command -v chromium >/dev/null || fail "chromium is not installed (scripts/deps.sh)"
+node --experimental-websocket "$HERE/../dashboard/dashboard_check.mjs" \
+  --url "http://127.0.0.1:${HPORT[i1]}/" --cluster-members 2 --no-change-check --timeout 20 \
+  --screenshot "${CLUSTER_OPS_SCREENSHOT:-$WORK/dashboard.png}" --width 1400 --height 900 \
+  >"$WORK/dashboard.json" 2>"$WORK/dashboard.err" ||
+  fail "dashboard check on i1: $(cat "$WORK/dashboard.json") $(tail -n 3 "$WORK/dashboard.err")"
+log "i1 dashboard Cluster panel: $(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["cluster"])' "$WORK/dashboard.json")"
 
 # The agent's device on both process instances (no ingest involved in the answer).
 device_ok() {  # device_ok NAME

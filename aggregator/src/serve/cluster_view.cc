@@ -274,6 +274,7 @@ void ClusterView::refresh() {
       gm.member_id = mi.member_id ? mi.member_id : "";
       gm.client_id = mi.client_id ? mi.client_id : "";
       gm.host = mi.client_host ? mi.client_host : "";
+      if (!gm.host.empty() && gm.host[0] == '/') gm.host.erase(0, 1);  // Kafka writes "/1.2.3.4"
       gm.instance = staticInstanceOf(gm.member_id, gm.client_id);
       const size_t n = mi.member_assignment_size > 0 && mi.member_assignment
                            ? static_cast<size_t>(mi.member_assignment_size)
