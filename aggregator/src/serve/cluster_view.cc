@@ -214,16 +214,20 @@ GroupView ClusterView::snapshot() const {
 void ClusterView::refresh() {
   if (!rk_) return;
   rd_kafka_t* rk = rk_->rk;
+  rd_kafka_poll(rk, 0);  // serves the handle's error events (they would pile up unread)
   // Short: a stop waits for the refresh under way (SIGTERM must stay quick with a broker down).
   constexpr int kTimeoutMs = 1500;
   GroupView v;
+  bool unsupported = false;
   auto finish = [&](std::string error) {
     v.described = error.empty();
     v.error = std::move(error);
     v.updated_us = clock_.nowUs();
     if (!v.error.empty() && !logged_error_) {
-      spdlog::warn("cluster view of group {}: {} (retrying every {} ms)", cluster_.group,
-                   v.error, interval_ms_);
+      // The development broker (outpost-devkafka) has no ListGroups: not worth a warning.
+      spdlog::log(unsupported ? spdlog::level::info : spdlog::level::warn,
+                  "cluster view of group {}: {} (retrying every {} ms)", cluster_.group, v.error,
+                  interval_ms_);
       logged_error_ = true;
     } else if (v.error.empty() && logged_error_) {
       spdlog::info("cluster view of group {}: described", cluster_.group);
@@ -256,6 +260,7 @@ void ClusterView::refresh() {
       rd_kafka_list_groups(rk, cluster_.group.c_str(), &groups, kTimeoutMs);
   if (gerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
     if (groups) rd_kafka_group_list_destroy(groups);
+    unsupported = gerr == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE;
     return finish(std::string("describing the group: ") + rd_kafka_err2str(gerr));
   }
   for (int g = 0; groups && g < groups->group_cnt; ++g) {

@@ -237,6 +237,7 @@ void DeviceStatusView::run() {
         continue;
       }
     }
+    rd_kafka_poll(rk, 0);  // error events on the main queue (they would pile up unread)
     rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 200);
     if (!m) continue;
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
