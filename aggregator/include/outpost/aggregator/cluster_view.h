@@ -4,18 +4,21 @@
 // of the process role's consumer group (cluster.group) with the partitions of kafka.batches_topic
 // each one owns, and the group's lag (its committed offsets against the partitions' ends).
 //
-// How: librdkafka 2.0.2's rd_kafka_list_groups (ListGroups + DescribeGroups) gives each member's
-// id, client id, host and its assignment as raw bytes in the consumer protocol's format, parsed
-// here (parseMemberAssignment: bytes from the network, checked before use). The newer Admin API
-// (rd_kafka_DescribeConsumerGroups, 2.0.0) parses them itself but copies a member's partition list
-// without a null check, and a member's assignment is empty (null) whenever the group is
-// rebalancing: it would crash the instance that looks. The committed offsets come from
-// rd_kafka_committed on a handle with group.id = cluster.group that never subscribes (it does not
-// join the group), the ends from one ListOffsets request (rd_kafka_offsets_for_times, latest).
-// rd_kafka_list_groups does not report group.instance.id; the broker names a static member
-// "<group.instance.id>-<uuid>", so the instance is read back from the member id (staticInstanceOf).
+// How: librdkafka 2.0.2's rd_kafka_list_groups (ListGroups + DescribeGroups), a long-standing
+// call, gives each member's id, client id, host and its assignment as raw bytes in the consumer
+// protocol's format, parsed here (parseMemberAssignment: bytes from the network, checked before
+// use). The Admin API's rd_kafka_DescribeConsumerGroups (new in 2.0.0) parses them itself and
+// names group.instance.id; it works against the test broker (Kafka 4.4), also mid-rebalance, but
+// the upstream source copies a member's partition list without a null check and
+// rd_kafka_topic_partition_list_copy(NULL) segfaults in 2.0.2, so a broker that sends an empty
+// assignment might crash the instance that looks (a precaution, not reproduced; docs/scaling.md).
+// The committed offsets come from rd_kafka_committed on a handle with group.id = cluster.group
+// that never subscribes (it does not join the group), the ends from one ListOffsets request
+// (rd_kafka_offsets_for_times, latest). rd_kafka_list_groups does not report group.instance.id;
+// the broker names a static member "<group.instance.id>-<uuid>" (KIP-345), so the instance is
+// read back from the member id (staticInstanceOf).
 //
-// Thread-safety: start()/stop() from the owning thread; snapshot() and writeJson() from any
+// Thread-safety: start()/stop() from the owning thread; snapshot() and writeMembers() from any
 // thread. One background thread refreshes the view every `interval`.
 
 #include <atomic>
