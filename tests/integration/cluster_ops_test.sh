@@ -12,6 +12,8 @@
 # - GET /api/devices/{id} of the agent's device answers on both process instances (from the
 #   compacted outpost.device-status topic, written by the ingest instance): state online, the
 #   agent's version; GET /api/devices lists it; an unknown device is 404; bad parameters 400.
+# - The group's lag as every instance reports it: after the agent stops, 0 on every partition,
+#   the partitions' ends adding up to the batches the ingest instance forwarded.
 # - The process instances stop cleanly on SIGTERM (exit status 0).
 source "$(dirname "$0")/lib.sh"
 
@@ -112,10 +114,29 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${HPORT[p1]}/api
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${HPORT[p1]}/api/devices?limit=0")
 [[ $code == 400 ]] || fail "limit=0 answered $code on p1, not 400"
 log "/api/devices/$DEV on p1 and p2: $(cat "$WORK/device-p1.json")"
-curl -sf "http://127.0.0.1:${HPORT[p1]}/metrics" | grep -q '^outpost_aggregator_device_status_records_total{result="applied"} [1-9]' ||
-  fail "p1 counts no applied device-status record"
+applied=$(metric_labeled "${HPORT[p1]}" 'outpost_aggregator_device_status_records_total{result="applied"}')
+[[ ${applied%%.*} -ge 1 ]] || fail "p1 counts $applied applied device-status records"
 
+# The group's lag from outside: once the agent stops and the process instances catch up, every
+# partition's committed offset reaches its end, and the ends add up to what the ingest instance
+# forwarded to outpost.batches.
 stop_proc "$DEV"
+forwarded=$(metric "${HPORT[i1]}" outpost_aggregator_batches_forwarded_total)
+drained_ok() {  # drained_ok NAME
+  api "$1" /api/cluster >"$WORK/drained-$1.json" || return 1
+  python3 - "$forwarded" "$WORK/drained-$1.json" <<'PY'
+import json, sys
+forwarded, c = int(float(sys.argv[1])), json.load(open(sys.argv[2]))
+lag = c["group_lag"]
+assert lag and lag["total"] == 0, lag
+assert all(p["committed"] == p["end"] or (p["committed"] == -1 and p["end"] == 0) for p in lag["partitions"]), lag
+assert sum(p["end"] for p in lag["partitions"]) == forwarded > 0, (forwarded, lag)
+assert all(m["lag"] == 0 for m in c["members"]), c["members"]
+PY
+}
+for n in p1 p2 i1; do wait_for 20 "$n's /api/cluster to show the group drained (lag 0, $forwarded batches)" drained_ok "$n"; done
+log "group drained: lag 0 on every partition, $forwarded batches forwarded = the partitions' ends"
+
 for n in p1 p2; do
   kill -TERM "${PIDS[$n]}"
   rc=0
