@@ -348,7 +348,14 @@ std::string clusterJson(const ClusterOptions& cluster, const ClusterView* view) 
   w.key("partitions").beginArray().endArray();
   const int64_t count = view ? view->snapshot().partition_count : 0;
   w.member("partition_count", count);
-  if (view) view->writeMembers(w);
+  if (view) {
+    view->writeMembers(w);
+  } else {  // the view could not start: the same fields, saying so
+    w.key("group_state").null().key("protocol").null();
+    w.key("members").beginArray().endArray().key("unassigned").beginArray().endArray();
+    w.key("group_lag").null().member("view_updated_us", int64_t{0});
+    w.member("view_error", "the cluster view is not running (see the log)");
+  }
   w.endObject();
   return body;
 }

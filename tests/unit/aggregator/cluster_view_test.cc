@@ -4,7 +4,9 @@
 #include <catch2/catch.hpp>
 
 #include <cstdint>
+#include <chrono>
 #include <random>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -341,4 +343,49 @@ TEST_CASE("device view: latest record per device, tombstones, bounded", "[cluste
         std::string::npos);
   CHECK(text.find("outpost_aggregator_device_status_records_total{result=\"tombstone\"} 1") !=
         std::string::npos);
+}
+
+TEST_CASE("cluster view: /api/cluster before and without a broker", "[cluster_view]") {
+  KafkaOptions kafka;
+  kafka.bootstrap_servers = "127.0.0.1:1";  // nothing listens: every describe fails
+  ClusterOptions cluster;
+  cluster.role = Role::kIngest;
+  cluster.instance_id = "i1";
+  ClusterView view(kafka, cluster, SystemClock::instance(), 200);
+  auto field = [](const std::string& body, std::string_view k) {
+    auto doc = json::parse(body);
+    REQUIRE(doc);
+    const json::Value* v = doc->find(k);
+    REQUIRE(v);
+    return *v;
+  };
+  // Not started: the shape is complete, the view says why it has nothing.
+  std::string body = clusterJson(cluster, &view);
+  CHECK(*field(body, "role").asString() == "ingest");
+  CHECK(*field(body, "instance").asString() == "i1");
+  CHECK(field(body, "members").items().empty());
+  CHECK(field(body, "group_lag").isNull());
+  CHECK(*field(body, "view_error").asString() == "not described yet");
+  CHECK(field(body, "partitions").items().empty());
+
+  view.start();
+  GroupView v;
+  for (int i = 0; i < 100 && v.updated_us == 0; ++i) {  // bounded: 10 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    v = view.snapshot();
+  }
+  view.stop();
+  REQUIRE(v.updated_us > 0);
+  CHECK_FALSE(v.described);
+  CHECK_FALSE(v.error.empty());
+  CHECK_FALSE(v.exists());
+  body = clusterJson(cluster, &view);
+  CHECK(field(body, "view_error").asString() != nullptr);
+  CHECK(field(body, "members").items().empty());
+  view.stop();  // idempotent
+  // Without a view (it could not start): the same fields, saying so.
+  body = clusterJson(cluster, nullptr);
+  CHECK(field(body, "partition_count").asInt() == 0);
+  CHECK(field(body, "members").items().empty());
+  CHECK(field(body, "view_error").asString()->find("not running") != std::string::npos);
 }

@@ -129,8 +129,9 @@ class ClusterView {
   bool logged_error_ = false;  // refresh thread only
 };
 
-// The members of the /api/cluster answer of a role that owns no partition (all, ingest):
-// {"instance", "role", "group", "topic", "partitions": [], "partition_count", + writeMembers}.
+// The /api/cluster answer of a role that owns no partition (all, ingest): {"instance", "role",
+// "group", "topic", "partitions": [], "partition_count", + writeMembers}; without a view (it
+// could not start) the same fields, empty, with "view_error" saying so.
 std::string clusterJson(const ClusterOptions& cluster, const ClusterView* view);
 
 }  // namespace outpost::aggregator
