@@ -51,7 +51,8 @@ class AggregatorApp {
   void stop();
 
  private:
-  // cluster.role = process: the consumer group member and its HTTP endpoint, nothing else.
+  // cluster.role = process: the consumer group member, its device and cluster views
+  // (device_status_view.h, cluster_view.h) and its HTTP endpoint, nothing else.
   bool startProcess();
   std::vector<std::string> notReadyReasons();
   bool healthy(std::string& detail);

@@ -11,6 +11,7 @@
 //   GET /api/anomalies         ?device=<id>: the latest anomalies with their sensor's recent values
 //   GET /api/openapi.json      the OpenAPI document of the whole HTTP API (aggregator/api/)
 //   (latest_store.h adds /api/devices/{id}/sensors and /api/devices/{id}/sensors/{name}/history)
+//   (app.cc adds GET /api/cluster: the process role's group as Kafka describes it, cluster_view.h)
 //
 // Threads: the BatchObserver / AnomalySink / onStatus entry points are called from the data path
 // (workers, Kafka poll thread, MQTT callback thread) and only update memory; one ops thread
