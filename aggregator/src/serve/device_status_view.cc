@@ -131,7 +131,11 @@ DeviceStatusView::DeviceStatusView(KafkaOptions kafka, std::string topic, std::s
       forgotten_(registry.counter("outpost_aggregator_device_status_records_total",
                                   "Device-status topic records read by the process role's "
                                   "device view, by result",
-                                  {{"result", "tombstone"}})) {
+                                  {{"result", "tombstone"}})),
+      over_max_(registry.counter("outpost_aggregator_device_status_records_total",
+                                 "Device-status topic records read by the process role's "
+                                 "device view, by result",
+                                 {{"result", "over_max"}})) {
   const DeviceRegistry* devs = &devices_;
   registry.gaugeFunction("outpost_aggregator_devices", "Known devices by state",
                          [devs] { return static_cast<double>(devs->onlineCount()); },
@@ -269,8 +273,11 @@ void DeviceStatusView::apply(std::string_view key, const void* value, size_t len
     spdlog::debug("device view: {}", d.error().message());
     return;
   }
-  devices_.put(*d);  // at devices.max a new device is counted, not recorded
-  applied_.inc();
+  if (devices_.put(*d)) {
+    applied_.inc();
+  } else {
+    over_max_.inc();  // a new device beyond devices.max: not kept
+  }
 }
 
 void DeviceStatusView::addRoutes(HttpServer& http) {

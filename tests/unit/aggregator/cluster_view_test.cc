@@ -343,6 +343,10 @@ TEST_CASE("device view: latest record per device, tombstones, bounded", "[cluste
         std::string::npos);
   CHECK(text.find("outpost_aggregator_device_status_records_total{result=\"tombstone\"} 1") !=
         std::string::npos);
+  CHECK(text.find("outpost_aggregator_device_status_records_total{result=\"over_max\"} 1") !=
+        std::string::npos);
+  CHECK(text.find("outpost_aggregator_device_status_records_total{result=\"applied\"} 3") !=
+        std::string::npos);
 }
 
 TEST_CASE("cluster view: /api/cluster before and without a broker", "[cluster_view]") {

@@ -77,6 +77,7 @@ class DeviceStatusView {
   metrics::Counter& applied_;
   metrics::Counter& invalid_;
   metrics::Counter& forgotten_;
+  metrics::Counter& over_max_;
   struct Consumer;
   std::unique_ptr<Consumer> consumer_;
   std::thread thread_;
