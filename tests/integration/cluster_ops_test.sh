@@ -54,10 +54,16 @@ start_agent "$DEV"
 # process instance's own "partitions" are its member's.
 cluster_ok() {  # cluster_ok NAME
   api "$1" /api/cluster >"$WORK/cluster-$1.json" || return 1
-  python3 - "$1" "$PARTS" "$WORK/cluster-$1.json" <<'PY'
+  python3 - "$1" "$PARTS" "$WORK/cluster-$1.json" "$HERE/../../aggregator/api/openapi.json" <<'PY'
 import json, sys
 name, parts, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 c = json.load(open(path))
+# The fields are exactly those of the OpenAPI document (Cluster, ClusterMember; the full schema
+# check runs against role all in integration.latest_api).
+schemas = json.load(open(sys.argv[4]))["components"]["schemas"]
+assert set(c) == set(schemas["Cluster"]["required"]), sorted(set(c) ^ set(schemas["Cluster"]["required"]))
+for m in c["members"]:
+    assert set(m) == set(schemas["ClusterMember"]["required"]), m
 members = {m["instance"]: m for m in c["members"]}
 assert sorted(members) == ["p1", "p2"], members
 owned = [p for m in members.values() for p in m["partitions"]]
