@@ -320,6 +320,7 @@ function route() {
   const m = /^#\/device\/(.+)$/.exec(location.hash);
   const id = m ? decodeURIComponent(m[1]) : null;
   document.querySelectorAll('.overview').forEach((el) => { el.hidden = id != null; });
+  $('cluster').hidden = id != null || !clusterShown;
   $('device-view').hidden = id == null;
   clearInterval(deviceTimer);
   deviceTimer = null;
@@ -337,6 +338,38 @@ function route() {
 }
 window.addEventListener('hashchange', route);
 
+// ---- cluster (the process role's consumer group, as Kafka describes it; hidden without one) ----
+let clusterShown = false;
+async function loadCluster() {
+  let c;
+  try { c = await getJson('/api/cluster'); } catch (e) { return; }
+  const lag = c.group_lag;
+  clusterShown = !!((c.members && c.members.length) || lag);
+  $('cluster').hidden = !clusterShown || deviceId != null;
+  selfCheck.clusterMembers = clusterShown ? c.members.length : 0;
+  if (!clusterShown) return;
+  setText('cl-topic', c.topic);
+  setText('cl-sub', '· group ' + c.group + ' · ' + (c.group_state || '?') + ' · ' +
+    c.members.length + ' member' + (c.members.length === 1 ? '' : 's') + ' · ' +
+    c.partition_count + ' partitions · lag ' + (lag ? fmtInt(lag.total) : '–'));
+  const rows = c.members.map((m) => {
+    const tr = document.createElement('tr');
+    tr.title = m.member_id + ' (client ' + m.client_id + ')';
+    [m.instance || m.client_id, m.host, m.partitions.length ? m.partitions.join(', ') : 'none',
+      lag ? fmtInt(m.lag) : '–'].forEach((text) => {
+      const td = document.createElement('td');
+      td.textContent = text;
+      tr.append(td);
+    });
+    return tr;
+  });
+  $('cl-members').replaceChildren(...rows);
+  const notes = [];
+  if (c.unassigned && c.unassigned.length) notes.push('not assigned: ' + c.unassigned.join(', '));
+  if (c.view_error) notes.push('view: ' + c.view_error);
+  setText('cl-note', notes.join(' · '));
+}
+
 // ---- start ----
 (async function start() {
   try {
@@ -349,5 +382,7 @@ window.addEventListener('hashchange', route);
   loadAnomalies();
   // The overview's device list refreshes only while it is shown (one page, never per device).
   setInterval(() => { if (deviceId == null) loadDevices(); }, 2000);
+  loadCluster();
+  setInterval(() => { if (deviceId == null) loadCluster(); }, 5000);
   if (location.hash) route();
 })();

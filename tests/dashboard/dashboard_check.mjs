@@ -8,10 +8,11 @@
 // Usage: node --experimental-websocket dashboard_check.mjs --url URL [--chromium BIN]
 //          [--min-devices N] [--screenshot FILE] [--width 1600 --height 1000]
 //          [--measure SECONDS] [--timeout SECONDS] [--no-change-check]
-//          [--device ID [--min-sensors N] [--device-screenshot FILE]]
+//          [--device ID [--min-sensors N] [--device-screenshot FILE]] [--cluster-members N]
 // With --device: the device page (#/device/ID, opened by clicking the device's row) must show at
 // least N sensors with a value and a sparkline each, refresh, and cost a bounded number of
 // requests (3 per 2 s refresh, whatever the fleet size); "back" returns to the overview.
+// With --cluster-members: the Cluster panel must show N members (the process role's group).
 // Prints one JSON line with the results; exit 0 when every check passed, 1 otherwise.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -226,6 +227,20 @@ try {
     if (!back.overview || back.device) failures.push('back link did not return to the overview');
     await evaluate(`(() => { const q = document.getElementById('q'); q.value = '';
       q.dispatchEvent(new Event('input')); return 0; })()`);
+  }
+  if (args['cluster-members']) {
+    // The Cluster panel (issue 19): shown, one row per member of the process role's group.
+    const want = Number(args['cluster-members']);
+    const cl = () => evaluate(`(() => ({ shown: getComputedStyle(document.getElementById('cluster')).display !== 'none',
+      rows: [...document.querySelectorAll('#cl-members tr')].map((tr) => [...tr.children].map((td) => td.textContent)),
+      sub: document.getElementById('cl-sub').textContent }))()`);
+    let c = await cl();
+    while (Date.now() < deadline && !(c.shown && c.rows.length === want)) {
+      await sleep(250);
+      c = await cl();
+    }
+    result.cluster = c;
+    if (!c.shown || c.rows.length !== want) failures.push(`Cluster panel: shown ${c.shown}, ${c.rows.length} members (want ${want})`);
   }
   if (args.screenshot) {
     const shot = await send('Page.captureScreenshot', { format: 'png' });

@@ -5,6 +5,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "outpost/aggregator/cluster_view.h"
+#include "outpost/aggregator/device_status_view.h"
 #include "outpost/aggregator/ops.h"
 #include "outpost/common/cli.h"
 #include "outpost/common/http_server.h"
@@ -57,13 +59,32 @@ bool AggregatorApp::startProcess() {
                                            SystemClock::instance());
   process_->start();  // throws when it cannot
   ProcessRole& process = *process_;
+  // Operations in a cluster (docs/scaling.md): the fleet from the device-status topic and the
+  // group's members, from any process instance.
+  device_view_ = std::make_unique<DeviceStatusView>(
+      options_.kafka, settings_.ops.status_topic, settings_.cluster.group + "-device-view",
+      settings_.ops.devices, registry_, SystemClock::instance());
+  cluster_view_ = std::make_unique<ClusterView>(options_.kafka, settings_.cluster,
+                                                SystemClock::instance());
+  try {
+    device_view_->start();
+    cluster_view_->start();
+  } catch (...) {
+    cluster_view_->stop();
+    device_view_->stop();
+    process.stop();
+    throw;
+  }
   http_ = std::make_unique<HttpServer>(
       registry_, [&process](std::string& d) { return process.healthy(d); },
       [&process] { return process.notReadyReasons(); }, 4);
-  process.addRoutes(*http_);
+  process.addRoutes(*http_, cluster_view_.get());
+  device_view_->addRoutes(*http_);
   if (process.latest()) process.latest()->addRoutes(*http_, SystemClock::instance());
   if (auto st = cli::serveOps(*http_, cfg_); !st) {
     spdlog::error("http: {}", st.error().toString());
+    cluster_view_->stop();
+    device_view_->stop();
     process.stop();
     return false;
   }
@@ -136,7 +157,24 @@ bool AggregatorApp::start() {
       registry_, [this](std::string& d) { return healthy(d); },
       [this] { return notReadyReasons(); },
       ops_ ? settings_.ops.max_stream_clients + 4 : 2);
-  if (ops_) ops_->addRoutes(*http_);
+  if (ops_) {
+    ops_->addRoutes(*http_);
+    // The process role's group as Kafka describes it, for the dashboard's Cluster panel (hidden
+    // while the group does not exist, e.g. a lone role all).
+    cluster_view_ = std::make_unique<ClusterView>(options_.kafka, settings_.cluster,
+                                                  SystemClock::instance(), 5000);
+    try {
+      cluster_view_->start();
+    } catch (const std::exception& e) {
+      spdlog::warn("cluster view: {}; the dashboard shows no Cluster panel", e.what());
+      cluster_view_.reset();
+    }
+    const ClusterView* view = cluster_view_.get();
+    const ClusterOptions* cluster = &settings_.cluster;
+    http_->addHandler("/api/cluster", [view, cluster] {
+      return HttpServer::Response{200, "application/json", clusterJson(*cluster, view)};
+    });
+  }
   if (aggregator.latest()) aggregator.latest()->addRoutes(*http_, SystemClock::instance());
   if (auto st = cli::serveOps(*http_, cfg); !st) {
     spdlog::error("http: {}", st.error().toString());
@@ -181,7 +219,9 @@ void AggregatorApp::stop() {
   if (process_ && !stopped_) {
     stopped_ = true;
     if (http_) http_->stop();  // its handlers read the process role
-    process_->stop();          // commits what is open
+    if (cluster_view_) cluster_view_->stop();
+    if (device_view_) device_view_->stop();
+    process_->stop();  // commits what is open
     return;
   }
   if (stopped_ || !aggregator_) return;
@@ -192,6 +232,7 @@ void AggregatorApp::stop() {
   if (zmq_ingest_) zmq_ingest_->stop();
   if (mqtt_ingest_) mqtt_ingest_->stop();
   if (http_) http_->stop();
+  if (cluster_view_) cluster_view_->stop();
 }
 
 }  // namespace outpost::aggregator

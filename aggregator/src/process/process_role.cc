@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "kafka/conf.h"
+#include "outpost/aggregator/cluster_view.h"
 #include "outpost/aggregator/device_state.h"
 #include "outpost/aggregator/json.h"
 #include "outpost/aggregator/reorder_buffer.h"
@@ -1021,8 +1022,8 @@ bool ProcessRole::healthy(std::string& detail) const {
   return alive;
 }
 
-void ProcessRole::addRoutes(HttpServer& http) {
-  http.addHandler("/api/cluster", [this] {
+void ProcessRole::addRoutes(HttpServer& http, const ClusterView* view) {
+  http.addHandler("/api/cluster", [this, view] {
     std::string body;
     json::Writer w(body);
     w.beginObject()
@@ -1037,6 +1038,7 @@ void ProcessRole::addRoutes(HttpServer& http) {
     }
     w.endArray();
     w.member("partition_count", static_cast<int64_t>(impl_ ? impl_->partition_count : 0));
+    if (view) view->writeMembers(w);
     w.endObject();
     return HttpServer::Response{200, "application/json", std::move(body)};
   });

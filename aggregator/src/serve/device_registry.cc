@@ -220,6 +220,32 @@ std::optional<DeviceInfo> DeviceRegistry::get(const std::string& id) const {
   return it->second;
 }
 
+bool DeviceRegistry::put(const DeviceInfo& d) {
+  MutexLock lock(mu_);
+  auto it = devices_.find(d.id);
+  if (it == devices_.end()) {
+    if (devices_.size() >= opt_.max_devices) {
+      ++unrecorded_;
+      return false;
+    }
+    it = devices_.emplace(d.id, d).first;
+  } else {
+    if (it->second.online) --online_;
+    it->second = d;
+  }
+  if (d.online) ++online_;
+  return true;
+}
+
+bool DeviceRegistry::erase(std::string_view id) {
+  MutexLock lock(mu_);
+  auto it = devices_.find(id);
+  if (it == devices_.end()) return false;
+  if (it->second.online) --online_;
+  devices_.erase(it);
+  return true;
+}
+
 DeviceRegistry::Page DeviceRegistry::list(size_t offset, size_t limit, std::string_view query,
                                           std::string_view state) const {
   Page page;

@@ -412,7 +412,8 @@ std::string OpsCenter::anomaliesJson(const std::string& device) const {
   return o;
 }
 
-HttpServer::Response OpsCenter::devicesPage(const HttpServer::Request& req) const {
+HttpServer::Response devicesPageResponse(const DeviceRegistry& devices,
+                                         const HttpServer::Request& req, int64_t now_us) {
   size_t offset = 0, limit = 50;
   const std::string off_s = req.param("offset", "0"), lim_s = req.param("limit", "50");
   if (!parseSize(off_s, offset)) return badRequest("offset must be a non-negative integer");
@@ -425,8 +426,7 @@ HttpServer::Response OpsCenter::devicesPage(const HttpServer::Request& req) cons
   }
   const std::string q = req.param("q");
   if (q.size() > 256) return badRequest("q is longer than 256 bytes");
-  const auto page = devices_.list(offset, limit, q, state);
-  const int64_t now = clock_.nowUs();
+  const auto page = devices.list(offset, limit, q, state);
   std::string o;
   json::Writer w(o);
   w.beginObject()
@@ -435,19 +435,28 @@ HttpServer::Response OpsCenter::devicesPage(const HttpServer::Request& req) cons
       .member("limit", limit)
       .key("items")
       .beginArray();
-  for (const auto& d : page.items) w.raw(deviceJson(d, now));
+  for (const auto& d : page.items) w.raw(deviceJson(d, now_us));
   w.endArray().endObject();
   return jsonResponse(200, std::move(o));
 }
 
-HttpServer::Response OpsCenter::deviceById(const std::string& id) const {
-  auto d = devices_.get(id);
+HttpServer::Response deviceByIdResponse(const DeviceRegistry& devices, const std::string& id,
+                                        int64_t now_us) {
+  auto d = devices.get(id);
   if (!d) {
     std::string o;
     json::Writer(o).beginObject().member("error", "unknown device").member("id", id).endObject();
     return jsonResponse(404, std::move(o));
   }
-  return jsonResponse(200, deviceJson(*d, clock_.nowUs()));
+  return jsonResponse(200, deviceJson(*d, now_us));
+}
+
+HttpServer::Response OpsCenter::devicesPage(const HttpServer::Request& req) const {
+  return devicesPageResponse(devices_, req, clock_.nowUs());
+}
+
+HttpServer::Response OpsCenter::deviceById(const std::string& id) const {
+  return deviceByIdResponse(devices_, id, clock_.nowUs());
 }
 
 void OpsCenter::addRoutes(HttpServer& http) {

@@ -26,6 +26,8 @@ class HttpServer;
 namespace outpost::aggregator {
 
 class OpsCenter;
+class ClusterView;
+class DeviceStatusView;
 
 class AggregatorApp {
  public:
@@ -49,7 +51,8 @@ class AggregatorApp {
   void stop();
 
  private:
-  // cluster.role = process: the consumer group member and its HTTP endpoint, nothing else.
+  // cluster.role = process: the consumer group member, its device and cluster views
+  // (device_status_view.h, cluster_view.h) and its HTTP endpoint, nothing else.
   bool startProcess();
   std::vector<std::string> notReadyReasons();
   bool healthy(std::string& detail);
@@ -70,6 +73,8 @@ class AggregatorApp {
   std::unique_ptr<OpsCenter> ops_;  // off with metrics.collect = false
   std::unique_ptr<ZmqIngest> zmq_ingest_;
   std::unique_ptr<MqttIngest> mqtt_ingest_;
+  std::unique_ptr<DeviceStatusView> device_view_;  // role process: /api/devices
+  std::unique_ptr<ClusterView> cluster_view_;      // /api/cluster's "members"
   std::unique_ptr<HttpServer> http_;
   bool stopped_ = false;
 };

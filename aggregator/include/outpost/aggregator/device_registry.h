@@ -69,6 +69,12 @@ class DeviceRegistry {
   bool onStatus(const std::string& device, std::string_view payload, bool retained, int64_t now_us);
   // Marks online devices silent for longer than offline_after as offline. Returns how many.
   size_t sweep(int64_t now_us);
+  // Sets a device's record as a whole (a replica of another instance's registry, e.g. read from
+  // the device-status topic); no change callback. False when it is new and max_devices are
+  // recorded (counted in unrecorded()).
+  bool put(const DeviceInfo& d);
+  // Forgets a device (true if it was recorded).
+  bool erase(std::string_view id);
 
   std::optional<DeviceInfo> get(const std::string& id) const;
   struct Page {

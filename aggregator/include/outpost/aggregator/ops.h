@@ -11,6 +11,7 @@
 //   GET /api/anomalies         ?device=<id>: the latest anomalies with their sensor's recent values
 //   GET /api/openapi.json      the OpenAPI document of the whole HTTP API (aggregator/api/)
 //   (latest_store.h adds /api/devices/{id}/sensors and /api/devices/{id}/sensors/{name}/history)
+//   (app.cc adds GET /api/cluster: the process role's group as Kafka describes it, cluster_view.h)
 //
 // Threads: the BatchObserver / AnomalySink / onStatus entry points are called from the data path
 // (workers, Kafka poll thread, MQTT callback thread) and only update memory; one ops thread
@@ -47,6 +48,14 @@ struct OpsOptions {
 };
 
 OpsOptions opsOptionsFrom(const config::Config& cfg);
+
+// GET /api/devices (?offset=&limit=&q=&state=) and GET /api/devices/{id} over any registry: the
+// ops layer's own, or the process role's replica of the device-status topic
+// (device_status_view.h). Bad parameters: 400 naming them; an unknown device: 404.
+HttpServer::Response devicesPageResponse(const DeviceRegistry& devices,
+                                         const HttpServer::Request& req, int64_t now_us);
+HttpServer::Response deviceByIdResponse(const DeviceRegistry& devices, const std::string& id,
+                                        int64_t now_us);
 
 // What the dashboard reads of the other modules, handed in by whoever wires the program.
 struct OpsSources {

@@ -36,6 +36,8 @@ class HttpServer;
 
 namespace outpost::aggregator {
 
+class ClusterView;
+
 class ProcessRole {
  public:
   // `pipeline`: the verify limits, topics, readings format, Kafka client, [detect] and [latest]
@@ -60,8 +62,9 @@ class ProcessRole {
   // Empty when ready: started, partitions assigned and their state restored.
   std::vector<std::string> notReadyReasons() const;
   bool healthy(std::string& detail) const;
-  // GET /api/cluster: this instance, its group and the partitions it owns.
-  void addRoutes(HttpServer& http);
+  // GET /api/cluster: this instance, its group and the partitions it owns; with `view`, the
+  // whole group as Kafka describes it too ("members", cluster_view.h).
+  void addRoutes(HttpServer& http, const ClusterView* view = nullptr);
 
  private:
   struct Impl;
