@@ -126,7 +126,7 @@ if [[ "${OUTPOST_FUZZ:-0}" == 1 && $# -eq 0 ]]; then
     -DCMAKE_C_COMPILER=clang-16 -DCMAKE_CXX_COMPILER=clang++-16 -DOUTPOST_BUILD_FUZZERS=ON >/dev/null
   fuzz_targets=(outpost_make_seed_corpus)
   for t in batch_decode line_parse modbus_decode capture_read history_query config_load \
-           json_parse; do
+           json_parse state_decode member_assignment; do
     fuzz_targets+=("outpost_${t}_fuzz" "outpost_${t}_replay")
   done
   cmake --build "$FUZZ_BUILD_DIR" -j "$JOBS" --target "${fuzz_targets[@]}"
