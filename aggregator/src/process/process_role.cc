@@ -166,9 +166,9 @@ struct ProcessRole::Impl final : public Publisher {
   metrics::Counter& state_invalid_;
   metrics::Counter& detector_restore_failed_;
   metrics::Counter& rebalances_;
-  metrics::Counter& dropped_by_agents_;
   metrics::Counter& held_;
   metrics::Counter& reorder_gaps_;
+  metrics::Counter& dropped_by_agents_;
   metrics::Counter& delivered_;
   metrics::Counter& failed_;
   metrics::Gauge& assigned_gauge_;
@@ -454,7 +454,7 @@ void ProcessRole::Impl::begin() {
 Status ProcessRole::Impl::produceTo(const std::string& topic, int32_t partition,
                                     std::string_view key, std::string_view value,
                                     const Headers& headers) {
-  for (int attempt = 0;; ++attempt) {
+  for (;;) {
     rd_kafka_headers_t* hdrs = rd_kafka_headers_new(headers.size());
     for (const auto& [hk, hv] : headers) {
       rd_kafka_header_add(hdrs, hk.data(), static_cast<ssize_t>(hk.size()), hv.data(),
