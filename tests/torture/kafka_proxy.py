@@ -34,7 +34,9 @@ record count) with the base offset the broker answered (also for a faulted answe
 never saw it). A later request carrying a batch already answered — the client's retry after an
 injected fault — is counted as "resent"; if the broker answers it with the first offset it is
 "resent_deduplicated" (the broker recognised the idempotent producer's sequence and wrote nothing),
-with another offset "resent_appended_again" (written twice).
+with another offset "resent_appended_again" (written twice). "faulted_batches" counts the batches
+in faulted or dropped answers, "faulted_batches_resent" those of them resent since, and
+"unanswered_produce_requests" the Produce requests still in flight on a connection it closed.
 
 On SIGTERM or SIGINT it writes the counts to --stats (JSON) and exits 0. Standard library only.
 --record FILE appends the first request and response frame of each API key and version seen (hex,
@@ -324,6 +326,15 @@ class Faults:
         self.broker_errors = collections.Counter()
         self.unhandled = collections.Counter()   # "Metadata v14: why" -> n
         self.answered = {}  # (topic, partition, pid, epoch, seq) -> (count, base offset)
+        self.faulted = set()  # batches whose answer was faulted, not resent yet
+
+    def note_faulted(self, batches) -> None:
+        """Batches the client was told failed (or got no answer for) although written."""
+        with self.lock:
+            for topic, part, pid, epoch, seq, _ in batches:
+                if pid >= 0:
+                    self.faulted.add((topic, part, pid, epoch, seq))
+                    self.counts["faulted_batches"] += 1
 
     def next_produce_fault(self):
         with self.lock:
@@ -352,6 +363,9 @@ class Faults:
                 key = (topic, part, pid, epoch, seq)
                 if key in self.answered:
                     self.counts["resent"] += 1
+                    if key in self.faulted:
+                        self.faulted.discard(key)
+                        self.counts["faulted_batches_resent"] += 1
                     first_count, first_off = self.answered[key]
                     if first_count != count:
                         self.counts["resent_rebatched"] += 1
@@ -369,7 +383,8 @@ class Faults:
 
     def snapshot(self) -> dict:
         with self.lock:
-            return {**dict(self.counts), "requests": dict(self.requests),
+            return {**dict(self.counts), "faulted_batches_not_resent": len(self.faulted),
+                    "requests": dict(self.requests),
                     "injected": dict(self.injected), "broker_errors": dict(self.broker_errors),
                     "unhandled": dict(self.unhandled), "pending": len(self.schedule),
                     "delay_ms": self.delay[0]}
@@ -514,6 +529,11 @@ class Proxy:
             t.start()
         for t in threads:
             t.join()
+        with lock:
+            lost = [b for api, _, b in inflight.values() if api == PRODUCE]
+        if lost:  # requests the broker may have written; the client gets no answer
+            with f.lock:
+                f.counts["unanswered_produce_requests"] += len(lost)
         client.close()
         broker.close()
 
@@ -542,6 +562,8 @@ class Proxy:
                     fault = f.next_produce_fault()
                     where = ", ".join(f"{p['topic']}[{p['partition']}]@{p['base_offset']}"
                                       for p in parts)
+                    if fault:
+                        f.note_faulted(batches)
                     if fault and fault[0] == "drop":
                         with f.lock:
                             f.counts["dropped_responses"] += 1

@@ -380,6 +380,8 @@ with tempfile.TemporaryDirectory() as tmp:
         # (written again), 100 (its answer dropped) and 100 (both deduplicated).
         check("stats: resends told apart", st.get("resent") == 4 and
               st.get("resent_deduplicated") == 3 and st.get("resent_appended_again") == 1, st)
+        check("stats: faulted batches", st.get("faulted_batches") == 2 and
+              st.get("faulted_batches_resent") == 2 and st["faulted_batches_not_resent"] == 0, st)
         check("stats: no unhandled version", st["unhandled"] == {} and
               st.get("metadata_rewritten") == 1, st)
         c.close()

@@ -1128,7 +1128,10 @@ if not proxied:
 for b in bad:
     print("  PROXY: " + b)
 print(f"  proxy: Produce answers {s.get('produce_responses', 0)}, injected {s['injected']}, "
-      f"dropped {s.get('dropped_responses', 0)}, delayed {s.get('delayed_responses', 0)}; "
+      f"dropped {s.get('dropped_responses', 0)} (and {s.get('unanswered_produce_requests', 0)} "
+      f"Produce requests in flight behind them), delayed {s.get('delayed_responses', 0)}; "
+      f"batches in faulted answers {s.get('faulted_batches', 0)}, resent since "
+      f"{s.get('faulted_batches_resent', 0)}; "
       f"resent batches {s.get('resent', 0)} (deduplicated by the broker "
       f"{s.get('resent_deduplicated', 0)}, re-batched {s.get('resent_rebatched', 0)}, written "
       f"again {s.get('resent_appended_again', 0)}); versions {sorted(s['requests'])}")
