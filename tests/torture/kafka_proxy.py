@@ -18,6 +18,12 @@ one line answered):
                    (error 0: it wrote the records) reach the client with CODE in every partition
                    instead (base offset, append time and log start offset -1, as a broker's error
                    answer has them). CODE: a number or a name (REQUEST_TIMED_OUT, ...; see ERRORS).
+  reject CODE N    the next N Produce requests (acks != 0) are not forwarded: the proxy answers
+                   each itself, in its place in the connection's answers, with CODE in every
+                   partition, as a broker that refused it before writing (NOT_ENOUGH_REPLICAS,
+                   NOT_LEADER_OR_FOLLOWER). Requests already sent behind it reach the broker with
+                   a gap in the producer's sequence, which the broker answers with
+                   OUT_OF_ORDER_SEQUENCE_NUMBER, as it would after a real refusal.
   drop N           the next N such Produce responses are never forwarded: the proxy closes the
                    client's connection (and its own to the broker) instead — an answer lost after
                    the write.
@@ -67,6 +73,8 @@ ERRORS = {"UNKNOWN_TOPIC_OR_PARTITION": 3, "LEADER_NOT_AVAILABLE": 5,
           "NOT_ENOUGH_REPLICAS": 19, "NOT_ENOUGH_REPLICAS_AFTER_APPEND": 20,
           "KAFKA_STORAGE_ERROR": 56}
 ERROR_NAMES = {v: k for k, v in ERRORS.items()}
+ERROR_NAMES.update({45: "OUT_OF_ORDER_SEQUENCE_NUMBER", 46: "DUPLICATE_SEQUENCE_NUMBER",
+                    47: "INVALID_PRODUCER_EPOCH", 59: "UNKNOWN_PRODUCER_ID"})
 PRODUCE, METADATA, FIND_COORDINATOR, API_VERSIONS = 0, 3, 10, 18
 # The first flexible version (compact strings and arrays, tagged fields) of the APIs parsed here.
 FLEXIBLE = {PRODUCE: 9, METADATA: 9, FIND_COORDINATOR: 3, API_VERSIONS: 3}
@@ -277,7 +285,8 @@ def fault_produce_response(body: bytes, version: int, parts, code: int) -> bytes
 
 def parse_produce_request(body: bytes, version: int):
     """The record batches of a Produce request (versions 3-13): a list of (topic, partition,
-    producer id, producer epoch, base sequence, record count), and acks."""
+    producer id, producer epoch, base sequence, record count); acks; and the topics with their
+    partitions, [(topic, [partition...])], in the request's order."""
     if not 3 <= version <= 13:
         raise Malformed(f"Produce v{version} is not handled")
     flex = version >= 9
@@ -287,11 +296,13 @@ def parse_produce_request(body: bytes, version: int):
     r.string(flex)  # transactional id
     acks = r.int16()
     r.int32()
-    batches = []
+    batches, topics = [], []
     for _ in range(max(r.array_len(flex), 0)):
         topic = r.take(16).hex() if version >= 13 else r.string(flex)
+        topics.append((topic, []))
         for _ in range(max(r.array_len(flex), 0)):
             partition = r.int32()
+            topics[-1][1].append(partition)
             n = r.uvarint() - 1 if flex else r.int32()
             records = r.take(n) if n > 0 else b""
             rr = Reader(records)
@@ -308,7 +319,30 @@ def parse_produce_request(body: bytes, version: int):
                 rr.pos = end
             r.tagged(flex)
         r.tagged(flex)
-    return batches, acks
+    return batches, acks, topics
+
+
+def produce_error_response(corr: int, version: int, topics, code: int) -> bytes:
+    """A Produce response (versions 3-13) answering every partition of TOPICS with CODE, as a
+    broker that refused the request before writing answers it."""
+    if not 3 <= version <= 13:
+        raise Malformed(f"Produce v{version} is not handled")
+    flex = version >= 9
+    tag = b"\0" if flex else b""
+    arr = (lambda n: enc_uvarint(n + 1)) if flex else (lambda n: struct.pack(">i", n))
+    b = bytearray(struct.pack(">i", corr) + tag + arr(len(topics)))
+    for topic, parts in topics:
+        b += bytes.fromhex(topic) if version >= 13 else enc_string(topic, flex)
+        b += arr(len(parts))
+        for p in parts:
+            b += struct.pack(">ihqq", p, code, -1, -1)
+            if version >= 5:
+                b += struct.pack(">q", -1)
+            if version >= 8:
+                b += arr(0) + enc_string(None, flex)
+            b += tag
+        b += tag
+    return bytes(b + struct.pack(">i", 0) + tag)
 
 
 class Faults:
@@ -318,11 +352,13 @@ class Faults:
         self.lock = threading.Lock()
         self.rng = random.Random(seed)
         self.schedule = collections.deque()  # ("error", code) or ("drop", None)
+        self.rejects = collections.deque()   # codes for the next Produce requests, not forwarded
         self.rate = (0, 0.0)  # (code, probability)
         self.delay = (0, 0)   # (ms, jitter ms)
         self.counts = collections.Counter()
         self.requests = collections.Counter()    # "Produce v7" -> n
         self.injected = collections.Counter()    # error name -> Produce responses
+        self.rejected = collections.Counter()    # error name -> Produce requests not forwarded
         self.broker_errors = collections.Counter()
         self.unhandled = collections.Counter()   # "Metadata v14: why" -> n
         self.answered = {}  # (topic, partition, pid, epoch, seq) -> (count, base offset)
@@ -344,6 +380,10 @@ class Faults:
             if code and self.rng.random() < p:
                 return ("error", code)
         return None
+
+    def next_reject(self):
+        with self.lock:
+            return self.rejects.popleft() if self.rejects else None
 
     def delay_s(self) -> float:
         with self.lock:
@@ -386,7 +426,9 @@ class Faults:
             return {**dict(self.counts), "faulted_batches_not_resent": len(self.faulted),
                     "requests": dict(self.requests),
                     "injected": dict(self.injected), "broker_errors": dict(self.broker_errors),
-                    "unhandled": dict(self.unhandled), "pending": len(self.schedule),
+                    "unhandled": dict(self.unhandled),
+                    "pending": len(self.schedule) + len(self.rejects),
+                    "rejected": dict(self.rejected),
                     "delay_ms": self.delay[0]}
 
 
@@ -445,7 +487,19 @@ class Proxy:
         with f.lock:
             f.counts["connections"] += 1
         inflight = {}  # correlation id -> (api, version, produce batches)
+        # The connection's answers in request order: [correlation id, the proxy's own answer to a
+        # rejected request or None (the broker's answer, awaited)].
+        order = collections.deque()
+        release = [0.0]  # when the last answer queued may go (answers keep their order)
         lock = threading.Lock()
+
+        def queue_answer(body, arrived):  # under lock
+            d = f.delay_s()
+            if d:
+                with f.lock:
+                    f.counts["delayed_responses"] += 1
+            release[0] = max(release[0], arrived + d)
+            out.put((release[0], body))
         out = queue.Queue()
         closed = threading.Event()
 
@@ -464,18 +518,33 @@ class Proxy:
                     if body is None:
                         break
                     api, version, corr = request_header(body)
-                    batches = []
+                    batches, acks, topics = [], 0, []
                     if api == PRODUCE:
                         try:
-                            batches, acks = parse_produce_request(body, version)
+                            batches, acks, topics = parse_produce_request(body, version)
                         except Malformed as e:
                             with f.lock:
                                 f.unhandled[f"Produce v{version} request: {e}"] += 1
                     self.note_frame("request", api, version, body)
-                    with lock:
-                        inflight[corr] = (api, version, batches)
                     with f.lock:
                         f.requests[f"{API_NAMES.get(api, api)} v{version}"] += 1
+                    code = f.next_reject() if api == PRODUCE and acks != 0 and topics else None
+                    if code is not None:
+                        answer = produce_error_response(corr, version, topics, code)
+                        name = ERROR_NAMES.get(code, str(code))
+                        with f.lock:
+                            f.rejected[name] += 1
+                        log(f"Produce v{version} request not forwarded, answered {name}: " +
+                            ", ".join(f"{t}{p}" for t, p in topics))
+                        with lock:
+                            if order:
+                                order.append([corr, answer])
+                            else:
+                                queue_answer(answer, time.monotonic())
+                        continue
+                    with lock:
+                        inflight[corr] = (api, version, batches)
+                        order.append([corr, None])
                     broker.sendall(struct.pack(">i", len(body)) + body)
             except (OSError, Malformed) as e:
                 if not closed.is_set():
@@ -483,7 +552,6 @@ class Proxy:
             close_all()
 
         def responses():
-            release = 0.0
             try:
                 while not closed.is_set():
                     body = read_frame(broker)
@@ -493,18 +561,18 @@ class Proxy:
                     (corr,) = struct.unpack(">i", body[:4])
                     with lock:
                         api, version, batches = inflight.pop(corr, (None, None, []))
+                        if order and order[0][0] == corr:
+                            order.popleft()
                     if api is not None:
                         self.note_frame("response", api, version, body)
                     body, drop = self.handle(api, version, batches, body)
                     if drop:
                         out.put((0.0, None))
                         break
-                    d = f.delay_s()
-                    if d:
-                        with f.lock:
-                            f.counts["delayed_responses"] += 1
-                    release = max(release, arrived + d)
-                    out.put((release, body))
+                    with lock:
+                        queue_answer(body, arrived)
+                        while order and order[0][1] is not None:  # the proxy's own answers next
+                            queue_answer(order.popleft()[1], arrived)
             except (OSError, Malformed) as e:
                 if not closed.is_set():
                     log(f"broker side: {e}")
@@ -602,7 +670,8 @@ def control(conn, faults: Faults) -> None:
         try:
             ans = command(w, faults)
         except (ValueError, IndexError):
-            ans = (f"error: '{line.strip()}': allowed are errors CODE N, drop N, rate CODE PCT, "
+            ans = (f"error: '{line.strip()}': allowed are errors CODE N, reject CODE N, drop N, "
+                   "rate CODE PCT, "
                    "delay MS [JITTER_MS], pending, stats")
         f.write(ans + "\n")
         f.flush()
@@ -629,8 +698,10 @@ def command(w, faults: Faults) -> str:
             if not 0 <= jit <= int(w[1]):
                 raise ValueError(w[2])
             faults.delay = (int(w[1]), jit)
+        elif w[0] == "reject" and len(w) == 3 and 0 <= int(w[2]) <= 10000:
+            faults.rejects.extend([error_code(w[1])] * int(w[2]))
         elif w == ["pending"]:
-            return str(len(faults.schedule))
+            return str(len(faults.schedule) + len(faults.rejects))
         elif w == ["stats"]:
             pass
         else:

@@ -236,9 +236,17 @@ o = parts[0]["offset_pos"]
 check("Produce v7 faulted: base offset, append time, log start offset -1",
       out[o:o + 24] == b"\xff" * 24, out[o:o + 24].hex())
 req = frame("request", 0, 7)
-batches, acks = kp.parse_produce_request(req, 7)
+batches, acks, topics = kp.parse_produce_request(req, 7)
 check("recorded Produce v7 request: acks=all, one idempotent batch",
       acks == -1 and len(batches) == 1 and batches[0][2] >= 0 and batches[0][5] > 0, batches)
+check("recorded Produce v7 request: its topic", topics == [(batches[0][0], [batches[0][1]])], topics)
+for v in (3, 5, 7, 8, 9, 12):
+    own = kp.produce_error_response(77, v, [("t1", [0, 1]), ("t2", [5])], 19)
+    got = kp.parse_produce_response(own, v)
+    check(f"the proxy's own Produce v{v} answer parses",
+          [(p["topic"], p["partition"], p["error"], p["base_offset"]) for p in got] ==
+          [("t1", 0, 19, -1), ("t1", 1, 19, -1), ("t2", 5, 19, -1)] and own[:4] == b"\0\0\0\x4d",
+          got)
 
 
 def produce_response_v9(parts):
@@ -308,6 +316,8 @@ def broker(sock, offsets):
                 if body is None:
                     return
                 api, ver, corr = kp.request_header(body)
+                if corr == 500:  # a slow answer: a request behind it waits for it
+                    time.sleep(0.5)
                 if api == kp.METADATA:
                     resp = meta
                 else:
@@ -318,6 +328,10 @@ def broker(sock, offsets):
                 conn.sendall(struct.pack(">i", len(resp)) + resp)
 
         threading.Thread(target=serve, daemon=True).start()
+
+
+def with_corr(body, corr):
+    return body[:4] + struct.pack(">i", corr) + body[8:]
 
 
 def call(conn, body):
@@ -333,7 +347,7 @@ def ctl(addr, line):
 
 with tempfile.TemporaryDirectory() as tmp:
     bsock = socket.create_server(("127.0.0.1", 0))
-    threading.Thread(target=broker, args=(bsock, [100, 100, 200, 100, 100, 999]),
+    threading.Thread(target=broker, args=(bsock, [100, 100, 200, 100, 100, 100, 999]),
                      daemon=True).start()
     baddr = bsock.getsockname()
     ready = os.path.join(tmp, "ready")
@@ -370,6 +384,20 @@ with tempfile.TemporaryDirectory() as tmp:
         c = socket.create_connection(la, timeout=10)
         r = kp.parse_produce_response(call(c, PRODUCE_REQ), 7)
         check("a new connection after the drop", r[0]["base_offset"] == 100, r)
+        # A rejected request behind one in flight: the proxy's answer comes after the broker's.
+        c.sendall(struct.pack(">i", len(PRODUCE_REQ)) + with_corr(PRODUCE_REQ, 500))
+        for _ in range(100):
+            if json.loads(ctl(ca, "stats"))["requests"].get("Produce v7") == 6:
+                break
+            time.sleep(0.02)
+        check("control: reject", ctl(ca, "reject NOT_ENOUGH_REPLICAS 1") == "ok")
+        c.sendall(struct.pack(">i", len(PRODUCE_REQ)) + with_corr(PRODUCE_REQ, 501))
+        a1, a2 = kp.read_frame(c), kp.read_frame(c)
+        r1, r2 = kp.parse_produce_response(a1, 7), kp.parse_produce_response(a2, 7)
+        check("answers in request order", a1[:4] == struct.pack(">i", 500) and
+              a2[:4] == struct.pack(">i", 501), (a1[:4], a2[:4]))
+        check("the broker's answer, then the proxy's NOT_ENOUGH_REPLICAS",
+              r1[0]["error"] == 0 and r2[0]["error"] == 19 and r2[0]["base_offset"] == -1, (r1, r2))
         for bad in ("errors NOPE 1", "errors 7", "drop -1", "delay 10 20", "rate 7 101", "x"):
             check(f"control refuses '{bad}'", ctl(ca, bad).startswith("error: "), bad)
         st = json.loads(ctl(ca, "stats"))
@@ -378,8 +406,9 @@ with tempfile.TemporaryDirectory() as tmp:
               st.get("delayed_responses", 0) >= 1, st)
         # The same batch (producer id, epoch, seq) answered 100, then 100 (deduplicated), 200
         # (written again), 100 (its answer dropped) and 100 (both deduplicated).
-        check("stats: resends told apart", st.get("resent") == 4 and
-              st.get("resent_deduplicated") == 3 and st.get("resent_appended_again") == 1, st)
+        check("stats: rejected", st["rejected"] == {"NOT_ENOUGH_REPLICAS": 1}, st)
+        check("stats: resends told apart", st.get("resent") == 5 and
+              st.get("resent_deduplicated") == 4 and st.get("resent_appended_again") == 1, st)
         check("stats: faulted batches", st.get("faulted_batches") == 2 and
               st.get("faulted_batches_resent") == 2 and st["faulted_batches_not_resent"] == 0, st)
         check("stats: no unhandled version", st["unhandled"] == {} and
