@@ -98,9 +98,9 @@ QUICK+=([realkafka-leader]=0)
 FULL+=([realkafka-leader]=9)
 ORDER+=(realkafka-leader)
 # Produce errors, dropped and delayed answers from a real broker through tests/torture/kafka_proxy.py
-# (--full only; 27 = each of its 9 fault kinds three times).
+# (--full only; 33 = each of its 11 fault kinds three times).
 QUICK+=([realkafka-proxy]=0)
-FULL+=([realkafka-proxy]=27)
+FULL+=([realkafka-proxy]=33)
 ORDER+=(realkafka-proxy)
 # Seconds each iteration may take beyond torture.sh's default 20 (outages of up to 30 s, a JVM
 # broker restart).

@@ -980,8 +980,11 @@ PY
     # instead — REQUEST_TIMED_OUT, NOT_LEADER_OR_FOLLOWER, KAFKA_STORAGE_ERROR,
     # NOT_ENOUGH_REPLICAS, NOT_ENOUGH_REPLICAS_AFTER_APPEND, LEADER_NOT_AVAILABLE,
     # UNKNOWN_TOPIC_OR_PARTITION — so the producer's retry must be recognised by the broker
-    # (idempotent sequence) and not written twice; 1..3 answers dropped with the connection
-    # closed (_DROP); every answer delayed 200..2000 ms for 5..10 s (_DELAY). Checked: each
+    # (idempotent sequence) and not written twice; 1..3 Produce requests refused before the
+    # write (_REJECT_NOT_ENOUGH_REPLICAS, _REJECT_NOT_LEADER_OR_FOLLOWER: the proxy answers them
+    # itself and the broker never sees them, so requests in flight behind them arrive with a
+    # sequence gap); 1..3 answers dropped with the connection closed (_DROP); every answer
+    # delayed 200..2000 ms for 5..10 s (_DELAY). Checked: each
     # fault consumed, deliveries again after it, the aggregator never connected to the broker
     # directly (ss), the proxy parsed every Metadata/Produce version it saw, each kind injected
     # > 0 times, no resent batch written again (the proxy compares the offsets the broker gave a
@@ -1048,7 +1051,8 @@ PY
     bypass_check
     # TORTURE_PROXY_FAULTS (space-separated) replaces the list, e.g. to rerun one kind.
     FAULTS=(REQUEST_TIMED_OUT NOT_LEADER_OR_FOLLOWER KAFKA_STORAGE_ERROR NOT_ENOUGH_REPLICAS
-      NOT_ENOUGH_REPLICAS_AFTER_APPEND LEADER_NOT_AVAILABLE UNKNOWN_TOPIC_OR_PARTITION _DROP _DELAY)
+      NOT_ENOUGH_REPLICAS_AFTER_APPEND LEADER_NOT_AVAILABLE UNKNOWN_TOPIC_OR_PARTITION
+      _REJECT_NOT_ENOUGH_REPLICAS _REJECT_NOT_LEADER_OR_FOLLOWER _DROP _DELAY)
     [[ -n "${TORTURE_PROXY_FAULTS:-}" ]] && read -r -a FAULTS <<<"$TORTURE_PROXY_FAULTS"
     failed_before=$(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_failed_total)
     : >"$WORK/rounds.txt"
@@ -1075,6 +1079,10 @@ PY
           n=$(rand_ms 1 3)
           pctl drop "$n" >/dev/null
           what="$n Produce answers dropped (connection closed) after the broker wrote them"
+        elif [[ $kind == _REJECT_* ]]; then
+          n=$(rand_ms 1 3)
+          pctl reject "${kind#_REJECT_}" "$n" >/dev/null
+          what="$n Produce requests refused with ${kind#_REJECT_} before the write (never sent to the broker)"
         else
           n=$(rand_ms 1 10)
           pctl errors "$kind" "$n" >/dev/null
@@ -1112,7 +1120,8 @@ s, proxied, kinds = json.load(open(sys.argv[1])), int(sys.argv[2]), sys.argv[3:]
 bad = []
 for k in kinds:
     n = {"_DROP": s.get("dropped_responses", 0), "_DELAY": s.get("delayed_responses", 0)}.get(
-        k, s["injected"].get(k, 0))
+        k, s["rejected"].get(k[len("_REJECT_"):], 0) if k.startswith("_REJECT_") else
+        s["injected"].get(k, 0))
     if n == 0:
         bad.append(f"{k} never injected")
 if s["unhandled"]:
@@ -1129,7 +1138,8 @@ for b in bad:
     print("  PROXY: " + b)
 print(f"  proxy: Produce answers {s.get('produce_responses', 0)}, injected {s['injected']}, "
       f"dropped {s.get('dropped_responses', 0)} (and {s.get('unanswered_produce_requests', 0)} "
-      f"Produce requests in flight behind them), delayed {s.get('delayed_responses', 0)}; "
+      f"Produce requests in flight behind them), refused before the write {s['rejected']}, "
+      f"delayed {s.get('delayed_responses', 0)}; broker's own errors {s['broker_errors']}; "
       f"batches in faulted answers {s.get('faulted_batches', 0)}, resent since "
       f"{s.get('faulted_batches_resent', 0)}; "
       f"resent batches {s.get('resent', 0)} (deduplicated by the broker "
