@@ -7,11 +7,14 @@ the versions the aggregator's librdkafka uses with that broker) and frames built
 versions (flexible Metadata v9/v12, Produce v9, FindCoordinator v3/v4). Covered: the Metadata and
 FindCoordinator rewrite (the proxied broker's address replaced, a foreign broker counted, the rest
 of the message intact and still parseable); Produce responses parsed and faulted in place;
-Produce requests' record batches read; unhandled versions and every truncation of a frame raise
-Malformed (forwarded unchanged), never another exception. Then the proxy as a process between a
-client and a scripted broker on loopback: the address rewrite, an injected error, a dropped answer
-(connection closed), a delayed answer, a resent batch told apart as deduplicated or written again,
-bad control commands answered with an error, the counts written at SIGTERM.
+Produce requests' record batches read; the proxy's own error answer (reject) for every version
+family; unhandled versions and every truncation of a frame raise Malformed (forwarded unchanged),
+never another exception. Then the proxy as a process between a client and a scripted broker on
+loopback (a few lines here that answer with the recorded frames; the real broker is the torture
+scenario's): the address rewrite, an injected error, a dropped answer (connection closed), a
+delayed answer, a rejected request answered after the one in flight before it, a resent batch told
+apart as deduplicated or written again, bad control commands answered with an error, the counts
+written at SIGTERM.
 """
 import json
 import os

@@ -11,8 +11,10 @@
 #
 # The scenarios run on the development broker (outpost-devkafka; KAFKA=dev, the only value
 # accepted), except realkafka-kill, soak and net-agg-*, which start a real Apache Kafka broker
-# themselves (lib.sh's start_real_kafka, scripts/kafka.sh), and realkafka-leader, which starts a
-# real 3-broker cluster (scripts/kafka.sh start --nodes 3 --controllers 2).
+# themselves (lib.sh's start_real_kafka, scripts/kafka.sh), realkafka-leader, which starts a
+# real 3-broker cluster (scripts/kafka.sh start --nodes 3 --controllers 2), and realkafka-proxy,
+# which puts tests/torture/kafka_proxy.py (a Kafka-protocol proxy injecting produce errors, lost
+# and slow answers) between the aggregator and a real broker.
 source "$(dirname "$0")/../integration/lib.sh"
 TORTURE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
