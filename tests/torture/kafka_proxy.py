@@ -41,7 +41,10 @@ never saw it). A later request carrying a batch already answered — the client'
 injected fault — is counted as "resent"; if the broker answers it with the first offset it is
 "resent_deduplicated" (the broker recognised the idempotent producer's sequence and wrote nothing),
 with another offset "resent_appended_again" (written twice). "faulted_batches" counts the batches
-in faulted or dropped answers, "faulted_batches_resent" those of them resent since, and
+in faulted or dropped answers, "faulted_batches_resent" those of them resent since, "faulted_batches_not_resent" the others and
+"faulted_batches_not_resent_overtaken" those of the others behind a later batch of the same
+producer and partition whose accepted answer the client got (librdkafka's idempotent producer
+takes such a success as proof the earlier batches were written, and does not resend them), and
 "unanswered_produce_requests" the Produce requests still in flight on a connection it closed.
 
 On SIGTERM or SIGINT it writes the counts to --stats (JSON) and exits 0. Standard library only.
@@ -363,6 +366,19 @@ class Faults:
         self.unhandled = collections.Counter()   # "Metadata v14: why" -> n
         self.answered = {}  # (topic, partition, pid, epoch, seq) -> (count, base offset)
         self.faulted = set()  # batches whose answer was faulted, not resent yet
+        self.overtaken = set()  # of those, ones behind a later batch the client saw succeed
+
+    def note_passed(self, batches) -> None:
+        """An accepted answer forwarded unchanged: faulted batches of the same producer and
+        partition with a lower sequence are overtaken (the client saw a later one succeed, which
+        an idempotent producer takes as proof the earlier ones were written)."""
+        with self.lock:
+            if not self.faulted:
+                return
+            for topic, part, pid, epoch, seq, _ in batches:
+                for k in self.faulted:
+                    if k[:4] == (topic, part, pid, epoch) and k[4] < seq:
+                        self.overtaken.add(k)
 
     def note_faulted(self, batches) -> None:
         """Batches the client was told failed (or got no answer for) although written."""
@@ -405,6 +421,7 @@ class Faults:
                     self.counts["resent"] += 1
                     if key in self.faulted:
                         self.faulted.discard(key)
+                        self.overtaken.discard(key)
                         self.counts["faulted_batches_resent"] += 1
                     first_count, first_off = self.answered[key]
                     if first_count != count:
@@ -424,6 +441,7 @@ class Faults:
     def snapshot(self) -> dict:
         with self.lock:
             return {**dict(self.counts), "faulted_batches_not_resent": len(self.faulted),
+                    "faulted_batches_not_resent_overtaken": len(self.faulted & self.overtaken),
                     "requests": dict(self.requests),
                     "injected": dict(self.injected), "broker_errors": dict(self.broker_errors),
                     "unhandled": dict(self.unhandled),
@@ -644,6 +662,8 @@ class Proxy:
                             f.injected[name] += 1
                         log(f"Produce v{version} answered {name} (the broker wrote {where})")
                         body = fault_produce_response(body, version, parts, fault[1])
+                    else:
+                        f.note_passed(batches)
             elif api is None:
                 with f.lock:
                     f.counts["unknown_correlation"] += 1

@@ -279,6 +279,27 @@ for v in (2, 14):
     except kp.Malformed:
         pass
 
+# --- Faulted batches: resent, or overtaken by a later accepted batch ---------------------------
+f = kp.Faults(1)
+b10, b20, other = ("t", 0, 7, 0, 10, 5), ("t", 0, 7, 0, 20, 5), ("t", 1, 7, 0, 30, 5)
+ok = lambda b, off: [{"topic": b[0], "partition": b[1], "error": 0, "base_offset": off}]  # noqa
+f.note_answer([b10], ok(b10, 100))
+f.note_faulted([b10])
+f.note_passed([other])
+st = f.snapshot()
+check("a faulted batch, not overtaken by another partition",
+      st["faulted_batches_not_resent"] == 1 and st["faulted_batches_not_resent_overtaken"] == 0, st)
+f.note_answer([b20], ok(b20, 105))
+f.note_passed([b20])
+st = f.snapshot()
+check("a faulted batch overtaken by a later seq of its partition",
+      st["faulted_batches_not_resent_overtaken"] == 1, st)
+f.note_answer([b10], ok(b10, 100))
+st = f.snapshot()
+check("a resent faulted batch counts as resent, deduplicated",
+      st["faulted_batches_not_resent"] == 0 and st["faulted_batches_not_resent_overtaken"] == 0 and
+      st["faulted_batches_resent"] == 1 and st["resent_deduplicated"] == 1, st)
+
 # --- Every truncation is Malformed, never another exception ----------------------------------
 for kind, api, v, fn in (("response", 3, 4, lambda b: kp.rewrite_metadata(b, 4, UPSTREAM, PROXY,
                                                                            counts())),

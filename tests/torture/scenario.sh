@@ -1143,7 +1143,9 @@ print(f"  proxy: Produce answers {s.get('produce_responses', 0)}, injected {s['i
       f"Produce requests in flight behind them), refused before the write {s['rejected']}, "
       f"delayed {s.get('delayed_responses', 0)}; broker's own errors {s['broker_errors']}; "
       f"batches in faulted answers {s.get('faulted_batches', 0)}, resent since "
-      f"{s.get('faulted_batches_resent', 0)}; "
+      f"{s.get('faulted_batches_resent', 0)}, not resent {s['faulted_batches_not_resent']} (of "
+      f"which behind a later accepted batch of their partition "
+      f"{s['faulted_batches_not_resent_overtaken']}); "
       f"resent batches {s.get('resent', 0)} (deduplicated by the broker "
       f"{s.get('resent_deduplicated', 0)}, re-batched {s.get('resent_rebatched', 0)}, written "
       f"again {s.get('resent_appended_again', 0)}); versions {sorted(s['requests'])}")
