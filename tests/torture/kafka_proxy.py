@@ -742,7 +742,8 @@ def accept_loop(sock, handler) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--broker", required=True, help="the real broker, HOST:PORT")
     ap.add_argument("--listen", default="127.0.0.1:0")
     ap.add_argument("--control", default="127.0.0.1:0")
