@@ -105,7 +105,7 @@ ORDER+=(realkafka-proxy)
 # Seconds each iteration may take beyond torture.sh's default 20 (outages of up to 30 s, a JVM
 # broker restart).
 declare -A ITER_SECS=([kafka-down]=60 [kafka-rtt]=40 [realkafka-kill]=90 [realkafka-leader]=90)
-ITER_SECS+=([realkafka-proxy]=12)
+ITER_SECS+=([realkafka-proxy]=10)  # 33 faults: at most 120 + 330 s; a run takes ~90 s
 # Network faults (root: a network namespace, veth, iptables NFQUEUE); --full only: one iteration
 # is ~25-40 s of faults, then the drain.
 QUICK+=([net-mqtt]=0 [net-zmq]=0 [net-agg-mqtt]=0 [net-agg-kafka]=0)
