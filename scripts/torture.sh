@@ -16,6 +16,9 @@
 #                OUTPOST_SKIP_REALKAFKA=1, said so) realkafka-leader (SIGKILL of leaders, one or
 #                two brokers at once, in a real 3-broker cluster: leader changes and
 #                NOT_ENOUGH_REPLICAS; --full only; not run when OUTPOST_SKIP_REALKAFKA=1)
+#                realkafka-proxy (Produce errors after the write, lost and slow answers from a real
+#                broker through a Kafka-protocol proxy, tests/torture/kafka_proxy.py; --full only;
+#                not run when OUTPOST_SKIP_REALKAFKA=1)
 #                net-mqtt net-zmq (root: the agent in a network namespace behind a veth pair with
 #                packet loss, delay and link cuts; --full only: not in the default --quick pass,
 #                --quick --only NAME runs one iteration)
@@ -30,7 +33,8 @@
 #                each scenario's log (one line per fault) is kept in <results>.logs/NAME.log
 # Env: OUTPOST_COMMIT (the commit named in the rows). The scenarios run on the development broker
 #      (outpost-devkafka) except realkafka-kill, soak and net-agg-* (a real Apache Kafka broker)
-#      and realkafka-leader (a real 3-broker cluster, scripts/kafka.sh start --nodes 3).
+#      and realkafka-leader (a real 3-broker cluster, scripts/kafka.sh start --nodes 3); realkafka-proxy
+#      puts tests/torture/kafka_proxy.py between the aggregator and a real broker.
 #
 # Every scenario injects its faults, lets every agent drain, and ends in an exact accounting of
 # what an outside client (kcat) reads on Kafka: every accepted batch on Kafka or still waiting,
@@ -93,9 +97,15 @@ ORDER+=(kafka-errors kafka-down kafka-leader kafka-rtt realkafka-kill)
 QUICK+=([realkafka-leader]=0)
 FULL+=([realkafka-leader]=9)
 ORDER+=(realkafka-leader)
+# Produce errors, dropped and delayed answers from a real broker through tests/torture/kafka_proxy.py
+# (--full only; 33 = each of its 11 fault kinds three times).
+QUICK+=([realkafka-proxy]=0)
+FULL+=([realkafka-proxy]=33)
+ORDER+=(realkafka-proxy)
 # Seconds each iteration may take beyond torture.sh's default 20 (outages of up to 30 s, a JVM
 # broker restart).
 declare -A ITER_SECS=([kafka-down]=60 [kafka-rtt]=40 [realkafka-kill]=90 [realkafka-leader]=90)
+ITER_SECS+=([realkafka-proxy]=10)  # 33 faults: at most 120 + 330 s; a run takes ~90 s
 # Network faults (root: a network namespace, veth, iptables NFQUEUE); --full only: one iteration
 # is ~25-40 s of faults, then the drain.
 QUICK+=([net-mqtt]=0 [net-zmq]=0 [net-agg-mqtt]=0 [net-agg-kafka]=0)

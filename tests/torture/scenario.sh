@@ -11,8 +11,10 @@
 #
 # The scenarios run on the development broker (outpost-devkafka; KAFKA=dev, the only value
 # accepted), except realkafka-kill, soak and net-agg-*, which start a real Apache Kafka broker
-# themselves (lib.sh's start_real_kafka, scripts/kafka.sh), and realkafka-leader, which starts a
-# real 3-broker cluster (scripts/kafka.sh start --nodes 3 --controllers 2).
+# themselves (lib.sh's start_real_kafka, scripts/kafka.sh), realkafka-leader, which starts a
+# real 3-broker cluster (scripts/kafka.sh start --nodes 3 --controllers 2), and realkafka-proxy,
+# which puts tests/torture/kafka_proxy.py (a Kafka-protocol proxy injecting produce errors, lost
+# and slow answers) between the aggregator and a real broker.
 source "$(dirname "$0")/../integration/lib.sh"
 TORTURE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -961,6 +963,210 @@ j = json.load(open(sys.argv[2]))
 a["java_consumer"] = {k: j[k] for k in ("readings", "lost", "duplicated", "reordered", "ok")}
 a["rounds"] = [l.strip() for l in open(sys.argv[3]) if l.strip()]
 a["not_enough_replicas_rounds"] = int(sys.argv[4])
+a["failed_deliveries"] = int(sys.argv[5])
+json.dump(a, open(sys.argv[1], "w"))
+PY
+    ((jrc == 0)) || fail "the Java console consumer's accounting failed: $(cat "$WORK/account.java.json")"
+    [[ $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["readings"] == json.load(open(sys.argv[2]))["readings"])' "$WORK/account.json" "$WORK/account.java.json") == True ]] ||
+      fail "kcat and the Java console consumer read different numbers of readings"
+    exit $rc
+    ;;
+
+  realkafka-proxy)
+    # Produce errors, lost answers and slow answers from a real Apache Kafka broker (one node,
+    # scripts/kafka.sh), through tests/torture/kafka_proxy.py: the aggregator's only way to the
+    # broker (bootstrap = the proxy, which rewrites the broker's address in Metadata and
+    # FindCoordinator answers to its own). Two agents at 2,000 readings/s each. Each iteration,
+    # 0.2..1 s after the last, one fault kind, cycling through: 1..10 Produce answers in which
+    # the broker accepted (wrote) every partition reach the aggregator as a retriable error
+    # instead — REQUEST_TIMED_OUT, NOT_LEADER_OR_FOLLOWER, KAFKA_STORAGE_ERROR,
+    # NOT_ENOUGH_REPLICAS, NOT_ENOUGH_REPLICAS_AFTER_APPEND, LEADER_NOT_AVAILABLE,
+    # UNKNOWN_TOPIC_OR_PARTITION — so the producer's retry must be recognised by the broker
+    # (idempotent sequence) and not written twice; 1..3 Produce requests refused before the
+    # write (_REJECT_NOT_ENOUGH_REPLICAS, _REJECT_NOT_LEADER_OR_FOLLOWER: the proxy answers them
+    # itself and the broker never sees them, so requests in flight behind them arrive with a
+    # sequence gap); 1..3 answers dropped with the connection closed (_DROP); every answer
+    # delayed 200..2000 ms for 5..10 s (_DELAY). Checked: each
+    # fault consumed, deliveries again after it, the aggregator never connected to the broker
+    # directly (ss), the proxy parsed every Metadata/Produce version it saw, each kind injected
+    # > 0 times, no resent batch written again (the proxy compares the offsets the broker gave a
+    # batch and its resend); then the accounting read from the broker directly by kcat and by
+    # Kafka's Java console consumer.
+    KAFKA_MODE=real
+    start_mosquitto
+    start_real_kafka
+    BROKER=$KAFKA KPORT=${KAFKA##*:}
+    python3 "$TORTURE/kafka_proxy.py" --broker "$BROKER" --ready-file "$WORK/proxy.ready" \
+      --stats "$WORK/proxy.stats.json" --seed "$SEED" 2>>"$WORK/proxy.log" &
+    PIDS[proxy]=$!
+    wait_for 15 "kafka_proxy.py" test -s "$WORK/proxy.ready"
+    read -r PROXY PCTL <"$WORK/proxy.ready"
+    log "kafka_proxy.py pid ${PIDS[proxy]} on $PROXY (control $PCTL) in front of $BROKER"
+    pctl() {  # pctl COMMAND...: one proxy control command; fails on an error answer
+      local fd reply=""
+      exec {fd}<>"/dev/tcp/${PCTL%:*}/${PCTL##*:}" || fail "proxy control port $PCTL refused"
+      printf '%s\n' "$*" >&"$fd"
+      IFS= read -r -t 10 reply <&"$fd" || true
+      exec {fd}>&-
+      [[ -n $reply && $reply != error* ]] || fail "proxy control '$*': ${reply:-no reply within 10 s}"
+      echo "$reply"
+    }
+    pstat() {  # pstat PY_EXPR: a value from the proxy's counts (s = the stats object)
+      pctl stats | python3 -c "import json, sys; s = json.load(sys.stdin); print($1)"
+    }
+    AGG_HTTP_PORT=$(free_port)
+    KAFKA=$PROXY
+    start_aggregator
+    KAFKA=$BROKER  # kcat and the Java consumer below read the broker directly
+    delivered() {
+      local v
+      v=$(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_delivered_total)
+      echo "${v:-0}"
+    }
+    some_delivered() { (($(delivered) > 0)); }
+    # bypass_check: fails if the aggregator holds a connection to the broker's port (it would
+    # bypass the proxy); counts the checks that found it connected to the proxy.
+    PROXIED=0
+    bypass_check() {
+      local pid=${PIDS[aggregator]}
+      if ss -tnpH state established "( dport = :$KPORT )" | grep -q "pid=$pid,"; then
+        fail "the aggregator (pid $pid) is connected to the broker $BROKER directly, bypassing the proxy: $(ss -tnpH state established "( dport = :$KPORT )" | grep "pid=$pid,")"
+      fi
+      ss -tnpH state established "( dport = :${PROXY##*:} )" | grep -q "pid=$pid," &&
+        PROXIED=$((PROXIED + 1))
+      return 0
+    }
+    wait_delivery_after() {  # wait_delivery_after COUNT: ms until delivered > COUNT (120 s)
+      local t0 end=$((SECONDS + 120))
+      t0=$(now_ms)
+      until (($(delivered) > $1)); do
+        ((SECONDS < end)) || fail "iteration $i: no Kafka delivery within 120 s after the fault"
+        sleep 0.05
+      done
+      echo $(($(now_ms) - t0))
+    }
+    for dev in tort-p1 tort-p2; do
+      write_agent_config "$dev" 1000
+      start_agent "$dev"
+    done
+    wait_for 60 "first deliveries to Kafka through the proxy" some_delivered
+    bypass_check
+    # TORTURE_PROXY_FAULTS (space-separated) replaces the list, e.g. to rerun one kind.
+    FAULTS=(REQUEST_TIMED_OUT NOT_LEADER_OR_FOLLOWER KAFKA_STORAGE_ERROR NOT_ENOUGH_REPLICAS
+      NOT_ENOUGH_REPLICAS_AFTER_APPEND LEADER_NOT_AVAILABLE UNKNOWN_TOPIC_OR_PARTITION
+      _REJECT_NOT_ENOUGH_REPLICAS _REJECT_NOT_LEADER_OR_FOLLOWER _DROP _DELAY)
+    [[ -n "${TORTURE_PROXY_FAULTS:-}" ]] && read -r -a FAULTS <<<"$TORTURE_PROXY_FAULTS"
+    failed_before=$(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_failed_total)
+    : >"$WORK/rounds.txt"
+    for i in $(seq 1 "$ITER"); do
+      sleep_ms "$(rand_ms 200 1000)"
+      kind=${FAULTS[$(((i - 1) % ${#FAULTS[@]}))]}
+      if [[ $kind == _DELAY ]]; then
+        ms=$(rand_ms 200 2000)
+        slow=$(rand_ms 5000 10000)
+        before=$(delivered)
+        d0=$(pstat 's.get("delayed_responses", 0)')
+        pctl delay "$ms" $((ms / 4)) >/dev/null
+        sleep_ms "$slow"
+        during=$(($(delivered) - before))
+        before=$(delivered)
+        pctl delay 0 >/dev/null
+        d1=$(pstat 's.get("delayed_responses", 0)')
+        ((d1 > d0)) || fail "iteration $i: no answer was delayed in ${slow} ms of ${ms} ms delays"
+        t=$(wait_delivery_after "$before")
+        note_recovery "$t"
+        line="fault $i/$ITER: every answer delayed ${ms} ± $((ms / 4)) ms for ${slow} ms ($((d1 - d0)) answers delayed, $during Kafka messages delivered meanwhile); next delivery $t ms after"
+      else
+        if [[ $kind == _DROP ]]; then
+          n=$(rand_ms 1 3)
+          pctl drop "$n" >/dev/null
+          what="$n Produce answers dropped (connection closed) after the broker wrote them"
+        elif [[ $kind == _REJECT_* ]]; then
+          n=$(rand_ms 1 3)
+          pctl reject "${kind#_REJECT_}" "$n" >/dev/null
+          what="$n Produce requests refused with ${kind#_REJECT_} before the write (never sent to the broker)"
+        else
+          n=$(rand_ms 1 10)
+          pctl errors "$kind" "$n" >/dev/null
+          what="$n Produce answers turned into $kind after the broker wrote them"
+        fi
+        end=$((SECONDS + 90))
+        until [[ $(pctl pending) == 0 ]]; do
+          ((SECONDS < end)) || fail "iteration $i: $what: not consumed within 90 s"
+          sleep 0.05
+        done
+        before=$(delivered)
+        t=$(wait_delivery_after "$before")
+        note_recovery "$t"
+        line="fault $i/$ITER: $what; deliveries again after $t ms"
+      fi
+      bypass_check
+      echo "  $line"
+      echo "$line" >>"$WORK/rounds.txt"
+      for p in aggregator proxy tort-p1 tort-p2; do
+        kill -0 "${PIDS[$p]}" 2>/dev/null || fail "$p died in iteration $i"
+      done
+    done
+    sleep 1
+    bypass_check
+    failed=$(($(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_failed_total) - failed_before))
+    uncertain=$(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_uncertain_total)
+    echo "  aggregator: $(delivered) Kafka messages delivered, $failed failed (${uncertain:-0} possibly persisted) during the faults"
+    pctl stats >"$WORK/proxy.stats.end.json"
+    echo "  proxy: $(cat "$WORK/proxy.stats.end.json")"
+    # Every fault kind of the run was really injected; the proxy parsed every answer it had to;
+    # no broker but the proxied one was named to the aggregator; no resend was written twice.
+    python3 - "$WORK/proxy.stats.end.json" "$PROXIED" "${FAULTS[@]}" <<'PY' || fail "the proxy's counts: see above"
+import json, sys
+s, proxied, kinds = json.load(open(sys.argv[1])), int(sys.argv[2]), sys.argv[3:]
+bad = []
+for k in kinds:
+    n = {"_DROP": s.get("dropped_responses", 0), "_DELAY": s.get("delayed_responses", 0)}.get(
+        k, s["rejected"].get(k[len("_REJECT_"):], 0) if k.startswith("_REJECT_") else
+        s["injected"].get(k, 0))
+    if n == 0:
+        bad.append(f"{k} never injected")
+if s["unhandled"]:
+    bad.append(f"answers forwarded unparsed (the proxy may have been bypassed): {s['unhandled']}")
+if s.get("foreign_brokers", 0):
+    bad.append(f"{s['foreign_brokers']} broker addresses not rewritten")
+if not s.get("metadata_rewritten"):
+    bad.append("no Metadata answer rewritten")
+if s.get("resent_appended_again", 0):
+    bad.append(f"{s['resent_appended_again']} resent batches written again by the broker")
+if not proxied:
+    bad.append("the aggregator was never seen connected to the proxy")
+for b in bad:
+    print("  PROXY: " + b)
+print(f"  proxy: Produce answers {s.get('produce_responses', 0)}, injected {s['injected']}, "
+      f"dropped {s.get('dropped_responses', 0)} (and {s.get('unanswered_produce_requests', 0)} "
+      f"Produce requests in flight behind them), refused before the write {s['rejected']}, "
+      f"delayed {s.get('delayed_responses', 0)}; broker's own errors {s['broker_errors']}; "
+      f"batches in faulted answers {s.get('faulted_batches', 0)}, resent since "
+      f"{s.get('faulted_batches_resent', 0)}, not resent {s['faulted_batches_not_resent']} (of "
+      f"which behind a later accepted batch of their partition "
+      f"{s['faulted_batches_not_resent_overtaken']}); "
+      f"resent batches {s.get('resent', 0)} (deduplicated by the broker "
+      f"{s.get('resent_deduplicated', 0)}, re-batched {s.get('resent_rebatched', 0)}, written "
+      f"again {s.get('resent_appended_again', 0)}); versions {sorted(s['requests'])}")
+sys.exit(1 if bad else 0)
+PY
+    rc=0
+    finish tort-p1 tort-p2 || rc=$?
+    # The same accounting from a second, independent client: Kafka's Java console consumer.
+    java_consumer_dump outpost.readings "$WORK/readings.java.jsonl"
+    spec=()
+    for dev in tort-p1 tort-p2; do spec+=("$dev=$(outbox_last_seq "$dev"):$(outbox_rows "$dev")"); done
+    jrc=0
+    python3 "$TORTURE/account.py" "$WORK/readings.java.jsonl" "${spec[@]}" >"$WORK/account.java.json" || jrc=$?
+    echo "  Java console consumer: $(cat "$WORK/account.java.json")"
+    python3 - "$RESULT" "$WORK/account.java.json" "$WORK/rounds.txt" "$WORK/proxy.stats.end.json" "$failed" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1]))
+j = json.load(open(sys.argv[2]))
+a["java_consumer"] = {k: j[k] for k in ("readings", "lost", "duplicated", "reordered", "ok")}
+a["rounds"] = [l.strip() for l in open(sys.argv[3]) if l.strip()]
+a["proxy"] = json.load(open(sys.argv[4]))
 a["failed_deliveries"] = int(sys.argv[5])
 json.dump(a, open(sys.argv[1], "w"))
 PY

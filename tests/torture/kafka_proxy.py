@@ -1,0 +1,787 @@
+#!/usr/bin/env python3
+"""A Kafka-protocol proxy with fault injection, in front of one real broker (issue 16).
+
+Usage: kafka_proxy.py --broker HOST:PORT [--listen HOST:PORT] [--control HOST:PORT]
+                      [--ready-file FILE] [--stats FILE] [--record FILE] [--seed N]
+
+Listens on --listen (default 127.0.0.1:0, a free port); for each client connection it opens one
+to --broker and forwards the length-prefixed Kafka frames both ways, remembering each request's
+correlation id, API key and version. It rewrites the broker's address in Metadata and
+FindCoordinator responses to its own, so that clients keep talking through it (versions it
+cannot parse are forwarded unchanged, logged and counted as "unhandled"; a broker in the answer
+other than --broker is left unchanged and counted as "foreign_brokers": either lets a client
+bypass the proxy). One broker only.
+
+Faults, commanded on the control port (--control, default 127.0.0.1:0; one text line per command,
+one line answered):
+  errors CODE N    the next N Produce responses in which the broker accepted every partition
+                   (error 0: it wrote the records) reach the client with CODE in every partition
+                   instead (base offset, append time and log start offset -1, as a broker's error
+                   answer has them). CODE: a number or a name (REQUEST_TIMED_OUT, ...; see ERRORS).
+  reject CODE N    the next N Produce requests (acks != 0) are not forwarded: the proxy answers
+                   each itself, in its place in the connection's answers, with CODE in every
+                   partition, as a broker that refused it before writing (NOT_ENOUGH_REPLICAS,
+                   NOT_LEADER_OR_FOLLOWER). Requests already sent behind it reach the broker with
+                   a gap in the producer's sequence, which the broker answers with
+                   OUT_OF_ORDER_SEQUENCE_NUMBER, as it would after a real refusal.
+  drop N           the next N such Produce responses are never forwarded: the proxy closes the
+                   client's connection (and its own to the broker) instead — an answer lost after
+                   the write.
+  rate CODE PCT    from now on each such Produce response gets CODE with probability PCT % (0:
+                   off); the errors and drop schedule comes first.
+  delay MS [JIT]   every response (any API) from now on reaches the client MS (± JIT, uniform) ms
+                   after the broker sent it; per connection in order, as on one TCP stream. 0: off.
+  pending          the scheduled errors and drops not yet applied
+  stats            the counts below, as one JSON line
+Answers: "ok", a number, the JSON, or "error: ..." naming what was wrong.
+
+Every Produce request's record batches are noted (partition, producer id, epoch, base sequence,
+record count) with the base offset the broker answered (also for a faulted answer: the client
+never saw it). A later request carrying a batch already answered — the client's retry after an
+injected fault — is counted as "resent"; if the broker answers it with the first offset it is
+"resent_deduplicated" (the broker recognised the idempotent producer's sequence and wrote nothing),
+with another offset "resent_appended_again" (written twice). "faulted_batches" counts the batches
+in faulted or dropped answers, "faulted_batches_resent" those of them resent since, "faulted_batches_not_resent" the others and
+"faulted_batches_not_resent_overtaken" those of the others behind a later batch of the same
+producer and partition whose accepted answer the client got (librdkafka's idempotent producer
+takes such a success as proof the earlier batches were written, and does not resend them), and
+"unanswered_produce_requests" the Produce requests still in flight on a connection it closed.
+
+On SIGTERM or SIGINT it writes the counts to --stats (JSON) and exits 0. Standard library only.
+--record FILE appends the first request and response frame of each API key and version seen (hex,
+one JSON object a line) for the unit test's recorded frames.
+"""
+import argparse
+import collections
+import json
+import os
+import queue
+import random
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+
+MAX_FRAME = 64 << 20  # larger frames are refused (the broker's own default limit is 100 MB)
+
+API_NAMES = {0: "Produce", 1: "Fetch", 2: "ListOffsets", 3: "Metadata", 8: "OffsetCommit",
+             9: "OffsetFetch", 10: "FindCoordinator", 11: "JoinGroup", 12: "Heartbeat",
+             13: "LeaveGroup", 14: "SyncGroup", 18: "ApiVersions", 19: "CreateTopics",
+             22: "InitProducerId", 60: "DescribeCluster"}
+# Kafka error codes the control port accepts by name (org.apache.kafka.common.protocol.Errors).
+ERRORS = {"UNKNOWN_TOPIC_OR_PARTITION": 3, "LEADER_NOT_AVAILABLE": 5,
+          "NOT_LEADER_OR_FOLLOWER": 6, "REQUEST_TIMED_OUT": 7, "NETWORK_EXCEPTION": 13,
+          "NOT_ENOUGH_REPLICAS": 19, "NOT_ENOUGH_REPLICAS_AFTER_APPEND": 20,
+          "KAFKA_STORAGE_ERROR": 56}
+ERROR_NAMES = {v: k for k, v in ERRORS.items()}
+ERROR_NAMES.update({45: "OUT_OF_ORDER_SEQUENCE_NUMBER", 46: "DUPLICATE_SEQUENCE_NUMBER",
+                    47: "INVALID_PRODUCER_EPOCH", 59: "UNKNOWN_PRODUCER_ID"})
+PRODUCE, METADATA, FIND_COORDINATOR, API_VERSIONS = 0, 3, 10, 18
+# The first flexible version (compact strings and arrays, tagged fields) of the APIs parsed here.
+FLEXIBLE = {PRODUCE: 9, METADATA: 9, FIND_COORDINATOR: 3, API_VERSIONS: 3}
+
+
+class Malformed(Exception):
+    """The bytes do not parse as the expected message (or a version not handled)."""
+
+
+class Reader:
+    """Reads Kafka primitive types from bytes; every read is bounds-checked (raises Malformed)."""
+
+    def __init__(self, data: bytes, pos: int = 0):
+        self.data, self.pos = data, pos
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise Malformed(f"{n} bytes wanted at offset {self.pos} of {len(self.data)}")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def int8(self) -> int:
+        return struct.unpack(">b", self.take(1))[0]
+
+    def int16(self) -> int:
+        return struct.unpack(">h", self.take(2))[0]
+
+    def int32(self) -> int:
+        return struct.unpack(">i", self.take(4))[0]
+
+    def int64(self) -> int:
+        return struct.unpack(">q", self.take(8))[0]
+
+    def uvarint(self) -> int:
+        v = shift = 0
+        while True:
+            b = self.take(1)[0]
+            v |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return v
+            shift += 7
+            if shift > 28:
+                raise Malformed("unsigned varint longer than 5 bytes")
+
+    def string(self, flexible: bool):
+        """A (nullable) string: int16 length, or in flexible versions uvarint length + 1."""
+        n = self.uvarint() - 1 if flexible else self.int16()
+        return None if n < 0 else self.take(n).decode("utf-8", "replace")
+
+    def array_len(self, flexible: bool) -> int:
+        n = self.uvarint() - 1 if flexible else self.int32()
+        if n > len(self.data):  # a length no message here can have
+            raise Malformed(f"array of {n} elements in {len(self.data)} bytes")
+        return n
+
+    def tagged(self, flexible: bool) -> None:
+        if flexible:
+            for _ in range(self.uvarint()):
+                self.uvarint()
+                self.take(self.uvarint())
+
+
+def enc_uvarint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def enc_string(s, flexible: bool) -> bytes:
+    if s is None:
+        return enc_uvarint(0) if flexible else struct.pack(">h", -1)
+    b = s.encode("utf-8")
+    return (enc_uvarint(len(b) + 1) if flexible else struct.pack(">h", len(b))) + b
+
+
+def request_header(body: bytes):
+    """(api_key, api_version, correlation_id) of a request frame's body (without the size)."""
+    if len(body) < 8:
+        raise Malformed(f"request of {len(body)} bytes, shorter than its header")
+    return struct.unpack(">hhi", body[:8])
+
+
+def response_reader(body: bytes, api: int, version: int) -> Reader:
+    """A Reader past the response header: correlation id, and (header v1: flexible versions but
+    ApiVersions') its tagged fields."""
+    r = Reader(body, 4)
+    r.tagged(api in FLEXIBLE and version >= FLEXIBLE[api] and api != API_VERSIONS)
+    return r
+
+
+def rewrite_address(host, port, upstream, proxy, counts):
+    """The address a client must use for broker host:port: the proxy's for the proxied broker.
+    No address (a FindCoordinator error answer: host "", port -1) stays as it is."""
+    if (host, port) == upstream:
+        return proxy
+    if not host or port < 0:
+        return host, port
+    counts["foreign_brokers"] += 1
+    return host, port
+
+
+def rewrite_metadata(body: bytes, version: int, upstream, proxy, counts) -> bytes:
+    """The Metadata response with the proxied broker's address replaced (versions 0-13)."""
+    if not 0 <= version <= 13:
+        raise Malformed(f"Metadata v{version} is not handled")
+    flex = version >= 9
+    r = response_reader(body, METADATA, version)
+    if version >= 3:
+        r.int32()
+    start = r.pos
+    out = bytearray()
+    n = r.array_len(flex)
+    out += enc_uvarint(n + 1) if flex else struct.pack(">i", n)
+    for _ in range(max(n, 0)):
+        node = r.int32()
+        host = r.string(flex)
+        port = r.int32()
+        host, port = rewrite_address(host, port, upstream, proxy, counts)
+        out += struct.pack(">i", node) + enc_string(host, flex) + struct.pack(">i", port)
+        if version >= 1:
+            out += enc_string(r.string(flex), flex)
+        t0 = r.pos
+        r.tagged(flex)
+        out += body[t0:r.pos]
+    return body[:start] + bytes(out) + body[r.pos:]
+
+
+def rewrite_find_coordinator(body: bytes, version: int, upstream, proxy, counts) -> bytes:
+    """The FindCoordinator response with the proxied broker's address replaced (versions 0-6)."""
+    if not 0 <= version <= 6:
+        raise Malformed(f"FindCoordinator v{version} is not handled")
+    flex = version >= 3
+    r = response_reader(body, FIND_COORDINATOR, version)
+    if version >= 1:
+        r.int32()
+    if version <= 3:
+        r.int16()
+        if version >= 1:
+            r.string(flex)
+        r.int32()
+        start = r.pos
+        host, port = rewrite_address(r.string(flex), r.int32(), upstream, proxy, counts)
+        return body[:start] + enc_string(host, flex) + struct.pack(">i", port) + body[r.pos:]
+    start = r.pos
+    n = r.array_len(True)
+    out = bytearray(enc_uvarint(n + 1))
+    for _ in range(max(n, 0)):
+        out += enc_string(r.string(True), True)
+        out += struct.pack(">i", r.int32())
+        host, port = rewrite_address(r.string(True), r.int32(), upstream, proxy, counts)
+        out += enc_string(host, True) + struct.pack(">i", port)
+        t0 = r.pos
+        r.int16()
+        r.string(True)
+        r.tagged(True)
+        out += body[t0:r.pos]
+    return body[:start] + bytes(out) + body[r.pos:]
+
+
+def parse_produce_response(body: bytes, version: int):
+    """The partitions of a Produce response (versions 3-13): a list of dicts with topic, partition,
+    error, base_offset and the byte positions needed to patch them in place."""
+    if not 3 <= version <= 13:
+        raise Malformed(f"Produce v{version} is not handled")
+    flex = version >= 9
+    r = response_reader(body, PRODUCE, version)
+    parts = []
+    for _ in range(max(r.array_len(flex), 0)):
+        topic = r.take(16).hex() if version >= 13 else r.string(flex)
+        for _ in range(max(r.array_len(flex), 0)):
+            p = {"topic": topic, "partition": r.int32(), "error_pos": r.pos}
+            p["error"] = r.int16()
+            p["offset_pos"] = r.pos
+            p["base_offset"] = r.int64()
+            r.int64()  # log append time (v2+)
+            if version >= 5:
+                r.int64()  # log start offset
+            if version >= 8:
+                for _ in range(max(r.array_len(flex), 0)):
+                    r.int32()
+                    r.string(flex)
+                    r.tagged(flex)
+                r.string(flex)
+            r.tagged(flex)
+            parts.append(p)
+        r.tagged(flex)
+    r.int32()  # throttle time
+    r.tagged(flex)
+    if r.pos != len(body):
+        raise Malformed(f"Produce v{version} response: {len(body) - r.pos} bytes left over")
+    return parts
+
+
+def fault_produce_response(body: bytes, version: int, parts, code: int) -> bytes:
+    """The response with every partition answered `code` (offsets -1, as an error answer)."""
+    b = bytearray(body)
+    n_times = 3 if version >= 5 else 2  # base offset, log append time, log start offset (v5+)
+    for p in parts:
+        struct.pack_into(">h", b, p["error_pos"], code)
+        for i in range(n_times):
+            struct.pack_into(">q", b, p["offset_pos"] + 8 * i, -1)
+    return bytes(b)
+
+
+def parse_produce_request(body: bytes, version: int):
+    """The record batches of a Produce request (versions 3-13): a list of (topic, partition,
+    producer id, producer epoch, base sequence, record count); acks; and the topics with their
+    partitions, [(topic, [partition...])], in the request's order."""
+    if not 3 <= version <= 13:
+        raise Malformed(f"Produce v{version} is not handled")
+    flex = version >= 9
+    r = Reader(body, 8)
+    r.string(False)  # client id: a plain nullable string in every header version
+    r.tagged(flex)
+    r.string(flex)  # transactional id
+    acks = r.int16()
+    r.int32()
+    batches, topics = [], []
+    for _ in range(max(r.array_len(flex), 0)):
+        topic = r.take(16).hex() if version >= 13 else r.string(flex)
+        topics.append((topic, []))
+        for _ in range(max(r.array_len(flex), 0)):
+            partition = r.int32()
+            topics[-1][1].append(partition)
+            n = r.uvarint() - 1 if flex else r.int32()
+            records = r.take(n) if n > 0 else b""
+            rr = Reader(records)
+            while len(records) - rr.pos >= 61:  # a RecordBatch header (magic 2) is 61 bytes
+                rr.int64()  # base offset
+                length = rr.int32()
+                end = rr.pos + length
+                rr.int32()  # partition leader epoch
+                if rr.int8() != 2:
+                    raise Malformed("record batch with magic other than 2")
+                rr.take(4 + 2 + 4 + 8 + 8)  # crc, attributes, last offset delta, timestamps
+                pid, epoch, seq, count = rr.int64(), rr.int16(), rr.int32(), rr.int32()
+                batches.append((topic, partition, pid, epoch, seq, count))
+                rr.pos = end
+            r.tagged(flex)
+        r.tagged(flex)
+    return batches, acks, topics
+
+
+def produce_error_response(corr: int, version: int, topics, code: int) -> bytes:
+    """A Produce response (versions 3-13) answering every partition of TOPICS with CODE, as a
+    broker that refused the request before writing answers it."""
+    if not 3 <= version <= 13:
+        raise Malformed(f"Produce v{version} is not handled")
+    flex = version >= 9
+    tag = b"\0" if flex else b""
+    arr = (lambda n: enc_uvarint(n + 1)) if flex else (lambda n: struct.pack(">i", n))
+    b = bytearray(struct.pack(">i", corr) + tag + arr(len(topics)))
+    for topic, parts in topics:
+        b += bytes.fromhex(topic) if version >= 13 else enc_string(topic, flex)
+        b += arr(len(parts))
+        for p in parts:
+            b += struct.pack(">ihqq", p, code, -1, -1)
+            if version >= 5:
+                b += struct.pack(">q", -1)
+            if version >= 8:
+                b += arr(0) + enc_string(None, flex)
+            b += tag
+        b += tag
+    return bytes(b + struct.pack(">i", 0) + tag)
+
+
+class Faults:
+    """The fault schedule and the counts; shared by every connection's threads (one lock)."""
+
+    def __init__(self, seed: int):
+        self.lock = threading.Lock()
+        self.rng = random.Random(seed)
+        self.schedule = collections.deque()  # ("error", code) or ("drop", None)
+        self.rejects = collections.deque()   # codes for the next Produce requests, not forwarded
+        self.rate = (0, 0.0)  # (code, probability)
+        self.delay = (0, 0)   # (ms, jitter ms)
+        self.counts = collections.Counter()
+        self.requests = collections.Counter()    # "Produce v7" -> n
+        self.injected = collections.Counter()    # error name -> Produce responses
+        self.rejected = collections.Counter()    # error name -> Produce requests not forwarded
+        self.broker_errors = collections.Counter()
+        self.unhandled = collections.Counter()   # "Metadata v14: why" -> n
+        self.answered = {}  # (topic, partition, pid, epoch, seq) -> (count, base offset)
+        self.faulted = set()  # batches whose answer was faulted, not resent yet
+        self.overtaken = set()  # of those, ones behind a later batch the client saw succeed
+
+    def note_passed(self, batches) -> None:
+        """An accepted answer forwarded unchanged: faulted batches of the same producer and
+        partition with a lower sequence are overtaken (the client saw a later one succeed, which
+        an idempotent producer takes as proof the earlier ones were written)."""
+        with self.lock:
+            if not self.faulted:
+                return
+            for topic, part, pid, epoch, seq, _ in batches:
+                for k in self.faulted:
+                    if k[:4] == (topic, part, pid, epoch) and k[4] < seq:
+                        self.overtaken.add(k)
+
+    def note_faulted(self, batches) -> None:
+        """Batches the client was told failed (or got no answer for) although written."""
+        with self.lock:
+            for topic, part, pid, epoch, seq, _ in batches:
+                if pid >= 0:
+                    self.faulted.add((topic, part, pid, epoch, seq))
+                    self.counts["faulted_batches"] += 1
+
+    def next_produce_fault(self):
+        with self.lock:
+            if self.schedule:
+                return self.schedule.popleft()
+            code, p = self.rate
+            if code and self.rng.random() < p:
+                return ("error", code)
+        return None
+
+    def next_reject(self):
+        with self.lock:
+            return self.rejects.popleft() if self.rejects else None
+
+    def delay_s(self) -> float:
+        with self.lock:
+            ms, jit = self.delay
+            if not ms:
+                return 0.0
+            return max(0, ms + (self.rng.uniform(-jit, jit) if jit else 0)) / 1000
+
+    def note_answer(self, batches, parts) -> None:
+        """Each batch's answered base offset; resends compared with the first answer."""
+        offsets = {(p["topic"], p["partition"]): (p["error"], p["base_offset"]) for p in parts}
+        with self.lock:
+            for topic, part, pid, epoch, seq, count in batches:
+                err, off = offsets.get((topic, part), (None, None))
+                if err != 0 or pid < 0:
+                    continue
+                key = (topic, part, pid, epoch, seq)
+                if key in self.answered:
+                    self.counts["resent"] += 1
+                    if key in self.faulted:
+                        self.faulted.discard(key)
+                        self.overtaken.discard(key)
+                        self.counts["faulted_batches_resent"] += 1
+                    first_count, first_off = self.answered[key]
+                    if first_count != count:
+                        self.counts["resent_rebatched"] += 1
+                    elif first_off == off:
+                        self.counts["resent_deduplicated"] += 1
+                    else:
+                        self.counts["resent_appended_again"] += 1
+                        log(f"a resent batch was written again: {key} first at offset {first_off}, "
+                            f"now {off}")
+                else:
+                    self.answered[key] = (count, off)
+                    if len(self.answered) > 200000:  # bounded: forget the oldest half
+                        for k in list(self.answered)[:100000]:
+                            del self.answered[k]
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            return {**dict(self.counts), "faulted_batches_not_resent": len(self.faulted),
+                    "faulted_batches_not_resent_overtaken": len(self.faulted & self.overtaken),
+                    "requests": dict(self.requests),
+                    "injected": dict(self.injected), "broker_errors": dict(self.broker_errors),
+                    "unhandled": dict(self.unhandled),
+                    "pending": len(self.schedule) + len(self.rejects),
+                    "rejected": dict(self.rejected),
+                    "delay_ms": self.delay[0]}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] kafka_proxy: {msg}", file=sys.stderr, flush=True)
+
+
+def recv_exact(sock, n: int):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def read_frame(sock):
+    """One frame's body (without its 4-byte size), or None when the peer closed."""
+    head = recv_exact(sock, 4)
+    if head is None:
+        return None
+    (n,) = struct.unpack(">i", head)
+    if not 0 < n <= MAX_FRAME:
+        raise Malformed(f"frame size {n}")
+    return recv_exact(sock, n)
+
+
+class Proxy:
+    def __init__(self, upstream, proxy_addr, faults: Faults, record=None):
+        self.upstream, self.proxy_addr, self.faults = upstream, proxy_addr, faults
+        self.record, self.recorded = record, set()
+        self.record_lock = threading.Lock()
+
+    def note_frame(self, kind: str, api: int, version: int, body: bytes) -> None:
+        if not self.record or (kind, api, version) in self.recorded:
+            return
+        with self.record_lock:
+            self.recorded.add((kind, api, version))
+            with open(self.record, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"kind": kind, "api": api, "version": version,
+                                    "hex": body.hex()}) + "\n")
+
+    def serve(self, client) -> None:
+        """Forward one client connection (three threads; returns once both ends are closed)."""
+        f = self.faults
+        try:
+            broker = socket.create_connection(self.upstream, timeout=10)
+        except OSError as e:
+            log(f"cannot connect to the broker {self.upstream}: {e}")
+            client.close()
+            return
+        broker.settimeout(None)
+        for s in (client, broker):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with f.lock:
+            f.counts["connections"] += 1
+        inflight = {}  # correlation id -> (api, version, produce batches)
+        # The connection's answers in request order: [correlation id, the proxy's own answer to a
+        # rejected request or None (the broker's answer, awaited)].
+        order = collections.deque()
+        release = [0.0]  # when the last answer queued may go (answers keep their order)
+        lock = threading.Lock()
+
+        def queue_answer(body, arrived):  # under lock
+            d = f.delay_s()
+            if d:
+                with f.lock:
+                    f.counts["delayed_responses"] += 1
+            release[0] = max(release[0], arrived + d)
+            out.put((release[0], body))
+        out = queue.Queue()
+        closed = threading.Event()
+
+        def close_all():
+            closed.set()
+            for s in (client, broker):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        def requests():
+            try:
+                while not closed.is_set():
+                    body = read_frame(client)
+                    if body is None:
+                        break
+                    api, version, corr = request_header(body)
+                    batches, acks, topics = [], 0, []
+                    if api == PRODUCE:
+                        try:
+                            batches, acks, topics = parse_produce_request(body, version)
+                        except Malformed as e:
+                            with f.lock:
+                                f.unhandled[f"Produce v{version} request: {e}"] += 1
+                    self.note_frame("request", api, version, body)
+                    with f.lock:
+                        f.requests[f"{API_NAMES.get(api, api)} v{version}"] += 1
+                    code = f.next_reject() if api == PRODUCE and acks != 0 and topics else None
+                    if code is not None:
+                        answer = produce_error_response(corr, version, topics, code)
+                        name = ERROR_NAMES.get(code, str(code))
+                        with f.lock:
+                            f.rejected[name] += 1
+                        log(f"Produce v{version} request not forwarded, answered {name}: " +
+                            ", ".join(f"{t}{p}" for t, p in topics))
+                        with lock:
+                            if order:
+                                order.append([corr, answer])
+                            else:
+                                queue_answer(answer, time.monotonic())
+                        continue
+                    with lock:
+                        inflight[corr] = (api, version, batches)
+                        order.append([corr, None])
+                    broker.sendall(struct.pack(">i", len(body)) + body)
+            except (OSError, Malformed) as e:
+                if not closed.is_set():
+                    log(f"client side: {e}")
+            close_all()
+
+        def responses():
+            try:
+                while not closed.is_set():
+                    body = read_frame(broker)
+                    if body is None:
+                        break
+                    arrived = time.monotonic()
+                    (corr,) = struct.unpack(">i", body[:4])
+                    with lock:
+                        api, version, batches = inflight.pop(corr, (None, None, []))
+                        if order and order[0][0] == corr:
+                            order.popleft()
+                    if api is not None:
+                        self.note_frame("response", api, version, body)
+                    body, drop = self.handle(api, version, batches, body)
+                    if drop:
+                        out.put((0.0, None))
+                        break
+                    with lock:
+                        queue_answer(body, arrived)
+                        while order and order[0][1] is not None:  # the proxy's own answers next
+                            queue_answer(order.popleft()[1], arrived)
+            except (OSError, Malformed) as e:
+                if not closed.is_set():
+                    log(f"broker side: {e}")
+            out.put((0.0, None))
+
+        def sender():
+            try:
+                while True:
+                    at, body = out.get()
+                    if body is None:
+                        break
+                    wait = at - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
+                    client.sendall(struct.pack(">i", len(body)) + body)
+            except OSError:
+                pass
+            close_all()
+
+        threads = [threading.Thread(target=t, daemon=True) for t in (requests, responses, sender)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with lock:
+            lost = [b for api, _, b in inflight.values() if api == PRODUCE]
+        if lost:  # requests the broker may have written; the client gets no answer
+            with f.lock:
+                f.counts["unanswered_produce_requests"] += len(lost)
+        client.close()
+        broker.close()
+
+    def handle(self, api, version, batches, body):
+        """(the body the client gets, drop?): rewrites addresses, applies Produce faults."""
+        f = self.faults
+        try:
+            if api == METADATA:
+                body = rewrite_metadata(body, version, self.upstream, self.proxy_addr, f.counts)
+                with f.lock:
+                    f.counts["metadata_rewritten"] += 1
+            elif api == FIND_COORDINATOR:
+                body = rewrite_find_coordinator(body, version, self.upstream, self.proxy_addr,
+                                                f.counts)
+                with f.lock:
+                    f.counts["coordinator_rewritten"] += 1
+            elif api == PRODUCE:
+                parts = parse_produce_response(body, version)
+                f.note_answer(batches, parts)
+                with f.lock:
+                    f.counts["produce_responses"] += 1
+                    for p in parts:
+                        if p["error"]:
+                            f.broker_errors[ERROR_NAMES.get(p["error"], str(p["error"]))] += 1
+                if parts and all(p["error"] == 0 for p in parts):
+                    fault = f.next_produce_fault()
+                    where = ", ".join(f"{p['topic']}[{p['partition']}]@{p['base_offset']}"
+                                      for p in parts)
+                    if fault:
+                        f.note_faulted(batches)
+                    if fault and fault[0] == "drop":
+                        with f.lock:
+                            f.counts["dropped_responses"] += 1
+                        log(f"Produce v{version} answer dropped, connection closed (the broker "
+                            f"wrote {where})")
+                        return body, True
+                    if fault:
+                        name = ERROR_NAMES.get(fault[1], str(fault[1]))
+                        with f.lock:
+                            f.injected[name] += 1
+                        log(f"Produce v{version} answered {name} (the broker wrote {where})")
+                        body = fault_produce_response(body, version, parts, fault[1])
+                    else:
+                        f.note_passed(batches)
+            elif api is None:
+                with f.lock:
+                    f.counts["unknown_correlation"] += 1
+        except Malformed as e:
+            what = f"{API_NAMES.get(api, api)} v{version}: {e}"
+            log(f"forwarded unchanged, not parsed: {what}")
+            with f.lock:
+                f.unhandled[what] += 1
+        return body, False
+
+
+def parse_addr(s: str, what: str):
+    host, sep, port = s.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise SystemExit(f"kafka_proxy: {what} '{s}': allowed is HOST:PORT (port 0-65535)")
+    return host, int(port)
+
+
+def control(conn, faults: Faults) -> None:
+    """Serve one control connection: a command a line, an answer a line."""
+    f = conn.makefile("rw", encoding="utf-8", newline="\n")
+    for line in f:
+        w = line.split()
+        try:
+            ans = command(w, faults)
+        except (ValueError, IndexError):
+            ans = (f"error: '{line.strip()}': allowed are errors CODE N, reject CODE N, drop N, "
+                   "rate CODE PCT, "
+                   "delay MS [JITTER_MS], pending, stats")
+        f.write(ans + "\n")
+        f.flush()
+    conn.close()
+
+
+def error_code(s: str) -> int:
+    code = ERRORS[s] if s in ERRORS else int(s)
+    if not 1 <= code <= 32767:
+        raise ValueError(s)
+    return code
+
+
+def command(w, faults: Faults) -> str:
+    with faults.lock:
+        if w[0] == "errors" and len(w) == 3 and 0 <= int(w[2]) <= 10000:
+            faults.schedule.extend([("error", error_code(w[1]))] * int(w[2]))
+        elif w[0] == "drop" and len(w) == 2 and 0 <= int(w[1]) <= 10000:
+            faults.schedule.extend([("drop", None)] * int(w[1]))
+        elif w[0] == "rate" and len(w) == 3 and 0 <= float(w[2]) <= 100:
+            faults.rate = (error_code(w[1]), float(w[2]) / 100)
+        elif w[0] == "delay" and len(w) in (2, 3) and 0 <= int(w[1]) <= 600000:
+            jit = int(w[2]) if len(w) == 3 else 0
+            if not 0 <= jit <= int(w[1]):
+                raise ValueError(w[2])
+            faults.delay = (int(w[1]), jit)
+        elif w[0] == "reject" and len(w) == 3 and 0 <= int(w[2]) <= 10000:
+            faults.rejects.extend([error_code(w[1])] * int(w[2]))
+        elif w == ["pending"]:
+            return str(len(faults.schedule) + len(faults.rejects))
+        elif w == ["stats"]:
+            pass
+        else:
+            raise ValueError(w)
+    if w == ["stats"]:
+        return json.dumps(faults.snapshot(), sort_keys=True)
+    log("control: " + " ".join(w))
+    return "ok"
+
+
+def accept_loop(sock, handler) -> None:
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except OSError:
+            return
+        threading.Thread(target=handler, args=(conn,), daemon=True).start()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--broker", required=True, help="the real broker, HOST:PORT")
+    ap.add_argument("--listen", default="127.0.0.1:0")
+    ap.add_argument("--control", default="127.0.0.1:0")
+    ap.add_argument("--ready-file", help="written once listening: 'LISTEN_ADDR CONTROL_ADDR'")
+    ap.add_argument("--stats", help="the counts (JSON), written at exit")
+    ap.add_argument("--record", help="append the first frame of each API version here")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    upstream = parse_addr(a.broker, "--broker")
+    faults = Faults(a.seed)
+    listen = socket.create_server(parse_addr(a.listen, "--listen"))
+    ctl = socket.create_server(parse_addr(a.control, "--control"))
+    proxy_addr = listen.getsockname()[:2]
+    proxy = Proxy(upstream, proxy_addr, faults, a.record)
+    ctl_addr = "%s:%d" % ctl.getsockname()[:2]
+
+    def stop(*_):
+        if a.stats:
+            with open(a.stats + ".tmp", "w", encoding="utf-8") as f:
+                json.dump(faults.snapshot(), f, sort_keys=True)
+            os.replace(a.stats + ".tmp", a.stats)
+        log("stopped: " + json.dumps(faults.snapshot(), sort_keys=True))
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    threading.Thread(target=accept_loop, args=(ctl, lambda c: control(c, faults)),
+                     daemon=True).start()
+    threading.Thread(target=accept_loop, args=(listen, proxy.serve), daemon=True).start()
+    log(f"listening on {proxy_addr[0]}:{proxy_addr[1]} for the broker {a.broker}; control on "
+        f"{ctl_addr}")
+    if a.ready_file:
+        with open(a.ready_file + ".tmp", "w", encoding="utf-8") as f:
+            f.write(f"{proxy_addr[0]}:{proxy_addr[1]} {ctl_addr}\n")
+        os.replace(a.ready_file + ".tmp", a.ready_file)
+    while True:
+        signal.pause()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
