@@ -212,6 +212,10 @@ const config::SettingsTable<ClusterOptions>& clusterTable() {
           .integer("cluster.reorder_max_batches", &C::reorder_max_batches, 64, 1, 10000,
                    "The process role's limit of batches one device may hold waiting for a "
                    "missing seq (beyond it they go on, in seq order)")
+          .integer("cluster.ready_max_lag", &C::ready_max_lag, 100000, 0, 1000000000,
+                   "The process role's /readyz reports not ready while its owned partitions are "
+                   "more than this many batches behind (consumer lag; 0: lag never makes it "
+                   "unready). The lag is also outpost_aggregator_consumer_lag{partition}")
           .string("kafka.batches_topic", &C::batches_topic, "outpost.batches",
                   "Verified batches from ingest to process instances (FlatBuffers bytes as "
                   "received, key = device id, outpost-* headers)")

@@ -151,6 +151,7 @@ struct ProcessRole::Impl final : public Publisher {
   bool restoring GUARDED_BY(mu) = false;
   std::atomic<bool> brokers_down{false};
   std::atomic<bool> loop_alive{false};
+  std::atomic<int64_t> total_lag{0};  // batches behind on the owned partitions (updateLag)
   std::atomic<bool> broken{false};  // a rebalance callback failed: leave the loop
 
   metrics::Counter& consumed_;
@@ -942,12 +943,16 @@ void ProcessRole::Impl::publishAssignment() {
 }
 
 void ProcessRole::Impl::updateLag() {
-  if (owned.empty()) return;
+  if (owned.empty()) {
+    total_lag.store(0);
+    return;
+  }
   PartitionList list{rd_kafka_topic_partition_list_new(static_cast<int>(owned.size()))};
   for (const auto& [p, _] : owned) {
     rd_kafka_topic_partition_list_add(list.get(), opt.batches_topic.c_str(), p);
   }
   if (rd_kafka_position(consumer, list.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+  int64_t total = 0;
   for (int i = 0; i < list->cnt; ++i) {
     const auto& e = list->elems[i];
     int64_t lo = 0, hi = 0;
@@ -957,8 +962,11 @@ void ProcessRole::Impl::updateLag() {
       continue;
     }
     const int64_t pos = e.offset >= 0 ? e.offset : lo;
-    lag_[e.partition]->set(static_cast<double>(std::max<int64_t>(0, hi - pos)));
+    const int64_t lag = std::max<int64_t>(0, hi - pos);
+    lag_[e.partition]->set(static_cast<double>(lag));
+    total += lag;
   }
+  total_lag.store(total);
 }
 
 // --- ProcessRole ---
@@ -1004,6 +1012,11 @@ std::vector<std::string> ProcessRole::notReadyReasons() const {
   }
   std::vector<std::string> why;
   if (impl_->brokers_down.load()) why.push_back("kafka: all brokers down");
+  const int64_t lag = impl_->total_lag.load();
+  if (opt_.ready_max_lag > 0 && lag > opt_.ready_max_lag) {
+    why.push_back("consumer lag " + std::to_string(lag) + " batches on the owned partitions (limit " +
+                  std::to_string(opt_.ready_max_lag) + ", cluster.ready_max_lag)");
+  }
   MutexLock lock(impl_->mu);
   if (impl_->restoring) why.push_back("restoring device state from " + opt_.state_topic);
   if (impl_->assigned.empty()) why.push_back("no partition of " + opt_.batches_topic + " assigned");

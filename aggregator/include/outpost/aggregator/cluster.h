@@ -29,6 +29,7 @@ struct ClusterOptions {
   int restore_timeout_ms = 60000;      // process: reading a partition's state records
   int reorder_wait_ms = 1000;          // process: how long a batch waits for a lower seq
   int reorder_max_batches = 64;        // process: batches one device may hold waiting
+  int64_t ready_max_lag = 100000;      // process: /readyz fails beyond this lag (0: never)
   std::string batches_topic = "outpost.batches";  // ingest -> process, key = device id
   std::string state_topic = "outpost.state";      // compacted changelog, key = device id
 };
