@@ -95,6 +95,8 @@ class DeviceDetector {
   uint32_t above_ = 0;  // consecutive evaluations >= alarm_on while no alarm is open
   int64_t above_since_ms_ = 0;
   bool alarm_ = false;
+  bool subsided_ = false;  // the open event's evidence fell below alarm_on (phase)
+  uint32_t phase_n_ = 0;  // consecutive evaluations against the current phase
 };
 
 }  // namespace outpost::detect
