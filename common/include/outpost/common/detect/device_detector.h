@@ -70,6 +70,8 @@ class DeviceDetector {
   static double combine(const double* surprises, uint32_t n);
 
   bool alarmActive() const { return alarm_; }
+  // While alarmActive(): the event's evidence has subsided (the last kChanged was a subsidence).
+  bool subsided() const { return subsided_; }
   // The open event while alarmActive(), otherwise the last ended one.
   const DeviceEvent& event() const { return event_; }
   uint32_t sensors() const { return static_cast<uint32_t>(s_.size()); }
