@@ -572,7 +572,7 @@ void AnomalyStage::evaluateDevice(std::string_view device, DeviceState& ds,
   rec.timestamp_us = ev.start_ms * 1000;
   rec.ended_us = ended ? ev.end_ms * 1000 : 0;
   rec.value = std::numeric_limits<double>::quiet_NaN();
-  rec.score = ended ? ev.peak_score : r.score;
+  rec.score = ended || rec.changed ? ev.peak_score : r.score;
   rec.expected_lo = rec.expected_hi = std::numeric_limits<double>::quiet_NaN();
   if (ended) {
     shared_.ended_.inc();
