@@ -177,7 +177,7 @@ static_assert(sizeof(void*) != 8 || sizeof(DeviceDetector) == 168,
 
 namespace {
 constexpr uint8_t kDeviceStateTag = 0x44;  // 'D'
-constexpr uint8_t kDeviceStateVersion = 1;
+constexpr uint8_t kDeviceStateVersion = 2;  // 2: the alarm phase (subsided_, phase_n_)
 }  // namespace
 
 void DeviceDetector::save(std::string& out) const {
