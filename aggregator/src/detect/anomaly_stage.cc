@@ -211,7 +211,7 @@ void appendAnomalyJson(const AnomalyRecord& r, std::string& out) {
       .member("sensor", r.sensor)
       .member("kind", detect::kindName(r.kind))
       .member("detector", detect::detectorName(r.kind))
-      .member("state", r.ended ? "ended" : "open")
+      .member("state", r.ended ? "ended" : (r.changed ? "changed" : "open"))
       .member("timestamp_us", r.timestamp_us)
       .member("value", r.value)
       .member("score", r.score)
@@ -222,6 +222,9 @@ void appendAnomalyJson(const AnomalyRecord& r, std::string& out) {
     w.integer(r.ended_us);
   } else {
     w.null();
+  }
+  if (r.changed) {
+    w.member("changed_us", r.changed_us).member("phase", r.subsided ? "subsided" : "resumed");
   }
   if (r.device_level) {
     w.member("scope", "device").key("sensors").beginArray();
@@ -307,7 +310,8 @@ Status AnomalyDetection::produce(Publisher& publisher, const AnomalyRecord& reco
   appendAnomalyJson(record, scratch);
   auto st = publisher.produce(opt_.topic, record.device, scratch,
                               {{kHeaderDevice, record.device},
-                               {"outpost-anomaly", record.ended ? "ended" : "open"},
+                               {"outpost-anomaly",
+                                record.ended ? "ended" : (record.changed ? "changed" : "open")},
                                {"content-type", "application/json"}},
                               listener);
   if (!st) return st;
@@ -560,13 +564,20 @@ void AnomalyStage::evaluateDevice(std::string_view device, DeviceState& ds,
   }
   rec.kind = ev.kind;
   rec.ended = ended;
+  if (r.transition == detect::AlarmTransition::kChanged) {
+    rec.changed = true;
+    rec.subsided = ds.det.subsided();
+    rec.changed_us = ts_ms * 1000;
+  }
   rec.timestamp_us = ev.start_ms * 1000;
   rec.ended_us = ended ? ev.end_ms * 1000 : 0;
   rec.value = std::numeric_limits<double>::quiet_NaN();
-  rec.score = ended ? ev.peak_score : r.score;
+  rec.score = ended || rec.changed ? ev.peak_score : r.score;
   rec.expected_lo = rec.expected_hi = std::numeric_limits<double>::quiet_NaN();
   if (ended) {
     shared_.ended_.inc();
+  } else if (rec.changed) {
+    // A phase of an alarm already counted when it opened.
   } else if (metrics::Counter* c = shared_.by_kind_[kindIndex(ev.kind)]) {
     c->inc();
   }

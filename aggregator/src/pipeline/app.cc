@@ -113,7 +113,7 @@ bool AggregatorApp::start() {
     // Alarms that open go to the dashboard and the webhook (ended ones only close them on Kafka).
     OpsCenter* ops = ops_.get();
     aggregator.anomalies().addObserver([ops](const AnomalyRecord& r, std::string_view json) {
-      if (r.ended) return;
+      if (r.ended || r.changed) return;
       AnomalyEvent e;
       e.device = r.device;
       e.sensor = r.sensor;

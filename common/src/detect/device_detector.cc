@@ -81,6 +81,8 @@ DeviceResult DeviceDetector::evaluate(int64_t ts_ms) {
       event_.start_ms = above_since_ms_;  // where the evidence began
       r.transition = AlarmTransition::kRaised;
       above_ = 0;
+      subsided_ = false;
+      phase_n_ = 0;
     }
     event_.peak_score = std::max(event_.peak_score, r.score);
     below_ = 0;
@@ -97,6 +99,19 @@ DeviceResult DeviceDetector::evaluate(int64_t ts_ms) {
       alarm_ = false;
       event_.end_ms = last_high_ts_;
       r.transition = AlarmTransition::kEnded;
+    }
+  }
+  if (alarm_ && r.transition == AlarmTransition::kNone) {
+    // Phase of the open event: the evidence subsided (below alarm_on for device_min_samples
+    // evaluations: the device is returning to normal, pending the hold-off) or resumed (at or
+    // above alarm_on as long). Either is a change of the device's state within the event.
+    const bool phase_high = !subsided_;
+    if (high == phase_high) {
+      phase_n_ = 0;
+    } else if (++phase_n_ >= c.device_min_samples) {
+      subsided_ = !subsided_;
+      phase_n_ = 0;
+      r.transition = AlarmTransition::kChanged;
     }
   }
   if (alarm_ || r.transition == AlarmTransition::kEnded) {
@@ -135,7 +150,8 @@ void stateFields(Ar& ar, DeviceEvent& e) {
 
 template <class Ar>
 void DeviceDetector::fields(Ar& ar) {
-  ar(s_, kind_, contrib_, event_, last_high_ts_, below_, above_, above_since_ms_, alarm_);
+  ar(s_, kind_, contrib_, event_, last_high_ts_, below_, above_, above_since_ms_, alarm_,
+     subsided_, phase_n_);
   ar.check(s_.size() <= kMaxStateSensors, "sensor count");
   ar.check(saneStateMs(last_high_ts_) && saneStateMs(above_since_ms_), "timestamp");
   ar.check(kind_.size() == s_.size() && contrib_.size() == s_.size(), "per-sensor vector sizes");
@@ -161,7 +177,7 @@ static_assert(sizeof(void*) != 8 || sizeof(DeviceDetector) == 168,
 
 namespace {
 constexpr uint8_t kDeviceStateTag = 0x44;  // 'D'
-constexpr uint8_t kDeviceStateVersion = 1;
+constexpr uint8_t kDeviceStateVersion = 2;  // 2: the alarm phase (subsided_, phase_n_)
 }  // namespace
 
 void DeviceDetector::save(std::string& out) const {

@@ -33,7 +33,7 @@ Result<std::vector<EvalGroup>> evaluateFiles(const std::vector<std::string>& fil
       alarm.push_back(r.device.alarm);
       const bool raised = r.device.transition == AlarmTransition::kRaised;
       onset.push_back(raised);
-      transition.push_back(raised || r.device.transition == AlarmTransition::kEnded);
+      transition.push_back(r.device.transition != AlarmTransition::kNone);
       if (have_last && !is_anom) normal_ms += r.ts_ms - last_ts;
       if (raised && !is_anom) ++normal_alarms;
       last_ts = r.ts_ms;

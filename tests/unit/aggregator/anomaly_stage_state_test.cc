@@ -105,6 +105,9 @@ void requireSame(const std::vector<agg::AnomalyRecord>& a,
     REQUIRE(a[i].sensor == b[i].sensor);
     REQUIRE(a[i].kind == b[i].kind);
     REQUIRE(a[i].ended == b[i].ended);
+    REQUIRE(a[i].changed == b[i].changed);
+    REQUIRE(a[i].subsided == b[i].subsided);
+    REQUIRE(a[i].changed_us == b[i].changed_us);
     REQUIRE(a[i].timestamp_us == b[i].timestamp_us);
     REQUIRE(a[i].ended_us == b[i].ended_us);
     REQUIRE(sameBits(a[i].value, b[i].value));
@@ -119,7 +122,7 @@ void requireSame(const std::vector<agg::AnomalyRecord>& a,
 
 size_t raisedCount(const std::vector<agg::AnomalyRecord>& v) {
   size_t n = 0;
-  for (const auto& r : v) n += !r.ended;
+  for (const auto& r : v) n += !r.ended && !r.changed;
   return n;
 }
 
@@ -169,7 +172,8 @@ MoveResult checkMove(agg::AnomalyDetection& d, const Batches& bs, size_t move_af
 size_t countOf(const std::vector<agg::AnomalyRecord>& v, bool ended, int64_t start_us,
                bool device_level = false) {
   return static_cast<size_t>(std::count_if(v.begin(), v.end(), [&](const agg::AnomalyRecord& r) {
-    return r.ended == ended && r.timestamp_us == start_us && r.device_level == device_level;
+    return r.ended == ended && !r.changed && r.timestamp_us == start_us &&
+           r.device_level == device_level;
   }));
 }
 
@@ -226,6 +230,15 @@ TEST_CASE("AnomalyStage: device-level state moves too (multi-sensor device)",
   CHECK(countOf(m.before, false, step_us, true) + countOf(m.after, false, step_us, true) == 1);
   CHECK(countOf(m.before, true, step_us, true) == 0);
   CHECK(countOf(m.after, true, step_us, true) == 1);
+  // The step back subsides the device alarm's evidence before it ends: one "changed" event,
+  // on one side of the move.
+  auto changed = [&](const std::vector<agg::AnomalyRecord>& v) {
+    return std::count_if(v.begin(), v.end(), [&](const agg::AnomalyRecord& r) {
+      return r.changed && r.subsided && r.timestamp_us == step_us && r.device_level;
+    });
+  };
+  CHECK(changed(m.unmoved) == 1);
+  CHECK(changed(m.before) + changed(m.after) == 1);
 }
 
 TEST_CASE("AnomalyStage: restoreDevice rejects bad bytes and changes nothing",

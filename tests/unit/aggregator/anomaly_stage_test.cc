@@ -290,4 +290,25 @@ TEST_CASE("AnomalyStage: device-level events combine the sensors of a device",
         }) == 2);
   CHECK_THAT(reg.render(),
              Catch::Contains("outpost_aggregator_anomalies_total{kind=\"combined\"} 1"));
+  // Back to normal: the device alarm's evidence subsides (a "changed" event, the alarm still
+  // open, not counted as a new alarm), then it ends.
+  for (int b = 0; b < 15; ++b) f.batch(20, [](int i, size_t k) { return 10.0 * k + noise(i, k); });
+  const auto ch = std::find_if(f.events.begin(), f.events.end(), [](const agg::AnomalyRecord& r) {
+    return r.device_level && r.changed;
+  });
+  REQUIRE(ch != f.events.end());
+  CHECK(ch->subsided);
+  CHECK_FALSE(ch->ended);
+  CHECK(ch->timestamp_us == kT0 + 400 * kStepUs);  // the alarm it belongs to
+  CHECK(ch->changed_us > ch->timestamp_us);
+  json.clear();
+  agg::appendAnomalyJson(*ch, json);
+  CHECK_THAT(json, Catch::Contains("\"state\":\"changed\""));
+  CHECK_THAT(json, Catch::Contains("\"phase\":\"subsided\""));
+  const auto end = std::find_if(ch, f.events.end(), [](const agg::AnomalyRecord& r) {
+    return r.device_level && r.ended;
+  });
+  CHECK(end != f.events.end());
+  CHECK_THAT(reg.render(),
+             Catch::Contains("outpost_aggregator_anomalies_total{kind=\"combined\"} 1"));
 }

@@ -64,7 +64,12 @@ struct AnomalyRecord {
   std::string device;
   std::string sensor;
   detect::AnomalyKind kind = detect::AnomalyKind::kNone;
-  bool ended = false;        // false: the alarm opened; true: it closed
+  bool ended = false;        // false: the alarm opened (or changed); true: it closed
+  // Device-level events only: the open alarm's evidence subsided (`subsided`) or resumed, at
+  // changed_us; the alarm stays open (state "changed" on Kafka).
+  bool changed = false;
+  bool subsided = false;
+  int64_t changed_us = 0;
   int64_t timestamp_us = 0;  // when the anomaly started (the reading or poll that raised it)
   int64_t ended_us = 0;      // last reading still anomalous (ended events only)
   double value = 0.0;        // value at the start (NaN for silence)

@@ -115,6 +115,47 @@ TEST_CASE("device alarm needs device_min_samples evaluations in a row",
   }
 }
 
+TEST_CASE("device alarm phases: subsided and resumed while open", "[common][detect][device]") {
+  DetectorConfig c;
+  REQUIRE(c.device_min_samples == 5);
+  REQUIRE(c.device_clear_samples == 25);
+  DeviceDetector d(&c, 2);
+  int64_t t = 0;
+  d.set(0, 8.0, AnomalyKind::kLevelShift);
+  for (int k = 0; k < 4; ++k) CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+  REQUIRE(d.evaluate(t += 1000).transition == AlarmTransition::kRaised);
+  // Evidence between alarm_off and alarm_on: the alarm stays open; after 5 such evaluations the
+  // event has subsided (one kChanged), not again.
+  d.set(0, 3.5, AnomalyKind::kLevelShift);
+  for (int k = 0; k < 4; ++k) CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+  CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kChanged);
+  CHECK(d.subsided());
+  CHECK(d.alarmActive());
+  for (int k = 0; k < 30; ++k) CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+  SECTION("a 4-evaluation burst is no phase; 5 resume it") {
+    d.set(1, 9.0, AnomalyKind::kSpike);
+    for (int k = 0; k < 4; ++k) CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+    d.set(1, 0.0, AnomalyKind::kNone);
+    CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+    d.set(1, 9.0, AnomalyKind::kSpike);
+    for (int k = 0; k < 4; ++k) CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+    CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kChanged);
+    CHECK_FALSE(d.subsided());
+  }
+  SECTION("calm: ended after the hold-off, no further change") {
+    d.set(0, 0.0, AnomalyKind::kNone);
+    int ended = 0, changed = 0;
+    for (int k = 0; k < 25; ++k) {
+      const auto tr = d.evaluate(t += 1000).transition;
+      ended += tr == AlarmTransition::kEnded;
+      changed += tr == AlarmTransition::kChanged;
+    }
+    CHECK(ended == 1);
+    CHECK(changed == 0);
+    CHECK_FALSE(d.alarmActive());
+  }
+}
+
 TEST_CASE("multi-sensor CSV backtest", "[common][detect][device][backtest]") {
   std::ostringstream csv;
   csv << "datetime;a;b;label;c\n";

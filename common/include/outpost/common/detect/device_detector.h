@@ -70,6 +70,8 @@ class DeviceDetector {
   static double combine(const double* surprises, uint32_t n);
 
   bool alarmActive() const { return alarm_; }
+  // While alarmActive(): the event's evidence has subsided (the last kChanged was a subsidence).
+  bool subsided() const { return subsided_; }
   // The open event while alarmActive(), otherwise the last ended one.
   const DeviceEvent& event() const { return event_; }
   uint32_t sensors() const { return static_cast<uint32_t>(s_.size()); }
@@ -95,6 +97,8 @@ class DeviceDetector {
   uint32_t above_ = 0;  // consecutive evaluations >= alarm_on while no alarm is open
   int64_t above_since_ms_ = 0;
   bool alarm_ = false;
+  bool subsided_ = false;  // the open event's evidence fell below alarm_on (phase)
+  uint32_t phase_n_ = 0;  // consecutive evaluations against the current phase
 };
 
 }  // namespace outpost::detect

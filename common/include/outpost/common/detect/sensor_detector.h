@@ -72,7 +72,9 @@ struct AnomalyEvent {
   AnomalyKind kind = AnomalyKind::kNone;  // may be refined while open (spike -> level_shift)
 };
 
-enum class AlarmTransition : uint8_t { kNone, kRaised, kEnded };
+// kChanged: device alarms only (device_detector.h) - the open event's evidence subsided or
+// resumed; the alarm stays open.
+enum class AlarmTransition : uint8_t { kNone, kRaised, kEnded, kChanged };
 
 struct DetectResult {
   double score = 0.0;  // calibrated score of this reading, [0, 1]
