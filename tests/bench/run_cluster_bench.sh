@@ -43,6 +43,7 @@
 #   --prefill-batches N   throughput: batches on the topic before the drain (default 12000)
 #   --instances LIST      throughput: process instance counts (default 1,2)
 #   --broker-set K=V      a broker setting for scripts/kafka.sh start --set (repeatable)
+#   --aggregator PATH     another outpost-aggregator binary (A/B of a change; default: the build's)
 #   --out DIR             keep results.jsonl, consumer logs, /metrics and logs here
 # Exit: 0 all runs correct; 1 a correctness check failed; 2 usage.
 #
@@ -57,7 +58,7 @@ if [[ $# -gt 0 && "$1" != -* ]]; then
 fi
 PARTS=latency,failover,throughput RUNS=3 DURATION=20 WARMUP=3 RATE=100000 DEVICES=24
 BATCH_READINGS=500 COMMIT_MS=100,20 TIMEOUTS=6000,10000 PREFILL=12000 INSTANCES=1,2 OUT=""
-BROKER_SET=()
+BROKER_SET=() AGG_OVERRIDE=""
 need() { [[ $# -ge 2 && -n "$2" ]] || { echo "option $1 needs a value" >&2; exit 2; }; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -73,6 +74,7 @@ while [[ $# -gt 0 ]]; do
     --prefill-batches) need "$@"; PREFILL=$2; shift 2 ;;
     --instances) need "$@"; INSTANCES=$2; shift 2 ;;
     --broker-set) need "$@"; BROKER_SET+=(--set "$2"); shift 2 ;;
+    --aggregator) need "$@"; AGG_OVERRIDE=$2; shift 2 ;;
     --out) need "$@"; OUT=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -96,6 +98,7 @@ done
 source "$(dirname "$0")/../integration/lib.sh"
 BENCH_BIN="$OUTPOST_BUILD_DIR/tests/bench/outpost-bench-aggregator"
 WATCH="$(dirname "$0")/cluster_watch.py"
+[[ -n "$AGG_OVERRIDE" ]] && AGGREGATOR_BIN=$AGG_OVERRIDE
 for bin in "$BENCH_BIN" "$AGGREGATOR_BIN" "$KAFKA_TOOL_BIN"; do
   [[ -x "$bin" ]] || fail "$bin is missing: build it first"
 done
