@@ -43,6 +43,8 @@
 #   --prefill-batches N   throughput: batches on the topic before the drain (default 12000)
 #   --instances LIST      throughput: process instance counts (default 1,2)
 #   --broker-set K=V      a broker setting for scripts/kafka.sh start --set (repeatable)
+#   --process-set K=V     an extra setting of every process instance (repeatable; e.g.
+#                         cluster.commit_interval_ms=1000 in the throughput part)
 #   --aggregator PATH     another outpost-aggregator binary (A/B of a change; default: the build's)
 #   --out DIR             keep results.jsonl, consumer logs, /metrics and logs here
 # Exit: 0 all runs correct; 1 a correctness check failed; 2 usage.
@@ -58,7 +60,7 @@ if [[ $# -gt 0 && "$1" != -* ]]; then
 fi
 PARTS=latency,failover,throughput RUNS=3 DURATION=20 WARMUP=3 RATE=100000 DEVICES=24
 BATCH_READINGS=500 COMMIT_MS=100,20 TIMEOUTS=6000,10000 PREFILL=12000 INSTANCES=1,2 OUT=""
-BROKER_SET=() AGG_OVERRIDE=""
+BROKER_SET=() AGG_OVERRIDE="" PROCESS_SET=()
 need() { [[ $# -ge 2 && -n "$2" ]] || { echo "option $1 needs a value" >&2; exit 2; }; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -75,6 +77,7 @@ while [[ $# -gt 0 ]]; do
     --instances) need "$@"; INSTANCES=$2; shift 2 ;;
     --broker-set) need "$@"; BROKER_SET+=(--set "$2"); shift 2 ;;
     --aggregator) need "$@"; AGG_OVERRIDE=$2; shift 2 ;;
+    --process-set) need "$@"; PROCESS_SET+=(--set "$2"); shift 2 ;;
     --out) need "$@"; OUT=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -133,14 +136,17 @@ start_role() {
   local name=$1 role=$2
   shift 2
   HTTP[$name]=$(free_port)
+  local extra=()
+  [[ $role == process ]] && extra=("${PROCESS_SET[@]}")
   # Instance ids, the MQTT client id and the shared-subscription group are the run's own: a
   # previous run's session in Mosquitto must not take a share of this run's batches.
   "$AGGREGATOR_BIN" --set "cluster.role=$role" --set "cluster.instance_id=$RUN-$name" \
-    --set "mqtt.shared_group=$RUN" --set "mqtt.client_id=$RUN-$name" --set "cluster.group=$RUN.group" --set "kafka.batches_topic=$T_BATCHES" \
+    --set "mqtt.shared_group=$RUN" --set "mqtt.client_id=$RUN-$name" \
+    --set "cluster.group=$RUN.group" --set "kafka.batches_topic=$T_BATCHES" \
     --set "kafka.state_topic=$T_STATE" --set "kafka.readings_topic=$T_READINGS" \
     --set "mqtt.broker=$MQTT_URI" --set "kafka.bootstrap_servers=$KAFKA" \
     --set "dedup.path=$WORK/$RUN.$name.dedup.db" --set "http.listen=127.0.0.1:${HTTP[$name]}" \
-    --set log_level=info "$@" >>"$OUT/$RUN.$name.log" 2>&1 &
+    --set log_level=info "${extra[@]}" "$@" >>"$OUT/$RUN.$name.log" 2>&1 &
   PIDS[$name]=$!
 }
 wait_ready() {  # wait_ready SECONDS NAME...
