@@ -25,9 +25,10 @@
 #               rebalance happened (outpost_aggregator_rebalances_total of p2). Once per value of
 #               --timeouts (cluster.session_timeout_ms = cluster.transaction_timeout_ms).
 #               Cross-check: every accepted batch seen exactly once by the consumer.
-#   throughput  --prefill-batches batches put on the batches topic through ingest first; then 1 or
-#               2 process instances start and drain it. Measured: readings published per second
-#               from the moment every instance has partitions until all are committed
+#   throughput  1 or 2 process instances join the group on the empty topic and are stopped
+#               (SIGSTOP) once every partition is owned; --prefill-batches batches go onto the
+#               batches topic through ingest; then the instances are resumed (SIGCONT) and drain it.
+#               Measured: readings published per second from SIGCONT until all are committed
 #               (outpost_aggregator_readings_published_total, polled), and their CPU per reading.
 #
 # Usage: run_cluster_bench.sh [BUILD_DIR] [options]     (or OUTPOST_BUILD_DIR=... in the env)
@@ -441,27 +442,41 @@ part_throughput() {
       RUN="tp$i-x$k"
       new_topics "$RUN"
       start_role ingest ingest --set log_level=warn
-      wait_ready 60 ingest
+      # The process instances join first, on the empty topic, and are stopped (SIGSTOP) once the
+      # group has settled (every partition owned), so that the drain measures them working side
+      # by side rather than one instance draining alone until the other joins. Session and
+      # transaction timeouts of 60 s keep them in the group while stopped.
+      local names=() n
+      for ((n = 1; n <= k; n++)); do names+=("p$n"); done
+      for n in "${names[@]}"; do
+        start_role "$n" process --set log_level=warn --set cluster.session_timeout_ms=60000 \
+          --set cluster.transaction_timeout_ms=60000
+      done
+      wait_ready 60 ingest "${names[@]}"
+      local end=$((SECONDS + 120)) owned
+      while :; do
+        owned=0
+        for n in "${names[@]}"; do
+          local ps
+          ps=$(partitions_of "$n")
+          [[ -n $ps ]] && owned=$((owned + $(tr ',' '\n' <<<"$ps" | wc -l)))
+        done
+        ((owned == PARTITIONS)) && break
+        ((SECONDS < end)) || fail "$RUN: the group did not settle in 120 s ($owned partitions owned)"
+        sleep 0.2
+      done
+      local c_a
+      c_a=$(metric_sum outpost_aggregator_readings_published_total "${names[@]}")
+      for n in "${names[@]}"; do kill -STOP "${PIDS[$n]}"; done
       run_bench 0 1 30 ingest  # as fast as possible, at most --prefill-batches batches
       local json batches
       json=$(tail -n 1 "$OUT/$RUN.bench.txt")
       batches=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["batches_accepted"])' "$json")
       stop_proc ingest
-      local names=() n
-      for ((n = 1; n <= k; n++)); do names+=("p$n"); done
-      for n in "${names[@]}"; do start_role "$n" process --set log_level=warn; done
-      # From the moment every instance has partitions (the group has settled) to the end.
-      local end=$((SECONDS + 120))
-      for n in "${names[@]}"; do
-        until has_partitions "$n"; do
-          ((SECONDS < end)) || fail "$RUN: $n got no partition in 120 s"
-          sleep 0.1
-        done
-      done
-      local want=$((batches * BATCH_READINGS)) t_a c_a p_a=() t_b c_b p_b=()
-      t_a=$(now_us)
-      c_a=$(metric_sum outpost_aggregator_readings_published_total "${names[@]}")
+      local want=$((batches * BATCH_READINGS)) t_a p_a=() t_b c_b p_b=()
       for n in "${names[@]}"; do p_a+=("$(ticks "${PIDS[$n]}")"); done
+      t_a=$(now_us)
+      for n in "${names[@]}"; do kill -CONT "${PIDS[$n]}"; done
       end=$((SECONDS + 300))
       while :; do
         c_b=$(metric_sum outpost_aggregator_readings_published_total "${names[@]}")
