@@ -314,6 +314,12 @@ void ProcessRole::Impl::open() {
                                  {"enable.auto.commit", "false"},
                                  {"enable.partition.eof", "true"},
                                  {"isolation.level", "read_committed"},
+                                 // It reads to the end and stops: a fetch at the end of a
+                                 // partition would otherwise wait the default 500 ms before it
+                                 // answers, and that wait is what an assignment took (restores
+                                 // of a few KB took 1.0, 1.5 or 2.0 s: docs/benchmarks.md,
+                                 // "Issue 19").
+                                 {"fetch.wait.max.ms", "10"},
                                  {"auto.offset.reset", "earliest"}});
       !st) {
     rd_kafka_conf_destroy(*rconf);
