@@ -19,6 +19,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 HEAD = re.compile(rb'"device":"([^"]*)".*?"seq":(\d+).*?"received_us":(-?\d+)')
@@ -47,7 +48,6 @@ def main():
     deadline = time.monotonic() + a.seconds
     n = 0
     ready_written = False
-    import threading
     # kcat reports "Reached end of topic ... at offset" on stderr once per partition: ready.
     def watch_stderr():
         nonlocal ready_written
