@@ -468,7 +468,8 @@ part_throughput() {
       local c_a
       c_a=$(metric_sum outpost_aggregator_readings_published_total "${names[@]}")
       for n in "${names[@]}"; do kill -STOP "${PIDS[$n]}"; done
-      run_bench 0 1 30 ingest  # as fast as possible, at most --prefill-batches batches
+      run_bench 0 0 30 ingest  # as fast as possible, at most --prefill-batches batches (no warm-up:
+      # a small prefill would be over before the window starts)
       local json batches
       json=$(tail -n 1 "$OUT/$RUN.bench.txt")
       batches=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["batches_accepted"])' "$json")
