@@ -342,6 +342,12 @@ void ProcessRole::Impl::open() {
                                  {"enable.auto.commit", "false"},
                                  {"enable.partition.eof", "true"},
                                  {"isolation.level", "read_committed"},
+                                 // It reads to the end and stops: a fetch at the end of a
+                                 // partition would otherwise wait the default 500 ms before it
+                                 // answers, and that wait is what an assignment took (restores
+                                 // of a few KB took 1.0, 1.5 or 2.0 s: docs/benchmarks.md,
+                                 // "Issue 19").
+                                 {"fetch.wait.max.ms", "10"},
                                  {"auto.offset.reset", "earliest"}});
       !st) {
     rd_kafka_conf_destroy(*rconf);
@@ -866,6 +872,19 @@ void ProcessRole::Impl::onAssign(rd_kafka_topic_partition_list_t* parts) {
 
 void ProcessRole::Impl::restore(const std::vector<int32_t>& partitions) {
   if (partitions.empty()) return;
+  // The reader learns the partitions' leaders before the assignment: a partition assigned
+  // without a known leader gets its start offset queried only after librdkafka's fixed 500 ms
+  // retry ("no current leader for partition"), which is what a fresh instance's first restore
+  // took (docs/bench-notes/cluster.md). The handle keeps the topic known for the assignment.
+  std::unique_ptr<rd_kafka_topic_t, void (*)(rd_kafka_topic_t*)> state_topic(
+      rd_kafka_topic_new(restorer, opt.state_topic.c_str(), nullptr), rd_kafka_topic_destroy);
+  if (state_topic) {
+    const rd_kafka_metadata_t* md = nullptr;
+    if (rd_kafka_metadata(restorer, 0, state_topic.get(), &md, 10000) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_metadata_destroy(md);
+    }  // else: the assignment below finds the leaders itself, only later
+  }
   PartitionList list{rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()))};
   for (int32_t p : partitions) {
     rd_kafka_topic_partition_list_add(list.get(), opt.state_topic.c_str(), p)->offset =
