@@ -55,7 +55,9 @@ const config::SettingsTable<MqttIngestOptions>& mqttIngestTable() {
                   "topic is always a plain subscription")
           .boolean("clean_session", &M::clean_session, false,
                    "false: the broker keeps the subscription and queues batches while the "
-                   "aggregator restarts (within its queue limits)")
+                   "aggregator restarts (within its queue limits). In cluster.role = ingest an "
+                   "unset clean_session is true: a shared-subscription member with a persistent "
+                   "session keeps getting its share of the group's batches while it is down")
           .string("username", [](M& m, const std::string& v) { m.security.username = v; }, "",
                   "MQTT user name (empty: anonymous)")
           .string("password", [](M& m, const std::string& v) { m.security.password = v; }, "",
@@ -340,6 +342,11 @@ void readClusterSettings(const config::Config& cfg, AggregatorSettings& s) {
     // Instances of one shared group must not share a client id (the broker would disconnect
     // one for the other, back and forth).
     if (!cfg.isSet("mqtt.client_id")) mqtt.client_id = "outpost-ingest-" + c.instance_id;
+    // A member of a shared subscription with a persistent session keeps receiving its share of
+    // the group's messages while it is down (Mosquitto queues them for it): a dead ingest
+    // instance would hold a part of every agent's batches until it returns. With a clean session
+    // the broker drops its subscription when it goes, and the others get everything.
+    if (!cfg.isSet("mqtt.clean_session")) mqtt.clean_session = true;
   }
   if (s.ingest.mqtt_enabled && !mqtt.shared_group.empty() &&
       !isValidSharedGroup(mqtt.shared_group)) {

@@ -110,12 +110,15 @@ TEST_CASE("[cluster]: roles, instance id and the ingest role's MQTT defaults",
     CHECK(s.cluster.state_topic == "s");
     CHECK(s.ingest.mqtt.shared_group == "outpost-ingest");
     CHECK(s.ingest.mqtt.client_id == "outpost-ingest-ingest-1");
+    CHECK(s.ingest.mqtt.clean_session);  // a dead member must not keep its share queued
   }
   SECTION("role ingest keeps what is set") {
     const agg::AggregatorSettings s = agg::readAggregatorSettings(
-        load("[cluster]\nrole = \"ingest\"\n[mqtt]\nshared_group = \"g1\"\nclient_id = \"c\"\n"));
+        load("[cluster]\nrole = \"ingest\"\n[mqtt]\nshared_group = \"g1\"\nclient_id = \"c\"\n"
+             "clean_session = false\n"));
     CHECK(s.ingest.mqtt.shared_group == "g1");
     CHECK(s.ingest.mqtt.client_id == "c");
+    CHECK_FALSE(s.ingest.mqtt.clean_session);
   }
   SECTION("role all with a shared group") {
     CHECK(agg::readAggregatorSettings(load("[mqtt]\nshared_group = \"g\"\n"))
