@@ -5,7 +5,8 @@ Usage: check_cluster.py COMMITTED JAVA UNCOMMITTED PREFIX SIM_SUMMARY_JSON DEVIC
 
 COMMITTED   outpost.readings read by kcat with isolation.level=read_committed (one value a line)
 JAVA        the same topic read by Kafka's Java console consumer, --isolation-level read_committed
-UNCOMMITTED the same topic read by kcat with isolation.level=read_uncommitted
+            ("-": no such dump, that check is left out)
+UNCOMMITTED the same topic read by kcat with isolation.level=read_uncommitted ("-": left out)
 PREFIX      device id prefix of the simulated fleet (outpost-sim --device-prefix)
 SIM_SUMMARY outpost-sim's --summary-json, written when it exited
 DEVICES     how many virtual devices the fleet had (each must be on Kafka)
@@ -36,8 +37,8 @@ def main() -> int:
     devices = int(sys.argv[6])
     errors, notes = [], []
     committed = lines(committed_path)
-    java = lines(java_path)
-    uncommitted = lines(uncommitted_path)
+    java = lines(java_path) if java_path != "-" else committed
+    uncommitted = lines(uncommitted_path) if uncommitted_path != "-" else committed
 
     c_set, j_set, u_set = (collections.Counter(x) for x in (committed, java, uncommitted))
     if c_set != j_set:

@@ -25,109 +25,22 @@
 # checks against one aggregator in the default role "all" (no kills): a self-check of the harness,
 # not part of ctest.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/cluster_lib.sh"
 
 KAFKA_MODE=real
 MODE=${OUTPOST_CLUSTER_MODE:-cluster}
 [[ $MODE == cluster || $MODE == all ]] || fail "OUTPOST_CLUSTER_MODE=$MODE: allowed are cluster and all"
 DEVICES=${CLUSTER_DEVICES:-50}
-PARTS=6
-SESSION_MS=${CLUSTER_SESSION_MS:-3000}     # process role: consumer group session timeout
-TXN_MS=${CLUSTER_TXN_MS:-5000}             # process role: transaction timeout
 WARMUP_S=${CLUSTER_WARMUP_S:-5} SHIFT_S=${CLUSTER_SHIFT_S:-12} TAIL_S=${CLUSTER_TAIL_S:-3}
-SIM_BIN="$OUTPOST_BUILD_DIR/simulators/outpost-sim"
 TORTURE="$HERE/../torture"
 t_test=$SECONDS
-now_ms() { date +%s%3N; }
 
 KAFKA_PARTITIONS=$PARTS
 start_mosquitto
 start_real_kafka
 
 # --- instances -----------------------------------------------------------------------------------
-cat >"$WORK/detect.toml" <<'CONF'
-# cl-shift's sensor has no daily cycle: level shifts are armed after the warm-up.
-[[detect.classes]]
-name = "flat"
-match = "shift*"
-season_period_s = 0
-CONF
-declare -A HPORT=()
-PROCS=() INGESTS=()
-start_instance() {  # start_instance NAME ROLE: background, log $WORK/NAME.log, http port HPORT[NAME]
-  local name=$1 role=$2 args=()
-  HPORT[$name]=$(free_port)
-  args=(--set "kafka.bootstrap_servers=$KAFKA" --set "http.listen=127.0.0.1:${HPORT[$name]}")
-  case $role in
-    ingest)
-      args+=(--set cluster.role=ingest --set "cluster.instance_id=$name"
-        --set "mqtt.broker=$MQTT_URI" --set "mqtt.client_id=it-$name"
-        --set mqtt.shared_group=outpost-ingest --set kafka.batches_topic=outpost.batches)
-      INGESTS+=("$name")
-      ;;
-    process)
-      args+=(--config "$WORK/detect.toml" --set cluster.role=process
-        --set "cluster.instance_id=$name" --set cluster.group=outpost-process
-        --set cluster.commit_interval_ms=100 --set kafka.batches_topic=outpost.batches
-        --set kafka.state_topic=outpost.state --set "cluster.session_timeout_ms=$SESSION_MS"
-        --set "cluster.transaction_timeout_ms=$TXN_MS")
-      PROCS+=("$name")
-      ;;
-    all)
-      args+=(--config "$WORK/detect.toml" --set "mqtt.broker=$MQTT_URI"
-        --set "mqtt.client_id=it-$name" --set "dedup.path=$WORK/$name.dedup.db")
-      ;;
-  esac
-  "$AGGREGATOR_BIN" "${args[@]}" >>"$WORK/$name.log" 2>&1 &
-  PIDS[$name]=$!
-}
-healthy() { curl -sf --max-time 2 "http://127.0.0.1:${HPORT[$1]}/healthz"; }
-
-# cluster_view [NAME...]: JSON {name: {"ready": bool, "partitions": [..] or null}} of the live
-# process instances (or of NAME...), from /api/cluster and /readyz.
-cluster_view() {
-  local args=() n
-  (($#)) || set -- "${PROCS[@]}"
-  for n in "$@"; do [[ -n ${PIDS[$n]:-} ]] && args+=("$n=${HPORT[$n]}"); done
-  python3 - "${args[@]}" <<'PY'
-import json, sys, urllib.error, urllib.request
-out = {}
-for a in sys.argv[1:]:
-    name, port = a.split("=")
-    v = {"ready": False, "partitions": None}
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/cluster", timeout=2) as r:
-            v["partitions"] = json.load(r)["partitions"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-            v["ready"] = r.status == 200
-    except (urllib.error.URLError, OSError, ValueError, KeyError):
-        pass
-    out[name] = v
-print(json.dumps(out))
-PY
-}
-# settled [NAME...]: every partition owned by exactly one of the live process instances (or of
-# NAME...), each of them ready and owning at least one partition.
-settled() {
-  cluster_view "$@" | python3 -c '
-import json, sys
-v = json.load(sys.stdin); n = int(sys.argv[1])
-owned = [p for x in v.values() for p in (x["partitions"] or [])]
-ok = v and all(x["ready"] and x["partitions"] for x in v.values())
-sys.exit(0 if ok and sorted(owned) == list(range(n)) else 1)' "$PARTS"
-}
-owner_of() {  # owner_of PARTITION: the live process instance that owns it
-  cluster_view | python3 -c '
-import json, sys
-for name, x in json.load(sys.stdin).items():
-    if int(sys.argv[1]) in (x["partitions"] or []):
-        print(name)' "$1"
-}
-parts_of() { cluster_view "$1" | python3 -c 'import json, sys; print(" ".join(map(str, json.load(sys.stdin)[sys.argv[1]]["partitions"] or [])))' "$1"; }
-partition_of() { python3 -c 'import sys, zlib; print(zlib.crc32(sys.argv[1].encode()) % int(sys.argv[2]))' "$1" "$PARTS"; }
-group_offsets() { "$KAFKA_TOOL_BIN" group-offsets --bootstrap "$KAFKA" --group outpost-process outpost.batches; }
-committed_of() { group_offsets | awk -v p="$1" '$1 == p {print $2}'; }
-lag_total() { group_offsets | awk '$1 == "total" {print $2}'; }
-drained() { [[ $(lag_total) == 0 ]]; }
+write_detect_config
 
 if [[ $MODE == cluster ]]; then
   start_instance i1 ingest
@@ -159,11 +72,7 @@ with open(sys.argv[1], "w", buffering=1) as out:
 PIDS[visible-stamp]=$!
 
 # --- load ----------------------------------------------------------------------------------------
-"$SIM_BIN" fleet --devices "$DEVICES" --device-prefix cl-sim- --sensors 2 --rate 5 --interval 1s \
-  --speed 1 --duration 0 --seed 19 --anomaly-rate 0 --offline-rate 0 --output mqtt \
-  --broker "$MQTT_URI" --client-prefix it-sim --ack-timeout 3s --drain-timeout 30s \
-  --summary-json "$WORK/sim.json" -q >"$WORK/sim.log" 2>&1 &
-PIDS[sim]=$!
+start_fleet "$DEVICES" cl-sim-
 write_agent_config cl-agent 100
 start_agent cl-agent
 
@@ -302,11 +211,7 @@ wait_agents_drained $((WARMUP_S + SHIFT_S + TAIL_S + 60)) cl-shift
 unset "PIDS[cl-shift-feed]"
 stop_proc cl-agent
 drain_agent cl-agent 60
-kill -TERM "${PIDS[sim]}"
-timeout 40 tail --pid="${PIDS[sim]}" -f /dev/null || fail "outpost-sim did not exit within 40 s of SIGTERM"
-wait "${PIDS[sim]}" || fail "outpost-sim exited with an error: $(tail -n 3 "$WORK/sim.log")"
-unset "PIDS[sim]"
-[[ -s "$WORK/sim.json" ]] || fail "outpost-sim wrote no summary"
+stop_fleet
 if [[ $MODE == cluster ]]; then
   wait_for 60 "the group's committed offsets at the end of outpost.batches" drained
 fi
@@ -315,28 +220,22 @@ log "drained $((SECONDS - t_test)) s into the test"
 # --- checks --------------------------------------------------------------------------------------
 java_consumer_dump outpost.readings "$WORK/readings-java.jsonl" --isolation-level read_committed &
 java_pid=$!
-read_topic() {  # read_topic TOPIC FILE ISOLATION
-  timeout 60 kcat -b "$KAFKA" -C -t "$1" -o beginning -e -q -f '%s\n' -X "isolation.level=$3" \
-    >"$2" 2>>"$WORK/kcat.err" || fail "kcat could not read $1 ($3): $(tail -n 3 "$WORK/kcat.err")"
-}
 read_topic outpost.readings "$WORK/readings.jsonl" read_committed
 read_topic outpost.readings "$WORK/readings-uncommitted.jsonl" read_uncommitted
 anomalies read_committed >"$WORK/anomalies.txt"
 anomalies read_uncommitted >"$WORK/anomalies-uncommitted.txt"
 wait "$java_pid" || fail "the Java console consumer failed"
 
-acked=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["readings_acked"])' "$WORK/sim.json")
-sent=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["readings_sent"])' "$WORK/sim.json")
 rc=0
 python3 "$TORTURE/account.py" "$WORK/readings.jsonl" \
   "cl-agent=$(outbox_last_seq cl-agent):$(outbox_rows cl-agent)" \
   "cl-shift=$(outbox_last_seq cl-shift):$(outbox_rows cl-shift):$SHIFT_N" \
-  "cl-sim-*=$acked:$sent" >"$WORK/account.json" || rc=1
+  "cl-sim-*=$FLEET_ACKED:$FLEET_SENT" >"$WORK/account.json" || rc=1
 echo "account.py (read_committed, kcat): $(cat "$WORK/account.json")"
 python3 "$TORTURE/account.py" "$WORK/readings-java.jsonl" \
   "cl-agent=$(outbox_last_seq cl-agent):$(outbox_rows cl-agent)" \
   "cl-shift=$(outbox_last_seq cl-shift):$(outbox_rows cl-shift):$SHIFT_N" \
-  "cl-sim-*=$acked:$sent" >"$WORK/account-java.json" || rc=1
+  "cl-sim-*=$FLEET_ACKED:$FLEET_SENT" >"$WORK/account-java.json" || rc=1
 echo "account.py (read_committed, Java): $(cat "$WORK/account-java.json")"
 python3 "$HERE/check_cluster.py" "$WORK/readings.jsonl" "$WORK/readings-java.jsonl" \
   "$WORK/readings-uncommitted.jsonl" cl-sim- "$WORK/sim.json" "$DEVICES" >"$WORK/cluster.json" || rc=1
