@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "dedup_sql.h"
+#include "seq_intervals.h"
 #include "outpost/common/sqlite.h"
 
 namespace outpost::aggregator {
@@ -58,48 +59,13 @@ Status DedupStore::load() {
 
 void DedupStore::addDone(const BatchKey& key) {
   const Stream stream{key.device, key.epoch};
-  auto& ranges = done_[stream];
-  const uint64_t s = key.seq;
-  // First range starting after s, and the one before it.
-  auto next = ranges.upper_bound(s);
-  if (next != ranges.begin()) {
-    auto prev = std::prev(next);
-    if (prev->second >= s) return;  // already inside
-    if (prev->second + 1 == s) {
-      prev->second = s;
-      if (next != ranges.end() && next->first == s + 1) {
-        prev->second = next->second;
-        ranges.erase(next);
-      }
-      dirty_.insert(stream);
-      return;
-    }
-  }
-  if (next != ranges.end() && next->first == s + 1) {
-    const uint64_t hi = next->second;
-    ranges.erase(next);
-    ranges[s] = hi;
-  } else {
-    ranges[s] = s;
-  }
-  dirty_.insert(stream);
+  if (intervalsAdd(done_[stream], key.seq)) dirty_.insert(stream);
 }
-
-namespace {
-
-// Whether `seq` lies in one of the disjoint ranges (lo -> hi, inclusive).
-bool rangesContain(const std::map<uint64_t, uint64_t>& ranges, uint64_t seq) {
-  auto r = ranges.upper_bound(seq);
-  if (r == ranges.begin()) return false;
-  return std::prev(r)->second >= seq;
-}
-
-}  // namespace
 
 bool DedupStore::isDone(const BatchKey& key) const {
   MutexLock lock(mu_);
   auto it = done_.find({key.device, key.epoch});
-  return it != done_.end() && rangesContain(it->second, key.seq);
+  return it != done_.end() && intervalsContain(it->second, key.seq);
 }
 
 DedupStore::State DedupStore::begin(const BatchKey& key) {
@@ -107,7 +73,7 @@ DedupStore::State DedupStore::begin(const BatchKey& key) {
   // make a resend kNew again and it would be produced twice.
   MutexLock lock(mu_);
   if (auto it = done_.find({key.device, key.epoch});
-      it != done_.end() && rangesContain(it->second, key.seq)) {
+      it != done_.end() && intervalsContain(it->second, key.seq)) {
     return State::kDone;
   }
   if (!in_progress_.insert(key).second) return State::kInProgress;

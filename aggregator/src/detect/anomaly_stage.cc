@@ -6,9 +6,11 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <set>
 
 #include "outpost/aggregator/json.h"
 #include "outpost/common/json.h"
+#include "outpost/common/detect/state_io.h"
 #include "outpost/aggregator/kafka.h"
 #include "outpost/common/settings.h"
 
@@ -350,13 +352,21 @@ uint32_t AnomalyStage::lookup(std::string_view device, std::string_view sensor) 
   }
   const DetectorConfig* cfg = shared_.configFor(device, sensor);
   uint32_t i;
-  if (entries_.size() < capacity_) {
+  if (!free_.empty()) {  // freed by dropDevice
+    i = free_.back();
+    free_.pop_back();
+    const uint32_t gen = entries_[i].gen;
+    entries_[i] = Entry(cfg);
+    entries_[i].gen = gen;
+    tracked_.store(entries_.size() - free_.size(), std::memory_order_relaxed);
+  } else if (entries_.size() < capacity_) {
     i = static_cast<uint32_t>(entries_.size());
     entries_.emplace_back(cfg);
-    tracked_.store(entries_.size(), std::memory_order_relaxed);
+    tracked_.store(entries_.size() - free_.size(), std::memory_order_relaxed);
   } else {
     i = tail_;  // least recently seen
     Entry& old = entries_[i];
+    forgetEntry(i);
     index_.erase(old.key);
     unlink(i);
     const uint32_t gen = old.gen + 1;
@@ -369,7 +379,18 @@ uint32_t AnomalyStage::lookup(std::string_view device, std::string_view sensor) 
   index_.emplace(e.key, i);
   e.prev = e.next = kNil;
   touch(i);
+  auto d = by_device_.find(device);
+  if (d == by_device_.end()) d = by_device_.emplace(std::string(device), std::vector<uint32_t>{}).first;
+  d->second.push_back(i);
   return i;
+}
+
+void AnomalyStage::forgetEntry(uint32_t i) {
+  const std::string& key = entries_[i].key;
+  auto d = by_device_.find(std::string_view(key).substr(0, key.find('\x1f')));
+  if (d == by_device_.end()) return;
+  std::erase(d->second, i);
+  if (d->second.empty()) by_device_.erase(d);
 }
 
 void AnomalyStage::emit(const Entry& e, const detect::AnomalyEvent& ev, bool ended,
@@ -570,6 +591,151 @@ bool AnomalyStage::poll(int64_t now_mono_us, std::vector<AnomalyRecord>& out) {
     }
   }
   return true;
+}
+
+// --- Moving a device's detector state (issue 19) ---
+
+namespace {
+
+constexpr uint8_t kStageStateTag = 0x41;  // 'A'
+constexpr uint8_t kStageStateVersion = 1;
+constexpr uint32_t kMaxStateSensors = 65536;  // sensor ids are 16-bit
+constexpr int64_t kMaxRelativeUs = int64_t{1} << 60;
+
+// The bookkeeping of one tracked sensor besides its detector (AnomalyStage::Entry), as saved;
+// monotonic times relative to the save.
+struct SensorBook {
+  uint32_t arrivals = 0;
+  int64_t last_arrival_rel_us = 0;  // last_arrival_us - now_mono_us of the save
+  double arrival_gap_us = 0.0;
+  int64_t last_ts_ms = 0;
+  int64_t start_ts_us = 0;
+  bool open_pending = false;
+  uint32_t device_index = UINT32_MAX;
+};
+
+template <class Ar>
+void stateFields(Ar& ar, SensorBook& b) {
+  ar(b.arrivals, b.last_arrival_rel_us, b.arrival_gap_us, b.last_ts_ms, b.start_ts_us,
+     b.open_pending, b.device_index);
+  ar.check(b.last_arrival_rel_us > -kMaxRelativeUs && b.last_arrival_rel_us < kMaxRelativeUs,
+           "last arrival time");
+}
+
+bool validSensorName(std::string_view name) {
+  return !name.empty() && name.size() <= 128 && name.find('\x1f') == std::string_view::npos;
+}
+
+}  // namespace
+
+bool AnomalyStage::saveDevice(std::string_view device, int64_t now_mono_us,
+                              std::string& out) const {
+  const auto d = by_device_.find(device);
+  if (d == by_device_.end() || d->second.empty()) return false;
+  detect::StateWriter w(out);
+  w.begin(kStageStateTag, kStageStateVersion);
+  w(static_cast<uint32_t>(d->second.size()));
+  for (uint32_t i : d->second) {
+    const Entry& e = entries_[i];
+    const std::string name = e.key.substr(e.key.find('\x1f') + 1);
+    SensorBook b{e.arrivals,  e.last_arrival_us - now_mono_us, e.arrival_gap_us, e.last_ts_ms,
+                 e.start_ts_us, e.open_pending, e.device_index};
+    w(name, b);
+    w.nested(e.det);
+  }
+  const auto ds = devices_.find(std::string(device));
+  const bool has_device = ds != devices_.end();
+  w(has_device);
+  if (has_device) {
+    w(ds->second->names, ds->second->pending_ts_ms);
+    w.nested(ds->second->det);
+  }
+  w.end();
+  return true;
+}
+
+Status AnomalyStage::restoreDevice(std::string_view device, std::span<const uint8_t> bytes,
+                                   int64_t now_mono_us) {
+  // Everything is read and checked first; the stage changes only when all of it is valid.
+  detect::StateReader rd(bytes);
+  if (!rd.begin(kStageStateTag, kStageStateVersion, "device detector state")) return rd.status();
+  struct Parsed {
+    std::string name;
+    SensorBook book;
+    detect::SensorDetector det;
+  };
+  std::vector<Parsed> sensors;
+  uint32_t n = 0;
+  rd(n);
+  rd.check(n >= 1 && n <= kMaxStateSensors, "sensor count");
+  std::set<std::string_view> seen;
+  for (uint32_t k = 0; k < n && rd.ok(); ++k) {
+    std::string name;
+    SensorBook book;
+    rd(name, book);
+    rd.check(validSensorName(name), "sensor name");
+    if (!rd.ok()) break;
+    const DetectorConfig* cfg = shared_.configFor(device, name);
+    Parsed& p = sensors.emplace_back(Parsed{std::move(name), book, detect::SensorDetector(cfg)});
+    rd.nested(p.det);
+  }
+  for (const Parsed& p : sensors) rd.check(seen.insert(p.name).second, "repeated sensor name");
+  bool has_device = false;
+  rd(has_device);
+  std::vector<std::string> names;
+  int64_t pending_ts_ms = INT64_MIN;
+  detect::DeviceDetector ddet(&shared_.opt_.defaults, 0);
+  if (has_device) {
+    rd(names, pending_ts_ms);
+    rd.nested(ddet);
+    rd.check(names.size() == ddet.sensors(), "device sensor names");
+    for (const std::string& s : names) rd.check(validSensorName(s), "device sensor name");
+  }
+  if (!rd.end()) return rd.status();
+  if (rd.consumed() != bytes.size()) {
+    return fail(ErrorCode::kCorrupt, "device detector state: " +
+                                         std::to_string(bytes.size() - rd.consumed()) +
+                                         " bytes after the image");
+  }
+
+  dropDevice(device);
+  for (Parsed& p : sensors) {
+    const uint32_t i = lookup(device, p.name);
+    Entry& e = entries_[i];
+    e.det = p.det;
+    e.arrivals = p.book.arrivals;
+    e.last_arrival_us = now_mono_us + p.book.last_arrival_rel_us;
+    e.arrival_gap_us = p.book.arrival_gap_us;
+    e.last_ts_ms = p.book.last_ts_ms;
+    e.start_ts_us = p.book.start_ts_us;
+    e.open_pending = p.book.open_pending;
+    // An index into another device state (one dropped to make room) is re-resolved by onBatch.
+    e.device_index = has_device && p.book.device_index < names.size() ? p.book.device_index
+                                                                       : UINT32_MAX;
+  }
+  if (has_device) {
+    DeviceState& ds = deviceState(device);
+    ds.det = std::move(ddet);
+    ds.names = std::move(names);
+    ds.pending_ts_ms = pending_ts_ms;
+  }
+  return {};
+}
+
+void AnomalyStage::dropDevice(std::string_view device) {
+  if (auto d = by_device_.find(device); d != by_device_.end()) {
+    for (uint32_t i : d->second) {
+      Entry& e = entries_[i];
+      index_.erase(e.key);
+      unlink(i);
+      e.key.clear();
+      ++e.gen;  // slots resolved to it are stale
+      free_.push_back(i);
+    }
+    by_device_.erase(d);
+    tracked_.store(entries_.size() - free_.size(), std::memory_order_relaxed);
+  }
+  if (auto it = devices_.find(std::string(device)); it != devices_.end()) devices_.erase(it);
 }
 
 }  // namespace outpost::aggregator

@@ -25,6 +25,13 @@ namespace {
 // resent the batch ignores the late duplicate.
 constexpr int kMaxBufferedAcks = 1 << 16;
 
+// Messages of a shared subscription arrive with their own topic ({prefix}/{device}/batch, no
+// $share/... in front), so deviceOf() reads them like plain ones.
+std::string batchSubscription(const MqttIngestOptions& o) {
+  const std::string filter = o.topic_prefix + "/+/batch";
+  return o.shared_group.empty() ? filter : "$share/" + o.shared_group + "/" + filter;
+}
+
 }  // namespace
 
 struct MqttIngest::Impl {
@@ -79,7 +86,7 @@ struct MqttIngest::Impl {
   }
 
   Impl(MqttIngestOptions o, Intake& a, metrics::Registry& reg, const Clock& c)
-      : opt(std::move(o)), intake(a), clock(c), subscription(opt.topic_prefix + "/+/batch"),
+      : opt(std::move(o)), intake(a), clock(c), subscription(batchSubscription(opt)),
         bad_topic(reg.counter("outpost_aggregator_mqtt_bad_topic_total",
                               "Messages on a topic without a valid device segment")),
         ack_failures(reg.counter("outpost_aggregator_ack_publish_failures_total",

@@ -9,11 +9,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include "kafka/conf.h"
 #include "outpost/common/signals.h"
 #include "outpost/common/thread_name.h"
 
 namespace outpost::aggregator {
-namespace {
 
 Status setConf(rd_kafka_conf_t* conf, const std::string& key, const std::string& value) {
   char err[512];
@@ -54,6 +54,8 @@ std::string headerValue(rd_kafka_headers_t* hdrs, const char* name) {
   }
   return std::string(static_cast<const char*>(v), n);
 }
+
+namespace {
 
 template <typename T>
 bool parseNum(const std::string& s, T& out) {

@@ -12,6 +12,19 @@
 
 namespace outpost::aggregator {
 
+namespace {
+
+// Role ingest keeps no per-device state: no detection, no latest-value store.
+AggregatorOptions withRole(AggregatorOptions o) {
+  if (!o.forward_topic.empty()) {
+    o.anomalies.enabled = false;
+    o.latest.enabled = false;
+  }
+  return o;
+}
+
+}  // namespace
+
 struct Aggregator::Worker {
   explicit Worker(size_t capacity) : queue(capacity) {}
   BoundedQueue<Inbound> queue;
@@ -28,7 +41,7 @@ Aggregator::Aggregator(AggregatorOptions options, metrics::Registry& registry, c
 
 Aggregator::Aggregator(AggregatorOptions options, metrics::Registry& registry, const Clock& clock,
                        std::unique_ptr<Sink> sink)
-    : opt_(std::move(options)), registry_(registry), clock_(clock), sink_(std::move(sink)),
+    : opt_(withRole(std::move(options))), registry_(registry), clock_(clock), sink_(std::move(sink)),
       anomaly_(opt_.anomalies, registry),
       unbatched_events_([this](bool ok) { anomaly_.onUnbatchedDelivery(ok); }),
       latest_reports_([this](bool ok) { (ok ? latest_published_ : latest_failed_).inc(); }),
@@ -38,7 +51,7 @@ Aggregator::Aggregator(AggregatorOptions options, metrics::Registry& registry, c
       tracker_(opt_.anomalies.topic,
                {.delivered =
                     [this](const BatchDelivery& d, const TopicPartition& tp, int64_t offset) {
-                      if (!d.batch().key.device.empty()) dedup_->delivered(tp, offset);
+                      if (dedup_ && !d.batch().key.device.empty()) dedup_->delivered(tp, offset);
                     },
                 .finished = [this](const BatchDelivery& d) { finished(d); }}),
       received_(registry, "outpost_aggregator_batches_received_total",
@@ -55,6 +68,9 @@ Aggregator::Aggregator(AggregatorOptions options, metrics::Registry& registry, c
                                           "Batches whose every Kafka message is delivered")),
       published_readings_(registry.counter("outpost_aggregator_readings_published_total",
                                            "Readings delivered to the readings topic")),
+      forwarded_batches_(registry.counter(
+          "outpost_aggregator_batches_forwarded_total",
+          "Role ingest: verified batches delivered to the batches topic (acked)")),
       duplicates_(registry.counter("outpost_aggregator_duplicate_batches_total",
                                    "Re-sent batches already on Kafka (acked again, not produced)")),
       duplicates_inflight_(registry.counter(
@@ -89,29 +105,38 @@ Aggregator::Aggregator(AggregatorOptions options, metrics::Registry& registry, c
 Aggregator::~Aggregator() { stop(); }
 
 void Aggregator::start() {
-  auto store = DedupStore::open(opt_.dedup_path);
-  if (!store) throw std::runtime_error("dedup store: " + store.error().toString());
-  dedup_ = std::move(*store);
+  if (!forwarding()) {
+    auto store = DedupStore::open(opt_.dedup_path);
+    if (!store) throw std::runtime_error("dedup store: " + store.error().toString());
+    dedup_ = std::move(*store);
 
-  auto recovered = sink_->recover({opt_.readings_topic, opt_.deadletter_topic}, *dedup_);
-  if (!recovered) {
-    throw std::runtime_error("cannot read the tail of the Kafka topics to recover delivered "
-                             "batches (" + recovered.error().toString() +
-                             "); refusing to start, since acking without it could duplicate");
+    auto recovered = sink_->recover({opt_.readings_topic, opt_.deadletter_topic}, *dedup_);
+    if (!recovered) {
+      throw std::runtime_error("cannot read the tail of the Kafka topics to recover delivered "
+                               "batches (" + recovered.error().toString() +
+                               "); refusing to start, since acking without it could duplicate");
+    }
+    if (auto st = dedup_->flush(); !st) throw std::runtime_error(st.error().toString());
   }
-  if (auto st = dedup_->flush(); !st) throw std::runtime_error(st.error().toString());
 
   auto producer = sink_->openPublisher(registry_);
   if (!producer) throw std::runtime_error(producer.error().toString());
   producer_ = std::move(*producer);
 
-  DedupStore* dedup = dedup_.get();
-  registry_.gaugeFunction("outpost_aggregator_dedup_streams",
-                          "(device, epoch) streams remembered by the dedup store",
-                          [dedup] { return static_cast<double>(dedup->stats().devices); });
-  registry_.gaugeFunction("outpost_aggregator_batches_in_progress",
-                          "Batches produced and waiting for delivery reports",
-                          [dedup] { return static_cast<double>(dedup->stats().in_progress); });
+  if (dedup_) {
+    DedupStore* dedup = dedup_.get();
+    registry_.gaugeFunction("outpost_aggregator_dedup_streams",
+                            "(device, epoch) streams remembered by the dedup store",
+                            [dedup] { return static_cast<double>(dedup->stats().devices); });
+    registry_.gaugeFunction("outpost_aggregator_batches_in_progress",
+                            "Batches produced and waiting for delivery reports",
+                            [dedup] { return static_cast<double>(dedup->stats().in_progress); });
+  } else {
+    DeliveryTracker* tracker = &tracker_;
+    registry_.gaugeFunction("outpost_aggregator_batches_in_progress",
+                            "Batches produced and waiting for delivery reports",
+                            [tracker] { return static_cast<double>(tracker->inFlight()); });
+  }
 
   for (size_t i = 0; i < opt_.workers; ++i) {
     auto w = std::make_unique<Worker>(opt_.queue_capacity);
@@ -135,16 +160,18 @@ void Aggregator::start() {
     });
     workers_.push_back(std::move(w));
   }
-  flusher_ = std::thread([this] {
-    setThreadName("op-dedup-flush");
-    while (!stopping_.load()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(opt_.flush_interval_ms));
-      if (auto st = dedup_->flush(); !st) {
-        dedup_flush_errors_.inc();
-        spdlog::error("dedup store: {}", st.error().toString());
+  if (dedup_) {
+    flusher_ = std::thread([this] {
+      setThreadName("op-dedup-flush");
+      while (!stopping_.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(opt_.flush_interval_ms));
+        if (auto st = dedup_->flush(); !st) {
+          dedup_flush_errors_.inc();
+          spdlog::error("dedup store: {}", st.error().toString());
+        }
       }
-    }
-  });
+    });
+  }
   if (latest_ && opt_.latest.publish_interval_ms > 0) {
     latest_publisher_ = std::thread([this] {
       setThreadName("op-latest-pub");
@@ -167,7 +194,7 @@ PipelineTotals Aggregator::totals() const {
   PipelineTotals t;
   t.batches_in = received_.sum();
   t.readings_in = readings_in_.sum();
-  t.batches_published = published_batches_.value();
+  t.batches_published = published_batches_.value() + forwarded_batches_.value();
   t.readings_published = published_readings_.value();
   t.rejected = rejected_.sum();
   t.duplicates = duplicates_.value() + duplicates_inflight_.value();
@@ -216,6 +243,11 @@ void Aggregator::stop() {
   }
   producer_->stop(5000);
   if (flusher_.joinable()) flusher_.join();
+  if (!dedup_) {
+    spdlog::info("aggregator stopped: {} batches forwarded to {}, {} dead letters",
+                 forwarded_batches_.value(), opt_.forward_topic, deadlettered_.value());
+    return;
+  }
   if (auto st = dedup_->flush(); !st) spdlog::error("dedup store: {}", st.error().toString());
   spdlog::info("aggregator stopped: {} batches published, {} duplicates dropped, {} dead letters",
                published_batches_.value(), duplicates_.value(), deadlettered_.value());
@@ -264,6 +296,12 @@ void Aggregator::process(Inbound& in, Worker& w) {
   readings_in_.with(in.transport).inc(n_items);
   if (observer_) {
     observer_->onBatch({key.device, key.epoch, key.seq, batch->dropped(), n_items, clock_.nowUs()});
+  }
+  if (forwarding()) {
+    // Not deduped here (a resend may reach another ingest instance): the agents' drop counts
+    // are counted where batches are deduped, by the process role.
+    forward(in, key, n_items);
+    return;
   }
   if (!claim(in, key)) return;
   dropped_by_agents_.inc(batch->dropped());
@@ -358,6 +396,27 @@ void Aggregator::publish(const Inbound& in, const wire::Batch& batch, const Batc
   }
 }
 
+void Aggregator::forward(const Inbound& in, const BatchKey& key, uint64_t n_items) {
+  BatchDelivery& delivery = tracker_.begin({.key = key,
+                                            .reply = in.reply,
+                                            .readings = n_items,
+                                            .received_mono_us = clock_.monotonicUs()},
+                                           1);
+  auto st = producer_->produce(opt_.forward_topic, key.device, in.payload,
+                              {{kHeaderDevice, key.device},
+                               {kHeaderEpoch, std::to_string(key.epoch)},
+                               {kHeaderSeq, std::to_string(key.seq)},
+                               {kHeaderSource, in.source},
+                               {kHeaderReceivedUs, std::to_string(in.received_us)},
+                               {kHeaderTransport, in.transport},
+                               {"content-type", kBatchContentType}},
+                              &delivery);
+  if (!st) {
+    spdlog::warn("batch {}/{}/{}: {}", key.device, key.epoch, key.seq, st.error().toString());
+    delivery.notProduced(1);  // finishes (and destroys) `delivery`: not acked
+  }
+}
+
 void Aggregator::pollAnomalies(Worker& w) {
   w.events.clear();
   if (!w.stage->poll(clock_.monotonicUs(), w.events)) return;
@@ -374,7 +433,7 @@ void Aggregator::deadLetter(Inbound& in, const codec::DecodeError& why, const Ba
   rejected_.with(codec::reasonName(why.reason)).inc();
   spdlog::warn("rejected batch from '{}' ({} bytes, {}): {}", in.device, in.payload.size(),
                in.source, why.toString());
-  if (key && dedup_->begin(*key) != DedupStore::State::kNew) {
+  if (key && dedup_ && dedup_->begin(*key) != DedupStore::State::kNew) {
     duplicates_.inc();  // already dead-lettered (or in progress): do not repeat it
     return;
   }
@@ -406,7 +465,7 @@ void Aggregator::finished(const BatchDelivery& d) {
   const BatchDelivery::Batch& b = d.batch();
   if (d.failed()) {
     delivery_failures_.inc();
-    if (!b.key.device.empty()) dedup_->abort(b.key, d.parts());
+    if (dedup_ && !b.key.device.empty()) dedup_->abort(b.key, d.parts());
     spdlog::warn("batch {}/{}/{} not delivered to Kafka ({}); not acked, the agent will resend",
                  b.key.device, b.key.epoch, b.key.seq, d.firstError());
     return;
@@ -415,9 +474,11 @@ void Aggregator::finished(const BatchDelivery& d) {
     deadlettered_.inc();
     return;
   }
-  dedup_->complete(b.key, d.parts());
+  if (dedup_) dedup_->complete(b.key, d.parts());
   if (b.dead_letter) {
     deadlettered_.inc();
+  } else if (forwarding()) {
+    forwarded_batches_.inc();
   } else {
     published_batches_.inc();
     published_readings_.inc(b.readings);

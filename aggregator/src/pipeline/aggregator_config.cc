@@ -1,11 +1,33 @@
 #include "outpost/aggregator/aggregator_config.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+
 #include "outpost/aggregator/anomaly_stage.h"
 #include "outpost/aggregator/latest_store.h"
 #include "outpost/common/cli.h"
 #include "outpost/common/mqtt_security.h"
 
 namespace outpost::aggregator {
+
+const config::EnumNames<Role>& roleNames() {
+  static const config::EnumNames<Role> names{
+      {Role::kAll, "all"}, {Role::kIngest, "ingest"}, {Role::kProcess, "process"}};
+  return names;
+}
+
+bool isValidInstanceId(std::string_view id) {
+  if (id.empty() || id.size() > 249) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-';
+  });
+}
+
+bool isValidSharedGroup(std::string_view group) {
+  return !group.empty() && group.find_first_of("/+#") == std::string_view::npos;
+}
 
 const config::EnumNames<ReadingsFormat>& readingsFormatNames() {
   static const config::EnumNames<ReadingsFormat> names{{ReadingsFormat::kBatch, "batch"},
@@ -22,8 +44,15 @@ const config::SettingsTable<MqttIngestOptions>& mqttIngestTable() {
           .string("broker", &M::broker, "tcp://127.0.0.1:1883",
                   "MQTT broker URI (tcp://host:port, or ssl://host:port for TLS)")
           .string("client_id", &M::client_id, "outpost-aggregator",
-                  "MQTT client id; must be unique per aggregator instance")
+                  "MQTT client id; must be unique per aggregator instance (cluster.role = "
+                  "ingest, when not set: outpost-ingest-<cluster.instance_id>)")
           .string("topic_prefix", &M::topic_prefix, "outpost/v1", "Prefix of the batch/ack topics")
+          .string("shared_group", &M::shared_group, "",
+                  "Non-empty: batches are received through the MQTT shared subscription "
+                  "$share/<group>/<topic_prefix>/+/batch, so the broker hands each message to one "
+                  "instance of the group (no '/', '+' or '#'). Empty: a plain subscription, except "
+                  "in cluster.role = ingest, where empty means \"outpost-ingest\". The status "
+                  "topic is always a plain subscription")
           .boolean("clean_session", &M::clean_session, false,
                    "false: the broker keeps the subscription and queues batches while the "
                    "aggregator restarts (within its queue limits)")
@@ -142,6 +171,47 @@ const config::SettingsTable<AggregatorOptions>& pipelineTable() {
   return t;
 }
 
+const config::SettingsTable<ClusterOptions>& clusterTable() {
+  using C = ClusterOptions;
+  static const auto t =
+      config::SettingsTable<C>()
+          .oneOf("cluster.role", &C::role, roleNames(), Role::kAll,
+                 "all: one process does everything (ingest, verify, dedup, detect, produce, ack). "
+                 "ingest: stateless, any number; verified batches go unchanged to "
+                 "kafka.batches_topic and the agent is acked after that delivery (no dedup "
+                 "store, no detection). process: a consumer group on kafka.batches_topic that "
+                 "dedups, detects and produces in Kafka transactions (docs/kafka.md, Roles)")
+          .string("cluster.instance_id", &C::instance_id, "",
+                  "This instance's name in the cluster (the process role's group.instance.id and "
+                  "part of its transactional.id): letters, digits, '.', '_', '-', at most 249; "
+                  "unique per instance and stable across restarts. Empty: the host name")
+          .string("cluster.group", &C::group, "outpost-process",
+                  "The process role's Kafka consumer group id")
+          .integer("cluster.commit_interval_ms", &C::commit_interval_ms, 100, 10, 60000,
+                   "The process role's transaction interval: outputs and consumer offsets are "
+                   "committed together this often")
+          .integer("cluster.session_timeout_ms", &C::session_timeout_ms, 10000, 1000, 300000,
+                   "The process role's consumer group session timeout: a member that stops "
+                   "without leaving (crash, or a clean stop: static members do not leave) keeps "
+                   "its partitions this long, so a restart within it moves nothing. The broker "
+                   "bounds it (group.min/max.session.timeout.ms, 6 s to 30 min by default)")
+          .integer("cluster.transaction_timeout_ms", &C::transaction_timeout_ms, 10000, 1000,
+                   900000,
+                   "The process role's Kafka transaction timeout: a crashed member's open "
+                   "transaction is aborted after this, and until then its partitions' next owner "
+                   "waits (failover time is about the larger of this and the session timeout)")
+          .integer("cluster.restore_timeout_ms", &C::restore_timeout_ms, 60000, 1000, 3600000,
+                   "The process role's limit for reading newly assigned partitions' device "
+                   "state from kafka.state_topic; beyond it the process stops (exit status 1) "
+                   "rather than process without state")
+          .string("kafka.batches_topic", &C::batches_topic, "outpost.batches",
+                  "Verified batches from ingest to process instances (FlatBuffers bytes as "
+                  "received, key = device id, outpost-* headers)")
+          .string("kafka.state_topic", &C::state_topic, "outpost.state",
+                  "The process role's per-device state changelog (compacted, key = device id)");
+  return t;
+}
+
 const config::SettingsTable<DeviceRegistryOptions>& devicesTable() {
   using D = DeviceRegistryOptions;
   static const auto t =
@@ -202,6 +272,7 @@ const config::SettingsTable<AggregatorSettings>& aggregatorTable() {
           .nested(&S::ingest, ingestTable())
           .nested(&S::pipeline, pipelineTable())
           .nested(&S::ops, opsTable())
+          .nested(&S::cluster, clusterTable())
           .boolean("metrics.collect", &S::metrics_collect, true,
                    "false: counters and histograms are not updated and the ops layer (device "
                    "registry, dashboard, alerts, end-to-end latency) is off; only for measuring "
@@ -219,6 +290,50 @@ void checkAtLeast(const char* max_key, int64_t max, const char* min_key, int64_t
     throw config::ConfigError(std::string(max_key) + " = " + std::to_string(max) + " is below " +
                               min_key + " = " + std::to_string(min) + "; allowed: " + max_key +
                               " >= " + min_key);
+  }
+}
+
+std::string hostName() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof(buf) - 1) != 0) return "";
+  return buf;
+}
+
+// [cluster] beyond the table: the instance id's default and check, the role's effect on the
+// MQTT subscription and client id.
+void readClusterSettings(const config::Config& cfg, AggregatorSettings& s) {
+  ClusterOptions& c = s.cluster;
+  if (c.instance_id.empty()) {
+    c.instance_id = hostName();
+    if (!isValidInstanceId(c.instance_id)) {
+      throw config::ConfigError("cluster.instance_id is empty and the host name \"" +
+                                c.instance_id +
+                                "\" is not a valid instance id; set cluster.instance_id (allowed: "
+                                "letters, digits, '.', '_', '-', 1 to 249 characters)");
+    }
+  } else if (!isValidInstanceId(c.instance_id)) {
+    throw config::ConfigError("cluster.instance_id = \"" + c.instance_id +
+                              "\" is not allowed; allowed: letters, digits, '.', '_', '-', 1 to "
+                              "249 characters (a Kafka client id)");
+  }
+  if (c.commit_interval_ms >= c.transaction_timeout_ms) {
+    throw config::ConfigError("cluster.commit_interval_ms (" +
+                              std::to_string(c.commit_interval_ms) +
+                              ") must be below cluster.transaction_timeout_ms (" +
+                              std::to_string(c.transaction_timeout_ms) + ")");
+  }
+  MqttIngestOptions& mqtt = s.ingest.mqtt;
+  if (c.role == Role::kIngest) {
+    if (mqtt.shared_group.empty()) mqtt.shared_group = kDefaultIngestSharedGroup;
+    // Instances of one shared group must not share a client id (the broker would disconnect
+    // one for the other, back and forth).
+    if (!cfg.isSet("mqtt.client_id")) mqtt.client_id = "outpost-ingest-" + c.instance_id;
+  }
+  if (s.ingest.mqtt_enabled && !mqtt.shared_group.empty() &&
+      !isValidSharedGroup(mqtt.shared_group)) {
+    throw config::ConfigError("mqtt.shared_group = \"" + mqtt.shared_group +
+                              "\" is not allowed; allowed: a non-empty name without '/', '+' "
+                              "or '#'");
   }
 }
 
@@ -246,7 +361,8 @@ AggregatorSettings readAggregatorSettings(const config::Config& cfg) {
   AggregatorSettings s = aggregatorTable().read(cfg);
   s.pipeline.anomalies = anomalyOptionsFrom(cfg);
   s.pipeline.latest = latestOptionsFrom(cfg);
-  if (!s.ingest.mqtt_enabled && s.ingest.zmq.listen.empty()) {
+  readClusterSettings(cfg, s);
+  if (s.cluster.role != Role::kProcess && !s.ingest.mqtt_enabled && s.ingest.zmq.listen.empty()) {
     throw config::ConfigError(
         "mqtt.enabled = false and zmq.listen is empty: no way for agents to reach the "
         "aggregator; enable at least one");

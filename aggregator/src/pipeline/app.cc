@@ -18,8 +18,12 @@ AggregatorApp::AggregatorApp(config::Config settings) : cfg_(std::move(settings)
   // Typed settings; invalid combinations (no ingest at all, a maximum below its minimum) throw.
   settings_ = readAggregatorSettings(cfg);
   options_ = settings_.pipeline;
-  with_mqtt_ = settings_.ingest.mqtt_enabled;
-  with_zmq_ = !settings_.ingest.zmq.listen.empty();
+  // Roles all and ingest take batches from agents; process takes them from kafka.batches_topic.
+  const Role role = settings_.cluster.role;
+  const bool from_agents = role == Role::kAll || role == Role::kIngest;
+  if (role == Role::kIngest) options_.forward_topic = settings_.cluster.batches_topic;
+  with_mqtt_ = from_agents && settings_.ingest.mqtt_enabled;
+  with_zmq_ = from_agents && !settings_.ingest.zmq.listen.empty();
   mqtt_options_ = settings_.ingest.mqtt;
   if (with_mqtt_) {
     auto sec = mqttsec::load(cfg, "mqtt.", mqtt_options_.broker);
@@ -48,9 +52,28 @@ bool AggregatorApp::healthy(std::string& d) {
   return ok;
 }
 
+bool AggregatorApp::startProcess() {
+  process_ = std::make_unique<ProcessRole>(options_, settings_.cluster, registry_,
+                                           SystemClock::instance());
+  process_->start();  // throws when it cannot
+  ProcessRole& process = *process_;
+  http_ = std::make_unique<HttpServer>(
+      registry_, [&process](std::string& d) { return process.healthy(d); },
+      [&process] { return process.notReadyReasons(); }, 4);
+  process.addRoutes(*http_);
+  if (process.latest()) process.latest()->addRoutes(*http_, SystemClock::instance());
+  if (auto st = cli::serveOps(*http_, cfg_); !st) {
+    spdlog::error("http: {}", st.error().toString());
+    process.stop();
+    return false;
+  }
+  return true;
+}
+
 bool AggregatorApp::start() {
   const config::Config& cfg = cfg_;
   metrics::setCollectionEnabled(settings_.metrics_collect);
+  if (settings_.cluster.role == Role::kProcess) return startProcess();
   aggregator_ = std::make_unique<Aggregator>(
       options_, registry_, SystemClock::instance(),
       makeKafkaSink(options_.kafka, options_.recovery_max_messages, options_.recovery_timeout_ms));
@@ -124,11 +147,24 @@ bool AggregatorApp::start() {
 }
 
 void AggregatorApp::run() {
+  if (process_) {
+    spdlog::info("aggregator running (role process, instance {}): {} -> kafka {} ({})",
+                 settings_.cluster.instance_id, settings_.cluster.batches_topic,
+                 options_.kafka.bootstrap_servers, options_.readings_topic);
+    while (!signals::waitForStop(std::chrono::seconds(1))) {
+      if (signals::takeReloadRequest()) {
+        spdlog::warn("configuration reload (SIGHUP) is not implemented; restart to apply a "
+                     "new configuration");
+      }
+    }
+    return;
+  }
   if (mqtt_ingest_ && !mqtt_ingest_->start([] { return signals::stopRequested(); })) return;
-  spdlog::info("aggregator running: {}{}{} -> kafka {} ({})",
+  spdlog::info("aggregator running (role {}, instance {}): {}{}{} -> kafka {} ({})",
+               roleNames().name(settings_.cluster.role), settings_.cluster.instance_id,
                with_mqtt_ ? mqtt_options_.broker : "", with_mqtt_ && with_zmq_ ? " + " : "",
-               with_zmq_ ? zmq_options_.listen : "",
-               options_.kafka.bootstrap_servers, options_.readings_topic);
+               with_zmq_ ? zmq_options_.listen : "", options_.kafka.bootstrap_servers,
+               options_.forward_topic.empty() ? options_.readings_topic : options_.forward_topic);
   while (!signals::waitForStop(std::chrono::seconds(1))) {
     if (signals::takeReloadRequest()) {
       if (zmq_ingest_) {
@@ -142,6 +178,12 @@ void AggregatorApp::run() {
 }
 
 void AggregatorApp::stop() {
+  if (process_ && !stopped_) {
+    stopped_ = true;
+    if (http_) http_->stop();  // its handlers read the process role
+    process_->stop();          // commits what is open
+    return;
+  }
   if (stopped_ || !aggregator_) return;
   stopped_ = true;
   // Drain first (acks still go out), then disconnect.

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "outpost/common/detect/state_io.h"
+
 namespace outpost::detect {
 
 namespace {
@@ -103,6 +105,52 @@ DeviceResult DeviceDetector::evaluate(int64_t ts_ms) {
   }
   r.alarm = alarm_;
   return r;
+}
+
+// --- State image (issue 19; state_io.h) ---
+
+template <class Ar>
+void stateFields(Ar& ar, DeviceEvent& e) {
+  ar(e.start_ms, e.end_ms, e.peak_score, e.kind, e.sensors);
+  ar.check(e.kind <= AnomalyKind::kCombined, "device event kind");
+}
+
+template <class Ar>
+void DeviceDetector::fields(Ar& ar) {
+  ar(s_, kind_, contrib_, event_, last_high_ts_, below_, alarm_);
+  ar.check(s_.size() <= kMaxStateSensors, "sensor count");
+  ar.check(kind_.size() == s_.size() && contrib_.size() == s_.size(), "per-sensor vector sizes");
+  for (size_t i = 0; i < kind_.size(); ++i) ar.check(kind_[i] <= AnomalyKind::kCombined, "kind");
+  for (size_t i = 0; i < event_.sensors.size(); ++i)
+    ar.check(event_.sensors[i] < s_.size() && (i == 0 || event_.sensors[i - 1] < event_.sensors[i]),
+             "event sensor index");
+}
+
+// A member added to DeviceDetector must be added to fields() too (LP64 size check).
+static_assert(sizeof(void*) != 8 || sizeof(DeviceDetector) == 152,
+              "DeviceDetector changed: list the new member in DeviceDetector::fields()");
+
+namespace {
+constexpr uint8_t kDeviceStateTag = 0x44;  // 'D'
+constexpr uint8_t kDeviceStateVersion = 1;
+}  // namespace
+
+void DeviceDetector::save(std::string& out) const {
+  StateWriter w(out);
+  w.begin(kDeviceStateTag, kDeviceStateVersion);
+  const_cast<DeviceDetector*>(this)->fields(w);  // the writer only reads
+  w.end();
+}
+
+Status DeviceDetector::restore(std::span<const uint8_t>& in) {
+  StateReader rd(in);
+  if (!rd.begin(kDeviceStateTag, kDeviceStateVersion, "device detector state")) return rd.status();
+  DeviceDetector tmp(cfg_, 0);
+  tmp.fields(rd);
+  if (!rd.end()) return rd.status();
+  *this = std::move(tmp);
+  in = in.subspan(rd.consumed());
+  return {};
 }
 
 }  // namespace outpost::detect

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "outpost/common/detect/state_io.h"
+
 namespace outpost::detect {
 
 static_assert(sizeof(SensorDetector) <= 2048, "per-sensor detector state must stay <= 2 KB");
@@ -696,6 +698,56 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   r.kind = kind;
   r.alarm = alarm_;
   return r;
+}
+
+// --- State image (issue 19; state_io.h) ---
+
+template <class Ar>
+void stateFields(Ar& ar, AnomalyEvent& e) {
+  ar(e.start_ms, e.end_ms, e.value, e.peak_score, e.expected_lo, e.expected_hi, e.kind);
+  ar.check(e.kind <= AnomalyKind::kCombined, "event kind");
+}
+
+template <class Ar>
+void SensorDetector::fields(Ar& ar) {
+  ar(phase_ts_, phase_ms_, first_ts_, last_ts_, last_high_ts_, last_x_, cadence_s_,
+     cadence_dev_s_, off_, base_, mad_, slow_, base_var_, last_profile_, sfast_, sref_, svar_,
+     g_pos_, g_neg_, rho_, last_z_, p_repeat_, stuck_surprise_, stuck_p0_, res_, calib_w_,
+     calib_fast_.total, calib_fast_.bins, calib_shift_.total, calib_shift_.bins, n_, learn_n_,
+     learn_s_, settle_until_ms_, stuck_len_, changes_, run_len_, below_, alarm_len_, run_sign_,
+     alarm_, calib_armed_, run_y_, event_, prev_event_, profile_, profile_w_);
+  ar.check(phase_ms_ >= -1, "season phase");
+  ar.check(run_sign_ >= -1 && run_sign_ <= 1, "outlier run sign");
+}
+
+// A member added to SensorDetector must be added to fields() too; this size check (LP64 hosts)
+// fails to remind you. Update the number after adding the member to the list.
+static_assert(sizeof(void*) != 8 || sizeof(SensorDetector) == 1920,
+              "SensorDetector changed: list the new member in SensorDetector::fields()");
+
+namespace {
+constexpr uint8_t kSensorStateTag = 0x53;  // 'S'
+constexpr uint8_t kSensorStateVersion = 1;
+}  // namespace
+
+void SensorDetector::save(std::string& out) const {
+  StateWriter w(out);
+  w.begin(kSensorStateTag, kSensorStateVersion);
+  const_cast<SensorDetector*>(this)->fields(w);  // the writer only reads
+  w.end();
+}
+
+Status SensorDetector::restore(std::span<const uint8_t>& in) {
+  StateReader rd(in);
+  if (!rd.begin(kSensorStateTag, kSensorStateVersion, "sensor detector state")) return rd.status();
+  SensorDetector tmp(cfg_);
+  tmp.fields(rd);
+  if (!rd.end()) return rd.status();
+  // The phase is a cache of phase_ts_ modulo the period; recomputed if the period changed.
+  if (tmp.period_ms_ == 0 || tmp.phase_ms_ >= tmp.period_ms_) tmp.phase_ms_ = -1;
+  *this = tmp;
+  in = in.subspan(rd.consumed());
+  return {};
 }
 
 }  // namespace outpost::detect

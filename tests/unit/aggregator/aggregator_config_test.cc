@@ -2,6 +2,8 @@
 // rejected with the key names instead of repaired.
 #include "outpost/aggregator/aggregator_config.h"
 
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <string>
 
@@ -80,5 +82,97 @@ TEST_CASE("invalid combinations are rejected with the key names and not repaired
   SECTION("an unknown readings format names the allowed ones") {
     CHECK_THROWS_WITH(load("[kafka]\nreadings_format = \"row\"\n"),
                       Contains("kafka.readings_format") && Contains("\"batch\", \"reading\""));
+  }
+}
+
+TEST_CASE("[cluster]: roles, instance id and the ingest role's MQTT defaults",
+          "[aggregator][config][cluster]") {
+  SECTION("defaults: role all, the host name as instance id") {
+    const agg::AggregatorSettings s = agg::readAggregatorSettings(load(""));
+    CHECK(s.cluster.role == agg::Role::kAll);
+    char host[256] = {};
+    REQUIRE(::gethostname(host, sizeof host - 1) == 0);
+    CHECK(s.cluster.instance_id == host);
+    CHECK(s.cluster.group == "outpost-process");
+    CHECK(s.cluster.commit_interval_ms == 100);
+    CHECK(s.cluster.batches_topic == "outpost.batches");
+    CHECK(s.cluster.state_topic == "outpost.state");
+    CHECK(s.ingest.mqtt.shared_group.empty());  // role all: a plain subscription, as before
+    CHECK(s.ingest.mqtt.client_id == "outpost-aggregator");
+  }
+  SECTION("role ingest: the shared group and a client id per instance") {
+    const agg::AggregatorSettings s = agg::readAggregatorSettings(
+        load("[cluster]\nrole = \"ingest\"\ninstance_id = \"ingest-1\"\n"
+             "[kafka]\nbatches_topic = \"b\"\nstate_topic = \"s\"\n"));
+    CHECK(s.cluster.role == agg::Role::kIngest);
+    CHECK(s.cluster.instance_id == "ingest-1");
+    CHECK(s.cluster.batches_topic == "b");
+    CHECK(s.cluster.state_topic == "s");
+    CHECK(s.ingest.mqtt.shared_group == "outpost-ingest");
+    CHECK(s.ingest.mqtt.client_id == "outpost-ingest-ingest-1");
+  }
+  SECTION("role ingest keeps what is set") {
+    const agg::AggregatorSettings s = agg::readAggregatorSettings(
+        load("[cluster]\nrole = \"ingest\"\n[mqtt]\nshared_group = \"g1\"\nclient_id = \"c\"\n"));
+    CHECK(s.ingest.mqtt.shared_group == "g1");
+    CHECK(s.ingest.mqtt.client_id == "c");
+  }
+  SECTION("role all with a shared group") {
+    CHECK(agg::readAggregatorSettings(load("[mqtt]\nshared_group = \"g\"\n"))
+              .ingest.mqtt.shared_group == "g");
+  }
+  CHECK(std::string(agg::roleNames().name(agg::Role::kProcess)) == "process");
+}
+
+TEST_CASE("[cluster]: bad values name the key and what is allowed",
+          "[aggregator][config][cluster]") {
+  SECTION("an unknown role") {
+    CHECK_THROWS_AS(load("[cluster]\nrole = \"worker\"\n"), config::ConfigError);
+    CHECK_THROWS_WITH(load("[cluster]\nrole = \"worker\"\n"),
+                      Contains("cluster.role") && Contains("worker") &&
+                          Contains("\"all\", \"ingest\", \"process\""));
+  }
+  SECTION("role process needs no ingest, and its commit interval is below the transaction "
+          "timeout") {
+    const auto s = agg::readAggregatorSettings(
+        load("[cluster]\nrole = \"process\"\ninstance_id = \"p1\"\n[mqtt]\nenabled = false\n"));
+    CHECK(s.cluster.role == agg::Role::kProcess);
+    CHECK(s.cluster.session_timeout_ms == 10000);
+    CHECK(s.cluster.transaction_timeout_ms == 10000);
+    CHECK_THROWS_WITH(
+        agg::readAggregatorSettings(load("[cluster]\nrole = \"process\"\ncommit_interval_ms = "
+                                         "5000\ntransaction_timeout_ms = 5000\n")),
+        Contains("cluster.commit_interval_ms") && Contains("cluster.transaction_timeout_ms"));
+  }
+  SECTION("an instance id Kafka would not take") {
+    for (const char* bad : {"has space", "a/b", "ünïcode", "x:y"}) {
+      INFO(bad);
+      const auto cfg = load(std::string("[cluster]\ninstance_id = \"") + bad + "\"\n");
+      CHECK_THROWS_AS(agg::readAggregatorSettings(cfg), config::ConfigError);
+      CHECK_THROWS_WITH(agg::readAggregatorSettings(cfg),
+                        Contains("cluster.instance_id = \"" + std::string(bad) + "\"") &&
+                            Contains("letters, digits, '.', '_', '-'"));
+    }
+    CHECK_THROWS_WITH(agg::readAggregatorSettings(load("[cluster]\ninstance_id = \"" +
+                                                       std::string(250, 'a') + "\"\n")),
+                      Contains("cluster.instance_id") && Contains("1 to 249 characters"));
+    CHECK(agg::isValidInstanceId("proc-1.eu_west"));
+    CHECK(agg::isValidInstanceId(std::string(249, 'a')));
+    CHECK_FALSE(agg::isValidInstanceId(""));
+  }
+  SECTION("a shared group MQTT does not allow") {
+    CHECK_THROWS_WITH(agg::readAggregatorSettings(load("[mqtt]\nshared_group = \"a/b\"\n")),
+                      Contains("mqtt.shared_group = \"a/b\"") && Contains("'/', '+' or '#'"));
+    CHECK_THROWS_AS(agg::readAggregatorSettings(load("[mqtt]\nshared_group = \"a+\"\n")),
+                    config::ConfigError);
+  }
+  SECTION("commit interval out of range") {
+    CHECK_THROWS_WITH(load("[cluster]\ncommit_interval_ms = 5\n"),
+                      Contains("cluster.commit_interval_ms"));
+  }
+  SECTION("role ingest still needs MQTT or ZeroMQ") {
+    CHECK_THROWS_WITH(
+        agg::readAggregatorSettings(load("[cluster]\nrole = \"ingest\"\n[mqtt]\nenabled = false\n")),
+        Contains("zmq.listen is empty"));
   }
 }

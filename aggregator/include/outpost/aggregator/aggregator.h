@@ -49,7 +49,18 @@ struct AggregatorOptions {
   KafkaOptions kafka;
   AnomalyOptions anomalies;  // [detect]
   LatestOptions latest;      // [latest]
+  // Non-empty: role ingest (cluster.h). A verified batch is not deduped, detected or rendered:
+  // its bytes go unchanged to this topic (key = device id, outpost-* headers) and the agent is
+  // acked after that delivery. There is no dedup store (no file, no start-up recovery), no latest
+  // store and no detection; dead letters and ops events are as in the full pipeline.
+  std::string forward_topic;
 };
+
+// Headers of a forwarded batch besides outpost-device/-epoch/-seq (kafka.h).
+inline constexpr const char* kHeaderSource = "outpost-source";        // e.g. the MQTT topic
+inline constexpr const char* kHeaderReceivedUs = "outpost-received-us";  // ingest wall clock
+inline constexpr const char* kHeaderTransport = "outpost-transport";  // "mqtt", "zmq"
+inline constexpr const char* kBatchContentType = "application/x-outpost-batch";
 
 AggregatorOptions aggregatorOptionsFrom(const config::Config& cfg);
 
@@ -63,7 +74,8 @@ class Aggregator final : public Intake, public PipelineStats {
   ~Aggregator() override;
 
   // Opens the dedup store, recovers what the sink already has (Kafka's tail), opens the
-  // publisher and starts the workers. Throws std::runtime_error when it cannot.
+  // publisher and starts the workers (forwarding: only the publisher and the workers). Throws
+  // std::runtime_error when it cannot.
   void start();
   // Blocks while the owning worker's queue is full. Returns false once stopping.
   bool submit(Inbound in) override;
@@ -94,9 +106,11 @@ class Aggregator final : public Intake, public PipelineStats {
 
  private:
   struct Worker;
-  // The steps of one inbound batch, in order (worker thread). Each step that ends the batch's
-  // way (rejected, duplicate) says so by its return value and has done what that case needs.
+  // The steps of one inbound batch, in order (worker thread): verify, then claim -> detect ->
+  // publish, or forward. Each step that ends the batch's way (rejected, duplicate) says so by its
+  // return value and has done what that case needs.
   void process(Inbound& in, Worker& w);
+  bool forwarding() const { return !opt_.forward_topic.empty(); }
   // Identity, size, FlatBuffers Verifier, semantics; a failure is dead-lettered (nullptr).
   const wire::Batch* verify(Inbound& in, BatchKey& key);
   // Dedup: false for a batch already on Kafka (acked again) or being produced now.
@@ -106,6 +120,8 @@ class Aggregator final : public Intake, public PipelineStats {
   // The readings parts and the events, all reporting to one BatchDelivery.
   void publish(const Inbound& in, const wire::Batch& batch, const BatchKey& key,
                uint64_t n_items, Worker& w);
+  // Role ingest: the verified bytes as they came to opt_.forward_topic, one BatchDelivery.
+  void forward(const Inbound& in, const BatchKey& key, uint64_t n_items);
   void deadLetter(Inbound& in, const codec::DecodeError& why, const BatchKey* key);
   void pollAnomalies(Worker& w);  // silence timer
   void finished(const BatchDelivery& d);  // the tracker's hook: ack or not
@@ -117,7 +133,7 @@ class Aggregator final : public Intake, public PipelineStats {
   const Clock& clock_;
   std::unique_ptr<Sink> sink_;
   AnomalyDetection anomaly_;
-  std::unique_ptr<DedupStore> dedup_;
+  std::unique_ptr<DedupStore> dedup_;  // null when forwarding
   // Reports of messages without a batch: silence events, latest values, ops events.
   OutcomeListener unbatched_events_;
   OutcomeListener latest_reports_;
@@ -139,6 +155,7 @@ class Aggregator final : public Intake, public PipelineStats {
   metrics::Counter& events_failed_;
   metrics::Counter& published_batches_;
   metrics::Counter& published_readings_;
+  metrics::Counter& forwarded_batches_;
   metrics::Counter& duplicates_;
   metrics::Counter& duplicates_inflight_;
   metrics::Counter& deadlettered_;

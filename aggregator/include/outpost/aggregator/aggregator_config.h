@@ -8,6 +8,7 @@
 // SIGHUP re-reads only zmq.allow_list_file's contents; every setting needs a restart.
 
 #include "outpost/aggregator/aggregator.h"
+#include "outpost/aggregator/cluster.h"
 #include "outpost/aggregator/json.h"
 #include "outpost/aggregator/mqtt_ingest.h"
 #include "outpost/aggregator/ops.h"
@@ -30,14 +31,19 @@ struct AggregatorSettings {
   IngestSettings ingest;
   AggregatorOptions pipeline;  // [verify], [ingest], [dedup], [kafka], [detect], [latest]
   OpsOptions ops;              // device status topic, [devices], [dashboard], [alerts]
+  ClusterOptions cluster;      // [cluster], kafka.batches_topic, kafka.state_topic (cluster.h)
   bool metrics_collect = true;
 };
 
 // The settings table of outpost-aggregator.
 const config::Schema& aggregatorSchema();
 
-// Typed view of a validated config. Throws config::ConfigError naming the keys of an invalid
-// combination: mqtt.enabled = false with zmq.listen empty, mqtt.reconnect_max_ms below
+// Typed view of a validated config. Resolves the [cluster] defaults: cluster.instance_id empty
+// -> the host name; in role ingest an empty mqtt.shared_group -> "outpost-ingest" and an unset
+// mqtt.client_id -> "outpost-ingest-<instance_id>". Throws config::ConfigError naming the keys of
+// an invalid value or combination: a bad cluster.instance_id or mqtt.shared_group, cluster.role =
+// process (not in this build), mqtt.enabled = false with zmq.listen empty (roles all and ingest),
+// mqtt.reconnect_max_ms below
 // mqtt.reconnect_min_ms, alerts.backoff_max_ms below alerts.backoff_min_ms, and the [detect]
 // checks (anomalyOptionsFrom). Reads no files.
 AggregatorSettings readAggregatorSettings(const config::Config& cfg);

@@ -15,6 +15,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -155,6 +156,22 @@ class AnomalyStage {
   size_t tracked() const { return tracked_.load(std::memory_order_relaxed); }
   size_t capacity() const { return capacity_; }
 
+  // State moves between aggregator instances (issue 19, device_state.h).
+  // Appends the detector state of `device` (each tracked sensor: name, its SensorDetector, its
+  // Entry bookkeeping; and the device's DeviceDetector with its sensor names) to `out` as opaque
+  // versioned bytes. Returns false (out unchanged) when the device has no tracked sensor.
+  // Monotonic times (last_arrival_us, ...) are stored relative to `now_mono_us`, so another
+  // process can restore them.
+  bool saveDevice(std::string_view device, int64_t now_mono_us, std::string& out) const;
+  // Replaces the state of `device` with bytes from saveDevice (possibly of another instance). Each
+  // sensor's detector config comes from this stage's options (configFor). Error (and nothing
+  // changed) on malformed bytes or another format version. Respects capacity (evicts LRU like
+  // lookup does).
+  Status restoreDevice(std::string_view device, std::span<const uint8_t> bytes,
+                       int64_t now_mono_us);
+  // Forgets every sensor of `device` and its device detector (its partition moved away).
+  void dropDevice(std::string_view device);
+
  private:
   static constexpr uint32_t kNil = UINT32_MAX;
   struct Entry {
@@ -207,6 +224,15 @@ class AnomalyStage {
   // Bounded by capacity_ devices (a device not in alarm is dropped to make room).
   std::unordered_map<std::string, std::unique_ptr<DeviceState>> devices_;
   uint32_t batch_no_ = 0;
+  // Issue 19: the entries of each device (saveDevice/dropDevice), maintained when an entry is
+  // created, evicted or dropped (never on the per-reading path), and entries freed by dropDevice.
+  struct StrHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, std::vector<uint32_t>, StrHash, std::equal_to<>> by_device_;
+  std::vector<uint32_t> free_;
+  void forgetEntry(uint32_t i);  // removes entry i from by_device_
 };
 
 }  // namespace outpost::aggregator

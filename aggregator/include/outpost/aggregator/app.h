@@ -14,6 +14,7 @@
 #include "outpost/aggregator/aggregator.h"
 #include "outpost/aggregator/aggregator_config.h"
 #include "outpost/aggregator/mqtt_ingest.h"
+#include "outpost/aggregator/process_role.h"
 #include "outpost/aggregator/zmq_ingest.h"
 #include "outpost/common/config.h"
 #include "outpost/common/metrics.h"
@@ -29,14 +30,15 @@ class OpsCenter;
 class AggregatorApp {
  public:
   // Reads and checks the settings; starts nothing. Throws config::ConfigError naming the key
-  // (e.g. neither MQTT nor ZeroMQ enabled, bad MQTT TLS files).
+  // (e.g. neither MQTT nor ZeroMQ enabled, bad MQTT TLS files, a bad cluster.instance_id).
   explicit AggregatorApp(config::Config settings);
   ~AggregatorApp();
   AggregatorApp(const AggregatorApp&) = delete;
   AggregatorApp& operator=(const AggregatorApp&) = delete;
 
-  // Builds and starts the aggregator (dedup store, Kafka recovery, producer, workers), the
-  // ZeroMQ ingest, the ops layer and the HTTP endpoint. Throws std::runtime_error when the
+  // Builds and starts the aggregator (dedup store, Kafka recovery, producer, workers; in
+  // cluster.role = ingest only the producer and the workers), the ZeroMQ ingest, the ops layer
+  // and the HTTP endpoint. Throws std::runtime_error when the
   // aggregator cannot start; returns false (logged) when the ZeroMQ ingest or HTTP cannot, with
   // the aggregator stopped again.
   bool start();
@@ -47,6 +49,8 @@ class AggregatorApp {
   void stop();
 
  private:
+  // cluster.role = process: the consumer group member and its HTTP endpoint, nothing else.
+  bool startProcess();
   std::vector<std::string> notReadyReasons();
   bool healthy(std::string& detail);
 
@@ -61,6 +65,7 @@ class AggregatorApp {
   // Declared in construction order; destroyed in reverse.
   metrics::Registry registry_;
   std::unique_ptr<Aggregator> aggregator_;
+  std::unique_ptr<ProcessRole> process_;  // role process (instead of aggregator_)
   std::function<bool()> mqtt_up_ = [] { return false; };
   std::unique_ptr<OpsCenter> ops_;  // off with metrics.collect = false
   std::unique_ptr<ZmqIngest> zmq_ingest_;

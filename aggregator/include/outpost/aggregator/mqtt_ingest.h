@@ -18,6 +18,10 @@ struct MqttIngestOptions {
   std::string broker = "tcp://127.0.0.1:1883";
   std::string client_id = "outpost-aggregator";
   std::string topic_prefix = "outpost/v1";
+  // Non-empty: batches are subscribed as $share/<shared_group>/<prefix>/+/batch, so that the
+  // broker hands each message to one of the clients of that group (role ingest). The status
+  // topic stays a plain subscription.
+  std::string shared_group;
   bool clean_session = false;  // false: the broker queues batches while we restart
   mqttsec::MqttSecurity security;  // TLS, user name, password (never logged)
   int keepalive_s = 30;
@@ -25,7 +29,7 @@ struct MqttIngestOptions {
   int64_t reconnect_max_ms = 30000;  // this
 };
 
-// Subscribes to {prefix}/+/batch (QoS 1) and hands every message to the aggregator; publishes
+// Subscribes to {prefix}/+/batch (QoS 1; a shared subscription with shared_group) and hands every message to the aggregator; publishes
 // acks to {prefix}/{device}/ack (QoS 1). Paho's callback thread calls submit(), which blocks when
 // the workers are behind: back-pressure reaches the broker instead of growing a queue.
 // Thread-safety: sendAck from any thread; start/stop from one thread.

@@ -195,10 +195,10 @@ TEST_CASE("Aggregator: a batch is acked only after every part is delivered",
   CHECK(f.counter("outpost_aggregator_batches_published_total") == 1);
   CHECK(f.counter("outpost_aggregator_readings_published_total") == 25);
 
-  // The next batch has a context of its own.
+  // The next batch has a context of its own: its one part acks it alone. (Its listener's address
+  // may be the finished first batch's: the allocator can reuse it, so addresses prove nothing.)
   REQUIRE(f.submit(f.batch(2, 5)));
   REQUIRE(f.publisher->waitProduced(4));
-  CHECK(f.publisher->message(3).listener != m0.listener);
   f.publisher->deliver(3);
   REQUIRE(f.acks.acks().size() == 2);
   CHECK(f.acks.acks()[1].seq == 2);

@@ -21,10 +21,13 @@
 // Thread-safety: none; one instance per device, owned by the worker the device is pinned to.
 
 #include <cstdint>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "outpost/common/detect/detector_config.h"
 #include "outpost/common/detect/sensor_detector.h"
+#include "outpost/common/status.h"
 
 namespace outpost::detect {
 
@@ -67,6 +70,14 @@ class DeviceDetector {
   // The open event while alarmActive(), otherwise the last ended one.
   const DeviceEvent& event() const { return event_; }
   uint32_t sensors() const { return static_cast<uint32_t>(s_.size()); }
+
+  // State image, as SensorDetector::save/restore (issue 19). At most kMaxStateSensors sensors.
+  static constexpr uint32_t kMaxStateSensors = 4096;
+  void save(std::string& out) const;
+  Status restore(std::span<const uint8_t>& in);
+  // Every member of the state (not cfg_), for both directions; a new member is added here.
+  template <class Ar>
+  void fields(Ar& ar);
 
  private:
   const DetectorConfig* cfg_;

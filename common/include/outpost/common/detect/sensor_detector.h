@@ -34,8 +34,11 @@
 // detectors may share one config.
 
 #include <cstdint>
+#include <span>
+#include <string>
 
 #include "outpost/common/detect/detector_config.h"
+#include "outpost/common/status.h"
 
 namespace outpost::detect {
 
@@ -117,6 +120,17 @@ class SensorDetector {
   const AnomalyEvent& previousEvent() const { return prev_event_; }
   uint64_t validReadings() const { return n_; }
   const DetectorConfig* config() const { return cfg_; }
+
+  // State image (issue 19: moving a sensor to another process). save() appends a versioned
+  // little-endian image of the whole state (not the config); restore() reads one image from the
+  // front of `in` and consumes it. Truncated, oversized or garbage input, or another version: an
+  // error, and neither this object nor `in` changes. Doubles and floats are restored bit-exact.
+  void save(std::string& out) const;
+  Status restore(std::span<const uint8_t>& in);
+  // Every member of the state, for both directions (state_io.h); a new member is added here.
+  // Not cfg_ nor period_ms_/bins_per_ms_ (recomputed from the config by the constructor).
+  template <class Ar>
+  void fields(Ar& ar);
 
  private:
 
