@@ -9,6 +9,11 @@
 PARTS=${PARTS:-6}
 SESSION_MS=${SESSION_MS:-3000}
 TXN_MS=${TXN_MS:-5000}
+# Ingest instances' MQTT sessions. With persistent sessions (false, the aggregator's default)
+# Mosquitto 2.0 keeps handing a dead instance its round-robin share of the shared subscription's
+# messages, queued for a session that never comes back, and the agents' resends keep landing
+# there too (issue 19 notes).
+INGEST_CLEAN_SESSION=${INGEST_CLEAN_SESSION:-true}
 SIM_BIN="$OUTPOST_BUILD_DIR/simulators/outpost-sim"
 now_ms() { date +%s%3N; }
 
@@ -36,7 +41,8 @@ start_instance() {
     ingest)
       args+=(--set cluster.role=ingest --set "cluster.instance_id=$name"
         --set "mqtt.broker=$MQTT_URI" --set "mqtt.client_id=it-$name"
-        --set mqtt.shared_group=outpost-ingest --set kafka.batches_topic=outpost.batches)
+        --set mqtt.shared_group=outpost-ingest --set kafka.batches_topic=outpost.batches
+        --set "mqtt.clean_session=$INGEST_CLEAN_SESSION")
       [[ " ${INGESTS[*]} " == *" $name "* ]] || INGESTS+=("$name")
       ;;
     process)

@@ -137,6 +137,7 @@ log "cl-shift: alarm open (read_committed) $((SECONDS - t_test)) s into the test
 FAILOVER=""
 if [[ $MODE == cluster ]]; then
   shift_part=$(partition_of cl-shift)
+  wait_for 30 "a settled group before the kill" settled
   victim=$(owner_of "$shift_part")
   [[ -n $victim ]] || fail "no process instance owns partition $shift_part (cl-shift): $(cluster_view)"
   read -r -a moved <<<"$(parts_of "$victim")"
