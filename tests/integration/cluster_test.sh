@@ -23,7 +23,9 @@
 #   owner without the state would warm up and raise a second alarm, or none, at the shift's end).
 # Prints the failover figures and the counts. OUTPOST_CLUSTER_MODE=all runs the same load and
 # checks against one aggregator in the default role "all" (no kills): a self-check of the harness,
-# not part of ctest.
+# not part of ctest. Env: CLUSTER_DEVICES (50), CLUSTER_WARMUP_S / _SHIFT_S / _TAIL_S (5 / 12 / 3:
+# cl-shift's schedule), SESSION_MS / TXN_MS / INGEST_CLEAN_SESSION (cluster_lib.sh), KEEP_WORK=1.
+# Wall time: ~45-65 s here (2 cores, load 10-16), of which ~10-16 s the broker's start.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/cluster_lib.sh"
 
