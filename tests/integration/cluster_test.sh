@@ -112,6 +112,8 @@ for i in range(warm + shift + tail):
         v += 30
         first = first or ts
         last = ts
+    elif i == warm + shift:
+        open(sys.argv[4] + ".over", "w").close()  # the shift is over (wall time)
     print(f"shift {v:.3f} {ts}", flush=True)
 json.dump({"first_us": first, "last_us": last, "end_us": ts}, open(sys.argv[4], "w"))
 PY
@@ -149,6 +151,8 @@ if [[ $MODE == cluster ]]; then
   kill9_proc "$victim"
   kill9_proc i1
   log "SIGKILL $victim (partitions ${moved[*]}, cl-shift's is $shift_part) and ingest i1"
+  [[ ! -e "$WORK/shift.json.over" ]] ||
+    fail "cl-shift's level shift was over before the kill: the move did not happen inside the anomaly (a slow start? CLUSTER_SHIFT_S=$SHIFT_S)"
   sleep 0.5  # a transaction commit in flight at the kill lands now, or never
   declare -A base=()
   for p in "${moved[@]}"; do base[$p]=$(committed_of "$p"); done
