@@ -78,7 +78,8 @@ start_fleet "$DEVICES" cl-sim-
 write_agent_config cl-agent 100
 start_agent cl-agent
 
-# cl-shift: one sensor fed at 100 Hz through a FIFO: noise (sd 1) around 20 for WARMUP_S, +30
+# cl-shift: one sensor fed at 100 Hz through a FIFO (timestamps 10 ms apart, written in real
+# time): noise (sd 1) around 20 for WARMUP_S, +30
 # for SHIFT_S, then 20 again for TAIL_S; the times of the first and last shifted reading go to
 # $WORK/shift.json, with the last reading's ("end_us").
 SHIFT_N=$(((WARMUP_S + SHIFT_S + TAIL_S) * 100))
@@ -101,12 +102,15 @@ import json, random, sys, time
 warm, shift, tail = (int(x) * 100 for x in sys.argv[1:4])
 rng = random.Random(19)
 start = time.monotonic()
+t0 = time.time_ns() // 1000
 first = last = None
 for i in range(warm + shift + tail):
     delay = start + i / 100 - time.monotonic()
     if delay > 0:
         time.sleep(delay)
-    ts = time.time_ns() // 1000
+    # Event time on a regular 10 ms grid, written at that pace: a stall of this script on the
+    # loaded machine must not become a gap in the sensor's readings (a silence alarm).
+    ts = t0 + i * 10000
     v = 20 + rng.gauss(0, 1)
     if warm <= i < warm + shift:
         v += 30
