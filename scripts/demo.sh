@@ -6,7 +6,7 @@
 # machine as root it first installs what is missing and builds.
 #
 # Usage: scripts/demo.sh [--duration SECONDS] [--agents N] [--sim-devices N] [--rate HZ]
-#                        [--kafka dev|real] [--keep]
+#                        [--kafka dev|real] [--scaled] [--keep]
 #   --duration S     stop by itself after S seconds (default: run until Ctrl-C)
 #   --agents N       real outpost-agent processes (default 3; 4 sensors each)
 #   --sim-devices N  virtual devices of the simulated fleet (default 20, 0 = none; 7 sensors each)
@@ -14,6 +14,9 @@
 #   --kafka dev|real dev (default): outpost-devkafka, in memory; real: Apache Kafka (KRaft, one
 #                    node; Java 17 and Maven are installed if missing, the jars fetched once into
 #                    ~/.cache/outpost; docs/kafka.md)
+#   --scaled         the scaled-out aggregator (docs/scaling.md): 2 ingest instances (MQTT shared
+#                    subscription) and 2 process instances (a Kafka consumer group with
+#                    transactions) instead of one; implies --kafka real
 #   --keep           keep the work directory (logs, outboxes, dedup store, labels) after exit
 # Ports: MQTT 1883, Kafka 9092, aggregator metrics 9100, agents 9101.. (a free port is used
 # instead when one is taken).
@@ -21,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-duration=0 agents=3 sim_devices=20 rate=5 keep=0 kafka_mode=dev
+duration=0 agents=3 sim_devices=20 rate=5 keep=0 kafka_mode=dev scaled=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --duration) duration=${2:?--duration needs seconds}; shift 2 ;;
@@ -30,13 +33,19 @@ while [[ $# -gt 0 ]]; do
     --rate) rate=${2:?--rate needs Hz}; shift 2 ;;
     --keep) keep=1; shift ;;
     --kafka) kafka_mode=${2:?--kafka needs dev or real}; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --scaled) scaled=1; shift ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ "$duration" =~ ^[0-9]+$ ]] || { echo "demo.sh: --duration must be whole seconds" >&2; exit 2; }
 [[ "$agents" =~ ^[0-9]+$ && "$agents" -ge 1 && "$agents" -le 100 ]] || { echo "demo.sh: --agents must be 1..100" >&2; exit 2; }
 [[ "$kafka_mode" == dev || "$kafka_mode" == real ]] || { echo "demo.sh: --kafka '$kafka_mode': allowed are dev and real" >&2; exit 2; }
+if [[ $scaled == 1 ]]; then
+  # Consumer groups with static members and transactions need the real broker (docs/scaling.md).
+  [[ $kafka_mode == real ]] || echo "demo.sh: --scaled runs on a real Apache Kafka broker (--kafka real)"
+  kafka_mode=real
+fi
 [[ "$sim_devices" =~ ^[0-9]+$ && "$sim_devices" -le 10000 ]] || { echo "demo.sh: --sim-devices must be 0..10000" >&2; exit 2; }
 
 ./scripts/deps.sh
@@ -60,6 +69,16 @@ wait_port() {
   return 1
 }
 metric() { curl -sf "http://127.0.0.1:$1/metrics" 2>/dev/null | awk -v n="$2" '$1 == n {print $2}'; }
+# The sum of one metric over the instances that publish readings (the aggregator, or with
+# --scaled the process instances).
+published_metric() {
+  local total=0 port v
+  for port in "${PUBLISH_PORTS[@]}"; do
+    v=$(metric "$port" "$1" || echo 0)
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
 
 stopping=0
 shutdown() {
@@ -97,10 +116,14 @@ print(d["readings"], d["readings_acked"], d["readings_unacked"], d["readings_dro
     w=$(sqlite3 "$WORK/device-$i.outbox.db" "SELECT COALESCE(SUM(readings),0) FROM batches" 2>/dev/null || echo 0)
     waiting=$((waiting + w))
   done
-  published=$(metric "$AGG_PORT" outpost_aggregator_readings_published_total || echo 0)
-  dups=$(metric "$AGG_PORT" outpost_aggregator_duplicate_batches_total || echo 0)
+  # With --scaled: the process instances commit what the ingest instances forwarded last.
+  if [[ $scaled == 1 ]]; then sleep 3; fi
+  published=$(published_metric outpost_aggregator_readings_published_total)
+  dups=$(published_metric outpost_aggregator_duplicate_batches_total)
   deadl=$(metric "$AGG_PORT" outpost_aggregator_deadletter_batches_total || echo 0)
-  on_kafka=$(timeout 30 kcat -b "127.0.0.1:$KAFKA_PORT" -C -t outpost.readings -o beginning -e -q -f '%s\n' 2>/dev/null |
+  # Transactional output (--scaled) counts as a read_committed consumer sees it.
+  on_kafka=$(timeout 30 kcat -b "127.0.0.1:$KAFKA_PORT" -C -t outpost.readings -o beginning -e -q \
+    -X isolation.level=read_committed -f '%s\n' 2>/dev/null |
     python3 -c 'import json,sys; print(sum(len(json.loads(l)["readings"]) for l in sys.stdin if l.strip()))' || echo "?")
   for ((k = ${#PIDS[@]} - 1; k >= 0; k--)); do kill -TERM "${PIDS[$k]}" 2>/dev/null || true; wait "${PIDS[$k]}" 2>/dev/null || true; done
   # The real broker runs in its own session (also when Ctrl-C came during its start): stop it by pid.
@@ -156,11 +179,31 @@ else
   KAFKA_DESC="in-memory development broker"
 fi
 
-"$BUILD_DIR/aggregator/outpost-aggregator" --config packaging/config/aggregator.toml \
-  --set "mqtt.broker=tcp://127.0.0.1:$MQTT_PORT" --set "kafka.bootstrap_servers=127.0.0.1:$KAFKA_PORT" \
-  --set "dedup.path=$WORK/dedup.db" --set "http.listen=127.0.0.1:$AGG_PORT" >"$WORK/aggregator.log" 2>&1 &
-PIDS+=($!)
-wait_port "$AGG_PORT"
+aggregator() {  # aggregator LOG HTTP_PORT [--set ...]: one aggregator process
+  local log=$1 port=$2
+  shift 2
+  "$BUILD_DIR/aggregator/outpost-aggregator" --config packaging/config/aggregator.toml \
+    --set "mqtt.broker=tcp://127.0.0.1:$MQTT_PORT" --set "kafka.bootstrap_servers=127.0.0.1:$KAFKA_PORT" \
+    --set "dedup.path=$WORK/dedup.db" --set "http.listen=127.0.0.1:$port" "$@" >"$WORK/$log" 2>&1 &
+  PIDS+=($!)
+  wait_port "$port"
+}
+PUBLISH_PORTS=("$AGG_PORT") PROCESS_PORTS=() INGEST2_PORT=""
+if [[ $scaled == 1 ]]; then
+  # Two process instances first (they restore their partitions' state), then two ingest
+  # instances sharing the agents' batches; the first ingest serves the dashboard on $AGG_PORT.
+  for i in 1 2; do
+    port=$(pick_port $((9190 + i)))
+    aggregator "process-$i.log" "$port" --set cluster.role=process --set "cluster.instance_id=process-$i"
+    PROCESS_PORTS+=("$port")
+  done
+  PUBLISH_PORTS=("${PROCESS_PORTS[@]}")
+  aggregator ingest-1.log "$AGG_PORT" --set cluster.role=ingest --set cluster.instance_id=ingest-1
+  INGEST2_PORT=$(pick_port 9190)
+  aggregator ingest-2.log "$INGEST2_PORT" --set cluster.role=ingest --set cluster.instance_id=ingest-2
+else
+  aggregator aggregator.log "$AGG_PORT"
+fi
 
 declare -a AGENT_PIDS=() AGENT_PORTS=()
 for i in $(seq 1 "$agents"); do
@@ -230,15 +273,19 @@ if [[ $sim_devices -gt 0 ]]; then
   SIM_PID=$!
 fi
 
+PROCESS_INFO=""
+for p in "${PROCESS_PORTS[@]}"; do
+  PROCESS_INFO+="  process instance     http://127.0.0.1:$p/api/cluster   /metrics /readyz"$'\n'
+done
 cat <<INFO
 
 == Outpost demo running ($agents agents x 4 sensors + $sim_devices simulated devices x 7 sensors, $rate Hz each)
   MQTT broker          tcp://127.0.0.1:$MQTT_PORT   (mosquitto_sub -p $MQTT_PORT -t 'outpost/v1/+/status' -v)
   Kafka bootstrap      127.0.0.1:$KAFKA_PORT   ($KAFKA_DESC)
-  aggregator metrics   http://127.0.0.1:$AGG_PORT/metrics   health: /healthz /readyz
-  dashboard            http://127.0.0.1:$AGG_PORT/   devices: /api/devices
+  aggregator metrics   http://127.0.0.1:$AGG_PORT/metrics   health: /healthz /readyz$([[ $scaled == 1 ]] && printf '   (ingest-1; ingest-2 on %s)' "$INGEST2_PORT")
+${PROCESS_INFO}  dashboard            http://127.0.0.1:$AGG_PORT/   devices: /api/devices
   agent metrics        $(for p in "${AGENT_PORTS[@]}"; do printf 'http://127.0.0.1:%s/metrics ' "$p"; done)
-  watch readings       kcat -b 127.0.0.1:$KAFKA_PORT -C -t outpost.readings -o end -f '%k %s\n'
+  watch readings       kcat -b 127.0.0.1:$KAFKA_PORT -C -t outpost.readings -o end -f '%k %s\n'$([[ $scaled == 1 ]] && echo " -X isolation.level=read_committed")
   simulated fleet      outpost-sim fleet (device ids sim-0001..), anomaly labels in $WORK/labels.jsonl
   logs                 $WORK
 $([[ $duration -gt 0 ]] && echo "  stopping by itself in $duration s" || echo "  Ctrl-C to stop")
@@ -250,6 +297,6 @@ while :; do
   for pid in "${PIDS[@]}" $SIM_PID $KAFKA_PID; do
     kill -0 "$pid" 2>/dev/null || { echo "demo.sh: a process exited unexpectedly; see $WORK" >&2; keep=1; exit 1; }
   done
-  printf '  [%4ds] readings published to Kafka: %s\n' $((SECONDS - start)) "$(metric "$AGG_PORT" outpost_aggregator_readings_published_total)"
+  printf '  [%4ds] readings published to Kafka: %s\n' $((SECONDS - start)) "$(published_metric outpost_aggregator_readings_published_total)"
   if [[ $duration -gt 0 && $((SECONDS - start)) -ge $duration ]]; then break; fi
 done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A real Apache Kafka broker (KRaft, one node that is broker and controller) on free loopback ports,
-# for the real-Kafka tests, the demo (demo.sh --kafka real) and benchmarks. docs/kafka.md explains
+# A real Apache Kafka broker (KRaft, one node that is broker and controller; or a cluster of them,
+# start --nodes N) on free loopback ports, for the real-Kafka tests, the demo (demo.sh --kafka
+# real), the torture suite and benchmarks. docs/kafka.md explains
 # the version and the settings; tools/kafka/README.md how the jars are fetched.
 #
 # Usage: scripts/kafka.sh COMMAND [options]
@@ -22,8 +23,22 @@
 #       --no-topics        create no topic
 #       --timeout SECONDS  how long to wait for the broker (default 90)
 #       --set KEY=VALUE    a broker setting added to (or replacing one of) the generated config
-#   stop [--dir DIR]       stop the broker by its pid (SIGTERM, SIGKILL after 20 s)
-#   status [--dir DIR]     print pid and bootstrap address; exit 1 if it is not running
+#     A cluster on loopback (default: the single node above):
+#       --nodes N          N nodes (2-9), each broker and KRaft controller in one JVM with its own
+#                          ports, DIR/nodeI/ (config, data, server.log, kafka.pid); the topics get
+#                          replication factor min(N, 3) and min.insync.replicas = that - 1
+#                          (3 nodes: 3 and 2), as do the internal topics. Prints the bootstrap
+#                          list (host:port,host:port,...). --port is not allowed.
+#       --controllers M    M more nodes that are KRaft controllers only (0-4, default 0; heap
+#                          128m), so that the quorum outlives brokers: with 3 + 2, two of the
+#                          three brokers may be down at once and the controllers still elect
+#                          leaders and shrink ISRs (3 nodes alone lose the quorum with 2 down)
+#       --node I           with a DIR started before: (re)start only node I (e.g. after a kill)
+#     A cluster's nodes run with -XX:TieredStopAtLevel=1 (less JIT work on a small machine).
+#   stop [--dir DIR] [--node I]   stop the broker (a cluster: every node, or node I) by its pid
+#                          (SIGTERM, SIGKILL after 20 s)
+#   status [--dir DIR]     print pid and bootstrap address (a cluster: one line per node); exit 1
+#                          if it (any node) is not running
 #   topics --bootstrap HOST:PORT [--partitions N] [--topics LIST]   create topics on a running broker
 #   console-consumer ARGS  Kafka's own Java console consumer from the same jars
 #   tool CLASS ARGS        any Java tool from the jars, e.g. org.apache.kafka.tools.DumpLogSegments
@@ -127,11 +142,12 @@ kafka_tool() {
   echo "$t"
 }
 
-create_topics() {  # create_topics BOOTSTRAP PARTITIONS LIST
-  local tool
+create_topics() {  # create_topics BOOTSTRAP PARTITIONS LIST [REPLICATION MIN_INSYNC]
+  local tool repl=()
   tool=$(kafka_tool)
   IFS=, read -r -a list <<<"$3"
-  "$tool" create-topics --bootstrap "$1" --partitions "$2" "${list[@]}" >&2 ||
+  [[ -n "${4:-}" ]] && repl=(--replication-factor "$4" --min-insync-replicas "$5")
+  "$tool" create-topics --bootstrap "$1" --partitions "$2" "${repl[@]}" "${list[@]}" >&2 ||
     die "could not create topics $3 on $1"
 }
 
@@ -233,8 +249,12 @@ stop_dir() {  # stop_dir DIR
 
 start() {
   local dir="" port="" host=127.0.0.1 heap=256m partitions=6 topics=$DEFAULT_TOPICS timeout=90 extra=()
+  local nodes="" controllers=0 node=""
   while (($#)); do
     case $1 in
+      --nodes) nodes=${2:?--nodes needs a number}; shift 2 ;;
+      --controllers) controllers=${2:?--controllers needs a number}; shift 2 ;;
+      --node) node=${2:?--node needs a node number}; shift 2 ;;
       --dir) dir=${2:?--dir needs a folder}; shift 2 ;;
       --port) port=${2:?--port needs a number}; shift 2 ;;
       --host) host=${2:?--host needs an IPv4 address}; shift 2 ;;
@@ -260,6 +280,13 @@ start() {
   [[ "$heap" =~ ^[0-9]+[kKmMgG]$ ]] || die "--heap '$heap': allowed is a size such as 256m or 1g"
   [[ "$timeout" =~ ^[0-9]+$ && $timeout -ge 1 ]] || die "--timeout '$timeout': allowed is seconds >= 1"
   command -v kcat >/dev/null || die "kcat is missing (apt-get install kcat): it checks the broker is up"
+  if [[ -n "$nodes" || -n "$node" || ( -n "$dir" && -f "$dir/cluster" ) ]]; then
+    [[ -z "$nodes" || "$nodes" =~ ^[2-9]$ ]] || die "--nodes '$nodes': allowed is 2-9"
+    [[ "$controllers" =~ ^[0-4]$ ]] || die "--controllers '$controllers': allowed is 0-4"
+    [[ -z "$port" ]] || die "--port: not with a cluster (each node takes free ports)"
+    start_cluster
+    return
+  fi
   fetch
 
   if [[ -z "$dir" ]]; then
@@ -337,6 +364,238 @@ while True:
   echo "$bootstrap"
 }
 
+# --- a cluster (start --nodes N) ----------------------------------------------------------------
+# DIR/cluster lists the nodes, one a line: ID ROLES (broker,controller or controller); node I's
+# state is DIR/nodeI/, laid out as a single broker's DIR.
+cluster_ids() { awk '{print $1}' "$1/cluster"; }
+cluster_roles() { awk -v i="$2" '$1 == i {print $2}' "$1/cluster"; }
+cluster_bootstrap() {  # every broker's client address, comma-separated
+  local i list=""
+  for i in $(awk '$2 ~ /broker/ {print $1}' "$1/cluster"); do
+    list+="${list:+,}$(bootstrap_of "$1/node$i")"
+  done
+  echo "$list"
+}
+controller_port_of() { sed -n 's/^listeners=.*CONTROLLER:\/\/[^:]*:\([0-9]*\).*/\1/p' "$1/server.properties"; }
+
+write_node_config() {  # write_node_config DIR ID ROLES PORT CPORT HOST VOTERS REPLICATION MIN_ISR
+  local dir=$1 id=$2 roles=$3 port=$4 cport=$5 host=$6 voters=$7 rf=$8 isr=$9
+  mkdir -p "$dir"
+  {
+    echo "# Node $id of a loopback KRaft cluster for tests (scripts/kafka.sh start --nodes, docs/kafka.md)."
+    echo "process.roles=$roles"
+    echo "node.id=$id"
+    echo "controller.quorum.voters=$voters"
+    echo "controller.listener.names=CONTROLLER"
+    if [[ $roles == broker,controller ]]; then
+      echo "listeners=PLAINTEXT://$host:$port,CONTROLLER://127.0.0.1:$cport"
+      echo "advertised.listeners=PLAINTEXT://$host:$port"
+      echo "inter.broker.listener.name=PLAINTEXT"
+    else
+      echo "listeners=CONTROLLER://127.0.0.1:$cport"
+    fi
+    cat <<CONF
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=6
+default.replication.factor=$rf
+min.insync.replicas=$isr
+offsets.topic.replication.factor=$rf
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
+transaction.state.log.num.partitions=6
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
+group.initial.rebalance.delay.ms=0
+group.min.session.timeout.ms=500
+log.cleaner.threads=1
+log.cleaner.dedupe.buffer.size=8388608
+num.io.threads=2
+num.network.threads=2
+num.recovery.threads.per.data.dir=1
+background.threads=2
+CONF
+  } >"$dir/server.properties"
+  # The same logging as a single broker's (write_config).
+  cat >"$dir/log4j2.properties" <<CONF
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = $dir/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.state.name = state.change.logger
+logger.state.level = WARN
+CONF
+}
+
+launch_node() {  # launch_node NODE_DIR HEAP: start one node's JVM in its own session
+  local dir=$1 heap=$2
+  setsid java -Xms"$heap" -Xmx"$heap" -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError \
+    -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$dir/log4j2.properties" \
+    -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" >>"$dir/stdout.log" 2>&1 </dev/null &
+  echo $! >"$dir/kafka.pid"
+}
+
+port_listening() {  # port_listening PORT: something accepts TCP connections on 127.0.0.1:PORT
+  python3 -c 'import socket, sys
+s = socket.socket(); s.settimeout(1)
+sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)' "$1"
+}
+
+# node_up DIR ID: node ID answers: a broker its own metadata requests, a controller-only node
+# connections on its controller port.
+node_up() {
+  local nd="$1/node$2"
+  if [[ $(cluster_roles "$1" "$2") == broker,controller ]]; then
+    kcat -L -b "$(bootstrap_of "$nd")" -m 2 >/dev/null 2>&1
+  else
+    port_listening "$(controller_port_of "$nd")"
+  fi
+}
+
+# stop_cluster DIR [ID]: SIGTERM to the brokers at once, then to the controller-only nodes (the
+# brokers' controlled shutdown needs the quorum); SIGKILL after 20 s each.
+stop_cluster() {
+  if [[ -z "${2:-}" ]]; then
+    local b
+    for b in broker controller; do
+      stop_nodes "$1" "$(awk -v r="$b" '$2 ~ r && !($2 ~ /broker/ && r == "controller") {print $1}' "$1/cluster")"
+    done
+  else
+    stop_nodes "$1" "$2"
+  fi
+}
+
+stop_nodes() {  # stop_nodes DIR IDS: SIGTERM to these nodes at once, SIGKILL after 20 s
+  local dir=$1 ids=$2 i pid pids=()
+  for i in $ids; do
+    pid=$(running_pid "$dir/node$i") || { rm -f "$dir/node$i/kafka.pid"; continue; }
+    kill -TERM "$pid" 2>/dev/null || true
+    pids+=("$pid")
+  done
+  for _ in $(seq 1 200); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for i in $ids; do rm -f "$dir/node$i/kafka.pid"; done
+}
+
+start_cluster() {  # uses start's options (dynamic scope)
+  fetch
+  [[ -n "$dir" ]] || dir=$(mktemp -d "${TMPDIR:-/tmp}/outpost-kafka.XXXXXX")
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  local fresh=0 i
+  if [[ ! -f "$dir/cluster" ]]; then
+    [[ -z "$node" ]] || die "--node $node: $dir is not a cluster started before"
+    [[ -n "$nodes" ]] || die "$dir is not a cluster started before: give --nodes N"
+    fresh=1
+    local rf=$((nodes < 3 ? nodes : 3)) total=$((nodes + controllers)) voters="" cluster_id
+    local isr=$((rf - 1)) ports=() cports=() p
+    # Distinct free ports: a client port per broker, a controller port per node.
+    local used=" "
+    for i in $(seq 1 "$total"); do
+      for kind in c b; do
+        [[ $kind == b && $i -gt $nodes ]] && continue
+        p=$(free_port)
+        while [[ "$used" == *" $p "* ]]; do p=$(free_port); done
+        used+="$p "
+        if [[ $kind == c ]]; then cports[i]=$p; else ports[i]=$p; fi
+      done
+      voters+="${voters:+,}$i@127.0.0.1:${cports[i]}"
+    done
+    cluster_id=$(python3 -c 'import base64, uuid
+while True:
+    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not s.startswith("-"):
+        print(s)
+        break')
+    : >"$dir/cluster.tmp"
+    for i in $(seq 1 "$total"); do
+      local roles=broker,controller
+      ((i <= nodes)) || roles=controller
+      write_node_config "$dir/node$i" "$i" "$roles" "${ports[i]:-}" "${cports[i]}" "$host" \
+        "$voters" "$rf" "$isr"
+      if ((${#extra[@]})); then
+        printf '# --set\n' >>"$dir/node$i/server.properties"
+        printf '%s\n' "${extra[@]}" >>"$dir/node$i/server.properties"
+      fi
+      java_cmd "$(tool_log4j)" -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+        kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/node$i/server.properties" \
+        >"$dir/node$i/format.log" 2>&1 ||
+        die "formatting KRaft storage of node $i in $dir/node$i/data failed (log:" \
+          "$dir/node$i/format.log): $(grep -m 1 -E 'Exception|Error' "$dir/node$i/format.log")"
+      echo "$i $roles" >>"$dir/cluster.tmp"
+    done
+    mv "$dir/cluster.tmp" "$dir/cluster"
+  elif [[ -n "$nodes" && $(awk '$2 ~ /broker/' "$dir/cluster" | wc -l) != "$nodes" ]]; then
+    die "--nodes $nodes: the cluster in $dir was made with $(awk '$2 ~ /broker/' "$dir/cluster" | wc -l)" \
+      "brokers; start it without --nodes or use a new --dir"
+  fi
+  local ids
+  if [[ -n "$node" ]]; then
+    [[ -n "$(cluster_roles "$dir" "$node")" ]] ||
+      die "--node '$node': allowed is one of $(cluster_ids "$dir" | tr '\n' ' ')($dir)"
+    ids=$node
+  else
+    ids=$(cluster_ids "$dir")
+  fi
+  # Until start has succeeded, any exit (an error below, Ctrl-C) stops the nodes it started.
+  START_IDS="" START_CLUSTER=$dir
+  trap 'for i in $START_IDS; do stop_cluster "$START_CLUSTER" "$i"; done' EXIT
+  for i in $ids; do
+    if running_pid "$dir/node$i" >/dev/null; then
+      [[ -n "$node" ]] && die "node $i of $dir is already running (pid $(cat "$dir/node$i/kafka.pid"))"
+      continue
+    fi
+    local h=$heap
+    [[ $(cluster_roles "$dir" "$i") == controller ]] && h=128m
+    launch_node "$dir/node$i" "$h"
+    START_IDS+="$i "
+  done
+  mkdir -p "$CACHE"
+  echo "$dir" >"$LAST_DIR_FILE"
+  local end=$((SECONDS + timeout)) bootstrap
+  bootstrap=$(cluster_bootstrap "$dir")
+  for i in $ids; do
+    until node_up "$dir" "$i"; do
+      if ! running_pid "$dir/node$i" >/dev/null; then
+        die "node $i exited during start-up; log: $dir/node$i/server.log:" \
+          "$(cat "$dir/node$i/server.log" "$dir/node$i/stdout.log" 2>/dev/null |
+            grep -m 1 -E 'ERROR|Exception' | cut -c 1-300)"
+      fi
+      ((SECONDS < end)) || die "node $i of $dir did not answer within ${timeout}s (stopped);" \
+        "log: $dir/node$i/server.log"
+      sleep 0.2
+    done
+  done
+  if ((fresh)); then
+    # Every broker registered before topics are created (else fewer replicas than asked).
+    local want
+    want=$(awk '$2 ~ /broker/' "$dir/cluster" | wc -l)
+    until [[ $(kcat -L -b "$bootstrap" -m 5 2>/dev/null | sed -n 's/^ \([0-9]*\) brokers:$/\1/p') == "$want" ]]; do
+      ((SECONDS < end)) || die "the cluster in $dir did not show $want brokers within ${timeout}s"
+      sleep 0.2
+    done
+    if [[ -n "$topics" ]]; then
+      local rf=$((want < 3 ? want : 3))
+      create_topics "$bootstrap" "$partitions" "$topics" "$rf" "$((rf - 1))"
+      wait_leaders "$bootstrap" "$topics" "$end"
+    fi
+  fi
+  START_IDS=""
+  echo "kafka.sh: Apache Kafka $KAFKA_VERSION cluster in $dir, node(s) $(echo $ids) started;" \
+    "logs $dir/node*/server.log" >&2
+  echo "$bootstrap"
+}
+
 dir_arg() {  # dir_arg ARGS...: --dir DIR, or OUTPOST_KAFKA_DIR, or the last folder started
   if [[ "${1:-}" == --dir ]]; then
     echo "${2:?--dir needs a folder}"
@@ -358,13 +617,37 @@ case $cmd in
     ;;
   start) start "$@" ;;
   stop)
+    node=""
+    if [[ "${1:-}" == --node ]]; then node=${2:?--node needs a node number}; shift 2; fi
+    if [[ "${3:-}" == --node ]]; then node=${4:?--node needs a node number}; fi
     dir=$(dir_arg "$@")
     [[ -d "$dir" ]] || die "stop: no folder $dir"
-    stop_dir "$dir"
-    echo "kafka.sh: stopped the broker of $dir" >&2
+    if [[ -f "$dir/cluster" ]]; then
+      [[ -z "$node" || -n "$(cluster_roles "$dir" "$node")" ]] ||
+        die "--node '$node': allowed is one of $(cluster_ids "$dir" | tr '\n' ' ')($dir)"
+      stop_cluster "$dir" "$node"
+      echo "kafka.sh: stopped ${node:+node $node of }the cluster of $dir" >&2
+    else
+      [[ -z "$node" ]] || die "--node: $dir is a single broker, not a cluster"
+      stop_dir "$dir"
+      echo "kafka.sh: stopped the broker of $dir" >&2
+    fi
     ;;
   status)
     dir=$(dir_arg "$@")
+    if [[ -f "$dir/cluster" ]]; then
+      down=0
+      for i in $(cluster_ids "$dir"); do
+        if pid=$(running_pid "$dir/node$i"); then
+          echo "node $i ($(cluster_roles "$dir" "$i")): running, pid $pid, log $dir/node$i/server.log"
+        else
+          echo "node $i ($(cluster_roles "$dir" "$i")): not running"
+          down=1
+        fi
+      done
+      echo "bootstrap $(cluster_bootstrap "$dir")"
+      exit $down
+    fi
     if pid=$(running_pid "$dir"); then
       echo "running: pid $pid, bootstrap $(bootstrap_of "$dir"), log $dir/server.log"
     else

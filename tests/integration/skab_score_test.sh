@@ -5,8 +5,9 @@
 # dataset the test is SKIPPED (exit 77, ctest SKIP_RETURN_CODE), never passed silently.
 #
 # The floors below are regression guards at the figures reached (docs/detection.md, "SKAB"), not
-# the targets: NAB >= 35 (all) / >= 30 (held-out) and <= 1 alarm per normal hour are
-# not reached yet.
+# the targets: NAB >= 35 (all) / >= 30 (held-out) are not reached yet; the anomaly-free
+# target (<= 1 device alarm per normal hour) and the outlier target (F1 >= 0.65, FAR <= 15 %) are
+# asserted as they are met.
 set -euo pipefail
 BIN=${1:?usage: skab_score_test.sh outpost-aggregator REPO_DIR}
 REPO=${2:?usage: skab_score_test.sh outpost-aggregator REPO_DIR}
@@ -42,12 +43,12 @@ labelled = {k: v for k, v in a.items() if k in ("valve1", "valve2", "other")}
 assert sum(int(v[1]) for v in labelled.values()) == 34, "expected 34 labelled SKAB files"
 assert a["all"][8].endswith("/ 129"), f"expected 129 changepoint windows: {a['all'][8]}"
 checks = [
-    ("all 34: NAB standard >= 25", float(a["all"][5]) >= 25.0),
-    ("all 34: F1 >= 0.65", float(a["all"][10]) >= 0.65),
+    ("all 34: NAB standard >= 28", float(a["all"][5]) >= 28.0),
+    ("all 34: F1 >= 0.7", float(a["all"][10]) >= 0.7),
     ("all 34: FAR <= 15 %", pct(a["all"][13]) <= 15.0),
-    ("held-out: NAB standard >= 20", float(h["all"][5]) >= 20.0),
-    ("held-out: F1 >= 0.6", float(h["all"][10]) >= 0.6),
-    ("anomaly-free: <= 1.5 device alarms per hour", float(a["anomaly-free"][4]) <= 1.5),
+    ("held-out: NAB standard >= 21", float(h["all"][5]) >= 21.0),
+    ("held-out: F1 >= 0.65", float(h["all"][10]) >= 0.65),
+    ("anomaly-free: <= 1 device alarm per hour", float(a["anomaly-free"][4]) <= 1.0),
 ]
 bad = [name for name, ok in checks if not ok]
 for name, ok in checks:

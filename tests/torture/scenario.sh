@@ -10,8 +10,9 @@
 # (reordering is reported). Every loop is bounded; every process is stopped by pid.
 #
 # The scenarios run on the development broker (outpost-devkafka; KAFKA=dev, the only value
-# accepted), except realkafka-kill, which starts a real Apache Kafka broker itself (lib.sh's
-# start_real_kafka, scripts/kafka.sh).
+# accepted), except realkafka-kill, soak and net-agg-*, which start a real Apache Kafka broker
+# themselves (lib.sh's start_real_kafka, scripts/kafka.sh), and realkafka-leader, which starts a
+# real 3-broker cluster (scripts/kafka.sh start --nodes 3 --controllers 2).
 source "$(dirname "$0")/../integration/lib.sh"
 TORTURE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -36,6 +37,48 @@ rand_ms() {
 }
 sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
 now_ms() { date +%s%3N; }
+
+# low_watermarks TOPIC OUT: each partition's low watermark (the first offset it still holds;
+# kcat -Q with offset -2) and, for a partition whose low watermark is above 0, the devices on it,
+# as JSON in OUT. The development broker keeps ~5 MB per partition and drops older messages, like
+# retention (docs/devkafka.md): account.py reads OUT (DUMP.lowwm) and reports the batches missing
+# because of it as lost to retention, not as lost. A real broker here keeps 7 days: all 0.
+low_watermarks() {
+  local topic=$1 out=$2 n p q=()
+  n=$(timeout 20 kcat -L -b "$KAFKA" -t "$topic" -m 10 2>/dev/null |
+    sed -n 's/.* with \([0-9]*\) partitions:$/\1/p')
+  [[ -n $n ]] || fail "kcat -L could not list the partitions of $topic"
+  for p in $(seq 0 $((n - 1))); do q+=(-t "$topic:$p:-2"); done
+  timeout 30 kcat -Q -b "$KAFKA" "${q[@]}" >"$out.q" 2>"$WORK/kcat.err" ||
+    fail "kcat -Q could not read the low watermarks of $topic: $(cat "$WORK/kcat.err")"
+  python3 - "$out.q" "$out" "$KAFKA" "$topic" "$n" <<'PY' || fail "low watermarks of $topic: see above"
+import json, re, subprocess, sys
+q, out, bootstrap, topic, n = sys.argv[1:6]
+low = {}
+for line in open(q):
+    m = re.match(r"\S+ \[(\d+)\] offset (-?\d+)", line)
+    if m:
+        low[int(m.group(1))] = int(m.group(2))
+if len(low) != int(n) or min(low.values()) < 0:
+    sys.exit(f"kcat -Q answered {low} for {n} partitions")
+devices = {}
+for p, off in low.items():
+    if off > 0:
+        msgs = subprocess.run(["timeout", "60", "kcat", "-b", bootstrap, "-C", "-t", topic, "-p",
+                               str(p), "-o", "beginning", "-e", "-q", "-f", "%s\n"],
+                              capture_output=True, text=True, check=True).stdout
+        devices[p] = sorted({json.loads(m)["device"] for m in msgs.splitlines() if m.strip()})
+json.dump({"low_watermarks": low, "truncated_devices": devices}, open(out, "w"))
+if devices:
+    print(f"  RETENTION: the broker dropped the oldest messages of {topic}: low watermarks {low}")
+PY
+}
+# kafka_dump TOPIC FILE: lib.sh's, plus the low watermarks in FILE.lowwm (above).
+eval "lib_$(declare -f kafka_dump)"
+kafka_dump() {
+  lib_kafka_dump "$@"
+  low_watermarks "$1" "$2.lowwm"
+}
 
 RECOVERY_MS=0
 note_recovery() { (($1 > RECOVERY_MS)) && RECOVERY_MS=$1 || true; }
@@ -645,6 +688,7 @@ with open(sys.argv[1], encoding="utf-8") as src, open(sys.argv[2], "w", encoding
 open(sys.argv[3], "w").write(str(removed))
 PY
       echo "  broker duplicates (one produce call appended twice by the mock): $(cat "$WORK/broker_duplicates") messages"
+      low_watermarks "$1" "$2.lowwm"
     }
     rc=0
     finish tort-k1 tort-k2 || rc=$?
@@ -711,6 +755,219 @@ PY
     ((unclean >= ITER)) || fail "the broker recovered from an unclean shutdown $unclean times, expected $ITER"
     echo "  the broker recovered its logs after an unclean shutdown $unclean times"
     finish tort-r1 tort-r2
+    ;;
+
+  realkafka-leader)
+    # Leader changes and produce errors on a real Apache Kafka cluster: three nodes that are each
+    # broker and KRaft controller, plus two controller-only nodes so that the quorum (3 of 5)
+    # outlives two brokers down (scripts/kafka.sh start --nodes 3 --controllers 2); the Outpost
+    # topics have replication factor 3 and min.insync.replicas 2. Four agents at 1,000 readings/s
+    # each. Every round, 2..4 s after the last: SIGKILL a broker that leads partitions of
+    # outpost.readings carrying readings (kcat -L, high watermarks), restart it 1..10 s after the
+    # kill and wait until it is back in every partition's in-sync replicas. Every third round a
+    # second broker is killed with it: once the controllers fence both (broker.session.timeout.ms,
+    # 9 s) every partition's ISR is the one broker left, below min.insync.replicas, and a produce
+    # with acks=all fails with NOT_ENOUGH_REPLICAS — checked with a probe producer (kcat, acks=all,
+    # no retries, on torture.probe) — until one of them returns (12..20 s after the kill; the
+    # other 1..5 s later). Measured: how long the killed leaders' partitions took no writes (from
+    # the kill; with two down, from the first restart), from their high watermarks (kcat -Q).
+    # Checked at the end with kcat and with Kafka's Java console consumer.
+    KAFKA_MODE=real
+    start_mosquitto
+    KDIR="$WORK/kafka"
+    rc=0
+    KAFKA=$(OUTPOST_KAFKA_TOOL="$KAFKA_TOOL_BIN" "$KAFKA_SH" start --dir "$KDIR" --nodes 3 \
+      --controllers 2 --timeout 240 2>>"$WORK/kafka-start.log") || rc=$?
+    for n in 1 2 3 4 5; do  # whatever happened, running nodes are stopped by this harness
+      [[ -f "$KDIR/node$n/kafka.pid" ]] && PIDS[kafka$n]=$(cat "$KDIR/node$n/kafka.pid")
+    done
+    for n in 1 2 3; do ln -sf "$KDIR/node$n/server.log" "$WORK/kafka$n-server.log"; done
+    ((rc == 0)) || fail "the Kafka cluster did not start: $(tail -n 5 "$WORK/kafka-start.log")"
+    "$KAFKA_TOOL_BIN" create-topics --bootstrap "$KAFKA" --partitions 1 --replication-factor 3 \
+      --min-insync-replicas 2 torture.probe >>"$WORK/kafka-start.log" 2>&1 ||
+      fail "cannot create torture.probe: $(tail -n 3 "$WORK/kafka-start.log")"
+    log "Apache Kafka cluster: brokers $KAFKA, 2 more controllers ($KDIR)"
+    AGG_HTTP_PORT=$(free_port)
+    start_aggregator
+    delivered() {
+      local v
+      v=$(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_delivered_total)
+      echo "${v:-0}"
+    }
+    some_delivered() { (($(delivered) > 0)); }
+    devs=(tort-q1 tort-q2 tort-q3 tort-q4)
+    for dev in "${devs[@]}"; do
+      write_agent_config "$dev" 500
+      start_agent "$dev"
+    done
+    wait_for 90 "first deliveries to Kafka" some_delivered
+    # partitions: "P LEADER ISR_SIZE" for each partition of outpost.readings (kcat -L).
+    partitions() {
+      timeout 15 kcat -L -b "$KAFKA" -t outpost.readings -m 5 2>/dev/null |
+        awk '/^ +partition [0-9]+,/ {p = $2; l = $4; i = $8; sub(/,$/, "", p); sub(/,$/, "", l);
+          sub(/,$/, "", i); print p, l, split(i, a, ",")}'
+    }
+    # high_watermarks P...: "P=OFFSET" for each partition that answered (leaders down do not).
+    high_watermarks() {
+      local q=() p
+      for p in "$@"; do q+=(-t "outpost.readings:$p:-1"); done
+      timeout 10 kcat -Q -m 2 -b "$KAFKA" "${q[@]}" 2>/dev/null |
+        sed -n 's/^outpost.readings \[\([0-9]*\)\] offset \([0-9]*\)$/\1=\2/p' || true
+    }
+    # wait_writes FROM_MS P=HW...: until each partition P's high watermark is above HW (it took
+    # a write); prints the milliseconds since FROM_MS. Bounded: 120 s.
+    wait_writes() {
+      local from=$1 end=$((SECONDS + 120)) spec now ok
+      shift
+      while :; do
+        now=" $(high_watermarks "${@%%=*}" | tr '\n' ' ')"
+        ok=1
+        for spec in "$@"; do
+          [[ $now =~ \ ${spec%%=*}=([0-9]+) ]] && ((BASH_REMATCH[1] > ${spec#*=})) || ok=0
+        done
+        ((ok)) && break
+        ((SECONDS < end)) || fail "round $i: partitions $* took no write within 120 s"
+        sleep 0.1
+      done
+      echo $(($(now_ms) - from))
+    }
+    isr_full() { partitions | awk '$3 == 3 {n++} END {exit !(n == 6)}'; }
+    # probe: one message to torture.probe with acks=all and no retry; prints ok,
+    # NOT_ENOUGH_REPLICAS or the error.
+    probe() {
+      local out
+      out=$(echo "probe $(now_ms)" | timeout 15 kcat -P -b "$KAFKA" -t torture.probe -X acks=all \
+        -X message.timeout.ms=3000 -X retries=0 2>&1) || true
+      if [[ -z $out ]]; then echo ok
+      elif [[ $out == *"Not enough in-sync replicas"* ]]; then echo NOT_ENOUGH_REPLICAS
+      else echo "${out//$'\n'/ }" | cut -c 1-120; fi
+    }
+    restart_broker() {  # restart_broker N: node N again, on its ports with its data
+      "$KAFKA_SH" start --dir "$KDIR" --node "$1" --timeout 120 >/dev/null 2>>"$WORK/kafka-start.log" ||
+        fail "round $i: broker $1 did not restart: $(tail -n 3 "$WORK/kafka-start.log")"
+      PIDS[kafka$1]=$(cat "$KDIR/node$1/kafka.pid")
+    }
+    kill_broker() {  # kill_broker N: SIGKILL, wait until it is gone (not this shell's child)
+      local pid=${PIDS[kafka$1]}
+      kill -KILL "$pid"
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -0 "$pid" 2>/dev/null && fail "round $i: broker $1 (pid $pid) survived SIGKILL for 10 s"
+      unset "PIDS[kafka$1]"
+    }
+    sleep 3
+    # The partitions that carry readings (the devices' keys hash to some of the 6).
+    read -r -a active <<<"$(high_watermarks 0 1 2 3 4 5 | awk -F= '$2 > 0 {printf "%s ", $1}')"
+    ((${#active[@]})) || fail "no partition of outpost.readings took a write"
+    log "partitions carrying readings: ${active[*]}"
+    ner_rounds=0 ner_seen=0 failed_before=$(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_failed_total)
+    : >"$WORK/rounds.txt"
+    for i in $(seq 1 "$ITER"); do
+      sleep_ms "$(rand_ms 2000 4000)"
+      wait_for 60 "every replica in sync before round $i" isr_full
+      declare -A lead=()
+      while read -r p l _; do lead[$p]=$l; done < <(partitions)
+      cands=()
+      for p in "${active[@]}"; do
+        [[ " ${cands[*]} " == *" ${lead[$p]} "* ]] || cands+=("${lead[$p]}")
+      done
+      v1=${cands[$(rand_ms 0 $((${#cands[@]} - 1)))]}
+      victims=("$v1")
+      if ((i % 3 == 0)); then
+        others=()
+        for b in 1 2 3; do ((b == v1)) || others+=("$b"); done
+        victims+=("${others[$(rand_ms 0 1)]}")
+      fi
+      affected=()
+      for p in "${active[@]}"; do [[ " ${victims[*]} " == *" ${lead[$p]} "* ]] && affected+=("$p"); done
+      # Every partition stalls, not only those it led: acks=all waits for every in-sync replica
+      # until the controllers fence the dead broker and drop it from the ISRs.
+      mapfile -t hw < <(high_watermarks "${active[@]}")
+      ((${#hw[@]} == ${#active[@]})) || fail "round $i: no high watermarks of partitions ${active[*]}"
+      t_kill=$(now_ms)
+      for v in "${victims[@]}"; do kill_broker "$v"; done
+      if ((${#victims[@]} == 1)); then
+        ms=$(wait_writes "$t_kill" "${hw[@]}")
+        note_recovery "$ms"
+        down=$(rand_ms 1000 10000)
+        left=$((down - ($(now_ms) - t_kill)))
+        ((left > 0)) && sleep_ms "$left"
+        t0=$(now_ms)
+        restart_broker "$v1"
+        up=$(($(now_ms) - t0))
+        wait_for 120 "broker $v1 back in every partition's ISR" isr_full
+        line="round $i/$ITER: broker $v1 killed (leader of partitions ${affected[*]}): every partition carrying readings took writes again after $ms ms; dead $(((t0 - t_kill))) ms, answering $up ms after its restart, in every ISR $(($(now_ms) - t0)) ms after it"
+      else
+        ner_rounds=$((ner_rounds + 1))
+        before=$(delivered)
+        end=$((SECONDS + 60))
+        until [[ $(probe) == NOT_ENOUGH_REPLICAS ]]; do
+          ((SECONDS < end)) || fail "round $i: brokers ${victims[*]} down, but acks=all never failed with NOT_ENOUGH_REPLICAS within 60 s (last: $(probe))"
+        done
+        ner_ms=$(($(now_ms) - t_kill))
+        ner_seen=$((ner_seen + 1))
+        at_ner=$(delivered)
+        down=$(rand_ms 12000 20000)
+        left=$((down - ($(now_ms) - t_kill)))
+        ((left < 3000)) && left=3000
+        sleep_ms "$left"
+        last=$(probe)
+        [[ $last == NOT_ENOUGH_REPLICAS ]] || fail "round $i: with two brokers down a produce with acks=all answered: $last"
+        during=$(($(delivered) - before))
+        # With two of three replicas dead no acks=all produce can succeed: nothing delivered.
+        [[ $(delivered) == "$at_ner" ]] ||
+          fail "round $i: $(($(delivered) - at_ner)) messages delivered while two brokers were down"
+        waiting=$(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_outstanding_messages)
+        mapfile -t hw < <(high_watermarks "${active[@]}")
+        t0=$(now_ms)
+        restart_broker "${victims[0]}"
+        up=$(($(now_ms) - t0))
+        end=$((SECONDS + 120))
+        until [[ $(probe) == ok ]]; do
+          ((SECONDS < end)) || fail "round $i: acks=all still failing 120 s after broker ${victims[0]} restarted: $(probe)"
+          sleep 0.2
+        done
+        acks_ms=$(($(now_ms) - t0))
+        ms=$(wait_writes "$t0" "${hw[@]}")
+        note_recovery "$ms"
+        sleep_ms "$(rand_ms 1000 5000)"
+        restart_broker "${victims[1]}"
+        wait_for 120 "brokers ${victims[*]} back in every partition's ISR" isr_full
+        line="round $i/$ITER: brokers ${victims[*]} killed together: acks=all failed with NOT_ENOUGH_REPLICAS from $ner_ms ms after the kill (the probe's answer) until broker ${victims[0]} returned $(((t0 - t_kill))) ms after it ($during Kafka messages delivered in all, before the ISRs shrank, none after; ${waiting:-?} waiting in the aggregator's producer just before the restart); acks=all accepted again $acks_ms ms after that restart (broker answering after $up ms), every partition carrying readings written again after $ms ms"
+      fi
+      echo "  $line"
+      echo "$line" >>"$WORK/rounds.txt"
+      for p in aggregator "${devs[@]}"; do
+        kill -0 "${PIDS[$p]}" 2>/dev/null || fail "$p died in round $i"
+      done
+    done
+    ((ner_rounds == 0 || ner_seen == ner_rounds)) || fail "NOT_ENOUGH_REPLICAS seen in $ner_seen of $ner_rounds rounds with two brokers down"
+    sleep 1
+    failed=$(($(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_failed_total) - failed_before))
+    uncertain=$(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_uncertain_total)
+    echo "  aggregator: $(delivered) Kafka messages delivered, $failed failed ($uncertain possibly persisted) during the rounds"
+    rc=0
+    finish "${devs[@]}" || rc=$?
+    # The same accounting from a second, independent client: Kafka's Java console consumer.
+    java_consumer_dump outpost.readings "$WORK/readings.java.jsonl"
+    spec=()
+    for dev in "${devs[@]}"; do spec+=("$dev=$(outbox_last_seq "$dev"):$(outbox_rows "$dev")"); done
+    jrc=0
+    python3 "$TORTURE/account.py" "$WORK/readings.java.jsonl" "${spec[@]}" >"$WORK/account.java.json" || jrc=$?
+    echo "  Java console consumer: $(cat "$WORK/account.java.json")"
+    python3 - "$RESULT" "$WORK/account.java.json" "$WORK/rounds.txt" "$ner_rounds" "$failed" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1]))
+j = json.load(open(sys.argv[2]))
+a["java_consumer"] = {k: j[k] for k in ("readings", "lost", "duplicated", "reordered", "ok")}
+a["rounds"] = [l.strip() for l in open(sys.argv[3]) if l.strip()]
+a["not_enough_replicas_rounds"] = int(sys.argv[4])
+a["failed_deliveries"] = int(sys.argv[5])
+json.dump(a, open(sys.argv[1], "w"))
+PY
+    ((jrc == 0)) || fail "the Java console consumer's accounting failed: $(cat "$WORK/account.java.json")"
+    [[ $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["readings"] == json.load(open(sys.argv[2]))["readings"])' "$WORK/account.json" "$WORK/account.java.json") == True ]] ||
+      fail "kcat and the Java console consumer read different numbers of readings"
+    exit $rc
     ;;
 
   net-mqtt | net-zmq)

@@ -2,7 +2,8 @@
 // with the same librdkafka the aggregator links (Debian 12: 2.0.2). Development and test tool;
 // scripts/kafka.sh and the real-Kafka tests use it (docs/kafka.md).
 //
-//   outpost-kafka-tool create-topics --bootstrap HOST:PORT [--partitions N] NAME[:compact]...
+//   outpost-kafka-tool create-topics --bootstrap HOST:PORT [--partitions N]
+//                      [--replication-factor N] [--min-insync-replicas N] NAME[:compact]...
 //   outpost-kafka-tool check --bootstrap HOST:PORT
 //   outpost-kafka-tool group-offsets --bootstrap HOST:PORT --group GROUP TOPIC
 //
@@ -103,7 +104,9 @@ rd_kafka_t* makeClient(rd_kafka_type_t type, const std::string& bootstrap,
 
 // Retention: readings, anomalies and dead letters are a log (kept 7 days; dead letters 14 so
 // someone can look at them); a ":compact" topic is a state keyed by its key (latest value kept).
-int createTopics(const std::string& bootstrap, int partitions,
+// A replication factor above 1 (a multi-node cluster, scripts/kafka.sh start --nodes N) with
+// min.insync.replicas set per topic: producing with acks=all then needs that many replicas in sync.
+int createTopics(const std::string& bootstrap, int partitions, int replication, int min_insync,
                  const std::vector<std::string>& names) {
   rd_kafka_t* rk = makeClient(RD_KAFKA_PRODUCER, bootstrap, {});
   std::vector<rd_kafka_NewTopic_t*> topics;
@@ -119,8 +122,13 @@ int createTopics(const std::string& bootstrap, int partitions,
       compact = true;
     }
     if (name.empty()) die("topic '" + spec + "': the name is empty");
-    rd_kafka_NewTopic_t* t = rd_kafka_NewTopic_new(name.c_str(), partitions, 1, err, sizeof err);
+    rd_kafka_NewTopic_t* t =
+        rd_kafka_NewTopic_new(name.c_str(), partitions, replication, err, sizeof err);
     if (!t) die("topic " + name + ": " + err);
+    if (min_insync > 0) {
+      const std::string isr = std::to_string(min_insync);
+      check(rd_kafka_NewTopic_set_config(t, "min.insync.replicas", isr.c_str()), name);
+    }
     if (compact) {
       check(rd_kafka_NewTopic_set_config(t, "cleanup.policy", "compact"), name);
       check(rd_kafka_NewTopic_set_config(t, "min.cleanable.dirty.ratio", "0.1"), name);
@@ -146,7 +154,8 @@ int createTopics(const std::string& bootstrap, int partitions,
     rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
     const char* name = rd_kafka_topic_result_name(res[i]);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      std::printf("created %s (%d partitions)\n", name, partitions);
+      std::printf("created %s (%d partitions, replication factor %d)\n", name, partitions,
+                  replication);
     } else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
       std::printf("exists %s\n", name);
     } else {
@@ -234,7 +243,9 @@ int checkBroker(const std::string& bootstrap) {
   // The topics are auto-created by the broker's defaults, or created here with 6 partitions.
   const std::string t_idem = "outpost.check.idem." + sfx, t_in = "outpost.check.in." + sfx,
                     t_out = "outpost.check.out." + sfx, t_grp = "outpost.check.group." + sfx;
-  if (createTopics(bootstrap, 6, {t_idem, t_in, t_out, t_grp}) != 0) die("could not create topics");
+  if (createTopics(bootstrap, 6, 1, 0, {t_idem, t_in, t_out, t_grp}) != 0) {
+    die("could not create topics");
+  }
 
   // (1) Idempotent producer with the aggregator's settings (aggregator/src/kafka/kafka.cc).
   std::pair<int, std::string> dr{0, ""};
@@ -457,7 +468,8 @@ int groupOffsets(const std::string& bootstrap, const std::string& group, const s
 void usage() {
   std::fputs(
       "usage: outpost-kafka-tool create-topics --bootstrap HOST:PORT [--partitions N] "
-      "NAME[:compact]...\n"
+      "[--replication-factor N]\n"
+      "                          [--min-insync-replicas N] NAME[:compact]...\n"
       "       outpost-kafka-tool check --bootstrap HOST:PORT\n"
       "       outpost-kafka-tool group-offsets --bootstrap HOST:PORT --group GROUP TOPIC\n"
       "Creates topics (retention 7 days, dead letters 14; :compact = a compacted state topic) or\n"
@@ -474,8 +486,17 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   std::string cmd = argv[1], bootstrap, group;
-  int partitions = 6;
+  int partitions = 6, replication = 1, min_insync = 0;
   std::vector<std::string> names;
+  // A count option's value: an integer in [lo, hi], or a clear error naming the option.
+  auto count = [&](const std::string& opt, const std::string& v, long lo, long hi) {
+    char* end = nullptr;
+    long n = std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end || n < lo || n > hi) {
+      die(opt + " '" + v + "': allowed is " + std::to_string(lo) + "-" + std::to_string(hi));
+    }
+    return static_cast<int>(n);
+  };
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--bootstrap" && i + 1 < argc) {
@@ -490,6 +511,10 @@ int main(int argc, char** argv) {
         die("--partitions '" + v + "': allowed is 1-1000");
       }
       partitions = static_cast<int>(n);
+    } else if (a == "--replication-factor" && i + 1 < argc) {
+      replication = count(a, argv[++i], 1, 9);
+    } else if (a == "--min-insync-replicas" && i + 1 < argc) {
+      min_insync = count(a, argv[++i], 1, 9);
     } else if (a.rfind("--", 0) == 0) {
       die("unknown option '" + a + "' (see --help)");
     } else {
@@ -499,7 +524,11 @@ int main(int argc, char** argv) {
   if (bootstrap.empty()) die("--bootstrap HOST:PORT is required");
   if (cmd == "create-topics") {
     if (names.empty()) die("create-topics: name at least one topic");
-    return createTopics(bootstrap, partitions, names);
+    if (min_insync > replication) {
+      die("--min-insync-replicas " + std::to_string(min_insync) + ": allowed is at most the " +
+          "replication factor (" + std::to_string(replication) + ")");
+    }
+    return createTopics(bootstrap, partitions, replication, min_insync, names);
   }
   if (cmd == "check") return checkBroker(bootstrap);
   if (cmd == "group-offsets") {

@@ -53,6 +53,13 @@ const config::SettingsTable<DetectorConfig>& detectorTable() {
                    &D::accept_after_samples, def.accept_after_samples, 1, static_cast<int64_t>(1e9),
                    "A level_shift/drift alarm longer than this many readings ends; its level "
                    "becomes the norm")
+          .integer("device_min_samples", &D::device_min_samples, def.device_min_samples, 1,
+                   100000,
+                   "A device alarm is raised when the device score stayed >= alarm_on for this "
+                   "many consecutive evaluations")
+          .integer("device_clear_samples", &D::device_clear_samples, def.device_clear_samples, 1,
+                   100000,
+                   "A device alarm ends after this many consecutive evaluations below alarm_off")
           .real("level_alpha", &D::level_alpha, def.level_alpha, 1e-6, 1,
                 "EWMA weight of the local level")
           .real("scale_alpha", &D::scale_alpha, def.scale_alpha, 1e-6, 1,
@@ -380,7 +387,7 @@ uint32_t AnomalyStage::lookup(std::string_view device, std::string_view sensor) 
   e.prev = e.next = kNil;
   touch(i);
   auto d = by_device_.find(device);
-  if (d == by_device_.end()) d = by_device_.emplace(std::string(device), std::vector<uint32_t>{}).first;
+  if (d == by_device_.end()) d = by_device_.emplace(device, std::vector<uint32_t>{}).first;
   d->second.push_back(i);
   return i;
 }
@@ -636,6 +643,7 @@ void stateFields(Ar& ar, SensorBook& b) {
      b.open_pending, b.device_index);
   ar.check(b.last_arrival_rel_us > -kMaxRelativeUs && b.last_arrival_rel_us < kMaxRelativeUs,
            "last arrival time");
+  ar.check(detect::saneStateMs(b.last_ts_ms) && detect::saneStateUs(b.start_ts_us), "timestamp");
 }
 
 bool validSensorName(std::string_view name) {
@@ -654,8 +662,14 @@ bool AnomalyStage::saveDevice(std::string_view device, int64_t now_mono_us,
   for (uint32_t i : d->second) {
     const Entry& e = entries_[i];
     const std::string name = e.key.substr(e.key.find('\x1f') + 1);
-    SensorBook b{e.arrivals,  e.last_arrival_us - now_mono_us, e.arrival_gap_us, e.last_ts_ms,
-                 e.start_ts_us, e.open_pending, e.device_index};
+    SensorBook b;
+    b.arrivals = e.arrivals;
+    b.last_arrival_rel_us = e.last_arrival_us - now_mono_us;
+    b.arrival_gap_us = e.arrival_gap_us;
+    b.last_ts_ms = e.last_ts_ms;
+    b.start_ts_us = e.start_ts_us;
+    b.open_pending = e.open_pending;
+    b.device_index = e.device_index;
     w(name, b);
     w.nested(e.det);
   }
@@ -705,6 +719,7 @@ Status AnomalyStage::restoreDevice(std::string_view device, std::span<const uint
     rd(names, pending_ts_ms);
     rd.nested(ddet);
     rd.check(names.size() == ddet.sensors(), "device sensor names");
+    rd.check(pending_ts_ms == INT64_MIN || detect::saneStateMs(pending_ts_ms), "device time");
     for (const std::string& s : names) rd.check(validSensorName(s), "device sensor name");
   }
   if (!rd.end()) return rd.status();

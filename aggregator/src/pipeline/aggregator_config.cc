@@ -204,6 +204,14 @@ const config::SettingsTable<ClusterOptions>& clusterTable() {
                    "The process role's limit for reading newly assigned partitions' device "
                    "state from kafka.state_topic; beyond it the process stops (exit status 1) "
                    "rather than process without state")
+          .integer("cluster.reorder_wait_ms", &C::reorder_wait_ms, 1000, 0, 60000,
+                   "The process role's wait for a device's missing seq: ingest instances share "
+                   "a device's batches, so seq 8 can reach the batches topic before seq 7; seq 8 "
+                   "then waits up to this long so that readings, detection and events keep the "
+                   "device's order. 0: no waiting (order as the batches topic has it)")
+          .integer("cluster.reorder_max_batches", &C::reorder_max_batches, 64, 1, 10000,
+                   "The process role's limit of batches one device may hold waiting for a "
+                   "missing seq (beyond it they go on, in seq order)")
           .string("kafka.batches_topic", &C::batches_topic, "outpost.batches",
                   "Verified batches from ingest to process instances (FlatBuffers bytes as "
                   "received, key = device id, outpost-* headers)")

@@ -15,6 +15,7 @@
 #include "kafka/conf.h"
 #include "outpost/aggregator/device_state.h"
 #include "outpost/aggregator/json.h"
+#include "outpost/aggregator/reorder_buffer.h"
 #include "outpost/common/codec.h"
 #include "outpost/common/http_server.h"
 #include "outpost/common/json.h"
@@ -86,10 +87,19 @@ struct ProcessRole::Impl final : public Publisher {
   void open();
   void loop();
 
-  // One consumed message of outpost.batches.
+  // One consumed message of outpost.batches: verify, restore seq order, process.
   void handle(const rd_kafka_message_t& m);
-  void deadLetter(const rd_kafka_message_t& m, const std::string& device,
-                  const codec::DecodeError& why);
+  // Identity, FlatBuffers Verifier, semantics; a failure is dead-lettered (nullptr).
+  const wire::Batch* verify(const std::string& device, int32_t partition, int64_t offset,
+                            std::string_view payload);
+  // Dedup, latest values, detection, readings and events (into the open transaction).
+  void process(const std::string& device, const wire::Batch& batch, int32_t partition,
+               int64_t received_us);
+  void processHeld(std::vector<ReorderBuffer::Held> held);
+  // After the highest seq of (device, epoch) processed; 0 when the stream is unknown.
+  uint64_t nextExpected(const std::string& device, uint64_t epoch, int32_t partition) const;
+  void deadLetter(const std::string& device, int32_t partition, int64_t offset,
+                  std::string_view payload, const codec::DecodeError& why);
   Status produceTo(const std::string& topic, int32_t partition, std::string_view key,
                    std::string_view value, const Headers& headers);
   void begin();
@@ -116,6 +126,7 @@ struct ProcessRole::Impl final : public Publisher {
   rd_kafka_t* restorer = nullptr;
   int32_t partition_count = 0;
   std::unique_ptr<AnomalyStage> stage;
+  ReorderBuffer reorder;
 
   struct Partition {
     std::unordered_map<std::string, DeviceDedup> devices;
@@ -129,7 +140,7 @@ struct ProcessRole::Impl final : public Publisher {
   std::set<int32_t> txn_partitions;
   bool txn_open = false;
   int64_t txn_started_us = 0;
-  uint64_t txn_batches = 0, txn_readings = 0, txn_messages = 0;
+  uint64_t txn_batches = 0, txn_readings = 0, txn_messages = 0, txn_dropped = 0;
   std::vector<int64_t> txn_received_us;  // for the latency histogram, at commit
   std::vector<AnomalyRecord> events;
   std::string scratch, state_value;
@@ -154,6 +165,9 @@ struct ProcessRole::Impl final : public Publisher {
   metrics::Counter& state_invalid_;
   metrics::Counter& detector_restore_failed_;
   metrics::Counter& rebalances_;
+  metrics::Counter& dropped_by_agents_;
+  metrics::Counter& held_;
+  metrics::Counter& reorder_gaps_;
   metrics::Counter& delivered_;
   metrics::Counter& failed_;
   metrics::Gauge& assigned_gauge_;
@@ -164,6 +178,8 @@ struct ProcessRole::Impl final : public Publisher {
 
 ProcessRole::Impl::Impl(ProcessRole& owner)
     : o(owner), opt(owner.opt_),
+      reorder(int64_t{owner.opt_.reorder_wait_ms} * 1000,
+              static_cast<size_t>(owner.opt_.reorder_max_batches)),
       consumed_(o.registry_.counter("outpost_aggregator_batches_consumed_total",
                                     "Batches consumed from the batches topic (process role)")),
       published_batches_(o.registry_.counter("outpost_aggregator_batches_published_total",
@@ -197,6 +213,16 @@ ProcessRole::Impl::Impl(ProcessRole& owner)
           "their detectors warm up again; dedup memory is kept")),
       rebalances_(o.registry_.counter("outpost_aggregator_rebalances_total",
                                       "Consumer group assignments received")),
+      held_(o.registry_.counter(
+          "outpost_aggregator_reordered_batches_total",
+          "Batches that arrived before a lower seq of their device and waited for it")),
+      reorder_gaps_(o.registry_.counter(
+          "outpost_aggregator_reorder_gaps_total",
+          "Devices whose waiting batches went on with a seq still missing (waited "
+          "cluster.reorder_wait_ms, or cluster.reorder_max_batches held)")),
+      dropped_by_agents_(o.registry_.counter(
+          "outpost_aggregator_agent_dropped_readings_total",
+          "Readings agents reported as dropped (outbox full, ...), from batch headers")),
       delivered_(o.registry_.counter("outpost_aggregator_kafka_messages_delivered_total",
                                      "Kafka messages with a successful delivery report")),
       failed_(o.registry_.counter("outpost_aggregator_kafka_messages_failed_total",
@@ -394,6 +420,13 @@ void ProcessRole::Impl::loop() {
     }
     rd_kafka_poll(producer, 0);  // delivery reports
     const int64_t now = o.clock_.monotonicUs();
+    if (reorder.size() > 0) {
+      auto expired = reorder.takeExpired(now);
+      if (!expired.empty()) {
+        reorder_gaps_.inc();
+        processHeld(std::move(expired));
+      }
+    }
     if (stage) pollSilence(now);
     if (txn_open && now - txn_started_us >= int64_t{opt.commit_interval_ms} * 1000) {
       if (!commit()) rewind();
@@ -457,8 +490,7 @@ void ProcessRole::Impl::handle(const rd_kafka_message_t& m) {
   if (pit == owned.end()) return;  // not ours (any more): the owner processes it
   begin();
   consumed_.inc();
-  Partition& part = pit->second;
-  part.next_offset = m.offset + 1;
+  pit->second.next_offset = m.offset + 1;
   txn_partitions.insert(m.partition);
   ++txn_messages;
 
@@ -466,25 +498,79 @@ void ProcessRole::Impl::handle(const rd_kafka_message_t& m) {
   rd_kafka_headers_t* hdrs = nullptr;
   rd_kafka_message_headers(&m, &hdrs);
   const int64_t received_us = toInt(headerValue(hdrs, "outpost-received-us"));
+  const std::string_view payload = bytesOf(m.payload, m.len);
+  const wire::Batch* batch = verify(device, m.partition, m.offset, payload);
+  if (!batch) return;
+  // Ingest instances share a device's batches: restore its seq order first.
+  const uint64_t next = nextExpected(device, batch->epoch(), m.partition);
+  if (opt.reorder_wait_ms > 0 && !ReorderBuffer::inOrder(batch->seq(), next)) {
+    ReorderBuffer::Held h{device,   batch->epoch(),      batch->seq(),
+                          m.partition, m.offset,         std::string(payload),
+                          received_us, o.clock_.monotonicUs()};
+    if (reorder.hold(std::move(h))) {
+      held_.inc();
+      return;
+    }
+    // The device holds as many as it may: what it holds goes on first, in order.
+    reorder_gaps_.inc();
+    processHeld(reorder.takeDevice(device));
+  }
+  process(device, *batch, m.partition, received_us);
+  processHeld(reorder.takeReady(device, batch->epoch(),
+                                nextExpected(device, batch->epoch(), m.partition)));
+}
+
+uint64_t ProcessRole::Impl::nextExpected(const std::string& device, uint64_t epoch,
+                                         int32_t partition) const {
+  auto pit = owned.find(partition);
+  if (pit == owned.end()) return 0;
+  auto dit = pit->second.devices.find(device);
+  if (dit == pit->second.devices.end()) return 0;
+  auto eit = dit->second.epochs().find(epoch);
+  if (eit == dit->second.epochs().end() || eit->second.empty()) return 0;
+  return eit->second.rbegin()->second + 1;  // after the highest seq processed
+}
+
+void ProcessRole::Impl::processHeld(std::vector<ReorderBuffer::Held> held) {
+  if (held.empty()) return;
+  begin();
+  for (const ReorderBuffer::Held& h : held) {
+    if (!owned.count(h.partition)) continue;  // revoked meanwhile: its next owner reads it
+    if (const wire::Batch* b = verify(h.device, h.partition, h.offset, h.payload)) {
+      process(h.device, *b, h.partition, h.received_us);
+    }
+  }
+}
+
+const wire::Batch* ProcessRole::Impl::verify(const std::string& device, int32_t partition,
+                                             int64_t offset, std::string_view payload) {
   // The topic is writable by whoever has the rights: its bytes are verified again.
   if (!codec::isValidDeviceId(device)) {
-    deadLetter(m, device, {codec::Reason::kBadDeviceId, "no valid device id in the message key"});
-    return;
+    deadLetter(device, partition, offset, payload,
+               {codec::Reason::kBadDeviceId, "no valid device id in the message key"});
+    return nullptr;
   }
-  const auto bytes = std::span<const uint8_t>(static_cast<const uint8_t*>(m.payload), m.len);
+  const auto bytes =
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
   auto verified = codec::verifyBatch(bytes, o.pipeline_.limits);
   if (!verified) {
-    deadLetter(m, device, verified.error());
-    return;
+    deadLetter(device, partition, offset, payload, verified.error());
+    return nullptr;
   }
   const wire::Batch& batch = **verified;
   if (auto sem = codec::checkBatchSemantics(batch, o.pipeline_.limits, o.clock_.nowUs(), device);
       !sem) {
-    deadLetter(m, device, sem.error());
-    return;
+    deadLetter(device, partition, offset, payload, sem.error());
+    return nullptr;
   }
-  DeviceDedup& dedup = part.devices[device];
-  device_partition[device] = m.partition;
+  return &batch;
+}
+
+void ProcessRole::Impl::process(const std::string& device, const wire::Batch& batch,
+                                int32_t partition, int64_t received_us) {
+  DeviceDedup& dedup = owned[partition].devices[device];
+  device_partition[device] = partition;
+  txn_partitions.insert(partition);
   if (dedup.contains(batch.epoch(), batch.seq())) {
     duplicates_.inc();
     return;
@@ -517,22 +603,22 @@ void ProcessRole::Impl::handle(const rd_kafka_message_t& m) {
     }
   }
   ++txn_batches;
+  txn_dropped += batch.dropped();
   txn_readings += (batch.readings() ? batch.readings()->size() : 0) +
                   (batch.windows() ? batch.windows()->size() : 0);
   if (received_us > 0) txn_received_us.push_back(received_us);
 }
 
-void ProcessRole::Impl::deadLetter(const rd_kafka_message_t& m, const std::string& device,
-                                   const codec::DecodeError& why) {
+void ProcessRole::Impl::deadLetter(const std::string& device, int32_t partition, int64_t offset,
+                                   std::string_view payload, const codec::DecodeError& why) {
   rejected_.with(codec::reasonName(why.reason)).inc();
-  spdlog::warn("rejected batch at {}[{}]@{} ('{}', {} bytes): {}", opt.batches_topic,
-               m.partition, m.offset, device, m.len, why.toString());
-  auto st = produceTo(o.pipeline_.deadletter_topic, RD_KAFKA_PARTITION_UA, device,
-                      bytesOf(m.payload, m.len),
+  spdlog::warn("rejected batch at {}[{}]@{} ('{}', {} bytes): {}", opt.batches_topic, partition,
+               offset, device, payload.size(), why.toString());
+  auto st = produceTo(o.pipeline_.deadletter_topic, RD_KAFKA_PARTITION_UA, device, payload,
                       {{kHeaderReason, codec::reasonName(why.reason)},
                        {"outpost-reason-detail", why.detail},
-                       {"outpost-source", opt.batches_topic + "[" + std::to_string(m.partition) +
-                                              "]@" + std::to_string(m.offset)}});
+                       {"outpost-source", opt.batches_topic + "[" + std::to_string(partition) +
+                                              "]@" + std::to_string(offset)}});
   if (!st) throw std::runtime_error(st.error().toString());
   deadlettered_.inc();
 }
@@ -589,11 +675,15 @@ bool ProcessRole::Impl::commit() {
   // The consumed positions, committed with the outputs (KIP-447: fenced if the group has
   // moved on without us).
   PartitionList offsets{rd_kafka_topic_partition_list_new(static_cast<int>(txn_partitions.size()))};
+  std::vector<std::pair<int32_t, int64_t>> positions;
   for (int32_t p : txn_partitions) {
     auto pit = owned.find(p);
     if (pit == owned.end() || pit->second.next_offset < 0) continue;
-    rd_kafka_topic_partition_list_add(offsets.get(), opt.batches_topic.c_str(), p)->offset =
-        pit->second.next_offset;
+    // Not past a batch still waiting for its order: a crash must read it again.
+    int64_t pos = pit->second.next_offset;
+    if (auto held = reorder.lowestHeldOffset(p); held && *held < pos) pos = *held;
+    rd_kafka_topic_partition_list_add(offsets.get(), opt.batches_topic.c_str(), p)->offset = pos;
+    positions.emplace_back(p, pos);
   }
   if (offsets->cnt > 0) {
     rd_kafka_consumer_group_metadata_t* cgmd = rd_kafka_consumer_group_metadata(consumer);
@@ -630,20 +720,21 @@ bool ProcessRole::Impl::commit() {
   committed_.inc();
   published_batches_.inc(txn_batches);
   published_readings_.inc(txn_readings);
+  dropped_by_agents_.inc(txn_dropped);
   state_written_.inc(dirty.size());
   const int64_t now_us = o.clock_.nowUs();
   for (int64_t r : txn_received_us) {
     commit_latency_.observe(static_cast<double>(now_us - r) / 1e6);
   }
-  for (int32_t p : txn_partitions) {
+  for (const auto& [p, pos] : positions) {
     auto pit = owned.find(p);
-    if (pit != owned.end()) pit->second.committed = pit->second.next_offset;
+    if (pit != owned.end()) pit->second.committed = pos;
   }
   txn_open = false;
   dirty.clear();
   txn_partitions.clear();
   txn_received_us.clear();
-  txn_batches = txn_readings = txn_messages = 0;
+  txn_batches = txn_readings = txn_messages = txn_dropped = 0;
   return true;
 }
 
@@ -659,7 +750,7 @@ void ProcessRole::Impl::abort() {
   dirty.clear();
   txn_partitions.clear();
   txn_received_us.clear();
-  txn_batches = txn_readings = txn_messages = 0;
+  txn_batches = txn_readings = txn_messages = txn_dropped = 0;
 }
 
 void ProcessRole::Impl::rewind() {
@@ -694,6 +785,7 @@ void ProcessRole::Impl::rewind() {
 }
 
 void ProcessRole::Impl::dropPartition(int32_t p) {
+  reorder.dropPartition(p);  // re-read by the next owner: the offsets stopped before them
   auto it = owned.find(p);
   if (it == owned.end()) return;
   for (const auto& [device, _] : it->second.devices) {

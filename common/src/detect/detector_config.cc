@@ -27,6 +27,10 @@ Status validateDetectorConfig(const DetectorConfig& c) {
   if (c.warmup_samples < 3 || c.warmup_samples > 1000000)
     return bad("warmup_samples", c.warmup_samples, "3..1000000");
   if (c.accept_after_samples < 1) return bad("accept_after_samples", 0, ">= 1");
+  if (c.device_min_samples < 1 || c.device_min_samples > 100000)
+    return bad("device_min_samples", c.device_min_samples, "1..100000");
+  if (c.device_clear_samples < 1 || c.device_clear_samples > 100000)
+    return bad("device_clear_samples", c.device_clear_samples, "1..100000");
   if (!in(c.calib_samples, 10.0, 1e9)) return bad("calib_samples", c.calib_samples, "10..1e9");
   if (!in(c.evidence_surprise, 0.01, 1e6))
     return bad("evidence_surprise", c.evidence_surprise, "0.01..1e6");

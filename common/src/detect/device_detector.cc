@@ -59,24 +59,41 @@ DeviceResult DeviceDetector::evaluate(int64_t ts_ms) {
     for (size_t i = 0; i < s_.size(); ++i)
       if (s_[i] >= kContribSurprise) contrib_[i] = 1;
   };
-  if (r.score >= c.alarm_on) {
+  const bool high = r.score >= c.alarm_on;
+  if (!high || alarm_) {
+    above_ = 0;
+  } else if (above_++ == 0) {
+    above_since_ms_ = ts_ms;
+    std::fill(contrib_.begin(), contrib_.end(), 0);
+  }
+  // A gap is one reading long by nature: when every contributing sensor reports silence (the
+  // device went quiet), the device alarm does not wait for more evaluations.
+  bool silent = false;
+  if (high && !alarm_) {
+    silent = true;
+    for (size_t i = 0; i < s_.size(); ++i)
+      if (s_[i] >= kContribSurprise && kind_[i] != AnomalyKind::kSilence) silent = false;
+  }
+  if (high && (alarm_ || silent || above_ >= c.device_min_samples)) {
     if (!alarm_) {
       alarm_ = true;
       event_ = DeviceEvent{};
-      event_.start_ms = ts_ms;
-      std::fill(contrib_.begin(), contrib_.end(), 0);
+      event_.start_ms = above_since_ms_;  // where the evidence began
       r.transition = AlarmTransition::kRaised;
+      above_ = 0;
     }
     event_.peak_score = std::max(event_.peak_score, r.score);
     below_ = 0;
     last_high_ts_ = ts_ms;
     note();
+  } else if (high) {
+    note();  // not raised yet: collect the contributors from the first evaluation on
   } else if (alarm_) {
     if (r.score >= c.alarm_off) {
       below_ = 0;
       last_high_ts_ = ts_ms;
       note();
-    } else if (++below_ >= c.clear_samples) {
+    } else if (++below_ >= c.device_clear_samples) {
       alarm_ = false;
       event_.end_ms = last_high_ts_;
       r.transition = AlarmTransition::kEnded;
@@ -113,12 +130,14 @@ template <class Ar>
 void stateFields(Ar& ar, DeviceEvent& e) {
   ar(e.start_ms, e.end_ms, e.peak_score, e.kind, e.sensors);
   ar.check(e.kind <= AnomalyKind::kCombined, "device event kind");
+  ar.check(saneStateMs(e.start_ms) && saneStateMs(e.end_ms), "device event time");
 }
 
 template <class Ar>
 void DeviceDetector::fields(Ar& ar) {
-  ar(s_, kind_, contrib_, event_, last_high_ts_, below_, alarm_);
+  ar(s_, kind_, contrib_, event_, last_high_ts_, below_, above_, above_since_ms_, alarm_);
   ar.check(s_.size() <= kMaxStateSensors, "sensor count");
+  ar.check(saneStateMs(last_high_ts_) && saneStateMs(above_since_ms_), "timestamp");
   ar.check(kind_.size() == s_.size() && contrib_.size() == s_.size(), "per-sensor vector sizes");
   for (size_t i = 0; i < kind_.size(); ++i) ar.check(kind_[i] <= AnomalyKind::kCombined, "kind");
   for (size_t i = 0; i < event_.sensors.size(); ++i)
@@ -126,8 +145,18 @@ void DeviceDetector::fields(Ar& ar) {
              "event sensor index");
 }
 
-// A member added to DeviceDetector must be added to fields() too (LP64 size check).
-static_assert(sizeof(void*) != 8 || sizeof(DeviceDetector) == 152,
+std::string DeviceDetector::unlistedStateBytes() {
+  static const DetectorConfig cfg;
+  DeviceDetector d(&cfg, 0);
+  StateLayoutProbe p(&d, sizeof d, alignof(DeviceDetector));
+  p(d.cfg_);
+  d.fields(p);
+  return p.gaps();
+}
+
+// A member added to DeviceDetector must be added to fields() too (LP64 size check; the unit test
+// of unlistedStateBytes() finds one that fits into padding).
+static_assert(sizeof(void*) != 8 || sizeof(DeviceDetector) == 168,
               "DeviceDetector changed: list the new member in DeviceDetector::fields()");
 
 namespace {

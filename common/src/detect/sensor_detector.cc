@@ -38,6 +38,7 @@ float median(const float* v, uint32_t n) {
 }
 
 constexpr double kLearnOff = 0.3;  // raw score below which a reading teaches the baseline
+constexpr double kSlowLearn = 0.1;  // the level's rate above it (outliers excepted)
 constexpr double kScoreHalf = 4.0;   // surprise at which the calibrated score is 0.5
 constexpr double kScorePower = 11.0;  // 0.99 at S = 6
 
@@ -84,9 +85,18 @@ double SensorDetector::calibSurprise(const CalibHist& h, double x) const {
 }
 
 void SensorDetector::learnCalib(double x_fast, double x_shift, double factor) {
-  const double w = calib_w_ * factor;
+  // Evidence at or beyond a detector's own threshold (x >= ln 2) that persists is one episode,
+  // not many independent readings: its k-th consecutive reading teaches 1/k of the weight, so a
+  // sustained shift cannot teach its own history that it is normal within a few dozen readings
+  // (recurring episodes still do).
+  constexpr double kAtThreshold = 0.6931471805599453;  // ln(1 + 1)
+  hot_fast_ = x_fast >= kAtThreshold ? static_cast<uint16_t>(std::min(hot_fast_ + 1, 65535)) : 0;
+  hot_shift_ =
+      x_shift >= kAtThreshold ? static_cast<uint16_t>(std::min(hot_shift_ + 1, 65535)) : 0;
   const std::pair<CalibHist*, double> hx[2] = {{&calib_fast_, x_fast}, {&calib_shift_, x_shift}};
   for (auto [h, x] : hx) {
+    const uint16_t run = h == &calib_fast_ ? hot_fast_ : hot_shift_;
+    const double w = calib_w_ * factor / std::max<uint16_t>(run, 1);
     // x >= 0 by construction; NaN (never expected) lands in bin 0, beyond the range in the last.
     const double u = x / kCalibBinWidth;
     const int b = u >= kCalibBins ? kCalibBins - 1 : (u >= 0.0 ? static_cast<int>(u) : 0);
@@ -598,9 +608,11 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
   }
   {
     // Resolution: half the typical non-zero step (EWMA of |change|, each step clipped at 4x the
-    // estimate), so jitter around quantised values does not pass for resolution.
+    // estimate), so jitter around quantised values does not pass for resolution. A running mean
+    // over the first 100 changes, so a sensor whose first changes were tiny is ready early.
     const double d = std::abs(x - last_x_);
-    if (d > 0.0) res_ = res_ == 0.0 ? d : res_ + 0.01 * (std::min(d, 4.0 * res_) - res_);
+    const double ra = std::max(0.01, 1.0 / std::max<uint32_t>(changes_, 1));
+    if (d > 0.0) res_ = res_ == 0.0 ? d : res_ + ra * (std::min(d, 4.0 * res_) - res_);
   }
   const bool shift_event = alarm_ && event_.kind == AnomalyKind::kLevelShift;
   if (run_shift) {
@@ -638,6 +650,13 @@ DetectResult SensorDetector::update(int64_t ts_ms, double x) {
     last_z_ = clampAbs(z, 3.0);
     base_ += la * (warm ? rc : resid);
     p_repeat_ += kRepeatAlpha * ((repeat ? 1.0 : 0.0) - p_repeat_);
+  } else if (warm && !outlier && !shift_event) {
+    // Moderate evidence that persists (a level that moved by less than an outlier, a fluid
+    // warming faster than usual): the local level follows at a tenth of its rate, so a moved
+    // level cannot freeze it and hold the evidence - and the alarm - up for ever. Outliers
+    // (spikes, runs) never move it.
+    const double la = std::max(c.level_alpha, 1.0 / static_cast<double>(n_));
+    base_ += kSlowLearn * la * clampAbs(resid, kClipSigmas * sigma);
   }
   if (raw < kLearnOff) {
     if (armed) {
@@ -706,6 +725,7 @@ template <class Ar>
 void stateFields(Ar& ar, AnomalyEvent& e) {
   ar(e.start_ms, e.end_ms, e.value, e.peak_score, e.expected_lo, e.expected_hi, e.kind);
   ar.check(e.kind <= AnomalyKind::kCombined, "event kind");
+  ar.check(saneStateMs(e.start_ms) && saneStateMs(e.end_ms), "event time");
 }
 
 template <class Ar>
@@ -714,15 +734,29 @@ void SensorDetector::fields(Ar& ar) {
      cadence_dev_s_, off_, base_, mad_, slow_, base_var_, last_profile_, sfast_, sref_, svar_,
      g_pos_, g_neg_, rho_, last_z_, p_repeat_, stuck_surprise_, stuck_p0_, res_, calib_w_,
      calib_fast_.total, calib_fast_.bins, calib_shift_.total, calib_shift_.bins, n_, learn_n_,
-     learn_s_, settle_until_ms_, stuck_len_, changes_, run_len_, below_, alarm_len_, run_sign_,
-     alarm_, calib_armed_, run_y_, event_, prev_event_, profile_, profile_w_);
+     learn_s_, settle_until_ms_, stuck_len_, changes_, run_len_, below_, alarm_len_, hot_fast_,
+     hot_shift_, run_sign_, alarm_, calib_armed_, run_y_, event_, prev_event_, profile_,
+     profile_w_);
   ar.check(phase_ms_ >= -1, "season phase");
+  ar.check(saneStateMs(phase_ts_) && saneStateMs(first_ts_) && saneStateMs(last_ts_) &&
+               saneStateMs(last_high_ts_) && saneStateMs(settle_until_ms_),
+           "timestamp");
   ar.check(run_sign_ >= -1 && run_sign_ <= 1, "outlier run sign");
 }
 
+std::string SensorDetector::unlistedStateBytes() {
+  static const DetectorConfig cfg;
+  SensorDetector d(&cfg);
+  StateLayoutProbe p(&d, sizeof d, alignof(SensorDetector));
+  p(d.cfg_, d.period_ms_, d.bins_per_ms_);
+  d.fields(p);
+  return p.gaps();
+}
+
 // A member added to SensorDetector must be added to fields() too; this size check (LP64 hosts)
-// fails to remind you. Update the number after adding the member to the list.
-static_assert(sizeof(void*) != 8 || sizeof(SensorDetector) == 1920,
+// fails to remind you (and the unit test of unlistedStateBytes() finds a member that fits into
+// padding). Update the number after adding the member to the list.
+static_assert(sizeof(void*) != 8 || sizeof(SensorDetector) == 1928,
               "SensorDetector changed: list the new member in SensorDetector::fields()");
 
 namespace {

@@ -27,6 +27,8 @@ struct ClusterOptions {
   int session_timeout_ms = 10000;      // process: how long a crashed member keeps its partitions
   int transaction_timeout_ms = 10000;  // process: how long a crashed member's transaction blocks
   int restore_timeout_ms = 60000;      // process: reading a partition's state records
+  int reorder_wait_ms = 1000;          // process: how long a batch waits for a lower seq
+  int reorder_max_batches = 64;        // process: batches one device may hold waiting
   std::string batches_topic = "outpost.batches";  // ingest -> process, key = device id
   std::string state_topic = "outpost.state";      // compacted changelog, key = device id
 };

@@ -46,6 +46,7 @@ TEST_CASE("device combination: Bonferroni and truncated Fisher", "[common][detec
 
 TEST_CASE("device alarm, kind and contributing sensors", "[common][detect][device]") {
   DetectorConfig c;
+  c.device_min_samples = 1;  // raised at the first evaluation (persistence: next test)
   DeviceDetector d(&c, 4);
   int64_t t = 0;
   CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
@@ -65,12 +66,52 @@ TEST_CASE("device alarm, kind and contributing sensors", "[common][detect][devic
     CHECK(d.event().sensors == std::vector<uint32_t>{0, 1, 3});
     for (uint32_t i = 0; i < 4; ++i) d.set(i, 0.0, AnomalyKind::kNone);
     int ended = 0;
-    for (uint32_t k = 0; k < c.clear_samples; ++k)
+    for (uint32_t k = 0; k < c.device_clear_samples; ++k)
       ended += d.evaluate(t += 1000).transition == AlarmTransition::kEnded;
     CHECK(ended == 1);
     CHECK_FALSE(d.alarmActive());
     CHECK(d.event().end_ms == d.event().start_ms);  // the last evaluation above alarm_off
     CHECK(d.event().sensors.size() == 3);
+  }
+}
+
+TEST_CASE("device alarm needs device_min_samples evaluations in a row",
+          "[common][detect][device]") {
+  DetectorConfig c;
+  REQUIRE(c.device_min_samples == 5);  // the shipped default (docs/detection.md)
+  DeviceDetector d(&c, 3);
+  int64_t t = 0;
+  SECTION("a short burst (4 evaluations) raises nothing") {
+    for (int k = 0; k < 4; ++k) {
+      d.set(1, 8.0, AnomalyKind::kSpike);
+      CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+    }
+    d.set(1, 0.0, AnomalyKind::kNone);
+    CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+    d.set(1, 8.0, AnomalyKind::kSpike);  // the count starts again
+    CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+    CHECK_FALSE(d.alarmActive());
+  }
+  SECTION("a gap (every contributing sensor silent) raises at once") {
+    d.set(0, 9.0, AnomalyKind::kSilence);
+    d.set(2, 9.0, AnomalyKind::kSilence);
+    CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kRaised);
+    CHECK(d.event().kind == AnomalyKind::kCombined);
+  }
+  SECTION("silence beside other evidence waits like any other") {
+    d.set(0, 9.0, AnomalyKind::kSilence);
+    d.set(1, 9.0, AnomalyKind::kSpike);
+    CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+  }
+  SECTION("raised at the fifth; the event starts where the evidence began") {
+    d.set(0, 8.0, AnomalyKind::kLevelShift);
+    for (int k = 0; k < 4; ++k) CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kNone);
+    const int64_t first = t - 3000;
+    d.set(2, 6.0, AnomalyKind::kDip);
+    CHECK(d.evaluate(t += 1000).transition == AlarmTransition::kRaised);
+    CHECK(d.event().start_ms == first);
+    CHECK(d.event().sensors == std::vector<uint32_t>{0, 2});
+    CHECK(d.event().kind == AnomalyKind::kCombined);
   }
 }
 
@@ -101,7 +142,9 @@ TEST_CASE("multi-sensor CSV backtest", "[common][detect][device][backtest]") {
                   "device_sensors");
   int rows = 0, alarm_at_jump = 0, alarms_before = 0;
   while (std::getline(lines, line)) {
-    if (rows == 500 && line.find(",1,") != std::string::npos &&
+    // Raised once the device evidence has lasted device_min_samples readings.
+    if (rows == 500 + static_cast<int>(c.device_min_samples) - 1 &&
+        line.find(",1,") != std::string::npos &&
         line.find(",b") != std::string::npos)
       alarm_at_jump = 1;
     if (rows >= 100 && rows < 500 && line.find(",1,") != std::string::npos) ++alarms_before;
@@ -117,4 +160,49 @@ TEST_CASE("multi-sensor CSV backtest", "[common][detect][device][backtest]") {
     REQUIRE_FALSE(e.has_value());
     CHECK(e.error().message().find("no sensor column") != std::string::npos);
   }
+}
+
+// Issue 13 second pass + issue 19: the members added for SKAB (calibration episode counters,
+// device persistence) are part of the state image - a restored pair of detectors continues
+// exactly like the originals, also in the middle of a sustained shift and a pending device raise.
+TEST_CASE("save/restore mid-shift and mid-persistence continues identically",
+          "[common][detect][device]") {
+  DetectorConfig c;
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> n(0.0, 1.0);
+  SensorDetector a(&c), b(&c);
+  DeviceDetector da(&c, 2), db(&c, 2);
+  auto value = [&](int i, double noise) { return 10.0 + (i >= 700 ? 6.0 : 0.0) + noise; };
+  int64_t t = 0;
+  int i = 0;
+  // Up to the second evaluation of a raise that needs five.
+  for (; i < 2000; ++i) {
+    const DetectResult r = a.update(t += 1000, value(i, n(rng)));
+    da.set(0, r.surprise, r.kind);
+    da.set(1, 0.0, AnomalyKind::kNone);
+    const DeviceResult d = da.evaluate(t);
+    if (i > 700 && d.score >= c.alarm_on && !da.alarmActive()) break;
+  }
+  REQUIRE(i < 2000);
+  std::string img;
+  a.save(img);
+  da.save(img);
+  std::span<const uint8_t> in(reinterpret_cast<const uint8_t*>(img.data()), img.size());
+  REQUIRE(b.restore(in).has_value());
+  REQUIRE(db.restore(in).has_value());
+  CHECK(in.empty());
+  bool raised = false;
+  for (int k = 0; k < 400; ++k, ++i) {
+    const double x = value(i, n(rng));
+    const DetectResult ra = a.update(t += 1000, x), rb = b.update(t, x);
+    CHECK(ra.score == rb.score);
+    CHECK(ra.surprise == rb.surprise);
+    da.set(0, ra.surprise, ra.kind);
+    db.set(0, rb.surprise, rb.kind);
+    const DeviceResult x1 = da.evaluate(t), x2 = db.evaluate(t);
+    CHECK(x1.transition == x2.transition);
+    raised = raised || x1.transition == AlarmTransition::kRaised;
+  }
+  CHECK(raised);
+  CHECK(da.event().start_ms == db.event().start_ms);
 }

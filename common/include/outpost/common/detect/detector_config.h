@@ -27,6 +27,13 @@ struct DetectorConfig {
   // An alarm of kind level_shift or drift that lasts longer than this many readings is ended and
   // its level accepted as the new normal, so a permanent change does not alarm forever.
   uint32_t accept_after_samples = 2000;
+  // Device level (device_detector.h): the device alarm is raised when the combined score has
+  // stayed >= alarm_on for this many consecutive evaluations (a device in an abnormal state, not
+  // one reading; single-reading spikes remain sensor events). 1 = at the first.
+  uint32_t device_min_samples = 5;
+  // ... and ended after this many consecutive evaluations below alarm_off (the device's hold-off;
+  // a device event ends when the whole device has been calm, so it does not flap).
+  uint32_t device_clear_samples = 25;
 
   // --- Calibration: each reading's raw evidence against this sensor's own recent evidence ---
   // Effective length (readings) of the evidence history the tail probability is taken from.

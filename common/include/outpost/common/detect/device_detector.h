@@ -13,8 +13,10 @@
 // p_i <= fisher_p_max (a truncated product), and N counts every sensor. The device surprise is
 // S = -log10 p and its score scoreFromSurprise(S), the same scale as a sensor's.
 //
-// Alarm: hysteresis and hold-off as for a sensor (alarm_on / alarm_off / clear_samples, of the
-// device's DetectorConfig). The event lists the sensors that contributed (S_i >= contrib_surprise
+// Alarm: hysteresis and hold-off like a sensor's (alarm_on / alarm_off of the device's
+// DetectorConfig), raised after device_min_samples consecutive evaluations >= alarm_on (at once
+// for a gap: every contributing sensor silent) and ended after device_clear_samples below
+// alarm_off. The event lists the sensors that contributed (S_i >= contrib_surprise
 // at any evaluation during the event); its kind is `combined` when more than one contributed,
 // otherwise the kind of the one sensor's evidence.
 //
@@ -53,7 +55,8 @@ class DeviceDetector {
   // A sensor enters the Fisher sum only with p_i at most this.
   static constexpr double kFisherPMax = 0.01;
 
-  // `cfg` (alarm_on, alarm_off, clear_samples) must be valid and outlive this object.
+  // `cfg` (alarm_on, alarm_off, device_min_samples, device_clear_samples) must be valid and
+  // outlive this object.
   DeviceDetector(const DetectorConfig* cfg, uint32_t sensors);
 
   // Sets sensor i's latest evidence: its calibrated surprise and the kind of that evidence.
@@ -78,6 +81,8 @@ class DeviceDetector {
   // Every member of the state (not cfg_), for both directions; a new member is added here.
   template <class Ar>
   void fields(Ar& ar);
+  // Bytes of this class that are neither in fields(), cfg_ nor padding (unit test: empty).
+  static std::string unlistedStateBytes();
 
  private:
   const DetectorConfig* cfg_;
@@ -87,6 +92,8 @@ class DeviceDetector {
   DeviceEvent event_;
   int64_t last_high_ts_ = 0;
   uint32_t below_ = 0;
+  uint32_t above_ = 0;  // consecutive evaluations >= alarm_on while no alarm is open
+  int64_t above_since_ms_ = 0;
   bool alarm_ = false;
 };
 

@@ -131,6 +131,9 @@ class SensorDetector {
   // Not cfg_ nor period_ms_/bins_per_ms_ (recomputed from the config by the constructor).
   template <class Ar>
   void fields(Ar& ar);
+  // Bytes of this class that are neither in fields(), the config members nor padding; empty
+  // when the list is complete (a unit test checks it).
+  static std::string unlistedStateBytes();
 
  private:
 
@@ -198,6 +201,8 @@ class SensorDetector {
   uint32_t run_len_ = 0;  // consecutive outliers on one side
   uint32_t below_ = 0;    // consecutive readings below alarm_off while the alarm is active
   uint32_t alarm_len_ = 0;
+  uint16_t hot_fast_ = 0;   // consecutive learned readings with evidence at its threshold or above
+  uint16_t hot_shift_ = 0;  // the same for the sustained-shift evidence
   int8_t run_sign_ = 0;
   bool alarm_ = false;
   bool calib_armed_ = false;  // the history was restarted when the detectors were armed

@@ -19,6 +19,7 @@
 //
 // Thread-safety: none (a writer/reader is a local of one call).
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstdint>
@@ -31,6 +32,11 @@
 #include "outpost/common/status.h"
 
 namespace outpost::detect {
+
+// Timestamps read from an image are bounded so that the detectors' arithmetic on them (differences,
+// ms -> us) cannot overflow: |t| < 2^52 ms (about 142,000 years) and 2^62 us.
+inline bool saneStateMs(int64_t t) { return t > -(int64_t{1} << 52) && t < (int64_t{1} << 52); }
+inline bool saneStateUs(int64_t t) { return t > -(int64_t{1} << 62) && t < (int64_t{1} << 62); }
 
 class StateWriter {
  public:
@@ -74,7 +80,8 @@ class StateWriter {
     } else if constexpr (std::is_integral_v<T>) {
       using U = std::make_unsigned_t<T>;
       const U u = static_cast<U>(v);
-      for (size_t i = 0; i < sizeof(T); ++i) out_.push_back(static_cast<char>((u >> (8 * i)) & 0xff));
+      for (size_t i = 0; i < sizeof(T); ++i)
+        out_.push_back(static_cast<char>((u >> (8 * i)) & 0xff));
     } else if constexpr (std::is_array_v<T>) {
       uint32_t n = static_cast<uint32_t>(std::extent_v<T>);
       while (n > 0 && isZeroBits(v[n - 1])) --n;
@@ -190,7 +197,8 @@ class StateReader {
       }
       using U = std::make_unsigned_t<T>;
       U u = 0;
-      for (size_t i = 0; i < sizeof(T); ++i) u |= static_cast<U>(static_cast<U>(in_[pos_ + i]) << (8 * i));
+      for (size_t i = 0; i < sizeof(T); ++i)
+        u |= static_cast<U>(static_cast<U>(in_[pos_ + i]) << (8 * i));
       pos_ += sizeof(T);
       v = static_cast<T>(u);
     } else if constexpr (std::is_array_v<T>) {
@@ -258,6 +266,65 @@ class StateReader {
   size_t end_ = SIZE_MAX;
   std::string what_ = "detector state";
   std::string error_;
+};
+
+// Checks that a field list names every member: records the offset and size of each listed member
+// (class members through their stateFields) in the object; gaps() names the first byte range
+// between them, or at the end, longer than the padding the next member's alignment (or the
+// class's) explains. Offsets cannot tell padding from a member smaller than the next member's
+// alignment that sits right before where padding would be (e.g. one bool before a float array);
+// the classes' sizeof static_asserts and the bit-exact round-trip tests are the other nets.
+class StateLayoutProbe {
+ public:
+  static constexpr bool kReading = false;
+  StateLayoutProbe(const void* base, size_t size, size_t align)
+      : base_(static_cast<const char*>(base)), size_(size), align_(align) {}
+
+  template <class... T>
+  void operator()(const T&... v) {
+    (add(v), ...);
+  }
+  void check(bool, const char*) {}
+
+  // Empty when every byte of the object is a listed member or padding.
+  std::string gaps() const {
+    std::vector<Span> s = spans_;
+    std::sort(s.begin(), s.end(), [](const Span& a, const Span& b) { return a.off < b.off; });
+    size_t end = 0;
+    for (const Span& x : s) {
+      if (x.off < end) return "a member at byte " + std::to_string(x.off) + " is listed twice";
+      if (x.off - end >= x.align)
+        return "bytes " + std::to_string(end) + ".." + std::to_string(x.off - 1) +
+               " are not in the field list";
+      end = x.off + x.size;
+    }
+    if (size_ - end >= align_)
+      return "bytes " + std::to_string(end) + ".." + std::to_string(size_ - 1) +
+             " are not in the field list";
+    return {};
+  }
+
+ private:
+  struct Span {
+    size_t off, size, align;
+  };
+  template <class T>
+  struct IsVector : std::false_type {};
+  template <class T, class A>
+  struct IsVector<std::vector<T, A>> : std::true_type {};
+  template <class T>
+  void add(const T& v) {
+    if constexpr (std::is_class_v<T> && !IsVector<T>::value && !std::is_same_v<T, std::string>) {
+      stateFields(*this, const_cast<T&>(v));  // only addresses are taken
+    } else {
+      spans_.push_back({static_cast<size_t>(reinterpret_cast<const char*>(&v) - base_), sizeof(T),
+                        alignof(std::remove_all_extents_t<T>)});
+    }
+  }
+
+  const char* base_;
+  size_t size_, align_;
+  std::vector<Span> spans_;
 };
 
 }  // namespace outpost::detect
