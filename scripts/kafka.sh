@@ -18,8 +18,8 @@
 #       --heap SIZE        JVM heap, as for -Xmx (default 256m)
 #       --partitions N     partitions of each created topic (default 6)
 #       --topics LIST      topics to create, comma-separated, NAME or NAME:compact (default: the
-#                          aggregator's readings, anomalies, deadletter, device-status:compact
-#                          and latest:compact)
+#                          aggregator's readings, anomalies, deadletter, device-status:compact,
+#                          latest:compact, and the scaled mode's batches and state:compact)
 #       --no-topics        create no topic
 #       --timeout SECONDS  how long to wait for the broker (default 90)
 #       --set KEY=VALUE    a broker setting added to (or replacing one of) the generated config
@@ -55,7 +55,7 @@ KAFKA_VERSION=${OUTPOST_KAFKA_VERSION:-4.4.0}
 CACHE=${OUTPOST_CACHE:-$HOME/.cache/outpost}
 LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
 LAST_DIR_FILE="$CACHE/kafka-last-dir"
-DEFAULT_TOPICS="outpost.readings,outpost.anomalies,outpost.deadletter,outpost.device-status:compact,outpost.latest:compact"
+DEFAULT_TOPICS="outpost.readings,outpost.anomalies,outpost.deadletter,outpost.device-status:compact,outpost.latest:compact,outpost.batches,outpost.state:compact"
 
 die() {
   echo "kafka.sh: $*" >&2
@@ -195,6 +195,11 @@ share.coordinator.state.topic.min.isr=1
 # failover test can use a session of ~1 s.
 group.initial.rebalance.delay.ms=0
 group.min.session.timeout.ms=500
+# A transactional producer that dies leaves its transaction open until its transaction.timeout.ms;
+# the coordinator looks for such transactions every 10 s by default, and until it aborts one,
+# read_committed consumers of those partitions (and a new owner restoring outpost.state) wait.
+# Check every second, so a failover test waits the producer's timeout, not up to 10 s more.
+transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
 # The log cleaner (compaction) would take 128 MiB of the heap for its offset map at start.
 log.cleaner.threads=1
 log.cleaner.dedupe.buffer.size=8388608

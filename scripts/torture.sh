@@ -26,6 +26,9 @@
 #                links to Mosquitto and to a real Apache Kafka broker; the aggregator in the namespace)
 #                soak (--full only: 30 minutes of a fleet at 20x speed on a real Apache Kafka
 #                broker; memory, file descriptors and threads sampled every 10 s, must stay flat)
+#                cluster (--full only: the scaled-out aggregator, 2 ingest + 3 process instances on
+#                a real Apache Kafka broker; process and ingest instances killed or stopped and
+#                restarted under a fleet's load; exact accounting read_committed)
 #   --seed N     the seed of the first scenario (each next one uses N+1, ...); default: random.
 #                A failing scenario prints its seed: rerun it with --only NAME --seed N.
 #   --build-dir  the CMake build directory with the agent, aggregator and devkafka (default: build)
@@ -117,6 +120,11 @@ QUICK+=([soak]=0)
 FULL+=([soak]=30)
 ORDER+=(soak)
 ITER_SECS+=([soak]=75)
+# The scaled-out aggregator (issue 19): kill/restart rounds of its instances; --full only.
+QUICK+=([cluster]=0)
+FULL+=([cluster]=30)
+ORDER+=(cluster)
+ITER_SECS+=([cluster]=40)
 EXPLICIT=${#ONLY[@]}
 ((${#ONLY[@]})) || ONLY=("${ORDER[@]}")
 for name in "${ONLY[@]}"; do
@@ -138,7 +146,7 @@ for name in "${ONLY[@]}"; do
     fi
     n=1
   fi
-  if [[ ( $name == realkafka-* || $name == soak || $name == net-agg-kafka || $name == net-agg-mqtt ) && "${OUTPOST_SKIP_REALKAFKA:-0}" == 1 ]]; then
+  if [[ ( $name == realkafka-* || $name == soak || $name == cluster || $name == net-agg-kafka || $name == net-agg-mqtt ) && "${OUTPOST_SKIP_REALKAFKA:-0}" == 1 ]]; then
     echo "torture: $name: NOT RUN: OUTPOST_SKIP_REALKAFKA=1 (it needs a real Apache Kafka broker)"
     continue
   fi

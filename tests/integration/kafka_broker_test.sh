@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/kafka.sh and the real Apache Kafka broker it runs (issue 18), checked from outside:
-# - start: the Outpost topics with 6 partitions, device-status compacted, the others with a
-#   retention; status; stop by pid; a restart on the same folder keeps port and data;
+# - start: the Outpost topics (incl. the scaled mode's outpost.batches and outpost.state) with 6
+#   partitions, device-status, latest and state compacted, the others with a retention; status;
+#   stop by pid; a restart on the same folder keeps port and data;
 # - librdkafka 2.0.2 (the aggregator's) against this broker: idempotent producer, transactions
 #   (incl. offsets committed in a transaction) and consumer groups (outpost-kafka-tool check);
 # - faults: a port already taken and a broker that never answers give an error naming the port
@@ -21,16 +22,27 @@ PIDS[kafka]=$(cat "$dir/kafka.pid")
   fail "status: $("$KAFKA_SH" status --dir "$dir")"
 
 kcat -L -b "$KAFKA" -m 10 >"$WORK/meta.txt"
-for t in outpost.readings outpost.anomalies outpost.deadletter outpost.device-status; do
+for t in outpost.readings outpost.anomalies outpost.deadletter outpost.device-status outpost.latest \
+  outpost.batches outpost.state; do
   grep -q "topic \"$t\" with 6 partitions" "$WORK/meta.txt" || fail "$t: $(grep "$t" "$WORK/meta.txt")"
 done
 "$KAFKA_SH" tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA" --describe \
   >"$WORK/describe.txt" 2>"$WORK/describe.err" || fail "TopicCommand: $(tail -3 "$WORK/describe.err")"
-grep -E 'Topic: outpost.device-status\s.*Configs:.*cleanup.policy=compact' "$WORK/describe.txt" >/dev/null ||
-  fail "outpost.device-status is not compacted: $(grep -m1 'device-status' "$WORK/describe.txt")"
+for t in outpost.device-status outpost.latest outpost.state; do
+  grep -E "Topic: $t\s.*Configs:.*cleanup.policy=compact" "$WORK/describe.txt" >/dev/null ||
+    fail "$t is not compacted: $(grep -m1 "Topic: $t" "$WORK/describe.txt")"
+done
+for t in outpost.readings outpost.batches; do
+  ! grep -E "Topic: $t\s.*Configs:.*cleanup.policy=compact" "$WORK/describe.txt" >/dev/null ||
+    fail "$t is compacted: $(grep -m1 "Topic: $t" "$WORK/describe.txt")"
+done
+# The failover tests rely on these (scripts/kafka.sh's generated server.properties).
+for kv in group.initial.rebalance.delay.ms=0 transaction.abort.timed.out.transaction.cleanup.interval.ms=1000; do
+  grep -qx "$kv" "$dir/server.properties" || fail "server.properties lacks $kv"
+done
 grep -E 'Topic: outpost.readings\s.*Configs:.*retention.ms=604800000' "$WORK/describe.txt" >/dev/null ||
   fail "outpost.readings has no 7-day retention: $(grep -m1 'outpost.readings' "$WORK/describe.txt")"
-log "topics: 6 partitions each, device-status compacted, readings kept 7 days"
+log "topics: 6 partitions each, device-status, latest and state compacted, readings kept 7 days"
 
 "$KAFKA_TOOL_BIN" check --bootstrap "$KAFKA" | tee "$WORK/check.txt" | grep -v '^created'
 [[ $(grep -c '^PASS' "$WORK/check.txt") == 4 ]] || fail "the client compatibility check did not pass"

@@ -165,15 +165,18 @@ start_real_kafka() {
 
 stop_real_kafka() { stop_proc kafka; }  # a clean shutdown (SIGTERM; SIGKILL after 5 s)
 
-# java_consumer_dump TOPIC FILE: every message of TOPIC read by Kafka's own Java console consumer
-# (a second client, independent of librdkafka), one value a line; it stops once no message came
-# for 5 s. Real broker only.
+# java_consumer_dump TOPIC FILE [ARGS...]: every message of TOPIC read by Kafka's own Java console
+# consumer (a second client, independent of librdkafka), one value a line; it stops once no
+# message came for 5 s. ARGS go to the console consumer (e.g. --isolation-level read_committed;
+# its default is read_uncommitted). Real broker only. Its stderr: FILE.err.
 java_consumer_dump() {
   [[ $KAFKA_MODE == real ]] || fail "java_consumer_dump needs OUTPOST_KAFKA=real"
-  timeout 120 "$KAFKA_SH" console-consumer --bootstrap-server "$KAFKA" --topic "$1" \
-    --from-beginning --timeout-ms 5000 >"$2" 2>"$WORK/java-consumer.err" || true
-  grep -q "Processed a total of" "$WORK/java-consumer.err" ||
-    fail "the Java console consumer failed on $1: $(tail -n 5 "$WORK/java-consumer.err")"
+  local topic=$1 out=$2
+  shift 2
+  timeout 120 "$KAFKA_SH" console-consumer --bootstrap-server "$KAFKA" --topic "$topic" \
+    --from-beginning --timeout-ms 5000 "$@" >"$out" 2>"$out.err" || true
+  grep -q "Processed a total of" "$out.err" ||
+    fail "the Java console consumer failed on $topic: $(tail -n 5 "$out.err")"
 }
 
 # start_aggregator [extra args...]: dedup store in $WORK/dedup.db; metrics port in $AGG_HTTP_PORT.

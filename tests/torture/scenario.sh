@@ -1339,6 +1339,96 @@ PY
     finish tort-g1 tort-g2
     ;;
 
+  cluster)
+    # Issue 19: the scaled-out aggregator (tests/integration/cluster_lib.sh: 2 ingest instances on
+    # an MQTT shared subscription, 3 process instances in a consumer group with static membership
+    # and Kafka transactions) on a real Apache Kafka broker, under a simulated fleet (50 devices,
+    # 500 readings/s, acked) and two agents (500 readings/s each). Each iteration, after 1..4 s:
+    # a process (2 in 3) or ingest instance drawn at random is stopped — SIGKILL (3 in 4) or
+    # SIGTERM — and started again with the same instance id after 0.2..6 s (below or above the
+    # 3 s session timeout: its partitions wait for it, or move and come back); the recovery time
+    # runs from its restart until every partition is owned by a ready process instance. Then the
+    # load stops and drains (the group's committed offsets reach the end of outpost.batches), and
+    # outpost.readings read_committed must hold every reading of the agents exactly once
+    # (account.py) and every acknowledged reading of the fleet exactly once, no seq missing
+    # (tests/integration/check_cluster.py); aborted output (read_uncommitted) is counted.
+    KAFKA_MODE=real
+    source "$TORTURE/../integration/cluster_lib.sh"
+    KAFKA_PARTITIONS=$PARTS
+    start_mosquitto
+    start_real_kafka
+    write_detect_config
+    for n in i1 i2; do start_instance "$n" ingest; done
+    for n in p1 p2 p3; do start_instance "$n" process; done
+    for n in i1 i2 p1 p2 p3; do wait_for 60 "$n /healthz" healthy "$n"; done
+    wait_for 60 "the process instances to share the $PARTS partitions" settled
+    start_fleet 50 cl-sim-
+    for dev in tort-c1 tort-c2; do
+      write_agent_config "$dev" 250
+      start_agent "$dev"
+    done
+    for i in $(seq 1 "$ITER"); do
+      sleep_ms "$(rand_ms 1000 4000)"
+      if (($(rand_ms 0 2) < 2)); then name=p$(rand_ms 1 3) role=process; else name=i$(rand_ms 1 2) role=ingest; fi
+      sig=KILL
+      (($(rand_ms 0 3) == 0)) && sig=TERM
+      down=$(rand_ms 200 6000)
+      pid=${PIDS[$name]}
+      if [[ $sig == KILL ]]; then
+        kill9_proc "$name"
+      else
+        kill -TERM "$pid"
+        timeout 30 tail --pid="$pid" -f /dev/null || fail "iteration $i: $name did not stop within 30 s of SIGTERM"
+        st=0
+        wait "$pid" || st=$?
+        unset "PIDS[$name]"
+        ((st == 0)) || fail "iteration $i: $name exited with status $st on SIGTERM"
+      fi
+      sleep_ms "$down"
+      t0=$(now_ms)
+      start_instance "$name" "$role"
+      wait_for 60 "$name /healthz" healthy "$name"
+      wait_for 90 "every partition owned by a ready process instance" settled
+      ms=$(($(now_ms) - t0))
+      note_recovery "$ms"
+      echo "  round $i/$ITER: SIG$sig $name, down $down ms; all partitions owned and ready again $ms ms after its restart"
+    done
+    for p in i1 i2 p1 p2 p3; do kill -0 "${PIDS[$p]}" 2>/dev/null || fail "$p died (see $p.log)"; done
+    for dev in tort-c1 tort-c2; do stop_proc "$dev"; done
+    spec=()
+    for dev in tort-c1 tort-c2; do
+      t0=$(now_ms)
+      drain_agent "$dev" 180
+      note_recovery $(($(now_ms) - t0))
+      spec+=("$dev=$(outbox_last_seq "$dev"):$(outbox_rows "$dev")")
+    done
+    stop_fleet
+    wait_for 120 "the group's committed offsets at the end of outpost.batches" drained
+    read_topic outpost.readings "$WORK/readings.jsonl" read_committed
+    read_topic outpost.readings "$WORK/readings-uncommitted.jsonl" read_uncommitted
+    rc=0
+    python3 "$TORTURE/account.py" "$WORK/readings.jsonl" "${spec[@]}" \
+      "cl-sim-*=$FLEET_ACKED:$FLEET_SENT" >"$WORK/account.json" || rc=1
+    python3 "$TORTURE/../integration/check_cluster.py" "$WORK/readings.jsonl" - \
+      "$WORK/readings-uncommitted.jsonl" cl-sim- "$WORK/sim.json" 50 >"$WORK/cluster.json" || rc=1
+    echo "  fleet and aborted output: $(cat "$WORK/cluster.json")"
+    # The row: the fleet's missing seqs count as lost, its reordering with the agents'.
+    python3 - "$WORK/account.json" "$WORK/cluster.json" <<'PY'
+import json, sys
+a, c = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+a["lost"] += c["fleet_gaps"]
+a["reordered"] += c["fleet_reordered"]
+a["batches"] += c["fleet_batches"]
+a["ok"] = a["ok"] and c["ok"]
+a["errors"] += c["errors"]
+a["cluster"] = {k: c[k] for k in ("aborted_messages", "aborted_duplicates", "fleet_readings",
+                                  "fleet_acked", "fleet_devices")}
+json.dump(a, open(sys.argv[1], "w"))
+PY
+    write_result
+    exit $rc
+    ;;
+
   soak)
     # A bounded soak (ITER minutes; --full: 30): ~10 hours of a simulated fleet compressed 20x
     # into the run — 20 virtual devices x 7 sensors (outpost-sim, anomalies and offline episodes

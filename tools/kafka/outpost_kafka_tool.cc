@@ -5,6 +5,7 @@
 //   outpost-kafka-tool create-topics --bootstrap HOST:PORT [--partitions N]
 //                      [--replication-factor N] [--min-insync-replicas N] NAME[:compact]...
 //   outpost-kafka-tool check --bootstrap HOST:PORT
+//   outpost-kafka-tool group-offsets --bootstrap HOST:PORT --group GROUP TOPIC
 //
 // `check` proves what Outpost needs from the broker with this librdkafka, each step asserting
 // what an outside client sees: (1) the idempotent producer with the aggregator's settings,
@@ -12,6 +13,12 @@
 // and consume-transform-produce with the consumer group's offsets committed inside the
 // transaction, (3) a consumer group of two members sharing a topic's partitions, committing,
 // and a later member resuming from the committed offsets. Exit status 0 only if all pass.
+//
+// `group-offsets` prints, per partition of TOPIC, GROUP's committed offset and the partition's end
+// offset (high watermark) and their difference, then "total LAG": what an outside observer sees of
+// a consumer group's progress (the cluster test's drain and failover checks). It does not join the
+// group. Offsets pending in an open transaction do not count (read_uncommitted: no RequireStable),
+// so it never waits for a transaction; a partition without a committed offset counts from 0.
 
 #include <librdkafka/rdkafka.h>
 
@@ -417,14 +424,57 @@ int checkBroker(const std::string& bootstrap) {
   return 0;
 }
 
+// --- group-offsets -------------------------------------------------------------------------------
+
+int groupOffsets(const std::string& bootstrap, const std::string& group, const std::string& topic) {
+  if (group.empty()) die("group-offsets: --group GROUP is required");
+  rd_kafka_t* rk = makeClient(RD_KAFKA_CONSUMER, bootstrap,
+                              {{"group.id", group},
+                               {"enable.auto.commit", "false"},
+                               {"isolation.level", "read_uncommitted"}});
+  rd_kafka_topic_t* t = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  check(rd_kafka_metadata(rk, 0, t, &md, 10000), "metadata of " + topic);
+  if (md->topic_cnt != 1 || md->topics[0].err) {
+    die("topic " + topic + ": " +
+        (md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "not in the metadata"));
+  }
+  int n = md->topics[0].partition_cnt;
+  rd_kafka_metadata_destroy(md);
+  rd_kafka_topic_destroy(t);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(n);
+  for (int p = 0; p < n; ++p) rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
+  check(rd_kafka_committed(rk, list, 10000), "committed offsets of group " + group);
+  int64_t total = 0;
+  for (int i = 0; i < list->cnt; ++i) {
+    const rd_kafka_topic_partition_t& tp = list->elems[i];
+    if (tp.err) check(tp.err, "committed offset of " + topic + " [" + num(tp.partition) + "]");
+    int64_t lo = 0, hi = 0;
+    check(rd_kafka_query_watermark_offsets(rk, topic.c_str(), tp.partition, &lo, &hi, 10000),
+          "end offset of " + topic + " [" + num(tp.partition) + "]");
+    int64_t committed = tp.offset >= 0 ? tp.offset : 0;
+    int64_t lag = hi > committed ? hi - committed : 0;
+    total += lag;
+    std::printf("%d %lld %lld %lld\n", static_cast<int>(tp.partition),
+                static_cast<long long>(committed), static_cast<long long>(hi),
+                static_cast<long long>(lag));
+  }
+  std::printf("total %lld\n", static_cast<long long>(total));
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_destroy(rk);
+  return 0;
+}
+
 void usage() {
   std::fputs(
       "usage: outpost-kafka-tool create-topics --bootstrap HOST:PORT [--partitions N] "
       "[--replication-factor N]\n"
       "                          [--min-insync-replicas N] NAME[:compact]...\n"
       "       outpost-kafka-tool check --bootstrap HOST:PORT\n"
+      "       outpost-kafka-tool group-offsets --bootstrap HOST:PORT --group GROUP TOPIC\n"
       "Creates topics (retention 7 days, dead letters 14; :compact = a compacted state topic) or\n"
-      "checks idempotent production, transactions and consumer groups against a real broker.\n",
+      "checks idempotent production, transactions and consumer groups against a real broker, or\n"
+      "prints a consumer group's committed offsets, end offsets and lag per partition of TOPIC.\n",
       stdout);
 }
 
@@ -435,7 +485,7 @@ int main(int argc, char** argv) {
     usage();
     return argc < 2 ? 2 : 0;
   }
-  std::string cmd = argv[1], bootstrap;
+  std::string cmd = argv[1], bootstrap, group;
   int partitions = 6, replication = 1, min_insync = 0;
   std::vector<std::string> names;
   // A count option's value: an integer in [lo, hi], or a clear error naming the option.
@@ -451,6 +501,8 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--bootstrap" && i + 1 < argc) {
       bootstrap = argv[++i];
+    } else if (a == "--group" && i + 1 < argc) {
+      group = argv[++i];
     } else if (a == "--partitions" && i + 1 < argc) {
       std::string v = argv[++i];
       char* end = nullptr;
@@ -479,5 +531,9 @@ int main(int argc, char** argv) {
     return createTopics(bootstrap, partitions, replication, min_insync, names);
   }
   if (cmd == "check") return checkBroker(bootstrap);
-  die("unknown command '" + cmd + "': allowed are create-topics, check");
+  if (cmd == "group-offsets") {
+    if (names.size() != 1) die("group-offsets: name exactly one topic");
+    return groupOffsets(bootstrap, group, names[0]);
+  }
+  die("unknown command '" + cmd + "': allowed are create-topics, check, group-offsets");
 }

@@ -464,11 +464,10 @@ void AnomalyStage::onBatch(std::string_view device, const wire::Batch& batch, in
       Entry& e = entries_[s.entry];
       s.gen = e.gen;
       if (first) {
-        if (e.arrivals > 0) {
-          const double gap = static_cast<double>(now_mono_us - e.last_arrival_us);
-          e.arrival_gap_us =
-              e.arrivals == 1 ? gap : e.arrival_gap_us + 0.2 * (gap - e.arrival_gap_us);
-        }
+        s.wall_gap_us =
+            e.arrivals > 0 ? static_cast<double>(now_mono_us - e.last_arrival_us) : -1.0;
+        s.prev_ts_ms = e.last_ts_ms;
+        s.first_gap = e.arrivals == 1;
         e.last_arrival_us = now_mono_us;
         ++e.arrivals;
       }
@@ -519,6 +518,23 @@ void AnomalyStage::onBatch(std::string_view device, const wire::Batch& batch, in
     }
   }
   if (ds.pending_ts_ms != INT64_MIN) evaluateDevice(device, ds, out);
+  // The interval between a sensor's batches, for the silence timer: the wall-clock gap, but
+  // never less than the event time the batch covered. A backlog delivered in a burst (catch-up
+  // after a process-role failover or rebalance, an agent draining its outbox after an outage)
+  // arrives milliseconds apart while each batch still covers its usual interval; learned from
+  // the wall clock alone, the cadence shrank to those milliseconds and the next batch on time
+  // looked like a silence, which also ended (and accepted the level of) any open alarm
+  // (integration.cluster). Event time up to an hour per batch (a device clock that jumps).
+  for (uint32_t k = 0; k < sensors->size(); ++k) {
+    Slot& s = slots_[sensors->Get(k)->id()];
+    if (s.batch != batch_no_ || s.entry == kNil || s.wall_gap_us < 0) continue;
+    Entry& e = entries_[s.entry];
+    if (e.gen != s.gen) continue;
+    const int64_t covered_ms = std::clamp<int64_t>(e.last_ts_ms - s.prev_ts_ms, 0, 3'600'000);
+    const double gap = std::max(s.wall_gap_us, static_cast<double>(covered_ms) * 1000.0);
+    e.arrival_gap_us = s.first_gap ? gap : e.arrival_gap_us + 0.2 * (gap - e.arrival_gap_us);
+    s.wall_gap_us = -1.0;
+  }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   shared_.readings_.inc(readings->size());
   if (invalid) shared_.invalid_.inc(invalid);

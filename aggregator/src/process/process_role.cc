@@ -363,6 +363,11 @@ void ProcessRole::Impl::open() {
                                  {"group.instance.id", opt.instance_id},
                                  {"partition.assignment.strategy", "range"},
                                  {"session.timeout.ms", std::to_string(opt.session_timeout_ms)},
+                                 // librdkafka's default heartbeat (3 s) is as long as a short
+                                 // session: the member would time itself out between heartbeats
+                                 // and rebalance forever. A third, as Kafka advises.
+                                 {"heartbeat.interval.ms",
+                                  std::to_string(std::max(opt.session_timeout_ms / 3, 100))},
                                  {"enable.auto.commit", "false"},
                                  {"enable.auto.offset.store", "false"},
                                  {"isolation.level", "read_committed"},

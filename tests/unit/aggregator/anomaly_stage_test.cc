@@ -312,3 +312,34 @@ TEST_CASE("AnomalyStage: device-level events combine the sensors of a device",
   CHECK_THAT(reg.render(),
              Catch::Contains("outpost_aggregator_anomalies_total{kind=\"combined\"} 1"));
 }
+
+// Issue 19: after a failover the new owner catches up on a backlog: batches arrive milliseconds
+// apart though each covers its usual interval of event time. The silence timer's cadence must not
+// shrink to those milliseconds (the next batch on time then looked like a silence, which ended an
+// open alarm and accepted its level: integration.cluster).
+TEST_CASE("AnomalyStage: a backlog delivered in a burst does not make the next batch a silence",
+          "[aggregator][anomaly]") {
+  metrics::Registry reg;
+  agg::AnomalyDetection d(optionsFrom("[detect]\npoll_interval_ms = 1000\n"), reg);
+  auto stage = d.newStage(1);
+  Feeder f{*stage};
+  for (int b = 0; b < 25; ++b)
+    f.batch(
+        10, [](int i, size_t k) { return noise(i, k); }, 10'000'000);
+  // 8 batches of 10 s each, delivered 1 ms apart (a catch-up), then on time again.
+  for (int b = 0; b < 8; ++b)
+    f.batch(
+        10, [](int i, size_t k) { return noise(i, k); }, 1'000);
+  CHECK(stage->poll(f.mono + 10'000'000, f.events));
+  CHECK(stage->poll(f.mono + 20'000'000, f.events));
+  CHECK(f.events.empty());
+  f.batch(
+      10, [](int i, size_t k) { return noise(i, k); }, 25'000'000);
+  CHECK(f.events.empty());
+  // A real silence is still one: 4 usual intervals (13 s after that late batch) without a batch.
+  CHECK(stage->poll(f.mono + 30'000'000, f.events));
+  CHECK(f.events.empty());
+  CHECK(stage->poll(f.mono + 60'000'000, f.events));
+  REQUIRE(f.events.size() == 1);
+  CHECK(f.events[0].kind == detect::AnomalyKind::kSilence);
+}

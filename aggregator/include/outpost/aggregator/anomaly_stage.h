@@ -224,6 +224,11 @@ class AnomalyStage {
     uint32_t gen = 0;
     uint32_t batch = 0;  // batch number the slot was resolved in
     uint32_t dict = 0;   // position in that batch's sensor dictionary
+    // The batch's arrival, learned at its end (the event time it covered is known then):
+    // wall-clock gap since the sensor's previous batch (< 0: none), its last event time then.
+    double wall_gap_us = -1.0;
+    int64_t prev_ts_ms = 0;
+    bool first_gap = false;  // the sensor's first interval: the EWMA starts at it
   };
   std::vector<Slot> slots_;  // by sensor id, valid when batch == batch_no_
   // Bounded by capacity_ devices (a device not in alarm is dropped to make room).
