@@ -208,6 +208,11 @@ num.network.threads=2
 num.recovery.threads.per.data.dir=1
 background.threads=2
 CONF
+  write_log4j "$dir"
+}
+
+write_log4j() {  # write_log4j DIR: the broker's log goes to DIR/server.log (state changes: warnings)
+  local dir=$1
   cat >"$dir/log4j2.properties" <<CONF
 appender.file.type = File
 appender.file.name = FILE
@@ -417,18 +422,7 @@ num.recovery.threads.per.data.dir=1
 background.threads=2
 CONF
   } >"$dir/server.properties"
-  # The same logging as a single broker's (write_config).
-  cat >"$dir/log4j2.properties" <<CONF
-appender.file.type = File
-appender.file.name = FILE
-appender.file.fileName = $dir/server.log
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = FILE
-logger.state.name = state.change.logger
-logger.state.level = WARN
-CONF
+  write_log4j "$dir"  # the same logging as a single broker's
 }
 
 launch_node() {  # launch_node NODE_DIR HEAP: start one node's JVM in its own session

@@ -120,22 +120,13 @@ DeviceStatusView::DeviceStatusView(KafkaOptions kafka, std::string topic, std::s
                                    const Clock& clock)
     : kafka_(std::move(kafka)), topic_(std::move(topic)), group_id_(std::move(group_id)),
       clock_(clock), devices_(devices),
-      applied_(registry.counter("outpost_aggregator_device_status_records_total",
-                                "Device-status topic records read by the process role's device "
-                                "view, by result",
-                                {{"result", "applied"}})),
-      invalid_(registry.counter("outpost_aggregator_device_status_records_total",
-                                "Device-status topic records read by the process role's device "
-                                "view, by result",
-                                {{"result", "invalid"}})),
-      forgotten_(registry.counter("outpost_aggregator_device_status_records_total",
-                                  "Device-status topic records read by the process role's "
-                                  "device view, by result",
-                                  {{"result", "tombstone"}})),
-      over_max_(registry.counter("outpost_aggregator_device_status_records_total",
-                                 "Device-status topic records read by the process role's "
-                                 "device view, by result",
-                                 {{"result", "over_max"}})) {
+      records_(registry, "outpost_aggregator_device_status_records_total",
+               "Device-status topic records read by the process role's device view, by result",
+               "result"),
+      applied_(records_.with("applied")),
+      invalid_(records_.with("invalid")),
+      forgotten_(records_.with("tombstone")),
+      over_max_(records_.with("over_max")) {
   const DeviceRegistry* devs = &devices_;
   registry.gaugeFunction("outpost_aggregator_devices", "Known devices by state",
                          [devs] { return static_cast<double>(devs->onlineCount()); },

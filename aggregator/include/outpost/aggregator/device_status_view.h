@@ -74,6 +74,7 @@ class DeviceStatusView {
   const std::string group_id_;
   const Clock& clock_;
   DeviceRegistry devices_;
+  metrics::CounterVec records_;  // by result
   metrics::Counter& applied_;
   metrics::Counter& invalid_;
   metrics::Counter& forgotten_;
