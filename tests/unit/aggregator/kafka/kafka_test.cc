@@ -200,3 +200,23 @@ TEST_CASE("KafkaProducer: a full queue pauses the producing thread instead of dr
   CHECK(paused.value() == 0);
   CHECK(first.count() == 0);  // still undelivered: no report, so its batch would not be acked
 }
+
+// Issue 16 regression (torture net-agg-kafka, seed 1617): with a finite message.timeout.ms, a
+// Kafka-link outage timed out messages the broker had already written; their batches were not
+// acked, the agents resent them and they were on Kafka twice. The default is now 0 (never time out:
+// the idempotent producer retries, intake pauses when the queue fills).
+TEST_CASE("KafkaProducer: by default a message waits for the broker instead of failing",
+          "[aggregator][kafka]") {
+  CHECK(agg::KafkaOptions{}.message_timeout_ms == 0);
+  metrics::Registry registry;
+  OneReport report;  // outlives the producer
+  agg::KafkaOptions o = unreachable(0);
+  o.queue_max_messages = 10;
+  auto producer = agg::KafkaProducer::create(o, registry);
+  REQUIRE(producer);
+  REQUIRE((*producer)->produce("t", "k", "v", {}, &report));
+  // The same wait in which a 200 ms timeout reports a failure (the test above) brings nothing.
+  CHECK_FALSE(report.wait(std::chrono::seconds(2)));
+  CHECK(registry.counter("outpost_aggregator_kafka_messages_failed_total", "").value() == 0);
+  (*producer)->stop(0);
+}
