@@ -1,0 +1,210 @@
+#include "outpost/agent/outbox_salvage.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+
+#include "outbox_sql.h"
+#include "outpost/common/sqlite.h"
+
+namespace outpost::agent {
+namespace {
+
+using sqlite::Stmt;
+using SteadyClock = std::chrono::steady_clock;
+
+// sqlite3_progress_handler: interrupts any statement once the deadline has passed (SQLITE_INTERRUPT).
+struct Budget {
+  SteadyClock::time_point deadline;
+  bool hit = false;
+};
+int onProgress(void* p) {
+  auto* b = static_cast<Budget*>(p);
+  if (SteadyClock::now() >= b->deadline) b->hit = true;
+  return b->hit ? 1 : 0;
+}
+
+// One waiting batch as far as it could be read (-1: unknown).
+struct Row {
+  int64_t readings = -1;
+  int64_t dropped = -1;
+};
+
+void note(std::string& detail, const char* what, sqlite3* db, int rc) {
+  if (!detail.empty()) detail += "; ";
+  detail += what;
+  detail += ": ";
+  detail += sqlite3_errstr(rc);
+  const char* msg = sqlite3_errmsg(db);
+  if (msg != nullptr && std::string(msg) != sqlite3_errstr(rc)) {
+    detail += " (";
+    detail += msg;
+    detail += ")";
+  }
+}
+
+}  // namespace
+
+const char* salvageFoundName(SalvageResult::Found f) {
+  switch (f) {
+    case SalvageResult::Found::kNothing:
+      return "nothing";
+    case SalvageResult::Found::kPartial:
+      return "partial";
+    case SalvageResult::Found::kComplete:
+      return "complete";
+  }
+  return "?";
+}
+
+SalvageResult salvageStore(const std::string& path, const SalvageLimits& limits) {
+  SalvageResult r;
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    r.detail = "no such file";
+    return r;
+  }
+  sqlite3* db = nullptr;
+  // READONLY: the moved copy is evidence for the operator and is never written (SQLite may create
+  // an empty -wal/-shm beside it to read it).
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    note(r.detail, "open", db, rc);
+    sqlite3_close_v2(db);
+    return r;
+  }
+  sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+  sqlite3_exec(db, "PRAGMA cell_size_check = ON", nullptr, nullptr, nullptr);
+  Budget budget{SteadyClock::now() + std::chrono::milliseconds(limits.max_ms)};
+  sqlite3_progress_handler(db, 1000, onProgress, &budget);
+
+  {
+    Stmt s(db, sql::kGetMeta);
+    if (s.ok()) {
+      s.bind(1, sql::kMetaEpoch);
+      if (s.step() == SQLITE_ROW) r.epoch = s.col(0);
+      s.reset();
+      s.bind(1, sql::kMetaPendingDropped);
+      rc = s.step();
+      if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+        r.pending = rc == SQLITE_ROW ? static_cast<uint64_t>(std::max<int64_t>(0, s.col(0))) : 0;
+        r.pending_known = true;
+      } else {
+        note(r.detail, "meta", db, rc);
+      }
+    } else {
+      note(r.detail, "meta", db, sqlite3_errcode(db));
+    }
+  }
+  int64_t last_seq = -1;
+  {
+    Stmt s(db, sql::kSalvageLastSeq);
+    if (s.ok() && s.step() == SQLITE_ROW) last_seq = s.col(0);
+  }
+
+  std::map<int64_t, Row> rows;
+  // 1. The covering index: small, separate pages; it may survive damage to the table's pages.
+  {
+    Stmt s(db, sql::kSalvageIndex);
+    if (!s.ok()) {
+      note(r.detail, "index", db, sqlite3_errcode(db));
+    } else {
+      uint64_t n = 0;
+      while ((rc = s.step()) == SQLITE_ROW && ++n <= limits.max_rows) {
+        rows[s.col(0)].readings = std::max<int64_t>(0, s.col(1));
+      }
+      if (rc == SQLITE_DONE) {
+        r.index_complete = true;
+      } else if (rc == SQLITE_ROW) {
+        r.capped = true;
+      } else {
+        note(r.detail, "index", db, rc);
+      }
+    }
+  }
+  // 2. The table, one row at a time from a seq on: each found seq's readings and `dropped`. A
+  // damaged page fails the statements that touch it; the walk then steps over it (1, 2, 4, ...
+  // seqs on, up to the last seq assigned, at most 64 times).
+  if (!budget.hit) {
+    Stmt next(db, sql::kSalvageNextSeq);
+    Stmt row(db, sql::kSalvageRow);
+    if (!next.ok() || !row.ok()) {
+      note(r.detail, "table", db, sqlite3_errcode(db));
+    } else {
+      bool errors = false;
+      int64_t from = 1, skip = 1;
+      int resumes = 0;
+      uint64_t n = 0;
+      for (;;) {
+        if (budget.hit || ++n > limits.max_rows) {
+          r.capped = true;
+          break;
+        }
+        next.reset();
+        next.bind(1, from);
+        rc = next.step();
+        if (rc == SQLITE_DONE) {
+          r.table_complete = !errors;
+          break;
+        }
+        if (rc != SQLITE_ROW) {
+          if (!errors) note(r.detail, "table", db, rc);
+          errors = true;
+          if (budget.hit || ++resumes > 64 || (last_seq >= 0 && from > last_seq)) break;
+          from += skip;
+          skip = std::min<int64_t>(skip * 2, int64_t{1} << 20);
+          continue;
+        }
+        const int64_t seq = next.col(0);
+        skip = 1;
+        from = seq + 1;
+        Row& found = rows[seq];
+        row.reset();
+        row.bind(1, seq);
+        const int rrc = row.step();
+        if (rrc == SQLITE_ROW) {
+          found.readings = std::max<int64_t>(0, row.col(0));
+          found.dropped = std::max<int64_t>(0, row.col(1));
+        } else {
+          if (!errors) note(r.detail, "table row", db, rrc);
+          errors = true;
+        }
+      }
+    }
+  }
+  if (budget.hit) {
+    r.capped = true;
+    if (!r.detail.empty()) r.detail += "; ";
+    r.detail += "stopped after " + std::to_string(limits.max_ms) + " ms";
+  }
+  sqlite3_progress_handler(db, 0, nullptr, nullptr);
+  sqlite3_close_v2(db);
+
+  bool unknown_readings = false;
+  for (const auto& [seq, row] : rows) {
+    ++r.batches;
+    if (row.readings >= 0) {
+      r.readings += static_cast<uint64_t>(row.readings);
+    } else {
+      unknown_readings = true;
+    }
+    if (row.dropped >= 0) {
+      r.carried += static_cast<uint64_t>(row.dropped);
+    } else {
+      ++r.carried_unknown;
+    }
+  }
+  if ((r.index_complete || r.table_complete) && !unknown_readings) {
+    r.found = SalvageResult::Found::kComplete;
+  } else if (r.batches > 0) {
+    r.found = SalvageResult::Found::kPartial;
+  } else {
+    r.found = SalvageResult::Found::kNothing;
+  }
+  return r;
+}
+
+}  // namespace outpost::agent
