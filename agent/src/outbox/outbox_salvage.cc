@@ -76,8 +76,10 @@ SalvageResult salvageStore(const std::string& path, const SalvageLimits& limits)
     sqlite3_close_v2(db);
     return r;
   }
-  sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
-  sqlite3_exec(db, "PRAGMA cell_size_check = ON", nullptr, nullptr, nullptr);
+  // writable_schema: a file shorter than its header says (truncated) is then read up to its end
+  // instead of refused as a whole; the connection is read-only, so nothing is written either way.
+  sqlite3_exec(db, "PRAGMA cell_size_check = ON; PRAGMA writable_schema = ON", nullptr, nullptr,
+               nullptr);
   Budget budget{SteadyClock::now() + std::chrono::milliseconds(limits.max_ms)};
   sqlite3_progress_handler(db, 1000, onProgress, &budget);
 
