@@ -6,8 +6,10 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <span>
 
 #include "outbox_sql.h"
+#include "outpost/common/codec.h"
 #include "outpost/common/sqlite.h"
 
 namespace outpost::agent {
@@ -170,6 +172,17 @@ SalvageResult salvageStore(const std::string& path, const SalvageLimits& limits)
         if (rrc == SQLITE_ROW) {
           found.readings = std::max<int64_t>(0, row.col(0));
           found.dropped = std::max<int64_t>(0, row.col(1));
+          if (r.epoch == 0) {
+            // The meta row is gone: every stored payload carries the epoch too (verified first:
+            // the bytes come from a damaged file).
+            const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(row.get(), 2));
+            const int len = sqlite3_column_bytes(row.get(), 2);
+            if (p != nullptr && len > 0) {
+              auto b = codec::verifyBatch(std::span<const uint8_t>(p, static_cast<size_t>(len)),
+                                          codec::VerifyLimits{});
+              if (b) r.epoch = static_cast<int64_t>((*b)->epoch());
+            }
+          }
         } else {
           if (!errors) note(r.detail, "table row", db, rrc);
           errors = true;

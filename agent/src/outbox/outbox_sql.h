@@ -55,7 +55,8 @@ inline constexpr const char* kSalvageIndex =
     "SELECT seq, readings FROM batches INDEXED BY batches_sizes";
 inline constexpr const char* kSalvageNextSeq =
     "SELECT seq FROM batches WHERE seq >= ?1 ORDER BY seq LIMIT 1";
-inline constexpr const char* kSalvageRow = "SELECT readings, dropped FROM batches WHERE seq = ?1";
+inline constexpr const char* kSalvageRow =
+    "SELECT readings, dropped, payload FROM batches WHERE seq = ?1";
 inline constexpr const char* kSalvageLastSeq =
     "SELECT seq FROM sqlite_sequence WHERE name = 'batches'";
 

@@ -189,6 +189,23 @@ TEST_CASE("A damaged store's waiting batches are salvaged and counted", "[agent]
     CHECK(box->pendingDropped() == r.toReport());
     CHECK(damagedStores(*box, r.found) == 1);
   }
+  SECTION("the meta table damaged: the epoch is read from a stored payload") {
+    uint64_t epoch = 0;
+    {
+      auto probe = salvageStore(o.path);
+      epoch = static_cast<uint64_t>(probe.epoch);
+      REQUIRE(epoch != 0);
+    }
+    damagePages(o.path, pagesOf(o.path, "meta"));
+    auto box = openBox(o, clock);
+    CHECK(box->epoch() != epoch);
+    CHECK(storeDamaged(*box) == waiting);
+    const auto r = salvageStore(asideOf(dir.path().string()));
+    CHECK(r.found == SalvageResult::Found::kComplete);
+    CHECK(static_cast<uint64_t>(r.epoch) == epoch);
+    CHECK_FALSE(r.pending_known);  // the pending count lived there: lost (logged)
+    CHECK(firstDropped(*box) == waiting + kCarried);
+  }
   SECTION("the header zeroed: nothing readable, the store itself is counted") {
     overwrite(o.path, 0, 100, 0);
     auto box = openBox(o, clock);
