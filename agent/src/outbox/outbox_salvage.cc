@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <span>
@@ -46,6 +47,30 @@ void note(std::string& detail, const char* what, sqlite3* db, int rc) {
     detail += msg;
     detail += ")";
   }
+}
+
+// The SQLite header (bytes 16-17 page size, 24-27 change counter, 28-31 page count, 92-95 the
+// change counter the page count is valid for) against the file's size.
+bool fileTruncated(const std::string& path) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) return true;
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return true;
+  unsigned char h[100] = {};
+  const bool read = std::fread(h, 1, sizeof h, f) == sizeof h;
+  std::fclose(f);
+  if (!read) return true;
+  auto be32 = [&](int at) {
+    return (uint32_t{h[at]} << 24) | (uint32_t{h[at + 1]} << 16) | (uint32_t{h[at + 2]} << 8) |
+           uint32_t{h[at + 3]};
+  };
+  uint64_t page = (uint64_t{h[16]} << 8) | h[17];
+  if (page == 1) page = 65536;
+  if (page < 512 || (page & (page - 1)) != 0) return true;
+  if (size % page != 0) return true;
+  if (be32(24) == be32(92) && be32(28) != 0) return size < be32(28) * page;
+  return false;
 }
 
 }  // namespace
@@ -198,6 +223,10 @@ SalvageResult salvageStore(const std::string& path, const SalvageLimits& limits)
   sqlite3_progress_handler(db, 0, nullptr, nullptr);
   sqlite3_close_v2(db);
 
+  // A file shorter than its header says (or not a whole number of pages) was truncated: a page
+  // cut in two can read as an empty leaf, so a scan that "reached its end" proves nothing alone.
+  // Then only two scans that agree make the salvage complete.
+  const bool truncated = fileTruncated(path);
   bool unknown_readings = false;
   for (const auto& [seq, row] : rows) {
     ++r.batches;
@@ -212,7 +241,13 @@ SalvageResult salvageStore(const std::string& path, const SalvageLimits& limits)
       ++r.carried_unknown;
     }
   }
-  if ((r.index_complete || r.table_complete) && !unknown_readings) {
+  const bool proven = truncated ? (r.index_complete && r.table_complete && r.batches > 0)
+                                 : (r.index_complete || r.table_complete);
+  if (truncated) {
+    if (!r.detail.empty()) r.detail += "; ";
+    r.detail += "the file is shorter than its header says (truncated)";
+  }
+  if (proven && !unknown_readings) {
     r.found = SalvageResult::Found::kComplete;
   } else if (r.batches > 0) {
     r.found = SalvageResult::Found::kPartial;
