@@ -747,16 +747,16 @@ void Outbox::countDamagedStore(const SalvageResult& found) {
     spdlog::warn(
         "outbox: salvaged the damaged store (epoch {}): {} waiting batches with {} readings "
         "(complete), {} drops they carried, {} pending drops{}; counted as dropped "
-        "(store_damaged) and reported in the next batch",
+        "(store_damaged) and reported in the next batch; seqs [{}]",
         epoch, found.batches, found.readings, found.carried, found.pending,
-        found.pending_known ? "" : " (pending count unreadable)");
+        found.pending_known ? "" : " (pending count unreadable)", found.seqs);
   } else {
     spdlog::error(
         "outbox: salvaged the damaged store (epoch {}) only in part ({}): {} waiting batches "
         "with {} readings, {} drops they carried, {} pending drops{} counted as dropped "
-        "(store_damaged); AN UNKNOWN NUMBER OF READINGS WAS LOST with it ({})",
+        "(store_damaged); AN UNKNOWN NUMBER OF READINGS WAS LOST with it ({}); seqs [{}]",
         epoch, how, found.batches, found.readings, found.carried, found.pending,
-        found.pending_known ? "" : " (pending count unreadable)", found.detail);
+        found.pending_known ? "" : " (pending count unreadable)", found.detail, found.seqs);
   }
   if (found.carried_unknown > 0) {
     spdlog::warn("outbox: the `dropped` of {} salvaged batches could not be read", found.carried_unknown);

@@ -228,7 +228,24 @@ SalvageResult salvageStore(const std::string& path, const SalvageLimits& limits)
   // Then only two scans that agree make the salvage complete.
   const bool truncated = fileTruncated(path);
   bool unknown_readings = false;
+  int ranges = 0;
+  int64_t run_first = -1, run_last = -1;
+  auto closeRun = [&] {
+    if (run_first < 0) return;
+    if (++ranges > 32) {
+      if (ranges == 33) r.seqs += ",...";
+      return;
+    }
+    if (!r.seqs.empty()) r.seqs += ",";
+    r.seqs += std::to_string(run_first);
+    if (run_last != run_first) r.seqs += "-" + std::to_string(run_last);
+  };
   for (const auto& [seq, row] : rows) {
+    if (seq != run_last + 1 || run_first < 0) {
+      closeRun();
+      run_first = seq;
+    }
+    run_last = seq;
     ++r.batches;
     if (row.readings >= 0) {
       r.readings += static_cast<uint64_t>(row.readings);
@@ -241,6 +258,7 @@ SalvageResult salvageStore(const std::string& path, const SalvageLimits& limits)
       ++r.carried_unknown;
     }
   }
+  closeRun();
   const bool proven = truncated ? (r.index_complete && r.table_complete && r.batches > 0)
                                  : (r.index_complete || r.table_complete);
   if (truncated) {

@@ -155,6 +155,7 @@ TEST_CASE("A damaged store's waiting batches are salvaged and counted", "[agent]
     CHECK_FALSE(r.table_complete);
     CHECK(r.batches == kBatches);
     CHECK(r.carried_unknown == kBatches);
+    CHECK(r.seqs == "1,4-" + std::to_string(kBatches + 2));  // 2 and 3 were acknowledged
   }
   SECTION("index pages damaged, the table intact: exact readings and carried drops") {
     damagePages(o.path, pagesOf(o.path, "batches_sizes"));

@@ -35,6 +35,7 @@ struct SalvageResult {
   bool table_complete = false;  // the table was read to its end without an error
   bool capped = false;          // stopped by SalvageLimits (time or rows), not by the data
   std::string detail;           // what failed, for the log
+  std::string seqs;             // the seqs found, as ranges ("5-9,12"); at most 32 ranges, then "..."
 
   // Everything to report as dropped in the next stored batch.
   uint64_t toReport() const { return readings + carried + pending; }
