@@ -17,8 +17,9 @@ EXPOSED lines may carry a third field, the batch's readings. The agent log's sal
 ("salvaged the damaged store (epoch E): B waiting batches with R readings (complete)", or "... only
 in part (partial|nothing)") say which damaged stores were read back completely.
   missing      = accepted batches not on Kafka, minus WAITING
-  counted      = of those, the ones waiting in a damaged store whose salvage was complete: counted
-                 as store_damaged drops (and reported on Kafka in the next batch's `dropped`)
+  counted      = of those, the ones the salvage of their damaged store read back (its log line
+                 lists the seqs): counted as store_damaged drops (reported on Kafka in the next
+                 batch's `dropped`)
   lost         = missing - counted: lost without a count
   lost_exposed = of the lost, the ones that were waiting in a damaged store (the loss damage may
                  cause: a store the salvage could not read completely, or a WAL whose damaged
@@ -32,6 +33,20 @@ import collections
 import json
 import re
 import sys
+
+
+def parse_seqs(text):
+    """'5-9,12,...' -> ({5, 6, 7, 8, 9, 12}, True): the seqs listed, and whether the list was cut."""
+    listed, cut = set(), False
+    for part in filter(None, text.split(",")):
+        if part == "...":
+            cut = True
+        elif "-" in part:
+            a, b = part.split("-")
+            listed.update(range(int(a), int(b) + 1))
+        else:
+            listed.add(int(part))
+    return listed, cut
 
 
 def main() -> int:
@@ -75,17 +90,19 @@ def main() -> int:
     complete = {k for k, n in nparts.items()
                 if all(parts[(k[0], k[1], p)] >= 1 for p in range(1, n + 1))}
     first = {}
-    salvage = {}  # epoch -> (found, batches, readings)
+    salvage = {}  # epoch -> (found, batches, readings, (seqs listed, list cut short))
     salvage_unknown_epoch = collections.Counter()
     if len(sys.argv) > 7:
         text = open(sys.argv[7], encoding="utf-8", errors="replace").read()
         for m in re.finditer(r"salvaged the damaged store \(epoch (\w+)\)(?: only in part "
-                             r"\((\w+)\))?: (\d+) waiting batches with (\d+) readings", text):
+                             r"\((\w+)\))?: (\d+) waiting batches with (\d+) readings"
+                             r"[^\n]*?seqs \[([0-9,.-]*)\]", text):
             found = m.group(2) or "complete"
             if m.group(1) == "unknown":
                 salvage_unknown_epoch[found] += 1
             else:
-                salvage[m.group(1)] = (found, int(m.group(3)), int(m.group(4)))
+                salvage[m.group(1)] = (found, int(m.group(3)), int(m.group(4)),
+                                       parse_seqs(m.group(5)))
         for m in re.finditer(r"new store, epoch (\d+)\n.*?epoch \1, \d+ batches .*? next seq (\d+)",
                              text):
             first.setdefault(m.group(1), int(m.group(2)))
@@ -108,15 +125,21 @@ def main() -> int:
     by_epoch = collections.defaultdict(list)
     for k in missing:
         by_epoch[k[0]].append(k)
+    # Counted: a missing batch whose seq the salvage of its store logged (the seq list, or, when
+    # the list was cut short ("..."), any missing batch of a complete salvage up to its count).
     over_counted = 0
     for e, ks in by_epoch.items():
-        found, batches, _r = salvage.get(e, ("none", 0, 0))
-        n = min(len(ks), batches) if found == "complete" else 0
-        counted += ks[:n]
-        uncounted += ks[n:]
-    for e, (found, batches, _r) in salvage.items():
-        if found == "complete":
-            over_counted += max(0, batches - len(by_epoch.get(e, [])))
+        found, batches, _r, seqs = salvage.get(e, ("none", 0, 0, (set(), False)))
+        listed, cut = seqs
+        for k in ks:
+            (counted if k[1] in listed else uncounted).append(k)
+        if cut and found == "complete":
+            extra = [k for k in uncounted if k[0] == e][:max(0, batches - len(listed))]
+            uncounted = [k for k in uncounted if k not in extra]
+            counted += extra
+    on_kafka = {k for k in complete}
+    for e, (_f, _b, _r, (listed, _cut)) in salvage.items():
+        over_counted += sum(1 for s in listed if (e, s) in on_kafka)
     counted_readings = sum(exposed_readings.get(k, 0) for k in counted)
     salvaged_readings = sum(v[2] for v in salvage.values())
     if counted_readings > salvaged_readings:
