@@ -118,6 +118,10 @@ Result<std::unique_ptr<Outbox>> Outbox::open(const OutboxOptions& options, const
       return box;
     }
     if (st.error().code() != ErrorCode::kCorrupt || attempt > 0) return std::unexpected(st.error());
+    // Closing the last connection would checkpoint the WAL into the damaged file and delete it:
+    // keep it as it is, for the salvage below (its frames may hold the newest waiting batches)
+    // and as evidence beside the moved copy.
+    sqlite3_db_config(box->db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
     box.reset();
     const std::string aside = options.path + ".corrupt-" + std::to_string(clock.nowUs() / 1000000);
     std::error_code ec, side_ec;
