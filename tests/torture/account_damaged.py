@@ -36,7 +36,8 @@ import sys
 
 
 def parse_seqs(text):
-    """'5-9,12,...' -> ({5, 6, 7, 8, 9, 12}, True): the seqs listed, and whether the list was cut."""
+    """'5-9,12,...' -> ({5, 6, 7, 8, 9, 12}, True): the seqs listed, and whether the list was
+    cut short."""
     listed, cut = set(), False
     for part in filter(None, text.split(",")):
         if part == "...":

@@ -763,7 +763,8 @@ void Outbox::countDamagedStore(const SalvageResult& found) {
         found.pending_known ? "" : " (pending count unreadable)", found.detail, found.seqs);
   }
   if (found.carried_unknown > 0) {
-    spdlog::warn("outbox: the `dropped` of {} salvaged batches could not be read", found.carried_unknown);
+    spdlog::warn("outbox: the `dropped` of {} salvaged batches could not be read",
+                 found.carried_unknown);
   }
   Transaction tx(db_);
   if (tx.begun() != SQLITE_OK || !persistCounters() || tx.commit() != SQLITE_OK) return;

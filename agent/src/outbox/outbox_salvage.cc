@@ -19,7 +19,8 @@ namespace {
 using sqlite::Stmt;
 using SteadyClock = std::chrono::steady_clock;
 
-// sqlite3_progress_handler: interrupts any statement once the deadline has passed (SQLITE_INTERRUPT).
+// sqlite3_progress_handler: interrupts any statement once the deadline has passed
+// (SQLITE_INTERRUPT).
 struct Budget {
   SteadyClock::time_point deadline;
   bool hit = false;

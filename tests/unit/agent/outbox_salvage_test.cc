@@ -80,8 +80,8 @@ std::vector<int64_t> pagesOf(const std::string& path, const char* name, const ch
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
   sqlite3_stmt* s = nullptr;
-  REQUIRE(sqlite3_prepare_v2(db, "SELECT pageno FROM dbstat WHERE name = ?1 AND pagetype LIKE ?2 ORDER BY path", -1, &s, nullptr) ==
-          SQLITE_OK);
+  const char* q = "SELECT pageno FROM dbstat WHERE name = ?1 AND pagetype LIKE ?2 ORDER BY path";
+  REQUIRE(sqlite3_prepare_v2(db, q, -1, &s, nullptr) == SQLITE_OK);
   sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
   sqlite3_bind_text(s, 2, type, -1, SQLITE_STATIC);
   std::vector<int64_t> pages;
@@ -133,7 +133,8 @@ uint64_t firstDropped(Outbox& box) {
 
 }  // namespace
 
-TEST_CASE("A damaged store's waiting batches are salvaged and counted", "[agent][outbox][salvage]") {
+TEST_CASE("A damaged store's waiting batches are salvaged and counted",
+          "[agent][outbox][salvage]") {
   outpost::testing::TempDir dir("outpost-salvage-test");
   FakeClock clock;
   OutboxOptions o;

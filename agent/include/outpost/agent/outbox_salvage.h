@@ -27,7 +27,7 @@ struct SalvageResult {
   int64_t epoch = 0;           // the damaged store's epoch (0: unreadable)
   uint64_t batches = 0;        // waiting batches found
   uint64_t readings = 0;       // their readings (lost: the payloads are not resent)
-  uint64_t carried = 0;        // the `dropped` those batches were reporting (never reached the cloud)
+  uint64_t carried = 0;        // the `dropped` those batches reported (never reached the cloud)
   uint64_t carried_unknown = 0;  // batches found whose `dropped` could not be read
   uint64_t pending = 0;        // drops counted but not yet in any batch (meta pending_dropped)
   bool pending_known = false;  // the meta row could be read
@@ -35,7 +35,7 @@ struct SalvageResult {
   bool table_complete = false;  // the table was read to its end without an error
   bool capped = false;          // stopped by SalvageLimits (time or rows), not by the data
   std::string detail;           // what failed, for the log
-  std::string seqs;             // the seqs found, as ranges ("5-9,12"); at most 32 ranges, then "..."
+  std::string seqs;  // the seqs found, as ranges ("5-9,12"); at most 32 ranges, then "..."
 
   // Everything to report as dropped in the next stored batch.
   uint64_t toReport() const { return readings + carried + pending; }
