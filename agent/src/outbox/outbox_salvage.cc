@@ -50,6 +50,12 @@ void note(std::string& detail, const char* what, sqlite3* db, int rc) {
   }
 }
 
+// A stored readings count that fits the payload's size: every reading or window takes more than
+// one byte of the encoded batch, so a count above the size is damaged bytes, not a count.
+bool plausible(int64_t readings, int64_t bytes) {
+  return readings >= 0 && bytes > 0 && readings <= bytes;
+}
+
 // The SQLite header (bytes 16-17 page size, 24-27 change counter, 28-31 page count, 92-95 the
 // change counter the page count is valid for) against the file's size.
 bool fileTruncated(const std::string& path) {
@@ -144,7 +150,8 @@ SalvageResult salvageStore(const std::string& path, const SalvageLimits& limits)
     } else {
       uint64_t n = 0;
       while ((rc = s.step()) == SQLITE_ROW && ++n <= limits.max_rows) {
-        rows[s.col(0)].readings = std::max<int64_t>(0, s.col(1));
+        Row& found = rows[s.col(0)];  // the seq is known even where its readings are not
+        if (plausible(s.col(1), s.col(2))) found.readings = s.col(1);
       }
       if (rc == SQLITE_DONE) {
         r.index_complete = true;
@@ -196,7 +203,11 @@ SalvageResult salvageStore(const std::string& path, const SalvageLimits& limits)
         row.bind(1, seq);
         const int rrc = row.step();
         if (rrc == SQLITE_ROW) {
-          found.readings = std::max<int64_t>(0, row.col(0));
+          // The table's value where it is plausible for the payload's size (damaged bytes that
+          // SQLite cannot notice may sit in either copy).
+          if (plausible(row.col(0), sqlite3_column_bytes(row.get(), 2))) {
+            found.readings = row.col(0);
+          }
           found.dropped = std::max<int64_t>(0, row.col(1));
           if (r.epoch == 0) {
             // The meta row is gone: every stored payload carries the epoch too (verified first:

@@ -52,7 +52,7 @@ inline constexpr const char* kDelete = "DELETE FROM batches WHERE seq = ?1 RETUR
 // waiting batch's seq (the rowid) and readings without the payload pages; the table is read one
 // row per statement from a seq on, so that a damaged row or page can be stepped over.
 inline constexpr const char* kSalvageIndex =
-    "SELECT seq, readings FROM batches INDEXED BY batches_sizes";
+    "SELECT seq, readings, bytes FROM batches INDEXED BY batches_sizes";
 inline constexpr const char* kSalvageNextSeq =
     "SELECT seq FROM batches WHERE seq >= ?1 ORDER BY seq LIMIT 1";
 inline constexpr const char* kSalvageRow =

@@ -252,6 +252,20 @@ TEST_CASE("A damaged store's waiting batches are salvaged and counted",
     CHECK(r.batches == 10);
     CHECK(r.readings == 10 * kReadings);
   }
+  SECTION("an implausible readings count is not counted: 'partial'") {
+    {
+      sqlite3* db = nullptr;
+      REQUIRE(sqlite3_open(o.path.c_str(), &db) == SQLITE_OK);
+      REQUIRE(sqlite3_exec(db, "UPDATE batches SET readings = 1000000000000 WHERE seq = 1", nullptr,
+                           nullptr, nullptr) == SQLITE_OK);
+      sqlite3_close(db);
+    }
+    REQUIRE(!fs::exists(o.path + "-wal"));
+    damagePages(o.path, pagesOf(o.path, "batches"));
+    auto box = openBox(o, clock);
+    CHECK(storeDamaged(*box) == waiting - kReadings);
+    CHECK(damagedStores(*box, SalvageResult::Found::kPartial) == 1);
+  }
   SECTION("a missing file: nothing, no crash") {
     const auto r = salvageStore(dir.file("no-such.db"));
     CHECK(r.found == SalvageResult::Found::kNothing);
