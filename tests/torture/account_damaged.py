@@ -26,6 +26,10 @@ in part (partial|nothing)") say which damaged stores were read back completely.
                  frames SQLite skipped, which is not detected as damage at all)
   over_counted = batches counted as store_damaged that are on Kafka too (they were in flight:
                  delivered, not yet acknowledged, when the store was damaged)
+  seq_counter_back / seqs_reused_at_least = starts whose next seq was below an earlier start's in
+                 the same epoch (damaged WAL frames skipped by SQLite), and the seqs given out
+                 twice because of it (a lower bound; not counted in lost: those batches' readings
+                 cannot be told from the first ones by (epoch, seq))
 Exits 1 if a batch is lost that was never exposed to damage, a reading or batch part is on Kafka
 twice, or a batch not accepted is on Kafka. Reordering is reported, not a failure.
 """
@@ -93,6 +97,7 @@ def main() -> int:
     first = {}
     salvage = {}  # epoch -> (found, batches, readings, (seqs listed, list cut short))
     salvage_unknown_epoch = collections.Counter()
+    seq_back = []  # (epoch, next seq at a start, the higher next seq of an earlier start)
     if len(sys.argv) > 7:
         text = open(sys.argv[7], encoding="utf-8", errors="replace").read()
         for m in re.finditer(r"salvaged the damaged store \(epoch (\w+)\)(?: only in part "
@@ -107,6 +112,16 @@ def main() -> int:
         for m in re.finditer(r"new store, epoch (\d+)\n.*?epoch \1, \d+ batches .*? next seq (\d+)",
                              text):
             first.setdefault(m.group(1), int(m.group(2)))
+        # A store that opens with its seq counter below an earlier start's in the same epoch
+        # (SQLite skipped damaged WAL frames and the commits after them, silently): the seqs in
+        # between are given out again (a lower bound: only starts are compared).
+        high = {}
+        for m in re.finditer(r"outbox \S+: epoch (\d+), \d+ batches \(\d+ bytes\) waiting, "
+                             r"next seq (\d+)", text):
+            e, s_next = m.group(1), int(m.group(2))
+            if s_next < high.get(e, 0):
+                seq_back.append((e, s_next, high[e]))
+            high[e] = max(high.get(e, 0), s_next)
     errors, notes = [], []
     # An epoch on Kafka the harness never read (its store was damaged before any snapshot).
     unreadable |= {ep for (ep, _s) in nparts} - accepted.keys()
@@ -171,6 +186,8 @@ def main() -> int:
            "salvaged_readings": salvaged_readings, "over_counted": over_counted,
            "salvages": {f: sum(1 for v in salvage.values() if v[0] == f) + salvage_unknown_epoch[f]
                         for f in ("complete", "partial", "nothing")},
+           "seq_counter_back": len(seq_back),
+           "seqs_reused_at_least": sum(h - s for _e, s, h in seq_back),
            "exposed": len(exposed), "epochs": len(accepted), "duplicated": dup,
            "reordered": reordered, "ok": not errors, "errors": errors, "notes": notes}
     print(json.dumps(out))
