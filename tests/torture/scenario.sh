@@ -299,7 +299,8 @@ case "$NAME" in
     # (the database or its WAL) at a random offset — truncate there, or overwrite 1..512 random
     # bytes — and start it again. It must start every time (no crash loop), move an unreadable
     # store aside under a new epoch by itself, and lose nothing but batches that were waiting in
-    # a damaged store (tests/torture/account_damaged.py).
+    # a damaged store (tests/torture/account_damaged.py); what the agent's salvage read back of a
+    # moved store is counted as dropped (store_damaged), and only the rest is lost.
     start_mosquitto
     start_devkafka
     start_aggregator
@@ -322,7 +323,8 @@ case "$NAME" in
       # accepted and every missing one as lost to damage.
       if [[ -z "$last" ]]; then echo "$e" >>"$WORK/unreadable"; return 0; fi
       echo "$e $last" >>"$WORK/accepted"
-      { sqlite3 "$WORK/snap/$dev.outbox.db" "SELECT seq FROM batches" 2>/dev/null || echo "$e" >>"$WORK/unreadable"; } |
+      { sqlite3 "$WORK/snap/$dev.outbox.db" "SELECT seq, readings FROM batches" 2>/dev/null || echo "$e" >>"$WORK/unreadable"; } |
+        tr '|' ' ' |
         sed "s/^/$e /" >>"$WORK/$1"
     }
     for i in $(seq 1 "$ITER"); do
@@ -362,7 +364,9 @@ case "$NAME" in
       >"$WORK/account.json" || rc=$?
     write_result
     moved=$(grep -c 'moved it to' "$WORK/$dev.log" || true)
-    echo "  the agent moved $moved unreadable stores aside"
+    echo "  the agent moved $moved unreadable stores aside; salvaged completely:" \
+      "$(grep -c 'salvaged the damaged store (epoch [0-9a-z]*):' "$WORK/$dev.log" || true)," \
+      "in part or not at all: $(grep -c 'only in part' "$WORK/$dev.log" || true)"
     exit $rc
     ;;
 

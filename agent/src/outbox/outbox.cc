@@ -10,6 +10,7 @@
 
 #include "outbox_sql.h"
 #include "outpost/agent/outbox.h"
+#include "outpost/agent/outbox_salvage.h"
 #include "outpost/common/sqlite.h"
 
 namespace outpost::agent {
@@ -69,6 +70,8 @@ const char* dropReasonName(DropReason r) {
       return "too_large";
     case DropReason::kUpstream:
       return "upstream";
+    case DropReason::kStoreDamaged:
+      return "store_damaged";
     case DropReason::kCount:
       break;
   }
@@ -104,24 +107,35 @@ Result<std::unique_ptr<Outbox>> Outbox::open(const OutboxOptions& options, const
   if (options.synchronous != "full" && options.synchronous != "normal") {
     return fail(ErrorCode::kInvalidArgument, "outbox synchronous must be full or normal");
   }
+  std::optional<SalvageResult> salvaged;
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto db = sqlite::open(options.path, "outbox");
     if (!db) return std::unexpected(db.error());
     std::unique_ptr<Outbox> box(new Outbox(*db, options, clock));
     Status st = box->init();
-    if (st) return box;
+    if (st) {
+      if (salvaged) box->countDamagedStore(*salvaged);
+      return box;
+    }
     if (st.error().code() != ErrorCode::kCorrupt || attempt > 0) return std::unexpected(st.error());
+    // Closing the last connection would checkpoint the WAL into the damaged file and delete it:
+    // keep it as it is, for the salvage below (its frames may hold the newest waiting batches)
+    // and as evidence beside the moved copy.
+    sqlite3_db_config(box->db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
     box.reset();
     const std::string aside = options.path + ".corrupt-" + std::to_string(clock.nowUs() / 1000000);
-    std::error_code ec;
+    std::error_code ec, side_ec;
     std::filesystem::rename(options.path, aside, ec);
     for (const char* suffix : {"-wal", "-shm"}) {
-      std::filesystem::rename(options.path + suffix, aside + suffix, ec);
+      std::filesystem::rename(options.path + suffix, aside + suffix, side_ec);
     }
     spdlog::error(
         "outbox {} is not a readable SQLite database ({}); moved it to {} and starting "
         "a fresh store with a new epoch",
         options.path, st.error().message(), aside);
+    // Read back what the damaged copy still holds (read-only, bounded), so that its waiting
+    // batches are counted as dropped rather than lost without a count.
+    salvaged = salvageStore(ec ? options.path : aside);
   }
   return fail(ErrorCode::kInternal, "unreachable");
 }
@@ -722,6 +736,41 @@ void Outbox::addDropped(uint64_t readings, DropReason reason) {
     persisted_pending_ = static_cast<int64_t>(pending_dropped_);
     persisted_dropped_ = static_cast<int64_t>(stats_.dropped_readings_total);
   }
+}
+
+void Outbox::countDamagedStore(const SalvageResult& found) {
+  MutexLock lock(mu_);
+  ++stats_.damaged_stores[static_cast<size_t>(found.found)];
+  countDropLocked(found.readings, DropReason::kStoreDamaged);
+  // The batches' own `dropped` and the pending count were counted when they were dropped (by
+  // the old store's totals): they only need reporting now.
+  pending_dropped_ += found.toReport();
+  const std::string epoch = found.epoch != 0 ? std::to_string(found.epoch) : "unknown";
+  const char* how = salvageFoundName(found.found);
+  if (found.found == SalvageResult::Found::kComplete) {
+    spdlog::warn(
+        "outbox: salvaged the damaged store (epoch {}): {} waiting batches with {} readings "
+        "(complete), {} drops they carried, {} pending drops{}; counted as dropped "
+        "(store_damaged) and reported in the next batch; seqs [{}]",
+        epoch, found.batches, found.readings, found.carried, found.pending,
+        found.pending_known ? "" : " (pending count unreadable)", found.seqs);
+  } else {
+    spdlog::error(
+        "outbox: salvaged the damaged store (epoch {}) only in part ({}): {} waiting batches "
+        "with {} readings, {} drops they carried, {} pending drops{} counted as dropped "
+        "(store_damaged); AN UNKNOWN NUMBER OF READINGS WAS LOST with it ({}); seqs [{}]",
+        epoch, how, found.batches, found.readings, found.carried, found.pending,
+        found.pending_known ? "" : " (pending count unreadable)", found.detail, found.seqs);
+  }
+  if (found.carried_unknown > 0) {
+    spdlog::warn("outbox: the `dropped` of {} salvaged batches could not be read",
+                 found.carried_unknown);
+  }
+  Transaction tx(db_);
+  if (tx.begun() != SQLITE_OK || !persistCounters() || tx.commit() != SQLITE_OK) return;
+  persisted_pending_ = static_cast<int64_t>(pending_dropped_);
+  persisted_dropped_ = static_cast<int64_t>(stats_.dropped_readings_total);
+  persisted_batches_ = static_cast<int64_t>(stats_.dropped_batches_total);
 }
 
 bool Outbox::persistDropCounts() {

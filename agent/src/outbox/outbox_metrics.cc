@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "outpost/agent/outbox_salvage.h"
+
 namespace outpost::agent {
 
 void registerOutboxMetrics(metrics::Registry& reg, const Outbox& outbox, const Clock& clock) {
@@ -27,13 +29,23 @@ void registerOutboxMetrics(metrics::Registry& reg, const Outbox& outbox, const C
     reg.counterFunction(
         "outpost_agent_readings_dropped_total",
         "Readings dropped by this process, by reason (outbox_full: evicted by drop_oldest or "
-        "refused by drop_newest; max_age; write_error: disk full/I/O error; too_large; upstream)",
+        "refused by drop_newest; max_age; write_error: disk full/I/O error; too_large; upstream; "
+        "store_damaged: waiting in a store found unreadable at start-up)",
         [box, r] { return static_cast<double>(box->stats().dropped_by_reason[r]); },
         {{"reason", dropReasonName(static_cast<DropReason>(r))}});
   }
   reg.counterFunction("outpost_agent_outbox_batches_evicted_total",
                       "Stored batches dropped (drop_oldest, max_age) since the store was created",
                       [box] { return static_cast<double>(box->stats().dropped_batches_total); });
+  for (size_t f = 0; f < 3; ++f) {
+    reg.counterFunction(
+        "outpost_agent_outbox_damaged_stores_total",
+        "Outbox stores found unreadable at start-up and moved aside, by what the salvage read back "
+        "(complete: every waiting batch counted as dropped; partial or nothing: an unknown number "
+        "of readings was lost)",
+        [box, f] { return static_cast<double>(box->stats().damaged_stores[f]); },
+        {{"salvage", salvageFoundName(static_cast<SalvageResult::Found>(f))}});
+  }
   reg.counterFunction("outpost_agent_outbox_write_errors_total",
                       "Outbox transactions that failed (disk full, I/O error)",
                       [box] { return static_cast<double>(box->stats().write_errors_total); });

@@ -48,6 +48,18 @@ inline constexpr const char* kReadDesc =
     "ORDER BY seq DESC LIMIT ?3";
 inline constexpr const char* kDelete = "DELETE FROM batches WHERE seq = ?1 RETURNING bytes";
 
+// Salvage of a damaged store (outbox_salvage.cc), read-only. The covering index holds every
+// waiting batch's seq (the rowid) and readings without the payload pages; the table is read one
+// row per statement from a seq on, so that a damaged row or page can be stepped over.
+inline constexpr const char* kSalvageIndex =
+    "SELECT seq, readings, bytes FROM batches INDEXED BY batches_sizes";
+inline constexpr const char* kSalvageNextSeq =
+    "SELECT seq FROM batches WHERE seq >= ?1 ORDER BY seq LIMIT 1";
+inline constexpr const char* kSalvageRow =
+    "SELECT readings, dropped, payload FROM batches WHERE seq = ?1";
+inline constexpr const char* kSalvageLastSeq =
+    "SELECT seq FROM sqlite_sequence WHERE name = 'batches'";
+
 // meta keys
 inline constexpr const char* kMetaEpoch = "epoch";
 inline constexpr const char* kMetaPendingDropped = "pending_dropped";

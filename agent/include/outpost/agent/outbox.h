@@ -49,6 +49,7 @@ enum class DropReason : uint8_t {
   kWriteError,  // the store failed (I/O error, disk full with nothing left to evict)
   kTooLarge,    // one batch larger than the whole byte limit
   kUpstream,    // reported through addDropped() (e.g. a source overran before the outbox)
+  kStoreDamaged,  // waiting in a store that was unreadable at start-up (read back by the salvage)
   kCount,
 };
 const char* dropReasonName(DropReason r);
@@ -68,6 +69,8 @@ struct OutboxLimits {
   int64_t max_age_s;
   FullPolicy full_policy;
 };
+
+struct SalvageResult;
 
 struct StoredBatch {
   uint64_t seq = 0;
@@ -89,6 +92,9 @@ struct OutboxStats {
   uint64_t write_errors_total = 0;       // this process: failed transactions
   uint64_t recoveries_total = 0;         // this process: writes that succeeded after a failure
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> dropped_by_reason{};  // process
+  // This process: damaged stores moved aside at open, by what the salvage could read back
+  // (index: SalvageResult::Found — nothing, partial, complete).
+  std::array<uint64_t, 3> damaged_stores{};
 };
 
 // What appendMany() did with a group of batches.
@@ -106,7 +112,11 @@ enum class ReadOrder { kOldestFirst, kNewestFirst };
 class Outbox {
  public:
   // Opens or creates the store. A file that is not a readable SQLite database is renamed to
-  // "<path>.corrupt-<unix time>" (logged) and a fresh store with a new epoch is created.
+  // "<path>.corrupt-<unix time>" (logged) and a fresh store with a new epoch is created; what can
+  // still be read from the moved copy (salvageStore: the waiting batches' readings, the `dropped`
+  // they carried, the pending count) is counted as dropped (kStoreDamaged) and reported in the
+  // fresh store's first batch. When nothing can be read the store itself is counted
+  // (stats().damaged_stores) and the log says an unknown number of readings was lost.
   // A "<path>-reserve" file is kept beside the store (when there is room): 5 MB, or a sixteenth
   // of a smaller file system (at least 128 KB; the WAL is then kept to half of it). On a full disk it is deleted so that SQLite can
   // record evictions (drop_oldest) and deletions of acknowledged batches, and the store is then
@@ -168,6 +178,8 @@ class Outbox {
   struct Stmts;
   Outbox(sqlite3* db, OutboxOptions options, const Clock& clock);
   Status init() EXCLUDES(mu_);
+  // Counts what the salvage of a damaged store found (pending for the first batch) and persists it.
+  void countDamagedStore(const SalvageResult& found) EXCLUDES(mu_);
   Status setMeta(const char* key, int64_t value);
   Result<int64_t> getMeta(const char* key, int64_t fallback);
   Status persistCounters() REQUIRES(mu_);
