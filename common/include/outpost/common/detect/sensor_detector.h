@@ -209,8 +209,8 @@ class SensorDetector {
   uint32_t alarm_len_ = 0;
   uint16_t hot_fast_ = 0;   // consecutive learned readings with evidence at its threshold or above
   uint16_t hot_shift_ = 0;  // the same for the sustained-shift evidence
-  // Fast evidence of the previous reading, learned at a tenth of the weight for being surprising
-  // (x; < 0: none): topped up to full weight if the next reading is back to normal.
+  // Counts: fast evidence x of the previous reading, learned at a tenth of the weight for being
+  // surprising (< 0: none); topped up to full weight if the next reading is back to normal.
   float burst_x_ = -1.0f;
   int8_t run_sign_ = 0;
   bool alarm_ = false;
