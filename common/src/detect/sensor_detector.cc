@@ -87,7 +87,8 @@ double SensorDetector::calibSurprise(const CalibHist& h, double x) const {
     const double excess =
         seen > 0.0 ? std::max(0.0, (sparse_at / seen + 0.5 - (top + 1)) * kCalibBinWidth) : 0.0;
     const double prior = kCalibTailPrior * calib_w_;
-    const double beta = integral_ ? (prior * kCalibTail + seen * excess) / (prior + seen) : kCalibTail;
+    const double beta =
+        integral_ ? (prior * kCalibTail + seen * excess) / (prior + seen) : kCalibTail;
     mass = sparse * std::exp(-(x - x_top) / beta);
   } else {
     const double u = std::max(0.0, x / kCalibBinWidth);

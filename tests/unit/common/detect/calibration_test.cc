@@ -124,6 +124,10 @@ TEST_CASE("Poisson counts (lambda 3): no alarm in 18,000 readings",
   const Outcome o = run(s, 2000);
   CHECK(o.alarms == 0);
   CHECK(o.high <= o.scored / 1000 + 1);
+  // A real burst (40, p ~ 1e-22) still alarms.
+  auto burst = s;
+  burst.emplace_back(s.back().first + 1000, 40.0);
+  CHECK(run(burst, 2000).alarms == 1);
 }
 
 TEST_CASE("bursty counts do not alarm on their bursts", "[common][detect][calibration]") {
