@@ -167,6 +167,10 @@ class SensorDetector {
   double off_ = 0.0;    // accepted level (moves when a level shift is accepted)
   double base_ = 0.0;   // local level of the deseasonalised value
   double mad_ = 0.0;    // EWMA of |residual|; sigma = 1.2533 * mad_
+  // The same per side (residual > 0, < 0): counts are skewed (a wider tail above than below),
+  // and a count's spike is measured against the scale of its own side.
+  double mad_up_ = 0.0;
+  double mad_dn_ = 0.0;
   double slow_ = 0.0;      // slow level (time constant drift_tau_s) of the deseasonalised value
   double base_var_ = 0.0;  // EWMA of slow_^2 in normal operation (drift reference spread)
   double last_profile_ = 0.0;
@@ -205,9 +209,13 @@ class SensorDetector {
   uint32_t alarm_len_ = 0;
   uint16_t hot_fast_ = 0;   // consecutive learned readings with evidence at its threshold or above
   uint16_t hot_shift_ = 0;  // the same for the sustained-shift evidence
+  // Counts: fast evidence x of the previous reading, learned at a tenth of the weight for being
+  // surprising (< 0: none); topped up to full weight if the next reading is back to normal.
+  float burst_x_ = -1.0f;
   int8_t run_sign_ = 0;
   bool alarm_ = false;
   bool calib_armed_ = false;  // the history was restarted when the detectors were armed
+  bool integral_ = true;      // every reading so far was an integer (a count)
   float run_y_[8] = {};
   AnomalyEvent event_;
   AnomalyEvent prev_event_;
