@@ -16,6 +16,7 @@
 #include <span>
 #include <thread>
 
+#include "outpost/aggregator/cluster_view.h"
 #include "outpost/aggregator/latest_store.h"
 #include "outpost/aggregator/ops.h"
 #include "outpost/common/codec.h"
@@ -127,6 +128,13 @@ int main(int argc, char** argv) {
   HttpServer http(reg, {}, {}, 8 + 4);
   ops.addRoutes(http);
   latest.addRoutes(http, clock);
+  // As outpost-aggregator in role all without a process group: /api/cluster answers, no members
+  // (the dashboard's Cluster panel stays hidden).
+  const outpost::aggregator::ClusterOptions cluster;
+  http.addHandler("/api/cluster", [&cluster] {
+    return HttpServer::Response{200, "application/json",
+                                outpost::aggregator::clusterJson(cluster, nullptr)};
+  });
   if (auto st = http.start(listen); !st) {
     std::cerr << "outpost-bench-dashboard: " << st.error().toString() << "\n";
     return 1;
