@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 #include <set>
+#include <stdexcept>
 
 #include <spdlog/spdlog.h>
 
@@ -38,6 +39,29 @@ Result<rd_kafka_conf_t*> baseConf(const KafkaOptions& o) {
     }
   }
   return conf;
+}
+
+rd_kafka_conf_t* clientConf(const KafkaOptions& options, const KafkaProps& props) {
+  auto conf = baseConf(options);
+  if (!conf) throw std::runtime_error(conf.error().toString());
+  for (const auto& [k, v] : props) {
+    if (auto st = setConf(*conf, k, v); !st) {
+      rd_kafka_conf_destroy(*conf);
+      throw std::runtime_error(st.error().toString());
+    }
+  }
+  rd_kafka_conf_set_log_cb(*conf, logCallback);
+  return *conf;
+}
+
+rd_kafka_t* newClient(rd_kafka_type_t type, rd_kafka_conf_t* conf, const std::string& what) {
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(type, conf, err, sizeof err);
+  if (!rk) {
+    rd_kafka_conf_destroy(conf);
+    throw std::runtime_error("kafka " + what + ": " + err);
+  }
+  return rk;
 }
 
 void logCallback(const rd_kafka_t*, int level, const char* fac, const char* buf) {

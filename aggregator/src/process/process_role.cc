@@ -37,24 +37,6 @@ struct ListFree {
 };
 using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, ListFree>;
 
-Status confAll(rd_kafka_conf_t* conf,
-               const std::vector<std::pair<std::string, std::string>>& props) {
-  for (const auto& [k, v] : props) {
-    if (auto st = setConf(conf, k, v); !st) return st;
-  }
-  return {};
-}
-
-rd_kafka_t* newClient(rd_kafka_type_t type, rd_kafka_conf_t* conf, const char* what) {
-  char err[512];
-  rd_kafka_t* rk = rd_kafka_new(type, conf, err, sizeof err);
-  if (!rk) {
-    rd_kafka_conf_destroy(conf);
-    throw std::runtime_error(std::string("kafka ") + what + ": " + err);
-  }
-  return rk;
-}
-
 std::string_view bytesOf(const void* p, size_t n) {
   return p ? std::string_view(static_cast<const char*>(p), n) : std::string_view();
 }
@@ -253,27 +235,19 @@ void ProcessRole::Impl::open() {
   const KafkaOptions& k = o.pipeline_.kafka;
   // The transactional producer. message.timeout.ms is left to librdkafka: it must not exceed
   // transaction.timeout.ms, and a message that fails aborts its transaction.
-  auto pconf = baseConf(k);
-  if (!pconf) throw std::runtime_error(pconf.error().toString());
-  if (auto st = confAll(*pconf, {{"transactional.id", "outpost-process-" + opt.instance_id},
-                                 {"transaction.timeout.ms",
-                                  std::to_string(opt.transaction_timeout_ms)},
-                                 {"enable.idempotence", "true"},
-                                 {"acks", "all"},
-                                 {"socket.nagle.disable", "true"},
-                                 {"linger.ms", std::to_string(k.linger_ms)},
-                                 {"compression.type", k.compression},
-                                 {"queue.buffering.max.messages",
-                                  std::to_string(k.queue_max_messages)},
-                                 {"queue.buffering.max.kbytes",
-                                  std::to_string(k.queue_max_kbytes)}});
-      !st) {
-    rd_kafka_conf_destroy(*pconf);
-    throw std::runtime_error(st.error().toString());
-  }
-  rd_kafka_conf_set_log_cb(*pconf, logCallback);
-  rd_kafka_conf_set_opaque(*pconf, this);
-  rd_kafka_conf_set_dr_msg_cb(*pconf, [](rd_kafka_t*, const rd_kafka_message_t* m, void* op) {
+  const KafkaProps producer_props = {
+      {"transactional.id", "outpost-process-" + opt.instance_id},
+      {"transaction.timeout.ms", std::to_string(opt.transaction_timeout_ms)},
+      {"enable.idempotence", "true"},
+      {"acks", "all"},
+      {"socket.nagle.disable", "true"},
+      {"linger.ms", std::to_string(k.linger_ms)},
+      {"compression.type", k.compression},
+      {"queue.buffering.max.messages", std::to_string(k.queue_max_messages)},
+      {"queue.buffering.max.kbytes", std::to_string(k.queue_max_kbytes)}};
+  rd_kafka_conf_t* pconf = clientConf(k, producer_props);
+  rd_kafka_conf_set_opaque(pconf, this);
+  rd_kafka_conf_set_dr_msg_cb(pconf, [](rd_kafka_t*, const rd_kafka_message_t* m, void* op) {
     auto* self = static_cast<Impl*>(op);
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       self->delivered_.inc();
@@ -282,7 +256,7 @@ void ProcessRole::Impl::open() {
       self->failed_.inc();  // the transaction will abort; commit() says so
     }
   });
-  rd_kafka_conf_set_error_cb(*pconf, [](rd_kafka_t* rk, int err, const char* reason, void* op) {
+  rd_kafka_conf_set_error_cb(pconf, [](rd_kafka_t* rk, int err, const char* reason, void* op) {
     auto* self = static_cast<Impl*>(op);
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) self->brokers_down.store(true);
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -293,7 +267,7 @@ void ProcessRole::Impl::open() {
       signals::requestFailureStop();
     }
   });
-  producer = newClient(RD_KAFKA_PRODUCER, *pconf, "transactional producer");
+  producer = newClient(RD_KAFKA_PRODUCER, pconf, "transactional producer");
 
   // Both topics exist, with the same partition count: a device's state record goes to the
   // partition number of its batches.
@@ -336,50 +310,36 @@ void ProcessRole::Impl::open() {
   }
 
   // The reader of state records (assign only, never joins a group, never commits).
-  auto rconf = baseConf(k);
-  if (!rconf) throw std::runtime_error(rconf.error().toString());
-  if (auto st = confAll(*rconf, {{"group.id", opt.group + "-restore"},
-                                 {"enable.auto.commit", "false"},
-                                 {"enable.partition.eof", "true"},
-                                 {"isolation.level", "read_committed"},
-                                 // It reads to the end and stops: a fetch at the end of a
-                                 // partition would otherwise wait the default 500 ms before it
-                                 // answers, and that wait is what an assignment took (restores
-                                 // of a few KB took 1.0, 1.5 or 2.0 s: docs/benchmarks.md,
-                                 // "Issue 19").
-                                 {"fetch.wait.max.ms", "10"},
-                                 {"auto.offset.reset", "earliest"}});
-      !st) {
-    rd_kafka_conf_destroy(*rconf);
-    throw std::runtime_error(st.error().toString());
-  }
-  rd_kafka_conf_set_log_cb(*rconf, logCallback);
-  restorer = newClient(RD_KAFKA_CONSUMER, *rconf, "state reader");
+  const KafkaProps reader_props = {
+      {"group.id", opt.group + "-restore"},
+      {"enable.auto.commit", "false"},
+      {"enable.partition.eof", "true"},
+      {"isolation.level", "read_committed"},
+      // It reads to the end and stops: a fetch at the end of a partition would otherwise wait the
+      // default 500 ms before it answers, and that wait is what an assignment took (restores of a
+      // few KB took 1.0, 1.5 or 2.0 s: docs/benchmarks.md, "Issue 19").
+      {"fetch.wait.max.ms", "10"},
+      {"auto.offset.reset", "earliest"}};
+  rd_kafka_conf_t* rconf = clientConf(k, reader_props);
+  restorer = newClient(RD_KAFKA_CONSUMER, rconf, "state reader");
 
   // The group member.
-  auto cconf = baseConf(k);
-  if (!cconf) throw std::runtime_error(cconf.error().toString());
-  if (auto st = confAll(*cconf, {{"group.id", opt.group},
-                                 {"group.instance.id", opt.instance_id},
-                                 {"partition.assignment.strategy", "range"},
-                                 {"session.timeout.ms", std::to_string(opt.session_timeout_ms)},
-                                 // librdkafka's default heartbeat (3 s) is as long as a short
-                                 // session: the member would time itself out between heartbeats
-                                 // and rebalance forever. A third, as Kafka advises.
-                                 {"heartbeat.interval.ms",
-                                  std::to_string(std::max(opt.session_timeout_ms / 3, 100))},
-                                 {"enable.auto.commit", "false"},
-                                 {"enable.auto.offset.store", "false"},
-                                 {"isolation.level", "read_committed"},
-                                 {"auto.offset.reset", "earliest"}});
-      !st) {
-    rd_kafka_conf_destroy(*cconf);
-    throw std::runtime_error(st.error().toString());
-  }
-  rd_kafka_conf_set_log_cb(*cconf, logCallback);
-  rd_kafka_conf_set_opaque(*cconf, this);
+  const KafkaProps member_props = {
+      {"group.id", opt.group},
+      {"group.instance.id", opt.instance_id},
+      {"partition.assignment.strategy", "range"},
+      {"session.timeout.ms", std::to_string(opt.session_timeout_ms)},
+      // librdkafka's default heartbeat (3 s) is as long as a short session: the member would time
+      // itself out between heartbeats and rebalance forever. A third, as Kafka advises.
+      {"heartbeat.interval.ms", std::to_string(std::max(opt.session_timeout_ms / 3, 100))},
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      {"isolation.level", "read_committed"},
+      {"auto.offset.reset", "earliest"}};
+  rd_kafka_conf_t* cconf = clientConf(k, member_props);
+  rd_kafka_conf_set_opaque(cconf, this);
   rd_kafka_conf_set_rebalance_cb(
-      *cconf, [](rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
+      cconf, [](rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
                  void* op) {
         auto* self = static_cast<Impl*>(op);
         // No exception may cross librdkafka's C frames: a failure ends the loop instead.
@@ -396,7 +356,7 @@ void ProcessRole::Impl::open() {
           signals::requestFailureStop();
         }
       });
-  consumer = newClient(RD_KAFKA_CONSUMER, *cconf, "consumer");
+  consumer = newClient(RD_KAFKA_CONSUMER, cconf, "consumer");
   rd_kafka_poll_set_consumer(consumer);
   PartitionList topics{rd_kafka_topic_partition_list_new(1)};
   rd_kafka_topic_partition_list_add(topics.get(), opt.batches_topic.c_str(),
@@ -771,7 +731,9 @@ void ProcessRole::Impl::rewind() {
   for (int32_t p : parts) dropPartition(p);
   restore(parts);
   PartitionList list{rd_kafka_topic_partition_list_new(static_cast<int>(parts.size()))};
-  for (int32_t p : parts) rd_kafka_topic_partition_list_add(list.get(), opt.batches_topic.c_str(), p);
+  for (int32_t p : parts) {
+    rd_kafka_topic_partition_list_add(list.get(), opt.batches_topic.c_str(), p);
+  }
   if (auto err = rd_kafka_committed(consumer, list.get(), 30000); err) {
     spdlog::critical("process role: committed offsets unavailable after an abort ({}); stopping "
                      "(exit status 1) so that a restart resumes from them",
@@ -1038,8 +1000,9 @@ std::vector<std::string> ProcessRole::notReadyReasons() const {
   if (impl_->brokers_down.load()) why.push_back("kafka: all brokers down");
   const int64_t lag = impl_->total_lag.load();
   if (opt_.ready_max_lag > 0 && lag > opt_.ready_max_lag) {
-    why.push_back("consumer lag " + std::to_string(lag) + " batches on the owned partitions (limit " +
-                  std::to_string(opt_.ready_max_lag) + ", cluster.ready_max_lag)");
+    why.push_back("consumer lag " + std::to_string(lag) +
+                  " batches on the owned partitions (limit " + std::to_string(opt_.ready_max_lag) +
+                  ", cluster.ready_max_lag)");
   }
   MutexLock lock(impl_->mu);
   if (impl_->restoring) why.push_back("restoring device state from " + opt_.state_topic);

@@ -63,28 +63,14 @@ ClusterView::ClusterView(KafkaOptions kafka, ClusterOptions cluster, const Clock
 ClusterView::~ClusterView() { stop(); }
 
 void ClusterView::start() {
-  auto conf = baseConf(kafka_);
-  if (!conf) throw std::runtime_error(conf.error().toString());
   // group.id = the process role's group, so that rd_kafka_committed reads its offsets. This
   // handle never subscribes: it does not join the group. read_uncommitted: the committed offsets
   // are asked for without require_stable (an open transaction does not hold the answer back).
-  for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
-           {"group.id", cluster_.group},
-           {"enable.auto.commit", "false"},
-           {"enable.auto.offset.store", "false"},
-           {"isolation.level", "read_uncommitted"}}) {
-    if (auto st = setConf(*conf, k, v); !st) {
-      rd_kafka_conf_destroy(*conf);
-      throw std::runtime_error(st.error().toString());
-    }
-  }
-  rd_kafka_conf_set_log_cb(*conf, logCallback);
-  char err[512];
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, *conf, err, sizeof err);
-  if (!rk) {
-    rd_kafka_conf_destroy(*conf);
-    throw std::runtime_error(std::string("kafka cluster view: ") + err);
-  }
+  const KafkaProps props = {{"group.id", cluster_.group},
+                            {"enable.auto.commit", "false"},
+                            {"enable.auto.offset.store", "false"},
+                            {"isolation.level", "read_uncommitted"}};
+  rd_kafka_t* rk = newClient(RD_KAFKA_CONSUMER, clientConf(kafka_, props), "cluster view");
   rk_ = std::make_unique<Kafka>();
   rk_->rk = rk;
   thread_ = std::thread([this] {

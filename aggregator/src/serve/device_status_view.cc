@@ -140,28 +140,14 @@ DeviceStatusView::DeviceStatusView(KafkaOptions kafka, std::string topic, std::s
 DeviceStatusView::~DeviceStatusView() { stop(); }
 
 void DeviceStatusView::start() {
-  auto conf = baseConf(kafka_);
-  if (!conf) throw std::runtime_error(conf.error().toString());
   // Assign-only: the group id (librdkafka's assign() wants one) is never joined and nothing is
   // committed. The topic is produced without transactions.
-  for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
-           {"group.id", group_id_},
-           {"enable.auto.commit", "false"},
-           {"enable.auto.offset.store", "false"},
-           {"enable.partition.eof", "true"},
-           {"auto.offset.reset", "earliest"}}) {
-    if (auto st = setConf(*conf, k, v); !st) {
-      rd_kafka_conf_destroy(*conf);
-      throw std::runtime_error(st.error().toString());
-    }
-  }
-  rd_kafka_conf_set_log_cb(*conf, logCallback);
-  char err[512];
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, *conf, err, sizeof err);
-  if (!rk) {
-    rd_kafka_conf_destroy(*conf);
-    throw std::runtime_error(std::string("kafka device-status reader: ") + err);
-  }
+  const KafkaProps props = {{"group.id", group_id_},
+                            {"enable.auto.commit", "false"},
+                            {"enable.auto.offset.store", "false"},
+                            {"enable.partition.eof", "true"},
+                            {"auto.offset.reset", "earliest"}};
+  rd_kafka_t* rk = newClient(RD_KAFKA_CONSUMER, clientConf(kafka_, props), "device-status reader");
   consumer_ = std::make_unique<Consumer>();
   consumer_->rk = rk;
   thread_ = std::thread([this] {

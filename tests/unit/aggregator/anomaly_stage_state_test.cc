@@ -120,12 +120,6 @@ void requireSame(const std::vector<agg::AnomalyRecord>& a,
   }
 }
 
-size_t raisedCount(const std::vector<agg::AnomalyRecord>& v) {
-  size_t n = 0;
-  for (const auto& r : v) n += !r.ended && !r.changed;
-  return n;
-}
-
 struct MoveResult {
   std::vector<agg::AnomalyRecord> unmoved;  // a stage that never moved
   std::vector<agg::AnomalyRecord> before;   // stage one, up to the move

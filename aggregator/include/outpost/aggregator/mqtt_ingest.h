@@ -29,9 +29,10 @@ struct MqttIngestOptions {
   int64_t reconnect_max_ms = 30000;  // this
 };
 
-// Subscribes to {prefix}/+/batch (QoS 1; a shared subscription with shared_group) and hands every message to the aggregator; publishes
-// acks to {prefix}/{device}/ack (QoS 1). Paho's callback thread calls submit(), which blocks when
-// the workers are behind: back-pressure reaches the broker instead of growing a queue.
+// Subscribes to {prefix}/+/batch (QoS 1; a shared subscription with shared_group) and hands every
+// message to the aggregator; publishes acks to {prefix}/{device}/ack (QoS 1). Paho's callback
+// thread calls submit(), which blocks when the workers are behind: back-pressure reaches the broker
+// instead of growing a queue.
 // Thread-safety: sendAck from any thread; start/stop from one thread.
 class MqttIngest final : public AckSink {
  public:
