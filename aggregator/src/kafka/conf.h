@@ -27,6 +27,9 @@ rd_kafka_conf_t* clientConf(const KafkaOptions& options, const KafkaProps& props
 // ("kafka <what>: <reason>"). On success the client owns `conf`.
 rd_kafka_t* newClient(rd_kafka_type_t type, rd_kafka_conf_t* conf, const std::string& what);
 
+// The message headers of a produce call; owned by the message once produced, else destroy them.
+rd_kafka_headers_t* newHeaders(const Headers& headers);
+
 // The last value of header `name` (empty when absent).
 std::string headerValue(rd_kafka_headers_t* hdrs, const char* name);
 void logCallback(const rd_kafka_t* rk, int level, const char* fac, const char* buf);

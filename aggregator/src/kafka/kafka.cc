@@ -64,6 +64,15 @@ rd_kafka_t* newClient(rd_kafka_type_t type, rd_kafka_conf_t* conf, const std::st
   return rk;
 }
 
+rd_kafka_headers_t* newHeaders(const Headers& headers) {
+  rd_kafka_headers_t* hdrs = rd_kafka_headers_new(headers.size());
+  for (const auto& [k, v] : headers) {
+    rd_kafka_header_add(hdrs, k.data(), static_cast<ssize_t>(k.size()), v.data(),
+                        static_cast<ssize_t>(v.size()));
+  }
+  return hdrs;
+}
+
 void logCallback(const rd_kafka_t*, int level, const char* fac, const char* buf) {
   if (level <= 3) spdlog::error("kafka {}: {}", fac, buf);
   else if (level <= 4) spdlog::warn("kafka {}: {}", fac, buf);
@@ -216,11 +225,7 @@ Status KafkaProducer::produce(const std::string& topic, std::string_view key,
                               DeliveryListener* listener) {
   bool paused = false;
   for (;;) {
-    rd_kafka_headers_t* hdrs = rd_kafka_headers_new(headers.size());
-    for (const auto& [k, v] : headers) {
-      rd_kafka_header_add(hdrs, k.data(), static_cast<ssize_t>(k.size()), v.data(),
-                          static_cast<ssize_t>(v.size()));
-    }
+    rd_kafka_headers_t* hdrs = newHeaders(headers);
     const rd_kafka_resp_err_t err = rd_kafka_producev(
         rk_, RD_KAFKA_V_TOPIC(topic.c_str()),
         RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),

@@ -142,6 +142,7 @@ struct ProcessRole::Impl final : public Publisher {
   metrics::Counter& duplicates_;
   metrics::Counter& deadlettered_;
   metrics::CounterVec rejected_;
+  metrics::CounterVec transactions_;  // by result
   metrics::Counter& committed_;
   metrics::Counter& aborted_;
   metrics::Counter& state_written_;
@@ -177,12 +178,10 @@ ProcessRole::Impl::Impl(ProcessRole& owner)
                                         "Batches delivered to the dead-letter topic")),
       rejected_(o.registry_, "outpost_aggregator_rejected_batches_total",
                 "Batches that failed verification, by reason", "reason"),
-      committed_(o.registry_.counter("outpost_aggregator_transactions_total",
-                                     "Kafka transactions of the process role, by result",
-                                     {{"result", "committed"}})),
-      aborted_(o.registry_.counter("outpost_aggregator_transactions_total",
-                                   "Kafka transactions of the process role, by result",
-                                   {{"result", "aborted"}})),
+      transactions_(o.registry_, "outpost_aggregator_transactions_total",
+                    "Kafka transactions of the process role, by result", "result"),
+      committed_(transactions_.with("committed")),
+      aborted_(transactions_.with("aborted")),
       state_written_(o.registry_.counter("outpost_aggregator_state_records_written_total",
                                          "Device state records produced to the state topic")),
       state_restored_(o.registry_.counter(
@@ -427,11 +426,7 @@ Status ProcessRole::Impl::produceTo(const std::string& topic, int32_t partition,
                                     std::string_view key, std::string_view value,
                                     const Headers& headers) {
   for (;;) {
-    rd_kafka_headers_t* hdrs = rd_kafka_headers_new(headers.size());
-    for (const auto& [hk, hv] : headers) {
-      rd_kafka_header_add(hdrs, hk.data(), static_cast<ssize_t>(hk.size()), hv.data(),
-                          static_cast<ssize_t>(hv.size()));
-    }
+    rd_kafka_headers_t* hdrs = newHeaders(headers);
     const rd_kafka_resp_err_t err = rd_kafka_producev(
         producer, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
         RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
