@@ -4,6 +4,9 @@
 #include <bit>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <span>
 #include <string>
@@ -11,7 +14,10 @@
 
 #include "outpost/aggregator/aggregator_config.h"
 #include "outpost/aggregator/anomaly_stage.h"
+#include "outpost/aggregator/device_state.h"
 #include "outpost/common/codec.h"
+#include "outpost/common/detect/device_detector.h"
+#include "outpost/common/detect/sensor_detector.h"
 
 namespace agg = outpost::aggregator;
 namespace codec = outpost::codec;
@@ -372,4 +378,88 @@ TEST_CASE("AnomalyStage: detector state of a 7-sensor device stays small",
   CHECK(per_sensor <= 2048);
   // The image survives the outpost.state record unchanged (opaque bytes).
   CHECK(img.size() < 7 * 2048);
+}
+
+// The committed seeds of the state_decode fuzz target (tests/fuzz/corpus/state_decode) must be
+// accepted by today's decoders: a seed the decoder rejects only ever exercises the rejection path.
+// Two of them (record_3_sensors, stage_image) went stale unnoticed when the sensor image grew a
+// version 2. They are written from a real stage here: OUTPOST_WRITE_STATE_SEEDS=<dir> rewrites
+// them after a format change (then commit the files).
+TEST_CASE("state_decode fuzz seeds are in today's format", "[aggregator][anomaly][state]") {
+  metrics::Registry reg;
+  agg::AnomalyDetection d(optionsFrom(kNoSeason), reg);
+  Batches bs;
+  bs.sensors = {"current", "pressure", "flow"};
+  Instance st{d.newStage(1), 1'000'000'000};
+  for (int b = 0; b < 12; ++b) {
+    bs.add(20, [](size_t) { return 0.0; });
+    st.feed(bs, bs.all.size() - 1);
+  }
+  std::string stage_img;
+  REQUIRE(st.stage->saveDevice(bs.device, st.mono, stage_img));
+  agg::DeviceStateRecord rec;
+  rec.device = bs.device;
+  rec.dedup.add(1, 1);
+  rec.dedup.add(1, 2);
+  rec.dedup.add(1, 12);
+  rec.dedup.add(2, 1);
+  rec.detectors = stage_img;
+  rec.updated_us = kT0;
+
+  if (const char* dir = std::getenv("OUTPOST_WRITE_STATE_SEEDS")) {
+    auto write = [&](const char* name, const std::string& bytes) {
+      std::ofstream(std::string(dir) + "/" + name, std::ios::binary) << bytes;
+    };
+    write("record_3_sensors", agg::encodeDeviceState(rec));
+    write("stage_image", stage_img);
+    static const detect::DetectorConfig cfg;
+    detect::SensorDetector s(&cfg);
+    for (int i = 0; i < 200; ++i) s.update(kT0 / 1000 + i * 1000, 20.0 + (i % 7) * 0.1);
+    std::string sensor_img;
+    s.save(sensor_img);
+    write("sensor_image", sensor_img);
+    detect::DeviceDetector dev(&cfg, 3);
+    for (int i = 0; i < 10; ++i) {
+      dev.set(static_cast<uint32_t>(i % 3), 0.5 * i, detect::AnomalyKind::kSpike);
+      dev.evaluate(kT0 / 1000 + i * 1000);
+    }
+    std::string device_img;
+    dev.save(device_img);
+    write("device_image", device_img);
+  }
+
+  auto read = [](const char* name) {
+    std::ifstream in(std::string(OUTPOST_SOURCE_DIR) + "/tests/fuzz/corpus/state_decode/" + name,
+                     std::ios::binary);
+    REQUIRE(in.good());
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  SECTION("record_3_sensors: a record whose detector image restores") {
+    const std::string bytes = read("record_3_sensors");
+    auto got = agg::decodeDeviceState(bytesOf(bytes));
+    REQUIRE(got);
+    CHECK(got->dedup.intervals() == 3);
+    Instance other{d.newStage(1), 5'000'000'000};
+    REQUIRE(other.stage->restoreDevice(got->device, bytesOf(got->detectors), other.mono));
+    CHECK(other.stage->tracked() == 3);
+  }
+  SECTION("stage_image: an AnomalyStage device image that restores") {
+    const std::string bytes = read("stage_image");
+    Instance other{d.newStage(1), 5'000'000'000};
+    REQUIRE(other.stage->restoreDevice("dev-1", bytesOf(bytes), other.mono));
+    CHECK(other.stage->tracked() == 3);
+  }
+  SECTION("sensor_image and device_image: detector images that restore whole") {
+    static const detect::DetectorConfig cfg;
+    detect::SensorDetector s(&cfg);
+    const std::string sensor = read("sensor_image");
+    std::span<const uint8_t> in = bytesOf(sensor);
+    REQUIRE(s.restore(in));
+    CHECK(in.empty());
+    detect::DeviceDetector dev(&cfg, 3);
+    const std::string device = read("device_image");
+    in = bytesOf(device);
+    REQUIRE(dev.restore(in));
+    CHECK(in.empty());
+  }
 }
