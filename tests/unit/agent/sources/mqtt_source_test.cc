@@ -11,10 +11,13 @@
 #include "outpost/common/metrics.h"
 #include "support/mosquitto.h"
 #include "support/mqtt_publisher.h"
+#include "support/wait_for.h"
 
 using namespace outpost;
 using namespace outpost::agent;
 using namespace std::chrono_literals;
+
+using outpost::testing::waitFor;
 
 namespace {
 
@@ -30,16 +33,6 @@ SensorSpec mqttSensor(uint16_t id, const char* name, const char* topic, const ch
   s.mqtt_field = field;
   s.mqtt_timestamp_field = ts_field;
   return s;
-}
-
-template <typename Pred>
-bool waitFor(Pred pred, std::chrono::milliseconds limit = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
 }
 
 }  // namespace

@@ -19,22 +19,15 @@
 #include "outpost/common/metrics.h"
 #include "support/mosquitto.h"
 #include "support/temp_dir.h"
+#include "support/wait_for.h"
 
 using namespace outpost;
 using namespace outpost::agent;
 using namespace std::chrono_literals;
 
-namespace {
+using outpost::testing::waitFor;
 
-template <typename Pred>
-bool waitFor(Pred pred, std::chrono::milliseconds limit = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
+namespace {
 
 // What the aggregator would see: every message on the device's topics, and an ack sender.
 class Peer {
