@@ -136,8 +136,8 @@ Result<std::unique_ptr<Outbox>> Outbox::open(const OutboxOptions& options, const
         auto aside = moveAside(options.path, clock);
         if (!aside) return std::unexpected(aside.error());
         spdlog::error(
-            "outbox {}: its WAL is damaged: {}; moved the store (database, -wal, -shm) to {} and "
-            "starting a fresh store with a new epoch",
+            "outbox {}: its WAL is damaged: {}; moved it to {} (the database with its -wal and "
+            "-shm) and starting a fresh store with a new epoch",
             options.path, wal.what, *aside);
         salvaged = salvageMovedStore(*aside);
         continue;
