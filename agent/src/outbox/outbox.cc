@@ -47,7 +47,8 @@ constexpr uint64_t kPageBytes = 4096;  // SQLite's default page size, which the 
 Result<std::string> moveAside(const std::string& path, const Clock& clock) {
   const std::string aside = path + ".corrupt-" + std::to_string(clock.nowUs() / 1000000);
   std::error_code ec, side_ec;
-  std::filesystem::rename(path, aside, ec);
+  // A WAL without its database (deleted by hand) is moved alone.
+  if (std::filesystem::exists(path, side_ec)) std::filesystem::rename(path, aside, ec);
   for (const char* suffix : {"-wal", "-shm"}) {
     std::filesystem::rename(path + suffix, aside + suffix, side_ec);
   }

@@ -226,6 +226,7 @@ WalScan scanWal(const std::string& db_path) {
   if (f == nullptr) return w;
   w.present = true;
   if (std::fread(w.header, 1, kWalHeaderBytes, f) != kWalHeaderBytes) {
+    if (std::ferror(f) != 0) w.error = "read error in " + path;
     std::fclose(f);
     return w;  // shorter than a header: SQLite reads it as an empty log
   }
@@ -254,7 +255,14 @@ WalScan scanWal(const std::string& db_path) {
       break;
     }
   }
+  const bool read_error = std::ferror(f) != 0;
   std::fclose(f);
+  if (read_error) {
+    // An I/O error is not damage: SQLite meets it too and the open fails (retried).
+    w.error = "read error in " + path;
+    w.frames.clear();
+    return w;
+  }
   w.step = stepPower((8 + w.page_size) / 8);
   const auto& fr = w.frames;
   const size_t n = fr.size();
@@ -572,7 +580,7 @@ WalCheck checkWal(const std::string& db_path) {
   c.first_bad = w.first_bad;
   c.shm_committed = w.shm_committed;
   const std::string wal = db_path + "-wal";
-  if (!w.has_gen) return c;  // no frames of any one generation: nothing committed to lose
+  if (!w.error.empty() || !w.has_gen) return c;  // no frames of any one generation: nothing committed to lose
   uint64_t last_commit = 0, commits = 0;
   if (w.header_valid) {
     // Commit frames of this generation after the frame where recovery stops (the failing frame
