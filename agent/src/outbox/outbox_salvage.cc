@@ -157,7 +157,8 @@ Mat stepPower(uint64_t k) {
   return r;
 }
 Sum reseed(const Mat& m, Sum seed, Sum from_zero) {
-  return {m.a * seed.s1 + m.b * seed.s2 + from_zero.s1, m.c * seed.s1 + m.d * seed.s2 + from_zero.s2};
+  return {m.a * seed.s1 + m.b * seed.s2 + from_zero.s1,
+          m.c * seed.s1 + m.d * seed.s2 + from_zero.s2};
 }
 
 struct Frame {
@@ -580,7 +581,8 @@ WalCheck checkWal(const std::string& db_path) {
   c.first_bad = w.first_bad;
   c.shm_committed = w.shm_committed;
   const std::string wal = db_path + "-wal";
-  if (!w.error.empty() || !w.has_gen) return c;  // no frames of any one generation: nothing committed to lose
+  // A read error is SQLite's to report; without frames of one generation nothing committed is lost.
+  if (!w.error.empty() || !w.has_gen) return c;
   uint64_t last_commit = 0, commits = 0;
   if (w.header_valid) {
     // Commit frames of this generation after the frame where recovery stops (the failing frame

@@ -492,7 +492,8 @@ TEST_CASE("A damaged WAL is taken for a damaged store, never for fewer commits",
       // The -shm as it was after commit 23: SQLite rebuilds it from the WAL cut there.
       const std::string probe = dir.file("probe.db");
       fs::copy_file(o.path, probe);
-      spit(probe + "-wal", std::vector<char>(wal.begin(), wal.begin() + static_cast<long>(end_prev)));
+      spit(probe + "-wal",
+           std::vector<char>(wal.begin(), wal.begin() + static_cast<long>(end_prev)));
       sqlite3* db = nullptr;
       REQUIRE(sqlite3_open(probe.c_str(), &db) == SQLITE_OK);
       sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
@@ -586,10 +587,11 @@ TEST_CASE("Random single-byte damage anywhere in the WAL never reuses a seq in a
     // The header; then each field of the last (commit) frame's header and its page, which only
     // the -shm's committed count tells from a torn commit; then random offsets.
     const uint64_t last = wal.size() - kFrameBytes;
+    constexpr std::array<uint64_t, 8> kLastFrame{0, 4, 8, 12, 16, 20, 24, kFrameBytes - 1};
+    std::uniform_int_distribution<uint64_t> anywhere(32, wal.size() - 1);
     const uint64_t at = iter < 32   ? static_cast<uint64_t>(iter)
-                        : iter < 40 ? last + std::array<uint64_t, 8>{0, 4, 8, 12, 16, 20, 24,
-                                                                     kFrameBytes - 1}[iter - 32]
-                                    : std::uniform_int_distribution<uint64_t>(32, wal.size() - 1)(rng);
+                        : iter < 40 ? last + kLastFrame[static_cast<size_t>(iter - 32)]
+                                    : anywhere(rng);
     for (const auto& e : fs::directory_iterator(work)) {
       if (!e.path().string().ends_with("-reserve")) fs::remove(e.path());  // keep the 5 MB file
     }
