@@ -41,6 +41,24 @@ constexpr uint64_t kReserveBytes = 5ull << 20;  // > the largest WAL (1000 pages
 constexpr uint64_t kMinReserveBytes = 128ull << 10;
 constexpr uint64_t kPageBytes = 4096;  // SQLite's default page size, which the store uses
 
+// Renames a damaged store and its -wal and -shm to "<path>.corrupt-<unix time>[-wal|-shm]" and
+// returns the new name. Fails (and the store must not be opened) when the database or its WAL
+// stays in place: a fresh database beside the old WAL would read the old log's frames.
+Result<std::string> moveAside(const std::string& path, const Clock& clock) {
+  const std::string aside = path + ".corrupt-" + std::to_string(clock.nowUs() / 1000000);
+  std::error_code ec, side_ec;
+  // A WAL without its database (deleted by hand) is moved alone.
+  if (std::filesystem::exists(path, side_ec)) std::filesystem::rename(path, aside, ec);
+  for (const char* suffix : {"-wal", "-shm"}) {
+    std::filesystem::rename(path + suffix, aside + suffix, side_ec);
+  }
+  if (ec || std::filesystem::exists(path + "-wal", side_ec)) {
+    return fail(ErrorCode::kIoError, "outbox: cannot move the damaged store " + path + " to " +
+                                         aside + (ec ? ": " + ec.message() : ""));
+  }
+  return aside;
+}
+
 }  // namespace
 
 const config::EnumNames<FullPolicy>& fullPolicyNames() {
@@ -109,6 +127,23 @@ Result<std::unique_ptr<Outbox>> Outbox::open(const OutboxOptions& options, const
   }
   std::optional<SalvageResult> salvaged;
   for (int attempt = 0; attempt < 2; ++attempt) {
+    if (attempt == 0) {
+      // Before SQLite opens the store (its recovery would drop, silently, every commit after a
+      // damaged WAL frame, and the next checkpoint would make that final): a WAL with evidence of
+      // lost commits is treated like a corrupt store, so that the seq counter never goes back
+      // within an epoch (docs/reliability.md, "Damage to the WAL").
+      const WalCheck wal = checkWal(options.path);
+      if (wal.damaged) {
+        auto aside = moveAside(options.path, clock);
+        if (!aside) return std::unexpected(aside.error());
+        spdlog::error(
+            "outbox {}: its WAL is damaged: {}; moved it to {} (the database with its -wal and "
+            "-shm) and starting a fresh store with a new epoch",
+            options.path, wal.what, *aside);
+        salvaged = salvageMovedStore(*aside);
+        continue;
+      }
+    }
     auto db = sqlite::open(options.path, "outbox");
     if (!db) return std::unexpected(db.error());
     std::unique_ptr<Outbox> box(new Outbox(*db, options, clock));
@@ -123,19 +158,15 @@ Result<std::unique_ptr<Outbox>> Outbox::open(const OutboxOptions& options, const
     // and as evidence beside the moved copy.
     sqlite3_db_config(box->db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
     box.reset();
-    const std::string aside = options.path + ".corrupt-" + std::to_string(clock.nowUs() / 1000000);
-    std::error_code ec, side_ec;
-    std::filesystem::rename(options.path, aside, ec);
-    for (const char* suffix : {"-wal", "-shm"}) {
-      std::filesystem::rename(options.path + suffix, aside + suffix, side_ec);
-    }
+    auto aside = moveAside(options.path, clock);
+    if (!aside) return std::unexpected(aside.error());
     spdlog::error(
         "outbox {} is not a readable SQLite database ({}); moved it to {} and starting "
         "a fresh store with a new epoch",
-        options.path, st.error().message(), aside);
+        options.path, st.error().message(), *aside);
     // Read back what the damaged copy still holds (read-only, bounded), so that its waiting
     // batches are counted as dropped rather than lost without a count.
-    salvaged = salvageStore(ec ? options.path : aside);
+    salvaged = salvageMovedStore(*aside);
   }
   return fail(ErrorCode::kInternal, "unreachable");
 }

@@ -2,12 +2,16 @@
 // are read back from the moved copy and counted as dropped (store_damaged), exactly where their
 // pages survived; where nothing survived the store itself is counted. The agent starts every time.
 #include <sqlite3.h>
+#include <stdlib.h>
 
 #include <algorithm>
+#include <array>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
+#include <random>
 #include <span>
 #include <string>
 #include <vector>
@@ -295,4 +299,338 @@ TEST_CASE("A store damaged again after a salvage keeps the count", "[agent][outb
   auto box = openBox(o, clock);
   CHECK(box->pendingDropped() == pending);
   CHECK(firstDropped(*box) == pending);
+}
+
+// ---- Damage to the WAL alone (docs/reliability.md, "Damage to the WAL") -----------------------
+// SQLite's recovery stops at the first WAL frame that fails and silently drops every commit after
+// it; the agent reads the WAL itself before SQLite opens the store and treats such a log like a
+// corrupt store (moved aside, a new epoch), so that a seq is never given out twice in an epoch.
+
+using outpost::agent::checkWal;
+using outpost::agent::WalCheck;
+
+namespace {
+
+constexpr size_t kWalBatches = 16;
+constexpr uint64_t kFrameBytes = 24 + 4096;
+
+uint32_t readBe32(const std::vector<char>& b, uint64_t at) {
+  auto u = [&](uint64_t i) { return static_cast<uint32_t>(static_cast<unsigned char>(b[i])); };
+  return (u(at) << 24) | (u(at + 1) << 16) | (u(at + 2) << 8) | u(at + 3);
+}
+
+std::vector<char> slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<char>(std::istreambuf_iterator<char>(in), {});
+}
+
+void spit(const std::string& path, const std::vector<char>& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  REQUIRE(out.good());
+}
+
+// The files of a store as a SIGKILL leaves them: copied while the store is open (the WAL not
+// checkpointed, the -shm as the last writer left it).
+void snapshot(const std::string& from, const std::string& to, bool with_shm = true) {
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    if (!with_shm && std::string(suffix) == "-shm") continue;
+    fs::copy_file(from + suffix, to + suffix, fs::copy_options::overwrite_existing);
+  }
+}
+
+// The 1-based numbers of the WAL's commit frames.
+std::vector<uint64_t> commitFrames(const std::vector<char>& wal) {
+  std::vector<uint64_t> commits;
+  for (uint64_t i = 1; 32 + i * kFrameBytes <= wal.size(); ++i) {
+    if (readBe32(wal, 32 + (i - 1) * kFrameBytes + 4) != 0) commits.push_back(i);
+  }
+  return commits;
+}
+
+uint64_t frameOffset(uint64_t frame) { return 32 + (frame - 1) * kFrameBytes; }
+
+// A directory on /dev/shm where there is one: these tests create many small stores, and on a
+// shared disk their fsyncs (synchronous = full), not the checks, took the time.
+class ShmTempDir {
+ public:
+  explicit ShmTempDir(const std::string& prefix) {
+    std::error_code ec;
+    if (fs::is_directory("/dev/shm", ec)) {
+      std::string tmpl = "/dev/shm/" + prefix + "-XXXXXX";
+      if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
+    }
+    if (path_.empty()) {
+      fallback_ = std::make_unique<outpost::testing::TempDir>(prefix);
+      path_ = fallback_->path();
+    }
+  }
+  ~ShmTempDir() {
+    std::error_code ec;
+    if (!fallback_) fs::remove_all(path_, ec);
+  }
+  ShmTempDir(const ShmTempDir&) = delete;
+  ShmTempDir& operator=(const ShmTempDir&) = delete;
+  const fs::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::unique_ptr<outpost::testing::TempDir> fallback_;
+  fs::path path_;
+};
+
+struct WalStore {
+  uint64_t epoch = 0;
+  uint64_t last_seq = 0;
+};
+
+// kWalBatches batches, one commit each, none acknowledged; the files as after a kill in `killed`.
+WalStore buildWalStore(const std::string& live, const std::string& killed,
+                       const outpost::Clock& clock) {
+  OutboxOptions o;
+  o.path = live;
+  auto box = openBox(o, clock);
+  for (size_t i = 0; i < kWalBatches; ++i) {
+    auto b = makeBatch(kReadings);
+    REQUIRE(box->append(b).has_value());
+  }
+  snapshot(live, killed);
+  return {box->epoch(), box->stats().last_seq};
+}
+
+}  // namespace
+
+TEST_CASE("A damaged WAL is taken for a damaged store, never for fewer commits",
+          "[agent][outbox][salvage][wal]") {
+  ShmTempDir dir("outpost-wal-test");
+  FakeClock clock;
+  const WalStore before = buildWalStore(dir.file("live.db"), dir.file("outbox.db"), clock);
+  REQUIRE(before.last_seq == kWalBatches);
+  OutboxOptions o;
+  o.path = dir.file("outbox.db");
+  const std::vector<char> wal = slurp(o.path + "-wal");
+  const auto all_commits = commitFrames(wal);
+  // No checkpoint: every batch's commit is in the WAL, after those of the store's creation.
+  REQUIRE(all_commits.size() >= kWalBatches);
+  const std::vector<uint64_t> commits(all_commits.end() - kWalBatches, all_commits.end());
+  {
+    const WalCheck clean = checkWal(o.path);
+    CHECK_FALSE(clean.damaged);
+    CHECK(clean.header_valid);
+    CHECK(clean.recovered == commits.back());
+    CHECK(clean.first_bad == 0);
+    CHECK(clean.shm_committed == commits.back());
+  }
+  // The first frame of the 11th commit: batches 1..10 before it, the rest after.
+  const uint64_t frame = commits[9] + 1;
+
+  SECTION("a page damaged in the middle: moved aside, a new epoch, the batches after it counted") {
+    std::vector<char> bad = wal;
+    for (int i = 0; i < 40; ++i) bad[frameOffset(frame) + 24 + 1000 + i] ^= 0x5A;
+    spit(o.path + "-wal", bad);
+    const WalCheck c = checkWal(o.path);
+    CHECK(c.damaged);
+    CHECK(c.first_bad == frame);
+    CHECK(c.recovered == commits[9]);
+    CHECK(c.commits_after == kWalBatches - 10);
+    auto box = openBox(o, clock);
+    CHECK(box->epoch() != before.epoch);
+    const auto aside = asideOf(dir.path().string());
+    REQUIRE(!aside.empty());
+    CHECK(fs::exists(aside + "-wal"));
+    CHECK(slurp(aside + "-wal") == bad);  // kept as found, for the operator
+    CHECK_FALSE(fs::exists(aside + ".walfix"));
+    // Known-damaged content is read, so never "complete"; SQLite alone would have given back 10.
+    CHECK(damagedStores(*box, SalvageResult::Found::kPartial) == 1);
+    const uint64_t counted = storeDamaged(*box);
+    CHECK(counted % kReadings == 0);
+    CHECK(counted > 10 * kReadings);
+    CHECK(counted <= kWalBatches * kReadings);
+    CHECK(firstDropped(*box) == counted);  // reported in the fresh store's first batch (seq 1)
+  }
+  SECTION("only a frame's salts damaged: the content is proven, the salvage is complete") {
+    std::vector<char> bad = wal;
+    bad[frameOffset(frame) + 9] ^= 0x01;
+    spit(o.path + "-wal", bad);
+    CHECK(checkWal(o.path).damaged);
+    auto box = openBox(o, clock);
+    CHECK(box->epoch() != before.epoch);
+    CHECK(damagedStores(*box, SalvageResult::Found::kComplete) == 1);
+    CHECK(storeDamaged(*box) == kWalBatches * kReadings);
+  }
+  SECTION("the WAL header damaged: SQLite would ignore the whole log") {
+    std::vector<char> bad = wal;
+    bad[17] ^= 0x10;  // salt-1: the header checksum fails
+    spit(o.path + "-wal", bad);
+    const WalCheck c = checkWal(o.path);
+    CHECK(c.damaged);
+    CHECK_FALSE(c.header_valid);
+    CHECK(c.commits_after == all_commits.size());
+    auto box = openBox(o, clock);
+    CHECK(box->epoch() != before.epoch);
+    CHECK(damagedStores(*box, SalvageResult::Found::kComplete) == 1);
+    CHECK(storeDamaged(*box) == kWalBatches * kReadings);
+  }
+  SECTION("the WAL cut short, the -shm of the last writer intact: damaged") {
+    std::vector<char> cut(wal.begin(), wal.begin() + static_cast<long>(frameOffset(frame) + 100));
+    spit(o.path + "-wal", cut);
+    const WalCheck c = checkWal(o.path);
+    CHECK(c.damaged);
+    CHECK(c.shm_committed == commits.back());
+    auto box = openBox(o, clock);
+    CHECK(box->epoch() != before.epoch);
+    CHECK(damagedStores(*box, SalvageResult::Found::kPartial) == 1);
+    CHECK(storeDamaged(*box) == 10 * kReadings);  // what is left, and honestly "partial"
+  }
+  SECTION("a torn last commit (a kill while it was written) is not damage") {
+    // The files after the next-to-last commit (its -shm says so), with half of the last written.
+    const uint64_t end_prev = frameOffset(commits[kWalBatches - 2] + 1);
+    const uint64_t torn = end_prev + (frameOffset(commits.back() + 1) - end_prev) / 2;
+    std::vector<char> tail(wal.begin(), wal.begin() + static_cast<long>(torn));
+    spit(o.path + "-wal", tail);
+    {
+      // The -shm as it was after commit 23: SQLite rebuilds it from the WAL cut there.
+      const std::string probe = dir.file("probe.db");
+      fs::copy_file(o.path, probe);
+      spit(probe + "-wal",
+           std::vector<char>(wal.begin(), wal.begin() + static_cast<long>(end_prev)));
+      sqlite3* db = nullptr;
+      REQUIRE(sqlite3_open(probe.c_str(), &db) == SQLITE_OK);
+      sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+      REQUIRE(sqlite3_exec(db, "SELECT COUNT(*) FROM batches", nullptr, nullptr, nullptr) ==
+              SQLITE_OK);
+      fs::copy_file(probe + "-shm", o.path + "-shm", fs::copy_options::overwrite_existing);
+      sqlite3_close(db);
+    }
+    const WalCheck c = checkWal(o.path);
+    CHECK_FALSE(c.damaged);
+    CHECK(c.shm_committed == commits[kWalBatches - 2]);
+    auto box = openBox(o, clock);
+    CHECK(box->epoch() == before.epoch);
+    CHECK(box->stats().last_seq == kWalBatches - 1);  // the last seq was never committed
+    CHECK(asideOf(dir.path().string()).empty());
+  }
+  SECTION("a short last frame without a -shm is an uncommitted tail, not damage") {
+    std::vector<char> tail(wal.begin(), wal.end() - 1000);
+    spit(o.path + "-wal", tail);
+    fs::remove(o.path + "-shm");
+    CHECK_FALSE(checkWal(o.path).damaged);
+    auto box = openBox(o, clock);
+    CHECK(box->epoch() == before.epoch);
+    CHECK(asideOf(dir.path().string()).empty());
+  }
+}
+
+TEST_CASE("Frames of an older WAL generation after the current ones are not damage",
+          "[agent][outbox][salvage][wal]") {
+  ShmTempDir dir("outpost-walgen-test");
+  FakeClock clock;
+  OutboxOptions o;
+  o.path = dir.file("live.db");
+  auto box = openBox(o, clock);
+  for (size_t i = 0; i < 20; ++i) {
+    auto b = makeBatch(kReadings);
+    REQUIRE(box->append(b).has_value());
+  }
+  const uint64_t epoch = box->epoch();
+  const auto old_wal = slurp(o.path + "-wal");
+  // A second connection keeps the WAL when the store closes, then checkpoints every frame into
+  // the database: the next writer restarts the log from frame 1 with new salts, over the old
+  // frames (what wal_autocheckpoint does every 1000 pages).
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(o.path.c_str(), &db) == SQLITE_OK);
+  // (a read makes it hold the database's shared lock, so the close below is not the last one)
+  REQUIRE(sqlite3_exec(db, "SELECT COUNT(*) FROM meta", nullptr, nullptr, nullptr) == SQLITE_OK);
+  box.reset();
+  int log = -1, done = -1;
+  REQUIRE(sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done) ==
+          SQLITE_OK);
+  REQUIRE(log == done);
+  box = openBox(o, clock);
+  for (size_t i = 0; i < 3; ++i) {
+    auto b = makeBatch(kReadings);
+    REQUIRE(box->append(b).has_value());
+  }
+  const std::string killed = dir.file("outbox.db");
+  snapshot(o.path, killed);
+  box.reset();
+  sqlite3_close(db);
+  const auto wal = slurp(killed + "-wal");
+  REQUIRE(wal.size() == old_wal.size());  // the old generation's frames are still there
+  REQUIRE(!std::equal(wal.begin() + 16, wal.begin() + 24, old_wal.begin() + 16));  // new salts
+  const WalCheck c = checkWal(killed);
+  CHECK_FALSE(c.damaged);
+  CHECK(c.first_bad > 0);  // recovery stops at the first frame of the old generation: normal
+  CHECK(c.frames > c.recovered);
+  o.path = killed;
+  auto reopened = openBox(o, clock);
+  CHECK(reopened->epoch() == epoch);
+  CHECK(reopened->stats().last_seq == 23);
+  CHECK(reopened->stats().rows == 23);
+}
+
+TEST_CASE("Random single-byte damage anywhere in the WAL never reuses a seq in an epoch",
+          "[agent][outbox][salvage][wal]") {
+  ShmTempDir dir("outpost-walfuzz-test");
+  FakeClock clock;
+  const std::string pristine = dir.file("pristine.db");
+  const WalStore before = buildWalStore(dir.file("live.db"), pristine, clock);
+  const std::vector<char> wal = slurp(pristine + "-wal");
+  const std::string work = dir.file("work");
+  fs::create_directory(work);
+  OutboxOptions o;
+  o.path = work + "/outbox.db";
+  std::mt19937 rng(16804);
+  size_t damaged = 0, intact = 0;
+  for (int iter = 0; iter < 80; ++iter) {
+    // Every part of the log: the header, frame headers, pages, the last commit frame.
+    // The header; then each field of the last (commit) frame's header and its page, which only
+    // the -shm's committed count tells from a torn commit; then random offsets.
+    const uint64_t last = wal.size() - kFrameBytes;
+    constexpr std::array<uint64_t, 8> kLastFrame{0, 4, 8, 12, 16, 20, 24, kFrameBytes - 1};
+    std::uniform_int_distribution<uint64_t> anywhere(32, wal.size() - 1);
+    const uint64_t at = iter < 32   ? static_cast<uint64_t>(iter)
+                        : iter < 40 ? last + kLastFrame[static_cast<size_t>(iter - 32)]
+                                    : anywhere(rng);
+    for (const auto& e : fs::directory_iterator(work)) {
+      if (!e.path().string().ends_with("-reserve")) fs::remove(e.path());  // keep the 5 MB file
+    }
+    snapshot(pristine, o.path);
+    std::vector<char> bad = wal;
+    bad[at] = static_cast<char>(bad[at] ^ std::uniform_int_distribution<int>(1, 255)(rng));
+    spit(o.path + "-wal", bad);
+    INFO("damaged byte at WAL offset " << at);
+    auto box = Outbox::open(o, clock);
+    REQUIRE(box.has_value());
+    if ((*box)->epoch() == before.epoch) {
+      // Same epoch: every committed batch is still there, so the next seq is a new one.
+      CHECK((*box)->stats().last_seq == before.last_seq);
+      ++intact;
+    } else {
+      CHECK((*box)->stats().last_seq == 0);
+      CHECK(!asideOf(work).empty());
+      ++damaged;
+    }
+  }
+  // Every byte of this WAL is covered by a checksum and every frame is committed: each flip is
+  // noticed.
+  CHECK(damaged == 80);
+  CHECK(intact == 0);
+  // A log of random bytes (no evidence of anything: the -shm names other salts) and the same
+  // bytes behind the real header: the agent starts every time.
+  for (int iter = 0; iter < 8; ++iter) {
+    for (const auto& e : fs::directory_iterator(work)) {
+      if (!e.path().string().ends_with("-reserve")) fs::remove(e.path());
+    }
+    snapshot(pristine, o.path);
+    std::vector<char> junk(std::uniform_int_distribution<size_t>(0, 3 * kFrameBytes)(rng));
+    for (char& c : junk) c = static_cast<char>(rng());
+    if (iter % 2 == 1) {
+      if (junk.size() < 32) junk.resize(32);
+      std::copy(wal.begin(), wal.begin() + 32, junk.begin());
+    }
+    spit(o.path + "-wal", junk);
+    INFO("a WAL of " << junk.size() << " random bytes");
+    CHECK(Outbox::open(o, clock).has_value());
+  }
 }
