@@ -995,8 +995,8 @@ PY
     # (with its acks held back: Mosquitto stopped, then killed and restarted) and started again
     # on its dedup store (flushed once a minute) with errors armed for the answers its start
     # waits for: InitProducerId, ListOffsets, FindCoordinator (_RESTART), or a topic-level
-    # LEADER_NOT_AVAILABLE in the first Metadata answer naming outpost.readings — the start-up
-    # recovery's (_RESTART_METADATA_TOPIC). Checked: each
+    # LEADER_NOT_AVAILABLE in the first Metadata answers naming outpost.readings — the start-up
+    # recovery's (_RESTART_TOPIC_LEADER_NOT_AVAILABLE). Checked: each
     # fault consumed, deliveries again after it, the aggregator never connected to the broker
     # directly (ss), the proxy parsed every Metadata/Produce version it saw, each kind injected
     # > 0 times, no resent batch written again (the proxy compares the offsets the broker gave a
@@ -1071,7 +1071,7 @@ PY
     FAULTS=(REQUEST_TIMED_OUT NOT_LEADER_OR_FOLLOWER KAFKA_STORAGE_ERROR NOT_ENOUGH_REPLICAS
       NOT_ENOUGH_REPLICAS_AFTER_APPEND LEADER_NOT_AVAILABLE UNKNOWN_TOPIC_OR_PARTITION
       _REJECT_NOT_ENOUGH_REPLICAS _REJECT_NOT_LEADER_OR_FOLLOWER _DROP _DELAY
-      _META_LEADER_NOT_AVAILABLE _RESTART _RESTART_METADATA_TOPIC)
+      _META_LEADER_NOT_AVAILABLE _RESTART _RESTART_TOPIC_LEADER_NOT_AVAILABLE)
     RESTARTS=0
     [[ -n "${TORTURE_PROXY_FAULTS:-}" ]] && read -r -a FAULTS <<<"$TORTURE_PROXY_FAULTS"
     failed_before=$(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_failed_total)
@@ -1103,9 +1103,9 @@ PY
         # idempotent producer's id), 1..2 ListOffsets answers NOT_LEADER_OR_FOLLOWER or
         # LEADER_NOT_AVAILABLE for outpost.readings (the recovery's watermarks), 1 FindCoordinator
         # answer COORDINATOR_NOT_AVAILABLE (the first client to ask for a group coordinator).
-        # _RESTART_METADATA_TOPIC: the first Metadata answer naming outpost.readings (the
-        # recovery's, which asks first) gives it LEADER_NOT_AVAILABLE at topic level, with no
-        # partitions. What the start did not consume is cleared and reported.
+        # _RESTART_TOPIC_CODE: the first 2 Metadata answers naming outpost.readings (the
+        # recovery's, which asks first) give it CODE at topic level, with no partitions. What the
+        # start did not consume is cleared and reported.
         if [[ $kind == _RESTART ]]; then
           RESTARTS=$((RESTARTS + 1))
           codes=(COORDINATOR_LOAD_IN_PROGRESS CONCURRENT_TRANSACTIONS)
@@ -1114,17 +1114,21 @@ PY
           pctl answer ListOffsets "${codes[$((RESTARTS % 2))]}" "$(rand_ms 1 2)" outpost.readings >/dev/null
           pctl answer FindCoordinator COORDINATOR_NOT_AVAILABLE 1 >/dev/null
         else
-          pctl answer MetadataTopic LEADER_NOT_AVAILABLE 2 outpost.readings >/dev/null
+          pctl answer MetadataTopic "${kind#_RESTART_TOPIC_}" 2 outpost.readings >/dev/null
         fi
         armed=$(pstat 's["answer_pending"]')
         a0=$(pstat 'sum(s["answer_injected"].values())')
-        # Mosquitto stopped (SIGSTOP) for 300..800 ms, then the aggregator and Mosquitto
-        # SIGKILLed, Mosquitto started again: the aggregator's Kafka deliveries went on but its
-        # acks to the agents were never read by Mosquitto, so there are batches on Kafka and not
-        # acked at the kill; the agents resend them, and only the start-up recovery (the dedup
-        # store is not flushed) tells the new aggregator they were delivered.
+        # Batches on Kafka and not acked at the kill, for sure: every answer delayed 400 ms, and
+        # 150 ms later Mosquitto stopped (SIGSTOP) for 700..1000 ms, then the aggregator and
+        # Mosquitto SIGKILLed, Mosquitto started again. The Produce requests in flight at the stop
+        # were answered (delivered) meanwhile, but the acks the aggregator then sent were never
+        # read by Mosquitto. The agents resend those batches, and only the start-up recovery (the
+        # dedup store is not flushed) tells the new aggregator they were delivered.
+        pctl delay 400 >/dev/null
+        sleep 0.15
         kill -STOP "${PIDS[mosquitto]}"
-        sleep_ms "$(rand_ms 300 800)"
+        sleep_ms "$(rand_ms 700 1000)"
+        pctl delay 0 >/dev/null
         f=$(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_failed_total)
         FAILED_PREV=$((FAILED_PREV + ${f:-0} - failed_before))
         failed_before=0
@@ -1142,11 +1146,13 @@ PY
         t=$(wait_delivery_after 0)
         t=$(($(now_ms) - t0))
         note_recovery "$t"
+        sleep 2.5  # the agents resend what was not acked after ack_timeout_ms (2 s)
+        dups=$(metric "$AGG_HTTP_PORT" outpost_aggregator_duplicate_batches_total)
         left=$(pstat 's["answer_pending"]')
         a1=$(pstat 'sum(s["answer_injected"].values())')
         pctl clear >/dev/null
         rec=$(tail -n +"$((AGGREGATOR_LOG_MARK + 1))" "$WORK/aggregator.log" | grep -o 'kafka recovery: .*' | tr '\n' ' ' || true)
-        line="fault $i/$ITER: aggregator SIGKILLed and started again with answer errors armed $armed: $((a1 - a0)) injected, left unconsumed $left; first delivery $t ms after the start; ${rec:-no recovery line}"
+        line="fault $i/$ITER: aggregator SIGKILLed and started again with answer errors armed $armed: $((a1 - a0)) injected, left unconsumed $left; first delivery $t ms after the start; ${rec:-no recovery line}; ${dups:-0} batches received again recognised as delivered in 2.5 s"
       else
         if [[ $kind == _DROP ]]; then
           n=$(rand_ms 1 3)
@@ -1208,8 +1214,9 @@ for k in kinds:
                 bad.append(f"{k}: no {api} answer faulted")
         continue
     n = {"_DROP": s.get("dropped_responses", 0), "_DELAY": s.get("delayed_responses", 0),
-         "_RESTART_METADATA_TOPIC": ans.get("MetadataTopic LEADER_NOT_AVAILABLE", 0)}.get(
-        k, s["rejected"].get(k[len("_REJECT_"):], 0) if k.startswith("_REJECT_") else
+         }.get(k, s["rejected"].get(k[len("_REJECT_"):], 0) if k.startswith("_REJECT_") else
+        ans.get("MetadataTopic " + k[len("_RESTART_TOPIC_"):], 0)
+        if k.startswith("_RESTART_TOPIC_") else
         ans.get("Metadata " + k[len("_META_"):], 0) if k.startswith("_META_") else
         s["injected"].get(k, 0))
     if n == 0:
