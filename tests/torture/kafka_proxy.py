@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""A Kafka-protocol proxy with fault injection, in front of one real broker (issue 16).
+"""A Kafka-protocol proxy with fault injection, in front of a real broker or cluster (issue 16).
 
-Usage: kafka_proxy.py --broker HOST:PORT [--listen HOST:PORT] [--control HOST:PORT]
-                      [--ready-file FILE] [--stats FILE] [--record FILE] [--seed N]
+Usage: kafka_proxy.py --broker HOST:PORT[,HOST:PORT...] [--listen HOST:PORT]
+                      [--control HOST:PORT] [--ready-file FILE] [--stats FILE] [--record FILE]
+                      [--seed N]
 
-Listens on --listen (default 127.0.0.1:0, a free port); for each client connection it opens one
-to --broker and forwards the length-prefixed Kafka frames both ways, remembering each request's
-correlation id, API key and version. It rewrites the broker's address in Metadata and
-FindCoordinator responses to its own, so that clients keep talking through it (versions it
-cannot parse are forwarded unchanged, logged and counted as "unhandled"; a broker in the answer
-other than --broker is left unchanged and counted as "foreign_brokers": either lets a client
-bypass the proxy). One broker only.
+One listener per broker of --broker: the first on --listen (default 127.0.0.1:0, a free port),
+the others on free ports of its host. For each client connection to a broker's listener it opens
+one to that broker and forwards the length-prefixed Kafka frames both ways, remembering each
+request's correlation id, API key and version. It rewrites every proxied broker's address in
+Metadata and FindCoordinator responses to its listener's, so that clients keep talking through
+it (versions it cannot parse are forwarded unchanged, logged and counted as "unhandled"; a broker
+in the answer that is not in --broker is left unchanged and counted as "foreign_brokers": either
+lets a client bypass the proxy). The faults below apply to the answers of every broker alike.
 
 Faults, commanded on the control port (--control, default 127.0.0.1:0; one text line per command,
 one line answered):
@@ -65,7 +67,8 @@ in faulted or dropped answers, "faulted_batches_resent" those of them resent sin
 producer and partition whose accepted answer the client got (librdkafka's idempotent producer
 takes such a success as proof the earlier batches were written, and does not resend them), and
 "unanswered_produce_requests" the Produce requests still in flight on a connection it closed;
-"answer_injected" the answer faults applied ("KIND CODE_NAME": n), "answer_pending" those
+"connections_by_broker" the client connections to each broker's listener; "answer_injected" the
+answer faults applied ("KIND CODE_NAME": n), "answer_pending" those
 scheduled and not yet applied, "produce_partitions" how many Produce requests carried how many
 partitions (librdkafka 2.0.2 puts one partition in each).
 
@@ -209,10 +212,13 @@ def response_reader(body: bytes, api: int, version: int) -> Reader:
 
 
 def rewrite_address(host, port, upstream, proxy, counts):
-    """The address a client must use for broker host:port: the proxy's for the proxied broker.
-    No address (a FindCoordinator error answer: host "", port -1) stays as it is."""
-    if (host, port) == upstream:
-        return proxy
+    """The address a client must use for broker host:port: the proxy's for the proxied broker
+    (UPSTREAM and PROXY two addresses, or UPSTREAM a dict {broker address: its proxy listener's}
+    and PROXY None). No address (a FindCoordinator error answer: host "", port -1) stays as it
+    is."""
+    routes = upstream if isinstance(upstream, dict) else {upstream: proxy}
+    if (host, port) in routes:
+        return routes[(host, port)]
     if not host or port < 0:
         return host, port
     counts["foreign_brokers"] += 1
@@ -580,6 +586,7 @@ class Faults:
         self.rejected = collections.Counter()    # error name -> Produce requests not forwarded
         self.answer_injected = collections.Counter()  # "Metadata LEADER_NOT_AVAILABLE" -> n
         self.produce_partitions = collections.Counter()  # partitions in a Produce request -> n
+        self.connections = collections.Counter()  # broker address -> client connections
         self.broker_errors = collections.Counter()
         self.unhandled = collections.Counter()   # "Metadata v14: why" -> n
         self.answered = {}  # (topic, partition, pid, epoch, seq) -> (count, base offset)
@@ -684,6 +691,7 @@ class Faults:
                     "rejected": dict(self.rejected),
                     "answer_injected": dict(self.answer_injected),
                     "answer_pending": {k: len(q) for k, q in self.answers.items() if q},
+                    "connections_by_broker": dict(self.connections),
                     "produce_partitions": {str(k): v for k, v in
                                            sorted(self.produce_partitions.items())},
                     "delay_ms": self.delay[0]}
@@ -717,8 +725,10 @@ def read_frame(sock):
 
 
 class Proxy:
-    def __init__(self, upstream, proxy_addr, faults: Faults, record=None):
-        self.upstream, self.proxy_addr, self.faults = upstream, proxy_addr, faults
+    def __init__(self, upstream, routes, faults: Faults, record=None):
+        """Forwards to UPSTREAM (one broker); ROUTES: {each proxied broker's address: the proxy
+        listener's for it}, shared by the listeners."""
+        self.upstream, self.routes, self.faults = upstream, routes, faults
         self.record, self.recorded = record, set()
         self.record_lock = threading.Lock()
 
@@ -759,6 +769,7 @@ class Proxy:
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with f.lock:
             f.counts["connections"] += 1
+            f.connections["%s:%d" % self.upstream] += 1
         inflight = {}  # correlation id -> (api, version, produce batches)
         # The connection's answers in request order: [correlation id, the proxy's own answer to a
         # rejected request or None (the broker's answer, awaited)].
@@ -910,12 +921,11 @@ class Proxy:
         f = self.faults
         try:
             if api == METADATA:
-                body = rewrite_metadata(body, version, self.upstream, self.proxy_addr, f.counts)
+                body = rewrite_metadata(body, version, self.routes, None, f.counts)
                 with f.lock:
                     f.counts["metadata_rewritten"] += 1
             elif api == FIND_COORDINATOR:
-                body = rewrite_find_coordinator(body, version, self.upstream, self.proxy_addr,
-                                                f.counts)
+                body = rewrite_find_coordinator(body, version, self.routes, None, f.counts)
                 with f.lock:
                     f.counts["coordinator_rewritten"] += 1
             if api in ANSWER_APIS:
@@ -1038,21 +1048,29 @@ def accept_loop(sock, handler) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--broker", required=True, help="the real broker, HOST:PORT")
-    ap.add_argument("--listen", default="127.0.0.1:0")
+    ap.add_argument("--broker", required=True,
+                    help="the real broker, HOST:PORT, or a cluster's brokers, HOST:PORT,...")
+    ap.add_argument("--listen", default="127.0.0.1:0",
+                    help="the first broker's listener; the others' on free ports of its host")
     ap.add_argument("--control", default="127.0.0.1:0")
-    ap.add_argument("--ready-file", help="written once listening: 'LISTEN_ADDR CONTROL_ADDR'")
+    ap.add_argument("--ready-file", help="written once listening: 'LISTEN_ADDR[,LISTEN_ADDR...] "
+                    "CONTROL_ADDR' (a listener per broker, in --broker's order)")
     ap.add_argument("--stats", help="the counts (JSON), written at exit")
     ap.add_argument("--record", help="append the first frame of each API version here")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    upstream = parse_addr(a.broker, "--broker")
+    upstreams = [parse_addr(b, "--broker") for b in a.broker.split(",")]
+    if len(set(upstreams)) != len(upstreams) or len(upstreams) > 16:
+        raise SystemExit(f"kafka_proxy: --broker '{a.broker}': allowed are 1..16 different "
+                         "HOST:PORT, comma-separated")
     faults = Faults(a.seed)
-    listen = socket.create_server(parse_addr(a.listen, "--listen"))
+    first = parse_addr(a.listen, "--listen")
+    listens = [socket.create_server(first if i == 0 else (first[0], 0))
+               for i in range(len(upstreams))]
     ctl = socket.create_server(parse_addr(a.control, "--control"))
-    proxy_addr = listen.getsockname()[:2]
-    proxy = Proxy(upstream, proxy_addr, faults, a.record)
+    routes = {u: ls.getsockname()[:2] for u, ls in zip(upstreams, listens)}
     ctl_addr = "%s:%d" % ctl.getsockname()[:2]
+    listen_addrs = ",".join("%s:%d" % routes[u] for u in upstreams)
 
     def stop(*_):
         if a.stats:
@@ -1066,12 +1084,14 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     threading.Thread(target=accept_loop, args=(ctl, lambda c: control(c, faults)),
                      daemon=True).start()
-    threading.Thread(target=accept_loop, args=(listen, proxy.serve), daemon=True).start()
-    log(f"listening on {proxy_addr[0]}:{proxy_addr[1]} for the broker {a.broker}; control on "
-        f"{ctl_addr}")
+    for u, ls in zip(upstreams, listens):
+        proxy = Proxy(u, routes, faults, a.record)
+        threading.Thread(target=accept_loop, args=(ls, proxy.serve), daemon=True).start()
+        log("listening on %s:%d for the broker %s:%d" % (*routes[u], *u))
+    log(f"control on {ctl_addr}")
     if a.ready_file:
         with open(a.ready_file + ".tmp", "w", encoding="utf-8") as f:
-            f.write(f"{proxy_addr[0]}:{proxy_addr[1]} {ctl_addr}\n")
+            f.write(f"{listen_addrs} {ctl_addr}\n")
         os.replace(a.ready_file + ".tmp", a.ready_file)
     while True:
         signal.pause()

@@ -232,6 +232,14 @@ for v in (0, 1, 2, 3, 5, 7, 8, 9, 10, 11, 12, 13):
     check(f"Metadata v{v} rewritten", b2 == [(1, *PROXY), (2, "10.0.0.9", 9092)], b2)
     check(f"Metadata v{v} topic intact", t2 == ["outpost.readings"], t2)
     check(f"Metadata v{v} foreign broker counted", c["foreign_brokers"] == 1, c)
+# A cluster: each proxied broker's address to its own listener; another broker counted foreign.
+routes = {UPSTREAM: PROXY, ("127.0.0.1", 9093): ("127.0.0.1", 40002)}
+c = counts()
+b2, _ = decode_metadata(kp.rewrite_metadata(metadata_response(
+    9, [(1, *UPSTREAM), (2, "127.0.0.1", 9093), (3, "10.0.0.9", 9092)]), 9, routes, None, c), 9)
+check("Metadata v9, a cluster: each broker to its listener",
+      b2 == [(1, *PROXY), (2, "127.0.0.1", 40002), (3, "10.0.0.9", 9092)] and
+      c["foreign_brokers"] == 1, (b2, c))
 try:
     kp.rewrite_metadata(metadata_response(13, [(1, *UPSTREAM)]), 14, UPSTREAM, PROXY, counts())
     check("Metadata v14 refused", False, "no Malformed")
