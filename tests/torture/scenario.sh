@@ -976,7 +976,7 @@ PY
     exit $rc
     ;;
 
-  realkafka-proxy)
+  realkafka-proxy | realkafka-proxy-cluster)
     # Produce errors, lost answers and slow answers from a real Apache Kafka broker (one node,
     # scripts/kafka.sh), through tests/torture/kafka_proxy.py: the aggregator's only way to the
     # broker (bootstrap = the proxy, which rewrites the broker's address in Metadata and
@@ -1002,10 +1002,31 @@ PY
     # > 0 times, no resent batch written again (the proxy compares the offsets the broker gave a
     # batch and its resend); then the accounting read from the broker directly by kcat and by
     # Kafka's Java console consumer.
+    # realkafka-proxy-cluster: the same through the proxy in front of a real 3-broker cluster
+    # (scripts/kafka.sh start --nodes 3 --controllers 2, as realkafka-leader; replication factor
+    # 3, min.insync.replicas 2), one proxy listener per broker, each broker's address rewritten
+    # to its own listener; the fault kinds but the restarts (the produce faults, _DELAY, _META).
+    # Checked besides: the aggregator connected to every broker's listener, to no broker.
     KAFKA_MODE=real
     start_mosquitto
-    start_real_kafka
-    BROKER=$KAFKA KPORT=${KAFKA##*:}
+    if [[ $NAME == realkafka-proxy-cluster ]]; then
+      KDIR="$WORK/kafka"
+      rc=0
+      KAFKA=$(OUTPOST_KAFKA_TOOL="$KAFKA_TOOL_BIN" "$KAFKA_SH" start --dir "$KDIR" --nodes 3 \
+        --controllers 2 --timeout 240 2>>"$WORK/kafka-start.log") || rc=$?
+      for n in 1 2 3 4 5; do  # whatever happened, running nodes are stopped by this harness
+        [[ -f "$KDIR/node$n/kafka.pid" ]] && PIDS[kafka$n]=$(cat "$KDIR/node$n/kafka.pid")
+      done
+      for n in 1 2 3; do ln -sf "$KDIR/node$n/server.log" "$WORK/kafka$n-server.log"; done
+      ((rc == 0)) || fail "the Kafka cluster did not start: $(tail -n 5 "$WORK/kafka-start.log")"
+      log "Apache Kafka cluster: brokers $KAFKA, 2 more controllers ($KDIR)"
+    else
+      start_real_kafka
+    fi
+    BROKER=$KAFKA
+    KPORTS=()  # every broker's port
+    IFS=, read -r -a bl <<<"$BROKER"
+    for b in "${bl[@]}"; do KPORTS+=("${b##*:}"); done
     # TORTURE_PROXY_RECORD=FILE: the proxy appends the first frame of each API version there
     # (kafka_proxy.py --record; how tests/torture/kafka_proxy_frames.json was made).
     python3 "$TORTURE/kafka_proxy.py" --broker "$BROKER" --ready-file "$WORK/proxy.ready" \
@@ -1044,11 +1065,14 @@ PY
     # bypass the proxy); counts the checks that found it connected to the proxy.
     PROXIED=0
     bypass_check() {
-      local pid=${PIDS[aggregator]}
-      if ss -tnpH state established "( dport = :$KPORT )" | grep -q "pid=$pid,"; then
-        fail "the aggregator (pid $pid) is connected to the broker $BROKER directly, bypassing the proxy: $(ss -tnpH state established "( dport = :$KPORT )" | grep "pid=$pid,")"
-      fi
-      ss -tnpH state established "( dport = :${PROXY##*:} )" | grep -q "pid=$pid," &&
+      local pid=${PIDS[aggregator]} kp p
+      for kp in "${KPORTS[@]}"; do
+        if ss -tnpH state established "( dport = :$kp )" | grep -q "pid=$pid,"; then
+          fail "the aggregator (pid $pid) is connected to the broker on port $kp directly, bypassing the proxy: $(ss -tnpH state established "( dport = :$kp )" | grep "pid=$pid,")"
+        fi
+      done
+      IFS=, read -r -a p <<<"$PROXY"
+      ss -tnpH state established "( dport = :${p[0]##*:} )" | grep -q "pid=$pid," &&
         PROXIED=$((PROXIED + 1))
       return 0
     }
@@ -1073,6 +1097,9 @@ PY
       _REJECT_NOT_ENOUGH_REPLICAS _REJECT_NOT_LEADER_OR_FOLLOWER _DROP _DELAY
       _META_LEADER_NOT_AVAILABLE _RESTART _RESTART_TOPIC_LEADER_NOT_AVAILABLE)
     RESTARTS=0
+    if [[ $NAME == realkafka-proxy-cluster ]]; then
+      FAULTS=("${FAULTS[@]:0:12}")  # no _RESTART kinds
+    fi
     [[ -n "${TORTURE_PROXY_FAULTS:-}" ]] && read -r -a FAULTS <<<"$TORTURE_PROXY_FAULTS"
     failed_before=$(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_failed_total)
     FAILED_PREV=0  # failed deliveries of the aggregator processes killed by _RESTART kinds
@@ -1202,10 +1229,12 @@ PY
     echo "  proxy: $(cat "$WORK/proxy.stats.end.json")"
     # Every fault kind of the run was really injected; the proxy parsed every answer it had to;
     # no broker but the proxied one was named to the aggregator; no resend was written twice.
-    python3 - "$WORK/proxy.stats.end.json" "$PROXIED" "${FAULTS[@]}" <<'PY' || fail "the proxy's counts: see above"
+    python3 - "$WORK/proxy.stats.end.json" "$PROXIED" "$BROKER" "${FAULTS[@]}" <<'PY' || fail "the proxy's counts: see above"
 import json, sys
-s, proxied, kinds = json.load(open(sys.argv[1])), int(sys.argv[2]), sys.argv[3:]
-bad = []
+s, proxied, brokers, kinds = (json.load(open(sys.argv[1])), int(sys.argv[2]),
+                              sys.argv[3].split(","), sys.argv[4:])
+bad = [f"no connection through the proxy to the broker {b}" for b in brokers
+       if not s["connections_by_broker"].get(b)]
 for k in kinds:
     ans = s["answer_injected"]
     if k == "_RESTART":  # each of the three APIs' answers faulted at least once
