@@ -94,8 +94,8 @@ MAX_FRAME = 64 << 20  # larger frames are refused (the broker's own default limi
 
 API_NAMES = {0: "Produce", 1: "Fetch", 2: "ListOffsets", 3: "Metadata", 8: "OffsetCommit",
              9: "OffsetFetch", 10: "FindCoordinator", 11: "JoinGroup", 12: "Heartbeat",
-             13: "LeaveGroup", 14: "SyncGroup", 18: "ApiVersions", 19: "CreateTopics",
-             22: "InitProducerId", 60: "DescribeCluster"}
+             13: "LeaveGroup", 14: "SyncGroup", 16: "ListGroups", 18: "ApiVersions",
+             19: "CreateTopics", 22: "InitProducerId", 60: "DescribeCluster"}
 # Kafka error codes the control port accepts by name (org.apache.kafka.common.protocol.Errors).
 ERRORS = {"UNKNOWN_TOPIC_OR_PARTITION": 3, "LEADER_NOT_AVAILABLE": 5,
           "NOT_LEADER_OR_FOLLOWER": 6, "REQUEST_TIMED_OUT": 7, "NETWORK_EXCEPTION": 13,
