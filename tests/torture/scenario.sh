@@ -14,7 +14,8 @@
 # themselves (lib.sh's start_real_kafka, scripts/kafka.sh), realkafka-leader, which starts a
 # real 3-broker cluster (scripts/kafka.sh start --nodes 3 --controllers 2), and realkafka-proxy,
 # which puts tests/torture/kafka_proxy.py (a Kafka-protocol proxy injecting produce errors, lost
-# and slow answers) between the aggregator and a real broker.
+# and slow answers, errors in other APIs' answers) between the aggregator and a real broker, and
+# realkafka-proxy-cluster, the same proxy in front of the 3-broker cluster.
 source "$(dirname "$0")/../integration/lib.sh"
 TORTURE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -1186,11 +1187,11 @@ PY
           pctl drop "$n" >/dev/null
           what="$n Produce answers dropped (connection closed) after the broker wrote them"
         elif [[ $kind == _META_* ]]; then
-          # Metadata answers giving every partition of the topics they name no leader
+          # Metadata answers giving every partition of outpost.readings no leader
           # (LEADER_NOT_AVAILABLE, leader -1, as during a leader election), and one Produce answer
           # NOT_LEADER_OR_FOLLOWER after the write, which makes the producer ask for metadata.
           n=$(rand_ms 1 3)
-          pctl answer Metadata "${kind#_META_}" "$n" >/dev/null
+          pctl answer Metadata "${kind#_META_}" "$n" outpost.readings >/dev/null
           pctl errors NOT_LEADER_OR_FOLLOWER 1 >/dev/null
           what="$n Metadata answers with every partition ${kind#_META_} (no leader), after 1 Produce answer NOT_LEADER_OR_FOLLOWER"
         elif [[ $kind == _REJECT_* ]]; then
