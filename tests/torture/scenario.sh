@@ -1187,11 +1187,14 @@ PY
           pctl drop "$n" >/dev/null
           what="$n Produce answers dropped (connection closed) after the broker wrote them"
         elif [[ $kind == _META_* ]]; then
-          # Metadata answers giving every partition of outpost.readings no leader
+          # Metadata answers giving every partition of the topics they name no leader
           # (LEADER_NOT_AVAILABLE, leader -1, as during a leader election), and one Produce answer
           # NOT_LEADER_OR_FOLLOWER after the write, which makes the producer ask for metadata.
+          # Not limited to outpost.readings: the Produce answer faulted may be one to another
+          # topic the aggregator writes (outpost.latest), whose metadata the producer then asks
+          # for, and nothing may ask for outpost.readings' within the 90 s (seed 16827 at ac794fe).
           n=$(rand_ms 1 3)
-          pctl answer Metadata "${kind#_META_}" "$n" outpost.readings >/dev/null
+          pctl answer Metadata "${kind#_META_}" "$n" >/dev/null
           pctl errors NOT_LEADER_OR_FOLLOWER 1 >/dev/null
           what="$n Metadata answers with every partition ${kind#_META_} (no leader), after 1 Produce answer NOT_LEADER_OR_FOLLOWER"
         elif [[ $kind == _REJECT_* ]]; then
