@@ -19,7 +19,9 @@ between a client and a scripted broker on loopback (a few lines here that answer
 frames; the real broker is the torture scenario's): the address rewrite, an injected error, a
 dropped answer (connection closed), a delayed answer, a rejected request answered after the one in
 flight before it, a Metadata answer fault applied once, a resent batch told apart as deduplicated or
-written again, bad control commands answered with an error, the counts written at SIGTERM.
+written again, bad control commands answered with an error, the counts written at SIGTERM; and a
+proxy in front of two scripted brokers: a listener for each, each broker's address rewritten to its
+own listener, connections counted per broker, the same broker twice refused.
 """
 import json
 import os
@@ -650,6 +652,42 @@ with tempfile.TemporaryDirectory() as tmp:
     check("counts written at SIGTERM", st["injected"] == {"REQUEST_TIMED_OUT": 1}, st)
     check("the proxy logged the injected fault", "answered REQUEST_TIMED_OUT" in err, err[-500:])
     bsock.close()
+
+# --- A cluster: a listener per broker ---------------------------------------------------------
+with tempfile.TemporaryDirectory() as tmp:
+    socks = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    for bs in socks:
+        threading.Thread(target=broker, args=(bs, []), daemon=True).start()
+    addrs = ["%s:%d" % bs.getsockname() for bs in socks]
+    bad = subprocess.run([sys.executable, os.path.join(HERE, "kafka_proxy.py"), "--broker",
+                          f"{addrs[0]},{addrs[0]}"], capture_output=True, text=True, timeout=30)
+    check("the same broker twice refused", bad.returncode != 0 and "--broker" in bad.stderr,
+          bad.stderr[-300:])
+    ready = os.path.join(tmp, "ready")
+    stats = os.path.join(tmp, "stats.json")
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "kafka_proxy.py"), "--broker",
+                             ",".join(addrs), "--ready-file", ready, "--stats", stats],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            if os.path.exists(ready):
+                break
+            time.sleep(0.05)
+        listens, _ = open(ready).read().split()
+        listens = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in listens.split(",")]
+        check("a listener per broker", len(listens) == 2 and listens[0] != listens[1], listens)
+        for i, la in enumerate(listens):  # each scripted broker names itself only
+            with socket.create_connection(la, timeout=10) as c:
+                got = decode_metadata(call(c, frame("request", 3, 4)), 4)[0]
+                check(f"broker {i + 1} rewritten to its own listener", got == [(1, *la)], got)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    st = json.load(open(stats))
+    check("connections counted per broker", st["connections_by_broker"] ==
+          {addrs[0]: 1, addrs[1]: 1} and st.get("foreign_brokers", 0) == 0, st)
+    for bs in socks:
+        bs.close()
 
 if failures:
     print(f"{len(failures)} check(s) failed")
