@@ -18,7 +18,10 @@
 #                NOT_ENOUGH_REPLICAS; --full only; not run when OUTPOST_SKIP_REALKAFKA=1)
 #                realkafka-proxy (Produce errors after the write, lost and slow answers from a real
 #                broker through a Kafka-protocol proxy, tests/torture/kafka_proxy.py; --full only;
-#                not run when OUTPOST_SKIP_REALKAFKA=1)
+#                not run when OUTPOST_SKIP_REALKAFKA=1; also errors in Metadata, InitProducerId,
+#                ListOffsets and FindCoordinator answers and aggregator restarts through them)
+#                realkafka-proxy-cluster (the same produce faults through the proxy in front of a
+#                real 3-broker cluster; --full only; not run when OUTPOST_SKIP_REALKAFKA=1)
 #                net-mqtt net-zmq (root: the agent in a network namespace behind a veth pair with
 #                packet loss, delay and link cuts; --full only: not in the default --quick pass,
 #                --quick --only NAME runs one iteration)
@@ -104,14 +107,15 @@ QUICK+=([realkafka-leader]=0)
 FULL+=([realkafka-leader]=9)
 ORDER+=(realkafka-leader)
 # Produce errors, dropped and delayed answers from a real broker through tests/torture/kafka_proxy.py
-# (--full only; 33 = each of its 11 fault kinds three times).
-QUICK+=([realkafka-proxy]=0)
-FULL+=([realkafka-proxy]=33)
-ORDER+=(realkafka-proxy)
+# (--full only; 33 of its 14 fault kinds in turn; -cluster: 12 kinds, 24, on a 3-broker cluster).
+QUICK+=([realkafka-proxy]=0 [realkafka-proxy-cluster]=0)
+FULL+=([realkafka-proxy]=33 [realkafka-proxy-cluster]=24)
+ORDER+=(realkafka-proxy realkafka-proxy-cluster)
 # Seconds each iteration may take beyond torture.sh's default 20 (outages of up to 30 s, a JVM
 # broker restart).
 declare -A ITER_SECS=([kafka-down]=60 [kafka-rtt]=40 [realkafka-kill]=90 [realkafka-leader]=90)
 ITER_SECS+=([realkafka-proxy]=10)  # 33 faults: at most 120 + 330 s; a run takes ~90 s
+ITER_SECS+=([realkafka-proxy-cluster]=20)  # 120 + 480 s: the cluster starts in up to 240 s
 # Network faults (root: a network namespace, veth, iptables NFQUEUE); --full only: one iteration
 # is ~25-40 s of faults, then the drain.
 QUICK+=([net-mqtt]=0 [net-zmq]=0 [net-agg-mqtt]=0 [net-agg-kafka]=0)

@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""A Kafka-protocol proxy with fault injection, in front of one real broker (issue 16).
+"""A Kafka-protocol proxy with fault injection, in front of a real broker or cluster (issue 16).
 
-Usage: kafka_proxy.py --broker HOST:PORT [--listen HOST:PORT] [--control HOST:PORT]
-                      [--ready-file FILE] [--stats FILE] [--record FILE] [--seed N]
+Usage: kafka_proxy.py --broker HOST:PORT[,HOST:PORT...] [--listen HOST:PORT]
+                      [--control HOST:PORT] [--ready-file FILE] [--stats FILE] [--record FILE]
+                      [--seed N]
 
-Listens on --listen (default 127.0.0.1:0, a free port); for each client connection it opens one
-to --broker and forwards the length-prefixed Kafka frames both ways, remembering each request's
-correlation id, API key and version. It rewrites the broker's address in Metadata and
-FindCoordinator responses to its own, so that clients keep talking through it (versions it
-cannot parse are forwarded unchanged, logged and counted as "unhandled"; a broker in the answer
-other than --broker is left unchanged and counted as "foreign_brokers": either lets a client
-bypass the proxy). One broker only.
+One listener per broker of --broker: the first on --listen (default 127.0.0.1:0, a free port),
+the others on free ports of its host. For each client connection to a broker's listener it opens
+one to that broker and forwards the length-prefixed Kafka frames both ways, remembering each
+request's correlation id, API key and version. It rewrites every proxied broker's address in
+Metadata and FindCoordinator responses to its listener's, so that clients keep talking through
+it (versions it cannot parse are forwarded unchanged, logged and counted as "unhandled"; a broker
+in the answer that is not in --broker is left unchanged and counted as "foreign_brokers": either
+lets a client bypass the proxy). The faults below apply to the answers of every broker alike.
 
 Faults, commanded on the control port (--control, default 127.0.0.1:0; one text line per command,
 one line answered):
@@ -31,7 +33,26 @@ one line answered):
                    off); the errors and drop schedule comes first.
   delay MS [JIT]   every response (any API) from now on reaches the client MS (± JIT, uniform) ms
                    after the broker sent it; per connection in order, as on one TCP stream. 0: off.
-  pending          the scheduled errors and drops not yet applied
+  answer KIND CODE N [TOPIC]
+                   the next N answers of another API in which the broker answered something
+                   without error reach the client with CODE instead, as a broker's error answer
+                   has it (offsets, ids and addresses -1 / ""); TOPIC limits Metadata and
+                   ListOffsets faults to that topic. KIND:
+                     Metadata        every partition (of TOPIC) without an error: CODE and leader
+                                     -1 (no leader, as during a leader election; e.g.
+                                     LEADER_NOT_AVAILABLE)
+                     MetadataTopic   every topic (TOPIC) without an error: CODE at topic level
+                                     and no partitions (e.g. LEADER_NOT_AVAILABLE)
+                     InitProducerId  CODE, producer id and epoch -1 (COORDINATOR_LOAD_IN_PROGRESS,
+                                     CONCURRENT_TRANSACTIONS)
+                     ListOffsets     every partition (of TOPIC) without an error: CODE,
+                                     timestamp and offset -1 (NOT_LEADER_OR_FOLLOWER, ...)
+                     FindCoordinator every coordinator found: CODE, node -1, no address
+                                     (COORDINATOR_NOT_AVAILABLE)
+                   An answer with nothing to fault (an error already; no such topic) passes and
+                   does not consume the fault.
+  pending          the scheduled errors, drops, refusals and answer faults not yet applied
+  clear            drops every scheduled fault not yet applied
   stats            the counts below, as one JSON line
 Answers: "ok", a number, the JSON, or "error: ..." naming what was wrong.
 
@@ -45,11 +66,16 @@ in faulted or dropped answers, "faulted_batches_resent" those of them resent sin
 "faulted_batches_not_resent_overtaken" those of the others behind a later batch of the same
 producer and partition whose accepted answer the client got (librdkafka's idempotent producer
 takes such a success as proof the earlier batches were written, and does not resend them), and
-"unanswered_produce_requests" the Produce requests still in flight on a connection it closed.
+"unanswered_produce_requests" the Produce requests still in flight on a connection it closed;
+"connections_by_broker" the client connections to each broker's listener; "answer_injected" the
+answer faults applied ("KIND CODE_NAME": n), "answer_pending" those
+scheduled and not yet applied, "produce_partitions" how many Produce requests carried how many
+partitions (librdkafka 2.0.2 puts one partition in each).
 
 On SIGTERM or SIGINT it writes the counts to --stats (JSON) and exits 0. Standard library only.
 --record FILE appends the first request and response frame of each API key and version seen (hex,
-one JSON object a line) for the unit test's recorded frames.
+one JSON object a line; for InitProducerId and FindCoordinator answers the first of each error
+code) for the unit test's recorded frames.
 """
 import argparse
 import collections
@@ -68,19 +94,32 @@ MAX_FRAME = 64 << 20  # larger frames are refused (the broker's own default limi
 
 API_NAMES = {0: "Produce", 1: "Fetch", 2: "ListOffsets", 3: "Metadata", 8: "OffsetCommit",
              9: "OffsetFetch", 10: "FindCoordinator", 11: "JoinGroup", 12: "Heartbeat",
-             13: "LeaveGroup", 14: "SyncGroup", 18: "ApiVersions", 19: "CreateTopics",
-             22: "InitProducerId", 60: "DescribeCluster"}
+             13: "LeaveGroup", 14: "SyncGroup", 16: "ListGroups", 18: "ApiVersions",
+             19: "CreateTopics", 22: "InitProducerId", 60: "DescribeCluster"}
 # Kafka error codes the control port accepts by name (org.apache.kafka.common.protocol.Errors).
 ERRORS = {"UNKNOWN_TOPIC_OR_PARTITION": 3, "LEADER_NOT_AVAILABLE": 5,
           "NOT_LEADER_OR_FOLLOWER": 6, "REQUEST_TIMED_OUT": 7, "NETWORK_EXCEPTION": 13,
-          "NOT_ENOUGH_REPLICAS": 19, "NOT_ENOUGH_REPLICAS_AFTER_APPEND": 20,
-          "KAFKA_STORAGE_ERROR": 56}
+          "COORDINATOR_LOAD_IN_PROGRESS": 14, "COORDINATOR_NOT_AVAILABLE": 15,
+          "NOT_COORDINATOR": 16, "NOT_ENOUGH_REPLICAS": 19, "NOT_ENOUGH_REPLICAS_AFTER_APPEND": 20,
+          "CONCURRENT_TRANSACTIONS": 51, "KAFKA_STORAGE_ERROR": 56}
 ERROR_NAMES = {v: k for k, v in ERRORS.items()}
 ERROR_NAMES.update({45: "OUT_OF_ORDER_SEQUENCE_NUMBER", 46: "DUPLICATE_SEQUENCE_NUMBER",
                     47: "INVALID_PRODUCER_EPOCH", 59: "UNKNOWN_PRODUCER_ID"})
-PRODUCE, METADATA, FIND_COORDINATOR, API_VERSIONS = 0, 3, 10, 18
+PRODUCE, LIST_OFFSETS, METADATA, FIND_COORDINATOR, API_VERSIONS = 0, 2, 3, 10, 18
+INIT_PRODUCER_ID = 22
 # The first flexible version (compact strings and arrays, tagged fields) of the APIs parsed here.
-FLEXIBLE = {PRODUCE: 9, METADATA: 9, FIND_COORDINATOR: 3, API_VERSIONS: 3}
+FLEXIBLE = {PRODUCE: 9, LIST_OFFSETS: 6, METADATA: 9, FIND_COORDINATOR: 3, API_VERSIONS: 3,
+            INIT_PRODUCER_ID: 2}
+
+
+# The answer faults of other APIs than Produce (control: answer KIND CODE N): the kinds and the
+# API whose answers each applies to.
+ANSWER_FAULTS = {"Metadata": 3, "MetadataTopic": 3, "InitProducerId": 22, "FindCoordinator": 10,
+                 "ListOffsets": 2}
+TOPIC_APIS = (3, 2)  # the answers a TOPIC limits a fault to
+ANSWER_APIS = {}
+for _kind, _api in ANSWER_FAULTS.items():
+    ANSWER_APIS.setdefault(_api, []).append(_kind)
 
 
 class Malformed(Exception):
@@ -173,10 +212,13 @@ def response_reader(body: bytes, api: int, version: int) -> Reader:
 
 
 def rewrite_address(host, port, upstream, proxy, counts):
-    """The address a client must use for broker host:port: the proxy's for the proxied broker.
-    No address (a FindCoordinator error answer: host "", port -1) stays as it is."""
-    if (host, port) == upstream:
-        return proxy
+    """The address a client must use for broker host:port: the proxy's for the proxied broker
+    (UPSTREAM and PROXY two addresses, or UPSTREAM a dict {broker address: its proxy listener's}
+    and PROXY None). No address (a FindCoordinator error answer: host "", port -1) stays as it
+    is."""
+    routes = upstream if isinstance(upstream, dict) else {upstream: proxy}
+    if (host, port) in routes:
+        return routes[(host, port)]
     if not host or port < 0:
         return host, port
     counts["foreign_brokers"] += 1
@@ -239,6 +281,185 @@ def rewrite_find_coordinator(body: bytes, version: int, upstream, proxy, counts)
         r.tagged(True)
         out += body[t0:r.pos]
     return body[:start] + bytes(out) + body[r.pos:]
+
+
+def metadata_topics(body: bytes, version: int):
+    """The topics of a Metadata response (versions 0-13): a list of dicts with name, error,
+    error_pos, the partitions array's byte span (parts_start, parts_end) and its partitions
+    [{"error", "error_pos", "leader_pos"}]; the whole message is walked (Malformed if it does not
+    parse to its end)."""
+    if not 0 <= version <= 13:
+        raise Malformed(f"Metadata v{version} is not handled")
+    flex = version >= 9
+    r = response_reader(body, METADATA, version)
+    if version >= 3:
+        r.int32()
+    for _ in range(max(r.array_len(flex), 0)):
+        r.int32(), r.string(flex), r.int32()
+        if version >= 1:
+            r.string(flex)
+        r.tagged(flex)
+    if version >= 2:
+        r.string(flex)
+    if version >= 1:
+        r.int32()
+    topics = []
+    for _ in range(max(r.array_len(flex), 0)):
+        t = {"error_pos": r.pos, "error": r.int16(), "name": r.string(flex), "partitions": []}
+        if version >= 10:
+            r.take(16)
+        if version >= 1:
+            r.int8()
+        t["parts_start"] = r.pos
+        for _ in range(max(r.array_len(flex), 0)):
+            p = {"error_pos": r.pos, "error": r.int16(), "partition": r.int32()}
+            p["leader_pos"] = r.pos
+            r.int32()
+            if version >= 7:
+                r.int32()
+            for _ in range(2 + (version >= 5)):  # replicas, ISR, offline replicas (v5+)
+                for _ in range(max(r.array_len(flex), 0)):
+                    r.int32()
+            r.tagged(flex)
+            t["partitions"].append(p)
+        t["parts_end"] = r.pos
+        if version >= 8:
+            r.int32()
+        r.tagged(flex)
+        topics.append(t)
+    if 8 <= version <= 10:
+        r.int32()
+    if version >= 13:
+        r.int16()
+    r.tagged(flex)
+    if r.pos != len(body):
+        raise Malformed(f"Metadata v{version} response: {len(body) - r.pos} bytes left over")
+    return topics
+
+
+def fault_metadata(body: bytes, version: int, code: int, topic_level: bool, only=None):
+    """(the Metadata response faulted, what was faulted) or (None, None) when nothing is to fault.
+    Partition level: every partition without an error gets CODE and leader -1 (no leader, as
+    during a leader election). Topic level: every topic without an error gets CODE and no
+    partitions (as a broker answers a topic it cannot serve). ONLY: that topic's only."""
+    topics = [t for t in metadata_topics(body, version) if only is None or t["name"] == only]
+    if topic_level:
+        hit = [t for t in topics if t["error"] == 0]
+        b = body
+        for t in reversed(hit):  # back to front: the earlier positions stay valid
+            empty = enc_uvarint(1) if version >= 9 else struct.pack(">i", 0)
+            e = t["error_pos"]
+            b = (b[:e] + struct.pack(">h", code) + b[e + 2:t["parts_start"]] + empty +
+                 b[t["parts_end"]:])
+        return (b, [t["name"] for t in hit]) if hit else (None, None)
+    b = bytearray(body)
+    hit = []
+    for t in topics:
+        for p in t["partitions"]:
+            if t["error"] == 0 and p["error"] == 0:
+                struct.pack_into(">h", b, p["error_pos"], code)
+                struct.pack_into(">i", b, p["leader_pos"], -1)
+                hit.append(f"{t['name']}[{p['partition']}]")
+    return (bytes(b), hit) if hit else (None, None)
+
+
+def fault_init_producer_id(body: bytes, version: int, code: int):
+    """(the InitProducerId response (v0-5) answered CODE, producer id and epoch -1, as a broker's
+    error answer), or (None, None) if it carries an error already."""
+    if not 0 <= version <= 5:
+        raise Malformed(f"InitProducerId v{version} is not handled")
+    r = response_reader(body, INIT_PRODUCER_ID, version)
+    r.int32()
+    pos = r.pos
+    if r.int16() != 0:
+        r.take(10)
+        return None, None
+    pid, epoch = r.int64(), r.int16()
+    r.tagged(version >= 2)
+    if r.pos != len(body):
+        raise Malformed(f"InitProducerId v{version} response: {len(body) - r.pos} bytes left over")
+    b = bytearray(body)
+    struct.pack_into(">hqh", b, pos, code, -1, -1)
+    return bytes(b), [f"producer id {pid} epoch {epoch}"]
+
+
+def fault_list_offsets(body: bytes, version: int, code: int, only=None):
+    """(the ListOffsets response (v1-10) with every partition (of topic ONLY) answered CODE,
+    timestamp and offset -1 (leader epoch -1, v4+), as a broker's error answer), or (None, None)
+    if none succeeded."""
+    if not 1 <= version <= 10:
+        raise Malformed(f"ListOffsets v{version} is not handled")
+    flex = version >= 6
+    r = response_reader(body, LIST_OFFSETS, version)
+    if version >= 2:
+        r.int32()
+    spots, hit = [], []
+    for _ in range(max(r.array_len(flex), 0)):
+        topic = r.string(flex)
+        for _ in range(max(r.array_len(flex), 0)):
+            part = r.int32()
+            pos = r.pos
+            err = r.int16()
+            r.int64(), r.int64()
+            if version >= 4:
+                r.int32()
+            r.tagged(flex)
+            if err == 0 and only in (None, topic):
+                spots.append(pos)
+                hit.append(f"{topic}[{part}]")
+        r.tagged(flex)
+    r.tagged(flex)
+    if r.pos != len(body):
+        raise Malformed(f"ListOffsets v{version} response: {len(body) - r.pos} bytes left over")
+    if not spots:
+        return None, None
+    b = bytearray(body)
+    for pos in spots:
+        struct.pack_into(">hqq", b, pos, code, -1, -1)
+        if version >= 4:
+            struct.pack_into(">i", b, pos + 18, -1)
+    return bytes(b), hit
+
+
+def fault_find_coordinator(body: bytes, version: int, code: int):
+    """(the FindCoordinator response (v0-6) with every coordinator that was found answered CODE,
+    node -1, host "" and port -1, as a broker's error answer), or (None, None) if none was."""
+    if not 0 <= version <= 6:
+        raise Malformed(f"FindCoordinator v{version} is not handled")
+    flex = version >= 3
+    r = response_reader(body, FIND_COORDINATOR, version)
+    if version >= 1:
+        r.int32()
+    none = struct.pack(">i", -1) + enc_string("", flex) + struct.pack(">i", -1)
+    if version <= 3:
+        pos = r.pos
+        if r.int16() != 0:
+            return None, None
+        if version >= 1:
+            r.string(flex)
+        node, host, port = r.int32(), r.string(flex), r.int32()
+        return (body[:pos] + struct.pack(">h", code) + (enc_string(None, flex) if version else b"")
+                + none + body[r.pos:]), [f"node {node} {host}:{port}"]
+    start = r.pos
+    n = r.array_len(True)
+    out, hit = bytearray(enc_uvarint(n + 1)), []
+    for _ in range(max(n, 0)):
+        key = r.string(True)
+        t0 = r.pos
+        node, host, port = r.int32(), r.string(True), r.int32()
+        t1 = r.pos
+        err = r.int16()
+        r.string(True)
+        t2 = r.pos
+        r.tagged(True)
+        out += enc_string(key, True)
+        if err == 0:
+            out += none + struct.pack(">h", code) + enc_string(None, True)
+            hit.append(f"{key}: node {node} {host}:{port}")
+        else:
+            out += body[t0:t1] + body[t1:t2]
+        out += body[t2:r.pos]
+    return (body[:start] + bytes(out) + body[r.pos:], hit) if hit else (None, None)
 
 
 def parse_produce_response(body: bytes, version: int):
@@ -356,12 +577,16 @@ class Faults:
         self.rng = random.Random(seed)
         self.schedule = collections.deque()  # ("error", code) or ("drop", None)
         self.rejects = collections.deque()   # codes for the next Produce requests, not forwarded
+        self.answers = {k: collections.deque() for k in ANSWER_FAULTS}  # kind -> codes
         self.rate = (0, 0.0)  # (code, probability)
         self.delay = (0, 0)   # (ms, jitter ms)
         self.counts = collections.Counter()
         self.requests = collections.Counter()    # "Produce v7" -> n
         self.injected = collections.Counter()    # error name -> Produce responses
         self.rejected = collections.Counter()    # error name -> Produce requests not forwarded
+        self.answer_injected = collections.Counter()  # "Metadata LEADER_NOT_AVAILABLE" -> n
+        self.produce_partitions = collections.Counter()  # partitions in a Produce request -> n
+        self.connections = collections.Counter()  # broker address -> client connections
         self.broker_errors = collections.Counter()
         self.unhandled = collections.Counter()   # "Metadata v14: why" -> n
         self.answered = {}  # (topic, partition, pid, epoch, seq) -> (count, base offset)
@@ -396,6 +621,23 @@ class Faults:
             if code and self.rng.random() < p:
                 return ("error", code)
         return None
+
+    def next_answer_fault(self, kind):
+        """(code, topic or None) to put in the next eligible answer of KIND (an ANSWER_FAULTS
+        key), or None; take_answer_fault() consumes it once the answer was found eligible."""
+        with self.lock:
+            q = self.answers[kind]
+            return q[0] if q else None
+
+    def take_answer_fault(self, kind, fault) -> None:
+        with self.lock:
+            q = self.answers[kind]
+            if q and q[0] == fault:
+                q.popleft()
+            self.answer_injected[f"{kind} {ERROR_NAMES.get(fault[0], fault[0])}"] += 1
+
+    def pending(self) -> int:  # under lock
+        return len(self.schedule) + len(self.rejects) + sum(map(len, self.answers.values()))
 
     def next_reject(self):
         with self.lock:
@@ -445,13 +687,20 @@ class Faults:
                     "requests": dict(self.requests),
                     "injected": dict(self.injected), "broker_errors": dict(self.broker_errors),
                     "unhandled": dict(self.unhandled),
-                    "pending": len(self.schedule) + len(self.rejects),
+                    "pending": self.pending(),
                     "rejected": dict(self.rejected),
+                    "answer_injected": dict(self.answer_injected),
+                    "answer_pending": {k: len(q) for k, q in self.answers.items() if q},
+                    "connections_by_broker": dict(self.connections),
+                    "produce_partitions": {str(k): v for k, v in
+                                           sorted(self.produce_partitions.items())},
                     "delay_ms": self.delay[0]}
 
 
 def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] kafka_proxy: {msg}", file=sys.stderr, flush=True)
+    t = time.time()
+    print(f"[{time.strftime('%H:%M:%S', time.localtime(t))}.{int(t * 1000) % 1000:03d}] "
+          f"kafka_proxy: {msg}", file=sys.stderr, flush=True)
 
 
 def recv_exact(sock, n: int):
@@ -476,16 +725,32 @@ def read_frame(sock):
 
 
 class Proxy:
-    def __init__(self, upstream, proxy_addr, faults: Faults, record=None):
-        self.upstream, self.proxy_addr, self.faults = upstream, proxy_addr, faults
+    def __init__(self, upstream, routes, faults: Faults, record=None):
+        """Forwards to UPSTREAM (one broker); ROUTES: {each proxied broker's address: the proxy
+        listener's for it}, shared by the listeners."""
+        self.upstream, self.routes, self.faults = upstream, routes, faults
         self.record, self.recorded = record, set()
         self.record_lock = threading.Lock()
 
     def note_frame(self, kind: str, api: int, version: int, body: bytes) -> None:
-        if not self.record or (kind, api, version) in self.recorded:
+        """--record: the first frame of each kind, API and version; for the InitProducerId and
+        FindCoordinator (v0-3) answers, of each error code too (the first may be an error)."""
+        if not self.record:
+            return
+        key = (kind, api, version)
+        if kind == "response" and (api == INIT_PRODUCER_ID or api == FIND_COORDINATOR and
+                                   version <= 3):
+            try:
+                r = response_reader(body, api, version)
+                if api == INIT_PRODUCER_ID or version >= 1:
+                    r.int32()  # throttle time
+                key += (r.int16(),)
+            except Malformed:
+                pass
+        if key in self.recorded:
             return
         with self.record_lock:
-            self.recorded.add((kind, api, version))
+            self.recorded.add(key)
             with open(self.record, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"kind": kind, "api": api, "version": version,
                                     "hex": body.hex()}) + "\n")
@@ -504,6 +769,7 @@ class Proxy:
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with f.lock:
             f.counts["connections"] += 1
+            f.connections["%s:%d" % self.upstream] += 1
         inflight = {}  # correlation id -> (api, version, produce batches)
         # The connection's answers in request order: [correlation id, the proxy's own answer to a
         # rejected request or None (the broker's answer, awaited)].
@@ -540,6 +806,8 @@ class Proxy:
                     if api == PRODUCE:
                         try:
                             batches, acks, topics = parse_produce_request(body, version)
+                            with f.lock:
+                                f.produce_partitions[sum(len(p) for _, p in topics)] += 1
                         except Malformed as e:
                             with f.lock:
                                 f.unhandled[f"Produce v{version} request: {e}"] += 1
@@ -623,20 +891,46 @@ class Proxy:
         client.close()
         broker.close()
 
+    def fault_answer(self, api, version, body):
+        """The answer of another API than Produce with a scheduled error (ANSWER_FAULTS), if one
+        is scheduled and the answer has something to fault; else unchanged."""
+        f = self.faults
+        for kind in ANSWER_APIS[api]:
+            fault = f.next_answer_fault(kind)
+            if fault is None:
+                continue
+            code, only = fault
+            if kind.startswith("Metadata"):
+                out, hit = fault_metadata(body, version, code, kind == "MetadataTopic", only)
+            elif api == INIT_PRODUCER_ID:
+                out, hit = fault_init_producer_id(body, version, code)
+            elif api == LIST_OFFSETS:
+                out, hit = fault_list_offsets(body, version, code, only)
+            else:
+                out, hit = fault_find_coordinator(body, version, code)
+            if out is None:
+                continue
+            f.take_answer_fault(kind, fault)
+            log(f"{API_NAMES[api]} v{version} answered {ERROR_NAMES.get(code, code)} "
+                f"({kind}): " + ", ".join(hit))
+            return out
+        return body
+
     def handle(self, api, version, batches, body):
         """(the body the client gets, drop?): rewrites addresses, applies Produce faults."""
         f = self.faults
         try:
             if api == METADATA:
-                body = rewrite_metadata(body, version, self.upstream, self.proxy_addr, f.counts)
+                body = rewrite_metadata(body, version, self.routes, None, f.counts)
                 with f.lock:
                     f.counts["metadata_rewritten"] += 1
             elif api == FIND_COORDINATOR:
-                body = rewrite_find_coordinator(body, version, self.upstream, self.proxy_addr,
-                                                f.counts)
+                body = rewrite_find_coordinator(body, version, self.routes, None, f.counts)
                 with f.lock:
                     f.counts["coordinator_rewritten"] += 1
-            elif api == PRODUCE:
+            if api in ANSWER_APIS:
+                body = self.fault_answer(api, version, body)
+            if api == PRODUCE:
                 parts = parse_produce_response(body, version)
                 f.note_answer(batches, parts)
                 with f.lock:
@@ -691,8 +985,9 @@ def control(conn, faults: Faults) -> None:
             ans = command(w, faults)
         except (ValueError, IndexError):
             ans = (f"error: '{line.strip()}': allowed are errors CODE N, reject CODE N, drop N, "
+                   f"answer {'|'.join(ANSWER_FAULTS)} CODE N [TOPIC (Metadata*, ListOffsets)], "
                    "rate CODE PCT, "
-                   "delay MS [JITTER_MS], pending, stats")
+                   "delay MS [JITTER_MS], pending, clear, stats")
         f.write(ans + "\n")
         f.flush()
     conn.close()
@@ -718,10 +1013,19 @@ def command(w, faults: Faults) -> str:
             if not 0 <= jit <= int(w[1]):
                 raise ValueError(w[2])
             faults.delay = (int(w[1]), jit)
+        elif (w[0] == "answer" and len(w) in (4, 5) and w[1] in ANSWER_FAULTS and
+              0 <= int(w[3]) <= 1000 and (len(w) == 4 or ANSWER_FAULTS[w[1]] in TOPIC_APIS)):
+            topic = w[4] if len(w) == 5 else None
+            faults.answers[w[1]].extend([(error_code(w[2]), topic)] * int(w[3]))
+        elif w[0] == "clear" and len(w) == 1:
+            faults.schedule.clear()
+            faults.rejects.clear()
+            for q in faults.answers.values():
+                q.clear()
         elif w[0] == "reject" and len(w) == 3 and 0 <= int(w[2]) <= 10000:
             faults.rejects.extend([error_code(w[1])] * int(w[2]))
         elif w == ["pending"]:
-            return str(len(faults.schedule) + len(faults.rejects))
+            return str(faults.pending())
         elif w == ["stats"]:
             pass
         else:
@@ -744,21 +1048,29 @@ def accept_loop(sock, handler) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--broker", required=True, help="the real broker, HOST:PORT")
-    ap.add_argument("--listen", default="127.0.0.1:0")
+    ap.add_argument("--broker", required=True,
+                    help="the real broker, HOST:PORT, or a cluster's brokers, HOST:PORT,...")
+    ap.add_argument("--listen", default="127.0.0.1:0",
+                    help="the first broker's listener; the others' on free ports of its host")
     ap.add_argument("--control", default="127.0.0.1:0")
-    ap.add_argument("--ready-file", help="written once listening: 'LISTEN_ADDR CONTROL_ADDR'")
+    ap.add_argument("--ready-file", help="written once listening: 'LISTEN_ADDR[,LISTEN_ADDR...] "
+                    "CONTROL_ADDR' (a listener per broker, in --broker's order)")
     ap.add_argument("--stats", help="the counts (JSON), written at exit")
     ap.add_argument("--record", help="append the first frame of each API version here")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    upstream = parse_addr(a.broker, "--broker")
+    upstreams = [parse_addr(b, "--broker") for b in a.broker.split(",")]
+    if len(set(upstreams)) != len(upstreams) or len(upstreams) > 16:
+        raise SystemExit(f"kafka_proxy: --broker '{a.broker}': allowed are 1..16 different "
+                         "HOST:PORT, comma-separated")
     faults = Faults(a.seed)
-    listen = socket.create_server(parse_addr(a.listen, "--listen"))
+    first = parse_addr(a.listen, "--listen")
+    listens = [socket.create_server(first if i == 0 else (first[0], 0))
+               for i in range(len(upstreams))]
     ctl = socket.create_server(parse_addr(a.control, "--control"))
-    proxy_addr = listen.getsockname()[:2]
-    proxy = Proxy(upstream, proxy_addr, faults, a.record)
+    routes = {u: ls.getsockname()[:2] for u, ls in zip(upstreams, listens)}
     ctl_addr = "%s:%d" % ctl.getsockname()[:2]
+    listen_addrs = ",".join("%s:%d" % routes[u] for u in upstreams)
 
     def stop(*_):
         if a.stats:
@@ -772,12 +1084,14 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     threading.Thread(target=accept_loop, args=(ctl, lambda c: control(c, faults)),
                      daemon=True).start()
-    threading.Thread(target=accept_loop, args=(listen, proxy.serve), daemon=True).start()
-    log(f"listening on {proxy_addr[0]}:{proxy_addr[1]} for the broker {a.broker}; control on "
-        f"{ctl_addr}")
+    for u, ls in zip(upstreams, listens):
+        proxy = Proxy(u, routes, faults, a.record)
+        threading.Thread(target=accept_loop, args=(ls, proxy.serve), daemon=True).start()
+        log("listening on %s:%d for the broker %s:%d" % (*routes[u], *u))
+    log(f"control on {ctl_addr}")
     if a.ready_file:
         with open(a.ready_file + ".tmp", "w", encoding="utf-8") as f:
-            f.write(f"{proxy_addr[0]}:{proxy_addr[1]} {ctl_addr}\n")
+            f.write(f"{listen_addrs} {ctl_addr}\n")
         os.replace(a.ready_file + ".tmp", a.ready_file)
     while True:
         signal.pause()

@@ -14,7 +14,8 @@
 # themselves (lib.sh's start_real_kafka, scripts/kafka.sh), realkafka-leader, which starts a
 # real 3-broker cluster (scripts/kafka.sh start --nodes 3 --controllers 2), and realkafka-proxy,
 # which puts tests/torture/kafka_proxy.py (a Kafka-protocol proxy injecting produce errors, lost
-# and slow answers) between the aggregator and a real broker.
+# and slow answers, errors in other APIs' answers) between the aggregator and a real broker, and
+# realkafka-proxy-cluster, the same proxy in front of the 3-broker cluster.
 source "$(dirname "$0")/../integration/lib.sh"
 TORTURE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -976,7 +977,7 @@ PY
     exit $rc
     ;;
 
-  realkafka-proxy)
+  realkafka-proxy | realkafka-proxy-cluster)
     # Produce errors, lost answers and slow answers from a real Apache Kafka broker (one node,
     # scripts/kafka.sh), through tests/torture/kafka_proxy.py: the aggregator's only way to the
     # broker (bootstrap = the proxy, which rewrites the broker's address in Metadata and
@@ -990,18 +991,48 @@ PY
     # write (_REJECT_NOT_ENOUGH_REPLICAS, _REJECT_NOT_LEADER_OR_FOLLOWER: the proxy answers them
     # itself and the broker never sees them, so requests in flight behind them arrive with a
     # sequence gap); 1..3 answers dropped with the connection closed (_DROP); every answer
-    # delayed 200..2000 ms for 5..10 s (_DELAY). Checked: each
+    # delayed 200..2000 ms for 5..10 s (_DELAY); 1..3 Metadata answers with every partition
+    # LEADER_NOT_AVAILABLE and no leader (_META_LEADER_NOT_AVAILABLE); the aggregator SIGKILLed
+    # (with its acks held back: Mosquitto stopped, then killed and restarted) and started again
+    # on its dedup store (flushed once a minute) with errors armed for the answers its start
+    # waits for: InitProducerId, ListOffsets, FindCoordinator (_RESTART), or a topic-level
+    # LEADER_NOT_AVAILABLE in the first Metadata answers naming outpost.readings — the start-up
+    # recovery's (_RESTART_TOPIC_LEADER_NOT_AVAILABLE). Checked: each
     # fault consumed, deliveries again after it, the aggregator never connected to the broker
     # directly (ss), the proxy parsed every Metadata/Produce version it saw, each kind injected
     # > 0 times, no resent batch written again (the proxy compares the offsets the broker gave a
     # batch and its resend); then the accounting read from the broker directly by kcat and by
     # Kafka's Java console consumer.
+    # realkafka-proxy-cluster: the same through the proxy in front of a real 3-broker cluster
+    # (scripts/kafka.sh start --nodes 3 --controllers 2, as realkafka-leader; replication factor
+    # 3, min.insync.replicas 2), one proxy listener per broker, each broker's address rewritten
+    # to its own listener; the fault kinds but the restarts (the produce faults, _DELAY, _META).
+    # Checked besides: the aggregator connected to every broker's listener, to no broker.
     KAFKA_MODE=real
     start_mosquitto
-    start_real_kafka
-    BROKER=$KAFKA KPORT=${KAFKA##*:}
+    if [[ $NAME == realkafka-proxy-cluster ]]; then
+      KDIR="$WORK/kafka"
+      rc=0
+      KAFKA=$(OUTPOST_KAFKA_TOOL="$KAFKA_TOOL_BIN" "$KAFKA_SH" start --dir "$KDIR" --nodes 3 \
+        --controllers 2 --timeout 240 2>>"$WORK/kafka-start.log") || rc=$?
+      for n in 1 2 3 4 5; do  # whatever happened, running nodes are stopped by this harness
+        [[ -f "$KDIR/node$n/kafka.pid" ]] && PIDS[kafka$n]=$(cat "$KDIR/node$n/kafka.pid")
+      done
+      for n in 1 2 3; do ln -sf "$KDIR/node$n/server.log" "$WORK/kafka$n-server.log"; done
+      ((rc == 0)) || fail "the Kafka cluster did not start: $(tail -n 5 "$WORK/kafka-start.log")"
+      log "Apache Kafka cluster: brokers $KAFKA, 2 more controllers ($KDIR)"
+    else
+      start_real_kafka
+    fi
+    BROKER=$KAFKA
+    KPORTS=()  # every broker's port
+    IFS=, read -r -a bl <<<"$BROKER"
+    for b in "${bl[@]}"; do KPORTS+=("${b##*:}"); done
+    # TORTURE_PROXY_RECORD=FILE: the proxy appends the first frame of each API version there
+    # (kafka_proxy.py --record; how tests/torture/kafka_proxy_frames.json was made).
     python3 "$TORTURE/kafka_proxy.py" --broker "$BROKER" --ready-file "$WORK/proxy.ready" \
-      --stats "$WORK/proxy.stats.json" --seed "$SEED" 2>>"$WORK/proxy.log" &
+      --stats "$WORK/proxy.stats.json" --seed "$SEED" \
+      ${TORTURE_PROXY_RECORD:+--record "$TORTURE_PROXY_RECORD"} 2>>"$WORK/proxy.log" &
     PIDS[proxy]=$!
     wait_for 15 "kafka_proxy.py" test -s "$WORK/proxy.ready"
     read -r PROXY PCTL <"$WORK/proxy.ready"
@@ -1019,8 +1050,11 @@ PY
       pctl stats | python3 -c "import json, sys; s = json.load(sys.stdin); print($1)"
     }
     AGG_HTTP_PORT=$(free_port)
+    # The dedup store flushed once a minute: a restart (_RESTART kinds) must recover the latest
+    # deliveries from the topic's tail, through the proxy's faults.
+    AGG_ARGS=(--set dedup.flush_interval_ms=60000)
     KAFKA=$PROXY
-    start_aggregator
+    start_aggregator "${AGG_ARGS[@]}"
     KAFKA=$BROKER  # kcat and the Java consumer below read the broker directly
     delivered() {
       local v
@@ -1032,11 +1066,14 @@ PY
     # bypass the proxy); counts the checks that found it connected to the proxy.
     PROXIED=0
     bypass_check() {
-      local pid=${PIDS[aggregator]}
-      if ss -tnpH state established "( dport = :$KPORT )" | grep -q "pid=$pid,"; then
-        fail "the aggregator (pid $pid) is connected to the broker $BROKER directly, bypassing the proxy: $(ss -tnpH state established "( dport = :$KPORT )" | grep "pid=$pid,")"
-      fi
-      ss -tnpH state established "( dport = :${PROXY##*:} )" | grep -q "pid=$pid," &&
+      local pid=${PIDS[aggregator]} kp p
+      for kp in "${KPORTS[@]}"; do
+        if ss -tnpH state established "( dport = :$kp )" | grep -q "pid=$pid,"; then
+          fail "the aggregator (pid $pid) is connected to the broker on port $kp directly, bypassing the proxy: $(ss -tnpH state established "( dport = :$kp )" | grep "pid=$pid,")"
+        fi
+      done
+      IFS=, read -r -a p <<<"$PROXY"
+      ss -tnpH state established "( dport = :${p[0]##*:} )" | grep -q "pid=$pid," &&
         PROXIED=$((PROXIED + 1))
       return 0
     }
@@ -1058,9 +1095,15 @@ PY
     # TORTURE_PROXY_FAULTS (space-separated) replaces the list, e.g. to rerun one kind.
     FAULTS=(REQUEST_TIMED_OUT NOT_LEADER_OR_FOLLOWER KAFKA_STORAGE_ERROR NOT_ENOUGH_REPLICAS
       NOT_ENOUGH_REPLICAS_AFTER_APPEND LEADER_NOT_AVAILABLE UNKNOWN_TOPIC_OR_PARTITION
-      _REJECT_NOT_ENOUGH_REPLICAS _REJECT_NOT_LEADER_OR_FOLLOWER _DROP _DELAY)
+      _REJECT_NOT_ENOUGH_REPLICAS _REJECT_NOT_LEADER_OR_FOLLOWER _DROP _DELAY
+      _META_LEADER_NOT_AVAILABLE _RESTART _RESTART_TOPIC_LEADER_NOT_AVAILABLE)
+    RESTARTS=0
+    if [[ $NAME == realkafka-proxy-cluster ]]; then
+      FAULTS=("${FAULTS[@]:0:12}")  # no _RESTART kinds
+    fi
     [[ -n "${TORTURE_PROXY_FAULTS:-}" ]] && read -r -a FAULTS <<<"$TORTURE_PROXY_FAULTS"
     failed_before=$(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_failed_total)
+    FAILED_PREV=0  # failed deliveries of the aggregator processes killed by _RESTART kinds
     : >"$WORK/rounds.txt"
     for i in $(seq 1 "$ITER"); do
       sleep_ms "$(rand_ms 200 1000)"
@@ -1080,11 +1123,80 @@ PY
         t=$(wait_delivery_after "$before")
         note_recovery "$t"
         line="fault $i/$ITER: every answer delayed ${ms} ± $((ms / 4)) ms for ${slow} ms ($((d1 - d0)) answers delayed, $during Kafka messages delivered meanwhile); next delivery $t ms after"
+      elif [[ $kind == _RESTART* ]]; then
+        # Errors armed for the answers a starting aggregator waits for, then the aggregator
+        # SIGKILLed under load and started again on its dedup store (flushed once a minute), so
+        # that its start-up recovery reads the topic's tail through them. _RESTART: 1..2
+        # InitProducerId answers COORDINATOR_LOAD_IN_PROGRESS or CONCURRENT_TRANSACTIONS (the
+        # idempotent producer's id), 1..2 ListOffsets answers NOT_LEADER_OR_FOLLOWER or
+        # LEADER_NOT_AVAILABLE for outpost.readings (the recovery's watermarks), 1 FindCoordinator
+        # answer COORDINATOR_NOT_AVAILABLE (the first client to ask for a group coordinator).
+        # _RESTART_TOPIC_CODE: the first 2 Metadata answers naming outpost.readings (the
+        # recovery's, which asks first) give it CODE at topic level, with no partitions. What the
+        # start did not consume is cleared and reported.
+        if [[ $kind == _RESTART ]]; then
+          RESTARTS=$((RESTARTS + 1))
+          codes=(COORDINATOR_LOAD_IN_PROGRESS CONCURRENT_TRANSACTIONS)
+          pctl answer InitProducerId "${codes[$((RESTARTS % 2))]}" "$(rand_ms 1 2)" >/dev/null
+          codes=(NOT_LEADER_OR_FOLLOWER LEADER_NOT_AVAILABLE)
+          pctl answer ListOffsets "${codes[$((RESTARTS % 2))]}" "$(rand_ms 1 2)" outpost.readings >/dev/null
+          pctl answer FindCoordinator COORDINATOR_NOT_AVAILABLE 1 >/dev/null
+        else
+          pctl answer MetadataTopic "${kind#_RESTART_TOPIC_}" 2 outpost.readings >/dev/null
+        fi
+        armed=$(pstat 's["answer_pending"]')
+        a0=$(pstat 'sum(s["answer_injected"].values())')
+        # Batches on Kafka and not acked at the kill, for sure: every answer delayed 400 ms, and
+        # 150 ms later Mosquitto stopped (SIGSTOP) for 700..1000 ms, then the aggregator and
+        # Mosquitto SIGKILLed, Mosquitto started again. The Produce requests in flight at the stop
+        # were answered (delivered) meanwhile, but the acks the aggregator then sent were never
+        # read by Mosquitto. The agents resend those batches, and only the start-up recovery (the
+        # dedup store is not flushed) tells the new aggregator they were delivered.
+        pctl delay 400 >/dev/null
+        sleep 0.15
+        kill -STOP "${PIDS[mosquitto]}"
+        sleep_ms "$(rand_ms 700 1000)"
+        pctl delay 0 >/dev/null
+        f=$(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_failed_total)
+        FAILED_PREV=$((FAILED_PREV + ${f:-0} - failed_before))
+        failed_before=0
+        kill9_proc aggregator
+        kill -CONT "${PIDS[mosquitto]}" 2>/dev/null || true
+        kill9_proc mosquitto
+        mosquitto -c "$WORK/mosquitto.conf" >>"$WORK/mosquitto.log" 2>&1 &
+        PIDS[mosquitto]=$!
+        wait_for 10 "mosquitto back on $MQTT_PORT" port_open "$MQTT_PORT"
+        t0=$(now_ms)
+        KAFKA=$PROXY
+        AGGREGATOR_LOG_MARK=$(wc -l <"$WORK/aggregator.log")
+        start_aggregator "${AGG_ARGS[@]}"
+        KAFKA=$BROKER
+        t=$(wait_delivery_after 0)
+        t=$(($(now_ms) - t0))
+        note_recovery "$t"
+        sleep 2.5  # the agents resend what was not acked after ack_timeout_ms (2 s)
+        dups=$(metric "$AGG_HTTP_PORT" outpost_aggregator_duplicate_batches_total)
+        left=$(pstat 's["answer_pending"]')
+        a1=$(pstat 'sum(s["answer_injected"].values())')
+        pctl clear >/dev/null
+        rec=$(tail -n +"$((AGGREGATOR_LOG_MARK + 1))" "$WORK/aggregator.log" | grep -o 'kafka recovery: .*' | tr '\n' ' ' || true)
+        line="fault $i/$ITER: aggregator SIGKILLed and started again with answer errors armed $armed: $((a1 - a0)) injected, left unconsumed $left; first delivery $t ms after the start; ${rec:-no recovery line}; ${dups:-0} batches received again recognised as delivered in 2.5 s"
       else
         if [[ $kind == _DROP ]]; then
           n=$(rand_ms 1 3)
           pctl drop "$n" >/dev/null
           what="$n Produce answers dropped (connection closed) after the broker wrote them"
+        elif [[ $kind == _META_* ]]; then
+          # Metadata answers giving every partition of the topics they name no leader
+          # (LEADER_NOT_AVAILABLE, leader -1, as during a leader election), and one Produce answer
+          # NOT_LEADER_OR_FOLLOWER after the write, which makes the producer ask for metadata.
+          # Not limited to outpost.readings: the Produce answer faulted may be one to another
+          # topic the aggregator writes (outpost.latest), whose metadata the producer then asks
+          # for, and nothing may ask for outpost.readings' within the 90 s (seed 16827 at ac794fe).
+          n=$(rand_ms 1 3)
+          pctl answer Metadata "${kind#_META_}" "$n" >/dev/null
+          pctl errors NOT_LEADER_OR_FOLLOWER 1 >/dev/null
+          what="$n Metadata answers with every partition ${kind#_META_} (no leader), after 1 Produce answer NOT_LEADER_OR_FOLLOWER"
         elif [[ $kind == _REJECT_* ]]; then
           n=$(rand_ms 1 3)
           pctl reject "${kind#_REJECT_}" "$n" >/dev/null
@@ -1108,25 +1220,37 @@ PY
       echo "  $line"
       echo "$line" >>"$WORK/rounds.txt"
       for p in aggregator proxy tort-p1 tort-p2; do
+        [[ -n "${PIDS[$p]:-}" ]] || fail "$p is not running in iteration $i"
         kill -0 "${PIDS[$p]}" 2>/dev/null || fail "$p died in iteration $i"
       done
     done
     sleep 1
     bypass_check
-    failed=$(($(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_failed_total) - failed_before))
+    failed=$((FAILED_PREV + $(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_failed_total) - failed_before))
     uncertain=$(metric "$AGG_HTTP_PORT" outpost_aggregator_kafka_messages_uncertain_total)
     echo "  aggregator: $(delivered) Kafka messages delivered, $failed failed (${uncertain:-0} possibly persisted) during the faults"
     pctl stats >"$WORK/proxy.stats.end.json"
     echo "  proxy: $(cat "$WORK/proxy.stats.end.json")"
     # Every fault kind of the run was really injected; the proxy parsed every answer it had to;
     # no broker but the proxied one was named to the aggregator; no resend was written twice.
-    python3 - "$WORK/proxy.stats.end.json" "$PROXIED" "${FAULTS[@]}" <<'PY' || fail "the proxy's counts: see above"
+    python3 - "$WORK/proxy.stats.end.json" "$PROXIED" "$BROKER" "${FAULTS[@]}" <<'PY' || fail "the proxy's counts: see above"
 import json, sys
-s, proxied, kinds = json.load(open(sys.argv[1])), int(sys.argv[2]), sys.argv[3:]
-bad = []
+s, proxied, brokers, kinds = (json.load(open(sys.argv[1])), int(sys.argv[2]),
+                              sys.argv[3].split(","), sys.argv[4:])
+bad = [f"no connection through the proxy to the broker {b}" for b in brokers
+       if not s["connections_by_broker"].get(b)]
 for k in kinds:
-    n = {"_DROP": s.get("dropped_responses", 0), "_DELAY": s.get("delayed_responses", 0)}.get(
-        k, s["rejected"].get(k[len("_REJECT_"):], 0) if k.startswith("_REJECT_") else
+    ans = s["answer_injected"]
+    if k == "_RESTART":  # each of the three APIs' answers faulted at least once
+        for api in ("InitProducerId", "ListOffsets", "FindCoordinator"):
+            if not sum(v for a, v in ans.items() if a.split()[0] == api):
+                bad.append(f"{k}: no {api} answer faulted")
+        continue
+    n = {"_DROP": s.get("dropped_responses", 0), "_DELAY": s.get("delayed_responses", 0),
+         }.get(k, s["rejected"].get(k[len("_REJECT_"):], 0) if k.startswith("_REJECT_") else
+        ans.get("MetadataTopic " + k[len("_RESTART_TOPIC_"):], 0)
+        if k.startswith("_RESTART_TOPIC_") else
+        ans.get("Metadata " + k[len("_META_"):], 0) if k.startswith("_META_") else
         s["injected"].get(k, 0))
     if n == 0:
         bad.append(f"{k} never injected")
@@ -1152,7 +1276,9 @@ print(f"  proxy: Produce answers {s.get('produce_responses', 0)}, injected {s['i
       f"{s['faulted_batches_not_resent_overtaken']}); "
       f"resent batches {s.get('resent', 0)} (deduplicated by the broker "
       f"{s.get('resent_deduplicated', 0)}, re-batched {s.get('resent_rebatched', 0)}, written "
-      f"again {s.get('resent_appended_again', 0)}); versions {sorted(s['requests'])}")
+      f"again {s.get('resent_appended_again', 0)}); other APIs' answers faulted "
+      f"{s['answer_injected']}; partitions per Produce request {s['produce_partitions']}; "
+      f"versions {sorted(s['requests'])}")
 sys.exit(1 if bad else 0)
 PY
     rc=0
