@@ -2,6 +2,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <map>
@@ -266,6 +267,95 @@ void KafkaProducer::stop(int timeout_ms) {
   }
 }
 
+namespace {
+
+// A topic-level error in a metadata answer that a moment may cure: a topic being created or
+// its leader elected (LEADER_NOT_AVAILABLE), a broker whose metadata lags (UNKNOWN_TOPIC_OR_PART),
+// a broker busy or in transition.
+bool retriableTopicError(rd_kafka_resp_err_t e) {
+  switch (e) {
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_BROKER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_REPLICA_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// How long an unknown topic is asked about again before it is taken for one that does not exist
+// (a first start: nothing was produced to it, so there is nothing to recover).
+constexpr auto kUnknownTopicWait = std::chrono::seconds(2);
+
+// The partitions of `topic` for the start-up recovery. Any topic-level error in the answer used to
+// read as "no partitions", and the recovery then skipped the topic: batches on Kafka but not yet
+// acknowledged were produced again when their agents resent them (torture realkafka-proxy,
+// docs/reliability.md). Now retriable errors are asked again until `deadline`; a topic still
+// unknown after kUnknownTopicWait is taken for absent only if the dedup store never delivered to
+// it; anything else is an error, and the aggregator refuses to start rather than duplicate.
+Result<std::vector<int32_t>> topicPartitions(
+    rd_kafka_t* rk, const std::string& topic,
+    const std::map<TopicPartition, int64_t>& checkpoints,
+    std::chrono::steady_clock::time_point deadline) {
+  const auto start = std::chrono::steady_clock::now();
+  const bool delivered_before =
+      std::any_of(checkpoints.begin(), checkpoints.end(),
+                  [&](const auto& cp) { return cp.first.topic == topic; });
+  for (int attempt = 1;; ++attempt) {
+    const auto now = std::chrono::steady_clock::now();
+    const int wait_ms = static_cast<int>(std::max<int64_t>(
+        1, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count()));
+    const rd_kafka_metadata_t* md = nullptr;
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+    const auto merr = rd_kafka_metadata(rk, 0, rkt, &md, wait_ms);
+    rd_kafka_topic_destroy(rkt);
+    if (merr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return fail(ErrorCode::kUnavailable,
+                  "kafka recovery: metadata for " + topic + ": " + rd_kafka_err2str(merr));
+    }
+    std::unique_ptr<const rd_kafka_metadata_t, void (*)(const rd_kafka_metadata_t*)> mg(
+        md, rd_kafka_metadata_destroy);
+    rd_kafka_resp_err_t terr = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    std::vector<int32_t> partitions;
+    if (md->topic_cnt == 1) {
+      terr = md->topics[0].err;
+      for (int i = 0; i < md->topics[0].partition_cnt; ++i)
+        partitions.push_back(md->topics[0].partitions[i].id);
+    }
+    if (terr == RD_KAFKA_RESP_ERR_NO_ERROR && !partitions.empty()) return partitions;
+    if (terr == RD_KAFKA_RESP_ERR_NO_ERROR) terr = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+    const bool unknown = terr == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    const auto after = std::chrono::steady_clock::now();
+    if (unknown && !delivered_before && after - start >= kUnknownTopicWait) {
+      spdlog::info("kafka recovery: topic {} does not exist (yet), nothing to recover from it",
+                   topic);
+      return std::vector<int32_t>{};
+    }
+    if (!retriableTopicError(terr) || after >= deadline) {
+      std::string why = std::string(rd_kafka_err2name(terr)) + ": " + rd_kafka_err2str(terr);
+      if (unknown) {
+        why += " (the dedup store has delivered to it before; if the topic was deleted on "
+               "purpose, start with a new dedup.path)";
+      } else if (retriableTopicError(terr)) {
+        why += ", still after " + std::to_string(attempt) + " attempts within "
+               "dedup.recovery_timeout_ms";
+      }
+      return fail(ErrorCode::kUnavailable, "kafka recovery: metadata for " + topic + ": " + why);
+    }
+    if (attempt == 1) {
+      spdlog::warn("kafka recovery: metadata for {}: {}; asking again", topic,
+                   rd_kafka_err2name(terr));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+}  // namespace
+
 Result<uint64_t> recoverFromKafka(const KafkaOptions& options,
                                   const std::vector<std::string>& topics, DedupStore& store,
                                   int64_t max_messages_per_partition, int timeout_ms) {
@@ -299,23 +389,12 @@ Result<uint64_t> recoverFromKafka(const KafkaOptions& options,
       list_guard(assignment, rd_kafka_topic_partition_list_destroy);
   std::map<TopicPartition, int64_t> end_offsets;
   uint64_t lost_messages = 0;
+  const auto recovery_deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (const auto& topic : topics) {
-    const rd_kafka_metadata_t* md = nullptr;
-    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
-    const auto merr = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
-    rd_kafka_topic_destroy(rkt);
-    if (merr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return fail(ErrorCode::kUnavailable,
-                  "kafka recovery: metadata for " + topic + ": " + rd_kafka_err2str(merr));
-    }
-    std::vector<int32_t> partitions;
-    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      for (int i = 0; i < md->topics[0].partition_cnt; ++i) {
-        partitions.push_back(md->topics[0].partitions[i].id);
-      }
-    }
-    rd_kafka_metadata_destroy(md);
-    for (int32_t p : partitions) {
+    auto partitions = topicPartitions(rk, topic, checkpoints, recovery_deadline);
+    if (!partitions) return std::unexpected(partitions.error());
+    for (int32_t p : *partitions) {
       int64_t low = 0, high = 0;
       // A partition without a leader yet (a topic just created, a leader election in a real
       // cluster) answers NOT_LEADER / LEADER_NOT_AVAILABLE for a moment: retried, bounded by
