@@ -567,8 +567,13 @@ case "$NAME" in
         "$@" "$AGENT_BIN" --config "$WORK/$dev.toml" --max-readings "$run_readings" \
         --exit-when-drained >>"$WORK/$dev.log" 2>&1 &
       PIDS[$dev]=$!
-      timeout 90 tail --pid="${PIDS[$dev]}" -f /dev/null || fail "$label: the agent did not drain within 90 s (hang)"
-      wait "${PIDS[$dev]}" 2>/dev/null || rc=$?  # (no "Killed" line from bash)
+      # stderr aside meanwhile: bash's own "Killed" notice for the killed run is expected.
+      local t_rc=0 errfd
+      exec {errfd}>&2 2>/dev/null
+      timeout 90 tail --pid="${PIDS[$dev]}" -f /dev/null || t_rc=$?
+      ((t_rc == 0)) && { wait "${PIDS[$dev]}" || rc=$?; }
+      exec 2>&"$errfd" {errfd}>&-
+      ((t_rc == 0)) || fail "$label: the agent did not drain within 90 s (hang)"
       unset "PIDS[$dev]"
       if ((rc == 137)); then
         (($(grep -c '^kill' "$report") > kills)) || fail "$label: the agent died of SIGKILL, not the shim's"
