@@ -32,6 +32,8 @@
 #                cluster (--full only: the scaled-out aggregator, 2 ingest + 3 process instances on
 #                a real Apache Kafka broker; process and ingest instances killed or stopped and
 #                restarted under a fleet's load; exact accounting read_committed)
+#                io-error-kill (--full only: a failed fsync of the outbox, then the agent SIGKILLed
+#                0..50 ms later; nothing lost, duplicated or over-counted, no store moved aside)
 #   --seed N     the seed of the first scenario (each next one uses N+1, ...); default: random.
 #                A failing scenario prints its seed: rerun it with --only NAME --seed N.
 #   --build-dir  the CMake build directory with the agent, aggregator and devkafka (default: build)
@@ -132,6 +134,11 @@ QUICK+=([cluster]=0)
 FULL+=([cluster]=30)
 ORDER+=(cluster)
 ITER_SECS+=([cluster]=40)
+# A failed fsync of the outbox followed by a SIGKILL 0..50 ms later (tests/torture/iofault_shim.c,
+# OUTPOST_IOFAULT_KILL_MS); --full only.
+QUICK+=([io-error-kill]=0)
+FULL+=([io-error-kill]=40)
+ORDER+=(io-error-kill)
 EXPLICIT=${#ONLY[@]}
 ((${#ONLY[@]})) || ONLY=("${ORDER[@]}")
 for name in "${ONLY[@]}"; do

@@ -18,6 +18,16 @@
  *                           while)
  *   OUTPOST_IOFAULT_REPORT  file to which the counts are written at exit, and one line per failed
  *                           operation as it fails ("fail <op> <n> <errno> <path>")
+ *   OUTPOST_IOFAULT_KILL_MS unset (default): no kill. D >= 0: right after the first operation it
+ *                           fails, the process gets SIGKILL after a delay drawn uniformly from
+ *                           0..D ms (OUTPOST_IOFAULT_SEED; a process kill right after a failed
+ *                           fsync, the frames of the failed commit still in the WAL file). The
+ *                           kill comes from a detached thread sleeping the delay, and also at the
+ *                           first intercepted operation (any kind, any file) at or after the
+ *                           deadline, so a delay of 0 kills before the caller's next outbox I/O
+ *                           (SQLite's retry, the next commit). "kill <delay_ms> <unix_us>" is
+ *                           reported just before (the wall-clock time of the kill).
+ *   OUTPOST_IOFAULT_SEED    seed of the kill delay (default 1)
  *
  * What SQLite sees is what a failing SD card or a full disk returns: -1 with errno set. Only
  * calls through the PLT are seen (libsqlite3.so's; glibc's own stdio writes are not), which covers
@@ -28,6 +38,8 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -59,6 +71,10 @@ static const char *g_report;
 static long g_count[kKinds];  /* operations seen per kind, on matching files */
 static long g_failed;         /* operations failed */
 static int64_t g_fail_until;  /* monotonic ms; set when the Nth operation fails (FOR_MS > 0) */
+static long g_kill_ms = -1;   /* < 0: no kill; else the maximum delay of the kill */
+static unsigned long g_seed = 1;
+static int64_t g_kill_at;     /* monotonic ms of the kill; 0 = not armed */
+static int g_kill_delay;      /* the drawn delay, for the report */
 
 /* The next definition of `name` (libc's), looked up once per call site. */
 #define NEXT(type, name)                                  \
@@ -101,6 +117,10 @@ __attribute__((constructor)) static void init(void) {
   const char *e = getenv("OUTPOST_IOFAULT_ERRNO");
   if (e && strcmp(e, "ENOSPC") == 0) g_errno = ENOSPC;
   g_report = getenv("OUTPOST_IOFAULT_REPORT");
+  const char *k = getenv("OUTPOST_IOFAULT_KILL_MS");
+  if (k && *k) g_kill_ms = atol(k);
+  const char *sd = getenv("OUTPOST_IOFAULT_SEED");
+  if (sd && *sd) g_seed = strtoul(sd, NULL, 10);
 }
 
 __attribute__((destructor)) static void fini(void) {
@@ -112,6 +132,55 @@ __attribute__((destructor)) static void fini(void) {
            __atomic_load_n(&g_count[kOpen], __ATOMIC_RELAXED),
            __atomic_load_n(&g_failed, __ATOMIC_RELAXED));
   report_line(line);
+}
+
+/* The kill (KILL_MS): reported, then SIGKILL. Called from the timer thread or an intercepted
+ * call, never from a signal handler. */
+static void kill_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  char line[96];
+  snprintf(line, sizeof line, "kill %d %lld\n", g_kill_delay,
+           (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+  report_line(line);
+  kill(getpid(), SIGKILL);
+}
+
+static void *kill_timer(void *arg) {
+  (void)arg;
+  struct timespec ts = {g_kill_delay / 1000, (long)(g_kill_delay % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+  kill_now();
+  return NULL;
+}
+
+/* Arms the kill at the first failed operation (KILL_MS >= 0): the delay is drawn from SEED
+ * (splitmix64), a detached thread sleeps it, and kill_due() catches the deadline earlier. */
+static void arm_kill(void) {
+  int64_t expected = 0;
+  if (g_kill_ms < 0) return;
+  uint64_t z = (uint64_t)g_seed + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  const int delay = (int)(z % (uint64_t)(g_kill_ms + 1));
+  if (!__atomic_compare_exchange_n(&g_kill_at, &expected, now_ms() + delay, 0, __ATOMIC_SEQ_CST,
+                                   __ATOMIC_SEQ_CST))
+    return; /* armed already */
+  g_kill_delay = delay;
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&t, &attr, kill_timer, NULL) != 0) kill_now(); /* no thread: kill now */
+  pthread_attr_destroy(&attr);
+}
+
+/* At every intercepted call: SIGKILL if the kill's deadline has passed. */
+static void kill_due(void) {
+  const int64_t at = __atomic_load_n(&g_kill_at, __ATOMIC_SEQ_CST);
+  if (at != 0 && now_ms() >= at) kill_now();
 }
 
 /* Counts one operation of `kind` on a matching file; returns 1 if it must fail. */
@@ -128,6 +197,7 @@ static int should_fail(int kind, const char *path) {
   snprintf(line, sizeof line, "fail %s %ld %s %s\n", kKindName[kind], i,
            g_errno == ENOSPC ? "ENOSPC" : "EIO", path ? path : "(an open outbox file)");
   report_line(line);
+  arm_kill();
   return 1;
 }
 
@@ -135,6 +205,7 @@ static int fd_matches(int fd) { return g_match && fd >= 0 && fd < MAX_FD && g_ma
 
 /* The open family: `real` is libc's function of the same name (dirfd < 0: no dirfd argument). */
 static int do_open(void *real, int at, int dirfd, const char *path, int flags, mode_t mode) {
+  kill_due();
   const int matches = g_match && path && strstr(path, g_match) != NULL;
   if (matches && should_fail(kOpen, path)) {
     errno = g_errno;
@@ -197,6 +268,7 @@ int close(int fd) {
 
 /* A failed operation on one of the outbox's fds: -1 with the configured errno. */
 #define MAYBE_FAIL(kind, fd)                         \
+  kill_due();                                        \
   if (fd_matches(fd) && should_fail(kind, NULL)) {   \
     errno = g_errno;                                 \
     return -1;                                       \

@@ -529,6 +529,127 @@ case "$NAME" in
     exit $rc
     ;;
 
+  io-error-kill)
+    # A failed fsync of the outbox (its -wal or database; tests/torture/iofault_shim.c) and a
+    # process kill right after it: the frames of the commit whose fsync failed are in the WAL file
+    # with a valid commit record, the agent counts that transaction as failed (retries it once,
+    # then counts its readings as dropped), and SQLite's recovery at the next start may replay it.
+    # One counting run learns the fsyncs of a run (T); then ITERATIONS runs on the same outbox each
+    # fail the Nth fsync (N spread over 1..T; EIO or ENOSPC; once, or from N on for 200..1500 ms)
+    # and the shim SIGKILLs the agent 0..KILL_MAX_MS (50) ms after that failure (every 4th run:
+    # 0 ms, before the agent's next outbox I/O); the next run is the restart. A last run without a fault drains.
+    # Checked: nothing accepted lost or duplicated, one epoch, no store moved aside (a needless
+    # move by the WAL check is a false alarm), and the readings (account_iokill.py): every
+    # reading missing from Kafka inside a run is counted as dropped, and no more is counted than
+    # is missing (a batch both on Kafka and counted as dropped is an over-count).
+    shim="$OUTPOST_BUILD_DIR/tests/integration/outpost_iofault.so"
+    [[ -f "$shim" ]] || fail "$shim is not built (target outpost_iofault)"
+    start_mosquitto
+    start_devkafka
+    start_aggregator
+    dev=tort-iok
+    run_readings=${RUN_READINGS:-2000}
+    kill_max=${KILL_MAX_MS:-50}
+    write_agent_config "$dev" 500
+    report="$WORK/iofault.report"
+    runs="$WORK/runs"
+    : >"$WORK/$dev.log" && : >"$runs"
+    produced=0 killed=0 restarts=0
+    # iok_run LABEL [SHIM_ENV...]: one agent run with the shim; a SIGKILL is allowed only when the
+    # shim reported its kill; exit 1 only at start-up with "cannot open the outbox" (restarted
+    # 2 s later without the fault, as in io-error).
+    iok_run() {
+      local label=$1 t0 rc=0 from kills
+      shift
+      from=$(($(wc -l <"$WORK/$dev.log") + 1))
+      kills=$(grep -c '^kill' "$report" 2>/dev/null || true)
+      t0=$(date +%s%6N)
+      env LD_PRELOAD="$shim" OUTPOST_IOFAULT_MATCH="/$dev.outbox.db" OUTPOST_IOFAULT_REPORT="$report" \
+        "$@" "$AGENT_BIN" --config "$WORK/$dev.toml" --max-readings "$run_readings" \
+        --exit-when-drained >>"$WORK/$dev.log" 2>&1 &
+      PIDS[$dev]=$!
+      # stderr aside meanwhile: bash's own "Killed" notice for the killed run is expected.
+      local t_rc=0 errfd
+      exec {errfd}>&2 2>/dev/null
+      timeout 90 tail --pid="${PIDS[$dev]}" -f /dev/null || t_rc=$?
+      ((t_rc == 0)) && { wait "${PIDS[$dev]}" || rc=$?; }
+      exec 2>&"$errfd" {errfd}>&-
+      ((t_rc == 0)) || fail "$label: the agent did not drain within 90 s (hang)"
+      unset "PIDS[$dev]"
+      if ((rc == 137)); then
+        (($(grep -c '^kill' "$report") > kills)) || fail "$label: the agent died of SIGKILL, not the shim's"
+        read -r _ delay kill_us < <(grep '^kill' "$report" | tail -1)
+        echo "$t0 $(date +%s%6N) killed $kill_us" >>"$runs"
+        killed=$((killed + 1))
+        LAST_RUN="killed ${delay} ms after the failure"
+        return
+      fi
+      if ((rc != 0)); then
+        ((rc < 128)) || fail "$label: the agent died of signal $((rc - 128))"
+        tail -n +"$from" "$WORK/$dev.log" | grep -q ' running: ' &&
+          fail "$label: the agent exited with status $rc after it started reading (not allowed)"
+        tail -n +"$from" "$WORK/$dev.log" | grep -q 'cannot open the outbox' ||
+          fail "$label: the agent exited with status $rc without saying why"
+        ((++restarts > ITER)) && fail "$label: more restarts than faults (crash loop)"
+        echo "  $label: start-up failed; restarting in 2 s without the fault"
+        sleep 2
+        iok_run "$label (restart)"
+        return
+      fi
+      echo "$t0 $(date +%s%6N) clean 0" >>"$runs"
+      produced=$((produced + run_readings))
+      LAST_RUN="exited by itself"
+    }
+    iok_run "counting run"
+    read -r _ _ _ _ t_fsync _ _ _ _ < <(grep '^counts' "$report" | tail -1)
+    echo "  counting run: outbox fsyncs $t_fsync"
+    ((t_fsync > 0)) || fail "the counting run saw no outbox fsync: the shim is not working"
+    errnos=(EIO ENOSPC)
+    for i in $(seq 0 $((ITER - 1))); do
+      err=${errnos[i % 2]} for_ms=0
+      (((i / 2) % 2)) && for_ms=$(rand_ms 200 1500)
+      # A killed run writes no counts: T stays the counting run's.
+      n=$((1 + (i * t_fsync + RANDOM % (t_fsync > ITER ? t_fsync / ITER : 1)) / ITER))
+      ((n > t_fsync)) && n=$t_fsync
+      what="fsync #$n of ~$t_fsync $err $( ((for_ms)) && echo "for ${for_ms} ms" || echo once)"
+      before_moves=$(grep -c 'moved it to' "$WORK/$dev.log" || true)
+      iok_run "fault $((i + 1))/$ITER ($what)" OUTPOST_IOFAULT_OP=fsync OUTPOST_IOFAULT_N="$n" \
+        OUTPOST_IOFAULT_ERRNO="$err" OUTPOST_IOFAULT_FOR_MS="$for_ms" \
+        OUTPOST_IOFAULT_KILL_MS="$( ((i % 4 == 3)) && echo 0 || echo "$kill_max")" \
+        OUTPOST_IOFAULT_SEED="$(rand_ms 1 1000000000)"
+      moves=$(($(grep -c 'moved it to' "$WORK/$dev.log" || true) - before_moves))
+      echo "  fault $((i + 1))/$ITER: $what: $LAST_RUN$( ((moves)) && echo "; STORE MOVED ASIDE at start-up")"
+    done
+    iok_run "final run"
+    echo "  final run: $LAST_RUN; $killed of $ITER runs killed, $restarts start-ups failed and were restarted"
+    ((killed > 0)) || fail "no run was killed (every N was past the run's fsyncs)"
+    false_alarms=$(grep -c 'moved it to' "$WORK/$dev.log" || true)
+    last=$(outbox_last_seq "$dev")
+    rows=$(outbox_rows "$dev")
+    pending=$(sqlite3 "$WORK/$dev.outbox.db" "SELECT COALESCE((SELECT value FROM meta WHERE key='pending_dropped'),0)")
+    kafka_dump outpost.readings "$WORK/readings.jsonl"
+    rc=0
+    python3 "$TORTURE/account.py" "$WORK/readings.jsonl" "$dev=$last:$rows" \
+      >"$WORK/account.json" || rc=$?
+    python3 "$TORTURE/account_iokill.py" "$WORK/readings.jsonl" "$dev" "$runs" "$run_readings" \
+      500 "$pending" >"$WORK/iokill.json" || rc=1
+    echo "  readings: $(cat "$WORK/iokill.json")"
+    python3 - "$WORK/account.json" "$WORK/iokill.json" "$false_alarms" <<'PY'
+import json, sys
+a, k = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+a["readings_check"] = k
+a["stores_moved_aside"] = int(sys.argv[3])
+json.dump(a, open(sys.argv[1], "w"))
+PY
+    write_result
+    if ((false_alarms > 0)); then
+      echo "  FALSE ALARM: the store was moved aside $false_alarms times after a failed fsync and a kill:"
+      grep -E 'WAL|moved it to' "$WORK/$dev.log" | head -5
+      rc=1
+    fi
+    exit $rc
+    ;;
+
   kafka-errors | kafka-down | kafka-leader | kafka-rtt)
     # The Kafka fault matrix on the development broker's fault injection (outpost-devkafka
     # --control, docs/devkafka.md) under two agents at 2,000 readings/s each. Each fault is checked

@@ -8,7 +8,10 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <limits>
 #include <map>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -193,6 +196,8 @@ struct WalScan {
   uint64_t recovered = 0;  // frames walIndexRecover keeps
   uint64_t first_bad = 0;  // 1-based; 0: none
   uint64_t shm_committed = 0;
+  bool shm_usable = false;     // the -shm's header is intact and names the generation's salts
+  bool shm_this_boot = false;  // ... and the file was modified since this boot
   std::string error;
 };
 
@@ -200,24 +205,48 @@ struct WalScan {
 // two 48-byte copies in native byte order: iVersion, unused, iChange, isInit, bigEndCksum,
 // szPage, mxFrame, nPage, aFrameCksum[2], aSalt[2], aCksum[2] (walIndexTryHdr: both copies equal,
 // isInit set, aCksum the native-order checksum of the first 40 bytes). mxFrame is the last frame
-// of the last commit the writer finished. Returns 0 when the file is missing or not usable.
-uint64_t shmCommitted(const std::string& shm, uint64_t wal_salts) {
+// of the last commit the writer finished. Empty when the file is missing or not usable.
+std::optional<uint64_t> shmCommitted(const std::string& shm, uint64_t wal_salts) {
   std::FILE* f = std::fopen(shm.c_str(), "rb");
-  if (f == nullptr) return 0;
+  if (f == nullptr) return std::nullopt;
   uint8_t h[96] = {};
   const bool read = std::fread(h, 1, sizeof h, f) == sizeof h;
   std::fclose(f);
-  if (!read || std::memcmp(h, h + 48, 48) != 0) return 0;
+  if (!read || std::memcmp(h, h + 48, 48) != 0) return std::nullopt;
   uint32_t version = 0, mx_frame = 0, cksum[2] = {};
   std::memcpy(&version, h, 4);
   std::memcpy(&mx_frame, h + 16, 4);
   std::memcpy(cksum, h + 40, 8);
-  if (version != kWalVersion || h[12] != 1) return 0;
+  if (version != kWalVersion || h[12] != 1) return std::nullopt;
   const bool native_big = std::endian::native == std::endian::big;
   const Sum s = walSum(native_big, h, 40, {});
-  if (s.s1 != cksum[0] || s.s2 != cksum[1]) return 0;
-  if (raw64(h + 32) != wal_salts) return 0;
+  if (s.s1 != cksum[0] || s.s2 != cksum[1]) return std::nullopt;
+  if (raw64(h + 32) != wal_salts) return std::nullopt;
   return mx_frame;
+}
+
+// Whether `path` was modified since the machine booted (Linux: /proc/stat's btime). A -shm
+// written since this boot is the last writer's own state (a killed process's shared memory is in
+// the page cache the file reads back); one from before a reboot or power cut may be stale.
+// False when either time cannot be read.
+bool modifiedThisBoot(const std::string& path) {
+  std::error_code ec;
+  const auto mtime = std::filesystem::last_write_time(path, ec);
+  if (ec) return false;
+  std::ifstream stat("/proc/stat");
+  std::string key;
+  long long btime = -1;
+  while (stat >> key) {
+    if (key == "btime") {
+      stat >> btime;
+      break;
+    }
+    stat.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  if (btime <= 0) return false;
+  const auto sys = std::chrono::file_clock::to_sys(mtime);
+  return std::chrono::duration_cast<std::chrono::seconds>(sys.time_since_epoch()).count() >=
+         btime;
 }
 
 WalScan scanWal(const std::string& db_path) {
@@ -350,7 +379,13 @@ WalScan scanWal(const std::string& db_path) {
     }
     prev = fr[i].stored;
   }
-  if (w.has_gen) w.shm_committed = shmCommitted(db_path + "-shm", w.salts);
+  if (w.has_gen) {
+    if (const auto shm = shmCommitted(db_path + "-shm", w.salts)) {
+      w.shm_usable = true;
+      w.shm_committed = *shm;
+      w.shm_this_boot = modifiedThisBoot(db_path + "-shm");
+    }
+  }
   return w;
 }
 
@@ -580,6 +615,7 @@ WalCheck checkWal(const std::string& db_path) {
   c.recovered = w.recovered;
   c.first_bad = w.first_bad;
   c.shm_committed = w.shm_committed;
+  c.shm_this_boot = w.shm_this_boot;
   const std::string wal = db_path + "-wal";
   // A read error is SQLite's to report; without frames of one generation nothing committed is lost.
   if (!w.error.empty() || !w.has_gen) return c;
@@ -592,6 +628,13 @@ WalCheck checkWal(const std::string& db_path) {
         ++commits;
         last_commit = i + 1;
       }
+    }
+    // The writer's -shm (this boot's) says its last finished commit ends before the break: the
+    // frames after it belong to transactions it never finished (a failed fsync, a kill
+    // mid-commit), partly overwritten by a shorter one; nothing it reported committed is lost.
+    if (commits > 0 && w.shm_this_boot && w.first_bad > w.shm_committed) {
+      c.uncommitted_tail = true;
+      commits = 0;
     }
     if (commits > 0) {
       c.damaged = true;

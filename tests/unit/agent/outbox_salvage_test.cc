@@ -20,6 +20,7 @@
 #include "outpost/agent/outbox_salvage.h"
 #include "outpost/common/clock.h"
 #include "outpost/common/codec.h"
+#include "support/faulty_vfs.h"
 #include "support/temp_dir.h"
 
 namespace codec = outpost::codec;
@@ -633,4 +634,58 @@ TEST_CASE("Random single-byte damage anywhere in the WAL never reuses a seq in a
     INFO("a WAL of " << junk.size() << " random bytes");
     CHECK(Outbox::open(o, clock).has_value());
   }
+}
+
+TEST_CASE("A failed fsync and a kill right after it are not a damaged WAL",
+          "[agent][outbox][salvage][wal]") {
+  // Found by the io-error-kill torture scenario: every store was moved aside (a new epoch, its
+  // waiting batches counted as dropped though already sent) when the agent was killed while
+  // fsyncs failed. The batches' transaction left its frames, commit frame included, in the WAL;
+  // the shorter transaction writing the drop count went over their start and failed too, leaving
+  // a checksum break followed by the batches' stale commit frame — after the last commit the
+  // writer finished, per its -shm.
+  ShmTempDir dir("outpost-walfsync-test");
+  FakeClock clock;
+  outpost::testing::FaultyVfs vfs;  // SQLite's default VFS while it exists: outlives the stores
+  OutboxOptions o;
+  o.path = dir.file("live.db");
+  auto box = openBox(o, clock);
+  for (size_t i = 0; i < 5; ++i) {
+    auto b = makeBatch(kReadings);
+    REQUIRE(box->append(b).has_value());
+  }
+  const uint64_t epoch = box->epoch();
+  const uint64_t dropped_before = box->stats().dropped_readings_total;
+  vfs.failSyncs(-1);
+  std::vector<codec::BatchContent> g{makeBatch(kReadings), makeBatch(kReadings)};
+  REQUIRE_FALSE(box->appendMany(g).has_value());  // tried twice, counted as dropped
+  const std::string killed = dir.file("outbox.db");
+  snapshot(o.path, killed);  // the kill: the WAL and -shm as the process left them
+  vfs.failSyncs(0);
+  box.reset();
+
+  const WalCheck c = checkWal(killed);
+  REQUIRE(c.shm_this_boot);
+  CHECK(c.first_bad > c.shm_committed);  // a break after the last finished commit...
+  CHECK(c.frames > c.first_bad);         // ...with stale frames after it
+  CHECK(c.uncommitted_tail);
+  CHECK_FALSE(c.damaged);
+  o.path = killed;
+  auto reopened = openBox(o, clock);
+  CHECK(reopened->epoch() == epoch);
+  CHECK(asideOf(dir.path().string()).empty());
+  // SQLite may replay the last failed transaction: the batches (their drop count was only in
+  // memory) or the drop count (the batches overwritten), never both, and no seq given twice.
+  // (Here: the pending count, the first of the counters' separate writes.)
+  const auto st = reopened->stats();  // a copy: append below changes it
+  const uint64_t stored = st.rows - 5;
+  const uint64_t counted = reopened->pendingDropped();
+  CHECK(st.dropped_readings_total - dropped_before <= counted);
+  CHECK((stored == 0 || counted == 0));
+  CHECK(stored * kReadings + counted <= 2 * kReadings);
+  CHECK(st.last_seq == st.rows);
+  auto next = makeBatch(3);
+  auto seq = reopened->append(next);
+  REQUIRE(seq.has_value());
+  CHECK(*seq == st.last_seq + 1);  // the next seq follows what is stored
 }

@@ -69,7 +69,12 @@ SalvageResult salvageStore(const std::string& path, const SalvageLimits& limits 
 //    salts) saying more frames were committed than SQLite would recover (a truncated log, a
 //    damaged last commit frame).
 // A torn or short last frame with no commit of this generation after it is a normal uncommitted
-// tail, not damage. Bounded: at most 64 MB of the log are read. Never writes. Any thread.
+// tail, not damage. So is a break after the last commit the writer finished, per a -shm written
+// since this boot (the writer was killed, the machine kept running, the -shm is its last state):
+// the frames after it are those of transactions that never completed — a commit whose fsync
+// failed leaves its frames (commit frame included) in the WAL, and a shorter transaction written
+// over their start leaves the rest behind a checksum break — and the writer never reported them
+// committed. After a reboot the -shm may be stale, and such a break counts as damage as above. Bounded: at most 64 MB of the log are read. Never writes. Any thread.
 struct WalCheck {
   bool damaged = false;
   bool header_valid = false;     // magic, page size, version and header checksum as SQLite wants
@@ -79,6 +84,8 @@ struct WalCheck {
   uint64_t first_bad = 0;        // 1-based frame where SQLite's recovery stops (0: none)
   uint64_t commits_after = 0;    // commit frames of this generation after first_bad
   uint64_t shm_committed = 0;    // frames the -shm says were committed (0: no usable -shm)
+  bool shm_this_boot = false;    // the -shm is usable and was written since this boot
+  bool uncommitted_tail = false; // a break after shm_committed, not counted as damage (above)
   std::string what;              // the evidence, for the log
 };
 WalCheck checkWal(const std::string& db_path);
