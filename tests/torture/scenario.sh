@@ -118,6 +118,28 @@ finish() {
   return $rc
 }
 
+# java_account DEVICE...: after finish, the same accounting from a second, independent client:
+# Kafka's Java console consumer (real broker only). Its figures go into $RESULT as
+# "java_consumer"; fails the scenario if its accounting fails or it read another number of
+# readings than kcat did.
+java_account() {
+  local spec=() dev jrc=0
+  java_consumer_dump outpost.readings "$WORK/readings.java.jsonl"
+  for dev in "$@"; do spec+=("$dev=$(outbox_last_seq "$dev"):$(outbox_rows "$dev")"); done
+  python3 "$TORTURE/account.py" "$WORK/readings.java.jsonl" "${spec[@]}" >"$WORK/account.java.json" || jrc=$?
+  echo "  Java console consumer: $(cat "$WORK/account.java.json")"
+  python3 - "$RESULT" "$WORK/account.java.json" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1]))
+j = json.load(open(sys.argv[2]))
+a["java_consumer"] = {k: j[k] for k in ("readings", "lost", "duplicated", "reordered", "ok")}
+json.dump(a, open(sys.argv[1], "w"))
+PY
+  ((jrc == 0)) || fail "the Java console consumer's accounting failed: $(cat "$WORK/account.java.json")"
+  [[ $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["readings"] == json.load(open(sys.argv[2]))["readings"])' "$WORK/account.json" "$WORK/account.java.json") == True ]] ||
+    fail "kcat and the Java console consumer read different numbers of readings"
+}
+
 # net_namespace MATCH_OUT MATCH_IN: a network namespace ($NS) joined to this one by a veth pair
 # on a private /30 ($NET_HOST here, $NET_AGENT inside, on $VETH_HOST / $VETH_AGENT); the packets
 # on the inner veth that iptables matches (MATCH_OUT leaving, MATCH_IN arriving: e.g.
@@ -1075,26 +1097,15 @@ PY
     echo "  aggregator: $(delivered) Kafka messages delivered, $failed failed ($uncertain possibly persisted) during the rounds"
     rc=0
     finish "${devs[@]}" || rc=$?
-    # The same accounting from a second, independent client: Kafka's Java console consumer.
-    java_consumer_dump outpost.readings "$WORK/readings.java.jsonl"
-    spec=()
-    for dev in "${devs[@]}"; do spec+=("$dev=$(outbox_last_seq "$dev"):$(outbox_rows "$dev")"); done
-    jrc=0
-    python3 "$TORTURE/account.py" "$WORK/readings.java.jsonl" "${spec[@]}" >"$WORK/account.java.json" || jrc=$?
-    echo "  Java console consumer: $(cat "$WORK/account.java.json")"
-    python3 - "$RESULT" "$WORK/account.java.json" "$WORK/rounds.txt" "$ner_rounds" "$failed" <<'PY'
+    python3 - "$RESULT" "$WORK/rounds.txt" "$ner_rounds" "$failed" <<'PY'
 import json, sys
 a = json.load(open(sys.argv[1]))
-j = json.load(open(sys.argv[2]))
-a["java_consumer"] = {k: j[k] for k in ("readings", "lost", "duplicated", "reordered", "ok")}
-a["rounds"] = [l.strip() for l in open(sys.argv[3]) if l.strip()]
-a["not_enough_replicas_rounds"] = int(sys.argv[4])
-a["failed_deliveries"] = int(sys.argv[5])
+a["rounds"] = [l.strip() for l in open(sys.argv[2]) if l.strip()]
+a["not_enough_replicas_rounds"] = int(sys.argv[3])
+a["failed_deliveries"] = int(sys.argv[4])
 json.dump(a, open(sys.argv[1], "w"))
 PY
-    ((jrc == 0)) || fail "the Java console consumer's accounting failed: $(cat "$WORK/account.java.json")"
-    [[ $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["readings"] == json.load(open(sys.argv[2]))["readings"])' "$WORK/account.json" "$WORK/account.java.json") == True ]] ||
-      fail "kcat and the Java console consumer read different numbers of readings"
+    java_account "${devs[@]}"
     exit $rc
     ;;
 
@@ -1404,26 +1415,15 @@ sys.exit(1 if bad else 0)
 PY
     rc=0
     finish tort-p1 tort-p2 || rc=$?
-    # The same accounting from a second, independent client: Kafka's Java console consumer.
-    java_consumer_dump outpost.readings "$WORK/readings.java.jsonl"
-    spec=()
-    for dev in tort-p1 tort-p2; do spec+=("$dev=$(outbox_last_seq "$dev"):$(outbox_rows "$dev")"); done
-    jrc=0
-    python3 "$TORTURE/account.py" "$WORK/readings.java.jsonl" "${spec[@]}" >"$WORK/account.java.json" || jrc=$?
-    echo "  Java console consumer: $(cat "$WORK/account.java.json")"
-    python3 - "$RESULT" "$WORK/account.java.json" "$WORK/rounds.txt" "$WORK/proxy.stats.end.json" "$failed" <<'PY'
+    python3 - "$RESULT" "$WORK/rounds.txt" "$WORK/proxy.stats.end.json" "$failed" <<'PY'
 import json, sys
 a = json.load(open(sys.argv[1]))
-j = json.load(open(sys.argv[2]))
-a["java_consumer"] = {k: j[k] for k in ("readings", "lost", "duplicated", "reordered", "ok")}
-a["rounds"] = [l.strip() for l in open(sys.argv[3]) if l.strip()]
-a["proxy"] = json.load(open(sys.argv[4]))
-a["failed_deliveries"] = int(sys.argv[5])
+a["rounds"] = [l.strip() for l in open(sys.argv[2]) if l.strip()]
+a["proxy"] = json.load(open(sys.argv[3]))
+a["failed_deliveries"] = int(sys.argv[4])
 json.dump(a, open(sys.argv[1], "w"))
 PY
-    ((jrc == 0)) || fail "the Java console consumer's accounting failed: $(cat "$WORK/account.java.json")"
-    [[ $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["readings"] == json.load(open(sys.argv[2]))["readings"])' "$WORK/account.json" "$WORK/account.java.json") == True ]] ||
-      fail "kcat and the Java console consumer read different numbers of readings"
+    java_account tort-p1 tort-p2
     exit $rc
     ;;
 
