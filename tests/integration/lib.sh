@@ -87,6 +87,11 @@ cleanup() {
     esac
   done
   stop_pids "${clients[@]}"
+  # A real Kafka broker's clean shutdown takes 2-3 s, and its data is deleted right after: it
+  # gets SIGKILL here (its clean stop is tested in realkafka.kafka_broker).
+  for name in "${!PIDS[@]}"; do
+    [[ $name != kafka* ]] || kill -KILL "${PIDS[$name]}" 2>/dev/null || true
+  done
   stop_pids "${brokers[@]}"
   if [[ $rc -ne 0 ]]; then
     for f in "$WORK"/*.log; do
