@@ -244,9 +244,6 @@ rd_kafka_t* subscribed(const std::string& bootstrap, const std::string& group,
                               {"auto.offset.reset", "earliest"},
                               {"enable.auto.commit", "false"},
                               {"session.timeout.ms", "6000"},
-                              // A member learns of a rebalance (another member joining) on its
-                              // next heartbeat: 3 s by default, the check's longest wait.
-                              {"heartbeat.interval.ms", "300"},
                               {"enable.partition.eof", "true"},  // consume(..., ends)
                               {"isolation.level", read_committed ? "read_committed"
                                                                  : "read_uncommitted"}});
