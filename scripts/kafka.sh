@@ -46,9 +46,7 @@
 #
 # Env: OUTPOST_KAFKA_VERSION (default below), OUTPOST_CACHE (default ~/.cache/outpost),
 #      OUTPOST_KAFKA_TOOL (outpost-kafka-tool, which creates topics; default: build*/ of this tree),
-#      OUTPOST_KAFKA_DIR (default --dir for stop/status: the last folder started),
-#      OUTPOST_KAFKA_JVM_OPTS (more JVM options for a single broker, space-separated; the
-#      integration tests set -XX:TieredStopAtLevel=1, as a cluster's nodes always have it).
+#      OUTPOST_KAFKA_DIR (default --dir for stop/status: the last folder started).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -336,10 +334,8 @@ while True:
 
   # The broker in its own session, so the caller's Ctrl-C or job control does not reach it; it is
   # stopped by its pid (stop, or the tests' harness).
-  local jvm_opts=()
-  read -r -a jvm_opts <<<"${OUTPOST_KAFKA_JVM_OPTS:-}"
   setsid java -Xms"$heap" -Xmx"$heap" -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError \
-    "${jvm_opts[@]}" -Djava.awt.headless=true -Dlog4j2.configurationFile="$dir/log4j2.properties" \
+    -Djava.awt.headless=true -Dlog4j2.configurationFile="$dir/log4j2.properties" \
     -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" >>"$dir/stdout.log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$dir/kafka.pid"

@@ -172,10 +172,6 @@ KAFKA_MODE=${OUTPOST_KAFKA:-dev}
 KAFKA_SH="$HERE/../../scripts/kafka.sh"
 KAFKA_TOOL_BIN="$OUTPOST_BUILD_DIR/tools/kafka/outpost-kafka-tool"
 
-# A real broker's JVM compiles with C1 only (as scripts/kafka.sh's cluster nodes always do): it
-# starts in ~7 s instead of ~10 s on this loaded 2-core machine, and the tests' load is small.
-export OUTPOST_KAFKA_JVM_OPTS=${OUTPOST_KAFKA_JVM_OPTS--XX:TieredStopAtLevel=1}
-
 start_kafka() {
   case $KAFKA_MODE in
     dev) start_devkafka ;;
