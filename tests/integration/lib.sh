@@ -17,6 +17,14 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/outpost_it.XXXXXX")
 declare -A PIDS=()   # name -> pid
+# python3 resolved once, for this test and every process it starts: where python3 on PATH is a
+# version manager's shim (pyenv: a chain of bash scripts, ~0.2 s a call against ~0.02 s for the
+# interpreter itself), the tests' many short python3 calls (free ports, polls) cost seconds each.
+# The same interpreter (sys.executable), linked first on PATH.
+if _py=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) && [[ -x "$_py" ]]; then
+  mkdir -p "$WORK/bin" && ln -s "$_py" "$WORK/bin/python3" && PATH="$WORK/bin:$PATH"
+fi
+unset _py
 KEEP_WORK=${KEEP_WORK:-0}
 
 log() { echo "[$(date +%H:%M:%S)] $*"; }
@@ -51,9 +59,40 @@ kill9_proc() {  # kill9_proc NAME: SIGKILL, as a power cut would
   unset "PIDS[$name]"
 }
 
+stop_pids() {  # stop_pids PID...: SIGTERM to all at once, wait up to 5 s for all, then SIGKILL
+  local pid alive
+  (($#)) || return 0
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 50); do
+    alive=0
+    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && { alive=1; break; }; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for pid in "$@"; do
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+}
+
+# The clients (agents, aggregators, tools) are stopped before the brokers they talk to, all at
+# once: an aggregator stopped after its Kafka broker spent its whole shutdown flush time-out (5 s)
+# on its last records and was then SIGKILLed, and one by one the stops added up (5-8 s a test).
 cleanup() {
-  local rc=$?
-  for name in "${!PIDS[@]}"; do stop_pid "${PIDS[$name]}"; done
+  local rc=$? name clients=() brokers=()
+  for name in "${!PIDS[@]}"; do
+    case $name in
+      mosquitto* | devkafka* | kafka*) brokers+=("${PIDS[$name]}") ;;
+      *) clients+=("${PIDS[$name]}") ;;
+    esac
+  done
+  stop_pids "${clients[@]}"
+  # A real Kafka broker's clean shutdown takes 2-3 s, and its data is deleted right after: it
+  # gets SIGKILL here (its clean stop is tested in realkafka.kafka_broker).
+  for name in "${!PIDS[@]}"; do
+    [[ $name != kafka* ]] || kill -KILL "${PIDS[$name]}" 2>/dev/null || true
+  done
+  stop_pids "${brokers[@]}"
   if [[ $rc -ne 0 ]]; then
     for f in "$WORK"/*.log; do
       [[ -f "$f" ]] || continue

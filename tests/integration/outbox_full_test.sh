@@ -9,9 +9,11 @@
 source "$(dirname "$0")/lib.sh"
 POLICY=${1:-drop_oldest}
 DEV=of-1
-# Per sensor (2 sensors at 1000 Hz: 20 s): production must go on after the outbox has room again
+# Per sensor (2 sensors at 1000 Hz: 15 s): production must go on after the outbox has room again
 # (the aggregator also takes a few seconds to reconnect), so that a stored batch reports the drops.
-PRODUCED=20000
+# Timeline here: the outbox (64 KB) is full ~1.2 s into the 3 s outage; the agent is back ~1 s
+# after the broker and has room again ~2.5 s later, ~8 s into production: 7 s to spare.
+PRODUCED=15000
 
 start_mosquitto
 start_devkafka
@@ -27,7 +29,7 @@ start_draining_agent "$DEV" $((2 * PRODUCED)) --set outbox.max_bytes=65536 \
 sleep 2
 stop_proc mosquitto
 log "mosquitto stopped: the outbox fills past its 64 KB limit ($POLICY)"
-sleep 5
+sleep 3  # the outbox is full after ~1.2 s: ~2,000 readings a second dropped from then on
 mosquitto -c "$WORK/mosquitto.conf" >>"$WORK/mosquitto.log" 2>&1 &
 PIDS[mosquitto]=$!
 wait_for 10 "mosquitto back on $MQTT_PORT" port_open "$MQTT_PORT"

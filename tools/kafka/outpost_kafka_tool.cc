@@ -192,19 +192,42 @@ void produce(rd_kafka_t* rk, const std::string& topic, const std::string& key,
   }
 }
 
+// The log end offset (high watermark) of each partition of a topic, as the broker has it now.
+std::map<int32_t, int64_t> endOffsets(rd_kafka_t* rk, const std::string& topic, int partitions) {
+  std::map<int32_t, int64_t> ends;
+  for (int32_t p = 0; p < partitions; ++p) {
+    int64_t lo = 0, hi = 0;
+    check(rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &lo, &hi, 10000),
+          "watermarks of " + topic);
+    ends[p] = hi;
+  }
+  return ends;
+}
+
 // Consumes from a subscribed consumer until `want` messages arrived or `secs` passed; values
-// are counted by content.
-std::map<std::string, int> consume(rd_kafka_t* c, size_t want, int secs) {
+// are counted by content. With `ends` (partition -> log end offset) it also stops once the
+// consumer has fetched every one of those partitions up to its end (an end-of-partition event at
+// or past it): a wait for messages that must not come (want = one more than expected) then ends
+// as soon as nothing can come any more, not only when the time is up.
+std::map<std::string, int> consume(rd_kafka_t* c, size_t want, int secs,
+                                   const std::map<int32_t, int64_t>* ends = nullptr) {
   std::map<std::string, int> seen;
+  std::set<int32_t> at_end;
   size_t total = 0;
   auto end = Clock::now() + std::chrono::seconds(secs);
-  while (total < want && Clock::now() < end) {
+  while (total < want && Clock::now() < end && !(ends && at_end.size() == ends->size())) {
     rd_kafka_message_t* m = rd_kafka_consumer_poll(c, 200);
     if (!m) continue;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       ++seen[std::string(static_cast<const char*>(m->payload), m->len)];
       ++total;
-    } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      at_end.erase(m->partition);
+    } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      if (ends) {
+        auto it = ends->find(m->partition);
+        if (it != ends->end() && m->offset >= it->second) at_end.insert(m->partition);
+      }
+    } else {
       std::string e = rd_kafka_message_errstr(m);
       rd_kafka_message_destroy(m);
       die("consume: " + e);
@@ -221,6 +244,7 @@ rd_kafka_t* subscribed(const std::string& bootstrap, const std::string& group,
                               {"auto.offset.reset", "earliest"},
                               {"enable.auto.commit", "false"},
                               {"session.timeout.ms", "6000"},
+                              {"enable.partition.eof", "true"},  // consume(..., ends)
                               {"isolation.level", read_committed ? "read_committed"
                                                                  : "read_uncommitted"}});
   rd_kafka_topic_partition_list_t* l = rd_kafka_topic_partition_list_new(1);
@@ -295,7 +319,10 @@ int checkBroker(const std::string& bootstrap) {
   check(rd_kafka_abort_transaction(p, 30000), "abort_transaction");
   {
     rd_kafka_t* c = subscribed(bootstrap, "outpost-check-rc-" + sfx, t_in, true);
-    auto seen = consume(c, kN + 1, 3);  // one more than committed: waits to see none aborted
+    // One more than committed: waits to see none aborted, for 3 s or until the consumer has
+    // fetched past the aborted messages (and the abort markers) to the end of every partition.
+    const auto ends = endOffsets(c, t_in, 6);
+    auto seen = consume(c, kN + 1, 3, &ends);
     rd_kafka_consumer_close(c);
     rd_kafka_destroy(c);
     for (const auto& [v, n] : seen) {
@@ -410,7 +437,10 @@ int checkBroker(const std::string& bootstrap) {
   check(rd_kafka_flush(p, 30000), "flush (late)");
   rd_kafka_destroy(p);
   rd_kafka_t* late = subscribed(bootstrap, g, t_grp, false);
-  auto after = consume(late, 11, 3);  // one more than the 10 new: none of the old comes again
+  // One more than the 10 new: none of the old comes again, for 3 s or until it has fetched
+  // every partition to its end.
+  const auto grp_ends = endOffsets(late, t_grp, 6);
+  auto after = consume(late, 11, 3, &grp_ends);
   rd_kafka_consumer_close(late);
   rd_kafka_destroy(late);
   if (after.size() != 10) {
