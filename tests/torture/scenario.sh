@@ -118,6 +118,21 @@ finish() {
   return $rc
 }
 
+# start_kafka_cluster: a real 3-broker KRaft cluster plus 2 controller-only nodes in $WORK/kafka
+# ($KDIR; scripts/kafka.sh start --nodes 3 --controllers 2); KAFKA is its brokers' bootstrap list.
+# Every node that runs is stopped by this harness, whatever happened.
+start_kafka_cluster() {
+  local rc=0 n
+  KDIR="$WORK/kafka"
+  KAFKA=$(OUTPOST_KAFKA_TOOL="$KAFKA_TOOL_BIN" "$KAFKA_SH" start --dir "$KDIR" --nodes 3 \
+    --controllers 2 --timeout 240 2>>"$WORK/kafka-start.log") || rc=$?
+  for n in 1 2 3 4 5; do
+    [[ -f "$KDIR/node$n/kafka.pid" ]] && PIDS[kafka$n]=$(cat "$KDIR/node$n/kafka.pid")
+  done
+  for n in 1 2 3; do ln -sf "$KDIR/node$n/server.log" "$WORK/kafka$n-server.log"; done
+  ((rc == 0)) || fail "the Kafka cluster did not start: $(tail -n 5 "$WORK/kafka-start.log")"
+}
+
 # java_account DEVICE...: after finish, the same accounting from a second, independent client:
 # Kafka's Java console consumer (real broker only). Its figures go into $RESULT as
 # "java_consumer"; fails the scenario if its accounting fails or it read another number of
@@ -924,15 +939,7 @@ PY
     # Checked at the end with kcat and with Kafka's Java console consumer.
     KAFKA_MODE=real
     start_mosquitto
-    KDIR="$WORK/kafka"
-    rc=0
-    KAFKA=$(OUTPOST_KAFKA_TOOL="$KAFKA_TOOL_BIN" "$KAFKA_SH" start --dir "$KDIR" --nodes 3 \
-      --controllers 2 --timeout 240 2>>"$WORK/kafka-start.log") || rc=$?
-    for n in 1 2 3 4 5; do  # whatever happened, running nodes are stopped by this harness
-      [[ -f "$KDIR/node$n/kafka.pid" ]] && PIDS[kafka$n]=$(cat "$KDIR/node$n/kafka.pid")
-    done
-    for n in 1 2 3; do ln -sf "$KDIR/node$n/server.log" "$WORK/kafka$n-server.log"; done
-    ((rc == 0)) || fail "the Kafka cluster did not start: $(tail -n 5 "$WORK/kafka-start.log")"
+    start_kafka_cluster
     "$KAFKA_TOOL_BIN" create-topics --bootstrap "$KAFKA" --partitions 1 --replication-factor 3 \
       --min-insync-replicas 2 torture.probe >>"$WORK/kafka-start.log" 2>&1 ||
       fail "cannot create torture.probe: $(tail -n 3 "$WORK/kafka-start.log")"
@@ -1143,15 +1150,7 @@ PY
     KAFKA_MODE=real
     start_mosquitto
     if [[ $NAME == realkafka-proxy-cluster ]]; then
-      KDIR="$WORK/kafka"
-      rc=0
-      KAFKA=$(OUTPOST_KAFKA_TOOL="$KAFKA_TOOL_BIN" "$KAFKA_SH" start --dir "$KDIR" --nodes 3 \
-        --controllers 2 --timeout 240 2>>"$WORK/kafka-start.log") || rc=$?
-      for n in 1 2 3 4 5; do  # whatever happened, running nodes are stopped by this harness
-        [[ -f "$KDIR/node$n/kafka.pid" ]] && PIDS[kafka$n]=$(cat "$KDIR/node$n/kafka.pid")
-      done
-      for n in 1 2 3; do ln -sf "$KDIR/node$n/server.log" "$WORK/kafka$n-server.log"; done
-      ((rc == 0)) || fail "the Kafka cluster did not start: $(tail -n 5 "$WORK/kafka-start.log")"
+      start_kafka_cluster
       log "Apache Kafka cluster: brokers $KAFKA, 2 more controllers ($KDIR)"
     else
       start_real_kafka
