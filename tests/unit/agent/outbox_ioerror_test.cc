@@ -107,6 +107,17 @@ TEST_CASE("An I/O error on a disk with room evicts nothing", "[agent][outbox][io
     CHECK(next.dropped == kReadings);  // reported with the next batch
     CHECK(box->stats().rows == 4);
   }
+  SECTION("a failed fsync at commit is reported as the I/O error, not as a failed rollback") {
+    vfs.failSyncs(-1);
+    auto b = makeBatch();
+    auto r = box->append(b);
+    REQUIRE_FALSE(r.has_value());
+    // The commit's own rollback used to be followed by a ROLLBACK of ours, whose "cannot
+    // rollback - no transaction is active" replaced the message (torture io-error-kill).
+    CHECK_THAT(r.error().message(), !Catch::Contains("cannot rollback"));
+    CHECK_THAT(r.error().message(), Catch::Contains("I/O error"));
+    vfs.failSyncs(0);
+  }
   box.reset();  // before the VFS goes
 }
 

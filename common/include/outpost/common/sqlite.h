@@ -60,7 +60,12 @@ class Transaction {
   int commit() {
     done_ = true;
     const int rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
-    if (rc != SQLITE_OK) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    // A failed COMMIT may have rolled the transaction back itself (an I/O error or a full disk
+    // does): a ROLLBACK then fails too, and its "cannot rollback - no transaction is active"
+    // would replace the commit's own message, which the caller reports (sqlite::failure).
+    if (rc != SQLITE_OK && !sqlite3_get_autocommit(db_)) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
     return rc;
   }
 
