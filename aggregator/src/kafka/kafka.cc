@@ -305,6 +305,7 @@ Result<std::vector<int32_t>> topicPartitions(
   const bool delivered_before =
       std::any_of(checkpoints.begin(), checkpoints.end(),
                   [&](const auto& cp) { return cp.first.topic == topic; });
+  rd_kafka_resp_err_t last = RD_KAFKA_RESP_ERR_NO_ERROR;  // the topic error of the last answer
   for (int attempt = 1;; ++attempt) {
     const auto now = std::chrono::steady_clock::now();
     const int wait_ms = static_cast<int>(std::max<int64_t>(
@@ -314,8 +315,14 @@ Result<std::vector<int32_t>> topicPartitions(
     const auto merr = rd_kafka_metadata(rk, 0, rkt, &md, wait_ms);
     rd_kafka_topic_destroy(rkt);
     if (merr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return fail(ErrorCode::kUnavailable,
-                  "kafka recovery: metadata for " + topic + ": " + rd_kafka_err2str(merr));
+      // A request that ran out of the time left after retried topic errors: those are the news.
+      const std::string why =
+          last != RD_KAFKA_RESP_ERR_NO_ERROR
+              ? std::string(rd_kafka_err2name(last)) + ": " + rd_kafka_err2str(last) +
+                    ", still after " + std::to_string(attempt - 1) +
+                    " attempts within dedup.recovery_timeout_ms"
+              : std::string(rd_kafka_err2str(merr));
+      return fail(ErrorCode::kUnavailable, "kafka recovery: metadata for " + topic + ": " + why);
     }
     std::unique_ptr<const rd_kafka_metadata_t, void (*)(const rd_kafka_metadata_t*)> mg(
         md, rd_kafka_metadata_destroy);
@@ -350,6 +357,7 @@ Result<std::vector<int32_t>> topicPartitions(
       spdlog::warn("kafka recovery: metadata for {}: {}; asking again", topic,
                    rd_kafka_err2name(terr));
     }
+    last = terr;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
 }

@@ -300,7 +300,7 @@ TEST_CASE("recoverFromKafka: a topic-level Metadata error is asked again, never 
   SECTION("a lasting LEADER_NOT_AVAILABLE: an error naming it, not an empty recovery") {
     rd_kafka_mock_topic_set_error(cluster.mc, "outpost.readings",
                                   RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE);
-    auto got = agg::recoverFromKafka(o, topics, *store, 1000, 1500);
+    auto got = agg::recoverFromKafka(o, topics, *store, 1000, 2500);
     REQUIRE_FALSE(got);
     CHECK_THAT(got.error().message(), Catch::Contains("LEADER_NOT_AVAILABLE"));
     CHECK_FALSE(store->isDone(BatchKey{"dev-a", 1, 7}));
