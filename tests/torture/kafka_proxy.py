@@ -225,8 +225,10 @@ def rewrite_address(host, port, upstream, proxy, counts):
     return host, port
 
 
-def rewrite_metadata(body: bytes, version: int, upstream, proxy, counts) -> bytes:
-    """The Metadata response with the proxied broker's address replaced (versions 0-13)."""
+def metadata_brokers(body: bytes, version: int):
+    """The start of a Metadata response (versions 0-13): (reader, flex, start, n, brokers), the
+    reader past the brokers array, `start` where that array begins, n its length as encoded (-1:
+    null) and brokers a list of (node, host, port, rack, tagged bytes) as read."""
     if not 0 <= version <= 13:
         raise Malformed(f"Metadata v{version} is not handled")
     flex = version >= 9
@@ -234,20 +236,27 @@ def rewrite_metadata(body: bytes, version: int, upstream, proxy, counts) -> byte
     if version >= 3:
         r.int32()
     start = r.pos
-    out = bytearray()
     n = r.array_len(flex)
-    out += enc_uvarint(n + 1) if flex else struct.pack(">i", n)
+    brokers = []
     for _ in range(max(n, 0)):
-        node = r.int32()
-        host = r.string(flex)
-        port = r.int32()
+        node, host, port = r.int32(), r.string(flex), r.int32()
+        rack = r.string(flex) if version >= 1 else None
+        t0 = r.pos
+        r.tagged(flex)
+        brokers.append((node, host, port, rack, body[t0:r.pos]))
+    return r, flex, start, n, brokers
+
+
+def rewrite_metadata(body: bytes, version: int, upstream, proxy, counts) -> bytes:
+    """The Metadata response with the proxied broker's address replaced (versions 0-13)."""
+    r, flex, start, n, brokers = metadata_brokers(body, version)
+    out = bytearray(enc_uvarint(n + 1) if flex else struct.pack(">i", n))
+    for node, host, port, rack, tagged in brokers:
         host, port = rewrite_address(host, port, upstream, proxy, counts)
         out += struct.pack(">i", node) + enc_string(host, flex) + struct.pack(">i", port)
         if version >= 1:
-            out += enc_string(r.string(flex), flex)
-        t0 = r.pos
-        r.tagged(flex)
-        out += body[t0:r.pos]
+            out += enc_string(rack, flex)
+        out += tagged
     return body[:start] + bytes(out) + body[r.pos:]
 
 
@@ -288,17 +297,7 @@ def metadata_topics(body: bytes, version: int):
     error_pos, the partitions array's byte span (parts_start, parts_end) and its partitions
     [{"error", "error_pos", "leader_pos"}]; the whole message is walked (Malformed if it does not
     parse to its end)."""
-    if not 0 <= version <= 13:
-        raise Malformed(f"Metadata v{version} is not handled")
-    flex = version >= 9
-    r = response_reader(body, METADATA, version)
-    if version >= 3:
-        r.int32()
-    for _ in range(max(r.array_len(flex), 0)):
-        r.int32(), r.string(flex), r.int32()
-        if version >= 1:
-            r.string(flex)
-        r.tagged(flex)
+    r, flex, _, _, _ = metadata_brokers(body, version)
     if version >= 2:
         r.string(flex)
     if version >= 1:

@@ -122,8 +122,10 @@ def metadata_response(version, brokers, corr=9):
     return b
 
 
-def decode_metadata(body, version):
-    """Every field of a Metadata response (an independent walk: fails on a damaged message)."""
+def walk_metadata(body, version):
+    """Every field of a Metadata response (an independent walk of the proxy's parser: fails on a
+    damaged message): the brokers [(node, host, port)] and {topic: (topic error, [(partition
+    error, index, leader)])}."""
     flex = version >= 9
     r = kp.response_reader(body, kp.METADATA, version)
     if version >= 3:
@@ -139,55 +141,7 @@ def decode_metadata(body, version):
         r.string(flex)
     if version >= 1:
         r.int32()
-    topics = []
-    for _ in range(r.array_len(flex)):
-        r.int16()
-        topics.append(r.string(flex))
-        if version >= 10:
-            r.take(16)
-        if version >= 1:
-            r.int8()
-        for _ in range(r.array_len(flex)):
-            r.int16(), r.int32(), r.int32()
-            if version >= 7:
-                r.int32()
-            for _ in range(r.array_len(flex)):
-                r.int32()
-            for _ in range(r.array_len(flex)):
-                r.int32()
-            if version >= 5:
-                for _ in range(r.array_len(flex)):
-                    r.int32()
-            r.tagged(flex)
-        if version >= 8:
-            r.int32()
-        r.tagged(flex)
-    if 8 <= version <= 10:
-        r.int32()
-    if version >= 13:
-        r.int16()
-    r.tagged(flex)
-    if r.pos != len(body):
-        raise kp.Malformed(f"{len(body) - r.pos} bytes left over")
-    return brokers, topics
-
-
-def metadata_partitions(body, version):
-    """{topic: (topic error, [(partition error, index, leader)])}, by an independent walk."""
-    flex = version >= 9
-    r = kp.response_reader(body, kp.METADATA, version)
-    if version >= 3:
-        r.int32()
-    for _ in range(r.array_len(flex)):
-        r.int32(), r.string(flex), r.int32()
-        if version >= 1:
-            r.string(flex)
-        r.tagged(flex)
-    if version >= 2:
-        r.string(flex)
-    if version >= 1:
-        r.int32()
-    out = {}
+    topics = {}
     for _ in range(r.array_len(flex)):
         err, name = r.int16(), r.string(flex)
         if version >= 10:
@@ -199,15 +153,33 @@ def metadata_partitions(body, version):
             parts.append((r.int16(), r.int32(), r.int32()))
             if version >= 7:
                 r.int32()
-            for _ in range(2 + (version >= 5)):
+            for _ in range(2 + (version >= 5)):  # replicas, in-sync replicas, offline replicas
                 for _ in range(r.array_len(flex)):
                     r.int32()
             r.tagged(flex)
         if version >= 8:
             r.int32()
         r.tagged(flex)
-        out[name] = (err, parts)
-    return out
+        topics[name] = (err, parts)
+    if 8 <= version <= 10:
+        r.int32()
+    if version >= 13:
+        r.int16()
+    r.tagged(flex)
+    if r.pos != len(body):
+        raise kp.Malformed(f"{len(body) - r.pos} bytes left over")
+    return brokers, topics
+
+
+def decode_metadata(body, version):
+    """The brokers and the topic names of a Metadata response (walk_metadata)."""
+    brokers, topics = walk_metadata(body, version)
+    return brokers, list(topics)
+
+
+def metadata_partitions(body, version):
+    """{topic: (topic error, [(partition error, index, leader)])} (walk_metadata)."""
+    return walk_metadata(body, version)[1]
 
 
 PROXY = ("proxy.longer.host.example", 40001)  # another length than the broker's host

@@ -118,6 +118,20 @@ finish() {
   return $rc
 }
 
+# start_failure_allowed LABEL RC FROM: an agent run (of $dev, its log from line FROM) that exited
+# with status RC != 0 may only be one that could not open its outbox at start-up (the unit's
+# Restart=on-failure starts it again); counts it in `restarts`, which must stay within ITER.
+start_failure_allowed() {
+  local label=$1 rc=$2 from=$3
+  ((rc < 128)) || fail "$label: the agent died of signal $((rc - 128))"
+  tail -n +"$from" "$WORK/$dev.log" | grep -q ' running: ' &&
+    fail "$label: the agent exited with status $rc after it started reading (not allowed)"
+  tail -n +"$from" "$WORK/$dev.log" | grep -q 'cannot open the outbox' ||
+    fail "$label: the agent exited with status $rc without saying why"
+  ((++restarts > ITER)) && fail "$label: more restarts than faults (crash loop)"
+  return 0
+}
+
 # start_kafka_cluster: a real 3-broker KRaft cluster plus 2 controller-only nodes in $WORK/kafka
 # ($KDIR; scripts/kafka.sh start --nodes 3 --controllers 2); KAFKA is its brokers' bootstrap list.
 # Every node that runs is stopped by this harness, whatever happened.
@@ -502,12 +516,7 @@ case "$NAME" in
       wait "${PIDS[$dev]}" || rc=$?
       unset "PIDS[$dev]"
       if ((rc != 0)); then
-        ((rc < 128)) || fail "$label: the agent died of signal $((rc - 128))"
-        tail -n +"$from" "$WORK/$dev.log" | grep -q ' running: ' &&
-          fail "$label: the agent exited with status $rc after it started reading (not allowed)"
-        tail -n +"$from" "$WORK/$dev.log" | grep -q 'cannot open the outbox' ||
-          fail "$label: the agent exited with status $rc without saying why"
-        ((++restarts > ITER)) && fail "$label: more restarts than faults (crash loop)"
+        start_failure_allowed "$label" "$rc" "$from"
         echo "  $label: start-up failed ($(tail -n +"$from" "$WORK/$dev.log" | grep -m1 -o 'cannot open the outbox.*' | cut -c1-150)); restarting in 2 s without the fault"
         t_restart=$(now_ms)
         sleep 2
@@ -622,12 +631,7 @@ case "$NAME" in
         return
       fi
       if ((rc != 0)); then
-        ((rc < 128)) || fail "$label: the agent died of signal $((rc - 128))"
-        tail -n +"$from" "$WORK/$dev.log" | grep -q ' running: ' &&
-          fail "$label: the agent exited with status $rc after it started reading (not allowed)"
-        tail -n +"$from" "$WORK/$dev.log" | grep -q 'cannot open the outbox' ||
-          fail "$label: the agent exited with status $rc without saying why"
-        ((++restarts > ITER)) && fail "$label: more restarts than faults (crash loop)"
+        start_failure_allowed "$label" "$rc" "$from"
         echo "  $label: start-up failed; restarting in 2 s without the fault"
         sleep 2
         iok_run "$label (restart)"
